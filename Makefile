@@ -1,0 +1,55 @@
+# p2pchat — the two commands a fresh clone needs are `make run` and `make test`.
+# Everything is installed from this repository's own files into ./.venv.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Where `make run` keeps its node (identity, store, sockets). Override: make run P2PCHAT_HOME=...
+P2PCHAT_HOME ?= $(CURDIR)/.p2pchat-home
+export P2PCHAT_HOME
+
+.PHONY: run test setup lint typecheck pytest fuzz sim bench vectors clean
+
+setup: $(STAMP)
+
+# Both distributions are installed editable in one pip call, so `p2pchat-crypto`
+# resolves to ./crypto and nothing named p2pchat is ever fetched from an index.
+$(STAMP): pyproject.toml crypto/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./crypto -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/p2pchat node run --create-identity
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+pytest: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure" >&2; fi; \
+	exit $$rc
+
+test: lint typecheck pytest
+
+vectors: $(STAMP)
+	$(BIN)/python protocol-spec/vectors/generate.py
+
+fuzz: $(STAMP)
+	P2PCHAT_FUZZ_EXAMPLES=2000000 $(BIN)/python -m pytest tests/protocol -k fuzz -q
+
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim.campaign
+
+bench: $(STAMP)
+	for b in bench/*_bench.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
