@@ -1,0 +1,58 @@
+"""Local storage: the ``Store`` protocol, ``SqliteStore`` (default) and ``MemoryStore``.
+
+See :mod:`p2pchat.storage.base` for the API and its guarantees.
+"""
+
+from __future__ import annotations
+
+from .base import QuotaExceededError, Store, Transaction
+from .memory import MemoryStore
+from .records import (
+    AddedMessage,
+    Contact,
+    ContactState,
+    Conversation,
+    ConversationKind,
+    DeliveryState,
+    DhtRecord,
+    Direction,
+    MailboxItem,
+    MailboxQuota,
+    Message,
+    NewMessage,
+    NewOutboxItem,
+    OutboxItem,
+    Peer,
+    PeerSource,
+    SessionRecord,
+    StoreStatistics,
+)
+from .sqlite import SqliteStore
+
+__all__ = [
+    # stores
+    "Store",
+    "Transaction",
+    "SqliteStore",
+    "MemoryStore",
+    "QuotaExceededError",
+    # records
+    "Contact",
+    "ContactState",
+    "SessionRecord",
+    "Conversation",
+    "ConversationKind",
+    "NewMessage",
+    "Message",
+    "AddedMessage",
+    "Direction",
+    "DeliveryState",
+    "NewOutboxItem",
+    "OutboxItem",
+    "MailboxItem",
+    "MailboxQuota",
+    "DhtRecord",
+    "Peer",
+    "PeerSource",
+    "StoreStatistics",
+]

@@ -1,0 +1,517 @@
+"""The synchronous SQLite operations behind :class:`~p2pchat.storage.sqlite.SqliteStore`.
+
+Each method is one short series of statements on a connection the caller has already put
+inside a transaction; nothing here commits. Rows are mapped to records and back in one
+place per table.
+"""
+
+# Only the module's own column-list constants are ever interpolated into SQL; every value
+# is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from p2pchat.errors import NotFoundError
+
+from ._facade import Backend
+from .records import (
+    AddedMessage,
+    Contact,
+    ContactState,
+    Conversation,
+    ConversationKind,
+    DeliveryState,
+    DhtRecord,
+    Direction,
+    MailboxItem,
+    MailboxQuota,
+    Message,
+    NewMessage,
+    NewOutboxItem,
+    OutboxItem,
+    Peer,
+    PeerSource,
+    SessionRecord,
+    StoreStatistics,
+)
+
+__all__ = ["SqliteBackend"]
+
+_MESSAGE_COLUMNS = (
+    "conversation_id, message_id, sender_account, sender_device, direction, content_type, "
+    "body, sent_at, received_at, state, seq, failure_reason"
+)
+_OUTBOX_COLUMNS = (
+    "item_id, destination_account, destination_device, conversation_id, message_id, "
+    "payload, created_at, attempts, next_attempt_at, last_error"
+)
+_CONTACT_COLUMNS = (
+    "account, display_name, state, verified, identity, devices, created_at, updated_at"
+)
+_SESSION_COLUMNS = "account, device, session_id, pickle, updated_at"
+_PEER_COLUMNS = "peer_id, addrs, account, last_seen, display_name, source"
+_MAILBOX_COLUMNS = "item_id, recipient_tag, sender_tag, blob, stored_at, expires_at"
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        account=row[0],
+        display_name=row[1],
+        state=ContactState(row[2]),
+        verified=bool(row[3]),
+        identity=row[4],
+        devices=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+    )
+
+
+def _session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        account=row[0], device=row[1], session_id=row[2], pickle=row[3], updated_at=row[4]
+    )
+
+
+def _conversation(row: Any) -> Conversation:
+    return Conversation(
+        conversation_id=row[0],
+        kind=ConversationKind(row[1]),
+        peer_account=row[2],
+        last_activity=row[3],
+        unread=row[4],
+    )
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        conversation_id=row[0],
+        message_id=row[1],
+        sender_account=row[2],
+        sender_device=row[3],
+        direction=Direction(row[4]),
+        content_type=row[5],
+        body=row[6],
+        sent_at=row[7],
+        received_at=row[8],
+        state=DeliveryState(row[9]),
+        seq=row[10],
+        failure_reason=row[11],
+    )
+
+
+def _outbox(row: Any) -> OutboxItem:
+    return OutboxItem(
+        item_id=row[0],
+        destination_account=row[1],
+        destination_device=row[2],
+        conversation_id=row[3],
+        message_id=row[4],
+        payload=row[5],
+        created_at=row[6],
+        attempts=row[7],
+        next_attempt_at=row[8],
+        last_error=row[9],
+    )
+
+
+def _mailbox(row: Any) -> MailboxItem:
+    return MailboxItem(
+        item_id=row[0],
+        recipient_tag=row[1],
+        sender_tag=row[2],
+        blob=row[3],
+        stored_at=row[4],
+        expires_at=row[5],
+    )
+
+
+def _peer(row: Any) -> Peer:
+    return Peer(
+        peer_id=row[0],
+        addrs=tuple(json.loads(row[1])),
+        account=row[2],
+        last_seen=row[3],
+        display_name=row[4],
+        source=PeerSource(row[5]),
+    )
+
+
+class SqliteBackend(Backend):
+    """Operations on one connection. Not thread-safe by itself: the store serialises."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _changes(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    # -- meta -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else bytes(row[0])
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> bool:
+        return self._changes("DELETE FROM meta WHERE key = ?", (key,)) > 0
+
+    # -- contacts ---------------------------------------------------------------------
+
+    def put_contact(self, contact: Contact) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO contacts (account, display_name, state, verified, identity,"
+            " devices, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                contact.account,
+                contact.display_name,
+                contact.state.value,
+                int(contact.verified),
+                contact.identity,
+                contact.devices,
+                contact.created_at,
+                contact.updated_at,
+            ),
+        )
+
+    def get_contact(self, account: bytes) -> Contact | None:
+        row = self._one(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE account = ?", (account,))
+        return None if row is None else _contact(row)
+
+    def list_contacts(self, *, state: ContactState | None = None) -> list[Contact]:
+        if state is None:
+            rows = self._all(f"SELECT {_CONTACT_COLUMNS} FROM contacts ORDER BY account")
+        else:
+            rows = self._all(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE state = ? ORDER BY account",
+                (state.value,),
+            )
+        return [_contact(row) for row in rows]
+
+    def delete_contact(self, account: bytes) -> bool:
+        return self._changes("DELETE FROM contacts WHERE account = ?", (account,)) > 0
+
+    def is_blocked(self, account: bytes) -> bool:
+        row = self._one(
+            "SELECT 1 FROM contacts WHERE account = ? AND state = 'blocked'", (account,)
+        )
+        return row is not None
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def put_session(self, record: SessionRecord) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO sessions (account, device, session_id, pickle, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.account, record.device, record.session_id, record.pickle, record.updated_at),
+        )
+
+    def get_session(self, account: bytes, device: bytes, session_id: bytes) -> SessionRecord | None:
+        key = (account, device, session_id)
+        row = self._one(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions"
+            " WHERE account = ? AND device = ? AND session_id = ?",
+            key,
+        )
+        return None if row is None else _session(row)
+
+    def list_sessions(self, account: bytes, *, device: bytes | None = None) -> list[SessionRecord]:
+        if device is None:
+            rows = self._all(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE account = ? "
+                "ORDER BY updated_at DESC, device, session_id",
+                (account,),
+            )
+        else:
+            rows = self._all(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE account = ? AND device = ? "
+                "ORDER BY updated_at DESC, device, session_id",
+                (account, device),
+            )
+        return [_session(row) for row in rows]
+
+    def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool:
+        key = (account, device, session_id)
+        sql = "DELETE FROM sessions WHERE account = ? AND device = ? AND session_id = ?"
+        return self._changes(sql, key) > 0
+
+    # -- conversations ----------------------------------------------------------------
+
+    def put_conversation(self, conversation: Conversation) -> None:
+        c = conversation
+        self._conn.execute(
+            "INSERT INTO conversations (conversation_id, kind, peer_account, last_activity,"
+            " unread) VALUES (?, ?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET"
+            " kind = excluded.kind, peer_account = excluded.peer_account,"
+            " last_activity = excluded.last_activity, unread = excluded.unread",
+            (c.conversation_id, c.kind.value, c.peer_account, c.last_activity, c.unread),
+        )
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        row = self._one(
+            "SELECT conversation_id, kind, peer_account, last_activity, unread"
+            " FROM conversations WHERE conversation_id = ?",
+            (conversation_id,),
+        )
+        return None if row is None else _conversation(row)
+
+    def list_conversations(self) -> list[Conversation]:
+        rows = self._all(
+            "SELECT conversation_id, kind, peer_account, last_activity, unread"
+            " FROM conversations ORDER BY last_activity DESC, conversation_id"
+        )
+        return [_conversation(row) for row in rows]
+
+    def mark_read(self, conversation_id: str) -> None:
+        sql = "UPDATE conversations SET unread = 0 WHERE conversation_id = ?"
+        if not self._changes(sql, (conversation_id,)):
+            raise NotFoundError("no such conversation")
+
+    # -- messages ---------------------------------------------------------------------
+
+    def add_message(self, message: NewMessage) -> AddedMessage:
+        existing = self.get_message(message.message_id)
+        if existing is not None:
+            return AddedMessage(message=existing, duplicate=True)
+        row = self._one(
+            "SELECT last_seq FROM conversations WHERE conversation_id = ?",
+            (message.conversation_id,),
+        )
+        if row is None:
+            raise NotFoundError("no such conversation")
+        stored = Message.from_new(message, seq=row[0] + 1)
+        unread = 1 if message.direction is Direction.IN else 0
+        self._conn.execute(
+            "UPDATE conversations SET last_seq = ?, unread = unread + ?,"
+            " last_activity = max(last_activity, ?) WHERE conversation_id = ?",
+            (stored.seq, unread, message.received_at, message.conversation_id),
+        )
+        self._conn.execute(
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+            (
+                stored.conversation_id,
+                stored.message_id,
+                stored.sender_account,
+                stored.sender_device,
+                stored.direction.value,
+                stored.content_type,
+                stored.body,
+                stored.sent_at,
+                stored.received_at,
+                stored.state.value,
+                stored.seq,
+                None,
+            ),
+        )
+        return AddedMessage(message=stored, duplicate=False)
+
+    def get_message(self, message_id: bytes) -> Message | None:
+        row = self._one(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
+        )
+        return None if row is None else _message(row)
+
+    def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        low = -1 if after_seq is None else after_seq
+        high = 2**63 - 1 if before_seq is None else before_seq
+        # Paging backwards (before_seq alone) takes the newest rows below the bound.
+        newest = before_seq is not None and after_seq is None
+        rows = self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
+            f" AND seq > ? AND seq < ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
+            (conversation_id, low, high, limit),
+        )
+        messages = [_message(row) for row in rows]
+        return messages[::-1] if newest else messages
+
+    def set_delivery(
+        self, message_id: bytes, state: DeliveryState, *, reason: str | None = None
+    ) -> None:
+        sql = "UPDATE messages SET state = ?, failure_reason = ? WHERE message_id = ?"
+        if not self._changes(sql, (state.value, reason, message_id)):
+            raise NotFoundError("no such message")
+
+    # -- outbox -----------------------------------------------------------------------
+
+    def add_outbox(self, item: NewOutboxItem) -> OutboxItem:
+        cursor = self._conn.execute(
+            "INSERT INTO outbox (destination_account, destination_device, conversation_id,"
+            " message_id, payload, created_at, attempts, next_attempt_at, last_error)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL)",
+            (
+                item.destination_account,
+                item.destination_device,
+                item.conversation_id,
+                item.message_id,
+                item.payload,
+                item.created_at,
+                item.created_at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return OutboxItem.from_new(item, item_id=cursor.lastrowid)
+
+    def due_outbox(self, now: int, *, limit: int = 100) -> list[OutboxItem]:
+        rows = self._all(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, item_id LIMIT ?",
+            (now, limit),
+        )
+        return [_outbox(row) for row in rows]
+
+    def reschedule_outbox(
+        self, item_id: int, *, next_attempt_at: int, error: str | None
+    ) -> OutboxItem:
+        row = self._one(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            f" WHERE item_id = ? RETURNING {_OUTBOX_COLUMNS}",
+            (next_attempt_at, error, item_id),
+        )
+        if row is None:
+            raise NotFoundError("no such outbox item")
+        return _outbox(row)
+
+    def remove_outbox(self, item_id: int) -> bool:
+        return self._changes("DELETE FROM outbox WHERE item_id = ?", (item_id,)) > 0
+
+    # -- mailbox ----------------------------------------------------------------------
+
+    def put_mailbox(self, item: MailboxItem, *, quota: MailboxQuota) -> bool:
+        if self._one("SELECT 1 FROM mailbox WHERE item_id = ?", (item.item_id,)):
+            return False
+        live = "expires_at > ?"
+        sender = self._one(
+            f"SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE sender_tag = ? AND {live}",
+            (item.sender_tag, item.stored_at),
+        )
+        total = self._one(
+            f"SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE {live}",
+            (item.stored_at,),
+        )
+        quota.check(item.size, sender_usage=sender, total_usage=total)
+        self._conn.execute(
+            f"INSERT INTO mailbox ({_MAILBOX_COLUMNS}, size) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.item_id,
+                item.recipient_tag,
+                item.sender_tag,
+                item.blob,
+                item.stored_at,
+                item.expires_at,
+                item.size,
+            ),
+        )
+        return True
+
+    def fetch_mailbox(
+        self, recipient_tag: bytes, *, now: int, limit: int = 100
+    ) -> list[MailboxItem]:
+        rows = self._all(
+            f"SELECT {_MAILBOX_COLUMNS} FROM mailbox WHERE recipient_tag = ? AND expires_at > ?"
+            " ORDER BY stored_at, item_id LIMIT ?",
+            (recipient_tag, now, limit),
+        )
+        return [_mailbox(row) for row in rows]
+
+    def delete_mailbox(self, item_ids: Sequence[bytes]) -> int:
+        return sum(
+            self._changes("DELETE FROM mailbox WHERE item_id = ?", (item_id,))
+            for item_id in set(item_ids)
+        )
+
+    def expire_mailbox(self, now: int) -> int:
+        return self._changes("DELETE FROM mailbox WHERE expires_at <= ?", (now,))
+
+    # -- DHT cache --------------------------------------------------------------------
+
+    def put_dht(self, record: DhtRecord) -> bool:
+        row = self._one("SELECT seq FROM dht_cache WHERE key = ?", (record.key,))
+        if row is not None and row[0] > record.seq:
+            return False
+        self._conn.execute(
+            "INSERT OR REPLACE INTO dht_cache (key, value, seq, expires_at) VALUES (?, ?, ?, ?)",
+            (record.key, record.value, record.seq, record.expires_at),
+        )
+        return True
+
+    def get_dht(self, key: bytes, *, now: int) -> DhtRecord | None:
+        row = self._one(
+            "SELECT key, value, seq, expires_at FROM dht_cache WHERE key = ? AND expires_at > ?",
+            (key, now),
+        )
+        return (
+            None
+            if row is None
+            else DhtRecord(key=row[0], value=row[1], seq=row[2], expires_at=row[3])
+        )
+
+    def expire_dht(self, now: int) -> int:
+        return self._changes("DELETE FROM dht_cache WHERE expires_at <= ?", (now,))
+
+    # -- peers ------------------------------------------------------------------------
+
+    def put_peer(self, peer: Peer) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO peers (peer_id, addrs, account, last_seen, display_name,"
+            " source) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                peer.peer_id,
+                json.dumps(list(peer.addrs)),
+                peer.account,
+                peer.last_seen,
+                peer.display_name,
+                peer.source.value,
+            ),
+        )
+
+    def get_peer(self, peer_id: str) -> Peer | None:
+        row = self._one(f"SELECT {_PEER_COLUMNS} FROM peers WHERE peer_id = ?", (peer_id,))
+        return None if row is None else _peer(row)
+
+    def list_peers(self, *, source: PeerSource | None = None) -> list[Peer]:
+        order = " ORDER BY last_seen DESC, peer_id"
+        if source is None:
+            rows = self._all(f"SELECT {_PEER_COLUMNS} FROM peers" + order)
+        else:
+            sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE source = ?" + order
+            rows = self._all(sql, (source.value,))
+        return [_peer(row) for row in rows]
+
+    def delete_peer(self, peer_id: str) -> bool:
+        return self._changes("DELETE FROM peers WHERE peer_id = ?", (peer_id,)) > 0
+
+    def statistics(self) -> StoreStatistics:
+        def count(sql: str) -> int:
+            return int(self._one(sql)[0])
+
+        return StoreStatistics(
+            contacts=count("SELECT count(*) FROM contacts"),
+            blocked=count("SELECT count(*) FROM contacts WHERE state = 'blocked'"),
+            sessions=count("SELECT count(*) FROM sessions"),
+            conversations=count("SELECT count(*) FROM conversations"),
+            messages=count("SELECT count(*) FROM messages"),
+            outbox=count("SELECT count(*) FROM outbox"),
+            mailbox_items=count("SELECT count(*) FROM mailbox"),
+            mailbox_bytes=count("SELECT coalesce(sum(size), 0) FROM mailbox"),
+            dht_records=count("SELECT count(*) FROM dht_cache"),
+            peers=count("SELECT count(*) FROM peers"),
+        )

@@ -1,0 +1,236 @@
+"""The ``Store`` protocol the node programs against, and the storage errors.
+
+Two implementations pass one contract suite (``tests/unit/test_store_contract.py``):
+:class:`~p2pchat.storage.sqlite.SqliteStore` (the default, on disk) and
+:class:`~p2pchat.storage.memory.MemoryStore` (tests and the simulator).
+
+Every method is ``async`` because the SQLite one may block on disk I/O (it runs in a worker
+thread). Every call is atomic on its own; several writes that must land together (the new
+session pickle *and* the received message, before the delivery ack) go in one
+:meth:`Store.transaction`::
+
+    async with store.transaction() as tx:
+        await tx.put_session(record)
+        added = await tx.add_message(message)
+    # committed (and, for SqliteStore, fsynced) here; rolled back if the block raised
+
+Inside the block use ``tx``, never ``store``: the store serialises callers, so a plain
+store call from the task that holds the transaction raises :class:`LocalProtocolError`
+instead of deadlocking. Other tasks' calls wait until the transaction ends.
+
+Errors::
+
+    StorageError (p2pchat.errors)       the store failed or the file is corrupt
+    └── QuotaExceededError              a mailbox put would exceed a quota (nothing stored)
+    ClosedError (p2pchat.errors)        the store was closed by its owner
+    NotFoundError (p2pchat.errors)      updating a row that does not exist
+    LocalProtocolError (p2pchat.errors) store used inside its own transaction
+    ValueError / TypeError              a malformed argument (a bug in the caller)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol, Self
+
+from p2pchat.errors import StorageError
+
+from .records import (
+    AddedMessage,
+    Contact,
+    ContactState,
+    Conversation,
+    DeliveryState,
+    DhtRecord,
+    MailboxItem,
+    MailboxQuota,
+    Message,
+    NewMessage,
+    NewOutboxItem,
+    OutboxItem,
+    Peer,
+    PeerSource,
+    SessionRecord,
+    StoreStatistics,
+)
+
+__all__ = ["QuotaExceededError", "Transaction", "Store"]
+
+
+class QuotaExceededError(StorageError):
+    """A mailbox item was refused because it would exceed a quota; nothing was stored.
+
+    ``scope`` is ``"sender"`` (this sender tag's share) or ``"total"`` (the whole mailbox).
+    """
+
+    def __init__(self, scope: Literal["sender", "total"], detail: str) -> None:
+        self.scope = scope
+        super().__init__(f"mailbox quota exceeded ({scope}): {detail}")
+
+
+class Transaction(Protocol):
+    """Every read and write of the store. A store call runs as its own transaction; the
+    ``tx`` of :meth:`Store.transaction` runs them all in one.
+
+    Lists come back in a defined order; ``limit`` must be positive.
+    """
+
+    # -- meta: small key/value settings (owner account, replay cache, prekey pickles) --
+    async def get_meta(self, key: str) -> bytes | None: ...
+    async def put_meta(self, key: str, value: bytes) -> None: ...
+    async def delete_meta(self, key: str) -> bool:
+        """Return whether the key existed."""
+        ...
+
+    # -- contacts ---------------------------------------------------------------------
+    async def put_contact(self, contact: Contact) -> None:
+        """Insert or replace the contact with this account key."""
+        ...
+
+    async def get_contact(self, account: bytes) -> Contact | None: ...
+    async def list_contacts(self, *, state: ContactState | None = None) -> list[Contact]:
+        """Contacts (optionally only those in ``state``), ordered by account key."""
+        ...
+
+    async def delete_contact(self, account: bytes) -> bool: ...
+    async def is_blocked(self, account: bytes) -> bool:
+        """Indexed lookup: the node calls it before any expensive work on a frame."""
+        ...
+
+    # -- sessions (sealed pickles, opaque here) -----------------------------------------
+    async def put_session(self, record: SessionRecord) -> None:
+        """Insert or replace the session ``(account, device, session_id)``."""
+        ...
+
+    async def get_session(
+        self, account: bytes, device: bytes, session_id: bytes
+    ) -> SessionRecord | None: ...
+    async def list_sessions(
+        self, account: bytes, *, device: bytes | None = None
+    ) -> list[SessionRecord]:
+        """A peer's sessions, most recently updated first (the order to try them in)."""
+        ...
+
+    async def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool: ...
+
+    # -- conversations ----------------------------------------------------------------
+    async def put_conversation(self, conversation: Conversation) -> None:
+        """Insert or replace a conversation; its message ``seq`` counter is kept."""
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+    async def list_conversations(self) -> list[Conversation]:
+        """Most recent activity first (ties by id)."""
+        ...
+
+    async def mark_read(self, conversation_id: str) -> None:
+        """Set ``unread`` to 0; :class:`NotFoundError` for an unknown conversation."""
+        ...
+
+    # -- messages ---------------------------------------------------------------------
+    async def add_message(self, message: NewMessage) -> AddedMessage:
+        """Record a message once; an already-stored ``message_id`` changes nothing.
+
+        A new message gets the conversation's next ``seq`` (1, 2, …), raises its
+        ``last_activity`` to ``received_at`` and, if inbound, its ``unread`` count.
+        :class:`NotFoundError` if the conversation does not exist.
+        """
+        ...
+
+    async def get_message(self, message_id: bytes) -> Message | None: ...
+    async def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """Messages in ascending ``seq``: the ``limit`` newest below ``before_seq``, or
+        else the ``limit`` oldest above ``after_seq`` (both bounds may be combined)."""
+        ...
+
+    async def set_delivery(
+        self, message_id: bytes, state: DeliveryState, *, reason: str | None = None
+    ) -> None:
+        """Update a message's delivery state; ``reason`` only with ``FAILED``."""
+        ...
+
+    # -- outbox -----------------------------------------------------------------------
+    async def add_outbox(self, item: NewOutboxItem) -> OutboxItem:
+        """Queue a frame; it is due at once (``next_attempt_at = created_at``)."""
+        ...
+
+    async def due_outbox(self, now: int, *, limit: int = 100) -> list[OutboxItem]:
+        """Items with ``next_attempt_at <= now``, earliest first."""
+        ...
+
+    async def reschedule_outbox(
+        self, item_id: int, *, next_attempt_at: int, error: str | None
+    ) -> OutboxItem:
+        """Count a failed attempt and set the next one; :class:`NotFoundError` if gone."""
+        ...
+
+    async def remove_outbox(self, item_id: int) -> bool: ...
+
+    # -- mailbox (envelopes held for others) ------------------------------------------
+    async def put_mailbox(self, item: MailboxItem, *, quota: MailboxQuota) -> bool:
+        """Store an envelope, or return ``False`` if its ``item_id`` is already held.
+
+        Quotas count unexpired items at ``item.stored_at``; the check and the insert are
+        one atomic step. Raises :class:`QuotaExceededError` (nothing stored) when over.
+        """
+        ...
+
+    async def fetch_mailbox(
+        self, recipient_tag: bytes, *, now: int, limit: int = 100
+    ) -> list[MailboxItem]:
+        """Unexpired items for a recipient, oldest first. Fetching does not delete."""
+        ...
+
+    async def delete_mailbox(self, item_ids: Sequence[bytes]) -> int:
+        """Delete by id (unknown ids are ignored); return how many were deleted."""
+        ...
+
+    async def expire_mailbox(self, now: int) -> int:
+        """Delete items with ``expires_at <= now``; return how many."""
+        ...
+
+    # -- DHT record cache -------------------------------------------------------------
+    async def put_dht(self, record: DhtRecord) -> bool:
+        """Cache a record unless one with a higher ``seq`` is held; return whether stored."""
+        ...
+
+    async def get_dht(self, key: bytes, *, now: int) -> DhtRecord | None:
+        """The cached record, or ``None`` if absent or expired at ``now``."""
+        ...
+
+    async def expire_dht(self, now: int) -> int: ...
+
+    # -- peers ------------------------------------------------------------------------
+    async def put_peer(self, peer: Peer) -> None: ...
+    async def get_peer(self, peer_id: str) -> Peer | None: ...
+    async def list_peers(self, *, source: PeerSource | None = None) -> list[Peer]:
+        """Most recently seen first (ties by peer id)."""
+        ...
+
+    async def delete_peer(self, peer_id: str) -> bool: ...
+
+    async def statistics(self) -> StoreStatistics: ...
+
+
+class Store(Transaction, Protocol):
+    """A store: every :class:`Transaction` method, plus transactions and a lifecycle.
+
+    ``async with store:`` closes it at exit; :meth:`aclose` is idempotent; any call after
+    it raises :class:`~p2pchat.errors.ClosedError`.
+    """
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """All-or-nothing: commit when the block exits normally, roll back if it raises."""
+        ...
+
+    async def aclose(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc_info: object) -> None: ...

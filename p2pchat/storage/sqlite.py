@@ -1,0 +1,213 @@
+"""``SqliteStore``: the on-disk store (stdlib ``sqlite3``, WAL, numbered migrations).
+
+One connection, one writer. Every call runs in a worker thread
+(``trio.to_thread.run_sync``) while holding a :class:`trio.Lock`, so the trio thread never
+blocks on disk and statements never interleave. A call is one ``BEGIN IMMEDIATE … COMMIT``;
+:meth:`SqliteStore.transaction` spans several calls (each its own thread hop) and commits
+or rolls back once, at the end. Worker threads are not abandoned on cancellation: a
+statement that started finishes, and a cancelled transaction rolls back (shielded).
+
+Durability. The journal is WAL with ``synchronous=FULL``: every COMMIT fsyncs the WAL
+before returning, so a commit that precedes a delivery ack survives a power cut, not only
+a process crash. ``NORMAL`` would be enough against SIGKILL (the WAL bytes are in the OS
+page cache when COMMIT returns) but a power loss could then drop the last acknowledged
+messages, and the sender, having the ack, would never resend them: message loss. The
+price is one fsync per commit; batch writes in a transaction (see ``bench/store_bench.py``).
+
+The file is locked with ``locking_mode=EXCLUSIVE``: a second process (a second node on
+the same home) gets :class:`StorageError` at open instead of a silently shared store.
+The lock dies with the process, so a killed node's store reopens at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from os import PathLike
+from typing import Self, TypeVar
+
+import trio
+
+from p2pchat.errors import ClosedError, StorageError
+
+from ._facade import Backend, Facade, serialized
+from ._sqlite_backend import SqliteBackend
+from .base import Transaction
+from .migrations import MIGRATIONS, Migration, migrate
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _map_sqlite_errors(what: str) -> Iterator[None]:
+    """Map ``sqlite3`` errors to :class:`StorageError` at the store's boundary.
+
+    Constraint violations cannot happen through the API (records are validated and
+    duplicates are checked first), so an ``IntegrityError`` here is a store bug or
+    corruption and is reported as such; the original stays in ``__cause__``.
+    """
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            raise StorageError(f"{what}: the store file is corrupt or not a database") from exc
+        if "locked" in text or "busy" in text:
+            raise StorageError(f"{what}: the store is in use by another process") from exc
+        raise StorageError(f"{what}: {text}") from exc
+
+
+def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.5)
+    try:
+        with _map_sqlite_errors(f"cannot open the store at {path}"):
+            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StorageError(f"cannot open the store at {path}: WAL mode unavailable")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA trusted_schema = OFF")
+            migrate(conn, migrations)
+            # Cheap structural check (no full scan): catches a truncated or garbled file.
+            result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if result != "ok":
+                raise StorageError(f"cannot open the store at {path}: it is corrupt")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteStore(Facade):
+    """The default store. Open it with ``async with await SqliteStore.open(path) as store``."""
+
+    def __init__(self, conn: sqlite3.Connection, *, path: str) -> None:
+        """Use :meth:`open`; this wraps a connection that is already migrated."""
+        self._conn: sqlite3.Connection | None = conn
+        self._backend = SqliteBackend(conn)
+        self._lock = trio.Lock()
+        self._path = path
+
+    @classmethod
+    async def open(
+        cls, path: str | PathLike[str], *, migrations: tuple[Migration, ...] = MIGRATIONS
+    ) -> Self:
+        """Open (creating and migrating if needed) the store at ``path``.
+
+        Raises :class:`StorageError` if the file is corrupt, not a p2pchat store, from a
+        newer release, or held by another process. ``migrations`` is for tests.
+        """
+        name = str(path)
+        conn = await trio.to_thread.run_sync(_connect, name, migrations)
+        return cls(conn, path=name)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"<SqliteStore {self._path!r} {state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection once in-flight calls finish. Idempotent."""
+        if self._conn is None:
+            return
+        async with serialized(self._lock):
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(conn.close)
+
+    def _check_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ClosedError("the store is closed")
+        return self._conn
+
+    async def _call(self, op: Callable[[Backend], T]) -> T:
+        self._check_open()
+        async with serialized(self._lock):
+            conn = self._check_open()
+            return await trio.to_thread.run_sync(self._run_atomically, conn, op)
+
+    def _run_atomically(self, conn: sqlite3.Connection, op: Callable[[Backend], T]) -> T:
+        with _map_sqlite_errors("store operation failed"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = op(self._backend)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One atomic, durable unit of several calls; see the module docstring."""
+        self._check_open()
+        async with serialized(self._lock):
+            conn = self._check_open()
+            await trio.to_thread.run_sync(_execute, conn, "BEGIN IMMEDIATE")
+            tx = _SqliteTransaction(self._backend, conn)
+            try:
+                yield tx
+            except BaseException:
+                tx.finish()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_execute, conn, "ROLLBACK")
+                raise
+            tx.finish()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_commit_or_rollback, conn)
+
+
+def _execute(conn: sqlite3.Connection, sql: str) -> None:
+    with _map_sqlite_errors("store transaction failed"):
+        conn.execute(sql)
+
+
+def _commit_or_rollback(conn: sqlite3.Connection) -> None:
+    with _map_sqlite_errors("store commit failed"):
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+class _SqliteTransaction(Facade):
+    """The ``tx`` of :meth:`SqliteStore.transaction`: calls join the open transaction."""
+
+    def __init__(self, backend: SqliteBackend, conn: sqlite3.Connection) -> None:
+        self._backend: SqliteBackend | None = backend
+        self._conn = conn
+
+    def finish(self) -> None:
+        self._backend = None
+
+    async def _call(self, op: Callable[[Backend], T]) -> T:
+        backend = self._backend
+        if backend is None:
+            raise ClosedError("the transaction has ended")
+        return await trio.to_thread.run_sync(self._run, backend, op)
+
+    def _run(self, backend: SqliteBackend, op: Callable[[Backend], T]) -> T:
+        # Each call is atomic inside the transaction too: if one fails half-way (disk
+        # full, say) and the caller carries on, the commit must not include its half.
+        with _map_sqlite_errors("store operation failed"):
+            self._conn.execute("SAVEPOINT op")
+            try:
+                result = op(backend)
+            except BaseException:
+                self._conn.execute("ROLLBACK TO op")
+                raise
+            finally:
+                self._conn.execute("RELEASE op")
+            return result
