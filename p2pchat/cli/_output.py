@@ -1,0 +1,134 @@
+"""Everything the CLI prints: rich panels for people, one JSON object for programs.
+
+Results go to stdout; warnings and errors to stderr, so ``--json`` output stays one
+parseable object even when a warning is shown. Errors are mapped to exit codes here
+and nowhere else (:data:`EXIT_CODES`, :func:`exit_code_for`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import (
+    ConfigError,
+    KeystoreCorruptError,
+    KeystoreExistsError,
+    KeystoreMissingError,
+    P2PChatError,
+    UnsupportedVersionError,
+    WrongPassphraseError,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..keystore import KeystorePublic
+
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_CODES_HELP",
+    "exit_code_for",
+    "error_slug",
+    "emit_json",
+    "show_panel",
+    "identity_rows",
+    "say",
+    "warn",
+    "report_error",
+]
+
+#: Exit status per error class, most specific first. 2 is also click's usage error.
+EXIT_CODES: Sequence[tuple[type[BaseException], int, str]] = (
+    (ConfigError, 2, "usage"),
+    (KeystoreMissingError, 3, "keystore-missing"),
+    (KeystoreExistsError, 4, "keystore-exists"),
+    (WrongPassphraseError, 5, "wrong-passphrase"),
+    (KeystoreCorruptError, 6, "keystore-corrupt"),
+    (UnsupportedVersionError, 7, "unsupported-version"),
+    (OSError, 8, "file-error"),
+    (P2PChatError, 1, "error"),
+)
+
+EXIT_CODES_HELP = (
+    "Exit status: 0 success, 1 other error, 2 bad usage or input, 3 no keystore, "
+    "4 keystore exists (use --force), 5 wrong passphrase, 6 keystore damaged, "
+    "7 keystore format too new, 8 file system error."
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    return next(code for kind, code, _ in EXIT_CODES if isinstance(exc, kind))
+
+
+def error_slug(exc: BaseException) -> str:
+    return next(slug for kind, _, slug in EXIT_CODES if isinstance(exc, kind))
+
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console  # rich costs ~50 ms to import: only when printing
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Keys are 64 hex digits; never wrap them in the middle on a narrow or absent terminal.
+    return Console(file=stream, width=None if stream.isatty() else 110, highlight=False)
+
+
+def emit_json(value: Mapping[str, Any]) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def say(message: str) -> None:
+    """A line of text for a person on stdout (rich markup allowed)."""
+    _console().print(message)
+
+
+def warn(message: str) -> None:
+    _console(stderr=True).print(f"[bold yellow]Warning:[/] {message}")
+
+
+def identity_rows(public: KeystorePublic) -> list[tuple[str, str]]:
+    created = datetime.fromtimestamp(public.created / 1000, tz=UTC)
+    return [
+        ("Fingerprint", public.fingerprint),
+        ("Account key", public.account_key.hex()),
+        ("Device key", public.device_key.hex()),
+        ("Peer ID", public.peer_id),
+        ("Created", created.strftime("%Y-%m-%d %H:%M:%S UTC")),
+    ]
+
+
+def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "green") -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(no_wrap=True)
+    for label, value in rows:
+        table.add_row(label, value)
+    _console().print(Panel(table, title=title, border_style=style, expand=False))
+
+
+def report_error(exc: BaseException, *, as_json: bool) -> int:
+    """Tell the person (or program) what went wrong; return the exit status to use."""
+    code = exit_code_for(exc)
+    message = _message(exc)
+    if as_json:
+        emit_json({"error": {"type": error_slug(exc), "message": message, "exit_code": code}})
+    else:
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]Error:[/] {escape(message)}")
+    return code
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}."
+    return str(exc)
