@@ -1,0 +1,111 @@
+"""Extensible message content: a namespaced type, a body map and a plain-text fallback.
+
+An application embedding the node adds its own kinds (``"com.example/recipe"``) without
+a protocol change: a node that does not know a type shows ``text``. The types this
+release interprets are listed in :data:`KNOWN_TYPES`; their bodies are checked by
+:func:`parse_known_body` only when a caller asks, so unknown or malformed application
+bodies never make the surrounding message undecodable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from p2pchat.errors import WireError
+
+from .codec import AnyMap, Bytes, Nested, Struct, Text, UInt, wire
+
+__all__ = [
+    "TYPE_PATTERN_DOC",
+    "KNOWN_TYPES",
+    "MediaRef",
+    "Price",
+    "Content",
+    "TextBody",
+    "ImageBody",
+    "parse_known_body",
+]
+
+TYPE_PATTERN_DOC = "namespace/name, e.g. p2pchat/text or com.example/recipe"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaRef(Struct):
+    """A reference to a blob fetched out of band (content-addressed, so it can be checked)."""
+
+    hash: bytes = wire("h", Bytes(32), "BLAKE2b-256 of the blob")
+    mime: str = wire("mime", Text(1, 127), "media type, e.g. image/jpeg")
+    size: int = wire("size", UInt(), "blob size in bytes")
+    url: str | None = wire(
+        "url", Text(1, 2048), "where to fetch it (https or /p2p/...)", optional=True
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Price(Struct):
+    """An amount in the currency's minor unit (cents), never a float."""
+
+    amount: int = wire("amt", UInt(), "amount in minor units (e.g. cents)")
+    currency: str = wire("cur", Text(3, 3), "ISO 4217 code, e.g. EUR")
+
+
+def _check_type(value: str) -> None:
+    ns, sep, name = value.partition("/")
+    if not sep or not ns or not name or "/" in name or not value.isascii():
+        raise ValueError("content type must be ASCII namespace/name")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Content(Struct):
+    """The user-visible payload of a direct message or a group post."""
+
+    type: str = wire("type", Text(3, 64), TYPE_PATTERN_DOC)
+    body: Mapping[str, Any] = wire("body", AnyMap(64), "type-specific fields")
+    text: str = wire(
+        "text", Text(0, 16384), "plain-text fallback shown by nodes that do not know type"
+    )
+
+    def __post_init__(self) -> None:
+        _check_type(self.type)
+
+    @property
+    def known(self) -> bool:
+        return self.type in KNOWN_TYPES
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextBody(Struct):
+    """``p2pchat/text``: the text is in ``Content.text``; the body may name a format."""
+
+    format: str | None = wire("fmt", Text(1, 16), "markup: plain or markdown", optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageBody(Struct):
+    """``p2pchat/image``: one image, with the caption in ``Content.text``."""
+
+    media: MediaRef = wire("media", Nested(MediaRef), "the image blob")  # noqa: RUF009 (wire() is a dataclasses.field)
+    width: int | None = wire("w", UInt(1, 65535), "pixels", optional=True)
+    height: int | None = wire("h", UInt(1, 65535), "pixels", optional=True)
+
+
+KNOWN_TYPES: dict[str, type[Struct]] = {
+    "p2pchat/text": TextBody,
+    "p2pchat/image": ImageBody,
+}
+
+
+def parse_known_body(content: Content) -> Struct | None:
+    """The typed body of a known content type, ``None`` for an unknown type.
+
+    Raises :class:`WireError` if a *known* type carries a malformed body.
+    """
+    cls = KNOWN_TYPES.get(content.type)
+    if cls is None:
+        return None
+    body = cls.from_value(dict(content.body), path="body")
+    if not isinstance(body, Struct):  # pragma: no cover - from_value always builds cls
+        raise WireError("invalid", "body")
+    return body

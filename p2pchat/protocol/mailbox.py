@@ -1,0 +1,178 @@
+"""Store-and-forward mailbox messages (``/p2pchat/mailbox/1.0.0``).
+
+A mailbox must learn nothing but sizes and timing, so these frames are *not* signed
+envelopes (an envelope names its sender device). A stored blob is a sealed envelope
+(crypto.md) addressed by an opaque recipient *tag*: the public half of an Ed25519 key
+pair the recipient made for this purpose only and shares with contacts inside
+encrypted sessions. Fetch and delete prove possession of that key with a signature that
+names the mailbox peer and a timestamp, so a request cannot be replayed elsewhere or
+much later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nacl.signing import SigningKey
+
+from p2pchat.errors import LocalProtocolError, WireError
+
+from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, decode_map, encode_value, wire
+from .framing import MAX_FRAME
+from .signing import sign_map, signed_bytes, verify_signature
+
+__all__ = [
+    "MAX_BLOB",
+    "MAX_TTL_S",
+    "AUTH_WINDOW_MS",
+    "MailboxFrame",
+    "MailboxStore",
+    "MailboxStored",
+    "MailboxFetch",
+    "MailboxItem",
+    "MailboxItems",
+    "MailboxDelete",
+    "MailboxDeleted",
+    "MAILBOX_KINDS",
+    "decode_mailbox_frame",
+    "encode_mailbox_frame",
+    "sign_request",
+    "verify_request",
+]
+
+#: Largest stored blob (a sealed envelope).
+MAX_BLOB = 64 * 1024
+#: Longest a mailbox keeps a blob (30 days).
+MAX_TTL_S = 30 * 24 * 3600
+#: Fetch/delete timestamps more than this far from the mailbox's clock are refused.
+AUTH_WINDOW_MS = 5 * 60 * 1000
+_TAG = Bytes(32)
+_ITEM_ID = Bytes(16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxFrame(Struct):
+    version: int = wire("v", UInt(1, 1), "protocol version, 1")
+    kind: str = wire("k", Text(1, 64), "mbox.* kind")
+    payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxStore(Struct):
+    KIND: ClassVar[str] = "mbox.store"
+    tag: bytes = wire("tag", _TAG, "recipient tag (a mailbox-only public key)")
+    blob: bytes = wire("blob", Bytes(low=1, high=MAX_BLOB), "sealed envelope, opaque")
+    ttl: int = wire("ttl", UInt(1, MAX_TTL_S), "seconds to keep it")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxStored(Struct):
+    KIND: ClassVar[str] = "mbox.stored"
+    id: bytes = wire("id", _ITEM_ID, "item id chosen by the mailbox")
+    expires: int = wire("exp", UInt(), "when the mailbox drops it, ms")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxFetch(Struct):
+    KIND: ClassVar[str] = "mbox.fetch"
+    tag: bytes = wire("tag", _TAG, "recipient tag")
+    mailbox: str = wire("box", Text(1, 128), "peer id of the mailbox asked (anti-replay)")
+    ts: int = wire("ts", UInt(), "requester's clock, ms")
+    after: bytes | None = wire("after", _ITEM_ID, "resume after this item id", optional=True)
+    limit: int = wire("max", UInt(1, 256), "at most this many items")
+    sig: bytes = wire("sig", Bytes(64), "Ed25519 by tag, context mailbox")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxItem(Struct):
+    id: bytes = wire("id", _ITEM_ID, "item id")
+    blob: bytes = wire("blob", Bytes(low=1, high=MAX_BLOB), "the stored blob")
+    at: int = wire("at", UInt(), "when the mailbox received it, ms")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxItems(Struct):
+    KIND: ClassVar[str] = "mbox.items"
+    items: tuple[MailboxItem, ...] = wire(
+        "items", ListOf(Nested(MailboxItem), 0, 256), "oldest first"
+    )
+    more: bool = wire("more", Bool(), "more items wait")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxDelete(Struct):
+    KIND: ClassVar[str] = "mbox.delete"
+    tag: bytes = wire("tag", _TAG, "recipient tag")
+    mailbox: str = wire("box", Text(1, 128), "peer id of the mailbox asked (anti-replay)")
+    ts: int = wire("ts", UInt(), "requester's clock, ms")
+    ids: tuple[bytes, ...] = wire("ids", ListOf(_ITEM_ID, 1, 256), "items to delete")
+    sig: bytes = wire("sig", Bytes(64), "Ed25519 by tag, context mailbox")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxDeleted(Struct):
+    KIND: ClassVar[str] = "mbox.deleted"
+    count: int = wire("n", UInt(0, 256), "items actually deleted")
+
+
+MAILBOX_KINDS: dict[str, type[Struct]] = {
+    cls.KIND: cls
+    for cls in (
+        MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted
+    )
+}  # fmt: skip
+
+
+def decode_mailbox_frame(data: bytes, *, max_size: int = MAX_FRAME) -> Struct:
+    """Strictly decode a mailbox frame and its payload (no signature check)."""
+    raw = decode_map(data, max_size=max_size)
+    version = raw.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
+        raise WireError("unsupported-version", f"mailbox version {version}")
+    frame = MailboxFrame.from_value(raw)
+    cls = MAILBOX_KINDS.get(frame.kind)
+    if cls is None:
+        raise WireError("unknown-kind", f"{frame.kind!r} is not a mailbox kind")
+    return cls.from_bytes(frame.payload, max_size=len(frame.payload) or 1)
+
+
+def encode_mailbox_frame(message: Struct) -> bytes:
+    kind: Any = getattr(message, "KIND", None)
+    if MAILBOX_KINDS.get(kind) is not type(message):
+        raise LocalProtocolError(f"{type(message).__name__} is not a mailbox message")
+    try:
+        message.check()
+        return encode_value({"v": 1, "k": kind, "p": message.to_bytes()})
+    except WireError as exc:
+        raise LocalProtocolError(f"refusing to send an invalid message: {exc}") from exc
+
+
+def sign_request(
+    request: MailboxFetch | MailboxDelete, *, tag_key: SigningKey
+) -> MailboxFetch | MailboxDelete:
+    """Return ``request`` with ``tag`` and ``sig`` set from the recipient's tag key."""
+    unsigned = dataclasses.replace(request, tag=bytes(tag_key.verify_key), sig=bytes(64))
+    sig = sign_map("mailbox", _with_kind(unsigned), tag_key)
+    return dataclasses.replace(unsigned, sig=sig)
+
+
+def verify_request(request: MailboxFetch | MailboxDelete, *, mailbox: str, now: int) -> None:
+    """The mailbox's check: right mailbox, fresh timestamp, valid signature by the tag.
+
+    The signed map is the payload map plus ``"k"`` (the kind), so a fetch signature can
+    never authorise a delete. Fields unknown to this version are not covered: a mailbox
+    request is re-encoded from its typed form.
+    """
+    if request.mailbox != mailbox:
+        raise WireError("wrong-mailbox", "request names another mailbox")
+    if abs(request.ts - now) > AUTH_WINDOW_MS:
+        raise WireError("stale-request", "timestamp outside the accepted window")
+    verify_signature(signed_bytes("mailbox", _with_kind(request)), request.sig, request.tag)
+
+
+def _with_kind(request: MailboxFetch | MailboxDelete) -> dict[str, Any]:
+    value: dict[str, Any] = request.to_value()
+    value["k"] = request.KIND
+    return value

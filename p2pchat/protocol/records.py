@@ -1,0 +1,247 @@
+"""DHT records: signed, expiring, sequence-numbered values under ``/p2pchat/<ns>/<hex>``.
+
+The node registers :func:`validate_record` and :func:`select_record` as the DHT's
+namespace validator (py-libp2p's ``validate()`` / ``select()``), with strict validation
+on, so a DHT server stores nothing that fails them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from p2pchat.errors import LocalProtocolError, WireError
+from p2pchat_crypto.kdf import blake2b
+
+from .codec import (
+    AnyMap,
+    Bytes,
+    Choice,
+    ListOf,
+    Nested,
+    Struct,
+    Text,
+    UInt,
+    decode_map,
+    encode_value,
+    wire,
+)
+from .group_events import GROUP_KINDS, MAX_EVENT, decode_event
+from .signing import sign_map, signed_bytes, verify_signature
+
+__all__ = [
+    "NAMESPACES",
+    "MAX_RECORD_SIZE",
+    "MAX_LIFETIME_MS",
+    "Record",
+    "PrekeyRecord",
+    "DeviceEntry",
+    "DeviceListRecord",
+    "GroupRecord",
+    "TopicEntry",
+    "TopicRecord",
+    "MailboxEntry",
+    "MailboxRecord",
+    "RECORD_BODIES",
+    "dht_key",
+    "topic_key",
+    "parse_dht_key",
+    "decode_record",
+    "validate_record",
+    "select_record",
+    "sign_record",
+]
+
+_KEY = Bytes(32)
+#: Largest encoded record per namespace.
+MAX_RECORD_SIZE: dict[str, int] = {
+    "prekeys": 8 * 1024,
+    "devices": 8 * 1024,
+    "group": MAX_EVENT + 2048,
+    "topic": 16 * 1024,
+    "mailbox": 2 * 1024,
+}
+NAMESPACES = tuple(MAX_RECORD_SIZE)
+#: A record may not claim to live longer than this past ``now`` (30 days).
+MAX_LIFETIME_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrekeyRecord(Struct):
+    bundle: bytes = wire("bundle", Bytes(low=1, high=6 * 1024), "PrekeyBundle (crypto.md), opaque")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceEntry(Struct):
+    device: bytes = wire("dev", _KEY, "device key")
+    cert: bytes = wire("cert", Bytes(low=1, high=1024), "device certificate (crypto.md)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceListRecord(Struct):
+    devices: tuple[DeviceEntry, ...] = wire(
+        "devs", ListOf(Nested(DeviceEntry), 1, 16), "the account's current devices"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupRecord(Struct):
+    genesis: bytes = wire("gen", Bytes(low=1, high=MAX_EVENT), "the genesis event, exact bytes")
+    peers: tuple[str, ...] = wire("peers", ListOf(Text(1, 128), 0, 16), "peer ids to sync from")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicEntry(Struct):
+    group: bytes = wire("g", _KEY, "group id")
+    name: str = wire("name", Text(1, 64), "group name")
+    kind: str = wire("kind", Choice(GROUP_KINDS), "group kind")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicRecord(Struct):
+    tag: str = wire("tag", Text(1, 32), "the topic tag, as hashed into the key")
+    groups: tuple[TopicEntry, ...] = wire("groups", ListOf(Nested(TopicEntry), 1, 64), "groups")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxEntry(Struct):
+    peer: str = wire("peer", Text(1, 128), "mailbox peer id")
+    addrs: tuple[str, ...] = wire("addrs", ListOf(Text(1, 256), 0, 8), "its multiaddrs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxRecord(Struct):
+    mailboxes: tuple[MailboxEntry, ...] = wire(
+        "boxes", ListOf(Nested(MailboxEntry), 1, 4), "where the account's mail waits"
+    )
+
+
+RECORD_BODIES: dict[str, type[Struct]] = {
+    "prekeys": PrekeyRecord,
+    "devices": DeviceListRecord,
+    "group": GroupRecord,
+    "topic": TopicRecord,
+    "mailbox": MailboxRecord,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record(Struct):
+    version: int = wire("v", UInt(1, 1), "record format version, 1")
+    ns: str = wire("ns", Choice(NAMESPACES), "namespace, equals the DHT key's")
+    key: bytes = wire("key", _KEY, "the 32 bytes hex-encoded in the DHT key")
+    seq: int = wire("seq", UInt(), "newer records have a higher seq")
+    expires: int = wire("exp", UInt(), "expiry, ms since the epoch")
+    signer: bytes = wire("signer", _KEY, "Ed25519 key that signed (rule per namespace)")
+    body: Mapping[str, Any] = wire("body", AnyMap(16), "namespace-specific body")
+    sig: bytes = wire("sig", Bytes(64), "Ed25519 by signer, context record")
+    signed: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+    parsed: Struct | None = dataclasses.field(default=None, compare=False, repr=False)
+
+
+def dht_key(ns: str, key: bytes) -> str:
+    return f"/p2pchat/{ns}/{key.hex()}"
+
+
+def topic_key(tag: str) -> bytes:
+    """The 32-byte key of a topic: BLAKE2b-256 of the tag, case-folded (Unicode)."""
+    return blake2b(tag.casefold().encode(), size=32, person=b"p2pchat-topic")
+
+
+def parse_dht_key(text: str) -> tuple[str, bytes]:
+    parts = text.split("/")
+    if len(parts) != 4 or parts[:2] != ["", "p2pchat"] or parts[2] not in MAX_RECORD_SIZE:
+        raise WireError("bad-key", "not a /p2pchat/<ns>/<hex> key")
+    hex_part = parts[3]
+    if len(hex_part) != 64 or hex_part != hex_part.lower() or not hex_part.isascii():
+        raise WireError("bad-key", "key must be 64 lowercase hex digits")
+    try:
+        return parts[2], bytes.fromhex(hex_part)
+    except ValueError:
+        raise WireError("bad-key", "key must be 64 lowercase hex digits") from None
+
+
+def decode_record(data: bytes, *, ns: str) -> Record:
+    """Strictly decode a record of namespace ``ns`` (no signature or expiry check)."""
+    raw = decode_map(data, max_size=MAX_RECORD_SIZE[ns])
+    record = Record.from_value(raw)
+    if record.ns != ns:
+        raise WireError("wrong-namespace", "record namespace differs from its key's")
+    parsed = RECORD_BODIES[ns].from_value(dict(record.body), path="body")
+    return dataclasses.replace(record, signed=signed_bytes("record", raw), parsed=parsed)
+
+
+def _authorised_signer(record: Record) -> None:
+    body = record.parsed
+    if isinstance(body, GroupRecord):
+        genesis = decode_event(body.genesis)
+        if genesis.kind != "genesis" or genesis.event_id != record.key:
+            raise WireError("wrong-key", "genesis does not hash to the record key")
+        genesis.verify()
+        if record.signer != genesis.author_device:
+            raise WireError("wrong-signer", "group records are signed by the genesis author")
+    elif isinstance(body, TopicRecord):
+        if topic_key(body.tag) != record.key:
+            raise WireError("wrong-key", "tag does not hash to the record key")
+    elif record.signer != record.key:
+        raise WireError("wrong-signer", f"{record.ns} records are signed by the key owner")
+
+
+def validate_record(key: str, data: bytes, *, now: int) -> Record:
+    """The DHT validator: every rule of wire.md "DHT records"; raises ``WireError``."""
+    ns, key_bytes = parse_dht_key(key)
+    record = decode_record(data, ns=ns)
+    if record.key != key_bytes:
+        raise WireError("wrong-key", "record key differs from the DHT key")
+    if record.expires <= now:
+        raise WireError("expired", "record has expired")
+    if record.expires > now + MAX_LIFETIME_MS:
+        raise WireError("out-of-range", "expiry too far in the future")
+    _authorised_signer(record)
+    verify_signature(record.signed, record.sig, record.signer)
+    return record
+
+
+def select_record(key: str, values: Sequence[bytes], *, now: int) -> int:
+    """Index of the best valid value: highest seq, then latest expiry, then smallest bytes.
+
+    Raises ``WireError("no-valid-record")`` when none is valid.
+    """
+    candidates: list[tuple[int, int, bytes, int]] = []
+    for index, data in enumerate(values):
+        try:
+            record = validate_record(key, data, now=now)
+        except WireError:
+            continue
+        candidates.append((-record.seq, -record.expires, bytes(data), index))
+    if not candidates:
+        raise WireError("no-valid-record", "no value passes validation")
+    return min(candidates)[3]
+
+
+def sign_record(
+    body: Struct, *, ns: str, key: bytes, seq: int, expires: int, signing_key: SigningKey
+) -> bytes:
+    """Encode and sign a record; refuses (``LocalProtocolError``) a body of the wrong kind."""
+    if RECORD_BODIES.get(ns) is not type(body):
+        raise LocalProtocolError(f"{type(body).__name__} is not a {ns} record body")
+    value: dict[str, Any] = {
+        "v": 1,
+        "ns": ns,
+        "key": key,
+        "seq": seq,
+        "exp": expires,
+        "signer": bytes(signing_key.verify_key),
+        "body": body.to_value(),
+    }
+    value["sig"] = sign_map("record", value, signing_key)
+    try:
+        data = encode_value(value)
+        decode_record(data, ns=ns)
+    except WireError as exc:
+        raise LocalProtocolError(f"refusing to publish an invalid record: {exc}") from exc
+    return data

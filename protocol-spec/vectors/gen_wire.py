@@ -1,0 +1,557 @@
+"""Wire-protocol vectors (protocol-spec/vectors/wire/) and the CDDL of protocol-spec/schemas/.
+
+    python protocol-spec/vectors/generate.py            # writes wire/*.json (and the others)
+    python protocol-spec/vectors/gen_wire.py --schemas  # writes ../schemas/*.cddl
+
+Everything is deterministic: keys come from fixed seeds, times are fixed. Every vector
+names a *pipeline* (``check``) that says which steps a receiver applies; wire.md,
+section "Test vectors", defines them. :func:`run_check` is our implementation of those
+pipelines; the generator asserts that every valid vector passes and every invalid one
+fails with exactly its ``reason`` before writing anything.
+
+JSON conventions: a CBOR byte string is ``{"bstr": "<hex>"}``; nested canonical CBOR
+(envelope payloads, events inside a batch, a record's genesis) is shown decoded beside
+the raw bytes, under ``decoded``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+from p2pchat_crypto import cbor
+from p2pchat_crypto.kdf import blake2b
+
+from p2pchat.errors import WireError
+from p2pchat.protocol import mailbox as mb
+from p2pchat.protocol.codec import Struct
+from p2pchat.protocol.content import Content, ImageBody, MediaRef, Price
+from p2pchat.protocol.dm_messages import (
+    ContactAccept,
+    ContactDecline,
+    ContactRequest,
+    DmAck,
+    DmInit,
+    DmMessage,
+    DmPlaintext,
+)
+from p2pchat.protocol.envelope import decode_envelope, seal
+from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame, encode_varint
+from p2pchat.protocol.group_events import (
+    Delete,
+    Edit,
+    Genesis,
+    GroupBuy,
+    GroupBuyJoin,
+    GroupDescriptor,
+    InnerEvent,
+    KeyBox,
+    LiveComment,
+    MemberAdd,
+    MemberBan,
+    MemberInvite,
+    MemberJoin,
+    MemberLeave,
+    MemberRemove,
+    Poll,
+    Post,
+    Reaction,
+    Reply,
+    RoleChange,
+    Rules,
+    Sealed,
+    SenderKeyDistribution,
+    ShareCard,
+    Vote,
+    decode_event,
+    sign_event,
+)
+from p2pchat.protocol.records import (
+    DeviceEntry,
+    DeviceListRecord,
+    GroupRecord,
+    MailboxEntry,
+    MailboxRecord,
+    PrekeyRecord,
+    TopicEntry,
+    TopicRecord,
+    dht_key,
+    sign_record,
+    topic_key,
+    validate_record,
+)
+from p2pchat.protocol.schema import kind_rule, schema_files
+from p2pchat.protocol.signing import sign_map
+from p2pchat.protocol.sync_messages import (
+    Head,
+    Run,
+    SyncBatch,
+    SyncEnd,
+    SyncFrontier,
+    SyncWant,
+    WantRange,
+    authenticate_run,
+)
+
+HERE = Path(__file__).resolve().parent
+SCHEMAS = HERE.parent / "schemas"
+#: 2026-01-01T00:00:00Z, the "now" of every vector.
+NOW = 1_767_225_600_000
+MAILBOX_PEER = "12D3KooWMailboxPeerForTestVectorsOnly"
+
+
+def key(name: str) -> SigningKey:
+    """A deterministic Ed25519 key (test vectors only)."""
+    return SigningKey(blake2b(name.encode(), size=32, person=b"p2pchat-vectors"))
+
+
+def ident(name: str, size: int = 16) -> bytes:
+    """Deterministic filler bytes of any length (ids, opaque ciphertexts)."""
+    out = b""
+    counter = 0
+    while len(out) < size:
+        out += blake2b(f"{name}/{counter}".encode(), size=64, person=b"p2pchat-vec-id")
+        counter += 1
+    return out[:size]
+
+
+ALICE, BOB, CAROL = key("alice-device"), key("bob-device"), key("carol-device")
+ALICE_ACCT, BOB_ACCT, CAROL_ACCT = (bytes(key(n).verify_key) for n in ("alice", "bob", "carol"))
+TAG_KEY = key("bob-mailbox-tag")
+
+
+# --- the receiver pipelines ----------------------------------------------------------------
+
+
+def run_check(check: str, data: bytes, vector: dict[str, Any]) -> object:
+    """Apply pipeline ``check`` to ``data``; raise ``WireError`` on the first failure."""
+    if check == "frame":
+        decoder = FrameDecoder(max_frame=MAX_FRAME)
+        decoder.feed(data)
+        frame = decoder.next_frame()
+        if frame is None or not decoder.at_boundary:
+            raise WireError("truncated", "not exactly one complete frame")
+        return run_check("envelope", frame, vector)
+    if check == "envelope":
+        env = decode_envelope(data)
+        env.verify()
+        message = env.open()
+        if isinstance(message, SyncBatch):
+            for run in message.runs:
+                authenticate_run(run, group=message.group)
+        return message
+    if check == "event":
+        event = decode_event(data)
+        event.verify()
+        return event
+    if check == "inner-event":
+        inner = InnerEvent.from_bytes(data, max_size=len(data))
+        inner.parsed()
+        return inner
+    if check == "dm-plaintext":
+        return DmPlaintext.from_bytes(data, max_size=len(data))
+    if check == "record":
+        return validate_record(vector["dht_key"], data, now=vector["now"])
+    if check == "mailbox":
+        message = mb.decode_mailbox_frame(data)
+        if isinstance(message, mb.MailboxFetch | mb.MailboxDelete):
+            mb.verify_request(message, mailbox=vector["mailbox"], now=vector["now"])
+        return message
+    raise ValueError(f"unknown check {check!r}")
+
+
+# --- JSON rendering ------------------------------------------------------------------------
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bstr": value.hex()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def _decoded(check: str, data: bytes) -> dict[str, Any]:
+    """The value, with nested canonical CBOR decoded beside it."""
+    value = cbor.decode(data, max_size=len(data))
+    out: dict[str, Any] = {"value": to_json(value)}
+    if check in ("envelope", "mailbox"):
+        out["payload"] = to_json(cbor.decode(value["p"], max_size=len(value["p"])))
+        if value.get("k") == "sync.batch":
+            payload = cbor.decode(value["p"], max_size=len(value["p"]))
+            out["events"] = [
+                [to_json(cbor.decode(e, max_size=len(e))) for e in run["evs"]]
+                for run in payload["runs"]
+            ]
+    if check == "record" and value["ns"] == "group":
+        gen = value["body"]["gen"]
+        out["genesis"] = to_json(cbor.decode(gen, max_size=len(gen)))
+    return out
+
+
+# --- valid messages ------------------------------------------------------------------------
+
+TEXT = Content(type="p2pchat/text", body={}, text="hello, group")
+IMAGE_REF = MediaRef(hash=ident("cat.jpg", 32), mime="image/jpeg", size=48213)
+VIDEO_REF = MediaRef(
+    hash=ident("movie.mp4", 32), mime="video/mp4", size=734_003_200, url="https://example.org/m.mp4"
+)
+
+
+def _genesis(kind: str = "private") -> bytes:
+    desc = GroupDescriptor(
+        kind=kind,
+        name="Hiking club",
+        tags=("hiking", "outdoors"),
+        rules=Rules(join="invite", post="member", invite="admin", slow=0, max_members=500),
+        about="Weekend hikes around the lake.",
+    )
+    return sign_event(
+        Genesis(descriptor=desc, nonce=ident("genesis-nonce")),
+        signing_key=ALICE,
+        account=ALICE_ACCT,
+        group=None,
+        seq=1,
+        prev=None,
+        lamport=1,
+        now=NOW,
+    )
+
+
+GENESIS = _genesis()
+GROUP = decode_event(GENESIS).event_id
+
+
+def _event(body: Struct, *, seq: int, prev: bytes, author: str = "alice", lt: int = 0) -> bytes:
+    signing, account = (ALICE, ALICE_ACCT) if author == "alice" else (BOB, BOB_ACCT)
+    return sign_event(
+        body,
+        signing_key=signing,
+        account=account,
+        group=GROUP,
+        seq=seq,
+        prev=prev,
+        deps=() if author == "alice" else (GROUP,),
+        lamport=lt or seq,
+        now=NOW + seq * 1000,
+    )
+
+
+def _event_bodies() -> list[Struct]:
+    post = ident("post-event", 32)
+    return [
+        MemberAdd(account=BOB_ACCT, role="member"),
+        MemberInvite(invite=ident("invite-secret", 32), role="member", expires=NOW + 86_400_000),
+        MemberJoin(secret=ident("invite-secret-raw", 32)),
+        MemberLeave(reason="moving away"),
+        MemberRemove(account=CAROL_ACCT, reason="spam"),
+        MemberBan(account=CAROL_ACCT, reason="spam", until=NOW + 7 * 86_400_000),
+        RoleChange(account=BOB_ACCT, role="moderator"),
+        SenderKeyDistribution(
+            epoch=1,
+            boxes=(KeyBox(device=bytes(BOB.verify_key), box=ident("sender-key-box", 64)),),
+        ),
+        Sealed(ciphertext=ident("sealed-ciphertext", 64)),
+        Post(content=TEXT),
+        Reply(target=post, content=Content(type="p2pchat/text", body={"fmt": "plain"}, text="+1")),
+        Reaction(target=post, emoji="\N{THUMBS UP SIGN}", on=True),
+        Edit(target=post, content=Content(type="p2pchat/text", body={}, text="hello, club")),
+        Delete(target=post, reason="duplicate"),
+        ShareCard(
+            title="Trail shoes",
+            url="https://shop.example/shoes/42",
+            price=Price(amount=8999, currency="EUR"),
+            image=IMAGE_REF,
+            note="on sale this week",
+        ),
+        Poll(question="Saturday or Sunday?", options=("Sat", "Sun"), multi=False, deadline=NOW + 3_600_000),
+        Vote(poll=post, choices=(1,)),
+        GroupBuy(
+            title="Group order: headlamps",
+            options=("red", "black"),
+            quota=10,
+            deadline=NOW + 7 * 86_400_000,
+            price=Price(amount=2450, currency="EUR"),
+            url="https://shop.example/lamps",
+        ),
+        GroupBuyJoin(buy=post, option=1, quantity=2),
+        LiveComment(media=VIDEO_REF, offset=754_250, text="this scene!", color=0xFFCC00),
+    ]
+
+
+def _chain(count: int) -> list[bytes]:
+    """Alice's chain: genesis then ``count - 1`` posts."""
+    events = [GENESIS]
+    for seq in range(2, count + 1):
+        prev = decode_event(events[-1]).event_id
+        text = Content(type="p2pchat/text", body={}, text=f"post {seq}")
+        events.append(_event(Post(content=text), seq=seq, prev=prev))
+    return events
+
+
+def _envelope_messages() -> list[Struct]:
+    chain = _chain(3)
+    head = decode_event(chain[-1])
+    return [
+        DmInit(id=ident("m1"), x3dh=ident("x3dh-initial-message", 64)),
+        DmMessage(id=ident("m2"), ratchet=ident("ratchet-message", 64)),
+        DmAck(ids=(ident("m1"), ident("m2"))),
+        ContactRequest(request_id=ident("r1"), account=ALICE_ACCT, name="Alice", note="Hi Bob!"),
+        ContactAccept(request_id=ident("r1"), account=BOB_ACCT, name="Bob"),
+        ContactDecline(request_id=ident("r1")),
+        SyncFrontier(group=GROUP, heads=(Head(device=bytes(ALICE.verify_key), seq=3, hash=head.event_id),)),
+        SyncWant(group=GROUP, ranges=(WantRange(device=bytes(ALICE.verify_key), first=1, last=3),)),
+        SyncBatch(group=GROUP, runs=(Run(device=bytes(ALICE.verify_key), events=tuple(chain)),)),
+        SyncEnd(group=GROUP, more=False),
+    ]
+
+
+def _records() -> list[tuple[str, bytes, bytes]]:
+    """(namespace, key, record bytes)."""
+    exp = NOW + 7 * 86_400_000
+    devs = DeviceListRecord(
+        devices=(DeviceEntry(device=bytes(ALICE.verify_key), cert=ident("device-cert", 100)),)
+    )
+    topic = TopicRecord(tag="hiking", groups=(TopicEntry(group=GROUP, name="Hiking club", kind="private"),))
+    boxes = MailboxRecord(
+        mailboxes=(MailboxEntry(peer=MAILBOX_PEER, addrs=("/ip4/127.0.0.1/tcp/4001",)),)
+    )
+    alice = key("alice")
+    return [
+        ("prekeys", ALICE_ACCT, sign_record(PrekeyRecord(bundle=ident("prekey-bundle", 200)), ns="prekeys", key=ALICE_ACCT, seq=3, expires=exp, signing_key=alice)),
+        ("devices", ALICE_ACCT, sign_record(devs, ns="devices", key=ALICE_ACCT, seq=1, expires=exp, signing_key=alice)),
+        ("group", GROUP, sign_record(GroupRecord(genesis=GENESIS, peers=("12D3KooWAlicePeer",)), ns="group", key=GROUP, seq=1, expires=exp, signing_key=ALICE)),
+        ("topic", topic_key("hiking"), sign_record(topic, ns="topic", key=topic_key("hiking"), seq=1, expires=exp, signing_key=ALICE)),
+        ("mailbox", ALICE_ACCT, sign_record(boxes, ns="mailbox", key=ALICE_ACCT, seq=2, expires=exp, signing_key=alice)),
+    ]  # fmt: skip
+
+
+def _mailbox_messages() -> list[Struct]:
+    fetch = mb.sign_request(
+        mb.MailboxFetch(tag=b"", mailbox=MAILBOX_PEER, ts=NOW, limit=50, sig=b""), tag_key=TAG_KEY
+    )
+    delete = mb.sign_request(
+        mb.MailboxDelete(tag=b"", mailbox=MAILBOX_PEER, ts=NOW, ids=(ident("item1"),), sig=b""),
+        tag_key=TAG_KEY,
+    )
+    return [
+        mb.MailboxStore(tag=bytes(TAG_KEY.verify_key), blob=ident("sealed-envelope", 64), ttl=604_800),
+        mb.MailboxStored(id=ident("item1"), expires=NOW + 604_800_000),
+        fetch,
+        mb.MailboxItems(items=(mb.MailboxItem(id=ident("item1"), blob=ident("sealed-envelope", 64), at=NOW),), more=False),
+        delete,
+        mb.MailboxDeleted(count=1),
+    ]  # fmt: skip
+
+
+def valid_vectors() -> list[dict[str, Any]]:
+    vectors: list[dict[str, Any]] = []
+
+    def add(name: str, check: str, rule: str, data: bytes, **extra: Any) -> None:
+        vectors.append({"name": name, "check": check, "rule": rule, "hex": data.hex(), **extra})
+
+    for message in _envelope_messages():
+        kind = message.KIND  # type: ignore[attr-defined]
+        add(kind, "envelope", f"envelope-{kind_rule(kind)}", seal(message, signing_key=ALICE, now=NOW), kind=kind)
+    add("dm.ack (framed)", "frame", "", encode_frame(seal(DmAck(ids=(ident("m1"),)), signing_key=BOB, now=NOW)))
+    # Forward compatibility: an unknown field is ignored, and it is covered by the signature.
+    value = cbor.decode(seal(ContactDecline(request_id=ident("r1")), signing_key=BOB, now=NOW), max_size=MAX_FRAME)
+    del value["sig"]
+    value["x-future"] = {"hint": 1}
+    value["sig"] = sign_map("envelope", value, BOB)
+    add("envelope with an unknown field", "envelope", "envelope-contact-decline", cbor.encode(value), kind="contact.decline")
+
+    add("genesis", "event", "event-genesis", GENESIS, kind="genesis")
+    prev = GROUP
+    for seq, body in enumerate(_event_bodies(), start=2):
+        data = _event(body, seq=seq, prev=prev)
+        add(body.KIND, "event", f"event-{kind_rule(body.KIND)}", data, kind=body.KIND)  # type: ignore[attr-defined]
+        prev = decode_event(data).event_id
+    unknown = sign_event(
+        _Future(), signing_key=BOB, account=BOB_ACCT, group=GROUP, seq=1, prev=None,
+        deps=(GROUP,), lamport=2, now=NOW,
+    )  # fmt: skip
+    add("event of an unknown kind (kept, not interpreted)", "event", "", unknown, kind="x.future")
+    inner = InnerEvent(kind="post", body=Post(content=TEXT).to_value()).to_bytes()
+    add("inner event (plaintext of sealed)", "inner-event", "inner-post", inner, kind="post")
+    plain = DmPlaintext(id=ident("m2"), ts=NOW, content=Content(
+        type="p2pchat/image", body=ImageBody(media=IMAGE_REF, width=640, height=480).to_value(),
+        text="[image] my cat"), reply_to=ident("m1"))  # fmt: skip
+    add("dm plaintext", "dm-plaintext", "dm-plaintext", plain.to_bytes())
+    app = DmPlaintext(id=ident("m3"), ts=NOW, content=Content(
+        type="com.example/recipe", body={"serves": 4, "steps": ["boil", "eat"]},
+        text="Recipe: pasta (open in an app that knows com.example/recipe)"))  # fmt: skip
+    add("dm plaintext, application content type", "dm-plaintext", "dm-plaintext", app.to_bytes())
+
+    for ns, key_bytes, data in _records():
+        add(f"record {ns}", "record", f"record-{ns}", data, dht_key=dht_key(ns, key_bytes), now=NOW)
+    for message in _mailbox_messages():
+        kind = message.KIND  # type: ignore[attr-defined]
+        add(kind, "mailbox", f"mailbox-frame-{kind_rule(kind)}", mb.encode_mailbox_frame(message), kind=kind,
+            mailbox=MAILBOX_PEER, now=NOW)  # fmt: skip
+    return vectors
+
+
+class _Future(Struct):
+    """An event body of a kind from a later version."""
+
+    KIND = "x.future"
+
+    def to_value(self) -> dict[str, Any]:
+        return {"answer": 42}
+
+
+# --- invalid messages ----------------------------------------------------------------------
+
+
+def _envelope_value(message: Struct, signer: SigningKey = ALICE) -> dict[str, Any]:
+    value: dict[str, Any] = cbor.decode(seal(message, signing_key=signer, now=NOW), max_size=MAX_FRAME)
+    return value
+
+
+def _resign(value: dict[str, Any], context: str = "envelope", signer: SigningKey = ALICE) -> bytes:
+    value = {k: v for k, v in value.items() if k != "sig"}
+    value["sig"] = sign_map(context, value, signer)
+    return cbor.encode(value)
+
+
+def invalid_vectors() -> list[dict[str, Any]]:
+    vectors: list[dict[str, Any]] = []
+
+    def bad(name: str, check: str, data: bytes, reason: str, **extra: Any) -> None:
+        vectors.append({"name": name, "check": check, "hex": data.hex(), "reason": reason, **extra})
+
+    ack = DmAck(ids=(ident("m1"),))
+    good = seal(ack, signing_key=ALICE, now=NOW)
+    assert good[0] == 0xA6 and b"\x61\x76\x01" in good
+    bad("non-canonical integer (v as 0x18 0x01)", "envelope", good.replace(b"\x61\x76\x01", b"\x61\x76\x18\x01"), "non-canonical")
+    bad("duplicate key (v twice)", "envelope", b"\xa7" + good[1:].replace(b"\x61\x76\x01", b"\x61\x76\x01\x61\x76\x01"), "duplicate-key")
+    bad("tag (epoch tag 1 on t)", "envelope", good.replace(b"\x61\x74\x1b", b"\x61\x74\xc1\x1b"), "tag")
+    bad("trailing byte", "envelope", good + b"\x00", "trailing-bytes")
+    bad("indefinite-length map", "envelope", b"\xbf" + good[1:] + b"\xff", "indefinite-length")
+    bad("float instead of integer", "envelope", good.replace(b"\x61\x76\x01", b"\x61\x76\xf9\x3c\x00"), "type")
+    bad("invalid UTF-8 in a text string", "envelope", good.replace(b"\x61\x6b\x66dm.ack", b"\x61\x6b\x66dm.\xff\xfe"), "bad-utf8")
+    unsorted = b"\xa2\x61\x76\x01\x61\x6b\x66dm.ack"
+    bad("unsorted map keys", "envelope", unsorted, "non-canonical")
+    bad("truncated", "envelope", good[:-5], "truncated")
+    bad("top level is not a map", "envelope", cbor.encode([1, 2]), "wrong-type")
+    bad("oversized frame (prefix announces MAX_FRAME + 1)", "frame", encode_varint(MAX_FRAME + 1) + good, "frame-too-large")
+    bad("non-minimal varint prefix", "frame", b"\x80\x00", "bad-varint")
+
+    value = _envelope_value(ack)
+    bad("wrong type (t is text)", "envelope", _resign({**value, "t": "now"}), "wrong-type")
+    bad("missing field (no s)", "envelope", _resign({k: v for k, v in value.items() if k != "s"}), "missing-field")
+    bad("bad length (s is 31 bytes)", "envelope", _resign({**value, "s": value["s"][:31]}), "bad-length")
+    bad("integer map key", "envelope", _resign({**value, 7: 1}), "key-type")
+    sig = bytearray(value["sig"])
+    sig[0] ^= 1
+    bad("bad signature (one bit flipped)", "envelope", cbor.encode({**value, "sig": bytes(sig)}), "bad-signature")
+    bad("signature by another key", "envelope", _resign(value, signer=BOB), "bad-signature")
+    bad("signature in another context", "envelope", _resign(value, context="event"), "bad-signature")
+    bad("unsupported version", "envelope", _resign({**value, "v": 2}), "unsupported-version")
+    bad("unknown kind", "envelope", _resign({**value, "k": "dm.future"}), "unknown-kind")
+    bad("payload: empty ack list", "envelope", _resign({**value, "p": cbor.encode({"ids": []})}), "bad-length")
+    bad("payload: non-canonical", "envelope", _resign({**value, "p": b"\xa1\x63ids\x81\x58\x10" + ident("m1")}), "non-canonical")
+    bad("payload: not a map", "envelope", _resign({**value, "p": cbor.encode("x")}), "wrong-type")
+    want = _envelope_value(SyncWant(group=GROUP, ranges=(WantRange(device=GROUP, first=1, last=2),)))
+    bad("want range with from > to", "envelope", _resign({**want, "p": cbor.encode({"g": GROUP, "ranges": [{"d": GROUP, "from": 5, "to": 2}]})}), "invalid")
+
+    ev = cbor.decode(_event(Post(content=TEXT), seq=2, prev=GROUP), max_size=MAX_FRAME)
+    bad("event: bad signature", "event", cbor.encode({**ev, "lt": 7}), "bad-signature")
+    bad("event: prev present with seq 1", "event", _resign({**ev, "seq": 1}, "event"), "invalid")
+    bad("event: known kind, malformed body", "event", _resign({**ev, "b": {"c": {"type": "p2pchat/text", "body": {}}}}, "event"), "missing-field")
+    bad("event: content type without namespace", "event", _resign({**ev, "b": {"c": {"type": "text", "body": {}, "text": ""}}}, "event"), "invalid")
+    bad("event: seq 0", "event", _resign({**ev, "seq": 0}, "event"), "out-of-range")
+    bad("event: integer above 2^53 - 1", "event", _resign({**ev, "ts": 2**53}, "event"), "out-of-range")
+    bad("event: duplicate deps", "event", _resign({**ev, "deps": [GROUP, GROUP]}, "event"), "invalid")
+    gen = cbor.decode(GENESIS, max_size=MAX_FRAME)
+    bad("event: genesis with a group id", "event", _resign({**gen, "g": GROUP}, "event"), "invalid")
+    bad("event: slow mode beyond one day", "event", _resign({**gen, "b": {**gen["b"], "desc": {**gen["b"]["desc"], "rules": {**gen["b"]["desc"]["rules"], "slow": 86401}}}}, "event"), "out-of-range")
+
+    chain = _chain(3)
+    device = bytes(ALICE.verify_key)
+
+    def batch(events: list[bytes]) -> bytes:
+        return seal(SyncBatch(group=GROUP, runs=(Run(device=device, events=tuple(events)),)), signing_key=BOB, now=NOW)
+
+    bad("batch: gap in the chain", "envelope", batch([chain[0], chain[2]]), "broken-chain")
+    forged = cbor.decode(chain[1], max_size=MAX_FRAME)
+    forged["b"] = Post(content=Content(type="p2pchat/text", body={}, text="forged")).to_value()
+    bad("batch: middle event altered (its own signature is never checked)", "envelope", batch([chain[0], cbor.encode(forged), chain[2]]), "broken-chain")
+    last = cbor.decode(chain[2], max_size=MAX_FRAME)
+    bad("batch: last event's signature is bad", "envelope", batch([chain[0], chain[1], cbor.encode({**last, "sig": bytes(64)})]), "bad-signature")
+    bad("batch: run does not start at seq 1", "envelope", batch(chain[1:]), "broken-chain")
+
+    records = {ns: (k, d) for ns, k, d in _records()}
+    k, d = records["prekeys"]
+    rec = cbor.decode(d, max_size=MAX_FRAME)
+    bad("record: expired", "record", d, "expired", dht_key=dht_key("prekeys", k), now=NOW + 8 * 86_400_000)
+    bad("record: key does not match", "record", d, "wrong-key", dht_key=dht_key("prekeys", BOB_ACCT), now=NOW)
+    bad("record: signed by a non-owner", "record", _resign({**rec, "signer": bytes(BOB.verify_key)}, "record", BOB), "wrong-signer", dht_key=dht_key("prekeys", k), now=NOW)
+    bad("record: bad signature", "record", cbor.encode({**rec, "seq": 4}), "bad-signature", dht_key=dht_key("prekeys", k), now=NOW)
+    bad("record: malformed DHT key", "record", d, "bad-key", dht_key="/p2pchat/prekeys/XYZ", now=NOW)
+    bad("record: namespace differs from key", "record", d, "wrong-namespace", dht_key=dht_key("devices", k), now=NOW)
+    bad("record: expiry beyond 30 days", "record", _resign({**rec, "exp": NOW + 31 * 86_400_000}, "record", key("alice")), "out-of-range", dht_key=dht_key("prekeys", k), now=NOW)
+    k, d = records["group"]
+    grec = cbor.decode(d, max_size=MAX_FRAME)
+    bad("record: group record by another device", "record", _resign({**grec, "signer": bytes(BOB.verify_key)}, "record", BOB), "wrong-signer", dht_key=dht_key("group", k), now=NOW)
+
+    fetch = _mailbox_messages()[2]
+    frame = mb.encode_mailbox_frame(fetch)
+    bad("mailbox: fetch for another mailbox", "mailbox", frame, "wrong-mailbox", mailbox="12D3KooWOther", now=NOW)
+    bad("mailbox: stale fetch", "mailbox", frame, "stale-request", mailbox=MAILBOX_PEER, now=NOW + 600_000)
+    fvalue = cbor.decode(frame, max_size=MAX_FRAME)
+    payload = cbor.decode(fvalue["p"], max_size=MAX_FRAME)
+    bad("mailbox: fetch with a bad signature", "mailbox", cbor.encode({**fvalue, "p": cbor.encode({**payload, "max": 51})}), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
+    bad("mailbox: unknown kind", "mailbox", cbor.encode({**fvalue, "k": "mbox.future"}), "unknown-kind", mailbox=MAILBOX_PEER, now=NOW)
+    return vectors  # fmt: skip
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate() -> dict[str, str]:
+    files: dict[str, str] = {}
+    valid = valid_vectors()
+    for vector in valid:
+        run_check(vector["check"], bytes.fromhex(vector["hex"]), vector)
+        if vector["check"] != "frame":
+            vector.update(_decoded(vector["check"], bytes.fromhex(vector["hex"])))
+    invalid = invalid_vectors()
+    for vector in invalid:
+        try:
+            run_check(vector["check"], bytes.fromhex(vector["hex"]), vector)
+        except WireError as exc:
+            if exc.reason != vector["reason"]:
+                raise AssertionError(f"{vector['name']}: got {exc.reason}") from exc
+        else:
+            raise AssertionError(f"invalid vector accepted: {vector['name']}")
+    files["wire/valid.json"] = _dump({"now": NOW, "vectors": valid})
+    files["wire/invalid.json"] = _dump({"now": NOW, "vectors": invalid})
+    return files
+
+
+def write_schemas() -> None:
+    SCHEMAS.mkdir(exist_ok=True)
+    for name, text in schema_files().items():
+        (SCHEMAS / name).write_text(text)
+        print(f"wrote protocol-spec/schemas/{name}")
+
+
+if __name__ == "__main__":
+    if "--schemas" in sys.argv[1:]:
+        write_schemas()
+    else:
+        for rel, text in generate().items():
+            (HERE / rel).parent.mkdir(parents=True, exist_ok=True)
+            (HERE / rel).write_text(text)
+            print(f"wrote protocol-spec/vectors/{rel}")
