@@ -46,9 +46,10 @@ creation) is at the end of this module; :func:`open_or_create` is what a node ca
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LOCAL_KEY_LEN",
     "KdfLimits",
+    "Argon2Params",
     "MODERATE_LIMITS",
     "DEFAULT_KDF_LIMITS",
     "Passphrase",
@@ -183,6 +185,52 @@ Protection = Passphrase | Unprotected
 
 
 @dataclass(frozen=True)
+class Argon2Params:
+    """How a protected keystore's key is derived, as recorded in its file."""
+
+    limits: KdfLimits
+    salt: bytes = field(repr=False)
+    check: bytes = field(repr=False)
+
+    def to_cbor_value(self) -> dict[str, Any]:
+        return {
+            "alg": "argon2id",
+            "salt": self.salt,
+            "opslimit": self.limits.opslimit,
+            "memlimit": self.limits.memlimit,
+            "check": self.check,
+        }
+
+    @classmethod
+    def from_cbor_value(cls, value: object) -> Argon2Params | None:
+        """Parse the ``kdf`` map; ``None`` for ``{"alg": "none"}`` (unprotected)."""
+        if isinstance(value, dict) and value.get("alg") == "none":
+            _expect_map(value, {"alg"}, "kdf parameters")
+            return None
+        kdf = _expect_map(value, {"alg", "salt", "opslimit", "memlimit", "check"}, "kdf parameters")
+        if kdf["alg"] != "argon2id":
+            raise KeystoreCorruptError(_damaged("it names an unknown key-derivation function"))
+        salt, check = kdf["salt"], kdf["check"]
+        if not isinstance(salt, bytes) or len(salt) != argon2id.SALTBYTES:
+            raise KeystoreCorruptError(_damaged("its salt is malformed"))
+        if not isinstance(check, bytes) or len(check) != _CHECK_LEN:
+            raise KeystoreCorruptError(_damaged("its passphrase check is malformed"))
+        for name, low, high in (
+            ("opslimit", argon2id.OPSLIMIT_MIN, _MAX_LIMITS.opslimit),
+            ("memlimit", argon2id.MEMLIMIT_MIN, _MAX_LIMITS.memlimit),
+        ):
+            number = kdf[name]
+            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+                raise KeystoreCorruptError(_damaged(f"its Argon2 {name} is out of range"))
+        limits = KdfLimits(opslimit=kdf["opslimit"], memlimit=kdf["memlimit"])
+        return cls(limits=limits, salt=salt, check=check)
+
+
+def _kdf_value(params: Argon2Params | None) -> dict[str, Any]:
+    return {"alg": "none"} if params is None else params.to_cbor_value()
+
+
+@dataclass(frozen=True)
 class KeystorePublic:
     """The clear part of a keystore: everything about the identity that is not secret."""
 
@@ -210,16 +258,7 @@ class KeystorePublic:
         )
 
     def to_cbor_value(self) -> dict[str, Any]:
-        return {
-            "account_key": self.account_key,
-            "identity_dh_key": self.identity_dh_key,
-            "identity_dh_signature": self.identity_dh_signature,
-            "fingerprint": self.fingerprint,
-            "device_key": self.device_key,
-            "device_certificate": self.device_certificate,
-            "peer_id": self.peer_id,
-            "created": self.created,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_cbor_value(cls, value: object) -> KeystorePublic:
@@ -257,16 +296,10 @@ class KeystorePublic:
         return public
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The stable JSON view (keys in hex) used by ``--json`` and ``keys export --public``."""
+        """The stable JSON view (bytes in hex) for ``--json`` and ``keys export --public``."""
         return {
-            "account_key": self.account_key.hex(),
-            "identity_dh_key": self.identity_dh_key.hex(),
-            "identity_dh_signature": self.identity_dh_signature.hex(),
-            "fingerprint": self.fingerprint,
-            "device_key": self.device_key.hex(),
-            "device_certificate": self.device_certificate.hex(),
-            "peer_id": self.peer_id,
-            "created": self.created,
+            name: value.hex() if isinstance(value, bytes) else value
+            for name, value in dataclasses.asdict(self).items()
         }
 
 
@@ -320,19 +353,13 @@ class UnlockedIdentity:
         """
         if kind not in (KEYSTORE_KIND, BACKUP_KIND):
             raise ValueError(f"unknown keystore kind {kind!r}")
+        params, key = None, _UNPROTECTED_KEY
         if isinstance(protection, Passphrase):
             limits = limits if limits is not None else DEFAULT_KDF_LIMITS
             salt = rng(argon2id.SALTBYTES)
             key, check = _derive(protection, salt, limits)
-            kdf: dict[str, Any] = {
-                "alg": "argon2id",
-                "salt": salt,
-                "opslimit": limits.opslimit,
-                "memlimit": limits.memlimit,
-                "check": check,
-            }
-        else:
-            key, kdf = _UNPROTECTED_KEY, {"alg": "none"}
+            params = Argon2Params(limits=limits, salt=salt, check=check)
+        kdf = _kdf_value(params)
         public = self.public.to_cbor_value()
         plaintext = cbor.encode(
             {
@@ -364,13 +391,13 @@ class LockedKeystore:
     kind: str
     version: int
     public: KeystorePublic
-    kdf: Mapping[str, Any]
+    kdf: Argon2Params | None  # None: unprotected
     nonce: bytes = field(repr=False)
     ciphertext: bytes = field(repr=False)
 
     @property
     def protected(self) -> bool:
-        return bool(self.kdf["alg"] != "none")
+        return self.kdf is not None
 
     @classmethod
     def from_bytes(
@@ -419,7 +446,7 @@ class LockedKeystore:
             kind=kind,
             version=version,
             public=KeystorePublic.from_cbor_value(fields["public"]),
-            kdf=_check_kdf(fields["kdf"]),
+            kdf=Argon2Params.from_cbor_value(fields["kdf"]),
             nonce=nonce,
             ciphertext=ciphertext,
         )
@@ -429,23 +456,18 @@ class LockedKeystore:
 
         Raises :class:`WrongPassphraseError` or :class:`KeystoreCorruptError`.
         """
-        if self.protected:
+        key = _UNPROTECTED_KEY
+        if self.kdf is not None:
             if passphrase is None:
                 raise WrongPassphraseError("This keystore is protected by a passphrase.")
-            key, check = _derive(
-                passphrase,
-                self.kdf["salt"],
-                KdfLimits(opslimit=self.kdf["opslimit"], memlimit=self.kdf["memlimit"]),
-            )
-            if not constant_time_equal(check, self.kdf["check"]):
+            key, check = _derive(passphrase, self.kdf.salt, self.kdf.limits)
+            if not constant_time_equal(check, self.kdf.check):
                 raise WrongPassphraseError("That passphrase does not open this keystore.")
-        else:
-            key = _UNPROTECTED_KEY
         public = self.public.to_cbor_value()
         try:
             plaintext = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 self.ciphertext,
-                _aad(self.kind, self.version, public, dict(self.kdf)),
+                _aad(self.kind, self.version, public, _kdf_value(self.kdf)),
                 self.nonce,
                 key,
             )
@@ -472,27 +494,6 @@ def _derive(passphrase: Passphrase, salt: bytes, limits: KdfLimits) -> tuple[byt
 
 def _aad(kind: str, version: int, public: dict[str, Any], kdf: dict[str, Any]) -> bytes:
     return cbor.encode([_AAD_LABEL, kind, version, public, kdf])
-
-
-def _check_kdf(value: object) -> dict[str, Any]:
-    if isinstance(value, dict) and value.get("alg") == "none":
-        return _expect_map(value, {"alg"}, "kdf parameters")
-    kdf = _expect_map(value, {"alg", "salt", "opslimit", "memlimit", "check"}, "kdf parameters")
-    if kdf["alg"] != "argon2id":
-        raise KeystoreCorruptError(_damaged("it names an unknown key-derivation function"))
-    salt, check = kdf["salt"], kdf["check"]
-    if not isinstance(salt, bytes) or len(salt) != argon2id.SALTBYTES:
-        raise KeystoreCorruptError(_damaged("its salt is malformed"))
-    if not isinstance(check, bytes) or len(check) != _CHECK_LEN:
-        raise KeystoreCorruptError(_damaged("its passphrase check is malformed"))
-    for name, low, high in (
-        ("opslimit", argon2id.OPSLIMIT_MIN, _MAX_LIMITS.opslimit),
-        ("memlimit", argon2id.MEMLIMIT_MIN, _MAX_LIMITS.memlimit),
-    ):
-        number = kdf[name]
-        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
-            raise KeystoreCorruptError(_damaged(f"its Argon2 {name} is out of range"))
-    return kdf
 
 
 def _parse_secrets(plaintext: bytes) -> UnlockedIdentity:
