@@ -196,6 +196,8 @@ class GroupSession:
         Contains the chain key: send it only inside a pairwise session, only to current
         members of this epoch. A receiver cannot derive earlier message keys from it.
         """
+        if self._index > wire.MAX_INDEX:
+            raise ValueError("this sender key is exhausted: create a new session")
         unsigned = wire.WireDistribution(
             self._group_id,
             self._epoch,

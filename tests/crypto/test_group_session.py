@@ -210,6 +210,8 @@ def test_exhausted_sender_key_refuses_to_encrypt(rng: DeterministicRng) -> None:
     InboundGroupSession.from_bytes(inbound.to_bytes())  # next_index = 2**64 - 1 still pickles
     with pytest.raises(ValueError, match="exhausted"):
         last.encrypt(b"one more")
+    with pytest.raises(ValueError, match="exhausted"):
+        last.distribution_message()
 
 
 def test_pickles_round_trip_exactly_and_keep_working(rng: DeterministicRng) -> None:
