@@ -547,7 +547,8 @@ def read_keystore(
 ) -> LockedKeystore:
     """Read and parse a keystore or backup file (no passphrase needed).
 
-    ``home`` only improves the message when the file is missing.
+    ``home`` is the home the keystore belongs to (``None`` for a backup file elsewhere);
+    it only shapes the message when the file is missing.
     """
     try:
         data = path.read_bytes() if path.stat().st_size <= MAX_KEYSTORE_SIZE else None
@@ -557,6 +558,8 @@ def read_keystore(
                 f"There is no p2pchat home at {home.path}. Create an identity with "
                 "`p2pchat keys generate`, or point --home / P2PCHAT_HOME at an existing one."
             ) from None
+        if home is None:
+            raise KeystoreMissingError(f"There is no file at {path}.") from None
         raise KeystoreMissingError(
             f"There is no keystore at {path}. Create one with `p2pchat keys generate`."
         ) from None

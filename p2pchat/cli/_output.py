@@ -24,6 +24,7 @@ from ..errors import (
     UnsupportedVersionError,
     WrongPassphraseError,
 )
+from ..home import Home, is_private
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +39,7 @@ __all__ = [
     "emit_json",
     "show_panel",
     "identity_rows",
+    "warn_if_exposed",
     "say",
     "warn",
     "report_error",
@@ -89,6 +91,16 @@ def say(message: str) -> None:
 
 def warn(message: str) -> None:
     _console(stderr=True).print(f"[bold yellow]Warning:[/] {message}")
+
+
+def warn_if_exposed(home: Home) -> None:
+    """Warn when others may read the keystore (say, after a copy with a loose umask)."""
+    path = home.keystore_path
+    if path.is_file() and not (is_private(path) and is_private(home.path)):
+        warn(
+            f"{path} or its directory can be read by other users. Restrict it with "
+            f"`chmod 700 {home.path} && chmod 600 {path}`."
+        )
 
 
 def identity_rows(public: KeystorePublic) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from ..keystore import (
     read_keystore,
     write_keystore,
 )
-from ._output import emit_json, identity_rows, say, show_panel
+from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
 from ._passphrase import (
     BACKUP_PASSPHRASE_ENV,
     NEW_PASSPHRASE_ENV,
@@ -115,6 +115,7 @@ def show(state: CliState) -> None:
     """
     home = state.home
     locked = read_keystore(home.keystore_path, home=home)
+    warn_if_exposed(home)
     if state.json:
         emit_json(
             {
@@ -310,6 +311,8 @@ def _write_output(output: Path, data: bytes, *, force: bool) -> None:
         atomic_write(output, data, overwrite=force)
     except FileExistsError:
         raise ConfigError(f"{output} already exists; use --force to replace it.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {output}: {exc.strerror}.") from None
 
 
 def _report_saved(

@@ -14,7 +14,7 @@ import click
 
 from ..errors import ConfigError, KeystoreMissingError
 from ..keystore import open_or_create
-from ._output import emit_json, identity_rows, say, show_panel
+from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
 
@@ -98,6 +98,7 @@ def run(
         raise KeystoreMissingError(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
+    warn_if_exposed(home)
     config = _update_config(home.read_config(), listen=listen, port=port, bootstrap=bootstrap)
     if config != home.read_config():
         home.write_config(config)

@@ -357,3 +357,21 @@ def test_keys_show_does_not_import_libp2p_or_trio(home: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip() == "none"
+
+
+def test_show_warns_when_others_can_read_the_keystore(home: Path) -> None:
+    path = Path(generate(home)["keystore"])
+    assert "other users" not in run(home, "keys", "show").stderr
+    path.chmod(0o644)
+    result = run(home, "keys", "show")
+    assert result.exit_code == 0
+    assert "other users" in result.stderr
+    assert "chmod" in result.stderr
+
+
+def test_file_errors_name_the_file(home: Path, tmp_path: Path) -> None:
+    generate(home)
+    nowhere = tmp_path / "no-such-dir" / "public.json"
+    assert_fails(run(home, "keys", "export", "--public", str(nowhere)), 2, str(nowhere))
+    missing = tmp_path / "missing.backup"
+    assert_fails(run(tmp_path / "h", "keys", "import", str(missing)), 3, str(missing))

@@ -330,6 +330,8 @@ def test_read_missing_home_and_missing_file(tmp_path: Path) -> None:
         read_keystore(missing_home.keystore_path, home=missing_home)
     with pytest.raises(KeystoreMissingError, match="keys generate"):
         read_keystore(Home(tmp_path).keystore_path, home=Home(tmp_path))
+    with pytest.raises(KeystoreMissingError, match="no file at"):
+        read_keystore(tmp_path / "backup")
 
 
 def test_read_refuses_directories_and_huge_files(tmp_path: Path) -> None:
