@@ -90,10 +90,13 @@ class Home:
         an existing one given with ``--home``) behind their back would be surprising. A
         path that exists but is not a directory is a :class:`ConfigError`.
         """
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"The p2pchat home {self.path} exists but is not a directory.")
+        if self.path.exists():
+            if not self.path.is_dir():
+                raise ConfigError(f"The p2pchat home {self.path} exists but is not a directory.")
+            return
         try:
             self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            os.chmod(self.path, DIR_MODE)  # mkdir's mode is filtered by the umask
         except OSError as exc:
             raise ConfigError(
                 f"Cannot create the p2pchat home {self.path}: {exc.strerror}."

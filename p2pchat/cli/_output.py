@@ -85,12 +85,14 @@ def emit_json(value: Mapping[str, Any]) -> None:
 
 
 def say(message: str) -> None:
-    """A line of text for a person on stdout (rich markup allowed)."""
-    _console().print(message)
+    """A line of plain text for a person on stdout (no markup: paths may contain "[")."""
+    _console().print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    _console(stderr=True).print(f"[bold yellow]Warning:[/] {message}")
+    from rich.text import Text
+
+    _console(stderr=True).print(Text.assemble(("Warning: ", "bold yellow"), message))
 
 
 def warn_if_exposed(home: Home) -> None:
@@ -117,12 +119,13 @@ def identity_rows(public: KeystorePublic) -> list[tuple[str, str]]:
 def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "green") -> None:
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
-    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a long path folds; it is never cut short
     for label, value in rows:
-        table.add_row(label, value)
+        table.add_row(label, Text(value))  # Text, not markup: values are paths and keys
     _console().print(Panel(table, title=title, border_style=style, expand=False))
 
 
@@ -133,9 +136,9 @@ def report_error(exc: BaseException, *, as_json: bool) -> int:
     if as_json:
         emit_json({"error": {"type": error_slug(exc), "message": message, "exit_code": code}})
     else:
-        from rich.markup import escape
+        from rich.text import Text
 
-        _console(stderr=True).print(f"[bold red]Error:[/] {escape(message)}")
+        _console(stderr=True).print(Text.assemble(("Error: ", "bold red"), message))
     return code
 
 

@@ -86,6 +86,10 @@ def keystore_passphrase(
 
     def source(purpose: PassphrasePurpose) -> Protection:
         if purpose is PassphrasePurpose.CREATE:
+            if insecure and (new_file or file) is not None:
+                raise ConfigError(
+                    "--insecure-no-passphrase contradicts --passphrase-file: choose one."
+                )
             if insecure:
                 warn_unprotected()
                 return UNPROTECTED

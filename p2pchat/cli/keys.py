@@ -195,7 +195,7 @@ def export_(
         )
     elif str(output) != "-":
         what = "Public identity" if public_only else "Encrypted backup"
-        say(f"{what} written to [bold]{output}[/].")
+        say(f"{what} written to {output}.")
 
 
 @keys.command(name="import")

@@ -99,8 +99,9 @@ def run(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
     warn_if_exposed(home)
-    config = _update_config(home.read_config(), listen=listen, port=port, bootstrap=bootstrap)
-    if config != home.read_config():
+    saved = home.read_config()
+    config = _update_config(saved, listen=listen, port=port, bootstrap=bootstrap)
+    if config != saved:
         home.write_config(config)
     effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **config}
     if state.json:

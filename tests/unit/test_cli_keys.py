@@ -159,6 +159,24 @@ def test_passphrase_file(home: Path, tmp_path: Path) -> None:
     assert_fails(missing, 2, "passphrase file")
 
 
+def test_insecure_contradicting_a_passphrase_file_is_refused(home: Path, tmp_path: Path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(PASS)
+    result = run(
+        home, "--passphrase-file", str(secret_file), "keys", "generate", "--insecure-no-passphrase"
+    )
+    assert_fails(result, 2, "choose one")
+    assert not home.exists()
+
+
+def test_markup_in_paths_is_printed_literally(tmp_path: Path) -> None:
+    home = tmp_path / "[bold]h[/bold]"
+    generate(home)
+    result = run(home, "keys", "show")
+    assert result.exit_code == 0
+    assert "[bold]h[/bold]" in result.stdout
+
+
 def test_insecure_keystore_warns_and_is_marked(home: Path) -> None:
     result = run(home, "--json", "keys", "generate", "--insecure-no-passphrase")
     assert result.exit_code == 0, result.output

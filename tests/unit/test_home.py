@@ -58,6 +58,15 @@ def test_ensure_creates_a_private_directory(tmp_path: Path) -> None:
     home.ensure()  # idempotent
 
 
+def test_ensure_is_private_even_under_a_strict_umask(tmp_path: Path) -> None:
+    old = os.umask(0o277)
+    try:
+        Home(tmp_path / "home").ensure()
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "home") == 0o700
+
+
 def test_ensure_refuses_a_file(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
