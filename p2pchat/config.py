@@ -1,0 +1,136 @@
+"""The node's configuration: one frozen dataclass tree, not dozens of keyword arguments.
+
+``NodeConfig.load(home)`` reads ``<home>/config.json`` (written by ``p2pchat node run``
+options) over the embedded defaults; everything can also be built in code::
+
+    config = NodeConfig(home=Path("~/.p2pchat").expanduser(),
+                        net=NetConfig(port=4242, mdns=True),
+                        mailbox=MailboxConfig(enabled=True))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .net.config import DEFAULT_PORT, NetConfig
+
+__all__ = ["DAY_MS", "MailboxConfig", "DeliveryConfig", "NodeConfig"]
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MailboxConfig:
+    """Store-and-forward: whether this node holds sealed envelopes for its contacts.
+
+    Only accepted contacts may store here. Quotas count unexpired items.
+    """
+
+    enabled: bool = False
+    ttl_ms: int = 7 * DAY_MS
+    max_items_per_sender: int = 500
+    max_bytes_per_sender: int = 4 * 1024 * 1024
+    max_items_total: int = 20_000
+    max_bytes_total: int = 256 * 1024 * 1024
+    #: Peer ids of contacts whose mailboxes *we* use (announced in our DHT record).
+    use: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.ttl_ms <= 0 or min(self.max_items_per_sender, self.max_items_total) < 1:
+            raise ConfigError("mailbox ttl and quotas must be positive")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryConfig:
+    """Retries of the outbox, rate limits and record lifetimes."""
+
+    #: First retry after this long; doubles each attempt up to ``retry_max_ms`` (+-20 % jitter).
+    retry_initial_ms: int = 2_000
+    retry_max_ms: int = 5 * 60_000
+    #: An undelivered message is marked failed after this long (it stays in the outbox
+    #: until then; a message to an account that was never found fails sooner).
+    give_up_ms: int = 14 * DAY_MS
+    unknown_account_give_up_ms: int = 3 * DAY_MS
+    #: How long the sender waits for a delivery ack on an open stream.
+    ack_timeout_ms: int = 10_000
+    #: Per remote peer, before any signature check: sustained frames/s and burst.
+    peer_rate: float = 50.0
+    peer_burst: int = 200
+    #: Signed prekeys live this long and are replaced after half of it.
+    prekey_lifetime_ms: int = 14 * DAY_MS
+    #: DHT records (bundle, device list, mailbox) expire after this and are re-published
+    #: after a third of it.
+    record_lifetime_ms: int = DAY_MS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_initial_ms <= self.retry_max_ms:
+            raise ConfigError("retry delays must satisfy 0 < initial <= max")
+        if self.peer_rate <= 0 or self.peer_burst < 1 or self.ack_timeout_ms <= 0:
+            raise ConfigError("rates, bursts and timeouts must be positive")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodeConfig:
+    home: Path
+    net: NetConfig = field(default_factory=NetConfig)
+    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    #: Shown to contacts and to nearby peers; optional.
+    display_name: str | None = None
+    #: Events held per ``node.events()`` stream before it starts dropping (see events.py).
+    event_buffer: int = 1024
+    #: Serve the local RPC / control socket (``<home>/rpc.sock``).
+    rpc: bool = True
+    #: Also serve the RPC on 127.0.0.1:<port> (``None``: unix socket only).
+    rpc_tcp_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.display_name is not None and not 0 < len(self.display_name) <= 64:
+            raise ConfigError("a display name has 1 to 64 characters")
+        if self.event_buffer < 2:
+            raise ConfigError("event_buffer must be at least 2")
+
+    @classmethod
+    def from_mapping(cls, home: Path, values: dict[str, Any]) -> NodeConfig:
+        """Build from ``config.json``-style values (the keys ``p2pchat node run`` saves).
+
+        Known keys: ``listen`` (host), ``port``, ``bootstrap`` (list of multiaddrs),
+        ``dht_mode``, ``mdns``/``nearby`` (bool), ``relay`` (bool), ``display_name``,
+        ``mailbox`` (bool), ``mailbox_use`` (list of peer ids), ``rpc_tcp_port``.
+        Unknown keys are refused, so a typo is not silently ignored.
+        """
+        known = {
+            "listen", "port", "bootstrap", "dht_mode", "mdns", "nearby", "relay",
+            "display_name", "mailbox", "mailbox_use", "rpc_tcp_port",
+        }  # fmt: skip
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        try:
+            net = NetConfig(
+                listen_hosts=(str(values.get("listen") or "0.0.0.0"),),  # noqa: S104
+                port=int(values.get("port", DEFAULT_PORT)),
+                bootstrap=tuple(str(a) for a in values.get("bootstrap") or ()),
+                dht_mode=values.get("dht_mode", "server"),
+                mdns=bool(values.get("mdns", values.get("nearby", False))),
+                relay_client=bool(values.get("relay", False)),
+            )
+            return cls(
+                home=home,
+                net=net,
+                display_name=values.get("display_name"),
+                mailbox=MailboxConfig(
+                    enabled=bool(values.get("mailbox", False)),
+                    use=tuple(str(p) for p in values.get("mailbox_use") or ()),
+                ),
+                rpc_tcp_port=values.get("rpc_tcp_port"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None
+
+    def replace(self, **changes: Any) -> NodeConfig:
+        return dataclasses.replace(self, **changes)
