@@ -15,7 +15,8 @@ anyone who reads it unprotected *is* the identity, so:
   what the secrets imply: a tampered public part never survives an unlock;
 * a short *check* value derived from the passphrase tells "wrong passphrase" apart from
   "damaged file" (an offline guesser gains nothing from it: the AEAD tag already lets
-  them test guesses);
+  them test guesses). A damaged salt or Argon2 limit also reads as a wrong passphrase:
+  from inside the file the two cannot be told apart;
 * an unprotected keystore exists only on explicit request (:data:`UNPROTECTED`); it is
   marked ``"alg": "none"`` and encrypted under a fixed public key, which protects
   nothing but keeps one code path and still detects accidental damage.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import stat
 from pathlib import Path
 from typing import Any
@@ -180,15 +182,12 @@ def test_any_byte_flip_is_refused_with_a_keystore_error(data: st.DataObject) -> 
         LockedKeystore.from_bytes(bytes(flipped)).unlock(Passphrase.from_text(SECRET))
 
 
-_BLOB_CACHE: list[bytes] = []
-
-
+@functools.cache
 def _fixed_blob() -> bytes:
-    if not _BLOB_CACHE:
-        rng = DeterministicRng(b"flip")
-        identity = UnlockedIdentity.generate(rng=rng, now=NOW_MS)
-        _BLOB_CACHE.append(identity.lock(Passphrase.from_text(SECRET), rng=rng, limits=FAST))
-    return _BLOB_CACHE[0]
+    """One keystore for every hypothesis example (fixtures do not mix with @given)."""
+    rng = DeterministicRng(b"flip")
+    identity = UnlockedIdentity.generate(rng=rng, now=NOW_MS)
+    return identity.lock(Passphrase.from_text(SECRET), rng=rng, limits=FAST)
 
 
 def test_unknown_version_is_reported_as_too_new(locked_bytes: bytes) -> None:
@@ -384,3 +383,10 @@ def test_open_unprotected_asks_for_nothing(tmp_path: Path, rng: DeterministicRng
     _, was_created = open_or_create(home, passphrase=source, create=False, rng=rng, now=now)
     assert not was_created
     assert source.asked == []
+
+
+@pytest.mark.parametrize("module", ["p2pchat.keystore", "p2pchat.home", "p2pchat.peerid"])
+def test_public_surface_exists(module: str) -> None:
+    imported = importlib.import_module(module)
+    missing = [name for name in imported.__all__ if not hasattr(imported, name)]
+    assert not missing
