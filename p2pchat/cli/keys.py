@@ -145,7 +145,7 @@ def show(state: CliState) -> None:
     help="Encoding of a --public export (default json).",
 )
 @_backup_file_option
-@_force_option
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @json_option
 @pass_state
 def export_(

@@ -76,6 +76,7 @@ def run(
     \b
     JSON: {"home", "created" (bool), "identity": {...}, "config": {"listen", "port",
            "bootstrap"}, "network": "not-implemented"}
+    (the "identity" keys are listed in `p2pchat keys --help`)
     """
     if insecure and not create_identity:
         raise ConfigError("--insecure-no-passphrase only applies with --create-identity.")
