@@ -121,7 +121,7 @@ def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "gre
     from rich.table import Table
     from rich.text import Text
 
-    table = Table.grid(padding=(0, 2))
+    table = Table.grid(padding=(0, 1))  # 64 hex digits + label + border fit 80 columns
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # a long path folds; it is never cut short
     for label, value in rows:

@@ -338,5 +338,5 @@ def _report_saved(
         return
     rows = [*identity_rows(identity.public), ("Keystore", str(home.keystore_path))]
     if backup is not None:
-        rows.append(("Old keystore", str(backup)))
+        rows.append(("Old file", str(backup)))
     show_panel(title, rows, style="green" if protected else "yellow")
