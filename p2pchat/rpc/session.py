@@ -1,0 +1,350 @@
+"""One client connection: hello, dispatch, subscriptions and the outbound queue.
+
+Two tasks per connection. The *reader* decodes frames and starts one task per request
+(at most ``max_in_flight`` at once); the *writer* drains the :class:`_Outbox`, sending
+replies before events and coalescing whatever is queued into one write. Replies are
+never dropped; live events are bounded per connection (``event_queue``) and when a
+subscriber falls that far behind the server sends ``close`` with ``slow-consumer``
+(1103) and hangs up: the client reconnects and resumes from its last cursor, so
+nothing is lost unless the log itself moved past it (then it is told ``gap: true``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from p2pchat.errors import (
+    LocalProtocolError,
+    NotFoundError,
+    P2PChatError,
+    PermissionDeniedError,
+    RateLimitedError,
+    WireError,
+)
+from p2pchat.protocol.framing import FrameDecoder, encode_frame
+from p2pchat.rpc.errors import (
+    AuthenticationError,
+    InternalServerError,
+    InvalidParamsError,
+    InvalidRequestError,
+    MethodNotFoundError,
+    SlowConsumerError,
+    code_for,
+)
+from p2pchat.rpc.events import LoggedEvent
+from p2pchat.rpc.protocol import (
+    Close,
+    ErrorInfo,
+    ErrorResponse,
+    Request,
+    Response,
+    encode_event_frame,
+    encode_message,
+    parse_request,
+    unpack_payload,
+)
+
+if TYPE_CHECKING:
+    from p2pchat.rpc.server import RpcServer, ServerConfig
+
+__all__ = ["Session", "Subscription"]
+
+log = logging.getLogger("p2pchat.rpc")
+_incidents: Final = itertools.count(1)
+_WRITE_BATCH: Final = 256 * 1024
+
+
+@dataclass(slots=True)
+class Subscription:
+    sub_id: int
+    types: frozenset[str] | None
+
+    def wants(self, event: LoggedEvent) -> bool:
+        return self.types is None or event.type in self.types
+
+
+def error_info(exc: BaseException, *, data: Any = None) -> ErrorInfo:
+    row = code_for(exc)
+    if isinstance(exc, WireError) and data is None:
+        data = {"reason": exc.reason}
+    return ErrorInfo(row.code, row.name, str(exc) or row.name, data)
+
+
+class _Outbox:
+    """Replies (unbounded: at most one per in-flight request) ahead of events (bounded)."""
+
+    def __init__(self, *, max_live: int) -> None:
+        self.control: deque[bytes] = deque()
+        self.events: deque[tuple[Subscription, LoggedEvent, bool]] = deque()
+        self.live_pending = 0
+        self.max_live = max_live
+        self.closing = False  # a final frame is queued: accept nothing more
+        self._wakeup = trio.Event()
+
+    def put_control(self, frame: bytes, *, final: bool = False) -> None:
+        if self.closing:
+            return
+        self.control.append(frame)
+        self.closing = final
+        self._wakeup.set()
+
+    def put_event(self, sub: Subscription, event: LoggedEvent, *, live: bool) -> bool:
+        """Queue an event; ``False`` when the live bound is exceeded (the caller closes)."""
+        if self.closing:
+            return True
+        if live:
+            if self.live_pending >= self.max_live:
+                return False
+            self.live_pending += 1
+        self.events.append((sub, event, live))
+        self._wakeup.set()
+        return True
+
+    async def wait(self) -> None:
+        if not self.control and not self.events:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+
+
+class Session:
+    """Serves one accepted stream until the peer leaves, breaks a rule, or the server stops."""
+
+    def __init__(self, server: RpcServer, stream: trio.abc.Stream, *, config: ServerConfig):
+        self._server = server
+        self._stream = stream
+        self._config = config
+        self._decoder = FrameDecoder(max_frame=config.max_frame)
+        self._outbox = _Outbox(max_live=config.event_queue)
+        self._scopes: frozenset[str] = frozenset()
+        self._in_flight = 0
+        self._subs: dict[int, Subscription] = {}
+        self._next_sub = 1
+        self._bucket = server.new_bucket()
+        self._cancel = trio.CancelScope()
+        self.client_name = ""
+
+    def __repr__(self) -> str:
+        return f"Session(client={self.client_name!r}, subs={len(self._subs)})"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._read_loop(nursery)
+                    # The peer is gone or we are closing: let the writer flush a final frame.
+                    self._outbox.put_control(b"", final=True)
+        finally:
+            await trio.aclose_forcefully(self._stream)
+
+    def close_with(self, exc: P2PChatError) -> None:
+        """Send ``close`` with this error, then hang up once it is written."""
+        frame = encode_frame(encode_message(Close(error_info(exc))))
+        self._outbox.put_control(frame, final=True)
+
+    async def _writer(self) -> None:
+        box = self._outbox
+        try:
+            while True:
+                await box.wait()
+                chunks: list[bytes] = []
+                size = 0
+                while box.control and size < _WRITE_BATCH:
+                    frame = box.control.popleft()
+                    if frame:
+                        chunks.append(frame)
+                        size += len(frame)
+                final = box.closing and not box.control
+                while box.events and size < _WRITE_BATCH and not box.closing:
+                    sub, event, live = box.events.popleft()
+                    box.live_pending -= live
+                    if self._subs.get(sub.sub_id) is sub:
+                        frame = encode_frame(
+                            encode_event_frame(sub.sub_id, event.cursor, event.body)
+                        )
+                        chunks.append(frame)
+                        size += len(frame)
+                if chunks:
+                    await self._stream.send_all(b"".join(chunks))
+                if final:
+                    self._cancel.cancel()
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._cancel.cancel()
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        with trio.move_on_after(self._config.hello_timeout) as hello_scope:
+            authed = await self._hello()
+        if hello_scope.cancelled_caught:
+            self.close_with(AuthenticationError("no rpc.hello in time"))
+            return
+        if not authed:
+            return
+        while not self._outbox.closing:
+            payload = await self._next_payload()
+            if payload is None:
+                return
+            self._dispatch(payload, nursery)
+
+    async def _next_payload(self) -> bytes | None:
+        """The next frame, or ``None`` at end of stream or after a framing error."""
+        while True:
+            try:
+                frame = self._decoder.next_frame()
+            except WireError as exc:
+                self.close_with(exc)
+                return None
+            if frame is not None:
+                return frame
+            data = await self._stream.receive_some(65536)
+            if not data:
+                return None
+            self._decoder.feed(data)
+
+    def _parse(self, payload: bytes) -> Request | None:
+        """A valid request, or ``None`` after queueing the error reply."""
+        try:
+            obj = unpack_payload(payload)
+        except WireError as exc:
+            self._reply_error(None, exc)
+            return None
+        try:
+            return parse_request(obj)
+        except WireError as exc:
+            raw_id = obj.get("id")
+            ok_id = isinstance(raw_id, int) and not isinstance(raw_id, bool) and raw_id >= 0
+            self._reply_error(raw_id if ok_id else None, InvalidRequestError(str(exc)))
+            return None
+
+    async def _hello(self) -> bool:
+        payload = await self._next_payload()
+        if payload is None:
+            return False
+        request = self._parse(payload)
+        if request is None:
+            self._outbox.put_control(b"", final=True)
+            return False
+        if request.method != "rpc.hello":
+            self._reply_error(
+                request.id, AuthenticationError("the first request must be rpc.hello")
+            )
+            self._outbox.put_control(b"", final=True)
+            return False
+        try:
+            result, self._scopes, self.client_name = self._server.hello(request.params)
+        except P2PChatError as exc:
+            self._reply_error(request.id, exc)
+            self._outbox.put_control(b"", final=True)
+            return False
+        self._reply(request.id, result)
+        return True
+
+    def _dispatch(self, payload: bytes, nursery: trio.Nursery) -> None:
+        request = self._parse(payload)
+        if request is None:
+            return
+        if not self._bucket.take(trio.current_time()):
+            self._reply_error(request.id, RateLimitedError("request rate limit exceeded"))
+            return
+        if self._in_flight >= self._config.max_in_flight:
+            limit = self._config.max_in_flight
+            self._reply_error(request.id, RateLimitedError(f"more than {limit} requests in flight"))
+            return
+        self._in_flight += 1
+        nursery.start_soon(self._handle, request, name=f"rpc {request.method}")
+
+    async def _handle(self, request: Request) -> None:
+        try:
+            await self._handle_inner(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _handle_inner(self, request: Request) -> None:
+        try:
+            call = self._resolve(request)
+            result = await call()
+        except P2PChatError as exc:
+            self._reply_error(request.id, exc)
+            return
+        except Exception:  # noqa: BLE001 - logged with traceback in _internal
+            # The one boundary where a handler bug must not take the server down: the
+            # client gets an incident number, the log gets the traceback.
+            self._internal(request, "raised")
+            return
+        try:
+            payload = encode_message(Response(request.id, result))
+            frame = encode_frame(payload, max_frame=self._config.max_frame)
+        except (LocalProtocolError, WireError):
+            self._internal(request, "returned a result that cannot be sent")
+            return
+        self._outbox.put_control(frame)
+
+    def _internal(self, request: Request, what: str) -> None:
+        incident = next(_incidents)
+        log.exception("rpc method %s %s (incident %d)", request.method, what, incident)
+        bug = InternalServerError(f"internal error (incident {incident})")
+        self._reply_error(request.id, bug)
+
+    def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]]:
+        """The bound call for ``request`` after scope and params checks (raises P2PChatError)."""
+        builtin = self._server.builtin(self, request.method)
+        if builtin is not None:
+            return builtin(request.params)
+        method = self._server.registry.get(request.method)
+        if method is None:
+            raise MethodNotFoundError(f"no method {request.method!r}")
+        self.require(method.scope)
+        params = method.schema.validate(request.params)
+        return lambda: method.handler(params)
+
+    def require(self, scope: str) -> None:
+        if scope not in self._scopes and "admin" not in self._scopes:
+            raise PermissionDeniedError(f"this token lacks the {scope!r} scope")
+
+    # -- replies and events -----------------------------------------------------------
+
+    def _reply(self, request_id: int, result: Any) -> None:
+        self._outbox.put_control(encode_frame(encode_message(Response(request_id, result))))
+
+    def _reply_error(self, request_id: int | None, exc: P2PChatError) -> None:
+        msg = ErrorResponse(request_id, error_info(exc))
+        self._outbox.put_control(encode_frame(encode_message(msg)))
+
+    def subscribe(self, types: frozenset[str] | None, replay: list[LoggedEvent]) -> int:
+        if len(self._subs) >= self._config.max_subscriptions:
+            limit = self._config.max_subscriptions
+            raise RateLimitedError(f"more than {limit} subscriptions on one connection")
+        if types is not None and not types:
+            raise InvalidParamsError("types must be absent or non-empty")
+        sub = Subscription(self._next_sub, types)
+        self._next_sub += 1
+        self._subs[sub.sub_id] = sub
+        for event in replay:
+            self._outbox.put_event(sub, event, live=False)
+        return sub.sub_id
+
+    def unsubscribe(self, sub_id: int) -> None:
+        if self._subs.pop(sub_id, None) is None:
+            raise NotFoundError(f"no subscription {sub_id}")
+
+    def deliver(self, event: LoggedEvent) -> bool:
+        """Push a live event to matching subscriptions; ``False`` if this session overflowed."""
+        for sub in self._subs.values():
+            if sub.wants(event) and not self._outbox.put_event(sub, event, live=True):
+                self._subs.clear()
+                self.close_with(SlowConsumerError("event queue overflow: resume from your cursor"))
+                return False
+        return True
