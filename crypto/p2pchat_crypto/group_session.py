@@ -138,11 +138,18 @@ class GroupSession:
         chain_key: bytes,
         signing_seed: bytes,
     ) -> None:
-        """Prefer :meth:`create` or :meth:`from_bytes`; this checks and stores raw state."""
-        self._group_id = wire.check_group_id(group_id)
-        self._epoch = wire.check_uint(epoch, "epoch")
-        self._sender = wire.check_sender(sender)
-        self._index = wire.check_uint(index, "index", maximum=wire.MAX_INDEX + 1)
+        """Prefer :meth:`create` or :meth:`from_bytes`; this checks and stores raw state.
+
+        Arguments outside the format (a 65-byte group id, a negative epoch) are the
+        caller's mistake, so they raise ValueError rather than a peer-facing error.
+        """
+        try:
+            self._group_id = wire.check_group_id(group_id)
+            self._epoch = wire.check_uint(epoch, "epoch")
+            self._sender = wire.check_sender(sender)
+            self._index = wire.check_uint(index, "index", maximum=wire.MAX_INDEX + 1)
+        except DecodeError as exc:
+            raise ValueError(str(exc)) from None
         if len(chain_key) != wire.KEY_LEN or len(signing_seed) != wire.KEY_LEN:
             raise ValueError("chain key and signing seed are 32 bytes each")
         self._chain_key = bytes(chain_key)
@@ -270,8 +277,8 @@ class GroupSession:
                 chain_key=_check_pickle_key(body[4], "chain key"),
                 signing_seed=_check_pickle_key(body[5], "signing seed"),
             )
-        except DecodeError as exc:
-            raise PickleError(f"malformed group-session pickle ({exc.reason})") from None
+        except ValueError as exc:
+            raise PickleError(f"malformed group-session pickle ({exc})") from None
 
     def to_sealed(self, key: bytes, rng: Rng) -> bytes:
         return seal(self.to_bytes(), key, rng)

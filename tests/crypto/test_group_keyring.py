@@ -41,6 +41,7 @@ def test_routes_messages_to_the_right_sender_key(rng: DeterministicRng) -> None:
         assert received.plaintext == b"to " + g[:1] + bytes([e]) + s[:1]
         assert received.header.session_id == (g, e, s)
         assert received.header.index == 0
+        assert received.plaintext not in repr(received).encode()
     unknown = GroupSession.create(GROUP, 3, ALICE, rng)
     with pytest.raises(UnknownSessionError):
         keyring.decrypt(unknown.encrypt(b"epoch 3"))

@@ -184,7 +184,7 @@ def test_distribution_checks(rng: DeterministicRng) -> None:
 def test_create_validates_its_arguments(
     rng: DeterministicRng, group_id: bytes, sender: bytes, epoch: int
 ) -> None:
-    with pytest.raises(DecodeError):
+    with pytest.raises(ValueError, match=r"group-id|sender|epoch"):
         GroupSession.create(group_id, epoch, sender, rng)
 
 
@@ -352,3 +352,12 @@ def test_repr_and_errors_never_show_key_material(rng: DeterministicRng) -> None:
             assert secret not in text.replace("…", "")
             assert secret[:16] not in text
     assert GROUP.hex() in repr(outbound)  # the repr is still useful
+
+
+def test_public_surface() -> None:
+    from p2pchat_crypto import group
+
+    assert sorted(group.__all__) == sorted(set(group.__all__))
+    for name in group.__all__:
+        assert getattr(group, name) is not None
+    assert {"GroupSession", "InboundGroupSession", "GroupKeyring"} <= set(group.__all__)
