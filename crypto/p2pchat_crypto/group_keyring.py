@@ -113,7 +113,7 @@ class GroupKeyring:
         session = self._inbound.get((parsed.group_id, parsed.epoch, parsed.sender))
         if session is None:
             raise UnknownSessionError("no sender key for this group, epoch and sender")
-        plaintext, index = session.decrypt_parsed(parsed)
+        plaintext, index = session._decrypt_parsed(parsed)
         header = GroupMessageHeader(parsed.group_id, parsed.epoch, parsed.sender, index)
         return ReceivedGroupMessage(header, plaintext)
 

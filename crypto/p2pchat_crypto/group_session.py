@@ -407,10 +407,10 @@ class InboundGroupSession:
         before ``first_index``), SignatureError, DuplicateMessageError (an index already
         decrypted or whose skipped key was evicted), GapTooLargeError, AuthenticationError.
         """
-        return self.decrypt_parsed(wire.decode_message(message))
+        return self._decrypt_parsed(wire.decode_message(message))
 
-    def decrypt_parsed(self, msg: wire.WireMessage) -> GroupPlaintext:
-        """:meth:`decrypt` for a message already parsed with the wire codec."""
+    def _decrypt_parsed(self, msg: wire.WireMessage) -> GroupPlaintext:
+        """:meth:`decrypt` of a parsed message (the keyring parses once to route it)."""
         if (msg.group_id, msg.epoch, msg.sender) != self.session_id:
             raise UnknownSessionError("message belongs to another group, epoch or sender")
         header = wire.message_header(msg.group_id, msg.epoch, msg.sender, msg.index)
