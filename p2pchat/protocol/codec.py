@@ -357,18 +357,25 @@ def encode_value(value: cbor.Value) -> bytes:
 
 
 def cddl_rule(
-    cls: type[Struct], *, name: str | None = None, fixed: Mapping[str, str] | None = None
+    cls: type[Struct],
+    *,
+    name: str | None = None,
+    fixed: Mapping[str, str | None] | None = None,
+    required: frozenset[str] = frozenset(),
 ) -> str:
     """The CDDL rule of ``cls``: one line per field with its doc as a comment.
 
-    ``fixed`` replaces the type of some keys by a literal (e.g. an event kind), which
-    is how a generic container is specialised per kind.
+    ``fixed`` replaces the type of some keys by a literal (e.g. an event kind), or drops
+    the key when the value is ``None``; ``required`` makes optional keys mandatory. That is
+    how a generic container is specialised per kind.
     """
     fixed = fixed or {}
     lines = [f"{name or cls.cddl_name()} = {{"]
     for f in cls.wire_fields():
-        opt = "? " if f.optional else ""
-        typ = fixed.get(f.key, f.spec.cddl())
+        if f.key in fixed and fixed[f.key] is None:
+            continue
+        opt = "? " if f.optional and f.key not in required else ""
+        typ = fixed.get(f.key) or f.spec.cddl()
         lines.append(f'  {opt}"{f.key}" => {typ},  ; {f.doc}')
     lines.append("  * tstr => any,  ; unknown fields are ignored (README.md)")
     lines.append("}")

@@ -45,6 +45,8 @@ from .signing import sign_map, signed_bytes, verify_signature
 
 __all__ = [
     "MAX_EVENT",
+    "MAX_SEALED",
+    "MAX_INNER",
     "ROLES",
     "GROUP_KINDS",
     "event_id_of",
@@ -79,8 +81,12 @@ __all__ = [
     "sign_event",
 ]
 
-#: Cap on one encoded event (a sealed event of a large post stays far below it).
-MAX_EVENT = 64 * 1024
+#: Cap on one encoded event: room for a sealed event holding the largest group message
+#: of crypto-group.md (65,536-byte plaintext + 1,024 bytes of header and signature).
+MAX_EVENT = 80 * 1024
+#: Cap on a sealed event's ciphertext and on the inner event it decrypts to.
+MAX_SEALED = 65_536 + 1024
+MAX_INNER = 65_536
 ROLES = ("owner", "admin", "moderator", "member", "viewer")
 GROUP_KINDS = ("private", "public", "live")
 _KEY = Bytes(32)
@@ -191,7 +197,7 @@ class SenderKeyDistribution(Struct):
 class Sealed(Struct):
     KIND: ClassVar[str] = "sealed"
     ciphertext: bytes = wire(
-        "e", Bytes(low=1, high=60 * 1024), "sender-key ciphertext of an inner event"
+        "e", Bytes(low=1, high=MAX_SEALED), "group message (crypto-group.md) of an inner event"
     )
 
 
@@ -349,8 +355,8 @@ class GroupEvent(Struct):
             raise ValueError("prev must be absent exactly when seq is 1")
         if (self.kind == "genesis") != (self.group is None):
             raise ValueError("g must be absent exactly in genesis")
-        if self.kind == "genesis" and (self.seq != 1 or self.deps):
-            raise ValueError("genesis is the first event of its chain, with no deps")
+        if self.kind == "genesis" and (self.seq != 1 or self.deps or self.lamport != 1):
+            raise ValueError("genesis is the first event of its chain: seq 1, lt 1, no deps")
         if len(set(self.deps)) != len(self.deps):
             raise ValueError("duplicate deps")
 

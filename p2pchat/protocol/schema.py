@@ -90,11 +90,10 @@ def schema_files() -> dict[str, str]:
     ev_variants = []
     for kind in EVENT_KINDS:
         name = f"event-{kind_rule(kind)}"
-        ev_variants.append(
-            cddl_rule(
-                GroupEvent, name=name, fixed={"k": f'"{kind}"', "b": f"body-{kind_rule(kind)}"}
-            )
-        )
+        fixed: dict[str, str | None] = {"k": f'"{kind}"', "b": f"body-{kind_rule(kind)}"}
+        if kind == "genesis":
+            fixed.update({"g": None, "prev": None, "seq": "1", "lt": "1", "deps": "[]"})
+        ev_variants.append(cddl_rule(GroupEvent, name=name, fixed=fixed, required=frozenset({"g"})))
     inner = [
         cddl_rule(
             InnerEvent,
