@@ -19,6 +19,8 @@ import trio
 from p2pchat.errors import LocalProtocolError
 
 from .records import (
+    MAX_DHT_KEY_BYTES,
+    MAX_ID_BYTES,
     AddedMessage,
     Contact,
     ContactState,
@@ -285,7 +287,7 @@ class Facade(ABC):
         return await self._call(lambda b: b.add_message(message))
 
     async def get_message(self, message_id: bytes) -> Message | None:
-        check_bytes("message_id", message_id, max_len=64)
+        check_bytes("message_id", message_id, max_len=MAX_ID_BYTES)
         return await self._call(lambda b: b.get_message(message_id))
 
     async def list_messages(
@@ -309,7 +311,7 @@ class Facade(ABC):
     async def set_delivery(
         self, message_id: bytes, state: DeliveryState, *, reason: str | None = None
     ) -> None:
-        check_bytes("message_id", message_id, max_len=64)
+        check_bytes("message_id", message_id, max_len=MAX_ID_BYTES)
         check_delivery(state, reason)
         return await self._call(lambda b: b.set_delivery(message_id, state, reason=reason))
 
@@ -344,7 +346,7 @@ class Facade(ABC):
     async def fetch_mailbox(
         self, recipient_tag: bytes, *, now: int, limit: int = 100
     ) -> list[MailboxItem]:
-        check_bytes("recipient_tag", recipient_tag, max_len=64)
+        check_bytes("recipient_tag", recipient_tag, max_len=MAX_ID_BYTES)
         check_int("now", now)
         check_int("limit", limit, minimum=1)
         return await self._call(lambda b: b.fetch_mailbox(recipient_tag, now=now, limit=limit))
@@ -352,7 +354,7 @@ class Facade(ABC):
     async def delete_mailbox(self, item_ids: Sequence[bytes]) -> int:
         ids = list(item_ids)
         for item_id in ids:
-            check_bytes("item_id", item_id, max_len=64)
+            check_bytes("item_id", item_id, max_len=MAX_ID_BYTES)
         return await self._call(lambda b: b.delete_mailbox(ids))
 
     async def expire_mailbox(self, now: int) -> int:
@@ -364,7 +366,7 @@ class Facade(ABC):
         return await self._call(lambda b: b.put_dht(record))
 
     async def get_dht(self, key: bytes, *, now: int) -> DhtRecord | None:
-        check_bytes("key", key, max_len=256)
+        check_bytes("key", key, max_len=MAX_DHT_KEY_BYTES)
         check_int("now", now)
         return await self._call(lambda b: b.get_dht(key, now=now))
 

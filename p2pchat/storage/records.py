@@ -18,6 +18,8 @@ from enum import StrEnum
 
 __all__ = [
     "KEY_LEN",
+    "MAX_ID_BYTES",
+    "MAX_DHT_KEY_BYTES",
     "ContactState",
     "ConversationKind",
     "Direction",
@@ -40,7 +42,10 @@ __all__ = [
 
 #: Account and device keys are 32-byte public keys.
 KEY_LEN = 32
-_MAX_ID_BYTES = 64
+#: Longest message, session, mailbox item id or tag (ids are hashes or random, not data).
+MAX_ID_BYTES = 64
+#: Longest DHT key (libp2p keys are a namespace plus a multihash).
+MAX_DHT_KEY_BYTES = 256
 _MAX_TEXT = 1024
 _MAX_INT = 2**63 - 1  # SQLite's INTEGER range; both stores refuse the same values
 
@@ -128,7 +133,7 @@ def check_optional(name: str, value: object, check: str) -> None:
     elif check == "key":
         check_key(name, value)
     elif check == "id":
-        check_bytes(name, value, max_len=_MAX_ID_BYTES)
+        check_bytes(name, value, max_len=MAX_ID_BYTES)
     else:
         check_text(name, value, allow_empty=True)
 
@@ -143,7 +148,7 @@ def check_delivery(state: object, reason: object) -> None:
 def session_key(account: bytes, device: bytes, session_id: bytes) -> tuple[bytes, bytes, bytes]:
     check_key("account", account)
     check_key("device", device)
-    check_bytes("session_id", session_id, max_len=_MAX_ID_BYTES)
+    check_bytes("session_id", session_id, max_len=MAX_ID_BYTES)
     return (account, device, session_id)
 
 
@@ -188,7 +193,7 @@ class SessionRecord:
     def __post_init__(self) -> None:
         check_key("account", self.account)
         check_key("device", self.device)
-        check_bytes("session_id", self.session_id, max_len=_MAX_ID_BYTES)
+        check_bytes("session_id", self.session_id, max_len=MAX_ID_BYTES)
         check_bytes("pickle", self.pickle)
         check_int("updated_at", self.updated_at)
 
@@ -230,7 +235,7 @@ class NewMessage:
 
     def __post_init__(self) -> None:
         check_text("conversation_id", self.conversation_id)
-        check_bytes("message_id", self.message_id, max_len=_MAX_ID_BYTES)
+        check_bytes("message_id", self.message_id, max_len=MAX_ID_BYTES)
         check_key("sender_account", self.sender_account)
         check_key("sender_device", self.sender_device)
         check_type("direction", self.direction, Direction)
@@ -352,9 +357,9 @@ class MailboxItem:
         return len(self.blob)
 
     def __post_init__(self) -> None:
-        check_bytes("item_id", self.item_id, max_len=_MAX_ID_BYTES)
-        check_bytes("recipient_tag", self.recipient_tag, max_len=_MAX_ID_BYTES)
-        check_bytes("sender_tag", self.sender_tag, max_len=_MAX_ID_BYTES)
+        check_bytes("item_id", self.item_id, max_len=MAX_ID_BYTES)
+        check_bytes("recipient_tag", self.recipient_tag, max_len=MAX_ID_BYTES)
+        check_bytes("sender_tag", self.sender_tag, max_len=MAX_ID_BYTES)
         check_bytes("blob", self.blob)
         check_int("stored_at", self.stored_at)
         check_int("expires_at", self.expires_at)
@@ -405,7 +410,7 @@ class DhtRecord:
     expires_at: int
 
     def __post_init__(self) -> None:
-        check_bytes("key", self.key, max_len=256)
+        check_bytes("key", self.key, max_len=MAX_DHT_KEY_BYTES)
         check_bytes("value", self.value)
         check_int("seq", self.seq)
         check_int("expires_at", self.expires_at)

@@ -160,3 +160,32 @@ async def test_repr_names_the_path_and_state(tmp_path: Path) -> None:
     assert "open" in repr(store)
     await store.aclose()
     assert "closed" in repr(store)
+
+
+async def test_sqlite_failures_become_storage_errors_and_roll_back(tmp_path: Path) -> None:
+    async with await SqliteStore.open(tmp_path / "store.db") as store:
+        await store.put_conversation(dm())
+        conn = store._conn  # make every write fail, as a full or read-only disk would
+        assert conn is not None
+        conn.execute("PRAGMA query_only = ON")
+        with pytest.raises(StorageError, match="readonly"):
+            await store.add_message(message(b"m1"))
+        conn.execute("PRAGMA query_only = OFF")
+        assert (await store.add_message(message(b"m1"))).message.seq == 1
+
+        # A call that fails half-way inside a transaction (its conversation update done,
+        # its insert refused) must not leave its half in the commit.
+        conn.execute(
+            "CREATE TEMP TRIGGER fail_m3 BEFORE INSERT ON main.messages"
+            " WHEN NEW.message_id = x'6d33' BEGIN SELECT RAISE(ABORT, 'simulated'); END"
+        )
+        async with store.transaction() as tx:
+            await tx.add_message(message(b"m2"))
+            with pytest.raises(StorageError, match="simulated"):
+                await tx.add_message(message(b"m3"))
+            await tx.add_message(message(b"m4"))
+        stored = [(m.message_id, m.seq) for m in await store.list_messages("dm-1")]
+        assert stored == [(b"m1", 1), (b"m2", 2), (b"m4", 3)]
+        conversation = await store.get_conversation("dm-1")
+        assert conversation is not None
+        assert conversation.unread == 3
