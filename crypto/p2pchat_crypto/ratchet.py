@@ -32,8 +32,10 @@ from ._double_ratchet import (
     encode_ratchet_message,
     encrypt,
 )
+from ._fields import expect_int
 from ._keys import KEY_LEN, x25519_public
 from .errors import (
+    AuthenticationError,
     DecodeError,
     ExpiredError,
     PickleError,
@@ -55,6 +57,7 @@ from .x3dh import (
 __all__ = ["Session", "SESSION_PICKLE_KIND", "is_initial_message"]
 
 SESSION_PICKLE_KIND = "p2pchat/session"
+_PICKLE_FIELDS = frozenset(["sid", "ad", "them", "them_dev", "x3dh", "role", "acked", "ratchet"])
 
 
 def is_initial_message(message: bytes) -> bool:
@@ -67,14 +70,28 @@ def is_initial_message(message: bytes) -> bool:
 
 
 @dataclass(frozen=True)
-class _PendingInitial:
-    """What the initiator repeats in every message until the responder answers."""
+class _X3dhPart:
+    """The X3DH part of the initial messages of this session.
+
+    The initiator repeats it in every message until the responder answers; the responder
+    keeps it to check that a later initial message of this session is not altered.
+    """
 
     identity: PublicIdentity
     device: DeviceCertificate | None
     responder_account_key: bytes
     prekey_id: int
     ephemeral_key: bytes
+
+    @classmethod
+    def of(cls, initial: InitialMessage) -> _X3dhPart:
+        return cls(
+            identity=initial.initiator,
+            device=initial.initiator_device,
+            responder_account_key=initial.responder_account_key,
+            prekey_id=initial.prekey_id,
+            ephemeral_key=initial.ephemeral_key,
+        )
 
     def wrap(self, header: bytes, body: bytes) -> InitialMessage:
         return InitialMessage(
@@ -91,7 +108,16 @@ class _PendingInitial:
 class Session:
     """One end of a pairwise encrypted session. ``repr`` shows no key material."""
 
-    __slots__ = ("_ad", "_pending", "_session_id", "_state", "_their_device", "_their_identity")
+    __slots__ = (
+        "_acknowledged",
+        "_ad",
+        "_initiator",
+        "_session_id",
+        "_state",
+        "_their_device",
+        "_their_identity",
+        "_x3dh",
+    )
 
     def __init__(
         self,
@@ -100,14 +126,18 @@ class Session:
         associated_data: bytes,
         their_identity: PublicIdentity,
         their_device: DeviceCertificate | None,
-        pending: _PendingInitial | None,
+        x3dh: _X3dhPart,
+        initiator: bool,
+        acknowledged: bool,
         state: RatchetState,
     ) -> None:
         self._session_id = session_id
         self._ad = associated_data
         self._their_identity = their_identity
         self._their_device = their_device
-        self._pending = pending
+        self._x3dh = x3dh
+        self._initiator = initiator
+        self._acknowledged = acknowledged
         self._state = state
 
     # -- creation -------------------------------------------------------------------
@@ -151,7 +181,7 @@ class Session:
             hka=secrets.initiator_header_key,
             nhkb=secrets.responder_next_header_key,
         )
-        pending = _PendingInitial(
+        x3dh = _X3dhPart(
             identity=account.public(),
             device=certificate,
             responder_account_key=their_bundle.identity.account_key,
@@ -163,11 +193,13 @@ class Session:
             associated_data=secrets.associated_data,
             their_identity=their_bundle.identity,
             their_device=their_bundle.device_certificate,
-            pending=pending,
+            x3dh=x3dh,
+            initiator=True,
+            acknowledged=False,
             state=state,
         )
         header, body = session._encrypt_parts(plaintext, rng)
-        return session, pending.wrap(header, body)
+        return session, x3dh.wrap(header, body)
 
     @classmethod
     def respond(
@@ -225,7 +257,9 @@ class Session:
             associated_data=secrets.associated_data,
             their_identity=initial.initiator,
             their_device=device,
-            pending=None,
+            x3dh=_X3dhPart.of(initial),
+            initiator=False,
+            acknowledged=True,
             state=state,
         )
         return session, plaintext
@@ -248,7 +282,7 @@ class Session:
     @property
     def is_acknowledged(self) -> bool:
         """False while we are the initiator and have not decrypted anything yet."""
-        return self._pending is None
+        return self._acknowledged
 
     @property
     def skipped_keys(self) -> int:
@@ -264,8 +298,8 @@ class Session:
     def encrypt(self, plaintext: bytes, rng: Rng) -> bytes:
         """Encrypt to wire bytes: an initial message until acknowledged, then ratchet."""
         header, body = self._encrypt_parts(plaintext, rng)
-        if self._pending is not None:
-            return self._pending.wrap(header, body).encode()
+        if not self._acknowledged:
+            return self._x3dh.wrap(header, body).encode()
         return encode_ratchet_message(header, body)
 
     def decrypt(self, message: bytes) -> bytes:
@@ -277,36 +311,38 @@ class Session:
         """
         if is_initial_message(message):
             initial = InitialMessage.decode(message)
-            if initial.session_id != self._session_id:
+            if initial.session_id != self._session_id or self._initiator:
                 raise UnknownSessionError("initial message of another session")
+            if _X3dhPart.of(initial) != self._x3dh:
+                raise AuthenticationError("altered initial message")
             header, body = initial.header, initial.body
         else:
             header, body = decode_ratchet_message(message, max_size=MAX_MESSAGE_SIZE)
         state = self._state.copy()
         plaintext = decrypt(state, header, body, self._ad)
         self._state = state
-        self._pending = None
+        self._acknowledged = True
         return plaintext
 
     # -- pickling -------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         """Versioned pickle (unencrypted): seal it with :func:`sealed.seal` to store it."""
-        pending = self._pending
+        x3dh = self._x3dh
         body = {
             "sid": self._session_id,
             "ad": self._ad,
             "them": self._their_identity.encode(),
             "them_dev": None if self._their_device is None else self._their_device.encode(),
-            "initial": None
-            if pending is None
-            else [
-                pending.identity.encode(),
-                None if pending.device is None else pending.device.encode(),
-                pending.responder_account_key,
-                pending.prekey_id,
-                pending.ephemeral_key,
+            "x3dh": [
+                x3dh.identity.encode(),
+                None if x3dh.device is None else x3dh.device.encode(),
+                x3dh.responder_account_key,
+                x3dh.prekey_id,
+                x3dh.ephemeral_key,
             ],
+            "role": "initiator" if self._initiator else "responder",
+            "acked": self._acknowledged,
             "ratchet": self._state.to_value(),
         }
         return sealed.pack(SESSION_PICKLE_KIND, 1, body)
@@ -323,22 +359,22 @@ class Session:
 
     @classmethod
     def _from_body(cls, body: object) -> Session:
-        if not isinstance(body, dict) or set(body) != {
-            "sid", "ad", "them", "them_dev", "initial", "ratchet"
-        }:  # fmt: skip
+        if not isinstance(body, dict) or set(body) != _PICKLE_FIELDS:
             raise DecodeError("shape", "session pickle has the wrong fields")
-        pending = None
-        if body["initial"] is not None:
-            identity, device, responder, prekey_id, ephemeral = body["initial"]
-            pending = _PendingInitial(
-                identity=PublicIdentity.decode(identity),
-                device=None if device is None else DeviceCertificate.decode(device),
-                responder_account_key=_key(responder),
-                prekey_id=prekey_id if isinstance(prekey_id, int) else _bad(),
-                ephemeral_key=_key(ephemeral),
-            )
-        if not isinstance(body["ad"], bytes):
-            raise DecodeError("type", "associated data")
+        identity, device, responder, prekey_id, ephemeral = body["x3dh"]
+        x3dh = _X3dhPart(
+            identity=PublicIdentity.decode(identity),
+            device=None if device is None else DeviceCertificate.decode(device),
+            responder_account_key=_key(responder),
+            prekey_id=expect_int(prekey_id, what="prekey id"),
+            ephemeral_key=_key(ephemeral),
+        )
+        if (
+            not isinstance(body["ad"], bytes)
+            or body["role"] not in ("initiator", "responder")
+            or not isinstance(body["acked"], bool)
+        ):
+            raise DecodeError("type", "malformed session fields")
         return cls(
             session_id=_key(body["sid"]),
             associated_data=body["ad"],
@@ -346,7 +382,9 @@ class Session:
             their_device=None
             if body["them_dev"] is None
             else DeviceCertificate.decode(body["them_dev"]),
-            pending=pending,
+            x3dh=x3dh,
+            initiator=body["role"] == "initiator",
+            acknowledged=body["acked"],
             state=RatchetState.from_value(body["ratchet"]),
         )
 
@@ -361,7 +399,3 @@ def _key(value: object) -> bytes:
     if not isinstance(value, bytes) or len(value) != KEY_LEN:
         raise DecodeError("length", "expected a 32-byte key")
     return value
-
-
-def _bad() -> int:
-    raise DecodeError("type", "malformed field")

@@ -279,7 +279,9 @@ def test_pickles_round_trip_mid_conversation_and_seal() -> None:
         lambda body: body["ratchet"].update(rk=b"short"),
         lambda body: body["ratchet"].update(pending=1),
         lambda body: body["ratchet"].update(skipped=[[b"\x00" * 32, 1]]),
-        lambda body: body.update(initial=[1, 2]),
+        lambda body: body.update(x3dh=[1, 2]),
+        lambda body: body.update(role="observer"),
+        lambda body: body.update(acked=None),
         lambda body: body.update(them=b"\x00"),
     ],
 )
