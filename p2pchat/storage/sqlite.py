@@ -61,13 +61,18 @@ def _map_sqlite_errors(what: str) -> Iterator[None]:
 
 
 def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.5)
+    what = f"cannot open the store at {path}"
+    with _map_sqlite_errors(what):
+        # Autocommit mode: the store issues BEGIN/COMMIT itself. One connection is used
+        # from worker threads one at a time (under the store's lock), hence no
+        # same-thread check. A short busy timeout: a held lock means another process.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.5)
     try:
-        with _map_sqlite_errors(f"cannot open the store at {path}"):
+        with _map_sqlite_errors(what):
             conn.execute("PRAGMA locking_mode = EXCLUSIVE")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
-                raise StorageError(f"cannot open the store at {path}: WAL mode unavailable")
+                raise StorageError(f"{what}: WAL mode unavailable")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA trusted_schema = OFF")
@@ -75,7 +80,7 @@ def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection
             # Cheap structural check (no full scan): catches a truncated or garbled file.
             result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if result != "ok":
-                raise StorageError(f"cannot open the store at {path}: it is corrupt")
+                raise StorageError(f"{what}: the store file is corrupt")
     except BaseException:
         conn.close()
         raise
@@ -142,9 +147,9 @@ class SqliteStore(Facade):
             try:
                 result = op(self._backend)
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
-            conn.execute("COMMIT")
+            _commit(conn)
             return result
 
     @asynccontextmanager
@@ -153,33 +158,43 @@ class SqliteStore(Facade):
         self._check_open()
         async with serialized(self._lock):
             conn = self._check_open()
-            await trio.to_thread.run_sync(_execute, conn, "BEGIN IMMEDIATE")
+            await trio.to_thread.run_sync(_in_map, _begin, conn)
             tx = _SqliteTransaction(self._backend, conn)
             try:
                 yield tx
             except BaseException:
                 tx.finish()
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(_execute, conn, "ROLLBACK")
+                    await trio.to_thread.run_sync(_in_map, _rollback, conn)
                 raise
             tx.finish()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_commit_or_rollback, conn)
+                await trio.to_thread.run_sync(_in_map, _commit, conn)
 
 
-def _execute(conn: sqlite3.Connection, sql: str) -> None:
+def _in_map(step: Callable[[sqlite3.Connection], None], conn: sqlite3.Connection) -> None:
     with _map_sqlite_errors("store transaction failed"):
-        conn.execute(sql)
+        step(conn)
 
 
-def _commit_or_rollback(conn: sqlite3.Connection) -> None:
-    with _map_sqlite_errors("store commit failed"):
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # After some errors (I/O, disk full) SQLite has already rolled back by itself.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:
+        raise StorageError("the transaction was rolled back by SQLite after an error")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 class _SqliteTransaction(Facade):
@@ -188,26 +203,32 @@ class _SqliteTransaction(Facade):
     def __init__(self, backend: SqliteBackend, conn: sqlite3.Connection) -> None:
         self._backend: SqliteBackend | None = backend
         self._conn = conn
+        # Tasks sharing one transaction take turns: one connection, one statement at once.
+        self._turn = trio.Lock()
 
     def finish(self) -> None:
         self._backend = None
 
     async def _call(self, op: Callable[[Backend], T]) -> T:
-        backend = self._backend
-        if backend is None:
-            raise ClosedError("the transaction has ended")
-        return await trio.to_thread.run_sync(self._run, backend, op)
+        async with self._turn:
+            backend = self._backend
+            if backend is None:
+                raise ClosedError("the transaction has ended")
+            return await trio.to_thread.run_sync(self._run, backend, op)
 
     def _run(self, backend: SqliteBackend, op: Callable[[Backend], T]) -> T:
         # Each call is atomic inside the transaction too: if one fails half-way (disk
         # full, say) and the caller carries on, the commit must not include its half.
         with _map_sqlite_errors("store operation failed"):
+            if not self._conn.in_transaction:
+                raise StorageError("the transaction was rolled back by SQLite after an error")
             self._conn.execute("SAVEPOINT op")
             try:
                 result = op(backend)
             except BaseException:
-                self._conn.execute("ROLLBACK TO op")
+                if self._conn.in_transaction:  # else SQLite rolled it all back: see _commit
+                    self._conn.execute("ROLLBACK TO op")
+                    self._conn.execute("RELEASE op")
                 raise
-            finally:
-                self._conn.execute("RELEASE op")
+            self._conn.execute("RELEASE op")
             return result

@@ -540,6 +540,16 @@ async def test_a_failed_call_inside_a_transaction_leaves_the_rest(store: Store) 
     assert (await store.statistics()).mailbox_items == 0
 
 
+async def test_tasks_sharing_a_transaction_take_turns(store: Store) -> None:
+    await store.put_conversation(dm())
+    async with store.transaction() as tx, trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(tx.add_message, message(b"m%d" % i))
+    stored = await store.list_messages("dm-1")
+    assert sorted(m.seq for m in stored) == list(range(1, 9))
+    assert {m.message_id for m in stored} == {b"m%d" % i for i in range(8)}
+
+
 async def test_transaction_object_is_dead_after_exit(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.put_meta("k", b"v")

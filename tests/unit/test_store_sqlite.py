@@ -73,6 +73,11 @@ async def test_garbage_file_raises_storage_error(tmp_path: Path, content: bytes)
         await SqliteStore.open(path)
 
 
+async def test_unopenable_path_raises_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open the store"):
+        await SqliteStore.open(tmp_path / "no-such-folder" / "store.db")
+
+
 async def test_truncated_store_raises_storage_error(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with await SqliteStore.open(path) as store:
@@ -189,3 +194,25 @@ async def test_sqlite_failures_become_storage_errors_and_roll_back(tmp_path: Pat
         conversation = await store.get_conversation("dm-1")
         assert conversation is not None
         assert conversation.unread == 3
+
+
+async def test_transaction_rolled_back_under_us_never_autocommits(tmp_path: Path) -> None:
+    """After an I/O error SQLite may abandon the whole transaction by itself; later calls
+    must fail rather than quietly run (and commit) one by one outside it."""
+    async with await SqliteStore.open(tmp_path / "store.db") as store:
+        conn = store._conn
+        assert conn is not None
+
+        async def unit_of_work() -> None:
+            async with store.transaction() as tx:
+                await tx.put_meta("a", b"1")
+                conn.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL or IOERR
+                with pytest.raises(StorageError, match="rolled back"):
+                    await tx.put_meta("b", b"2")
+
+        with pytest.raises(StorageError, match="rolled back"):
+            await unit_of_work()
+        assert await store.get_meta("a") is None
+        assert await store.get_meta("b") is None
+        await store.put_meta("c", b"3")  # the store itself is fine
+        assert await store.get_meta("c") == b"3"
