@@ -728,3 +728,26 @@ def test_secrets_stay_out_of_repr() -> None:
         text = repr(record)
         assert "SECRET" not in text, text
         assert type(record).__name__ in text
+
+
+async def test_errors_do_not_echo_stored_bytes(store: Store) -> None:
+    secret_tag = b"SECRET-TAG"
+    await store.put_conversation(dm())
+    errors: list[Exception] = []
+    for call in (
+        store.put_mailbox(envelope(b"SECRET-ID", sender=secret_tag, size=101), quota=QUOTA),
+        store.add_message(message(b"SECRET-MID", "no-such-conversation")),
+        store.set_delivery(b"SECRET-MID", DeliveryState.SENT),
+        store.get_message(b"SECRET-MID" * 10),
+    ):
+        with pytest.raises((StorageError, NotFoundError, ValueError)) as info:
+            await call
+        errors.append(info.value)
+    assert [type(e) for e in errors] == [
+        QuotaExceededError,
+        NotFoundError,
+        NotFoundError,
+        ValueError,
+    ]
+    for error in errors:
+        assert "SECRET" not in str(error), error
