@@ -207,12 +207,16 @@ class RatchetState:
             if isinstance(row[1], bool) or not isinstance(row[1], int):
                 raise DecodeError("type", "skipped message number")
             skipped[(hk, row[1])] = mk
-        return cls(
+        state = cls(
             dhs=key("dhs"), dhr=optional_key("dhr"), rk=key("rk"), cks=optional_key("cks"),
             ckr=optional_key("ckr"), hks=optional_key("hks"), hkr=optional_key("hkr"),
             nhks=key("nhks"), nhkr=key("nhkr"), ns=counter("ns"), nr=counter("nr"),
             pn=counter("pn"), send_ratchet_pending=value["pending"], skipped=skipped,
         )  # fmt: skip
+        can_send = state.cks is not None or (state.send_ratchet_pending and state.dhr is not None)
+        if state.hks is None or not can_send or (state.ckr is None) != (state.hkr is None):
+            raise DecodeError("inconsistent", "ratchet state cannot be used")
+        return state
 
 
 def encrypt(state: RatchetState, plaintext: bytes, ad: bytes, rng: Rng) -> tuple[bytes, bytes]:
@@ -222,8 +226,8 @@ def encrypt(state: RatchetState, plaintext: bytes, ad: bytes, rng: Rng) -> tuple
         state.dhs = rng(KEY_LEN)
         state.rk, state.cks, state.nhks = kdf_rk(state.rk, x25519_dh(state.dhs, state.dhr))
         state.send_ratchet_pending = False
-    if state.cks is None or state.hks is None:
-        raise AuthenticationError("this session cannot send yet")
+    assert state.cks is not None, "from_value and the initialisers guarantee a sending chain"
+    assert state.hks is not None
     if state.ns >= _MAX_COUNTER:
         raise ValueError("sending chain exhausted")
     state.cks, message_key = kdf_ck(state.cks)

@@ -18,6 +18,7 @@ type fails verification instead of being misused as an X25519 key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -185,12 +186,7 @@ class PrekeyBundle:
             sequence=sequence,
             signature=b"",
         )
-        return cls(
-            **{
-                **unsigned.__dict__,
-                "signature": account.sign(unsigned.signed_message()),
-            }
-        )
+        return dataclasses.replace(unsigned, signature=account.sign(unsigned.signed_message()))
 
     def _body(self) -> list[object]:
         return [

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 from . import cbor, sealed
 from ._double_ratchet import (
+    MAX_SKIP,
+    MAX_SKIPPED_KEYS,
+    PAD_BLOCK,
     RatchetState,
     decode_ratchet_message,
     decrypt,
@@ -54,7 +57,14 @@ from .x3dh import (
     responder_agree,
 )
 
-__all__ = ["Session", "SESSION_PICKLE_KIND", "is_initial_message"]
+__all__ = [
+    "Session",
+    "is_initial_message",
+    "SESSION_PICKLE_KIND",
+    "MAX_SKIP",
+    "MAX_SKIPPED_KEYS",
+    "PAD_BLOCK",
+]
 
 SESSION_PICKLE_KIND = "p2pchat/session"
 _PICKLE_FIELDS = frozenset(["sid", "ad", "them", "them_dev", "x3dh", "role", "acked", "ratchet"])

@@ -196,6 +196,19 @@ def test_device_pickle_round_trips_and_signs(account: Account) -> None:
     verify_signature(device.public_key, b"x", restored.sign(b"x"))
 
 
+def test_a_device_keeps_its_key_under_a_renewed_certificate(account: Account) -> None:
+    device = Device.generate(account, DeterministicRng(16), now=NOW_MS, expires=NOW_MS + DAY_MS)
+    renewed_cert = account.certify_device(device.public_key, now=NOW_MS + 1, expires=None)
+    renewed = device.with_certificate(renewed_cert)
+    assert renewed.signing_seed() == device.signing_seed()
+    renewed.certificate.verify(now=NOW_MS + 2 * DAY_MS)
+    other = Device.generate(account, DeterministicRng(17), now=NOW_MS)
+    with pytest.raises(ValueError, match="another device key"):
+        device.with_certificate(other.certificate)
+    with pytest.raises(ValueError, match="expire after"):
+        account.certify_device(device.public_key, now=NOW_MS, expires=NOW_MS)
+
+
 def test_device_pickle_with_a_foreign_certificate_is_rejected(account: Account) -> None:
     one = Device.generate(account, DeterministicRng(13), now=NOW_MS)
     two = Device.generate(account, DeterministicRng(14), now=NOW_MS)
