@@ -14,7 +14,9 @@ Every failure is a :class:`~p2pchat.errors.WireError` with a stable ``reason``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -52,12 +54,13 @@ class Envelope(Struct):
     ts: int = wire("t", UInt(), "sender's clock, ms since the Unix epoch")
     payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
     sig: bytes = wire("sig", Bytes(64), "Ed25519 by s over the envelope, context envelope")
-    #: Not on the wire: the exact bytes the signature covers, set by decode_envelope.
-    signed: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+    #: Not on the wire: the decoded map (read-only); minus "sig", its encoding is signed.
+    #: Kept so that verification (rare, expensive) pays for that encoding, not decoding.
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def verify(self) -> None:
         """Raise ``WireError("bad-signature")`` unless ``sig`` is the sender's signature."""
-        verify_signature(self.signed, self.sig, self.sender)
+        verify_signature(signed_bytes("envelope", self.raw), self.sig, self.sender)
 
     def open(self) -> Struct:
         """Decode the payload as the message its kind names (does not verify)."""
@@ -74,7 +77,7 @@ def decode_envelope(data: bytes, *, max_size: int = MAX_FRAME) -> Envelope:
     if isinstance(version, int) and not isinstance(version, bool) and version > 1:
         raise WireError("unsupported-version", f"envelope version {version}")
     env = Envelope.from_value(raw)
-    return dataclasses.replace(env, signed=signed_bytes("envelope", raw))
+    return dataclasses.replace(env, raw=MappingProxyType(raw))
 
 
 def decode_message(data: bytes, *, max_size: int = MAX_FRAME) -> tuple[Envelope, Struct]:

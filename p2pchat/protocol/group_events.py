@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from nacl.signing import SigningKey
@@ -345,9 +346,10 @@ class GroupEvent(Struct):
     kind: str = wire("k", Text(1, 64), "event kind")
     body: Mapping[str, Any] = wire("b", AnyMap(64), "the body of that kind")
     sig: bytes = wire("sig", Bytes(64), "Ed25519 by author device, context event")
-    #: Not on the wire: derived at decode time from the exact bytes.
+    #: Not on the wire: derived at decode time. ``raw`` is the decoded map (read-only);
+    #: the signed bytes are re-encoded from it only when :meth:`verify` is called.
     event_id: bytes = dataclasses.field(default=b"", compare=False)
-    signed: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     parsed: Struct | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -366,7 +368,7 @@ class GroupEvent(Struct):
 
     def verify(self) -> None:
         """Check the author device's signature (expensive: rate-limit before calling)."""
-        verify_signature(self.signed, self.sig, self.author_device)
+        verify_signature(signed_bytes("event", self.raw), self.sig, self.author_device)
 
 
 def decode_event(data: bytes) -> GroupEvent:
@@ -375,7 +377,7 @@ def decode_event(data: bytes) -> GroupEvent:
     event = GroupEvent.from_value(raw)
     parsed = _parse_body(event.kind, event.body, "b")
     return dataclasses.replace(
-        event, event_id=event_id_of(data), signed=signed_bytes("event", raw), parsed=parsed
+        event, event_id=event_id_of(data), raw=MappingProxyType(raw), parsed=parsed
     )
 
 

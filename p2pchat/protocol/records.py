@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
-
-from nacl.signing import SigningKey
 
 from p2pchat.errors import LocalProtocolError, WireError
 from p2pchat_crypto.kdf import blake2b
@@ -31,7 +30,7 @@ from .codec import (
     wire,
 )
 from .group_events import GROUP_KINDS, MAX_EVENT, decode_event
-from .signing import sign_map, signed_bytes, verify_signature
+from .signing import AnySigner, public_key_of, sign_map, signed_bytes, verify_signature
 
 __all__ = [
     "NAMESPACES",
@@ -139,7 +138,7 @@ class Record(Struct):
     signer: bytes = wire("signer", _KEY, "Ed25519 key that signed (rule per namespace)")
     body: Mapping[str, Any] = wire("body", AnyMap(16), "namespace-specific body")
     sig: bytes = wire("sig", Bytes(64), "Ed25519 by signer, context record")
-    signed: bytes = dataclasses.field(default=b"", compare=False, repr=False)
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     parsed: Struct | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
@@ -172,7 +171,7 @@ def decode_record(data: bytes, *, ns: str) -> Record:
     if record.ns != ns:
         raise WireError("wrong-namespace", "record namespace differs from its key's")
     parsed = RECORD_BODIES[ns].from_value(dict(record.body), path="body")
-    return dataclasses.replace(record, signed=signed_bytes("record", raw), parsed=parsed)
+    return dataclasses.replace(record, raw=MappingProxyType(raw), parsed=parsed)
 
 
 def _authorised_signer(record: Record) -> None:
@@ -202,7 +201,7 @@ def validate_record(key: str, data: bytes, *, now: int) -> Record:
     if record.expires > now + MAX_LIFETIME_MS:
         raise WireError("out-of-range", "expiry too far in the future")
     _authorised_signer(record)
-    verify_signature(record.signed, record.sig, record.signer)
+    verify_signature(signed_bytes("record", record.raw), record.sig, record.signer)
     return record
 
 
@@ -224,7 +223,7 @@ def select_record(key: str, values: Sequence[bytes], *, now: int) -> int:
 
 
 def sign_record(
-    body: Struct, *, ns: str, key: bytes, seq: int, expires: int, signing_key: SigningKey
+    body: Struct, *, ns: str, key: bytes, seq: int, expires: int, signing_key: AnySigner
 ) -> bytes:
     """Encode and sign a record; refuses (``LocalProtocolError``) a body of the wrong kind."""
     if RECORD_BODIES.get(ns) is not type(body):
@@ -235,7 +234,7 @@ def sign_record(
         "key": key,
         "seq": seq,
         "exp": expires,
-        "signer": bytes(signing_key.verify_key),
+        "signer": public_key_of(signing_key),
         "body": body.to_value(),
     }
     value["sig"] = sign_map("record", value, signing_key)
