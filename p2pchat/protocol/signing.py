@@ -13,7 +13,8 @@ a signature made for one purpose from being valid for another.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nacl.exceptions import CryptoError as NaclError
@@ -23,7 +24,16 @@ from p2pchat.errors import WireError
 
 from .codec import encode_value
 
-__all__ = ["SIG_KEY", "CONTEXTS", "signed_bytes", "sign_map", "verify_signature"]
+__all__ = [
+    "SIG_KEY",
+    "CONTEXTS",
+    "ExternalSigner",
+    "AnySigner",
+    "public_key_of",
+    "signed_bytes",
+    "sign_map",
+    "verify_signature",
+]
 
 SIG_KEY = "sig"
 #: Every signing context in use; a new one must be added to protocol-spec/wire.md.
@@ -38,9 +48,28 @@ def signed_bytes(context: str, value: Mapping[str, Any]) -> bytes:
     return b"p2pchat/v1/" + context.encode() + b"\x00" + encode_value(unsigned)
 
 
-def sign_map(context: str, value: Mapping[str, Any], signing_key: SigningKey) -> bytes:
+@dataclass(frozen=True, slots=True)
+class ExternalSigner:
+    """An Ed25519 key held elsewhere, e.g. the account key inside
+    ``p2pchat_crypto.identity.Account``: its public key and a detached-sign function."""
+
+    public_key: bytes
+    sign: Callable[[bytes], bytes]
+
+
+AnySigner = SigningKey | ExternalSigner
+
+
+def public_key_of(signer: AnySigner) -> bytes:
+    return bytes(signer.verify_key) if isinstance(signer, SigningKey) else signer.public_key
+
+
+def sign_map(context: str, value: Mapping[str, Any], signing_key: AnySigner) -> bytes:
     """The 64-byte Ed25519 signature of ``value`` (without its ``"sig"``) in ``context``."""
-    return bytes(signing_key.sign(signed_bytes(context, value)).signature)
+    message = signed_bytes(context, value)
+    if isinstance(signing_key, SigningKey):
+        return bytes(signing_key.sign(message).signature)
+    return signing_key.sign(message)
 
 
 def verify_signature(message: bytes, signature: bytes, public_key: bytes) -> None:
