@@ -22,7 +22,7 @@ __all__ = ["schema_files", "full_schema", "kind_rule"]
 
 _HEADER = """\
 ; p2pchat wire protocol v1 -- {title}
-; GENERATED from p2pchat/protocol/*.py by protocol-spec/vectors/gen_wire.py: do not edit.
+; GENERATED from p2pchat/protocol/*.py by protocol-spec/vectors/generate.py: do not edit.
 ; Read with wire.md. Byte strings called "CBOR of X" hold the canonical encoding of X.
 ; Every map also admits unknown text keys ("* tstr => any"): they are ignored.
 """

@@ -1,7 +1,7 @@
 """Wire-protocol vectors (protocol-spec/vectors/wire/) and the CDDL of protocol-spec/schemas/.
 
-    python protocol-spec/vectors/generate.py            # writes wire/*.json (and the others)
-    python protocol-spec/vectors/gen_wire.py --schemas  # writes ../schemas/*.cddl
+    python protocol-spec/vectors/generate.py   # writes wire/*.json and ../schemas/*.cddl
+                                               # (and every other vector set)
 
 Everything is deterministic: keys come from fixed seeds, times are fixed. Every vector
 names a *pipeline* (``check``) that says which steps a receiver applies; wire.md,
@@ -17,7 +17,6 @@ the raw bytes, under ``decoded``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,6 @@ from p2pchat.protocol.sync_messages import (
 )
 
 HERE = Path(__file__).resolve().parent
-SCHEMAS = HERE.parent / "schemas"
 #: 2026-01-01T00:00:00Z, the "now" of every vector.
 NOW = 1_767_225_600_000
 MAILBOX_PEER = "12D3KooWMailboxPeerForTestVectorsOnly"
@@ -537,21 +535,14 @@ def generate() -> dict[str, str]:
             raise AssertionError(f"invalid vector accepted: {vector['name']}")
     files["wire/valid.json"] = _dump({"now": NOW, "vectors": valid})
     files["wire/invalid.json"] = _dump({"now": NOW, "vectors": invalid})
+    # The CDDL is generated from the same classes, so `make vectors` refreshes it too.
+    for name, text in schema_files().items():
+        files[f"../schemas/{name}"] = text
     return files
 
 
-def write_schemas() -> None:
-    SCHEMAS.mkdir(exist_ok=True)
-    for name, text in schema_files().items():
-        (SCHEMAS / name).write_text(text)
-        print(f"wrote protocol-spec/schemas/{name}")
-
-
 if __name__ == "__main__":
-    if "--schemas" in sys.argv[1:]:
-        write_schemas()
-    else:
-        for rel, text in generate().items():
-            (HERE / rel).parent.mkdir(parents=True, exist_ok=True)
-            (HERE / rel).write_text(text)
-            print(f"wrote protocol-spec/vectors/{rel}")
+    for rel, text in generate().items():
+        (HERE / rel).parent.mkdir(parents=True, exist_ok=True)
+        (HERE / rel).write_text(text)
+        print(f"wrote protocol-spec/vectors/{rel}")
