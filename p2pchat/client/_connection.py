@@ -41,6 +41,7 @@ class ServerInfo:
     """What ``rpc.hello`` told us: the chosen version, the node, our scopes, its limits."""
 
     version: int
+    epoch: str
     node: dict[str, Any]
     scopes: frozenset[str]
     limits: dict[str, Any]
@@ -173,16 +174,18 @@ class Connection:
 def _server_info(result: Any) -> ServerInfo:
     if not isinstance(result, dict):
         raise NetworkError("malformed rpc.hello result")
-    version, node, scopes, limits = (result.get(k) for k in ("version", "node", "scopes", "limits"))
+    keys = ("version", "epoch", "node", "scopes", "limits")
+    version, epoch, node, scopes, limits = (result.get(k) for k in keys)
     if not (
         isinstance(version, int)
+        and isinstance(epoch, str)
         and isinstance(node, dict)
         and isinstance(scopes, list)
         and all(isinstance(s, str) for s in scopes)
         and isinstance(limits, dict)
     ):
         raise NetworkError("malformed rpc.hello result")
-    return ServerInfo(version, node, frozenset(scopes), limits)
+    return ServerInfo(version, epoch, node, frozenset(scopes), limits)
 
 
 async def open_connection(

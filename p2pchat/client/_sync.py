@@ -58,6 +58,10 @@ class SyncSubscription:
     def last_cursor(self) -> int | None:
         return self._sub.last_cursor
 
+    @property
+    def epoch(self) -> str | None:
+        return self._sub.epoch
+
     def close(self) -> None:
         self._owner._run(self._sub.aclose, timeout=None)
 
@@ -156,12 +160,17 @@ class SyncClient:
         return self._run(client.call, method, params, timeout=timeout)
 
     def subscribe(
-        self, types: list[str] | None = None, *, after_cursor: int | None = None
+        self,
+        types: list[str] | None = None,
+        *,
+        after_cursor: int | None = None,
+        epoch: str | None = None,
     ) -> SyncSubscription:
+        """Subscribe now (blocking); iterate the result for events. See Client.subscribe."""
         client = self._client
         if client is None:
             raise ClosedError("the client is closed")
-        sub = client.subscribe(types, after_cursor=after_cursor)
+        sub = client.subscribe(types, after_cursor=after_cursor, epoch=epoch)
         self._run(sub.start, timeout=None)
         return SyncSubscription(self, sub)
 

@@ -19,7 +19,7 @@ yields a :class:`Gap` first. A client is used once: it cannot be reopened after 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +63,16 @@ class Subscription:
     """An async iterator of :class:`Event` / :class:`Gap`; close it to unsubscribe."""
 
     def __init__(
-        self, client: Client, types: frozenset[str] | None, after_cursor: int | None
+        self,
+        client: Client,
+        types: frozenset[str] | None,
+        after_cursor: int | None,
+        epoch: str | None,
     ) -> None:
         self._client = client
         self.types = types
+        #: Persist ``(epoch, last_cursor)`` to resume in a later process without loss.
+        self.epoch = epoch
         self.last_cursor = after_cursor
         self._resume = after_cursor is not None
         self._send, self._recv = trio.open_memory_channel[Event | Gap](_QUEUE)
@@ -84,6 +90,8 @@ class Subscription:
             out["types"] = sorted(self.types)
         if self._resume:
             out["after_cursor"] = self.last_cursor or 0
+            if self.epoch is not None:
+                out["epoch"] = self.epoch
         return out
 
     def on_subscribed(self, result: Any) -> None:
@@ -91,10 +99,14 @@ class Subscription:
         self.server_id = int(result["sub"])
         self._client._subs_by_id[self.server_id] = self
         self._resume = True
+        restarted = self.epoch is not None and result["epoch"] != self.epoch
+        self.epoch = str(result["epoch"])
         if self.last_cursor is None:
             self.last_cursor = int(result["last_cursor"])
         elif result["gap"]:
             gap = Gap(self.last_cursor, int(result["oldest_cursor"]))
+            if restarted:
+                self.last_cursor = 0  # the node's cursors started again
             try:
                 self._send.send_nowait(gap)
             except trio.WouldBlock:
@@ -315,10 +327,20 @@ class Client:
         return await conn.request(method, params or {})
 
     def subscribe(
-        self, types: list[str] | None = None, *, after_cursor: int | None = None
+        self,
+        types: list[str] | None = None,
+        *,
+        after_cursor: int | None = None,
+        epoch: str | None = None,
     ) -> Subscription:
-        """Events of ``types`` (all if ``None``), resuming after ``after_cursor`` if given."""
-        return Subscription(self, None if types is None else frozenset(types), after_cursor)
+        """Events of ``types`` (all if ``None``), resuming after ``after_cursor`` if given.
+
+        Pass the ``epoch`` the cursor came from (``Subscription.epoch``) when resuming
+        in a new process: if the node restarted since, the reply says ``gap`` instead
+        of silently replaying the new run's events from the same number.
+        """
+        kinds = None if types is None else frozenset(types)
+        return Subscription(self, kinds, after_cursor, epoch)
 
     async def _subscribe(self, sub: Subscription) -> None:
         conn = await self._ready()
@@ -344,9 +366,13 @@ class Client:
                 pass  # the connection went away: the subscription went with it
 
     async def iter_events(
-        self, types: list[str] | None = None, *, after_cursor: int | None = None
-    ) -> AsyncIterator[Event | Gap]:
+        self,
+        types: list[str] | None = None,
+        *,
+        after_cursor: int | None = None,
+        epoch: str | None = None,
+    ) -> AsyncGenerator[Event | Gap, None]:
         """Generator form of :meth:`subscribe` (unsubscribes when the loop exits)."""
-        async with self.subscribe(types, after_cursor=after_cursor) as sub:
+        async with self.subscribe(types, after_cursor=after_cursor, epoch=epoch) as sub:
             async for item in sub:
                 yield item

@@ -33,6 +33,7 @@ from p2pchat.rpc.registry import Registry
 from p2pchat.rpc.schema import Bounds, NoParams, ParamsSchema
 from p2pchat.rpc.session import Session
 from p2pchat.rpc.transport import open_listeners
+from p2pchat_crypto.sealed import Rng
 
 __all__ = ["ServerConfig", "ServerStatistics", "RpcServer", "open_rpc_server", "BUILTIN_METHODS"]
 
@@ -78,6 +79,7 @@ class _HelloParams:
 class _SubscribeParams:
     types: Annotated[list[str] | None, Bounds(max_len=256)] = None
     after_cursor: Annotated[int | None, _ID] = None
+    epoch: Annotated[str | None, Bounds(max_len=64)] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class RpcServer:
         registry: Registry,
         node_info: Mapping[str, Any],
         config: ServerConfig | None = None,
+        rng: Rng,
         tokens: TokenStore | None = None,
     ) -> None:
         self.home = home
@@ -114,6 +117,9 @@ class RpcServer:
         self._node_info = dict(node_info)
         self._tokens = tokens or TokenStore(home)
         self._log = EventLog(capacity=self.config.event_log_capacity)
+        #: Names this run's cursor sequence: cursors restart with the server, so a cursor
+        #: from another epoch says nothing about what the client has seen.
+        self.epoch = rng(8).hex()
         self._sessions: set[Session] = set()
         self._published = 0
         self._overflows = 0
@@ -179,6 +185,7 @@ class RpcServer:
         c = self.config
         result = {
             "version": version,
+            "epoch": self.epoch,
             "node": self._node_info,
             "scopes": sorted(scopes),
             "limits": {
@@ -228,11 +235,14 @@ class RpcServer:
             return out
         if name == "events.subscribe":
             types = None if params.types is None else frozenset(params.types)
-            replay = self._log.since(params.after_cursor, types)
+            after = params.after_cursor
+            other_epoch = after is not None and params.epoch not in (None, self.epoch)
+            replay = self._log.since(0 if other_epoch else after, types)
             sub = session.subscribe(types, replay.events)
             return {
                 "sub": sub,
-                "gap": replay.gap,
+                "epoch": self.epoch,
+                "gap": replay.gap or other_epoch,
                 "last_cursor": replay.last_cursor,
                 "oldest_cursor": self._log.oldest_cursor,
             }
@@ -265,6 +275,7 @@ async def open_rpc_server(
     registry: Registry,
     node_info: Mapping[str, Any],
     config: ServerConfig | None = None,
+    rng: Rng,
     tokens: TokenStore | None = None,
 ) -> AsyncIterator[RpcServer]:
     """Run an :class:`RpcServer` for the duration of the block (listening on entry).
@@ -272,7 +283,7 @@ async def open_rpc_server(
     Leaving the block closes every connection and removes ``<home>/rpc.sock``.
     """
     server = RpcServer(
-        home=home, registry=registry, node_info=node_info, config=config, tokens=tokens
+        home=home, registry=registry, node_info=node_info, config=config, rng=rng, tokens=tokens
     )
     async with server._serve():
         yield server

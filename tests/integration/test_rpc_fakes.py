@@ -6,6 +6,7 @@ scope, docstring) so the tests exercise exactly the node-facing API.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from p2pchat.rpc.auth import ensure_admin_token
 from p2pchat.rpc.protocol import ServerMessage, parse_server_message, unpack_payload
 from tests.conftest import DeterministicRng
 
+_runs = itertools.count()
 NODE_INFO = {"peer_id": "12D3KooWFake", "version": "0.1.0"}
 
 
@@ -140,6 +142,7 @@ async def running(home: Path, **config: Any) -> AsyncIterator[Running]:
         registry=make_registry(backend),
         node_info=NODE_INFO,
         config=ServerConfig(**config),
+        rng=DeterministicRng(f"epoch-{home}-{next(_runs)}"),
     ) as server:
         backend.server = server
         r = Running(server, home, token, backend, [])

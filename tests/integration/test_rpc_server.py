@@ -360,7 +360,9 @@ async def test_server_without_token_file_refuses_everyone(tmp_path: Path) -> Non
     home = tmp_path / "h"
     with trio.fail_after(LIMIT):
         async with (
-            open_rpc_server(home=home, registry=make_registry_for_test(), node_info={}),
+            open_rpc_server(
+                home=home, registry=make_registry_for_test(), node_info={}, rng=DeterministicRng()
+            ),
             await RawConnection.open(home) as raw,
         ):
             await raw.send_payload(_hello("p2pc_anything"))
