@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from nacl.signing import SigningKey
 
-from p2pchat.errors import WireError
+from p2pchat.errors import LocalProtocolError, WireError
 from p2pchat_crypto.kdf import blake2b
 
 from .codec import (
@@ -393,7 +393,11 @@ def sign_event(
     lamport: int,
     now: int,
 ) -> bytes:
-    """Encode and sign an event; returns its exact bytes (the event id is their hash)."""
+    """Encode and sign an event; returns its exact bytes (the event id is their hash).
+
+    Raises :class:`LocalProtocolError` (never ``WireError``: the bad input is ours) if the
+    result would not pass :func:`decode_event`.
+    """
     value: dict[str, Any] = {
         "ad": bytes(signing_key.verify_key),
         "aa": account,
@@ -409,6 +413,9 @@ def sign_event(
     if prev is not None:
         value["prev"] = prev
     value["sig"] = sign_map("event", value, signing_key)
-    data = encode_value(value)
-    decode_event(data)  # refuses to emit anything our own decoder would reject
+    try:
+        data = encode_value(value)
+        decode_event(data)  # refuses to emit anything our own decoder would reject
+    except WireError as exc:
+        raise LocalProtocolError(f"refusing to sign an invalid event: {exc}") from exc
     return data

@@ -166,6 +166,8 @@ def parse_dht_key(text: str) -> tuple[str, bytes]:
 
 def decode_record(data: bytes, *, ns: str) -> Record:
     """Strictly decode a record of namespace ``ns`` (no signature or expiry check)."""
+    if ns not in MAX_RECORD_SIZE:
+        raise WireError("wrong-namespace", "not a p2pchat record namespace")
     raw = decode_map(data, max_size=MAX_RECORD_SIZE[ns])
     record = Record.from_value(raw)
     if record.ns != ns:

@@ -289,3 +289,30 @@ def test_decoded_objects_are_immutable(now: int) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         env.kind = "dm.msg"  # type: ignore[misc]
     assert "raw=" not in repr(env)
+
+
+def test_sign_event_refuses_an_event_our_decoder_would_reject(now: int) -> None:
+    with pytest.raises(LocalProtocolError):  # seq 2 without prev
+        sign_event(Post(content=TEXT), signing_key=KEY, account=ACCOUNT, group=ACCOUNT,
+                   seq=2, prev=None, lamport=2, now=now)  # fmt: skip
+
+
+def test_decode_record_refuses_an_unknown_namespace() -> None:
+    from p2pchat.protocol.records import decode_record
+
+    with pytest.raises(WireError, match="wrong-namespace"):
+        decode_record(b"\xa0", ns="nope")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["codec", "content", "dm_messages", "envelope", "group_events", "mailbox", "records",
+     "schema", "signing", "sync_messages"],
+)  # fmt: skip
+def test_public_surface_is_declared(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(f"p2pchat.protocol.{module}")
+    assert mod.__all__
+    missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+    assert not missing
