@@ -376,7 +376,9 @@ def cddl_rule(
             continue
         opt = "? " if f.optional and f.key not in required else ""
         typ = fixed.get(f.key) or f.spec.cddl()
-        lines.append(f'  {opt}"{f.key}" => {typ},  ; {f.doc}')
+        # The colon form implies a cut (RFC 8610 section 3.5.4): a known key with a wrong
+        # type cannot fall through to the "* tstr => any" wildcard below.
+        lines.append(f'  {opt}"{f.key}": {typ},  ; {f.doc}')
     lines.append("  * tstr => any,  ; unknown fields are ignored (README.md)")
     lines.append("}")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ import os
 import random
 import statistics
 import time
+from array import array
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -343,7 +344,8 @@ class FuzzStats:
     crashes: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     non_canonical_accepted: list[str] = dataclasses.field(default_factory=list)
     forged_signed: list[str] = dataclasses.field(default_factory=list)
-    times_ns: list[int] = dataclasses.field(default_factory=list)
+    #: Per-frame decode times (a compact array: make fuzz records two million of them).
+    times_ns: array[int] = dataclasses.field(default_factory=lambda: array("q"))
     #: The slowest frames seen, as (ns, corpus index, frame), to re-time in isolation.
     slowest: list[tuple[int, int, bytes]] = dataclasses.field(default_factory=list)
     pipelines: list[Callable[[bytes], object]] = dataclasses.field(default_factory=list)
