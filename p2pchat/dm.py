@@ -150,6 +150,9 @@ class DirectMessages:
         #: Set by the node when mailboxes are in use: ``await deposit(account, frame)``
         #: returns whether a mailbox took the frame.
         self.mailbox_deposit: Callable[[bytes, bytes], Awaitable[bool]] | None = None
+        #: Content types consumed by the node itself (never shown, never stored as
+        #: messages): ``type -> await handler(account, content)``.
+        self.control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -216,6 +219,42 @@ class DirectMessages:
         self.stats["queued"] += 1
         self._wakeup.set()
         return added.message
+
+    async def send_hidden(self, account: bytes, content: Content) -> None:
+        """Queue node-to-node content (e.g. our mailbox tag): encrypted and retried like a
+        message, but not stored in any conversation."""
+        now = self._clock()
+        message_id = self._rng(16)
+        plaintext = DmPlaintext(id=message_id, ts=now, content=content)
+        await self._store.add_outbox(
+            NewOutboxItem(
+                destination_account=account,
+                message_id=message_id,
+                payload=self._keys.seal_blob(_OUTBOX_KIND, {"pt": plaintext.to_bytes()}),
+                created_at=now,
+            )
+        )
+        self._wakeup.set()
+
+    async def queue_frame(self, account: bytes, device: bytes, frame: bytes) -> None:
+        """Queue a ready frame that expects no reply (a receipt for mail fetched from a
+        mailbox): delivered when the device is reachable."""
+        await self._store.add_outbox(
+            NewOutboxItem(
+                destination_account=account,
+                destination_device=device,
+                payload=self._keys.seal_blob(_OUTBOX_KIND, {"frame": frame, "oneway": True}),
+                created_at=self._clock(),
+            )
+        )
+        self._wakeup.set()
+
+    async def queue_receipt(self, receipt: bytes, original: bytes) -> None:
+        """Send the receipt for a frame that came through a mailbox back to its sender."""
+        sender = decode_envelope(original, max_size=MAX_DM_FRAME).sender
+        account = self._device_accounts.get(sender)
+        if account is not None:
+            await self.queue_frame(account, sender, receipt)
 
     async def send_control(self, account: bytes, message: ContactAccept | ContactDecline) -> None:
         """Best effort: tell the account's devices about a consent decision."""
@@ -285,7 +324,12 @@ class DirectMessages:
             if not isinstance(frame, bytes) or item.destination_device is None:
                 item, frame = await self._encrypt(item, entry["pt"])
             assert item.destination_device is not None
-            await self._transmit(item, frame, item.destination_device)
+            if entry.get("oneway"):
+                await self._transmit_oneway(item, frame, item.destination_device)
+            else:
+                await self._transmit(item, frame, item.destination_device)
+        except trio.TooSlowError:
+            raise _DeliveryFailed("timed out") from None
         except (NetworkError, NotFoundError, ProtocolError) as exc:
             if isinstance(frame, bytes) and await self._leave_in_mailbox(item, frame):
                 return
@@ -370,6 +414,13 @@ class DirectMessages:
             raise WireError("unexpected-kind", "expected a receipt for the message sent")
         await self._delivered(item.message_id, item.item_id)
 
+    async def _transmit_oneway(self, item: OutboxItem, frame: bytes, device: bytes) -> None:
+        stream = await self._open(device)
+        async with _closing(stream):
+            with trio.fail_after(self._config.ack_timeout_ms / 1000):
+                await stream.write_frame(frame)
+        await self._store.remove_outbox(item.item_id)
+
     async def _open(self, device: bytes) -> FramedStream:
         peer_id = peer_id_from_ed25519(device)
         if peer_id not in self._network.connected_peers():
@@ -435,17 +486,21 @@ class DirectMessages:
             self._emit_delivery(item.message_id, item.conversation_id, state.value)
 
     async def _delivered(self, message_id: bytes | None, item_id: int | None) -> None:
-        if message_id is None:
-            return
-        message = await self._store.get_message(message_id)
-        if message is None or message.direction is not Direction.OUT:
-            return
+        """A receipt arrived: drop the outbox entry, mark the message (if one is stored)."""
+        message = None if message_id is None else await self._store.get_message(message_id)
+        newly = (
+            message is not None
+            and message.direction is Direction.OUT
+            and message.state is not DeliveryState.DELIVERED
+        )
         async with self._store.transaction() as tx:
-            if message.state is not DeliveryState.DELIVERED:
+            if newly:
+                assert message_id is not None
                 await tx.set_delivery(message_id, DeliveryState.DELIVERED)
             if item_id is not None:
                 await tx.remove_outbox(item_id)
-        if message.state is not DeliveryState.DELIVERED:
+        if newly:
+            assert message is not None
             self._emit_delivery(message_id, message.conversation_id, "delivered")
             self.stats["delivered"] += 1
 
@@ -493,8 +548,13 @@ class DirectMessages:
             if reply is not None:
                 await stream.write_frame(reply)
 
-    async def receive_frame(self, frame: bytes, *, device: bytes, peer_id: str) -> bytes | None:
-        """Process one inbound frame from ``device``; return the reply frame, if any.
+    async def receive_frame(
+        self, frame: bytes, *, device: bytes | None, peer_id: str
+    ) -> bytes | None:
+        """Process one inbound frame; return the reply frame, if any.
+
+        ``device`` is the transport-authenticated sender (the stream's peer); ``None`` for
+        a frame fetched from a mailbox, which only its envelope signature authenticates.
 
         Raises :class:`RateLimitedError`, :class:`ProtocolError` (bad frame, signature or
         ciphertext) or :class:`PermissionDeniedError` (blocked sender).
@@ -502,7 +562,9 @@ class DirectMessages:
         if not self._limiter.allow(peer_id, self._clock()):
             raise RateLimitedError("too many frames from this peer")
         envelope = decode_envelope(frame, max_size=MAX_DM_FRAME)
-        if envelope.sender != device:
+        if device is None:
+            device = envelope.sender
+        elif envelope.sender != device:
             raise WireError("wrong-sender", "envelope sender is not the connected device")
         known_account = self._device_accounts.get(device)
         if known_account is not None and await self._store.is_blocked(known_account):
@@ -522,19 +584,18 @@ class DirectMessages:
         raise WireError("unexpected-kind", f"{envelope.kind} is not used on this protocol")
 
     async def _acknowledged(self, message_id: bytes, device: bytes) -> None:
-        """A receipt: only a device of the conversation's peer may confirm its messages."""
-        message = await self._store.get_message(message_id)
+        """A receipt: only a device of the recipient account may confirm a message."""
         account = self._device_accounts.get(device)
-        if (
-            message is None
-            or message.direction is not Direction.OUT
-            or account is None
-            or message.conversation_id != dm_conversation_id(account)
-        ):
+        if account is None:
             return
         waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
-        item_id = next((i.item_id for i in waiting if i.message_id == message_id), None)
-        await self._delivered(message_id, item_id)
+        item = next((i for i in waiting if i.message_id == message_id), None)
+        if item is not None and item.destination_account != account:
+            return
+        message = await self._store.get_message(message_id)
+        if message is not None and message.conversation_id != dm_conversation_id(account):
+            return
+        await self._delivered(message_id, None if item is None else item.item_id)
 
     async def _receive_message(self, envelope: Envelope, message: DmInit | DmMessage) -> bytes:
         async with self._receive_lock:
@@ -580,7 +641,10 @@ class DirectMessages:
                 account = found
                 session, plaintext = await self._decrypt_with_any(account, device, message)
         except DuplicateMessageError:
-            raise WireError("duplicate", "message already decrypted") from None
+            # The message key was used by a decryption that committed (state changes only
+            # on success, and the session is stored with the message): we have it.
+            self.stats["duplicates"] += 1
+            return self._ack(message.id)
         except CryptoError as exc:
             raise WireError("undecryptable", type(exc).__name__) from None
         content_plain = DmPlaintext.from_bytes(plaintext, max_size=len(plaintext) or 1)
@@ -617,6 +681,25 @@ class DirectMessages:
     ) -> bytes:
         conversation_id = dm_conversation_id(account)
         contact = await self._store.get_contact(account)
+        handler = self.control_handlers.get(plain.content.type)
+        if handler is not None:
+            async with self._store.transaction() as tx:
+                await tx.put_session(
+                    SessionRecord(
+                        account=account,
+                        device=device,
+                        session_id=session.session_id,
+                        pickle=self._keys.seal_session(session),
+                        updated_at=now,
+                    )
+                )
+                if replay_changed:
+                    await self._keys.save_replay_cache(tx)
+            self._device_accounts[device] = account
+            if contact is None or contact.state is not ContactState.BLOCKED:
+                await handler(account, plain.content)
+                self.stats["control"] += 1
+            return self._ack(plain.id)
         new_request = contact is None
         is_request = new_request or (
             contact is not None and contact.state is ContactState.REQUESTED_IN

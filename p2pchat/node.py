@@ -45,6 +45,7 @@ from .events import (
 )
 from .keystore import UnlockedIdentity
 from .local_keys import LocalKeys
+from .mailbox import Mailbox, MailboxKeys
 from .net import base as netbase
 from .net.base import Network
 from .peerid import peer_id_from_ed25519, peer_id_to_key
@@ -133,6 +134,7 @@ class Node:
         self._directory: Directory | None = None
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
+        self._mail_due = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Node {self.peer_id} {self._state}>"
@@ -216,11 +218,22 @@ class Node:
             display_name=config.display_name,
         )
         await self._dm.start()
+        self._mailbox = Mailbox(
+            network=self._network,
+            store=self._store,
+            config=config.mailbox,
+            keys=MailboxKeys(identity.local_key),
+            directory=self._directory,
+            dm=self._dm,
+            clock=self._clock,
+            rng=self._rng,
+        )
         self._started_at = self._clock()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         self._nursery.start_soon(self._dm.run_outbox)
         self._nursery.start_soon(self._watch_network)
         self._nursery.start_soon(self._publish_loop)
+        self._nursery.start_soon(self._mailbox_loop)
 
     def _check(self) -> None:
         if self._state != "running":
@@ -266,6 +279,26 @@ class Node:
                 delay_ms = min(30_000, lifetime // 3)
             await trio.sleep(delay_ms / 1000 * self._jitter.uniform(0.9, 1.1))
 
+    async def _mailbox_loop(self) -> None:
+        """Collect our mail now and every minute (or when a mailbox connects); tell accepted
+        contacts our mailbox keys; expire what we hold for others."""
+        assert self._store is not None
+        for contact in await self._store.list_contacts(state=ContactState.ACCEPTED):
+            await self._mailbox.announce_to(contact.account)
+        while True:
+            self._mail_due = trio.Event()
+            if self._config.mailbox.use:
+                await self._mailbox.collect()
+            if self._config.mailbox.enabled:
+                await self._mailbox.expire()
+            with trio.move_on_after(60):
+                await self._mail_due.wait()
+
+    async def collect_mail(self) -> int:
+        """Fetch our mail from our mailboxes now; returns how many items were collected."""
+        self._check()
+        return await self._mailbox.collect()
+
     async def _mailbox_infos(self) -> list[netbase.PeerInfo]:
         return [netbase.PeerInfo(peer_id=p) for p in self._config.mailbox.use]
 
@@ -276,6 +309,8 @@ class Node:
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
+                if event.peer_id in self._config.mailbox.use:
+                    self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
                 self._events.publish(PeerDisconnected(peer_id=event.peer_id))
@@ -378,6 +413,7 @@ class Node:
         )
         await self._s.put_contact(contact)
         self._events.publish(ContactChanged(account=account, state=state.value))
+        await self._mailbox.announce_to(account)
         return contact
 
     async def contacts(self, *, state: ContactState | None = None) -> list[Contact]:
@@ -397,6 +433,7 @@ class Node:
 
     async def accept_contact(self, account: bytes) -> Contact:
         contact = await self._set_contact_state(account, ContactState.ACCEPTED)
+        await self._mailbox.announce_to(account)
         name = self._config.display_name or self.fingerprint[:9]
         self._spawn(
             self._dms.send_control,
@@ -495,6 +532,7 @@ class Node:
             "connected_peers": len(self._net.connected_peers()),
             "nearby_peers": len(self._nearby),
             "dm": dict(self._dms.stats),
+            "mailbox": dict(self._mailbox.stats),
             "events_published": self._events.published,
             "event_streams": self._events.stream_count,
             "store": dataclasses.asdict(store_stats),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.config import DeliveryConfig, NodeConfig
+from p2pchat.config import DeliveryConfig, MailboxConfig, NodeConfig
 from p2pchat.events import Event
 from p2pchat.keystore import UnlockedIdentity
 from p2pchat.net.base import Network
@@ -59,10 +59,15 @@ def memory_opener(hub: MemoryHub) -> Callable[[Device], AbstractAsyncContextMana
 
 @asynccontextmanager
 async def running(
-    hub: MemoryHub, peer: Peer, tmp: Path, *, delivery: DeliveryConfig = FAST
+    hub: MemoryHub,
+    peer: Peer,
+    tmp: Path,
+    *,
+    delivery: DeliveryConfig = FAST,
+    mailbox: MailboxConfig | None = None,
 ) -> AsyncIterator[Node]:
     """Run ``peer`` as a node, recording its events, until the block exits."""
-    config = NodeConfig(home=tmp / peer.name, delivery=delivery)
+    config = NodeConfig(home=tmp / peer.name, delivery=delivery, mailbox=mailbox or MailboxConfig())
     node = Node(
         config,
         peer.identity,
