@@ -32,6 +32,7 @@ import trio.lowlevel
 from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError, P2PChatError
 from p2pchat.protocol.framing import MAX_FRAME
 from p2pchat.rpc.auth import read_admin_token
+from p2pchat.rpc.errors import AuthenticationError, VersionMismatchError
 from p2pchat.rpc.protocol import EventMessage
 from p2pchat.rpc.transport import SOCKET_FILE
 
@@ -80,6 +81,7 @@ class Subscription:
         self._started = False
         self._closed = False
         self._pending_gap: Gap | None = None
+        self._error: P2PChatError | None = None
 
     def __repr__(self) -> str:
         return f"Subscription(types={self.types}, last_cursor={self.last_cursor})"
@@ -142,7 +144,14 @@ class Subscription:
         try:
             return await self._recv.receive()
         except trio.EndOfChannel:
+            if self._error is not None and not self._closed:
+                raise self._error.with_traceback(None) from None
             raise StopAsyncIteration from None
+
+    def end(self, error: P2PChatError | None) -> None:
+        """End the iteration after the queued items; with ``error``, raise it then."""
+        self._error = error
+        self._send.close()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -178,6 +187,7 @@ class Client:
         self._subs: set[Subscription] = set()
         self._subs_by_id: dict[int, Subscription] = {}
         self._stack: AsyncExitStack | None = None
+        self._fatal: P2PChatError | None = None
         self._state = "new"  # new -> open -> closed
         self.info: ServerInfo = conn.info  # type: ignore[assignment]
 
@@ -244,7 +254,7 @@ class Client:
         self._state = "closed"
         self._connected.set()  # wake waiters so they see "closed"
         for sub in list(self._subs):
-            sub._send.close()
+            sub.end(None)
         if self._conn is not None:
             await self._conn.aclose()
         if self._stack is not None:
@@ -265,7 +275,10 @@ class Client:
                         client_name=self._client_name,
                         max_frame=self._max_frame,
                     )
-                except NetworkError:
+                except (AuthenticationError, VersionMismatchError) as exc:
+                    self._fail(exc)  # retrying cannot help: the token or version is wrong now
+                    return
+                except P2PChatError:  # node down or busy: try again
                     await trio.sleep(backoff)
                     backoff = min(_BACKOFF_MAX, backoff * 2)
                     continue
@@ -278,20 +291,32 @@ class Client:
                     backoff = _BACKOFF_MIN
                     self._connected.set()
             self._conn = None
-            self._connected = trio.Event()
             self._subs_by_id.clear()
 
     async def _read(self, conn: Connection) -> None:
         await conn.read_loop(self._on_event)
+        # From here until the next connection is ready, callers wait (see _ready). An
+        # unset event is kept: tasks may already be waiting on it.
+        if self._connected.is_set():
+            self._connected = trio.Event()
+
+    def _fail(self, exc: P2PChatError) -> None:
+        self._fatal = exc
+        self._connected.set()
+        for sub in list(self._subs):
+            sub.end(exc)
 
     async def _resubscribe(self, conn: Connection) -> bool:
         for sub in list(self._subs):
             if sub.server_id is None and not sub._resume:
-                continue
+                continue  # its first subscribe is still on its way
             try:
                 await conn.request("events.subscribe", sub.params(), on_result=sub.on_subscribed)
             except NetworkError:
                 return False
+            except P2PChatError as exc:  # e.g. the token lost the read scope
+                self._subs.discard(sub)
+                sub.end(exc)
         return True
 
     async def _on_event(self, msg: EventMessage) -> None:
@@ -302,21 +327,23 @@ class Client:
                 await sub.deliver(msg)
 
     async def _ready(self) -> Connection:
-        if self._state != "open":
-            raise (
-                ClosedError("the client is closed")
-                if self._state == "closed"
-                else (LocalProtocolError("use the client inside `async with`"))
-            )
+        """The live connection, waiting up to ``reconnect_timeout`` while reconnecting."""
+        if self._state == "new":
+            raise LocalProtocolError("use the client inside `async with`")
         with trio.move_on_after(self._reconnect_timeout):
             while True:
-                await self._connected.wait()
                 if self._state == "closed":
                     raise ClosedError("the client is closed")
+                if self._fatal is not None:
+                    raise self._fatal.with_traceback(None)
                 conn = self._conn
-                if conn is not None and conn.lost is None:
+                if conn is not None and conn.lost is None and self._connected.is_set():
                     return conn
-                await trio.lowlevel.checkpoint()  # the supervisor has not noticed the loss yet
+                if conn is not None and conn.lost is not None:
+                    # Lost, and the supervisor has not swapped in a fresh event yet.
+                    await trio.lowlevel.checkpoint()
+                    continue
+                await self._connected.wait()
         raise NetworkError("the node is not reachable over RPC")
 
     # -- public API -------------------------------------------------------------------

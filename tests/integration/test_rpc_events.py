@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.client import Client, Event, Gap, Subscription
+from p2pchat.rpc import mint_token, revoke_token
+from p2pchat.rpc.errors import AuthenticationError
 from p2pchat.rpc.protocol import Close, EventMessage, Request, Response, encode_message
+from tests.conftest import DeterministicRng
 from tests.integration.test_rpc_fakes import running
 
 LIMIT = 10
@@ -200,3 +204,23 @@ async def test_iter_events_generator(tmp_path: Path) -> None:
                     if len(seen) == 3:
                         break
             assert seen == [0, 1, 2]
+
+
+async def test_revoked_token_ends_resume_with_authentication_error(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    with trio.fail_after(LIMIT):
+        async with running(home) as r:
+            token_id, token = mint_token(home, scopes=["read"], label="app", rng=DeterministicRng())
+            async with await Client.connect(home=home, token=token) as client:
+                sub = client.subscribe()
+                await sub.start()
+                r.server.publish({"type": "t", "n": 1})
+                assert _ns(await _take(sub, 1)) == [1]
+                revoke_token(home, token_id)
+                conn = client._conn
+                assert conn is not None
+                await conn.aclose()  # the next connection must present the token again
+                with pytest.raises(AuthenticationError):
+                    await sub.__anext__()
+                with pytest.raises(AuthenticationError):
+                    await client.call("rpc.ping")
