@@ -1,10 +1,10 @@
 """Store-and-forward mailbox messages (``/p2pchat/mailbox/1.0.0``).
 
 A mailbox must learn nothing but sizes and timing, so these frames are *not* signed
-envelopes (an envelope names its sender device). A stored blob is a sealed envelope
-(crypto.md) addressed by an opaque recipient *tag*: the public half of an Ed25519 key
-pair the recipient made for this purpose only and shares with contacts inside
-encrypted sessions. Fetch and delete prove possession of that key with a signature that
+envelopes (an envelope names its sender device). A stored blob is a signed envelope
+*sealed* to an opaque recipient *tag* (:func:`seal_for_tag`): the tag is the public half
+of an Ed25519 key pair the recipient made for this purpose only and shares with contacts
+inside encrypted sessions. Fetch and delete prove possession of that key with a signature that
 names the mailbox peer and a timestamp, so a request cannot be replayed elsewhere or
 much later.
 """
@@ -15,9 +15,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nacl.signing import SigningKey
+from nacl.exceptions import CryptoError as NaclError
+from nacl.public import Box, PrivateKey, PublicKey
+from nacl.signing import SigningKey, VerifyKey
 
 from p2pchat.errors import LocalProtocolError, WireError
+from p2pchat_crypto.kdf import blake2b
+from p2pchat_crypto.sealed import Rng
 
 from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, decode_map, encode_value, wire
 from .framing import MAX_FRAME
@@ -40,10 +44,16 @@ __all__ = [
     "encode_mailbox_frame",
     "sign_request",
     "verify_request",
+    "SEAL_OVERHEAD",
+    "seal_for_tag",
+    "open_for_tag",
 ]
 
-#: Largest stored blob (a sealed envelope).
-MAX_BLOB = 64 * 1024
+#: Largest stored blob: a sealed envelope around the largest pairwise message of
+#: crypto.md (262,144 bytes) plus the envelope's and the seal's overhead.
+MAX_BLOB = 264 * 1024
+#: What sealing adds: an X25519 ephemeral public key and a Poly1305 tag.
+SEAL_OVERHEAD = 32 + 16
 #: Longest a mailbox keeps a blob (30 days).
 MAX_TTL_S = 30 * 24 * 3600
 #: Fetch/delete timestamps more than this far from the mailbox's clock are refused.
@@ -176,3 +186,40 @@ def _with_kind(request: MailboxFetch | MailboxDelete) -> dict[str, Any]:
     value: dict[str, Any] = request.to_value()
     value["k"] = request.KIND
     return value
+
+
+def _seal_nonce(ephemeral: bytes, recipient: bytes) -> bytes:
+    return blake2b(ephemeral + recipient, size=24)
+
+
+def seal_for_tag(envelope: bytes, *, tag: bytes, rng: Rng) -> bytes:
+    """Encrypt ``envelope`` anonymously to the holder of ``tag``.
+
+    The format is libsodium's ``crypto_box_seal`` to the X25519 form of the Ed25519 tag
+    key (``crypto_sign_ed25519_pk_to_curve25519``): ``epk || crypto_box(envelope, nonce,
+    recipient, esk)`` with ``nonce = BLAKE2b-192(epk || recipient)``; the ephemeral secret
+    comes from ``rng`` so the result is reproducible in tests. Any libsodium
+    ``crypto_box_seal_open`` opens it. Raises ``WireError("bad-key")`` for a tag that is
+    not a valid Ed25519 public key (tags come from peers).
+    """
+    try:
+        recipient = VerifyKey(tag).to_curve25519_public_key()
+    except (NaclError, ValueError, TypeError) as exc:
+        raise WireError("bad-key", "the tag is not an Ed25519 public key") from exc
+    ephemeral = PrivateKey(rng(32))
+    epk = bytes(ephemeral.public_key)
+    nonce = _seal_nonce(epk, bytes(recipient))
+    return epk + Box(ephemeral, recipient).encrypt(envelope, nonce).ciphertext
+
+
+def open_for_tag(blob: bytes, *, tag_key: SigningKey) -> bytes:
+    """Open a blob made by :func:`seal_for_tag`; ``WireError("bad-seal")`` if it does not open."""
+    if not SEAL_OVERHEAD <= len(blob) <= MAX_BLOB:
+        raise WireError("bad-seal", "blob length out of range")
+    own = tag_key.to_curve25519_private_key()
+    epk = blob[:32]
+    try:
+        box = Box(own, PublicKey(epk))
+        return box.decrypt(blob[32:], _seal_nonce(epk, bytes(own.public_key)))
+    except (NaclError, ValueError, TypeError) as exc:
+        raise WireError("bad-seal", "the blob does not open with this tag key") from exc

@@ -16,7 +16,9 @@ the raw bytes, under ``decoded``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +120,30 @@ def ident(name: str, size: int = 16) -> bytes:
 
 ALICE, BOB, CAROL = key("alice-device"), key("bob-device"), key("carol-device")
 ALICE_ACCT, BOB_ACCT, CAROL_ACCT = (bytes(key(n).verify_key) for n in ("alice", "bob", "carol"))
-TAG_KEY = key("bob-mailbox-tag")
+TAG_SEED = blake2b(b"bob-mailbox-tag", size=32, person=b"p2pchat-vectors")
+TAG_KEY = SigningKey(TAG_SEED)
+
+
+def vector_rng(seed: str) -> Callable[[int], bytes]:
+    """Deterministic "randomness" (SHA-256 in counter mode): test vectors only."""
+    counter = 0
+
+    def rng(n: int) -> bytes:
+        nonlocal counter
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(f"{seed}/{counter}".encode()).digest()
+            counter += 1
+        return out[:n]
+
+    return rng
+
+
+def sealed_blob() -> bytes:
+    """A dm.msg envelope from Alice, sealed to Bob's mailbox tag."""
+    envelope = seal(DmMessage(id=ident("m9"), ratchet=ident("offline-ratchet-message", 96)),
+                    signing_key=ALICE, now=NOW)  # fmt: skip
+    return mb.seal_for_tag(envelope, tag=bytes(TAG_KEY.verify_key), rng=vector_rng("seal"))
 
 
 # --- the receiver pipelines ----------------------------------------------------------------
@@ -153,6 +178,9 @@ def run_check(check: str, data: bytes, vector: dict[str, Any]) -> object:
         return DmPlaintext.from_bytes(data, max_size=len(data))
     if check == "record":
         return validate_record(vector["dht_key"], data, now=vector["now"])
+    if check == "mailbox-blob":
+        tag_key = SigningKey(bytes.fromhex(vector["tag_seed"]))
+        return run_check("envelope", mb.open_for_tag(data, tag_key=tag_key), vector)
     if check == "mailbox":
         message = mb.decode_mailbox_frame(data)
         if isinstance(message, mb.MailboxFetch | mb.MailboxDelete):
@@ -338,10 +366,10 @@ def _mailbox_messages() -> list[Struct]:
         tag_key=TAG_KEY,
     )
     return [
-        mb.MailboxStore(tag=bytes(TAG_KEY.verify_key), blob=ident("sealed-envelope", 64), ttl=604_800),
+        mb.MailboxStore(tag=bytes(TAG_KEY.verify_key), blob=sealed_blob(), ttl=604_800),
         mb.MailboxStored(id=ident("item1"), expires=NOW + 604_800_000),
         fetch,
-        mb.MailboxItems(items=(mb.MailboxItem(id=ident("item1"), blob=ident("sealed-envelope", 64), at=NOW),), more=False),
+        mb.MailboxItems(items=(mb.MailboxItem(id=ident("item1"), blob=sealed_blob(), at=NOW),), more=False),
         delete,
         mb.MailboxDeleted(count=1),
     ]  # fmt: skip
@@ -392,6 +420,8 @@ def valid_vectors() -> list[dict[str, Any]]:
         kind = message.KIND  # type: ignore[attr-defined]
         add(kind, "mailbox", f"mailbox-frame-{kind_rule(kind)}", mb.encode_mailbox_frame(message), kind=kind,
             mailbox=MAILBOX_PEER, now=NOW)  # fmt: skip
+    add("sealed mailbox blob (opens to a dm.msg envelope)", "mailbox-blob", "", sealed_blob(),
+        tag_seed=TAG_SEED.hex())  # fmt: skip
     return vectors
 
 
@@ -507,6 +537,11 @@ def invalid_vectors() -> list[dict[str, Any]]:
     payload = cbor.decode(fvalue["p"], max_size=MAX_FRAME)
     bad("mailbox: fetch with a bad signature", "mailbox", cbor.encode({**fvalue, "p": cbor.encode({**payload, "max": 51})}), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
     bad("mailbox: unknown kind", "mailbox", cbor.encode({**fvalue, "k": "mbox.future"}), "unknown-kind", mailbox=MAILBOX_PEER, now=NOW)
+    blob = bytearray(sealed_blob())
+    blob[40] ^= 0x01
+    bad("mailbox blob: one bit flipped", "mailbox-blob", bytes(blob), "bad-seal", tag_seed=TAG_SEED.hex())
+    other_tag = blake2b(b"someone-else", size=32, person=b"p2pchat-vectors")
+    bad("mailbox blob: another recipient's tag key", "mailbox-blob", sealed_blob(), "bad-seal", tag_seed=other_tag.hex())
     return vectors  # fmt: skip
 
 
@@ -522,7 +557,10 @@ def generate() -> dict[str, str]:
     valid = valid_vectors()
     for vector in valid:
         run_check(vector["check"], bytes.fromhex(vector["hex"]), vector)
-        if vector["check"] != "frame":
+        if vector["check"] == "mailbox-blob":
+            opened = mb.open_for_tag(bytes.fromhex(vector["hex"]), tag_key=TAG_KEY)
+            vector["opened"] = {"hex": opened.hex(), **_decoded("envelope", opened)}
+        elif vector["check"] != "frame":
             vector.update(_decoded(vector["check"], bytes.fromhex(vector["hex"])))
     invalid = invalid_vectors()
     for vector in invalid:

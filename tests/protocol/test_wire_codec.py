@@ -316,3 +316,21 @@ def test_public_surface_is_declared(module: str) -> None:
     assert mod.__all__
     missing = [name for name in mod.__all__ if not hasattr(mod, name)]
     assert not missing
+
+
+def test_a_sealed_blob_is_libsodium_crypto_box_seal(now: int, rng: DeterministicRng) -> None:
+    from nacl.public import SealedBox
+
+    tag_key = SigningKey(DeterministicRng("tag")(32))
+    envelope = seal(DmAck(ids=(b"i" * 16,)), signing_key=KEY, now=now)
+    blob = mb.seal_for_tag(envelope, tag=bytes(tag_key.verify_key), rng=rng)
+    assert len(blob) == len(envelope) + mb.SEAL_OVERHEAD
+    assert envelope not in blob
+    assert SealedBox(tag_key.to_curve25519_private_key()).decrypt(blob) == envelope
+    assert mb.open_for_tag(blob, tag_key=tag_key) == envelope
+    with pytest.raises(WireError, match="bad-seal"):
+        mb.open_for_tag(blob, tag_key=OTHER)
+    with pytest.raises(WireError, match="bad-seal"):
+        mb.open_for_tag(blob[:20], tag_key=tag_key)
+    with pytest.raises(WireError, match="bad-key"):
+        mb.seal_for_tag(envelope, tag=b"\x01" * 31, rng=rng)
