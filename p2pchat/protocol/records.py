@@ -71,13 +71,13 @@ MAX_LIFETIME_MS = 30 * 24 * 3600 * 1000
 
 @dataclass(frozen=True, kw_only=True)
 class PrekeyRecord(Struct):
-    bundle: bytes = wire("bundle", Bytes(low=1, high=6 * 1024), "PrekeyBundle (crypto.md), opaque")
+    bundle: bytes = wire("bundle", Bytes(low=1, high=4096), "prekey bundle (crypto.md section 4)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceEntry(Struct):
     device: bytes = wire("dev", _KEY, "device key")
-    cert: bytes = wire("cert", Bytes(low=1, high=1024), "device certificate (crypto.md)")
+    cert: bytes = wire("cert", Bytes(low=1, high=256), "device certificate (crypto.md section 3.2)")
 
 
 @dataclass(frozen=True, kw_only=True)
