@@ -25,7 +25,7 @@ from typing import Any, Self
 
 import trio
 
-from p2pchat.errors import ClosedError, NetworkError, P2PChatError
+from p2pchat.errors import ClosedError, NetworkError
 
 from ._connection import ServerInfo
 from ._trio import Client, Event, Gap, Subscription
@@ -107,7 +107,7 @@ class SyncClient:
                     client_name=client_name,
                     reconnect_timeout=reconnect_timeout,
                 )
-            except P2PChatError as exc:
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 ready.put(exc)
                 return
             async with client:

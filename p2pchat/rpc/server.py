@@ -23,10 +23,15 @@ from typing import Annotated, Any, Final
 
 import trio
 
-from p2pchat.errors import RateLimitedError
+from p2pchat.errors import ConfigError, RateLimitedError
 from p2pchat.protocol.framing import MAX_FRAME
 from p2pchat.rpc.auth import TokenStore
-from p2pchat.rpc.errors import AuthenticationError, InvalidRequestError, VersionMismatchError
+from p2pchat.rpc.errors import (
+    AuthenticationError,
+    InvalidParamsError,
+    InvalidRequestError,
+    VersionMismatchError,
+)
 from p2pchat.rpc.events import EventLog, TokenBucket
 from p2pchat.rpc.protocol import PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, encode_event_body
 from p2pchat.rpc.registry import Registry
@@ -55,6 +60,24 @@ class ServerConfig:
     hello_timeout: float = 10.0
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = None  # None: unix socket only; 0: any free port
+
+    def __post_init__(self) -> None:
+        positive = (
+            "max_frame",
+            "max_in_flight",
+            "max_subscriptions",
+            "max_connections",
+            "burst",
+            "event_log_capacity",
+            "event_queue",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ServerConfig.{name} must be positive")
+        if self.rate <= 0 or self.hello_timeout <= 0:
+            raise ConfigError("ServerConfig.rate and hello_timeout must be positive")
+        if self.tcp_port is not None and not 0 <= self.tcp_port <= 65535:
+            raise ConfigError("ServerConfig.tcp_port must be 0..65535")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +198,7 @@ class RpcServer:
         if scopes is None:
             raise AuthenticationError("invalid RPC token")
         if len(params.versions) != 2:
-            raise VersionMismatchError("versions must be [min, max]")
+            raise InvalidParamsError("versions must be [min, max]")
         low, high = params.versions
         version = min(high, PROTOCOL_VERSION_MAX)
         if version < max(low, PROTOCOL_VERSION_MIN):

@@ -79,7 +79,7 @@ def error_info(exc: BaseException, *, data: Any = None) -> ErrorInfo:
 
 
 class _Outbox:
-    """Replies (unbounded: at most one per in-flight request) ahead of events (bounded)."""
+    """Replies ahead of events. Live events are bounded here; replies by the reader."""
 
     def __init__(self, *, max_live: int) -> None:
         self.control: deque[bytes] = deque()
@@ -88,6 +88,7 @@ class _Outbox:
         self.max_live = max_live
         self.closing = False  # a final frame is queued: accept nothing more
         self._wakeup = trio.Event()
+        self._drained = trio.Event()
 
     def put_control(self, frame: bytes, *, final: bool = False) -> None:
         if self.closing:
@@ -109,9 +110,24 @@ class _Outbox:
         return True
 
     async def wait(self) -> None:
-        if not self.control and not self.events:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
+        """Wait until there is something to write."""
+        if self.control or self.events:
+            return
+        self._wakeup = trio.Event()
+        await self._wakeup.wait()
+
+    async def wait_for_room(self, limit: int) -> None:
+        """Hold the reader while ``limit`` replies wait to be written.
+
+        A client that pipelines requests but does not read replies would otherwise make
+        us queue replies without bound; stopping reading pushes back through the socket.
+        """
+        while len(self.control) >= limit and not self.closing:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    def mark_drained(self) -> None:
+        self._drained.set()
 
 
 class Session:
@@ -177,6 +193,7 @@ class Session:
                         size += len(frame)
                 if chunks:
                     await self._stream.send_all(b"".join(chunks))
+                box.mark_drained()
                 if final:
                     self._cancel.cancel()
                     return
@@ -194,6 +211,7 @@ class Session:
         if not authed:
             return
         while not self._outbox.closing:
+            await self._outbox.wait_for_room(self._config.max_in_flight)
             payload = await self._next_payload()
             if payload is None:
                 return
