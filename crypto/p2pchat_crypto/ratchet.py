@@ -34,6 +34,7 @@ from ._double_ratchet import (
     decrypt,
     encode_ratchet_message,
     encrypt,
+    split_ratchet_message,
 )
 from ._fields import expect_int
 from ._keys import KEY_LEN, x25519_public
@@ -300,10 +301,8 @@ class Session:
         return len(self._state.skipped)
 
     def _encrypt_parts(self, plaintext: bytes, rng: Rng) -> tuple[bytes, bytes]:
-        state = self._state.copy()
-        header, body = encrypt(state, plaintext, self._ad, rng)
-        self._state = state
-        return header, body
+        # No copy needed: ``encrypt`` writes the state only after everything succeeded.
+        return encrypt(self._state, plaintext, self._ad, rng)
 
     def encrypt(self, plaintext: bytes, rng: Rng) -> bytes:
         """Encrypt to wire bytes: an initial message until acknowledged, then ratchet."""
@@ -319,7 +318,10 @@ class Session:
         message of another session), :class:`AuthenticationError`,
         :class:`DuplicateMessageError` or :class:`GapTooLargeError`.
         """
-        if is_initial_message(message):
+        parts = split_ratchet_message(message, max_size=MAX_MESSAGE_SIZE)
+        if parts is not None:  # the common case, framed exactly as we frame it
+            header, body = parts
+        elif is_initial_message(message):
             initial = InitialMessage.decode(message)
             if initial.session_id != self._session_id or self._initiator:
                 raise UnknownSessionError("initial message of another session")
