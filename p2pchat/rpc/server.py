@@ -58,6 +58,7 @@ class ServerConfig:
     event_log_capacity: int = 10_000
     event_queue: int = 1_000  # live events pending per connection before slow-consumer
     hello_timeout: float = 10.0
+    close_grace: float = 5.0  # seconds a closing connection may take to flush its last frame
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = None  # None: unix socket only; 0: any free port
 
@@ -74,8 +75,8 @@ class ServerConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"ServerConfig.{name} must be positive")
-        if self.rate <= 0 or self.hello_timeout <= 0:
-            raise ConfigError("ServerConfig.rate and hello_timeout must be positive")
+        if min(self.rate, self.hello_timeout, self.close_grace) <= 0:
+            raise ConfigError("ServerConfig.rate, hello_timeout and close_grace must be positive")
         if self.tcp_port is not None and not 0 <= self.tcp_port <= 65535:
             raise ConfigError("ServerConfig.tcp_port must be 0..65535")
 

@@ -160,14 +160,24 @@ class Session:
                     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                         await self._read_loop(nursery)
                     # The peer is gone or we are closing: let the writer flush a final frame.
-                    self._outbox.put_control(b"", final=True)
+                    self._finish()
         finally:
             await trio.aclose_forcefully(self._stream)
 
     def close_with(self, exc: P2PChatError) -> None:
         """Send ``close`` with this error, then hang up once it is written."""
         frame = encode_frame(encode_message(Close(error_info(exc))))
+        self._finish(frame)
+
+    def _finish(self, frame: bytes = b"") -> None:
+        """Queue the last frame; a peer that will not read it is cut off after a grace.
+
+        Without the deadline a slow consumer whose socket is full would keep the writer
+        blocked, and the connection open, for as long as it pleases.
+        """
         self._outbox.put_control(frame, final=True)
+        deadline = trio.current_time() + self._config.close_grace
+        self._cancel.deadline = min(self._cancel.deadline, deadline)
 
     async def _writer(self) -> None:
         box = self._outbox
@@ -253,19 +263,19 @@ class Session:
             return False
         request = self._parse(payload)
         if request is None:
-            self._outbox.put_control(b"", final=True)
+            self._finish()
             return False
         if request.method != "rpc.hello":
             self._reply_error(
                 request.id, AuthenticationError("the first request must be rpc.hello")
             )
-            self._outbox.put_control(b"", final=True)
+            self._finish()
             return False
         try:
             result, self._scopes, self.client_name = self._server.hello(request.params)
         except P2PChatError as exc:
             self._reply_error(request.id, exc)
-            self._outbox.put_control(b"", final=True)
+            self._finish()
             return False
         self._reply(request.id, result)
         return True

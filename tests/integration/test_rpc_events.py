@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from p2pchat.client import Client, Event, Gap, Subscription
 from p2pchat.rpc import mint_token, revoke_token
@@ -224,3 +225,31 @@ async def test_revoked_token_ends_resume_with_authentication_error(tmp_path: Pat
                     await sub.__anext__()
                 with pytest.raises(AuthenticationError):
                     await client.call("rpc.ping")
+
+
+async def test_slow_consumer_that_never_reads_is_cut_off(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A subscriber whose socket is full cannot hold the connection open: after the overflow
+    the close frame gets ``close_grace`` seconds to go out, then the server hangs up
+    regardless. The clock runs at real speed, and jumps over the grace period."""
+    mock_clock.rate = 1.0
+    with trio.fail_after(LIMIT):
+        async with running(tmp_path / "h", event_queue=3, close_grace=1.0) as r:
+            raw = await r.raw()
+            hello = {"versions": [1, 1], "token": r.token}
+            await raw.send_payload(encode_message(Request(0, "rpc.hello", hello)))
+            await raw.send_payload(encode_message(Request(1, "events.subscribe", {})))
+            assert isinstance(await raw.receive(), Response)
+            assert isinstance(await raw.receive(), Response)
+            blob = "x" * 60_000
+            published = 0
+            while r.server.statistics().slow_consumer_disconnects == 0:
+                r.server.publish({"type": "t", "blob": blob})
+                published += 1
+                await trio.testing.wait_all_tasks_blocked()  # the writer fills the socket
+            assert published > 3  # some went out before the socket filled up
+            assert r.server.statistics().connections == 1  # the writer is stuck in send
+            mock_clock.jump(1.5)  # past close_grace, without waiting for it
+            await trio.testing.wait_all_tasks_blocked()
+            assert r.server.statistics().connections == 0
