@@ -1,0 +1,112 @@
+"""Frames over any byte stream: the one framing implementation both adapters share.
+
+The libp2p adapter wraps a Yamux stream and the memory network wraps a pair of memory
+channels; both hand this class a :class:`ByteStream`, so the framing rules (minimal
+varint prefix, a cap checked before the body is buffered, truncation detected at EOF)
+are implemented and tested once. The varint codec itself is the sans-IO one in
+:mod:`p2pchat.protocol.framing`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from p2pchat.errors import ClosedError, WireError
+from p2pchat.protocol.framing import MAX_FRAME, decode_varint, encode_frame
+
+__all__ = ["ByteStream", "FramedByteStream"]
+
+_READ_CHUNK = 64 * 1024
+
+
+class ByteStream(Protocol):
+    """What an adapter must provide; its methods raise only p2pchat errors."""
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """At least one byte, or ``b""`` once the peer closed its sending side."""
+        ...
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def close_write(self) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+class FramedByteStream:
+    """A :class:`p2pchat.net.base.FramedStream` over a :class:`ByteStream`.
+
+    One task may read while another writes; two concurrent readers (or writers) are a
+    caller bug, as with any trio stream.
+    """
+
+    def __init__(self, raw: ByteStream, *, remote_peer: str, protocol: str) -> None:
+        self._raw = raw
+        self._remote_peer = remote_peer
+        self._protocol = protocol
+        self._buffer = bytearray()
+        self._eof = False
+        self._write_closed = False
+        self._reset = False
+
+    def __repr__(self) -> str:
+        return f"<FramedByteStream {self._protocol} peer={self._remote_peer}>"
+
+    @property
+    def remote_peer(self) -> str:
+        return self._remote_peer
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    async def read_frame(self, max_size: int = MAX_FRAME) -> bytes | None:
+        """The next frame, or ``None`` at a clean end of stream.
+
+        Raises ``WireError("frame-too-large")`` as soon as a prefix announces more than
+        ``max_size`` bytes, and ``WireError("truncated-frame")`` if the stream ends
+        inside a frame.
+        """
+        if self._reset:
+            raise ClosedError("stream was reset")
+        while True:
+            header = decode_varint(self._buffer)
+            if header is not None:
+                length, start = header
+                if length > max_size:
+                    raise WireError("frame-too-large", f"{length} bytes exceeds {max_size}")
+                end = start + length
+                if len(self._buffer) >= end:
+                    frame = bytes(self._buffer[start:end])
+                    del self._buffer[:end]
+                    return frame
+            if self._eof:
+                if self._buffer:
+                    raise WireError("truncated-frame", "stream ended inside a frame")
+                return None
+            chunk = await self._raw.receive_some(_READ_CHUNK)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
+
+    async def write_frame(self, data: bytes) -> None:
+        """Send one frame; ``ClosedError`` after :meth:`close` or :meth:`reset`."""
+        if self._write_closed or self._reset:
+            raise ClosedError("stream is closed for writing")
+        await self._raw.send_all(encode_frame(data, max_frame=MAX_FRAME))
+
+    async def close(self) -> None:
+        """Close our sending side (idempotent); reading stays possible."""
+        if self._write_closed or self._reset:
+            return
+        self._write_closed = True
+        await self._raw.close_write()
+
+    async def reset(self) -> None:
+        """Abort both directions (idempotent)."""
+        if self._reset:
+            return
+        self._reset = True
+        self._write_closed = True
+        await self._raw.reset()

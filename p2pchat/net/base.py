@@ -1,0 +1,187 @@
+"""The network interface the node programs against, and its value objects.
+
+Two implementations satisfy it: :mod:`p2pchat.net.libp2p_host` (real py-libp2p hosts)
+and :mod:`p2pchat.net.memory` (an in-process network for tests and the simulator).
+Both are *thin*: they move bytes and report events, and keep no protocol state. Every
+decision about what a frame, a record or a gossip message means belongs to the node.
+
+Why ``typing.Protocol`` rather than an abstract base class: the libp2p adapter and the
+memory network share no code path worth inheriting, and structural typing lets a test
+double satisfy the interface without importing anything from here.
+
+Errors (all from :mod:`p2pchat.errors`): ``PeerUnreachableError`` when a dial or a
+stream open fails, ``NetworkError`` for any other transport failure, ``WireError`` when
+a frame violates the framing rules, ``ClosedError`` when the caller uses something it
+closed itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "PeerInfo",
+    "PeerConnected",
+    "PeerDisconnected",
+    "PeerDiscovered",
+    "NetEvent",
+    "FramedStream",
+    "StreamHandler",
+    "RecordValidator",
+    "TopicValidator",
+    "Dht",
+    "Subscription",
+    "PubSub",
+    "Network",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """A peer id (base58 ``12D3KooW…`` string) and the multiaddrs it may be reached at."""
+
+    peer_id: str
+    addrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """A connection to ``peer_id`` is open (either side dialed)."""
+
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDisconnected:
+    """The last connection to ``peer_id`` closed."""
+
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDiscovered:
+    """A peer announced itself nearby (mDNS); nothing has been dialed yet."""
+
+    peer: PeerInfo
+
+
+NetEvent = PeerConnected | PeerDisconnected | PeerDiscovered
+
+
+@runtime_checkable
+class FramedStream(Protocol):
+    """A bidirectional stream of length-prefixed frames to one remote peer.
+
+    ``read_frame`` returns ``None`` on a clean end of stream (the peer closed its
+    sending side at a frame boundary); a stream that ends inside a frame raises
+    ``WireError("truncated-frame")``. ``close`` closes only our sending side, so the
+    peer's ``read_frame`` returns ``None`` while we may still read its answer.
+    ``reset`` aborts both directions at once.
+    """
+
+    @property
+    def remote_peer(self) -> str: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+    async def read_frame(self, max_size: int) -> bytes | None: ...
+
+    async def write_frame(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+#: Handles one inbound stream. The adapter closes the stream when the handler returns
+#: (py-libp2p does not, and the peer's read would hang) and resets it if it raises.
+StreamHandler = Callable[[FramedStream], Awaitable[None]]
+
+
+class RecordValidator(Protocol):
+    """The node's rules for the DHT records of one namespace (keys ``/<ns>/…``).
+
+    ``validate`` returns False for a record that must be neither stored nor returned;
+    ``select`` returns the index of the best of several valid records (for example the
+    one with the highest sequence number). Both must be pure and fast: they run inside
+    the DHT's request handlers, on records from untrusted peers.
+    """
+
+    def validate(self, key: str, value: bytes) -> bool: ...
+
+    def select(self, key: str, values: Sequence[bytes]) -> int: ...
+
+
+#: ``fn(origin_peer_id, data) -> accept``; runs before a gossip message is delivered or
+#: forwarded, so a False stops it from spreading.
+TopicValidator = Callable[[str, bytes], bool]
+
+
+class Dht(Protocol):
+    """Kademlia: records under validated namespaces, provider records, peer routing."""
+
+    def register_namespace(self, namespace: str, validator: RecordValidator) -> None: ...
+
+    async def put(self, key: str, value: bytes) -> None: ...
+
+    async def get(self, key: str) -> list[bytes]:
+        """Valid records found for ``key``, best first (empty if none)."""
+        ...
+
+    async def provide(self, key: str) -> None: ...
+
+    async def find_providers(self, key: str) -> list[PeerInfo]: ...
+
+    async def find_peer(self, peer_id: str) -> PeerInfo | None: ...
+
+
+class Subscription(Protocol):
+    """Messages of one topic as ``(origin_peer_id, data)``; iterate, then ``aclose``."""
+
+    @property
+    def topic(self) -> str: ...
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PubSub(Protocol):
+    """Topic-based gossip. Delivery is best effort: sync, not gossip, guarantees it."""
+
+    async def subscribe(self, topic: str) -> Subscription: ...
+
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+    def set_validator(self, topic: str, validator: TopicValidator) -> None: ...
+
+
+class Network(Protocol):
+    """One node's view of the network; obtained from an ``async with`` opener."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    @property
+    def listen_addrs(self) -> list[str]: ...
+
+    @property
+    def dht(self) -> Dht: ...
+
+    @property
+    def pubsub(self) -> PubSub: ...
+
+    async def connect(self, peer_id: str, addrs: Sequence[str]) -> None: ...
+
+    def connected_peers(self) -> list[str]: ...
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
+
+    async def open_stream(self, peer_id: str, protocol: str) -> FramedStream: ...
+
+    def events(self) -> AsyncIterator[NetEvent]:
+        """A new, bounded feed of events from now on (each call gets its own)."""
+        ...

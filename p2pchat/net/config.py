@@ -1,0 +1,95 @@
+"""One frozen configuration object for the network layer (no dozens of kwargs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from p2pchat.errors import ConfigError
+
+__all__ = ["DEFAULT_PORT", "GossipConfig", "RetryConfig", "NetConfig"]
+
+#: A fixed default port, so that a contact's address stays stable across restarts.
+DEFAULT_PORT = 4242
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GossipConfig:
+    """Gossipsub parameters; py-libp2p's defaults (heartbeat 120 s, no D) are unusable.
+
+    ``max_messages_per_topic_per_second`` is py-libp2p's spam filter: above it, messages
+    from one forwarding peer on one topic are dropped silently. Subscription queues hold
+    32 messages and also drop silently. The groups layer therefore batches.
+    """
+
+    heartbeat_interval: float = 1.0
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    max_messages_per_topic_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.degree_low <= self.degree <= self.degree_high:
+            raise ConfigError("gossip degrees must satisfy 0 < D_lo <= D <= D_hi")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("gossip heartbeat interval must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """Timeout, attempts and jittered exponential backoff for DHT lookups.
+
+    py-libp2p's DHT sometimes fails to open streams under load (a server resets kad
+    streams beyond 12 at once), so one failed lookup is not an answer.
+    """
+
+    attempt_timeout: float = 10.0
+    attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.attempt_timeout <= 0 or self.base_delay < 0:
+            raise ConfigError("retry needs attempts >= 1, a positive timeout, delay >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetConfig:
+    """Everything the libp2p adapter needs to know besides the device key.
+
+    ``port=0`` picks a free port (tests); ``bootstrap`` holds full multiaddrs ending in
+    ``/p2p/<peer id>``. ``relay_hop`` makes this node a circuit-relay v2 relay for others;
+    ``relay_client`` lets it dial through relays (see docs/networking.md).
+    """
+
+    # All interfaces by default: a chat node must be reachable from its LAN peers.
+    listen_hosts: tuple[str, ...] = ("0.0.0.0",)  # noqa: S104
+    port: int = DEFAULT_PORT
+    bootstrap: tuple[str, ...] = ()
+    dht_mode: Literal["server", "client"] = "server"
+    dht_refresh_interval: float = 300.0
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    dht_retry: RetryConfig = field(default_factory=RetryConfig)
+    mdns: bool = False
+    relay_hop: bool = False
+    relay_client: bool = False
+    dial_timeout: float = 10.0
+    event_buffer: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range")
+        if not self.listen_hosts:
+            raise ConfigError("at least one listen host is needed")
+        if self.dht_mode not in ("server", "client"):
+            raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
+        if self.dial_timeout <= 0 or self.dht_refresh_interval <= 0:
+            raise ConfigError("timeouts and intervals must be positive")
+        if self.event_buffer < 1:
+            raise ConfigError("event buffer must hold at least one event")
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        """The TCP multiaddrs to listen on (IPv4 hosts as ``/ip4/…``, IPv6 as ``/ip6/…``)."""
+        proto = {True: "ip6", False: "ip4"}
+        return [f"/{proto[':' in host]}/{host}/tcp/{self.port}" for host in self.listen_hosts]
