@@ -4,16 +4,21 @@
 
     registry = Registry()
     ...  # the node registers its methods
-    async with open_rpc_server(home=home, registry=registry, node_info=info) as server:
+    ensure_admin_token(home, rng=os.urandom)  # once, when the home is created
+    async with open_rpc_server(
+        home=home, registry=registry, node_info={"peer_id": ...}, rng=os.urandom
+    ) as server:
         server.publish({"type": "dm.received", "from": peer, "text": text})
 
 ``open_rpc_server`` returns once ``<home>/rpc.sock`` (and the optional loopback TCP port)
-accept connections. :meth:`RpcServer.publish` must be called from the server's trio
-thread (the node's own tasks); it never blocks.
+accept connections; leaving the block closes every connection and removes the socket.
+:meth:`RpcServer.publish` must be called from the server's trio thread (the node's own
+tasks); it never blocks. ``rng`` names this run's event epoch (see ``rpc.md`` §7).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,7 +38,13 @@ from p2pchat.rpc.errors import (
     VersionMismatchError,
 )
 from p2pchat.rpc.events import EventLog, TokenBucket
-from p2pchat.rpc.protocol import PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, encode_event_body
+from p2pchat.rpc.protocol import (
+    PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN,
+    Response,
+    encode_event_body,
+    encode_message,
+)
 from p2pchat.rpc.registry import Registry
 from p2pchat.rpc.schema import Bounds, NoParams, ParamsSchema
 from p2pchat.rpc.session import Session
@@ -43,6 +54,8 @@ from p2pchat_crypto.sealed import Rng
 __all__ = ["ServerConfig", "ServerStatistics", "RpcServer", "open_rpc_server", "BUILTIN_METHODS"]
 
 log = logging.getLogger("p2pchat.rpc")
+_RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_RETRY: Final = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +152,7 @@ class RpcServer:
         self.registry = registry
         self.config = config or ServerConfig()
         self._node_info = dict(node_info)
+        encode_message(Response(0, self._node_info))  # fail now, not at the first hello
         self._tokens = tokens or TokenStore(home)
         self._log = EventLog(capacity=self.config.event_log_capacity)
         #: Names this run's cursor sequence: cursors restart with the server, so a cursor
@@ -174,7 +188,16 @@ class RpcServer:
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            stream = await listener.accept()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    raise
+                # Out of file descriptors or memory: existing clients keep working; new
+                # ones wait in the backlog until something frees up.
+                log.warning("rpc: accept failed (%s); retrying shortly", errno.errorcode[exc.errno])
+                await trio.sleep(_ACCEPT_RETRY)
+                continue
             nursery.start_soon(self._serve_one, stream)
 
     async def _serve_one(self, stream: trio.SocketStream) -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pchat.errors import ConfigError
-from p2pchat.rpc.server import ServerConfig
+from p2pchat.errors import ConfigError, LocalProtocolError
+from p2pchat.rpc.registry import Registry
+from p2pchat.rpc.server import RpcServer, ServerConfig
 from p2pchat.rpc.transport import check_loopback, open_listeners, unix_path_ok
+from tests.conftest import DeterministicRng
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.5.6.7", "::1"])
@@ -38,3 +40,10 @@ async def test_overlong_socket_path_is_a_config_error(tmp_path: Path) -> None:
 def test_config_is_validated(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ServerConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_unencodable_node_info_fails_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(LocalProtocolError):
+        RpcServer(
+            home=tmp_path, registry=Registry(), node_info={"x": object()}, rng=DeterministicRng()
+        )
