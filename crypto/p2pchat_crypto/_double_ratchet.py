@@ -92,22 +92,32 @@ def kdf_rk(root_key: bytes, dh_out: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
-    """Chain step: ``(next chain key, message key)`` = HMAC(ck, 0x02), HMAC(ck, 0x01)."""
-    return hmac.digest(chain_key, b"\x02", "sha256"), hmac.digest(chain_key, b"\x01", "sha256")
+    """Chain step: ``(next chain key, message key)`` = HMAC(ck, 0x02), HMAC(ck, 0x01).
+
+    Both MACs share the key, so it is absorbed once and the keyed HMAC copied.
+    """
+    next_chain = hmac.new(chain_key, digestmod=hashlib.sha256)
+    message = next_chain.copy()
+    next_chain.update(b"\x02")
+    message.update(b"\x01")
+    return next_chain.digest(), message.digest()
 
 
 def message_cipher_keys(message_key: bytes) -> tuple[bytes, bytes]:
     """``(AEAD key, nonce)`` = HKDF-SHA256(message key, salt "", MESSAGE_KEYS_INFO, 56).
 
     The same bytes as :func:`~p2pchat_crypto.kdf.hkdf_sha256` (a test checks it),
-    written out for its one fixed shape: one Extract and two Expand blocks.
+    written out for its one fixed shape: one Extract and two Expand blocks, the two
+    Expand blocks sharing one keyed HMAC.
     """
     extract = _EXTRACT_UNSALTED.copy()
     extract.update(message_key)
-    prk = extract.digest()
-    first = hmac.digest(prk, _EXPAND_FIRST, "sha256")
-    second = hmac.digest(prk, first + _EXPAND_SECOND, "sha256")
-    return first, second[:NONCE_LEN]
+    second = hmac.new(extract.digest(), digestmod=hashlib.sha256)
+    first = second.copy()
+    first.update(_EXPAND_FIRST)
+    key = first.digest()
+    second.update(key + _EXPAND_SECOND)
+    return key, second.digest()[:NONCE_LEN]
 
 
 # -- padding ----------------------------------------------------------------------------
