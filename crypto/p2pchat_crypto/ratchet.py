@@ -13,10 +13,11 @@ arrives first can start the session). A responder that already has a session wit
 initial message's :attr:`~p2pchat_crypto.x3dh.InitialMessage.session_id` passes the
 message to :meth:`Session.decrypt`; only otherwise does it call :meth:`Session.respond`.
 
-Every operation runs on a copy of the state and commits it only on success: a message
-that fails (bad tag, duplicate, gap too large, wrong session) leaves the session exactly
-as it was. Errors are precise here; a node reports any of them to a peer as one opaque
-failure.
+Decryption runs on a copy of the state (cheap: the skipped-key map is shared until
+written) and commits it only on success; encryption writes the state only once nothing
+can fail. Either way an operation that fails (bad tag, duplicate, gap too large, wrong
+session, failing randomness) leaves the session exactly as it was. Errors are precise
+here; a node reports any of them to a peer as one opaque failure.
 """
 
 from __future__ import annotations
