@@ -13,7 +13,14 @@ restarts or drops us (``slow-consumer``), calls in flight fail with the reason, 
 calls wait up to ``reconnect_timeout`` for the next connection, and every open
 subscription is re-made with ``after_cursor`` = the last cursor it received, so no event
 is lost or repeated; if the node's log no longer reaches back that far the iterator
-yields a :class:`Gap` first. A client is used once: it cannot be reopened after close.
+yields a :class:`Gap` first. Calls are never retried (they need not be idempotent). If
+reconnecting is refused for good (token revoked, no common version), calls and
+subscriptions raise that error. A client is used once: it cannot be reopened.
+
+Backpressure: each subscription buffers 1,024 items; when one is full the connection's
+reader waits, which also holds back replies to calls, until the consumer catches up or
+the node drops the connection as a slow consumer (the subscription then resumes). So
+consume each subscription in its own task.
 """
 
 from __future__ import annotations

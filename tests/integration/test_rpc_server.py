@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
+import random
 import socket
 import stat
 from pathlib import Path
@@ -21,7 +24,9 @@ from p2pchat.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    WireError,
 )
+from p2pchat.protocol.framing import encode_frame
 from p2pchat.rpc import ServerConfig, mint_token, open_rpc_server
 from p2pchat.rpc.errors import (
     AuthenticationError,
@@ -375,3 +380,51 @@ def make_registry_for_test() -> Any:
     from tests.integration.test_rpc_fakes import FakeBackend
 
     return make_registry(FakeBackend())
+
+
+async def test_server_survives_a_stream_of_mutated_frames(tmp_path: Path) -> None:
+    """Junk after a valid hello: frames are answered or the connection is closed, and the
+    server keeps serving."""
+    rnd = random.Random(7)
+    seeds = [
+        encode_message(Request(1, "test.echo", {"text": "hello", "times": 2})),
+        encode_message(Request(2, "events.subscribe", {"types": ["a"], "after_cursor": 0})),
+        encode_message(Request(3, "test.send", {"to": "bob", "text": "x"})),
+        encode_message(Request(4, "events.unsubscribe", {"sub": 1})),
+    ]
+    with trio.fail_after(30):
+        async with running(tmp_path / "h") as r:
+            sent = 0
+            kinds: collections.Counter[str] = collections.Counter()
+            while sent < 300:
+                async with await RawConnection.open(r.home) as raw:
+                    await raw.send_payload(_hello(r.token))
+                    assert isinstance(await raw.receive(), Response)
+                    for _ in range(20):
+                        frame = bytearray(encode_frame(rnd.choice(seeds)))
+                        for _ in range(rnd.randint(1, 3)):
+                            frame[rnd.randrange(len(frame))] = rnd.randrange(256)
+                        sent += 1
+                        try:
+                            await raw.stream.send_all(bytes(frame))
+                        except trio.BrokenResourceError:
+                            break
+                    # Anything may come back (replies, errors, a close); after our EOF
+                    # the server must finish the connection. (A corrupted length prefix
+                    # may leave it waiting for the rest of a frame: EOF ends that too.)
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await raw.stream.send_eof()
+                    while (msg := await _receive_or_none(raw)) is not None:
+                        kinds[type(msg).__name__] += 1
+            assert await client_call_after(r.home) == {"text": "x"}
+        # The junk reached every layer: handled requests, error replies and closes.
+        assert kinds["Response"] > 0
+        assert kinds["ErrorResponse"] > 0
+        assert kinds["Close"] > 0
+
+
+async def _receive_or_none(raw: RawConnection) -> Any:
+    try:
+        return await raw.receive()
+    except (trio.BrokenResourceError, WireError):
+        return None  # reset by the server, or a frame cut off by the hang-up
