@@ -58,11 +58,10 @@ class Registry:
         scope: Scope,
         params: type[P],
         doc: str | None = None,
-        builtin: bool = False,
     ) -> Method:
         if not _NAME.fullmatch(name):
             raise ValueError(f"method name {name!r} is not dotted lower-case")
-        if name.startswith(RESERVED_PREFIXES) and not builtin:
+        if name.startswith(RESERVED_PREFIXES):
             raise ValueError(f"{name!r} is in a reserved namespace")
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p2pchat.rpc.events import EventLog, TokenBucket
 
@@ -66,3 +68,26 @@ def test_token_bucket() -> None:
     assert bucket.take(100.5) is True  # 1.0 token
     assert [bucket.take(200.0) for _ in range(4)] == [True, True, True, False]  # capped at burst
     assert bucket.take(50.0) is False  # a clock going backwards adds nothing
+
+
+@given(
+    st.integers(1, 8),
+    st.lists(st.sampled_from(["a", "b"]), max_size=30),
+    st.integers(0, 40),
+    st.sets(st.sampled_from(["a", "b"]), min_size=1) | st.none(),
+)
+def test_replay_is_exactly_the_kept_events_after_the_cursor(
+    capacity: int, kinds: list[str], after: int, types: set[str] | None
+) -> None:
+    log = EventLog(capacity=capacity)
+    cursors = [log.append({"type": k}).cursor for k in kinds]
+    replay = log.since(after, None if types is None else frozenset(types))
+    kept = cursors[-capacity:] if cursors else []
+    wanted = [
+        c
+        for c in kept
+        if (c > after or after > len(kinds)) and (types is None or kinds[c - 1] in types)
+    ]
+    assert [e.cursor for e in replay.events] == wanted
+    evicted_after = any(c > after for c in cursors[: len(cursors) - len(kept)])
+    assert replay.gap == (evicted_after or after > len(kinds))
