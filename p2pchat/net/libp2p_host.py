@@ -1,0 +1,419 @@
+"""The :class:`~p2pchat.net.base.Network` over a real py-libp2p 0.8.1 host.
+
+::
+
+    async with open_libp2p_network(device_seed, NetConfig(port=0), jitter=random.Random()) as net:
+        net.set_stream_handler("/p2pchat/dm/1", handle)
+        stream = await net.open_stream(peer_id, "/p2pchat/dm/1")
+
+The host key *is* the device key (Ed25519 seed from the caller), so the peer id is the
+one :func:`p2pchat.net.identity.seed_to_peer_id` computes. Security is Noise only:
+py-libp2p's default list also offers plaintext and secio and accepted a plaintext
+inbound connection. Muxer: Yamux. One connection per peer (py-libp2p's default of three
+adds a ~250 ms "happy eyeballs" wait to every dial).
+
+py-libp2p's service manager, its nurseries and its shutdown order stay inside
+:func:`open_libp2p_network`; the caller sees one ``async with``. The host is closed
+explicitly before ``host.run()`` exits, which is what keeps py-libp2p from leaking a
+socket per outbound connection (see :mod:`p2pchat.net._warnings`).
+
+This module imports py-libp2p (about a second): import it only where a real network
+is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.exceptions import ConnectionFailure, StreamFailure
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.exceptions import SwarmException
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from multiaddr import Multiaddr
+from nacl.signing import SigningKey
+
+from p2pchat.errors import (
+    ClosedError,
+    LocalProtocolError,
+    NetworkError,
+    P2PChatError,
+    PeerUnreachableError,
+)
+
+from ._errors import ErrorTable, map_exceptions
+from ._events import EventBus, EventFeed
+from ._framed import FramedByteStream
+from .base import (
+    FramedStream,
+    PeerConnected,
+    PeerDisconnected,
+    PeerDiscovered,
+    PeerInfo,
+    StreamHandler,
+)
+from .config import NetConfig
+from .dht import Libp2pDht, start_dht
+from .pubsub import Libp2pPubSub, start_pubsub
+
+if TYPE_CHECKING:
+    from .relay import RelayDialer
+
+__all__ = ["Libp2pNetwork", "open_libp2p_network", "key_pair_from_seed", "parse_peer_id"]
+
+logger = logging.getLogger(__name__)
+
+#: How long py-libp2p keeps addresses we hand it; refreshed on every connect.
+_ADDR_TTL = 3600
+
+#: Dial and stream-open failures: the peer is not reachable right now.
+DIAL_ERRORS: ErrorTable = [
+    (MultiselectClientError, NetworkError),  # reached, but it does not speak the protocol
+    (SwarmException, PeerUnreachableError),
+    (ConnectionFailure, PeerUnreachableError),
+    (StreamFailure, PeerUnreachableError),
+    (trio.TooSlowError, PeerUnreachableError),
+    (OSError, PeerUnreachableError),
+    (BaseLibp2pError, NetworkError),
+    (trio.BrokenResourceError, NetworkError),
+    (trio.ClosedResourceError, NetworkError),
+]
+
+#: Errors on an open stream.
+STREAM_ERRORS: ErrorTable = [
+    (BaseLibp2pError, NetworkError),
+    (trio.BrokenResourceError, NetworkError),
+    (trio.ClosedResourceError, NetworkError),
+    (OSError, NetworkError),
+]
+
+
+def key_pair_from_seed(seed: bytes) -> KeyPair:
+    """py-libp2p's key pair for the device key with this 32-byte Ed25519 seed."""
+    if len(seed) != 32:
+        raise ValueError("an Ed25519 seed has 32 bytes")
+    signing_key = SigningKey(seed)
+    return KeyPair(Ed25519PrivateKey(signing_key), Ed25519PublicKey(signing_key.verify_key))
+
+
+def parse_peer_id(peer_id: str) -> ID:
+    """``LocalProtocolError`` for a string that is not a peer id (a caller's bug)."""
+    try:
+        return ID.from_base58(peer_id)
+    except ValueError as exc:
+        raise LocalProtocolError("not a peer id") from exc
+
+
+def _dialable(peer_id: str, addrs: Sequence[str]) -> list[Multiaddr]:
+    """Addresses without the trailing ``/p2p/<peer_id>`` py-libp2p's ``get_addrs`` adds."""
+    suffix = f"/p2p/{peer_id}"
+    out = []
+    for addr in addrs:
+        text = addr[: -len(suffix)] if addr.endswith(suffix) else addr
+        try:
+            out.append(Multiaddr(text))
+        except (ValueError, multiaddr.exceptions.Error) as exc:
+            raise LocalProtocolError("not a multiaddr") from exc
+    return out
+
+
+class _Libp2pByteStream:
+    """A py-libp2p stream as the :class:`~p2pchat.net._framed.ByteStream` the framer wants."""
+
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            with map_exceptions(STREAM_ERRORS, what="stream read"):
+                return await self._stream.read(max_bytes)
+        except NetworkError as exc:
+            if isinstance(exc.__cause__, StreamEOF):
+                return b""
+            raise
+
+    async def send_all(self, data: bytes) -> None:
+        with map_exceptions(STREAM_ERRORS, what="stream write"):
+            await self._stream.write(data)
+
+    async def close_write(self) -> None:
+        with map_exceptions(STREAM_ERRORS, what="stream close"):
+            await self._stream.close()
+
+    async def reset(self) -> None:
+        with map_exceptions(STREAM_ERRORS, what="stream reset"):
+            await self._stream.reset()
+
+
+def _framed(stream: INetStream, protocol: str) -> FramedByteStream:
+    remote = stream.muxed_conn.peer_id.to_base58()
+    return FramedByteStream(_Libp2pByteStream(stream), remote_peer=remote, protocol=protocol)
+
+
+class _ConnectionEvents(INotifee):
+    """Turns swarm notifications into PeerConnected / PeerDisconnected (first / last)."""
+
+    def __init__(self, network: INetwork, bus: EventBus) -> None:
+        self._network = network
+        self._bus = bus
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if len(network.get_connections(peer)) <= 1:
+            self._bus.emit(PeerConnected(peer.to_base58()))
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if not [c for c in network.get_connections(peer) if c is not conn]:
+            self._bus.emit(PeerDisconnected(peer.to_base58()))
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        return None
+
+
+class Libp2pNetwork:
+    """Satisfies :class:`p2pchat.net.base.Network`; made by :func:`open_libp2p_network`."""
+
+    def __init__(
+        self, host: IHost, config: NetConfig, *, dht: Libp2pDht, pubsub: Libp2pPubSub, bus: EventBus
+    ) -> None:
+        self._host = host
+        self._config = config
+        self._dht = dht
+        self._pubsub = pubsub
+        self._bus = bus
+        self._closed = False
+        #: Set when ``NetConfig.relay_client`` is on (see :mod:`p2pchat.net.relay`).
+        self.relay: RelayDialer | None = None
+
+    def __repr__(self) -> str:
+        return f"<Libp2pNetwork {self.peer_id}>"
+
+    @property
+    def peer_id(self) -> str:
+        return self._host.get_id().to_base58()
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        return [str(addr) for addr in self._host.get_addrs()]
+
+    @property
+    def dht(self) -> Libp2pDht:
+        return self._dht
+
+    @property
+    def pubsub(self) -> Libp2pPubSub:
+        return self._pubsub
+
+    @property
+    def host(self) -> IHost:
+        """The py-libp2p host, for the relay and for diagnostics; not for protocol code."""
+        return self._host
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the network was closed")
+
+    async def connect(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Dial ``peer_id`` at ``addrs`` (replacing any addresses known for it).
+
+        py-libp2p dials only one TCP address per peer and blocks a peer for 60 s after a
+        failed dial, even at a correct address: an explicit connect with fresh
+        addresses therefore clears both first.
+        """
+        self._check_open()
+        pid = parse_peer_id(peer_id)
+        dial = _dialable(peer_id, addrs)
+        if not dial:
+            raise PeerUnreachableError("no address to dial")
+        peerstore = self._host.get_peerstore()
+        peerstore.clear_addrs(pid)
+        _unblock(self._host, pid)
+        with map_exceptions(DIAL_ERRORS, what="dial"), trio.fail_after(self._config.dial_timeout):
+            await self._host.connect(Libp2pPeerInfo(pid, dial))
+
+    async def disconnect(self, peer_id: str) -> None:
+        self._check_open()
+        with map_exceptions(DIAL_ERRORS, what="disconnect"):
+            await self._host.disconnect(parse_peer_id(peer_id))
+
+    def connected_peers(self) -> list[str]:
+        return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        async def on_stream(stream: INetStream) -> None:
+            await _run_handler(handler, _framed(stream, protocol))
+
+        self._host.set_stream_handler(TProtocol(protocol), on_stream)
+
+    async def open_stream(self, peer_id: str, protocol: str) -> FramedStream:
+        """Open a stream, dialing first if needed (with addresses already known)."""
+        self._check_open()
+        pid = parse_peer_id(peer_id)
+        with (
+            map_exceptions(DIAL_ERRORS, what="stream open"),
+            trio.fail_after(self._config.dial_timeout),
+        ):
+            stream = await self._host.new_stream(pid, [TProtocol(protocol)])
+        return _framed(stream, protocol)
+
+    def events(self) -> EventFeed:
+        return self._bus.feed()
+
+    def shut(self) -> None:
+        self._closed = True
+        self._bus.close()
+
+
+def _unblock(host: IHost, peer: ID) -> None:
+    network: Any = host.get_network()
+    unblock = getattr(network, "unblock_peer", None)
+    if unblock is not None:
+        unblock(peer)
+
+
+async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
+    """Close the stream when the handler returns (py-libp2p does not), reset on our errors.
+
+    Other exceptions are bugs in the handler: they propagate (py-libp2p logs them).
+    """
+    try:
+        await handler(stream)
+    except P2PChatError as exc:
+        logger.debug("stream handler for %s failed: %s", stream.protocol, type(exc).__name__)
+        try:
+            await stream.reset()
+        except NetworkError:
+            logger.debug("resetting a failed stream failed (peer went away)")
+        return
+    try:
+        await stream.close()
+    except NetworkError:
+        logger.debug("closing a handled stream failed (peer went away)")
+
+
+@asynccontextmanager
+async def open_libp2p_network(
+    seed: bytes, config: NetConfig, *, jitter: random.Random
+) -> AsyncIterator[Libp2pNetwork]:
+    """Start a host (listening, DHT, gossipsub, optional mDNS and relay); stop it on exit.
+
+    Returns once listening and bootstrapped (bootstrap peers that cannot be reached
+    are logged and skipped: a node must start offline). ``jitter`` drives the retry
+    backoff of DHT lookups.
+    """
+    key_pair = key_pair_from_seed(seed)
+    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
+    listen = [Multiaddr(addr) for addr in config.listen_addrs]
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=listen,
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1, dial_timeout=config.dial_timeout
+        ),
+    )
+    bus = EventBus(buffer=config.event_buffer)
+    host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus))
+    async with host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+        try:
+            async with (
+                start_dht(host, config, jitter=jitter) as dht,
+                start_pubsub(host, config.gossip) as pubsub,
+                AsyncExitStack() as stack,
+            ):
+                network = Libp2pNetwork(host, config, dht=dht, pubsub=pubsub, bus=bus)
+                await _bootstrap(network, config, jitter=jitter)
+                nursery.start_soon(_refresh_forever, dht, config.dht_refresh_interval)
+                if config.mdns:
+                    await _start_mdns(nursery, network, config, bus)
+                if config.relay_hop or config.relay_client:
+                    from .relay import start_relay
+
+                    network.relay = await stack.enter_async_context(start_relay(host, config))
+                try:
+                    yield network
+                finally:
+                    network.shut()
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await host.close()
+
+
+async def _start_mdns(
+    nursery: trio.Nursery, network: Libp2pNetwork, config: NetConfig, bus: EventBus
+) -> None:
+    from .mdns import run_mdns
+
+    def deliver(peer: PeerInfo) -> None:
+        pid = parse_peer_id(peer.peer_id)
+        network.host.get_peerstore().add_addrs(pid, _dialable(peer.peer_id, peer.addrs), _ADDR_TTL)
+        bus.emit(PeerDiscovered(peer))
+
+    port = int(network.listen_addrs[0].split("/tcp/")[1].split("/")[0])
+    await nursery.start(
+        partial(
+            run_mdns,
+            peer_id=network.peer_id,
+            listen_addrs=network.listen_addrs,
+            listen_hosts=config.listen_hosts,
+            port=port,
+            deliver=deliver,
+        )
+    )
+
+
+async def _bootstrap(network: Libp2pNetwork, config: NetConfig, *, jitter: random.Random) -> None:
+    """Connect to the bootstrap peers, add them to the routing table, refresh it."""
+    reached = 0
+    for addr in config.bootstrap:
+        peer_id = addr.rsplit("/p2p/", 1)[-1]
+        try:
+            await network.connect(peer_id, [addr])
+        except NetworkError as exc:
+            logger.info("bootstrap peer unreachable: %s", type(exc).__name__)
+            continue
+        await network.dht.add_peer(peer_id)
+        reached += 1
+    if reached:
+        await network.dht.refresh()
+
+
+async def _refresh_forever(dht: Libp2pDht, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        try:
+            await dht.refresh()
+        except NetworkError as exc:
+            logger.info("routing table refresh failed: %s", type(exc).__name__)

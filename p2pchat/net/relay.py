@@ -1,0 +1,59 @@
+"""Circuit relay v2 (``libp2p.relay.circuit_v2``), behind ``NetConfig.relay_hop`` /
+``NetConfig.relay_client``.
+
+``relay_hop`` makes this node serve reservations and relay circuits for others (a
+well-connected node, e.g. a home server). ``relay_client`` registers the *stop* side,
+so that peers can reach us through a relay we hold a reservation on, and a
+:class:`RelayDialer` that dials ``…/p2p/<relay>/p2p-circuit/p2p/<target>`` explicitly:
+py-libp2p's normal dialer ignores relay addresses. See docs/networking.md for what was
+verified and what was not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from libp2p.abc import IHost
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
+
+from p2pchat.errors import PeerUnreachableError
+
+from ._errors import map_exceptions
+from .config import NetConfig
+
+__all__ = ["RelayDialer", "start_relay"]
+
+
+class RelayDialer:
+    """Dials a peer through a relay (``relay_client``)."""
+
+    def __init__(self, transport: CircuitV2Transport) -> None:
+        self._transport = transport
+
+    async def dial(self, relay_addr: str, target_peer_id: str) -> None:
+        """Open a relayed connection to ``target_peer_id`` via ``relay_addr`` (with /p2p/)."""
+        circuit = Multiaddr(f"{relay_addr}/p2p-circuit/p2p/{target_peer_id}")
+        with map_exceptions(
+            [(ConnectionError, PeerUnreachableError), (OSError, PeerUnreachableError)],
+            what="relayed dial",
+        ):
+            await self._transport.dial(circuit)
+
+
+@asynccontextmanager
+async def start_relay(host: IHost, config: NetConfig) -> AsyncIterator[RelayDialer | None]:
+    """Run the relay protocol for the block; yield a dialer when ``relay_client`` is set."""
+    protocol = CircuitV2Protocol(host, allow_hop=config.relay_hop)
+    roles = RelayRole.STOP | (RelayRole.HOP if config.relay_hop else RelayRole(0))
+    if config.relay_client:
+        roles |= RelayRole.CLIENT
+    async with background_trio_service(protocol):
+        dialer = None
+        if config.relay_client:
+            dialer = RelayDialer(CircuitV2Transport(host, protocol, RelayConfig(roles=roles)))
+        yield dialer
