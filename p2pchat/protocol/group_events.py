@@ -143,6 +143,12 @@ class MemberInvite(Struct):
     role: str = wire("role", _ROLE, "role granted on join")
     expires: int = wire("exp", UInt(), "invite expiry, ms since the epoch")
     account: bytes | None = wire("acct", _KEY, "the only account that may use it", optional=True)
+    uses: int | None = wire(
+        "uses",
+        UInt(1, 1_000_000),
+        "joins it admits (absent: 1), counted in log order",
+        optional=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -345,6 +351,12 @@ class GroupEvent(Struct):
     ts: int = wire("ts", UInt(), "author's clock, ms since the Unix epoch")
     kind: str = wire("k", Text(1, 64), "event kind")
     body: Mapping[str, Any] = wire("b", AnyMap(64), "the body of that kind")
+    cert: bytes | None = wire(
+        "cert",
+        Bytes(low=1, high=256),
+        "device certificate (crypto.md): on seq 1, or renewed",
+        optional=True,
+    )
     sig: bytes = wire("sig", Bytes(64), "Ed25519 by author device, context event")
     #: Not on the wire: derived at decode time. ``raw`` is the decoded map (read-only);
     #: the signed bytes are re-encoded from it only when :meth:`verify` is called.
@@ -392,6 +404,7 @@ def sign_event(
     deps: tuple[bytes, ...] = (),
     lamport: int,
     now: int,
+    cert: bytes | None = None,
 ) -> bytes:
     """Encode and sign an event; returns its exact bytes (the event id is their hash).
 
@@ -412,6 +425,8 @@ def sign_event(
         value["g"] = group
     if prev is not None:
         value["prev"] = prev
+    if cert is not None:
+        value["cert"] = cert
     value["sig"] = sign_map("event", value, signing_key)
     try:
         data = encode_value(value)
