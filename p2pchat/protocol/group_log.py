@@ -1,0 +1,458 @@
+"""The union of per-device signed logs of one group: structural validation, buffering, forks.
+
+This module knows *nothing* about membership or content: it decides only whether an
+event is a well-formed, authentic continuation of its author device's chain, whose
+causal references (``prev`` and ``deps``) are all held. That decision depends on the
+event and its ancestors alone, so every node that holds the same ancestors decides the
+same way, which is what lets replicas converge (``protocol-spec/groups.md`` §2). What an
+event *means* (is its author allowed to do this?) is decided later, by the fold over
+the total order (:mod:`.group_state`): an event that is structurally valid but not
+permitted stays in the log (its chain must stay contiguous) and has no effect.
+
+Checks are ordered cheapest first; the signature (the one expensive step) comes after
+every check that needs only the bytes and the held state, and a caller rate-limits
+before calling in at all.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from p2pchat.errors import ProtocolError, WireError
+from p2pchat_crypto.errors import CryptoError
+from p2pchat_crypto.identity import DeviceCertificate
+
+from .codec import Bytes, Struct, wire
+from .group_events import MAX_EVENT, GroupEvent, decode_event
+from .sync_messages import Run, authenticate_run
+
+__all__ = [
+    "GroupError",
+    "MAX_TS_SKEW_MS",
+    "LogLimits",
+    "StoredEvent",
+    "ForkProof",
+    "AddOutcome",
+    "GroupLog",
+    "order_key",
+]
+
+#: How far an event's ``ts`` may lag behind its parents', and run ahead of the
+#: receiver's clock. Bounds how far an author can backdate a vote or a join.
+MAX_TS_SKEW_MS = 10 * 60 * 1000
+
+#: Kinds that only private groups use, and content kinds private groups must seal.
+_PRIVATE_ONLY = frozenset({"sealed", "skey.dist"})
+_CONTENT_KINDS = frozenset(
+    {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy", "buy.join"}
+)
+
+
+class GroupError(ProtocolError):
+    """A group event or sync message refused by the engine (the peer's fault).
+
+    ``reason`` is a stable slug (``"broken-chain"``, ``"bad-cert"``, ``"buffer-full"``…)
+    listed in ``protocol-spec/groups.md``; the message never contains key material.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    """Bounds on what a hostile peer can make us hold (keyword-only, all in events/bytes)."""
+
+    max_pending: int = 4096
+    max_pending_bytes: int = 16 * 1024 * 1024
+    #: Events kept per forked device off its canonical chain (evidence, and so that
+    #: other authors' events that name them in ``deps`` still apply).
+    max_fork_events: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An accepted event and its exact bytes (what the node stores and serves)."""
+
+    event: GroupEvent
+    data: bytes
+
+    @property
+    def event_id(self) -> bytes:
+        return self.event.event_id
+
+
+def order_key(event: GroupEvent) -> tuple[int, bytes]:
+    """The total order of wire.md §8: Lamport time, then event id bytewise."""
+    return (event.lamport, event.event_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForkProof(Struct):
+    """Two different events signed by one device for the same sequence number.
+
+    Self-certifying: anyone can check it with two signature verifications, so it is
+    gossiped and every node that sees it freezes the device at that sequence number.
+    """
+
+    KIND: ClassVar[str] = "group.fork"
+    first: bytes = wire("a", Bytes(low=1, high=MAX_EVENT), "one event, exact bytes")
+    second: bytes = wire("b", Bytes(low=1, high=MAX_EVENT), "the other event, exact bytes")
+
+    def check(self, *, group: bytes) -> tuple[bytes, int]:  # type: ignore[override]
+        """Verify the proof; return ``(device, seq)``. Raises :class:`GroupError`."""
+        try:
+            a, b = decode_event(self.first), decode_event(self.second)
+        except WireError as exc:
+            raise GroupError("bad-fork-proof", exc.reason) from None
+        if a.group_id != group or b.group_id != group:
+            raise GroupError("bad-fork-proof", "events of another group")
+        if a.author_device != b.author_device or a.seq != b.seq or a.event_id == b.event_id:
+            raise GroupError("bad-fork-proof", "not two events of one device and sequence")
+        try:
+            a.verify()
+            b.verify()
+        except WireError:
+            raise GroupError("bad-fork-proof", "signature does not verify") from None
+        return a.author_device, a.seq
+
+
+@dataclass(slots=True)
+class AddOutcome:
+    """What one call changed: events newly accepted (in acceptance order), new forks,
+    and whether the event was buffered waiting for its ancestors."""
+
+    accepted: list[StoredEvent] = field(default_factory=list)
+    forks: list[ForkProof] = field(default_factory=list)
+    buffered: int = 0
+    #: Smallest index in the total order at which an event was inserted (None: none).
+    first_index: int | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    stored: StoredEvent
+    verified: bool
+
+
+class GroupLog:
+    """Accepted events of one group, indexed by id, by device chain and in total order."""
+
+    def __init__(self, genesis: StoredEvent, *, kind: str, limits: LogLimits) -> None:
+        self.group_id = genesis.event_id
+        self._kind = kind
+        self._limits = limits
+        self._events: dict[bytes, StoredEvent] = {}
+        self._at: dict[tuple[bytes, int], bytes] = {}  # (device, seq) -> first-seen id
+        self._heads: dict[bytes, int] = {}  # device -> highest contiguous seq (canonical)
+        self._accounts: dict[bytes, bytes] = {}  # device -> account (from its certificate)
+        self._frozen: dict[bytes, int] = {}  # device -> fork seq
+        self._proofs: dict[bytes, ForkProof] = {}
+        self._order: list[tuple[int, bytes]] = []
+        self._tips: set[bytes] = set()
+        self._pending: dict[bytes, _Pending] = {}
+        self._waiting: dict[bytes, list[bytes]] = {}
+        self._pending_bytes = 0
+        self._branch_events: dict[bytes, int] = {}
+        self._insert(genesis)
+
+    # --- queries -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._events
+
+    def get(self, event_id: bytes) -> StoredEvent | None:
+        return self._events.get(event_id)
+
+    def ordered(self, start: int = 0) -> Iterator[StoredEvent]:
+        """Accepted events in the total order, from index ``start``."""
+        for _, event_id in self._order[start:]:
+            yield self._events[event_id]
+
+    def account_of(self, device: bytes) -> bytes | None:
+        return self._accounts.get(device)
+
+    def devices(self) -> dict[bytes, bytes]:
+        """Every device with an accepted first event, and its account."""
+        return dict(self._accounts)
+
+    @property
+    def frozen(self) -> dict[bytes, int]:
+        """Forked devices and the sequence number at which each one forked."""
+        return dict(self._frozen)
+
+    @property
+    def fork_proofs(self) -> tuple[ForkProof, ...]:
+        return tuple(self._proofs.values())
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def heads(self) -> dict[bytes, tuple[int, bytes]]:
+        """Per device, the highest contiguous sequence number held and its event id.
+
+        A forked device reports only the prefix every honest node agrees on (up to the
+        fork), so frontiers never ask for either branch.
+        """
+        out: dict[bytes, tuple[int, bytes]] = {}
+        for device, seq in self._heads.items():
+            top = min(seq, self._frozen.get(device, seq + 1) - 1)
+            if top >= 1:
+                out[device] = (top, self._at[(device, top)])
+        return out
+
+    def chain(self, device: bytes, first: int, last: int) -> list[StoredEvent]:
+        """The held canonical events ``first..last`` of ``device`` (stops at a gap)."""
+        out: list[StoredEvent] = []
+        for seq in range(first, last + 1):
+            event_id = self._at.get((device, seq))
+            if event_id is None:
+                break
+            out.append(self._events[event_id])
+        return out
+
+    def head_of(self, device: bytes) -> tuple[int, bytes] | None:
+        """The device's highest contiguous canonical event (forks not capped)."""
+        seq = self._heads.get(device)
+        return None if seq is None else (seq, self._at[(device, seq)])
+
+    def id_at(self, device: bytes, seq: int) -> bytes | None:
+        return self._at.get((device, seq))
+
+    def tips(self) -> list[StoredEvent]:
+        """Events no held event references yet: what a new event should name in ``deps``."""
+        return [self._events[t] for t in self._tips]
+
+    # --- adding --------------------------------------------------------------------
+
+    def add(self, stored: StoredEvent, *, verified: bool, now: int | None) -> AddOutcome:
+        """Accept, buffer or refuse one decoded event (raises :class:`GroupError`).
+
+        ``verified`` says the signature was already checked (a run, or the trusted
+        reload path); ``now`` is ``None`` on the trusted path (no future-time check).
+        """
+        outcome = AddOutcome()
+        self._add_one(stored, verified=verified, now=now, outcome=outcome)
+        return outcome
+
+    def add_run(self, run: Run, *, now: int | None) -> AddOutcome:
+        """Authenticate a run with one signature and add its events.
+
+        The run may start at or below our head: overlapping events must be identical
+        (else the device forked, and the overlapping event's own signature is checked
+        to make the proof).
+        """
+        first = decode_event(run.events[0])
+        after = None
+        if first.seq > 1:
+            prev_id = self._at.get((run.device, first.seq - 1))
+            if prev_id is None:
+                raise GroupError("broken-chain", "run does not continue a held event")
+            after = (first.seq - 1, prev_id)
+        try:
+            events = authenticate_run(run, group=self.group_id, after=after)
+        except WireError as exc:
+            if exc.reason == "broken-chain" and after is not None and first.prev != after[1]:
+                # The run's first event contradicts our chain: check it alone for a fork.
+                return self.add(StoredEvent(first, run.events[0]), verified=False, now=now)
+            raise
+        outcome = AddOutcome()
+        for event, data in zip(events, run.events, strict=True):
+            held = self._at.get((event.author_device, event.seq))
+            verified = held is None or held == event.event_id
+            self._add_one(StoredEvent(event, data), verified=verified, now=now, outcome=outcome)
+        return outcome
+
+    def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Freeze a device on a verified proof; return whether it changed anything."""
+        device, seq = proof.check(group=self.group_id)
+        return self._freeze(device, seq, proof)
+
+    def _freeze(self, device: bytes, seq: int, proof: ForkProof) -> bool:
+        old = self._frozen.get(device)
+        if old is not None and old <= seq:
+            return False
+        self._frozen[device] = seq
+        self._proofs[device] = proof
+        return True
+
+    def _add_one(
+        self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
+    ) -> None:
+        stack: list[tuple[StoredEvent, bool]] = [(stored, verified)]
+        top = True
+        while stack:
+            item, item_verified = stack.pop()
+            try:
+                accepted = self._try(item, verified=item_verified, now=now, outcome=outcome)
+            except GroupError:
+                if top:
+                    raise
+                continue  # a buffered event that turned out invalid: drop it quietly
+            finally:
+                top = False
+            if accepted:
+                for waiter in self._waiting.pop(item.event_id, ()):
+                    pending = self._pending.pop(waiter, None)
+                    if pending is not None:
+                        self._pending_bytes -= len(pending.stored.data)
+                        stack.append((pending.stored, pending.verified))
+
+    def _try(
+        self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
+    ) -> bool:
+        event = stored.event
+        if event.event_id in self._events:
+            return False
+        if event.group_id != self.group_id:
+            raise GroupError("wrong-group", "event of another group")
+        self._check_kind(event)
+        if now is not None and event.ts > now + MAX_TS_SKEW_MS:
+            raise GroupError("from-future", "event timestamp is ahead of our clock")
+        missing = self._missing_parent(event)
+        if missing is not None:
+            if not verified:
+                self._verify(event)
+            self._buffer(stored, missing, verified=True, outcome=outcome)
+            return False
+        device = event.author_device
+        held = self._at.get((device, event.seq))
+        fork_seq = self._frozen.get(device)
+        if held is not None or (fork_seq is not None and event.seq >= fork_seq):
+            # Same device, same seq, different bytes: a fork. Prove it, keep both.
+            branch = self._branch_events.get(device, 0)
+            if branch >= self._limits.max_fork_events:
+                raise GroupError("forked-device", "too many events on a forked device's branch")
+            if not verified:
+                self._verify(event)
+                verified = True
+            self._branch_events[device] = branch + 1
+            if held is not None:
+                proof = ForkProof(first=self._events[held].data, second=stored.data)
+                if self._freeze(device, event.seq, proof):
+                    outcome.forks.append(proof)
+        self._check_links(event)
+        self._check_cert(event, check_signature=now is not None)
+        if not verified:
+            self._verify(event)
+        index = self._insert(stored)
+        outcome.accepted.append(stored)
+        if outcome.first_index is None or index < outcome.first_index:
+            outcome.first_index = index
+        return True
+
+    def _check_kind(self, event: GroupEvent) -> None:
+        if event.kind == "genesis":
+            raise GroupError("bad-kind", "a second genesis")
+        if event.kind == "live.comment":
+            raise GroupError("bad-kind", "live comments are not log entries")
+        private = self._kind == "private"
+        if not private and event.kind in _PRIVATE_ONLY:
+            raise GroupError("bad-kind", f"{event.kind} only exists in private groups")
+        if private and event.kind in _CONTENT_KINDS:
+            raise GroupError("must-be-sealed", "private groups carry content sealed")
+
+    def _missing_parent(self, event: GroupEvent) -> bytes | None:
+        if event.prev is not None and event.prev not in self._events:
+            return event.prev
+        for dep in event.deps:
+            if dep not in self._events:
+                return dep
+        return None
+
+    def _check_links(self, event: GroupEvent) -> None:
+        parents = [self._events[dep].event for dep in event.deps]
+        if any(p.author_device == event.author_device for p in parents):
+            raise GroupError("bad-deps", "deps name the author's own chain")
+        if event.prev is not None:
+            prev = self._events[event.prev].event
+            if prev.author_device != event.author_device or prev.seq != event.seq - 1:
+                raise GroupError("broken-chain", "prev is not the device's previous event")
+            parents.append(prev)
+        lamport = 1 + max((p.lamport for p in parents), default=0)
+        if event.lamport != lamport:
+            raise GroupError("bad-lamport", "lt must be 1 + the largest parent lt")
+        if parents and event.ts + MAX_TS_SKEW_MS < max(p.ts for p in parents):
+            raise GroupError("ts-regress", "timestamp far behind a parent's")
+
+    def _check_cert(self, event: GroupEvent, *, check_signature: bool) -> None:
+        known = self._accounts.get(event.author_device)
+        if event.cert is None:
+            if known is None:
+                raise GroupError("missing-cert", "a device's first event carries its cert")
+            if known != event.author_account:
+                raise GroupError("account-mismatch", "device belongs to another account")
+            return
+        try:
+            cert = DeviceCertificate.decode(event.cert)
+            if check_signature:
+                cert.verify(now=event.ts)
+        except CryptoError:
+            raise GroupError("bad-cert", "device certificate does not verify") from None
+        if cert.device_key != event.author_device or cert.account_key != event.author_account:
+            raise GroupError("bad-cert", "certificate binds another device or account")
+        if known is not None and known != event.author_account:
+            raise GroupError("account-mismatch", "device belongs to another account")
+
+    @staticmethod
+    def _verify(event: GroupEvent) -> None:
+        try:
+            event.verify()
+        except WireError as exc:
+            raise GroupError(exc.reason, "event signature does not verify") from None
+
+    def _buffer(
+        self, stored: StoredEvent, missing: bytes, *, verified: bool, outcome: AddOutcome
+    ) -> None:
+        if stored.event_id in self._pending:
+            return
+        size = len(stored.data)
+        if (
+            len(self._pending) >= self._limits.max_pending
+            or self._pending_bytes + size > self._limits.max_pending_bytes
+        ):
+            raise GroupError("buffer-full", "too many events waiting for their ancestors")
+        self._pending[stored.event_id] = _Pending(stored, verified)
+        self._pending_bytes += size
+        self._waiting.setdefault(missing, []).append(stored.event_id)
+        outcome.buffered += 1
+
+    def _insert(self, stored: StoredEvent) -> int:
+        event = stored.event
+        self._events[event.event_id] = stored
+        device = event.author_device
+        key = (device, event.seq)
+        if key not in self._at:
+            self._at[key] = event.event_id
+            seq = self._heads.get(device, 0)
+            while (device, seq + 1) in self._at:
+                seq += 1
+            self._heads[device] = seq
+        if event.cert is not None or device not in self._accounts:
+            self._accounts[device] = event.author_account
+        if event.prev is not None:
+            self._tips.discard(event.prev)
+        self._tips.difference_update(event.deps)
+        self._tips.add(event.event_id)
+        key_order = order_key(event)
+        index = bisect.bisect_left(self._order, key_order)
+        self._order.insert(index, key_order)
+        return index
+
+
+def decode_stored(data: bytes) -> StoredEvent:
+    """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed)."""
+    return StoredEvent(decode_event(data), data)
+
+
+def iter_stored(datas: Iterable[bytes]) -> Iterator[StoredEvent]:
+    for data in datas:
+        yield decode_stored(data)
