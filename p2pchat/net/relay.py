@@ -14,8 +14,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import trio
 from libp2p.abc import IHost
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
@@ -23,25 +27,43 @@ from multiaddr import Multiaddr
 
 from p2pchat.errors import PeerUnreachableError
 
-from ._errors import map_exceptions
+from ._errors import ErrorTable, map_exceptions
 from .config import NetConfig
 
 __all__ = ["RelayDialer", "start_relay"]
 
 
-class RelayDialer:
-    """Dials a peer through a relay (``relay_client``)."""
+_RELAY_ERRORS: ErrorTable = [
+    (ConnectionError, PeerUnreachableError),
+    (OSError, PeerUnreachableError),
+    (BaseLibp2pError, PeerUnreachableError),
+    (trio.TooSlowError, PeerUnreachableError),
+]
 
-    def __init__(self, transport: CircuitV2Transport) -> None:
+
+class RelayDialer:
+    """Reservations on relays and dials through them (``relay_client``)."""
+
+    def __init__(self, host: IHost, transport: CircuitV2Transport) -> None:
+        self._host = host
         self._transport = transport
+
+    async def reserve(self, relay_peer_id: str) -> None:
+        """Ask a connected relay to accept circuits for us (so peers can reach us)."""
+        relay = ID.from_base58(relay_peer_id)
+        with map_exceptions(_RELAY_ERRORS, what="relay reservation"):
+            stream = await self._host.new_stream(relay, [HOP_PROTOCOL_ID])
+            try:
+                accepted = await self._transport._make_reservation(stream, relay)
+            finally:
+                await stream.close()
+        if not accepted:
+            raise PeerUnreachableError("the relay refused the reservation")
 
     async def dial(self, relay_addr: str, target_peer_id: str) -> None:
         """Open a relayed connection to ``target_peer_id`` via ``relay_addr`` (with /p2p/)."""
         circuit = Multiaddr(f"{relay_addr}/p2p-circuit/p2p/{target_peer_id}")
-        with map_exceptions(
-            [(ConnectionError, PeerUnreachableError), (OSError, PeerUnreachableError)],
-            what="relayed dial",
-        ):
+        with map_exceptions(_RELAY_ERRORS, what="relayed dial"):
             await self._transport.dial(circuit)
 
 
@@ -55,5 +77,6 @@ async def start_relay(host: IHost, config: NetConfig) -> AsyncIterator[RelayDial
     async with background_trio_service(protocol):
         dialer = None
         if config.relay_client:
-            dialer = RelayDialer(CircuitV2Transport(host, protocol, RelayConfig(roles=roles)))
+            transport = CircuitV2Transport(host, protocol, RelayConfig(roles=roles))
+            dialer = RelayDialer(host, transport)
         yield dialer
