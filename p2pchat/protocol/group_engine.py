@@ -487,8 +487,9 @@ class GroupEngine:
     def receive_fork_proof(self, proof: ForkProof) -> ReceiveResult:
         """A gossiped fork proof: verify it (two signatures) and freeze the device."""
         outcome = AddOutcome()
-        if self._log.add_fork_proof(proof):
-            outcome.forks.append(proof)
+        frozen = self._log.add_fork_proof(proof)
+        if frozen is not None:
+            outcome.forks.append((*frozen, proof))
         return self._finish(outcome)
 
     def provide_plaintext(self, event_id: bytes, inner: InnerEvent) -> None:
@@ -545,7 +546,7 @@ class GroupEngine:
         after = self.state
         self._before = after
         effects: list[Effect] = [
-            ForkDetected(*proof.check(group=self.group_id), proof) for proof in outcome.forks
+            ForkDetected(device, seq, proof) for device, seq, proof in outcome.forks
         ]
         effects += self._membership_effects(before, after)
         if self._descriptor.kind == "private":

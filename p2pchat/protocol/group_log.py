@@ -127,7 +127,7 @@ class AddOutcome:
     and whether the event was buffered waiting for its ancestors."""
 
     accepted: list[StoredEvent] = field(default_factory=list)
-    forks: list[ForkProof] = field(default_factory=list)
+    forks: list[tuple[bytes, int, ForkProof]] = field(default_factory=list)  # device, seq
     buffered: int = 0
     #: Smallest index in the total order at which an event was inserted (None: none).
     first_index: int | None = None
@@ -271,10 +271,11 @@ class GroupLog:
             self._add_one(StoredEvent(event, data), verified=verified, now=now, outcome=outcome)
         return outcome
 
-    def add_fork_proof(self, proof: ForkProof) -> bool:
-        """Freeze a device on a verified proof; return whether it changed anything."""
+    def add_fork_proof(self, proof: ForkProof) -> tuple[bytes, int] | None:
+        """Freeze a device on a verified proof; return ``(device, seq)`` if it changed
+        anything."""
         device, seq = proof.check(group=self.group_id)
-        return self._freeze(device, seq, proof)
+        return (device, seq) if self._freeze(device, seq, proof) else None
 
     def _freeze(self, device: bytes, seq: int, proof: ForkProof) -> bool:
         old = self._frozen.get(device)
@@ -338,7 +339,7 @@ class GroupLog:
             if held is not None:
                 proof = ForkProof(first=self._events[held].data, second=stored.data)
                 if self._freeze(device, event.seq, proof):
-                    outcome.forks.append(proof)
+                    outcome.forks.append((device, event.seq, proof))
         self._check_links(event)
         self._check_cert(event, check_signature=now is not None)
         if not verified:
