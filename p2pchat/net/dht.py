@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 from libp2p.abc import IHost
 from libp2p.exceptions import BaseLibp2pError
@@ -36,9 +38,11 @@ from ._errors import ErrorTable, map_exceptions
 from ._memory_services import namespace_of
 from .base import PeerInfo, RecordValidator
 from .config import NetConfig, RetryConfig
-from .retry import retry
+from .retry import RetryCounters, retry
 
-__all__ = ["Libp2pDht", "start_dht"]
+T = TypeVar("T")
+
+__all__ = ["DhtStatistics", "Libp2pDht", "start_dht"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,14 @@ DHT_ERRORS: ErrorTable = [
     (BaseLibp2pError, NetworkError),
     (OSError, NetworkError),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class DhtStatistics:
+    attempts: int
+    failed_attempts: int
+    gave_up: int
+    routing_table_size: int
 
 
 class _ValidatorAdapter(Validator):
@@ -75,6 +87,22 @@ class Libp2pDht:
         self._policy = policy
         self._jitter = jitter
         self._validators: dict[str, RecordValidator] = {}
+        self._counters = RetryCounters()
+
+    def statistics(self) -> DhtStatistics:
+        """Lookup attempts so far, how many failed, and how many gave up after retries."""
+        c = self._counters
+        return DhtStatistics(
+            attempts=c.attempts,
+            failed_attempts=c.failed_attempts,
+            gave_up=c.gave_up,
+            routing_table_size=self._kad.get_routing_table_size(),
+        )
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        return await retry(
+            operation, policy=self._policy, jitter=self._jitter, what=what, counters=self._counters
+        )
 
     @property
     def routing_table_size(self) -> int:
@@ -102,7 +130,7 @@ class Libp2pDht:
             with map_exceptions(DHT_ERRORS, what="routing table refresh"):
                 await self._kad.refresh_routing_table()
 
-        await retry(once, policy=self._policy, jitter=self._jitter, what="refresh")
+        await self._retry(once, "refresh")
 
     async def put(self, key: str, value: bytes) -> None:
         validator = self._validator(key)
@@ -118,7 +146,7 @@ class Libp2pDht:
                     "refusing to replace a newer record with an older one"
                 ) from exc
 
-        await retry(once, policy=self._policy, jitter=self._jitter, what="DHT put")
+        await self._retry(once, "DHT put")
 
     async def get(self, key: str) -> list[bytes]:
         validator = self._validator(key)
@@ -127,7 +155,7 @@ class Libp2pDht:
             with map_exceptions(DHT_ERRORS, what="DHT get"):
                 return await self._kad.get_value(key)
 
-        value = await retry(once, policy=self._policy, jitter=self._jitter, what="DHT get")
+        value = await self._retry(once, "DHT get")
         if value is None or not validator.validate(key, value):
             return []
         return [value]
@@ -138,7 +166,7 @@ class Libp2pDht:
                 if not await self._kad.provide(key):
                     raise NetworkError("no peer accepted the provider record")
 
-        await retry(once, policy=self._policy, jitter=self._jitter, what="DHT provide")
+        await self._retry(once, "DHT provide")
 
     async def find_providers(self, key: str) -> list[PeerInfo]:
         async def once() -> list[PeerInfo]:
@@ -146,7 +174,7 @@ class Libp2pDht:
                 found = await self._kad.find_providers(key)
             return self._remember(found)
 
-        return await retry(once, policy=self._policy, jitter=self._jitter, what="find providers")
+        return await self._retry(once, "find providers")
 
     async def find_peer(self, peer_id: str) -> PeerInfo | None:
         target = ID.from_base58(peer_id)
@@ -158,7 +186,7 @@ class Libp2pDht:
                 return None
             return self._remember([found])[0]
 
-        return await retry(once, policy=self._policy, jitter=self._jitter, what="find peer")
+        return await self._retry(once, "find peer")
 
     def _remember(self, found: Sequence[object]) -> list[PeerInfo]:
         """Deduplicate (py-libp2p returns duplicates) and keep the addresses for dialing."""

@@ -16,9 +16,20 @@ from p2pchat.errors import NetworkError
 
 from .config import RetryConfig
 
-__all__ = ["backoff_delay", "retry"]
+__all__ = ["RetryCounters", "backoff_delay", "retry"]
 
 T = TypeVar("T")
+
+
+class RetryCounters:
+    """Running totals, so flakiness is measured rather than guessed (see bench/)."""
+
+    __slots__ = ("attempts", "failed_attempts", "gave_up")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.failed_attempts = 0
+        self.gave_up = 0
 
 
 def backoff_delay(attempt: int, *, policy: RetryConfig, jitter: random.Random) -> float:
@@ -37,6 +48,7 @@ async def retry(
     policy: RetryConfig,
     jitter: random.Random,
     what: str,
+    counters: RetryCounters | None = None,
 ) -> T:
     """Run ``operation`` until it returns, at most ``policy.attempts`` times.
 
@@ -49,6 +61,8 @@ async def retry(
     for attempt in range(policy.attempts):
         if attempt:
             await trio.sleep(backoff_delay(attempt - 1, policy=policy, jitter=jitter))
+        if counters is not None:
+            counters.attempts += 1
         try:
             with trio.fail_after(policy.attempt_timeout):
                 return await operation()
@@ -56,4 +70,8 @@ async def retry(
             last = exc
         except NetworkError as exc:
             last = exc
+        if counters is not None:
+            counters.failed_attempts += 1
+    if counters is not None:
+        counters.gave_up += 1
     raise NetworkError(f"{what} failed after {policy.attempts} attempts") from last

@@ -23,7 +23,7 @@ from p2pchat.net._errors import map_exceptions
 from p2pchat.net._framed import FramedByteStream
 from p2pchat.net.config import GossipConfig, NetConfig, RetryConfig
 from p2pchat.net.identity import public_key_to_peer_id, seed_to_peer_id
-from p2pchat.net.retry import backoff_delay, retry
+from p2pchat.net.retry import RetryCounters, backoff_delay, retry
 from p2pchat.protocol.framing import encode_frame
 
 
@@ -151,9 +151,11 @@ async def test_retry_gives_up_after_timeouts_and_passes_bugs_through(
         attempts += 1
         await trio.sleep_forever()
 
+    counters = RetryCounters()
     with pytest.raises(NetworkError, match="after 3 attempts") as info:
-        await retry(hangs, policy=policy, jitter=random.Random(1), what="lookup")
+        await retry(hangs, policy=policy, jitter=random.Random(1), what="lookup", counters=counters)
     assert attempts == 3
+    assert (counters.attempts, counters.failed_attempts, counters.gave_up) == (3, 3, 1)
     assert isinstance(info.value.__cause__, trio.TooSlowError)
 
     async def buggy() -> None:
