@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pchat.errors import LocalProtocolError
+from p2pchat.errors import ClosedError, LocalProtocolError
 
 from .base import PeerInfo, RecordValidator, TopicValidator
 
@@ -157,8 +157,11 @@ class MemorySubscription:
         return self._receive.__aiter__()
 
     async def receive(self) -> tuple[str, bytes]:
-        """The next message (``trio.EndOfChannel`` once unsubscribed or shut down)."""
-        return await self._receive.receive()
+        """The next message; ``ClosedError`` once unsubscribed or shut down."""
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
+            raise ClosedError("subscription closed") from exc
 
     def receive_nowait(self) -> tuple[str, bytes] | None:
         """The next queued message, or ``None`` if none is queued (simulator helper)."""
@@ -190,6 +193,8 @@ class MemoryPubSub:
 
     async def subscribe(self, topic: str) -> MemorySubscription:
         self._node.check_open()
+        if self._subscriptions.get(topic):
+            raise LocalProtocolError("already subscribed to this topic")
         send, receive = trio.open_memory_channel[tuple[str, bytes]](self._queue_size)
         subscription = MemorySubscription(self, topic, receive)
         self._subscriptions.setdefault(topic, []).append(send)

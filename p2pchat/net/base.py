@@ -139,12 +139,20 @@ class Dht(Protocol):
 
 
 class Subscription(Protocol):
-    """Messages of one topic as ``(origin_peer_id, data)``; iterate, then ``aclose``."""
+    """Messages of one topic as ``(origin_peer_id, data)``; iterate, then ``aclose``.
+
+    One subscription per topic per node: a second ``subscribe`` raises
+    ``LocalProtocolError`` (py-libp2p would hand both the same queue).
+    """
 
     @property
     def topic(self) -> str: ...
 
     def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]: ...
+
+    async def receive(self) -> tuple[str, bytes]:
+        """The next message; ``ClosedError`` once unsubscribed or shut down."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -175,6 +183,8 @@ class Network(Protocol):
     def pubsub(self) -> PubSub: ...
 
     async def connect(self, peer_id: str, addrs: Sequence[str]) -> None: ...
+
+    async def disconnect(self, peer_id: str) -> None: ...
 
     def connected_peers(self) -> list[str]: ...
 

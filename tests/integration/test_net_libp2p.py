@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,6 +16,7 @@ from p2pchat.errors import (
     ClosedError,
     LocalProtocolError,
     NetworkError,
+    PeerUnreachableError,
     WireError,
 )
 from p2pchat.net.base import FramedStream, Network, PeerConnected, PeerDisconnected
@@ -262,3 +264,21 @@ async def test_clean_shutdown_leaves_no_warnings_and_refuses_use() -> None:
     assert [event async for event in feed] == [PeerDisconnected(b.peer_id)]
     with pytest.raises(ClosedError):
         await a.open_stream(b.peer_id, PROTO)
+
+
+async def test_the_device_seed_never_shows_in_reprs_errors_or_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = bytes(range(32))
+    texts: list[str] = []
+    with trio.fail_after(30):
+        async with open_libp2p_network(secret, LOOPBACK, jitter=random.Random(0)) as net:
+            texts += [repr(net), repr(net.dht), repr(net.pubsub), str(net.listen_addrs)]
+            with pytest.raises(PeerUnreachableError) as info:
+                await net.connect(seed_to_peer_id(seed(6)), ["/ip4/127.0.0.1/tcp/1"])
+            texts += [str(info.value), repr(info.value)]
+    texts.append(caplog.text)
+    for text in texts:
+        assert secret.hex() not in text
+        assert repr(secret)[2:-1] not in text

@@ -238,6 +238,8 @@ async def test_pubsub_reaches_connected_subscribers_after_validation(
         await a.connect(b.peer_id, b.listen_addrs)
         await b.connect(c.peer_id, c.listen_addrs)  # d is not connected to anyone
         subs = {n.peer_id: await n.pubsub.subscribe("t") for n in (a, b, c, d)}
+        with pytest.raises(LocalProtocolError):
+            await a.pubsub.subscribe("t")
         c.pubsub.set_validator("t", lambda origin, data: not data.startswith(b"spam"))
         await a.pubsub.publish("t", b"spam 1")
         await a.pubsub.publish("t", b"hello")
@@ -248,6 +250,8 @@ async def test_pubsub_reaches_connected_subscribers_after_validation(
             await subs[d.peer_id].receive()
         assert waited.cancelled_caught
         await subs[c.peer_id].aclose()
+        with pytest.raises(ClosedError):
+            await subs[c.peer_id].receive()
         await a.pubsub.publish("t", b"after unsubscribe")
         assert await subs[b.peer_id].receive() == (a.peer_id, b"hello")
         assert await subs[b.peer_id].receive() == (a.peer_id, b"after unsubscribe")
