@@ -10,8 +10,11 @@ blocks for seconds (it probes the name). So registration runs in a worker thread
 ``trio.from_thread.run_sync`` with the token of the trio run that started us
 (:class:`HandOver`). If trio has already shut down, the discovery is dropped.
 
-Interfaces are pinned to the configured listen hosts when they are specific addresses;
-with a wildcard listen host zeroconf's default interface choice is used.
+Interfaces are pinned to the configured listen hosts when they are specific addresses.
+With a wildcard listen host (``0.0.0.0``, which py-libp2p advertises verbatim) zeroconf's
+default interface choice is used and the announced addresses are the machine's
+non-loopback IPv4 addresses: a peer on the LAN can dial neither ``0.0.0.0`` nor our
+``127.0.0.1``, and py-libp2p dials only one TCP address per peer.
 """
 
 from __future__ import annotations
@@ -19,15 +22,23 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import ifaddr
 import trio
 from zeroconf import InterfaceChoice, ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
 
 from .base import PeerInfo
 
-__all__ = ["SERVICE_TYPE", "parse_announcement", "HandOver", "MdnsListener", "run_mdns"]
+__all__ = [
+    "SERVICE_TYPE",
+    "announce_addrs",
+    "parse_announcement",
+    "HandOver",
+    "MdnsListener",
+    "run_mdns",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +72,29 @@ def parse_announcement(
     if peer == own_peer_id:
         return None
     return PeerInfo(peer, tuple(sorted(set(addrs))))
+
+
+def announce_addrs(listen_addrs: Sequence[str], interface_ips: Sequence[str]) -> list[str]:
+    """Our listen addresses with ``/ip4/0.0.0.0`` expanded to concrete IPv4 addresses."""
+    wildcard = "/ip4/0.0.0.0/"
+    out: list[str] = []
+    for addr in listen_addrs:
+        if addr.startswith(wildcard):
+            rest = addr[len(wildcard) - 1 :]
+            out += [f"/ip4/{ip}{rest}" for ip in interface_ips if _lan_ipv4(ip)]
+        elif not addr.startswith("/ip6/::/"):
+            out.append(addr)
+    return out
+
+
+def _lan_ipv4(ip: str) -> bool:
+    return ip.count(".") == 3 and not ip.startswith("127.")
+
+
+def _interface_ips() -> list[str]:
+    return [
+        ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips if isinstance(ip.ip, str)
+    ]
 
 
 class HandOver:
@@ -128,9 +162,14 @@ async def run_mdns(
     """Announce and browse until cancelled; ``deliver`` runs on the trio thread."""
     task_status.started()
     specific = [h for h in listen_hosts if h not in _WILDCARDS]
-    interfaces: Any = specific or InterfaceChoice.Default
+    if specific:
+        interfaces: Any = specific
+        ips = specific
+    else:
+        interfaces = InterfaceChoice.Default
+        ips = [ip for ip in await trio.to_thread.run_sync(_interface_ips) if _lan_ipv4(ip)]
     zc = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces))
-    info = _service_info(peer_id, listen_addrs, port, specific)
+    info = _service_info(peer_id, announce_addrs(listen_addrs, ips), port, ips)
     browser: ServiceBrowser | None = None
     try:
         await trio.to_thread.run_sync(zc.register_service, info)

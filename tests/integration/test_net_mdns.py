@@ -144,3 +144,16 @@ async def test_two_hosts_discover_each_other_over_loopback_multicast() -> None:
                 assert [f"{addr}/p2p/{b.peer_id}" for addr in event.peer.addrs] == b.listen_addrs
                 await a.connect(event.peer.peer_id, event.peer.addrs)
                 assert a.connected_peers() == [b.peer_id]
+
+
+def test_wildcard_listen_addresses_are_announced_as_lan_addresses() -> None:
+    from p2pchat.net.mdns import announce_addrs
+
+    listen = [f"/ip4/0.0.0.0/tcp/4242/p2p/{ME}", "/ip4/127.0.0.1/tcp/5/p2p/x", "/ip6/::/tcp/4242"]
+    ips = ["127.0.0.1", "192.0.2.2", "fd00::2", "198.51.100.9"]
+    assert announce_addrs(listen, ips) == [
+        f"/ip4/192.0.2.2/tcp/4242/p2p/{ME}",
+        f"/ip4/198.51.100.9/tcp/4242/p2p/{ME}",
+        "/ip4/127.0.0.1/tcp/5/p2p/x",
+    ]
+    assert announce_addrs(["/ip4/0.0.0.0/tcp/1"], ["127.0.0.1"]) == []
