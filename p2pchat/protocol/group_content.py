@@ -24,6 +24,7 @@ what it has seen.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -166,6 +167,20 @@ class ContentFold:
     polls: dict[bytes, tuple[Poll, dict[bytes, tuple[int, ...]]]] = field(default_factory=dict)
     buys: dict[bytes, tuple[GroupBuy, dict[bytes, tuple[int, int]]]] = field(default_factory=dict)
     last_post: dict[bytes, int] = field(default_factory=dict)
+
+    def clone(self) -> ContentFold:
+        """An independent copy (for fold checkpoints)."""
+        return ContentFold(
+            slow_ms=self.slow_ms,
+            post_role=self.post_role,
+            messages={
+                k: dataclasses.replace(m, reactions={e: set(a) for e, a in m.reactions.items()})
+                for k, m in self.messages.items()
+            },
+            polls={k: (poll, dict(votes)) for k, (poll, votes) in self.polls.items()},
+            buys={k: (buy, dict(joins)) for k, (buy, joins) in self.buys.items()},
+            last_post=dict(self.last_post),
+        )
 
     def placeholder(self, ref: EventRef, role: str) -> bool:
         """A sealed event not yet decrypted: shown as such, counted for slow mode."""

@@ -68,6 +68,19 @@ __all__ = [
 ]
 
 _MAX_DEPS = 32
+#: Fold checkpoints: one every this many events near the end of the order, two kept.
+_CHECKPOINT_EVERY = 256
+_CHECKPOINTS_KEPT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """The fold state after the first ``index`` events of the total order."""
+
+    index: int
+    mfold: MembershipFold
+    cfold: ContentFold
+    history: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +199,7 @@ class GroupEngine:
         self._known_devices: frozenset[bytes] = frozenset()
         self._view: GroupView | None = None
         self._effective: set[bytes] = set()
+        self._checkpoints: list[_Checkpoint] = []
         self._reset_fold()
         self._ensure()
         self._before = self._membership
@@ -500,7 +514,7 @@ class GroupEngine:
             raise LocalProtocolError("no sealed event with that id")
         parsed = inner.parsed()
         self._plaintexts[event_id] = (inner.kind, parsed)
-        self._reset_fold()
+        self._invalidate(self._log.index_of(stored.event))
 
     def _receive_live(self, stored: StoredEvent, *, now: int) -> ReceiveResult:
         event = stored.event
@@ -530,18 +544,18 @@ class GroupEngine:
         try:
             outcome: AddOutcome = step()
         except (GroupError, WireError):
-            # A run may have been accepted in part: replay on the next read, and leave
-            # ``_before`` alone so the next call reports the effects of that part.
-            self._reset_fold()
+            # A run may have been accepted in part: replay from where it inserted, and
+            # leave ``_before`` alone so the next call reports the effects of that part.
+            self._invalidate(self._log.take_min_insert())
             raise
         return self._finish(outcome)
 
     # --- the fold -------------------------------------------------------------------
 
     def _finish(self, outcome: AddOutcome) -> ReceiveResult:
-        late = outcome.first_index is not None and outcome.first_index < self._folded
-        if late or outcome.forks:
+        if outcome.forks:
             self._reset_fold()
+        self._invalidate(self._log.take_min_insert())
         before = self._before
         after = self.state
         self._before = after
@@ -590,18 +604,47 @@ class GroupEngine:
         self._effective = set()
         self._history = b"\x00" * 32
         self._view = None
+        self._checkpoints = []
+
+    def _invalidate(self, index: int | None) -> None:
+        """Events at ``index`` and after changed: rewind the fold to the newest checkpoint
+        at or before it (or to the start). Concurrent events sort near the end of the
+        order, so a rewind usually replays a few hundred events, not the history."""
+        if index is None or index >= self._folded:
+            return
+        while self._checkpoints and self._checkpoints[-1].index > index:
+            self._checkpoints.pop()
+        if not self._checkpoints:
+            self._reset_fold()
+            return
+        checkpoint = self._checkpoints[-1]
+        for stored in self._log.ordered(checkpoint.index):
+            self._effective.discard(stored.event_id)
+        self._mfold = checkpoint.mfold.clone()
+        self._cfold = checkpoint.cfold.clone()
+        self._history = checkpoint.history
+        self._folded = checkpoint.index
+        self._view = None
 
     def _ensure(self) -> None:
-        if self._folded == len(self._log):
+        total = len(self._log)
+        if self._folded == total:
             return
         frozen = self._log.frozen
+        position = self._folded
         for stored in self._log.ordered(self._folded):
             event = stored.event
             fork_seq = frozen.get(event.author_device)
             if (fork_seq is None or event.seq < fork_seq) and self._fold_event(event):
                 self._effective.add(event.event_id)
                 self._history = blake2b(self._history + event.event_id, person=b"p2pchat-hist")
-        self._folded = len(self._log)
+            position += 1
+            if position % _CHECKPOINT_EVERY == 0 and position >= total - 2 * _CHECKPOINT_EVERY:
+                self._checkpoints.append(
+                    _Checkpoint(position, self._mfold.clone(), self._cfold.clone(), self._history)
+                )
+                del self._checkpoints[:-_CHECKPOINTS_KEPT]
+        self._folded = total
         self._membership = self._mfold.snapshot()
         self._view = None
 

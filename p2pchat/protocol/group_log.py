@@ -129,8 +129,6 @@ class AddOutcome:
     accepted: list[StoredEvent] = field(default_factory=list)
     forks: list[tuple[bytes, int, ForkProof]] = field(default_factory=list)  # device, seq
     buffered: int = 0
-    #: Smallest index in the total order at which an event was inserted (None: none).
-    first_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -158,6 +156,7 @@ class GroupLog:
         self._waiting: dict[bytes, list[bytes]] = {}
         self._pending_bytes = 0
         self._branch_events: dict[bytes, int] = {}
+        self._min_insert: int | None = None
         self._insert(genesis)
 
     # --- queries -------------------------------------------------------------------
@@ -344,10 +343,8 @@ class GroupLog:
         self._check_cert(event, check_signature=now is not None)
         if not verified:
             self._verify(event)
-        index = self._insert(stored)
+        self._insert(stored)
         outcome.accepted.append(stored)
-        if outcome.first_index is None or index < outcome.first_index:
-            outcome.first_index = index
         return True
 
     def _check_kind(self, event: GroupEvent) -> None:
@@ -426,7 +423,7 @@ class GroupLog:
         self._waiting.setdefault(missing, []).append(stored.event_id)
         outcome.buffered += 1
 
-    def _insert(self, stored: StoredEvent) -> int:
+    def _insert(self, stored: StoredEvent) -> None:
         event = stored.event
         self._events[event.event_id] = stored
         device = event.author_device
@@ -446,7 +443,18 @@ class GroupLog:
         key_order = order_key(event)
         index = bisect.bisect_left(self._order, key_order)
         self._order.insert(index, key_order)
+        if self._min_insert is None or index < self._min_insert:
+            self._min_insert = index
+
+    def take_min_insert(self) -> int | None:
+        """The lowest position in the total order where an event was inserted since the
+        last call (``None``: nothing inserted). The engine replays its fold from there."""
+        index, self._min_insert = self._min_insert, None
         return index
+
+    def index_of(self, event: GroupEvent) -> int:
+        """Position of an accepted event in the total order."""
+        return bisect.bisect_left(self._order, order_key(event))
 
 
 def decode_stored(data: bytes) -> StoredEvent:

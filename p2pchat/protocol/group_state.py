@@ -15,6 +15,7 @@ stay contiguous) and is relayed, but changes nothing and is not shown.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -110,6 +111,17 @@ class MembershipFold:
     @classmethod
     def start(cls, descriptor: GroupDescriptor, owner: bytes) -> MembershipFold:
         return cls(descriptor=descriptor, members={owner: "owner"})
+
+    def clone(self) -> MembershipFold:
+        """An independent copy (for fold checkpoints)."""
+        return MembershipFold(
+            descriptor=self.descriptor,
+            members=dict(self.members),
+            banned=dict(self.banned),
+            pending=set(self.pending),
+            invites={k: dataclasses.replace(v) for k, v in self.invites.items()},
+            epoch=self.epoch,
+        )
 
     def snapshot(self) -> Membership:
         return Membership(

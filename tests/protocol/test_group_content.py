@@ -311,3 +311,64 @@ def _genesis_of(engine: GroupEngine) -> bytes:
     data = engine.event_bytes(engine.group_id)
     assert data is not None
     return data
+
+
+def test_fold_clones_are_independent_of_later_changes() -> None:
+    """The engine rewinds to cloned checkpoints: a clone must not see later mutations."""
+    from p2pchat.protocol.group_content import ContentFold, EventRef
+    from p2pchat.protocol.group_invite import new_invite
+    from p2pchat.protocol.group_state import MembershipFold
+    from tests.conftest import DeterministicRng
+    from tests.protocol.test_group_kit import descriptor
+
+    fold = ContentFold(slow_ms=0, post_role="member")
+    ref = EventRef(b"p" * 32, account("ann"), device("ann").public_key, NOW_MS)
+    poll = Poll(question="q", options=("a", "b"), multi=False, deadline=LATER)
+    fold.apply(ref, "post", post("original"), "member")
+    fold.apply(EventRef(b"q" * 32, ref.account, ref.device, NOW_MS), "poll", poll, "member")
+    snapshot = fold.clone()
+    before = snapshot.view()
+    other = EventRef(b"r" * 32, account("bob"), device("bob").public_key, NOW_MS + 1)
+    fold.apply(other, "react", Reaction(target=ref.event_id, emoji="x", on=True), "member")
+    fold.apply(ref, "edit", Edit(target=ref.event_id, content=text("changed")), "member")
+    fold.apply(other, "vote", Vote(poll=b"q" * 32, choices=(1,)), "member")
+    fold.apply(other, "delete", Delete(target=ref.event_id), "moderator")
+    assert snapshot.view() == before
+    assert fold.view() != before
+
+    members = MembershipFold.start(descriptor(), account("owner"))
+    invite, token = new_invite(
+        DeterministicRng("c"),
+        group=bytes(32),
+        inviter=account("owner"),
+        role="member",
+        expires=LATER,
+    )
+    from p2pchat.protocol.codec import Struct
+    from p2pchat.protocol.group_events import GroupEvent, MemberJoin
+
+    def event(kind: str, who: str, body: Struct) -> GroupEvent:
+        return GroupEvent(
+            group=bytes(32),
+            author_device=device(who).public_key,
+            author_account=account(who),
+            seq=2,
+            prev=bytes(32),
+            deps=(),
+            lamport=2,
+            ts=NOW_MS,
+            kind=kind,
+            body={},
+            sig=bytes(64),
+            parsed=body,
+        )
+
+    members.apply(event("member.invite", "owner", invite), invite)
+    copy = members.clone()
+    assert members.apply(
+        event("member.join", "ann", MemberJoin(secret=token.secret)),
+        MemberJoin(secret=token.secret),
+    )
+    assert copy.snapshot() != members.snapshot()
+    assert copy.invites[invite.invite].uses_left == 1
+    assert members.invites[invite.invite].uses_left == 0
