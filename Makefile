@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml crypto/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./crypto -e ".[dev]"
+	# libp2p needs trio-typing at run time, but its type-only trio-stubs shadow the
+	# inline types of trio >= 0.23 (mypy would not know trio.TaskStatus, ...).
+	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -95,7 +95,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     def open_network(device: Device) -> AbstractAsyncContextManager[Network]:
         from .net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
 
-        return open_libp2p_network(device.signing_seed(), config.net)
+        return open_libp2p_network(device.signing_seed(), config.net, jitter=random.Random())
 
     return open_network
 

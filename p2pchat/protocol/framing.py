@@ -69,7 +69,7 @@ class FrameDecoder:
         self._max_frame = max_frame
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
 
     def frames(self) -> Iterator[bytes]:

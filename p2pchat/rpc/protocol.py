@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
-import msgpack  # type: ignore[import-untyped]  # no stubs; see report
+import msgpack  # no stubs; see report
 
 from p2pchat.errors import LocalProtocolError, WireError
 

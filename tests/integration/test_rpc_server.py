@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 import trio
 

@@ -8,10 +8,10 @@ import pytest
 
 from p2pchat.events import ContactRequestReceived, DeliveryChanged, MessageReceived
 from p2pchat.storage.records import ContactState, DeliveryState
-from tests.node.harness import hub, new_peer, running, wait_for
+from tests.node.harness import Peer, hub, new_peer, running, wait_for
 
 
-def states(peer, message_id: bytes) -> list[str]:  # type: ignore[no-untyped-def]
+def states(peer: Peer, message_id: bytes) -> list[str]:
     return [
         e.state
         for e in peer.events

@@ -11,10 +11,10 @@ from p2pchat.errors import WireError
 from p2pchat.events import DeliveryChanged, MessageReceived
 from p2pchat.mailbox import MailboxKeys
 from p2pchat.protocol.mailbox import MailboxFetch, sign_request, verify_request
-from tests.node.harness import hub, new_peer, running, wait_for
+from tests.node.harness import Peer, hub, new_peer, running, wait_for
 
 
-def states(peer, message_id: bytes) -> list[str]:  # type: ignore[no-untyped-def]
+def states(peer: Peer, message_id: bytes) -> list[str]:
     return [
         e.state
         for e in peer.events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from p2pchat.errors import WireError
 from p2pchat.protocol.framing import FrameDecoder, encode_frame
