@@ -204,6 +204,12 @@ class GroupEngine:
         self._ensure()
         self._before = self._membership
 
+    def __repr__(self) -> str:
+        return (
+            f"GroupEngine(group={self.group_id.hex()[:16]}…, kind={self._descriptor.kind!r}, "
+            f"events={len(self._log)})"
+        )
+
     # --- construction ---------------------------------------------------------------
 
     @classmethod
@@ -469,9 +475,9 @@ class GroupEngine:
     def apply_batch(
         self, batch: SyncBatch, *, now: int, source: str | None = None
     ) -> ReceiveResult:
-        """Every run of a batch; a refused run does not stop the others (the first
-        error is raised after the rest were applied, with their results lost only if
-        the caller ignores :attr:`ReceiveResult`: use :meth:`apply_runs` to get both)."""
+        """Every run of a batch (e.g. a gossip message). A refused run does not stop
+        the others; the first error is raised after all were tried, so use
+        :meth:`apply_runs` when the accepted events of a partly bad batch matter."""
         result, errors = self.apply_runs(batch, now=now, source=source)
         if errors:
             raise errors[0]

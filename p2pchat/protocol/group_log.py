@@ -17,7 +17,7 @@ before calling in at all.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -38,6 +38,7 @@ __all__ = [
     "AddOutcome",
     "GroupLog",
     "order_key",
+    "decode_stored",
 ]
 
 #: How far an event's ``ts`` may lag behind its parents', and run ahead of the
@@ -460,8 +461,3 @@ class GroupLog:
 def decode_stored(data: bytes) -> StoredEvent:
     """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed)."""
     return StoredEvent(decode_event(data), data)
-
-
-def iter_stored(datas: Iterable[bytes]) -> Iterator[StoredEvent]:
-    for data in datas:
-        yield decode_stored(data)

@@ -40,6 +40,7 @@ __all__ = [
     "Membership",
     "MembershipFold",
     "DEFAULT_INVITE_USES",
+    "MEMBERSHIP_KINDS",
 ]
 
 #: Joins an invite admits when its ``uses`` field is absent.

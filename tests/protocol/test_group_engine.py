@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from p2pchat.errors import LocalProtocolError, ProtocolError, RateLimitedError, WireError
@@ -323,3 +325,32 @@ def test_author_builds_deps_and_lamport_from_what_it_holds(
     assert event.deps == (alice_event.event_id,)
     assert event.lamport == alice_event.lamport + 1
     assert engine.event_bytes(event.event_id) == o
+
+
+_FUZZ_ENGINE, _FUZZ_GENESIS = new_group()
+_FUZZ_ENGINE.author(
+    MemberAdd(account=account("alice"), role="member"), device=device("owner"), now=NOW_MS
+)
+_FUZZ_EVENT = forge(_FUZZ_ENGINE, device("alice"))
+
+
+@settings(max_examples=300)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_FUZZ_EVENT) - 1), st.integers(1, 255)), min_size=1, max_size=4
+    ),
+    cut=st.integers(0, 3),
+)
+def test_mutated_events_are_refused_with_a_typed_error_and_change_nothing(
+    edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(_FUZZ_EVENT)
+    for at, flip in edits:
+        data[at] ^= flip
+    mutated = bytes(data[: len(data) - cut])
+    assume(mutated != _FUZZ_EVENT)
+    engine = replica(_FUZZ_GENESIS, [s.data for s in _FUZZ_ENGINE.ordered_events()])
+    before = _fingerprint(engine)
+    with pytest.raises(ProtocolError):
+        engine.receive(mutated, now=LATER)
+    assert _fingerprint(engine) == before

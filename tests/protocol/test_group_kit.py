@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
+
 from p2pchat.protocol.content import Content
 from p2pchat.protocol.group_engine import GroupEngine
-from p2pchat.protocol.group_events import GroupDescriptor, Post, Rules
+from p2pchat.protocol.group_events import GroupDescriptor, InnerEvent, Post, Rules, Sealed
 from p2pchat_crypto.identity import Account, Device
 from tests.conftest import NOW_MS, DeterministicRng
 
@@ -68,3 +72,33 @@ def test_devices_are_deterministic_and_distinct() -> None:
     assert device("a").public_key != device("a", "2").public_key
     assert account("a") == device("a", "2").certificate.account_key
     assert account("a") != account("b")
+
+
+GROUP_MODULES = [
+    "p2pchat.protocol.group_log",
+    "p2pchat.protocol.group_state",
+    "p2pchat.protocol.group_content",
+    "p2pchat.protocol.group_live",
+    "p2pchat.protocol.group_invite",
+    "p2pchat.protocol.group_engine",
+    "p2pchat.protocol.group_sync",
+]
+
+
+@pytest.mark.parametrize("name", GROUP_MODULES)
+def test_public_surface(name: str) -> None:
+    module = importlib.import_module(name)
+    assert len(module.__all__) == len(set(module.__all__))
+    for attr in module.__all__:
+        assert hasattr(module, attr), attr
+        assert not attr.startswith("_")
+
+
+def test_engine_repr_shows_no_content_or_keys() -> None:
+    engine, _ = new_group("private")
+    inner = InnerEvent(kind="post", body=post("very secret words").to_value())
+    engine.author(Sealed(ciphertext=b"c"), device=device("owner"), now=NOW_MS, plaintext=inner)
+    text = repr(engine)
+    assert "very secret" not in text
+    assert device("owner").signing_seed().hex()[:16] not in text
+    assert engine.group_id.hex()[:16] in text

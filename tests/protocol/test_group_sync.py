@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from p2pchat.errors import WireError
 from p2pchat.protocol import group_events
 from p2pchat.protocol.codec import Struct
 from p2pchat.protocol.group_engine import ForkDetected, GroupEngine
 from p2pchat.protocol.group_events import MemberAdd
 from p2pchat.protocol.group_log import GroupError
 from p2pchat.protocol.group_sync import SyncLimits, SyncSession, SyncState
-from p2pchat.protocol.sync_messages import SYNC_KINDS, SyncBatch, SyncEnd, SyncWant, WantRange
+from p2pchat.protocol.sync_messages import SYNC_KINDS, Run, SyncBatch, SyncEnd, SyncWant, WantRange
 from tests.conftest import NOW_MS
 from tests.protocol.test_group_kit import account, device, new_group, post, replica
 
@@ -221,3 +222,71 @@ def test_unrequested_wants_are_refused() -> None:
     )
     with pytest.raises(GroupError):
         session.receive(want, now=LATER)
+
+
+def _chain(count: int) -> tuple[GroupEngine, bytes, list[bytes]]:
+    engine, genesis = _group_with_members(())
+    events = [engine.author(post(f"m{i}"), device=OWNER, now=NOW_MS + i) for i in range(count)]
+    return engine, genesis, events
+
+
+def test_runs_with_a_broken_link_or_a_bad_last_signature_change_nothing() -> None:
+    engine, genesis, events = _chain(6)
+    first = [s.data for s in engine.ordered_events()][:1]  # genesis only
+    dev = OWNER.public_key
+    target = replica(genesis, first)
+    before = (target.history_hash(), target.frontier())
+    skipping = Run(device=dev, events=(events[0], events[2]))
+    last = events[3]
+    at = last.index(group_events.decode_event(last).sig) + 7
+    forged_last = last[:at] + bytes([last[at] ^ 1]) + last[at + 1 :]
+    bad_signature = Run(device=dev, events=(events[0], events[1], events[2], forged_last))
+    for run, reason in ((skipping, "broken-chain"), (bad_signature, "bad-signature")):
+        with pytest.raises((GroupError, WireError)) as info:
+            target.apply_run(run, now=LATER)
+        assert getattr(info.value, "reason", None) == reason
+        assert (target.history_hash(), target.frontier()) == before
+    wrong_device = Run(device=device("ann").public_key, events=tuple(events[:2]))
+    with pytest.raises((GroupError, WireError)) as info:
+        target.apply_run(wrong_device, now=LATER)
+    assert getattr(info.value, "reason", None) == "broken-chain"
+    assert target.apply_run(Run(device=dev, events=tuple(events)), now=LATER).accepted
+    assert target.history_hash() == engine.history_hash()
+
+
+_MESSAGES = st.sampled_from(["frontier", "frontier-other", "want", "batch", "end", "end-more"])
+
+
+@settings(max_examples=100)
+@given(script=st.lists(_MESSAGES, max_size=8), start=st.booleans())
+def test_any_message_sequence_ends_in_a_defined_state(script: list[str], start: bool) -> None:
+    engine, genesis, events = _chain(3)
+    peer = replica(genesis, [s.data for s in engine.ordered_events()][:2])
+    other_group = replica(new_group("live")[1])
+    group = engine.group_id
+    pool: dict[str, Struct] = {
+        "frontier": peer.frontier(),
+        "frontier-other": other_group.frontier(),
+        "want": SyncWant(
+            group=group, ranges=(WantRange(device=OWNER.public_key, first=1, last=3),)
+        ),
+        "batch": SyncBatch(group=group, runs=(Run(device=OWNER.public_key, events=tuple(events)),)),
+        "end": SyncEnd(group=group, more=False),
+        "end-more": SyncEnd(group=group, more=True),
+    }
+    session = SyncSession(engine)
+    if start:
+        session.start()
+    for name in script:
+        state = session.state
+        reasons: list[str] = []
+        try:
+            session.receive(pool[name], now=LATER)
+        except GroupError as exc:
+            reasons.append(exc.reason)
+        if reasons:
+            assert reasons == ["unexpected-message"]
+            assert session.state is SyncState.FAILED
+        else:
+            assert state is not SyncState.FAILED
+            assert session.state in (SyncState.EXCHANGING, SyncState.DONE)
