@@ -197,6 +197,7 @@ class GroupEngine:
         self._live = LiveIndex(config.live)
         self._plaintexts: dict[bytes, tuple[str, Any]] = {}
         self._known_devices: frozenset[bytes] = frozenset()
+        self._unreported_forks: list[tuple[bytes, int, ForkProof]] = []
         self._view: GroupView | None = None
         self._effective: set[bytes] = set()
         self._checkpoints: list[_Checkpoint] = []
@@ -506,11 +507,8 @@ class GroupEngine:
 
     def receive_fork_proof(self, proof: ForkProof) -> ReceiveResult:
         """A gossiped fork proof: verify it (two signatures) and freeze the device."""
-        outcome = AddOutcome()
-        frozen = self._log.add_fork_proof(proof)
-        if frozen is not None:
-            outcome.forks.append((*frozen, proof))
-        return self._finish(outcome)
+        self._log.add_fork_proof(proof)
+        return self._finish(AddOutcome())
 
     def provide_plaintext(self, event_id: bytes, inner: InnerEvent) -> None:
         """The decrypted content of a ``sealed`` event (the node decrypts with
@@ -550,8 +548,11 @@ class GroupEngine:
         try:
             outcome: AddOutcome = step()
         except (GroupError, WireError):
-            # A run may have been accepted in part: replay from where it inserted, and
-            # leave ``_before`` alone so the next call reports the effects of that part.
+            # A run may have been accepted in part, or a fork proven before a later check
+            # failed: rewind the fold, and keep what the next call must report.
+            self._unreported_forks += self._log.take_new_forks()
+            if self._unreported_forks:
+                self._reset_fold()
             self._invalidate(self._log.take_min_insert())
             raise
         return self._finish(outcome)
@@ -559,15 +560,14 @@ class GroupEngine:
     # --- the fold -------------------------------------------------------------------
 
     def _finish(self, outcome: AddOutcome) -> ReceiveResult:
-        if outcome.forks:
+        forks, self._unreported_forks = self._unreported_forks + self._log.take_new_forks(), []
+        if forks:
             self._reset_fold()
         self._invalidate(self._log.take_min_insert())
         before = self._before
         after = self.state
         self._before = after
-        effects: list[Effect] = [
-            ForkDetected(device, seq, proof) for device, seq, proof in outcome.forks
-        ]
+        effects: list[Effect] = [ForkDetected(device, seq, proof) for device, seq, proof in forks]
         effects += self._membership_effects(before, after)
         if self._descriptor.kind == "private":
             effects += [

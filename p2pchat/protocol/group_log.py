@@ -124,11 +124,10 @@ class ForkProof(Struct):
 
 @dataclass(slots=True)
 class AddOutcome:
-    """What one call changed: events newly accepted (in acceptance order), new forks,
-    and whether the event was buffered waiting for its ancestors."""
+    """What one call changed: events newly accepted (in acceptance order), and how many
+    were buffered waiting for their ancestors. (New forks: :meth:`GroupLog.take_new_forks`.)"""
 
     accepted: list[StoredEvent] = field(default_factory=list)
-    forks: list[tuple[bytes, int, ForkProof]] = field(default_factory=list)  # device, seq
     buffered: int = 0
 
 
@@ -158,6 +157,7 @@ class GroupLog:
         self._pending_bytes = 0
         self._branch_events: dict[bytes, int] = {}
         self._min_insert: int | None = None
+        self._new_forks: list[tuple[bytes, int, ForkProof]] = []
         self._insert(genesis)
 
     # --- queries -------------------------------------------------------------------
@@ -271,11 +271,10 @@ class GroupLog:
             self._add_one(StoredEvent(event, data), verified=verified, now=now, outcome=outcome)
         return outcome
 
-    def add_fork_proof(self, proof: ForkProof) -> tuple[bytes, int] | None:
-        """Freeze a device on a verified proof; return ``(device, seq)`` if it changed
-        anything."""
+    def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Freeze a device on a verified proof; return whether it changed anything."""
         device, seq = proof.check(group=self.group_id)
-        return (device, seq) if self._freeze(device, seq, proof) else None
+        return self._freeze(device, seq, proof)
 
     def _freeze(self, device: bytes, seq: int, proof: ForkProof) -> bool:
         old = self._frozen.get(device)
@@ -283,7 +282,13 @@ class GroupLog:
             return False
         self._frozen[device] = seq
         self._proofs[device] = proof
+        self._new_forks.append((device, seq, proof))
         return True
+
+    def take_new_forks(self) -> list[tuple[bytes, int, ForkProof]]:
+        """Devices frozen since the last call, as ``(device, seq, proof)``."""
+        forks, self._new_forks = self._new_forks, []
+        return forks
 
     def _add_one(
         self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
@@ -311,7 +316,7 @@ class GroupLog:
         self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
     ) -> bool:
         event = stored.event
-        if event.event_id in self._events:
+        if event.event_id in self._events or event.event_id in self._pending:
             return False
         if event.group_id != self.group_id:
             raise GroupError("wrong-group", "event of another group")
@@ -337,9 +342,12 @@ class GroupLog:
                 verified = True
             self._branch_events[device] = branch + 1
             if held is not None:
-                proof = ForkProof(first=self._events[held].data, second=stored.data)
-                if self._freeze(device, event.seq, proof):
-                    outcome.forks.append((device, event.seq, proof))
+                # The held event may have come inside a run (its own signature unchecked);
+                # a proof others can verify needs both signatures.
+                self._verify(self._events[held].event, reason="forked-device")
+                self._freeze(
+                    device, event.seq, ForkProof(first=self._events[held].data, second=stored.data)
+                )
         self._check_links(event)
         self._check_cert(event, check_signature=now is not None)
         if not verified:
@@ -402,11 +410,11 @@ class GroupLog:
             raise GroupError("account-mismatch", "device belongs to another account")
 
     @staticmethod
-    def _verify(event: GroupEvent) -> None:
+    def _verify(event: GroupEvent, *, reason: str | None = None) -> None:
         try:
             event.verify()
         except WireError as exc:
-            raise GroupError(exc.reason, "event signature does not verify") from None
+            raise GroupError(reason or exc.reason, "event signature does not verify") from None
 
     def _buffer(
         self, stored: StoredEvent, missing: bytes, *, verified: bool, outcome: AddOutcome

@@ -4,11 +4,14 @@ and every node that sees the proof converges on the same state."""
 from __future__ import annotations
 
 import pytest
+from nacl.signing import SigningKey
 
 from p2pchat.errors import LocalProtocolError
 from p2pchat.protocol.group_engine import ForkDetected, GroupEngine
-from p2pchat.protocol.group_events import MemberAdd, decode_event
+from p2pchat.protocol.group_events import MemberAdd, decode_event, event_id_of, sign_event
 from p2pchat.protocol.group_log import ForkProof, GroupError
+from p2pchat.protocol.sync_messages import Run
+from p2pchat_crypto import cbor
 from tests.conftest import NOW_MS
 from tests.protocol.test_group_kit import account, device, new_group, post, replica
 
@@ -81,3 +84,58 @@ def test_a_forked_device_may_not_write_and_later_events_are_void() -> None:
     after = ann.author(post("after the fork"), device=device("ann"), now=NOW_MS + 6)
     engine.receive(after, now=LATER)
     assert not engine.is_effective(decode_event(after).event_id)
+
+
+def test_a_fork_is_reported_even_when_the_second_event_fails_a_later_check() -> None:
+    engine, _, _, left, _ = _forked()
+    engine.receive(left, now=LATER)
+    held = decode_event(left)
+    bad_lamport = sign_event(
+        post("other"),
+        signing_key=SigningKey(device("ann").signing_seed()),
+        account=account("ann"),
+        group=engine.group_id,
+        seq=held.seq,
+        prev=held.prev,
+        deps=held.deps,
+        lamport=held.lamport + 5,
+        now=NOW_MS + 2,
+    )
+    with pytest.raises(GroupError) as info:
+        engine.receive(bad_lamport, now=LATER)
+    assert info.value.reason == "bad-lamport"
+    assert engine.log.frozen == {device("ann").public_key: held.seq}
+    assert not engine.is_effective(held.event_id)
+    result = engine.receive_fork_proof(engine.fork_proofs[0])  # the next call reports it
+    assert [type(e) for e in result.effects] == [ForkDetected]
+
+
+def test_no_fork_proof_from_an_event_whose_own_signature_was_never_valid() -> None:
+    engine, genesis = new_group()
+    key = SigningKey(OWNER.signing_seed())
+
+    def signed(seq: int, prev: bytes, lamport: int, words: str) -> bytes:
+        return sign_event(
+            post(words),
+            signing_key=key,
+            account=account("owner"),
+            group=engine.group_id,
+            seq=seq,
+            prev=prev,
+            lamport=lamport,
+            now=NOW_MS,
+        )
+
+    genesis_id = engine.group_id
+    second = cbor.decode(signed(2, genesis_id, 2, "garbage sig"), max_size=1 << 20)
+    assert isinstance(second, dict)
+    second["sig"] = bytes(64)
+    garbage = cbor.encode(second)
+    third = signed(3, event_id_of(garbage), 3, "vouches for it")
+    target = replica(genesis)
+    target.apply_run(Run(device=OWNER.public_key, events=(garbage, third)), now=LATER)
+    assert target.log.head_of(OWNER.public_key) == (3, event_id_of(third))
+    with pytest.raises(GroupError) as info:
+        target.receive(signed(2, genesis_id, 2, "honest twin"), now=LATER)
+    assert info.value.reason == "forked-device"
+    assert target.log.frozen == {}
