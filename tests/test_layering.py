@@ -100,6 +100,17 @@ def test_adapters_do_not_import_upper_layers(path: Path) -> None:
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize("path", _py_files(ROOT / "p2pchat" / "client"), ids=str)
+def test_client_does_not_import_the_node_or_libp2p(path: Path) -> None:
+    bad = {
+        m
+        for m in _imports(path)
+        if _top(m) in {"libp2p", "multiaddr"}
+        or m.startswith(("p2pchat.node", "p2pchat.net", "p2pchat.storage"))
+    }
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
 def test_rules_catch_a_violation(tmp_path: Path) -> None:
     """The checker itself can fail: a file that imports trio and reads the clock is flagged."""
     sample = tmp_path / "bad.py"

@@ -1,8 +1,9 @@
 """Regenerate (or check) every test-vector set of protocol-spec/vectors/.
 
 Each ``gen_*.py`` beside this file is one vector set. It defines
-``generate() -> dict[str, str]``: relative file path (under ``protocol-spec/vectors/``)
-to the exact text that file must hold. Generation is deterministic (fixed seeds, fixed
+``generate() -> dict[str, str]``: file path relative to ``protocol-spec/vectors/`` (it may
+climb out with ``../``, as the wire generator does for ``../schemas/*.cddl``) to the exact
+text that file must hold. Generation is deterministic (fixed seeds, fixed
 times), so regenerating must reproduce what is committed.
 
     python protocol-spec/vectors/generate.py           # write every file
