@@ -370,15 +370,7 @@ class DirectMessages:
                 message = DmMessage(id=item.message_id, ratchet=wire)
             frame = seal(message, signing_key=self._signing_key, now=now)
             async with self._store.transaction() as tx:
-                await tx.put_session(
-                    SessionRecord(
-                        account=account,
-                        device=device,
-                        session_id=session.session_id,
-                        pickle=self._keys.seal_session(session),
-                        updated_at=now,
-                    )
-                )
+                await tx.put_session(self._session_record(account, device, session, now))
                 await tx.remove_outbox(item.item_id)
                 new_item = await tx.add_outbox(
                     NewOutboxItem(
@@ -684,15 +676,7 @@ class DirectMessages:
         handler = self.control_handlers.get(plain.content.type)
         if handler is not None:
             async with self._store.transaction() as tx:
-                await tx.put_session(
-                    SessionRecord(
-                        account=account,
-                        device=device,
-                        session_id=session.session_id,
-                        pickle=self._keys.seal_session(session),
-                        updated_at=now,
-                    )
-                )
+                await tx.put_session(self._session_record(account, device, session, now))
                 if replay_changed:
                     await self._keys.save_replay_cache(tx)
             self._device_accounts[device] = account
@@ -706,15 +690,7 @@ class DirectMessages:
         )
         declined = contact is not None and contact.state is ContactState.DECLINED
         async with self._store.transaction() as tx:
-            await tx.put_session(
-                SessionRecord(
-                    account=account,
-                    device=device,
-                    session_id=session.session_id,
-                    pickle=self._keys.seal_session(session),
-                    updated_at=now,
-                )
-            )
+            await tx.put_session(self._session_record(account, device, session, now))
             if replay_changed:
                 await self._keys.save_replay_cache(tx)
             if new_request:
@@ -797,6 +773,18 @@ class DirectMessages:
                     last_activity=now,
                 )
             )
+
+    def _session_record(
+        self, account: bytes, device: bytes, session: Session, now: int
+    ) -> SessionRecord:
+        """The sealed form of ``session`` as the store keeps it."""
+        return SessionRecord(
+            account=account,
+            device=device,
+            session_id=session.session_id,
+            pickle=self._keys.seal_session(session),
+            updated_at=now,
+        )
 
     def _new_contact(self, account: bytes, state: ContactState, now: int) -> Contact:
         return Contact(
