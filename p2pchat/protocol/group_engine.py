@@ -35,6 +35,18 @@ from p2pchat_crypto.sealed import Rng
 
 from .codec import Struct
 from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView
+from .group_effects import (
+    Effect,
+    ForkDetected,
+    LiveCommentReceived,
+    MemberJoined,
+    MemberLeft,
+    NewEpochNeeded,
+    ReceiveResult,
+    RoleChanged,
+    SealedReceived,
+    SenderKeyNeeded,
+)
 from .group_events import Genesis, GroupDescriptor, GroupEvent, InnerEvent, LiveComment, sign_event
 from .group_live import LiveConfig, LiveEntry, LiveIndex
 from .group_log import (
@@ -87,88 +99,6 @@ class _Checkpoint:
 class EngineConfig:
     log: LogLimits = field(default_factory=LogLimits)
     live: LiveConfig = field(default_factory=LiveConfig)
-
-
-# --- effects: what the node must do or show ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemberJoined:
-    account: bytes
-    role: str
-
-
-@dataclass(frozen=True, slots=True)
-class MemberLeft:
-    """Left, removed or banned (``banned``)."""
-
-    account: bytes
-    banned: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RoleChanged:
-    account: bytes
-    role: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewEpochNeeded:
-    """Private groups: create a sender key for ``epoch`` and send it to ``recipients``
-    (device keys) over pairwise sessions, then author a ``skey.dist``."""
-
-    epoch: int
-    recipients: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SenderKeyNeeded:
-    """Private groups: new member devices need our current sender key for ``epoch``."""
-
-    epoch: int
-    recipients: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ForkDetected:
-    """A device signed two events at one position: show it, and gossip ``proof``."""
-
-    device: bytes
-    seq: int
-    proof: ForkProof
-
-
-@dataclass(frozen=True, slots=True)
-class SealedReceived:
-    """Private groups: decrypt this event and call :meth:`GroupEngine.provide_plaintext`."""
-
-    event_id: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LiveCommentReceived:
-    entry: LiveEntry
-
-
-Effect = (
-    MemberJoined
-    | MemberLeft
-    | RoleChanged
-    | NewEpochNeeded
-    | SenderKeyNeeded
-    | ForkDetected
-    | SealedReceived
-    | LiveCommentReceived
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiveResult:
-    """Events newly accepted (store and relay them), effects, and how many were buffered."""
-
-    accepted: tuple[StoredEvent, ...] = ()
-    effects: tuple[Effect, ...] = ()
-    buffered: int = 0
 
 
 # --- the engine ----------------------------------------------------------------------

@@ -81,6 +81,7 @@ GROUP_MODULES = [
     "p2pchat.protocol.group_live",
     "p2pchat.protocol.group_invite",
     "p2pchat.protocol.group_engine",
+    "p2pchat.protocol.group_effects",
     "p2pchat.protocol.group_sync",
 ]
 
