@@ -386,7 +386,9 @@ class GroupEngine:
     def receive(self, data: bytes, *, now: int, source: str | None = None) -> ReceiveResult:
         """One event (e.g. from gossip). Decodes, rate-limits on ``source`` (or the
         claimed author device), then verifies and applies. Raises :class:`WireError`,
-        :class:`GroupError` or :class:`RateLimitedError`; never changes state then."""
+        :class:`GroupError` or :class:`RateLimitedError`; a refused event is not stored
+        (the one exception to "nothing changes": a validly signed event that proves a
+        fork freezes its device even if a later check refuses it)."""
         stored = decode_stored(data)
         event = stored.event
         if event.group_id != self.group_id:
@@ -399,6 +401,8 @@ class GroupEngine:
     def apply_run(self, run: Run, *, now: int, source: str | None = None) -> ReceiveResult:
         """A sync or gossip run: one signature check for the whole run."""
         if len(run.events) == 1:
+            if decode_stored(run.events[0]).event.author_device != run.device:
+                raise WireError("broken-chain", "event of another device in the run")
             return self.receive(run.events[0], now=now, source=source)
         self._rate_limit(source or run.device.hex(), now)
         return self._apply(lambda: self._log.add_run(run, now=now))
