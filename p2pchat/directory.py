@@ -153,7 +153,6 @@ class Directory:
             )
         for key, value in records:
             await self._network.dht.put(key, value)
-        await self._network.dht.provide(dht_key("devices", account_key))
         self.published_at = now
 
     # -- lookups ------------------------------------------------------------------------
