@@ -61,7 +61,7 @@ from p2pchat.errors import (
     PeerUnreachableError,
 )
 
-from ._errors import ErrorTable, map_exceptions
+from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from .base import (
@@ -148,9 +148,14 @@ class _Libp2pByteStream:
             with map_exceptions(STREAM_ERRORS, what="stream read"):
                 return await self._stream.read(max_bytes)
         except NetworkError as exc:
-            if isinstance(exc.__cause__, StreamEOF):
-                return b""
-            raise
+            if not isinstance(exc.__cause__, StreamEOF):
+                raise
+            # py-libp2p's Yamux sometimes reports a peer's RST as a clean EOF; its
+            # stream still knows, and a reset must not pass for a complete message.
+            muxed = getattr(self._stream, "muxed_stream", None)
+            if getattr(muxed, "reset_received", False):
+                raise NetworkError("stream read failed (reset by peer)") from exc
+            return b""
 
     async def send_all(self, data: bytes) -> None:
         with map_exceptions(STREAM_ERRORS, what="stream write"):
@@ -204,9 +209,17 @@ class Libp2pNetwork:
     """Satisfies :class:`p2pchat.net.base.Network`; made by :func:`open_libp2p_network`."""
 
     def __init__(
-        self, host: IHost, config: NetConfig, *, dht: Libp2pDht, pubsub: Libp2pPubSub, bus: EventBus
+        self,
+        host: IHost,
+        config: NetConfig,
+        *,
+        dht: Libp2pDht,
+        pubsub: Libp2pPubSub,
+        bus: EventBus,
+        nursery: trio.Nursery,
     ) -> None:
         self._host = host
+        self._nursery = nursery
         self._config = config
         self._dht = dht
         self._pubsub = pubsub
@@ -270,8 +283,26 @@ class Libp2pNetwork:
         return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Route inbound streams of ``protocol`` to ``handler`` (see :data:`StreamHandler`).
+
+        A handler that raises something other than a p2pchat error has a bug. Left
+        alone, the exception would end py-libp2p's swarm task and take every
+        connection down without telling anyone. Instead the stream is reset and the
+        exception is re-raised in this network's own nursery, so it leaves
+        ``async with open_libp2p_network(...)``, as it leaves the memory network.
+        """
+
         async def on_stream(stream: INetStream) -> None:
-            await _run_handler(handler, _framed(stream, protocol))
+            framed = _framed(stream, protocol)
+            try:
+                await _run_handler(handler, framed)
+            except Exception as bug:  # noqa: BLE001 - moved to our nursery, not swallowed
+                with trio.CancelScope(shield=True):
+                    try:
+                        await framed.reset()
+                    except NetworkError:
+                        logger.debug("resetting the stream of a failed handler failed")
+                self._nursery.start_soon(_reraise, bug)
 
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
@@ -301,10 +332,14 @@ def _unblock(host: IHost, peer: ID) -> None:
         unblock(peer)
 
 
+async def _reraise(bug: Exception) -> None:
+    raise bug
+
+
 async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
     """Close the stream when the handler returns (py-libp2p does not), reset on our errors.
 
-    Other exceptions are bugs in the handler: they propagate (py-libp2p logs them).
+    Other exceptions are bugs in the handler: they propagate.
     """
     try:
         await handler(stream)
@@ -345,27 +380,44 @@ async def open_libp2p_network(
     )
     bus = EventBus(buffer=config.event_buffer)
     host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus))
-    async with host.run(listen_addrs=listen), trio.open_nursery() as nursery:
-        try:
-            async with (
-                start_dht(host, config, jitter=jitter) as dht,
-                start_pubsub(host, config.gossip) as pubsub,
-                AsyncExitStack() as stack,
-            ):
-                network = Libp2pNetwork(host, config, dht=dht, pubsub=pubsub, bus=bus)
+    # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
+    # the py-libp2p services: cancelling it must not cancel their shutdown, or the
+    # Cancelled raised there would replace (and so swallow) the body's exception.
+    with unwrap_sole_exception():
+        async with (
+            _running(host, listen),
+            start_dht(host, config, jitter=jitter) as dht,
+            start_pubsub(host, config.gossip) as pubsub,
+            AsyncExitStack() as stack,
+        ):
+            relay = None
+            if config.relay_hop or config.relay_client:
+                from .relay import start_relay
+
+                # Entered before our nursery opens: trio scopes must nest strictly.
+                relay = await stack.enter_async_context(start_relay(host, config))
+            async with trio.open_nursery() as nursery:
+                network = Libp2pNetwork(
+                    host, config, dht=dht, pubsub=pubsub, bus=bus, nursery=nursery
+                )
+                network.relay = relay
                 await _bootstrap(network, config, jitter=jitter)
                 nursery.start_soon(_refresh_forever, dht, config.dht_refresh_interval)
                 if config.mdns:
                     await _start_mdns(nursery, network, config, bus)
-                if config.relay_hop or config.relay_client:
-                    from .relay import start_relay
-
-                    network.relay = await stack.enter_async_context(start_relay(host, config))
                 try:
                     yield network
                 finally:
                     network.shut()
                     nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _running(host: IHost, listen: list[Multiaddr]) -> AsyncIterator[None]:
+    """``host.run()``, closing the host explicitly before it exits (or it leaks sockets)."""
+    async with host.run(listen_addrs=listen):
+        try:
+            yield
         finally:
             with trio.CancelScope(shield=True):
                 await host.close()

@@ -40,6 +40,7 @@ from p2pchat.errors import (
     PeerUnreachableError,
 )
 
+from ._errors import unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from ._memory_services import MemoryDht, MemoryPubSub, MemoryRecords
@@ -245,23 +246,24 @@ class MemoryHub:
         """A node on this hub, listening until the block exits."""
         if peer_id in self._nodes:
             raise NetworkError("a node with this peer id is already on the hub")
-        async with trio.open_nursery() as nursery:
-            node = MemoryNetwork(
-                self,
-                peer_id,
-                nursery=nursery,
-                event_buffer=event_buffer,
-                subscription_buffer=subscription_buffer,
-            )
-            self._nodes[peer_id] = node
-            try:
-                yield node
-            finally:
-                for pair in [pair for pair in self._connections if peer_id in pair]:
-                    self._drop_connection(pair)
-                del self._nodes[peer_id]
-                node.shut()
-                nursery.cancel_scope.cancel()
+        with unwrap_sole_exception():
+            async with trio.open_nursery() as nursery:
+                node = MemoryNetwork(
+                    self,
+                    peer_id,
+                    nursery=nursery,
+                    event_buffer=event_buffer,
+                    subscription_buffer=subscription_buffer,
+                )
+                self._nodes[peer_id] = node
+                try:
+                    yield node
+                finally:
+                    for pair in [pair for pair in self._connections if peer_id in pair]:
+                        self._drop_connection(pair)
+                    del self._nodes[peer_id]
+                    node.shut()
+                    nursery.cancel_scope.cancel()
 
     def node(self, peer_id: str) -> MemoryNetwork | None:
         return self._nodes.get(peer_id)
@@ -456,9 +458,10 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
 @asynccontextmanager
 async def open_memory_hub(*, rng: random.Random) -> AsyncIterator[MemoryHub]:
     """A hub whose randomness (loss, jitter) all comes from ``rng``."""
-    async with trio.open_nursery() as nursery:
-        hub = MemoryHub(rng=rng, nursery=nursery)
-        try:
-            yield hub
-        finally:
-            nursery.cancel_scope.cancel()
+    with unwrap_sole_exception():
+        async with trio.open_nursery() as nursery:
+            hub = MemoryHub(rng=rng, nursery=nursery)
+            try:
+                yield hub
+            finally:
+                nursery.cancel_scope.cancel()

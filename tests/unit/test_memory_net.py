@@ -351,3 +351,26 @@ async def test_duplicate_node_is_refused(autojump_clock: MockClock) -> None:
         with pytest.raises(NetworkError):
             async with hub.open_node(a.peer_id):
                 pass
+
+
+class HandlerBug(Exception):
+    pass
+
+
+async def test_errors_leave_the_async_with_unchanged(autojump_clock: MockClock) -> None:
+    with pytest.raises(KeyError, match="from the body"):
+        async with network(1):
+            raise KeyError("from the body")
+
+    async def buggy(stream: FramedStream) -> None:
+        raise HandlerBug("a bug in a handler")
+
+    async def run_until_the_bug_surfaces() -> None:
+        async with network(2) as (_, (a, b)):
+            b.set_stream_handler(PROTO, buggy)
+            await a.connect(b.peer_id, b.listen_addrs)
+            await a.open_stream(b.peer_id, PROTO)
+            await trio.sleep_forever()  # only the handler's bug can end this block
+
+    with pytest.raises(HandlerBug):
+        await run_until_the_bug_surfaces()
