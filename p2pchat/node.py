@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nacl.utils
 import trio
@@ -60,6 +60,9 @@ from .storage.records import (
     Peer,
     PeerSource,
 )
+
+if TYPE_CHECKING:
+    from .rpc import RpcServer
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -135,6 +138,8 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
+        #: The local RPC server while the node serves one (``config.rpc``), else ``None``.
+        self.rpc_server: RpcServer | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.peer_id} {self._state}>"
@@ -234,6 +239,29 @@ class Node:
         self._nursery.start_soon(self._watch_network)
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._mailbox_loop)
+        if config.rpc:
+            await self._serve_rpc()
+
+    async def _serve_rpc(self) -> None:
+        """Serve the local RPC API (``protocol-spec/rpc.md``) and feed it every node event.
+
+        The server is entered after the nursery, so on close it stops first and no RPC
+        handler outlives the work it calls into.
+        """
+        from . import node_rpc  # the RPC stack is loaded only by nodes that serve it
+        from .rpc import ServerConfig
+
+        assert self._nursery is not None
+        server = await self._stack.enter_async_context(
+            node_rpc.open_node_rpc(
+                self,
+                home=self._config.home,
+                rng=self._rng,
+                config=ServerConfig(tcp_port=self._config.rpc_tcp_port),
+            )
+        )
+        self.rpc_server = server
+        await self._nursery.start(node_rpc.forward_events, self._events.stream(), server)
 
     def _check(self) -> None:
         if self._state != "running":
