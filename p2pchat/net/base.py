@@ -97,7 +97,9 @@ class FramedStream(Protocol):
 
 
 #: Handles one inbound stream. The adapter closes the stream when the handler returns
-#: (py-libp2p does not, and the peer's read would hang) and resets it if it raises.
+#: (py-libp2p does not, and the peer's read would hang) and resets it if the handler
+#: raises a p2pchat error. Any other exception is a bug: the stream is reset and the
+#: exception ends the network's ``async with`` (it is never swallowed).
 StreamHandler = Callable[[FramedStream], Awaitable[None]]
 
 

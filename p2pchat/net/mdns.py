@@ -168,7 +168,11 @@ async def run_mdns(
     else:
         interfaces = InterfaceChoice.Default
         ips = [ip for ip in await trio.to_thread.run_sync(_interface_ips) if _lan_ipv4(ip)]
-    zc = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces))
+    try:
+        zc = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces))
+    except OSError as exc:  # no multicast on this machine: run without discovery
+        logger.warning("mDNS unavailable (%s); continuing without it", type(exc).__name__)
+        return
     info = _service_info(peer_id, announce_addrs(listen_addrs, ips), port, ips)
     browser: ServiceBrowser | None = None
     try:

@@ -309,3 +309,22 @@ async def test_errors_leave_the_async_with_unchanged() -> None:
 
         with pytest.raises(HandlerBug):
             await run_until_the_bug_surfaces()
+
+
+async def test_a_client_mode_node_uses_the_dht_without_serving_it() -> None:
+    from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
+
+    with trio.fail_after(30):
+        async with hosts(2) as (server, other):
+            bootstrap = (server.listen_addrs[0],)
+            await other.connect(server.peer_id, server.listen_addrs)
+            await other.dht.add_peer(server.peer_id)
+            async with hosts(1, first=2, bootstrap=bootstrap, dht_mode="client") as (client,):
+                for net in (server, other, client):
+                    net.dht.register_namespace("rec", SeqValidator())
+                await client.dht.put("/rec/c", b"1:from a client")
+                assert await other.dht.get("/rec/c") == [b"1:from a client"]
+                found = await client.dht.find_peer(other.peer_id)
+                assert found is not None
+                with pytest.raises(NetworkError):  # a client does not speak kad inbound
+                    await server.open_stream(client.peer_id, str(KAD_PROTOCOL))
