@@ -87,6 +87,9 @@ class NetConfig:
             raise ConfigError("timeouts and intervals must be positive")
         if self.event_buffer < 1:
             raise ConfigError("event buffer must hold at least one event")
+        for addr in self.bootstrap:
+            if not addr.startswith("/") or "/p2p/" not in addr:
+                raise ConfigError("bootstrap addresses are multiaddrs ending in /p2p/<peer id>")
 
     @property
     def listen_addrs(self) -> list[str]:

@@ -429,8 +429,13 @@ async def _start_mdns(
     from .mdns import run_mdns
 
     def deliver(peer: PeerInfo) -> None:
-        pid = parse_peer_id(peer.peer_id)
-        network.host.get_peerstore().add_addrs(pid, _dialable(peer.peer_id, peer.addrs), _ADDR_TTL)
+        try:  # announcements come from anyone on the LAN
+            pid = parse_peer_id(peer.peer_id)
+            addrs = _dialable(peer.peer_id, peer.addrs)
+        except LocalProtocolError:
+            logger.debug("ignoring a malformed mDNS announcement")
+            return
+        network.host.get_peerstore().add_addrs(pid, addrs, _ADDR_TTL)
         bus.emit(PeerDiscovered(peer))
 
     port = int(network.listen_addrs[0].split("/tcp/")[1].split("/")[0])
@@ -453,13 +458,16 @@ async def _bootstrap(network: Libp2pNetwork, config: NetConfig, *, jitter: rando
         peer_id = addr.rsplit("/p2p/", 1)[-1]
         try:
             await network.connect(peer_id, [addr])
+            await network.dht.add_peer(peer_id)
         except NetworkError as exc:
             logger.info("bootstrap peer unreachable: %s", type(exc).__name__)
             continue
-        await network.dht.add_peer(peer_id)
         reached += 1
     if reached:
-        await network.dht.refresh()
+        try:
+            await network.dht.refresh()
+        except NetworkError as exc:
+            logger.info("initial routing table refresh failed: %s", type(exc).__name__)
 
 
 async def _refresh_forever(dht: Libp2pDht, interval: float) -> None:

@@ -328,3 +328,11 @@ async def test_a_client_mode_node_uses_the_dht_without_serving_it() -> None:
                 assert found is not None
                 with pytest.raises(NetworkError):  # a client does not speak kad inbound
                     await server.open_stream(client.peer_id, str(KAD_PROTOCOL))
+
+
+async def test_a_node_starts_offline_when_its_bootstrap_peer_is_down() -> None:
+    dead = f"/ip4/127.0.0.1/tcp/1/p2p/{seed_to_peer_id(seed(7))}"
+    with trio.fail_after(30):
+        async with hosts(1, first=3, bootstrap=(dead,)) as (net,):
+            assert net.connected_peers() == []
+            assert net.listen_addrs

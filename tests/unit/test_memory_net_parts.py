@@ -180,6 +180,7 @@ def test_backoff_is_bounded() -> None:
         lambda: NetConfig(listen_hosts=()),
         lambda: NetConfig(dht_mode="peer"),  # type: ignore[arg-type]
         lambda: NetConfig(dial_timeout=0),
+        lambda: NetConfig(bootstrap=("/ip4/127.0.0.1/tcp/4242",)),
         lambda: GossipConfig(degree=3, degree_low=4),
         lambda: GossipConfig(heartbeat_interval=0),
         lambda: RetryConfig(attempts=0),
