@@ -16,6 +16,8 @@ from .records import (
     DeliveryState,
     DhtRecord,
     Direction,
+    GroupInfo,
+    GroupStatus,
     MailboxItem,
     MailboxQuota,
     Message,
@@ -25,6 +27,7 @@ from .records import (
     Peer,
     PeerSource,
     SessionRecord,
+    StoredGroupEvent,
     StoreStatistics,
 )
 from .sqlite import SqliteStore
@@ -55,4 +58,7 @@ __all__ = [
     "Peer",
     "PeerSource",
     "StoreStatistics",
+    "GroupInfo",
+    "GroupStatus",
+    "StoredGroupEvent",
 ]

@@ -19,6 +19,7 @@ import trio
 from p2pchat.errors import LocalProtocolError
 
 from .records import (
+    GROUP_ID_LEN,
     MAX_DHT_KEY_BYTES,
     MAX_ID_BYTES,
     AddedMessage,
@@ -27,6 +28,8 @@ from .records import (
     Conversation,
     DeliveryState,
     DhtRecord,
+    GroupInfo,
+    GroupStatus,
     MailboxItem,
     MailboxQuota,
     Message,
@@ -36,6 +39,7 @@ from .records import (
     Peer,
     PeerSource,
     SessionRecord,
+    StoredGroupEvent,
     StoreStatistics,
     check_bytes,
     check_delivery,
@@ -194,6 +198,32 @@ class Backend(ABC):
 
     @abstractmethod
     def delete_peer(self, peer_id: str) -> bool: ...
+
+    @abstractmethod
+    def put_group(self, group: GroupInfo) -> None: ...
+
+    @abstractmethod
+    def get_group(self, group_id: bytes) -> GroupInfo | None: ...
+
+    @abstractmethod
+    def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]: ...
+
+    @abstractmethod
+    def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None: ...
+
+    @abstractmethod
+    def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int: ...
+
+    @abstractmethod
+    def group_events(
+        self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
+    ) -> list[tuple[int, StoredGroupEvent]]: ...
+
+    @abstractmethod
+    def count_group_events(self, group_id: bytes) -> int: ...
+
+    @abstractmethod
+    def delete_group(self, group_id: bytes) -> bool: ...
 
     @abstractmethod
     def statistics(self) -> StoreStatistics: ...
@@ -389,6 +419,50 @@ class Facade(ABC):
     async def delete_peer(self, peer_id: str) -> bool:
         check_text("peer_id", peer_id)
         return await self._call(lambda b: b.delete_peer(peer_id))
+
+    async def put_group(self, group: GroupInfo) -> None:
+        check_type("group", group, GroupInfo)
+        return await self._call(lambda b: b.put_group(group))
+
+    async def get_group(self, group_id: bytes) -> GroupInfo | None:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        return await self._call(lambda b: b.get_group(group_id))
+
+    async def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]:
+        check_optional_type("status", status, GroupStatus)
+        return await self._call(lambda b: b.list_groups(status=status))
+
+    async def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        if keyring is not None:
+            check_bytes("keyring", keyring)
+        return await self._call(lambda b: b.set_group_keyring(group_id, keyring))
+
+    async def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        batch = list(events)  # a snapshot: the caller may mutate its list meanwhile
+        for event in batch:
+            check_type("event", event, StoredGroupEvent)
+        return await self._call(lambda b: b.add_group_events(group_id, batch))
+
+    async def group_events(
+        self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
+    ) -> list[tuple[int, StoredGroupEvent]]:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        check_int("after_rowid", after_rowid)
+        if limit is not None:
+            check_int("limit", limit, minimum=1)
+        return await self._call(
+            lambda b: b.group_events(group_id, after_rowid=after_rowid, limit=limit)
+        )
+
+    async def count_group_events(self, group_id: bytes) -> int:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        return await self._call(lambda b: b.count_group_events(group_id))
+
+    async def delete_group(self, group_id: bytes) -> bool:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        return await self._call(lambda b: b.delete_group(group_id))
 
     async def statistics(self) -> StoreStatistics:
         return await self._call(lambda b: b.statistics())

@@ -19,6 +19,7 @@ from typing import Any
 from p2pchat.errors import NotFoundError
 
 from ._facade import Backend
+from ._sqlite_groups import SqliteGroups
 from .records import (
     AddedMessage,
     Contact,
@@ -141,8 +142,11 @@ def _peer(row: Any) -> Peer:
     )
 
 
-class SqliteBackend(Backend):
-    """Operations on one connection. Not thread-safe by itself: the store serialises."""
+class SqliteBackend(SqliteGroups, Backend):
+    """Operations on one connection. Not thread-safe by itself: the store serialises.
+
+    The group operations come from :class:`SqliteGroups`.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -514,4 +518,6 @@ class SqliteBackend(Backend):
             mailbox_bytes=count("SELECT coalesce(sum(size), 0) FROM mailbox"),
             dht_records=count("SELECT count(*) FROM dht_cache"),
             peers=count("SELECT count(*) FROM peers"),
+            groups=count("SELECT count(*) FROM groups"),
+            group_events=count("SELECT count(*) FROM group_events"),
         )

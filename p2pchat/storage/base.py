@@ -43,6 +43,8 @@ from .records import (
     Conversation,
     DeliveryState,
     DhtRecord,
+    GroupInfo,
+    GroupStatus,
     MailboxItem,
     MailboxQuota,
     Message,
@@ -52,6 +54,7 @@ from .records import (
     Peer,
     PeerSource,
     SessionRecord,
+    StoredGroupEvent,
     StoreStatistics,
 )
 
@@ -216,6 +219,38 @@ class Transaction(Protocol):
         ...
 
     async def delete_peer(self, peer_id: str) -> bool: ...
+
+    # -- groups and their events ------------------------------------------------------
+    async def put_group(self, group: GroupInfo) -> None:
+        """Insert or replace the group with this ``group_id``; its events are kept."""
+        ...
+
+    async def get_group(self, group_id: bytes) -> GroupInfo | None: ...
+    async def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]:
+        """Groups (optionally only those in ``status``), by ``joined_at`` then id."""
+        ...
+
+    async def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None:
+        """Replace (or clear) the sealed keyring; :class:`NotFoundError` if no such group."""
+        ...
+
+    async def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int:
+        """Store the events not yet held (by ``(group_id, event_id)``), in the given order;
+        return how many were new. An id repeated within ``events`` counts once (the first
+        copy is kept). :class:`NotFoundError` (nothing stored) if no such group."""
+        ...
+
+    async def group_events(
+        self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
+    ) -> list[tuple[int, StoredGroupEvent]]:
+        """A group's events in insertion order, each with its row id: ids only grow and
+        are never reused, so passing the last one back as ``after_rowid`` pages on."""
+        ...
+
+    async def count_group_events(self, group_id: bytes) -> int: ...
+    async def delete_group(self, group_id: bytes) -> bool:
+        """Delete the group and all its events; return whether it existed."""
+        ...
 
     async def statistics(self) -> StoreStatistics: ...
 

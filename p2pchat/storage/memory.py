@@ -9,7 +9,9 @@ rely on interleavings the real store forbids. Nothing touches the disk and nothi
 blocks, so no worker thread is involved.
 
 Costs are those of plain dicts: listing scans a table (O(n)), and a transaction copies
-every table once (O(rows)). Fine for tests and simulations of thousands of messages.
+every table once (O(rows)), except group events: a group's events are copied only when a
+transaction first writes to that group. Fine for tests and simulations of thousands of
+messages.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .records import (
     DeliveryState,
     DhtRecord,
     Direction,
+    GroupInfo,
+    GroupStatus,
     MailboxItem,
     MailboxQuota,
     Message,
@@ -42,6 +46,7 @@ from .records import (
     Peer,
     PeerSource,
     SessionRecord,
+    StoredGroupEvent,
     StoreStatistics,
 )
 
@@ -63,6 +68,15 @@ class _Tables:
     mailbox: dict[bytes, MailboxItem] = field(default_factory=dict)
     dht: dict[bytes, DhtRecord] = field(default_factory=dict)
     peers: dict[str, Peer] = field(default_factory=dict)
+    groups: dict[bytes, GroupInfo] = field(default_factory=dict)
+    # group id -> event id -> (row id, event), in insertion (= row id) order.
+    group_events: dict[bytes, dict[bytes, tuple[int, StoredGroupEvent]]] = field(
+        default_factory=dict
+    )
+    group_event_last_id: int = 0
+    # Groups whose event dict these tables may mutate: a copy shares every event dict with
+    # its origin (a group's history may be long) and copies one when it first writes to it.
+    owned_events: set[bytes] = field(default_factory=set)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -77,7 +91,19 @@ class _Tables:
             mailbox=self.mailbox.copy(),
             dht=self.dht.copy(),
             peers=self.peers.copy(),
+            groups=self.groups.copy(),
+            group_events=self.group_events.copy(),
+            group_event_last_id=self.group_event_last_id,
         )
+
+    def writable_events(self, group_id: bytes) -> dict[bytes, tuple[int, StoredGroupEvent]]:
+        """The group's event dict, copied first if it may still be shared with the origin."""
+        events = self.group_events.get(group_id, {})
+        if group_id not in self.owned_events:
+            events = dict(events)
+            self.group_events[group_id] = events
+            self.owned_events.add(group_id)
+        return events
 
 
 class _MemoryBackend(Backend):
@@ -305,6 +331,51 @@ class _MemoryBackend(Backend):
     def delete_peer(self, peer_id: str) -> bool:
         return self._t.peers.pop(peer_id, None) is not None
 
+    # -- groups and their events ------------------------------------------------------
+
+    def put_group(self, group: GroupInfo) -> None:
+        self._t.groups[group.group_id] = group
+
+    def get_group(self, group_id: bytes) -> GroupInfo | None:
+        return self._t.groups.get(group_id)
+
+    def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]:
+        found = (g for g in self._t.groups.values() if status is None or g.status is status)
+        return sorted(found, key=lambda g: (g.joined_at, g.group_id))
+
+    def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None:
+        group = self._t.groups.get(group_id)
+        if group is None:
+            raise NotFoundError("no such group")
+        self._t.groups[group_id] = replace(group, keyring=keyring)
+
+    def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int:
+        if group_id not in self._t.groups:
+            raise NotFoundError("no such group")
+        held = self._t.writable_events(group_id)
+        added = 0
+        for event in events:
+            if event.event_id not in held:
+                self._t.group_event_last_id += 1
+                held[event.event_id] = (self._t.group_event_last_id, event)
+                added += 1
+        return added
+
+    def group_events(
+        self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
+    ) -> list[tuple[int, StoredGroupEvent]]:
+        held = self._t.group_events.get(group_id, {})
+        found = [row for row in held.values() if row[0] > after_rowid]
+        return found if limit is None else found[:limit]
+
+    def count_group_events(self, group_id: bytes) -> int:
+        return len(self._t.group_events.get(group_id, {}))
+
+    def delete_group(self, group_id: bytes) -> bool:
+        self._t.group_events.pop(group_id, None)
+        self._t.owned_events.discard(group_id)
+        return self._t.groups.pop(group_id, None) is not None
+
     def statistics(self) -> StoreStatistics:
         t = self._t
         return StoreStatistics(
@@ -318,6 +389,8 @@ class _MemoryBackend(Backend):
             mailbox_bytes=sum(m.size for m in t.mailbox.values()),
             dht_records=len(t.dht),
             peers=len(t.peers),
+            groups=len(t.groups),
+            group_events=sum(len(events) for events in t.group_events.values()),
         )
 
 

@@ -130,8 +130,45 @@ _V1 = Migration(
     ),
 )
 
+_V2 = Migration(
+    2,
+    "groups and their events",
+    (
+        # A plain rowid table, not WITHOUT ROWID: rows carry a genesis event of up to
+        # 80 KiB, and SQLite advises WITHOUT ROWID only for small rows.
+        """CREATE TABLE groups (
+            group_id BLOB PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            genesis BLOB NOT NULL,
+            status TEXT NOT NULL,
+            joined_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            tags TEXT NOT NULL,
+            keyring BLOB
+        ) STRICT""",
+        "CREATE INDEX groups_joined ON groups(joined_at, group_id)",
+        # AUTOINCREMENT: a row id is never reused, even after the newest rows are deleted
+        # (a group left and joined again), so a paging cursor can never skip an event.
+        # The cascade is a safety net; delete_group also deletes the events explicitly.
+        """CREATE TABLE group_events (
+            row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            group_id BLOB NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+            event_id BLOB NOT NULL,
+            device BLOB NOT NULL,
+            seq INTEGER NOT NULL,
+            lamport INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            received_at INTEGER NOT NULL,
+            UNIQUE (group_id, event_id)
+        ) STRICT""",
+        # Paging a group's history in insertion order is a range scan of this index.
+        "CREATE INDEX group_events_order ON group_events(group_id, row_id)",
+    ),
+)
+
 #: The schema, oldest first; ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

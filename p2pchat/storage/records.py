@@ -38,6 +38,15 @@ __all__ = [
     "DhtRecord",
     "Peer",
     "StoreStatistics",
+    "GROUP_ID_LEN",
+    "MAX_GROUP_EVENT_BYTES",
+    "MAX_GROUP_KIND",
+    "MAX_GROUP_NAME",
+    "MAX_GROUP_TAG",
+    "MAX_GROUP_TAGS",
+    "GroupStatus",
+    "GroupInfo",
+    "StoredGroupEvent",
 ]
 
 #: Account and device keys are 32-byte public keys.
@@ -47,6 +56,14 @@ MAX_ID_BYTES = 64
 #: Longest DHT key (libp2p keys are a namespace plus a multihash).
 MAX_DHT_KEY_BYTES = 256
 _MAX_TEXT = 1024
+#: A group id is the 32-byte hash of its genesis event; event ids are hashes too.
+GROUP_ID_LEN = 32
+#: Longest stored group event (the genesis included): the protocol's event size limit.
+MAX_GROUP_EVENT_BYTES = 80 * 1024
+MAX_GROUP_KIND = 16
+MAX_GROUP_NAME = 64
+MAX_GROUP_TAG = 32
+MAX_GROUP_TAGS = 16
 _MAX_INT = 2**63 - 1  # SQLite's INTEGER range; both stores refuse the same values
 
 
@@ -83,6 +100,14 @@ class PeerSource(StrEnum):
     MANUAL = "manual"
 
 
+class GroupStatus(StrEnum):
+    """Our standing in a group: kept after leaving or removal so its history stays readable."""
+
+    ACTIVE = "active"
+    LEFT = "left"
+    REMOVED = "removed"
+
+
 # -- validation helpers -----------------------------------------------------------------
 
 
@@ -112,6 +137,14 @@ def check_int(name: str, value: object, *, minimum: int = 0) -> None:
         raise TypeError(f"{name} must be int, not {type(value).__name__}")
     if not minimum <= value <= _MAX_INT:
         raise ValueError(f"{name} must be between {minimum} and 2**63-1, got {value}")
+
+
+def check_short_text(name: str, value: object, *, max_len: int) -> None:
+    """Refuse non-str, empty or longer than ``max_len`` characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    if not 0 < len(value) <= max_len:
+        raise ValueError(f"{name} must be 1 to {max_len} characters, got {len(value)}")
 
 
 def check_type(name: str, value: object, kind: type) -> None:
@@ -453,3 +486,69 @@ class StoreStatistics:
     mailbox_bytes: int
     dht_records: int
     peers: int
+    groups: int
+    group_events: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GroupInfo:
+    """A group we belong (or belonged) to.
+
+    ``genesis`` is kept byte for byte because the group id is its hash: the node can
+    re-verify the group, or hand the genesis to a peer, without re-encoding anything.
+    ``keyring`` is the sealed ``GroupKeyring`` pickle, opaque here; ``None`` until the
+    node has one (a public group, or a private one whose key has not arrived yet).
+    """
+
+    group_id: bytes
+    kind: str
+    name: str
+    genesis: bytes = field(repr=False)
+    status: GroupStatus
+    joined_at: int
+    updated_at: int
+    tags: tuple[str, ...] = ()
+    keyring: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_bytes("group_id", self.group_id, exact=GROUP_ID_LEN)
+        # Any short kind is accepted: the protocol, not the store, decides which exist.
+        check_short_text("kind", self.kind, max_len=MAX_GROUP_KIND)
+        check_short_text("name", self.name, max_len=MAX_GROUP_NAME)
+        check_bytes("genesis", self.genesis, max_len=MAX_GROUP_EVENT_BYTES)
+        check_type("status", self.status, GroupStatus)
+        check_int("joined_at", self.joined_at)
+        check_int("updated_at", self.updated_at)
+        if not isinstance(self.tags, tuple):
+            raise TypeError(f"tags must be a tuple of str, not {type(self.tags).__name__}")
+        if len(self.tags) > MAX_GROUP_TAGS:
+            raise ValueError(f"at most {MAX_GROUP_TAGS} tags, got {len(self.tags)}")
+        for tag in self.tags:
+            check_short_text("tag", tag, max_len=MAX_GROUP_TAG)
+        if self.keyring is not None:
+            check_bytes("keyring", self.keyring)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredGroupEvent:
+    """One group event as received, kept byte for byte (its id is its hash).
+
+    ``seq`` is the event's position in its device's chain; 0 is allowed because live
+    comments have none. ``device``, ``seq`` and ``lamport`` are copied out of the event so
+    the node can rebuild its engine without decoding every stored event first.
+    """
+
+    event_id: bytes
+    device: bytes
+    seq: int
+    lamport: int
+    data: bytes = field(repr=False)
+    received_at: int
+
+    def __post_init__(self) -> None:
+        check_bytes("event_id", self.event_id, exact=GROUP_ID_LEN)
+        check_key("device", self.device)
+        check_int("seq", self.seq)
+        check_int("lamport", self.lamport)
+        check_bytes("data", self.data, max_len=MAX_GROUP_EVENT_BYTES)
+        check_int("received_at", self.received_at)

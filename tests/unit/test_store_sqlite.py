@@ -12,6 +12,8 @@ from p2pchat.storage import SqliteStore
 from p2pchat.storage.migrations import APPLICATION_ID, MIGRATIONS, Migration, migrate
 from tests.unit.test_store_contract import dm, message
 
+#: The first release's schema: these tests exercise the migration machinery from it.
+V1 = MIGRATIONS[:1]
 V2 = Migration(
     2,
     "test: a groups table and a column on conversations",
@@ -125,10 +127,10 @@ async def test_a_store_in_use_cannot_be_opened_again(tmp_path: Path) -> None:
 
 async def test_v1_store_is_migrated_forward(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    async with await SqliteStore.open(path) as store:
+    async with await SqliteStore.open(path, migrations=V1) as store:
         await store.put_conversation(dm())
         await store.add_message(message(b"m1"))
-    async with await SqliteStore.open(path, migrations=(*MIGRATIONS, V2)) as store:
+    async with await SqliteStore.open(path, migrations=(*V1, V2)) as store:
         assert (await store.add_message(message(b"m2"))).message.seq == 2
         conn = store._conn
         assert conn is not None
@@ -137,19 +139,19 @@ async def test_v1_store_is_migrated_forward(tmp_path: Path) -> None:
         assert conn.execute("SELECT muted FROM conversations").fetchall() == [(0,)]
     # The v1-only release now refuses the v2 file instead of misreading it.
     with pytest.raises(StorageError, match="newer"):
-        await SqliteStore.open(path)
+        await SqliteStore.open(path, migrations=V1)
 
 
 def test_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     conn = _raw(tmp_path / "store.db")
-    assert migrate(conn) == 1
+    assert migrate(conn, V1) == 1
     broken = Migration(2, "fails half-way", ("CREATE TABLE groups (x INTEGER)", "NOT SQL"))
     with pytest.raises(sqlite3.OperationalError):
-        migrate(conn, (*MIGRATIONS, broken))
+        migrate(conn, (*V1, broken))
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "groups" not in tables
-    assert migrate(conn, (*MIGRATIONS, V2)) == 2
+    assert migrate(conn, (*V1, V2)) == 2
     conn.close()
 
 

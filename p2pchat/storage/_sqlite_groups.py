@@ -1,0 +1,132 @@
+"""The SQLite operations on groups and their events (schema migration 2).
+
+A mixin of :class:`~p2pchat.storage._sqlite_backend.SqliteBackend`, kept apart so each
+module stays small; like the rest of the backend, nothing here commits.
+"""
+
+# Only the module's own column-list constants are ever interpolated into SQL; every value
+# is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from p2pchat.errors import NotFoundError
+
+from .records import GroupInfo, GroupStatus, StoredGroupEvent
+
+__all__ = ["SqliteGroups"]
+
+_GROUP_COLUMNS = "group_id, kind, name, genesis, status, joined_at, updated_at, tags, keyring"
+_EVENT_COLUMNS = "event_id, device, seq, lamport, data, received_at"
+
+
+def _group(row: Any) -> GroupInfo:
+    return GroupInfo(
+        group_id=row[0],
+        kind=row[1],
+        name=row[2],
+        genesis=row[3],
+        status=GroupStatus(row[4]),
+        joined_at=row[5],
+        updated_at=row[6],
+        tags=tuple(json.loads(row[7])),
+        keyring=row[8],
+    )
+
+
+def _event(row: Any) -> StoredGroupEvent:
+    return StoredGroupEvent(
+        event_id=row[0],
+        device=row[1],
+        seq=row[2],
+        lamport=row[3],
+        data=row[4],
+        received_at=row[5],
+    )
+
+
+class SqliteGroups:
+    """Group operations on ``self._conn``, inside the caller's transaction."""
+
+    _conn: sqlite3.Connection
+
+    def put_group(self, group: GroupInfo) -> None:
+        # An upsert, not INSERT OR REPLACE: replacing would delete the row, and with it
+        # (through the cascade) every stored event of the group.
+        g = group
+        self._conn.execute(
+            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (group_id) DO UPDATE SET kind = excluded.kind,"
+            " name = excluded.name, genesis = excluded.genesis, status = excluded.status,"
+            " joined_at = excluded.joined_at, updated_at = excluded.updated_at,"
+            " tags = excluded.tags, keyring = excluded.keyring",
+            (
+                g.group_id,
+                g.kind,
+                g.name,
+                g.genesis,
+                g.status.value,
+                g.joined_at,
+                g.updated_at,
+                json.dumps(list(g.tags)),
+                g.keyring,
+            ),
+        )
+
+    def get_group(self, group_id: bytes) -> GroupInfo | None:
+        row = self._conn.execute(
+            f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)
+        ).fetchone()
+        return None if row is None else _group(row)
+
+    def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]:
+        order = " ORDER BY joined_at, group_id"
+        if status is None:
+            cursor = self._conn.execute(f"SELECT {_GROUP_COLUMNS} FROM groups" + order)
+        else:
+            sql = f"SELECT {_GROUP_COLUMNS} FROM groups WHERE status = ?" + order
+            cursor = self._conn.execute(sql, (status.value,))
+        return [_group(row) for row in cursor.fetchall()]
+
+    def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None:
+        sql = "UPDATE groups SET keyring = ? WHERE group_id = ?"
+        if not self._conn.execute(sql, (keyring, group_id)).rowcount:
+            raise NotFoundError("no such group")
+
+    def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int:
+        if self._conn.execute("SELECT 1 FROM groups WHERE group_id = ?", (group_id,)).fetchone():
+            # ON CONFLICT names the one constraint to skip (a held event), where OR IGNORE
+            # would also silently skip any other violated constraint.
+            cursor = self._conn.executemany(
+                f"INSERT INTO group_events (group_id, {_EVENT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, event_id) DO NOTHING",
+                (
+                    (group_id, e.event_id, e.device, e.seq, e.lamport, e.data, e.received_at)
+                    for e in events
+                ),
+            )
+            return cursor.rowcount
+        raise NotFoundError("no such group")
+
+    def group_events(
+        self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
+    ) -> list[tuple[int, StoredGroupEvent]]:
+        rows = self._conn.execute(
+            f"SELECT row_id, {_EVENT_COLUMNS} FROM group_events"
+            " WHERE group_id = ? AND row_id > ? ORDER BY row_id LIMIT ?",
+            (group_id, after_rowid, -1 if limit is None else limit),
+        ).fetchall()
+        return [(row[0], _event(row[1:])) for row in rows]
+
+    def count_group_events(self, group_id: bytes) -> int:
+        sql = "SELECT count(*) FROM group_events WHERE group_id = ?"
+        return int(self._conn.execute(sql, (group_id,)).fetchone()[0])
+
+    def delete_group(self, group_id: bytes) -> bool:
+        self._conn.execute("DELETE FROM group_events WHERE group_id = ?", (group_id,))
+        return self._conn.execute("DELETE FROM groups WHERE group_id = ?", (group_id,)).rowcount > 0
