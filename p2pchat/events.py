@@ -30,6 +30,9 @@ __all__ = [
     "PeerConnected",
     "PeerDisconnected",
     "PeerNearby",
+    "GroupMessage",
+    "GroupChanged",
+    "GroupLiveComment",
     "EventsDropped",
     "EventBus",
     "EventStream",
@@ -107,6 +110,44 @@ class PeerNearby(Event):
     type: ClassVar[str] = "peer.nearby"
     peer_id: str
     addrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMessage(Event):
+    """A group content event (post, reply, reaction, poll, ...) was accepted."""
+
+    type: ClassVar[str] = "group.message"
+    group_id: bytes
+    event_id: bytes
+    author: bytes
+    kind: str
+    #: The text shown for it ("" for kinds without text, or a sealed event not yet readable).
+    text: str
+    ts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupChanged(Event):
+    """Membership changed (``joined``, ``left``, ``banned``, ``role``) or a device forked."""
+
+    type: ClassVar[str] = "group.changed"
+    group_id: bytes
+    change: str
+    account: bytes
+    role: str | None = None
+    device: bytes = b""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupLiveComment(Event):
+    """A live (watch-together) comment at ``offset`` ms of the media being watched."""
+
+    type: ClassVar[str] = "group.live"
+    group_id: bytes
+    event_id: bytes
+    author: bytes
+    offset: int
+    text: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,11 +43,13 @@ from .events import (
     PeerDisconnected,
     PeerNearby,
 )
+from .groups import Groups
 from .keystore import UnlockedIdentity
 from .local_keys import LocalKeys
 from .mailbox import Mailbox, MailboxKeys
 from .net import base as netbase
 from .net.base import Network
+from .node_groups import GroupsApi
 from .peerid import peer_id_from_ed25519, peer_id_to_key
 from .protocol.content import Content
 from .protocol.dm_messages import ContactAccept, ContactDecline
@@ -103,7 +105,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node:
+class Node(GroupsApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -239,6 +241,21 @@ class Node:
         self._nursery.start_soon(self._watch_network)
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._mailbox_loop)
+        self._groups = Groups(
+            identity=identity,
+            store=self._store,
+            network=self._network,
+            dm=self._dm,
+            local_keys=keys,
+            events=self._events,
+            clock=self._clock,
+            rng=self._rng,
+            jitter=self._jitter,
+            peer_rate=config.delivery.peer_rate,
+            peer_burst=config.delivery.peer_burst,
+            record_lifetime_ms=config.delivery.record_lifetime_ms,
+        )
+        await self._nursery.start(self._groups.run)
         if config.rpc:
             await self._serve_rpc()
 
@@ -337,6 +354,7 @@ class Node:
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
+                self._groups.peer_connected(event.peer_id)
                 if event.peer_id in self._config.mailbox.use:
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
@@ -561,6 +579,7 @@ class Node:
             "nearby_peers": len(self._nearby),
             "dm": dict(self._dms.stats),
             "mailbox": dict(self._mailbox.stats),
+            "groups": self._groups.statistics(),
             "events_published": self._events.published,
             "event_streams": self._events.stream_count,
             "store": dataclasses.asdict(store_stats),

@@ -1,0 +1,748 @@
+"""Interest groups on a node: the service behind ``node.create_group``, ``post``, ...
+
+The replicated state is the sans-IO :class:`~p2pchat.protocol.group_engine.GroupEngine`
+(one per group; its rules are ``protocol-spec/groups.md``). This service keeps the raw
+events in the store (an engine is rebuilt from them at start), moves them with
+:class:`~p2pchat.group_net.GroupTransport`, runs the engine's effects, and turns what
+changed into node events.
+
+Private groups: content travels in ``sealed`` events encrypted with sender keys
+(``p2pchat_crypto.group``). A sender key is handed to each member device inside the
+pairwise E2EE session, as hidden DM content of type ``p2pchat/group-key``; after a
+removal or a ban the engine asks for a new epoch, and the new keys go only to the
+members that remain, so a removed member cannot read anything sent after it.
+Our sending state is stored (sealed) before any message encrypted with it leaves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from nacl.signing import SigningKey
+
+from p2pchat_crypto.errors import CryptoError
+from p2pchat_crypto.group import GroupKeyring, GroupSession, InboundGroupSession
+from p2pchat_crypto.sealed import Rng
+
+from .dm import DirectMessages
+from .errors import (
+    ConfigError,
+    LocalProtocolError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    WireError,
+)
+from .events import (
+    EventBus,
+    GroupChanged,
+    GroupLiveComment,
+    GroupMessage,
+)
+from .group_net import GroupTransport
+from .keystore import UnlockedIdentity
+from .local_keys import LocalKeys
+from .net.base import Network
+from .peerid import peer_id_from_ed25519
+from .protocol.codec import Struct
+from .protocol.content import Content, MediaRef
+from .protocol.group_effects import (
+    ForkDetected,
+    LiveCommentReceived,
+    MemberJoined,
+    MemberLeft,
+    NewEpochNeeded,
+    ReceiveResult,
+    RoleChanged,
+    SealedReceived,
+    SenderKeyNeeded,
+)
+from .protocol.group_engine import GroupEngine
+from .protocol.group_events import (
+    GroupDescriptor,
+    InnerEvent,
+    LiveComment,
+    MemberBan,
+    MemberJoin,
+    MemberLeave,
+    MemberRemove,
+    Post,
+    Reaction,
+    Reply,
+    RoleChange,
+    Rules,
+    Sealed,
+    decode_event,
+)
+from .protocol.group_invite import InviteToken, new_invite
+from .protocol.group_log import GroupError, StoredEvent
+from .protocol.records import (
+    GroupRecord,
+    TopicEntry,
+    TopicRecord,
+    dht_key,
+    topic_key,
+    validate_record,
+)
+from .protocol.records import sign_record as sign_dht_record
+from .storage.base import Store
+from .storage.records import GroupInfo, GroupStatus, StoredGroupEvent
+
+__all__ = ["GROUP_KEY_CONTENT_TYPE", "Groups"]
+
+logger = logging.getLogger(__name__)
+
+GROUP_KEY_CONTENT_TYPE = "p2pchat/group-key"
+_KEYRING_KIND = "p2pchat/group-keyring"
+_CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
+_SYNC_FANOUT = 3
+
+
+class Groups:
+    """Every group this node is in (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: UnlockedIdentity,
+        store: Store,
+        network: Network,
+        dm: DirectMessages,
+        local_keys: LocalKeys,
+        events: EventBus,
+        clock: Callable[[], int],
+        rng: Rng,
+        jitter: random.Random,
+        peer_rate: float,
+        peer_burst: int,
+        record_lifetime_ms: int,
+    ) -> None:
+        self._identity = identity
+        self._device = identity.device
+        self._account = identity.account.account_key
+        self._store = store
+        self._network = network
+        self._dm = dm
+        self._keys = local_keys
+        self._events = events
+        self._clock = clock
+        self._rng = rng
+        self._jitter = jitter
+        self._record_lifetime = record_lifetime_ms
+        self._engines: dict[bytes, GroupEngine] = {}
+        self._keyrings: dict[bytes, GroupKeyring] = {}
+        self._undecrypted: dict[bytes, set[bytes]] = {}
+        self._lock = trio.Lock()
+        self.transport = GroupTransport(
+            network=network,
+            signing_key=SigningKey(identity.device.signing_seed()),
+            clock=clock,
+            engine_of=self._engines.get,
+            on_result=self._on_result,
+            peer_rate=peer_rate,
+            peer_burst=peer_burst,
+        )
+        dm.control_handlers[GROUP_KEY_CONTENT_TYPE] = self._on_group_key
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load every active group, then gossip, sync and republish until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.transport.run)
+            for info in await self._store.list_groups(status=GroupStatus.ACTIVE):
+                await self._load(info)
+            task_status.started()
+            nursery.start_soon(self._sync_loop)
+            nursery.start_soon(self._publish_loop)
+
+    async def _load(self, info: GroupInfo) -> None:
+        rows = await self._store.group_events(info.group_id)
+        engine = GroupEngine.load(
+            [event.data for _, event in rows], trusted=True, local_device=self._device.public_key
+        )
+        self._engines[info.group_id] = engine
+        if info.keyring is not None:
+            blob = self._keys.open_blob(_KEYRING_KIND, info.keyring)
+            assert isinstance(blob, bytes)
+            self._keyrings[info.group_id] = GroupKeyring.from_bytes(blob)
+        if engine.descriptor.kind == "private":
+            self._undecrypted[info.group_id] = {
+                s.event_id for s in engine.ordered_events() if s.event.kind == "sealed"
+            }
+            await self._decrypt_pending(info.group_id)
+        await self.transport.subscribe(info.group_id)
+
+    def peer_connected(self, peer_id: str) -> None:
+        """A peer connected: sync the groups it is a member of, soon."""
+        for group_id, engine in self._engines.items():
+            if any(peer_id_from_ed25519(d) == peer_id for d in engine.member_devices()):
+                self._spawn_sync(group_id, peer_id)
+
+    def _spawn_sync(self, group_id: bytes, peer_id: str) -> None:
+        nursery = self.transport._nursery
+        if nursery is not None:
+            nursery.start_soon(self._try_sync, group_id, peer_id)
+
+    async def _try_sync(self, group_id: bytes, peer_id: str) -> int:
+        try:
+            return await self.transport.sync_with(group_id, peer_id)
+        except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
+            logger.debug("sync of %s with %s failed: %s", group_id.hex()[:12], peer_id, exc)
+            return 0
+
+    async def _sync_loop(self) -> None:
+        """Every ~30 s, sync each group with a few random members that are connected."""
+        while True:
+            await trio.sleep(30 * self._jitter.uniform(0.8, 1.2))
+            connected = set(self._network.connected_peers())
+            for group_id, engine in list(self._engines.items()):
+                peers = sorted(
+                    {peer_id_from_ed25519(d) for d in engine.member_devices()} & connected
+                )
+                for peer_id in self._jitter.sample(peers, min(_SYNC_FANOUT, len(peers))):
+                    await self._try_sync(group_id, peer_id)
+
+    async def _publish_loop(self) -> None:
+        """Keep the DHT records of groups we own (and of our public groups' tags) fresh."""
+        while True:
+            for group_id in list(self._engines):
+                try:
+                    await self._publish_records(group_id)
+                except (NetworkError, LocalProtocolError) as exc:
+                    logger.info("publishing group records failed: %s", exc)
+            await trio.sleep(self._record_lifetime / 3000 * self._jitter.uniform(0.9, 1.1))
+
+    # -- persistence and effects ----------------------------------------------------------
+
+    async def _on_result(self, group_id: bytes, result: ReceiveResult) -> None:
+        async with self._lock:
+            await self._store_events(group_id, result.accepted)
+            for stored in result.accepted:
+                self._announce(group_id, stored)
+            for effect in result.effects:
+                await self._run_effect(group_id, effect)
+
+    async def _store_events(self, group_id: bytes, accepted: tuple[StoredEvent, ...]) -> None:
+        chain = [s for s in accepted if s.event.kind != "live.comment"]
+        if not chain:
+            return
+        now = self._clock()
+        await self._store.add_group_events(
+            group_id,
+            [
+                StoredGroupEvent(
+                    event_id=s.event_id,
+                    device=s.event.author_device,
+                    seq=s.event.seq,
+                    lamport=s.event.lamport,
+                    data=s.data,
+                    received_at=now,
+                )
+                for s in chain
+            ],
+        )
+
+    def _announce(self, group_id: bytes, stored: StoredEvent) -> None:
+        event = stored.event
+        if event.kind in _CONTENT_KINDS or event.kind == "sealed":
+            self._events.publish(
+                GroupMessage(
+                    group_id=group_id,
+                    event_id=stored.event_id,
+                    author=event.author_account,
+                    kind=event.kind,
+                    text=self._text_of(group_id, stored.event_id),
+                    ts=event.ts,
+                )
+            )
+
+    def _text_of(self, group_id: bytes, event_id: bytes) -> str:
+        message = self._engines[group_id].view.message(event_id)
+        if message is None or message.content is None:
+            return ""
+        return message.content.text
+
+    async def _run_effect(self, group_id: bytes, effect: object) -> None:
+        if isinstance(effect, MemberJoined):
+            self._changed(group_id, "joined", effect.account, effect.role)
+        elif isinstance(effect, MemberLeft):
+            self._changed(group_id, "banned" if effect.banned else "left", effect.account, None)
+            if effect.account == self._account:
+                await self._mark_removed(group_id)
+        elif isinstance(effect, RoleChanged):
+            self._changed(group_id, "role", effect.account, effect.role)
+        elif isinstance(effect, NewEpochNeeded):
+            await self._new_epoch(group_id, effect.epoch, effect.recipients)
+        elif isinstance(effect, SenderKeyNeeded):
+            await self._send_sender_key(group_id, effect.recipients)
+        elif isinstance(effect, SealedReceived):
+            self._undecrypted.setdefault(group_id, set()).add(effect.event_id)
+            await self._decrypt_pending(group_id)
+        elif isinstance(effect, LiveCommentReceived):
+            entry = effect.entry
+            self._events.publish(
+                GroupLiveComment(
+                    group_id=group_id,
+                    event_id=entry.event_id,
+                    author=entry.account,
+                    offset=entry.offset,
+                    text=entry.text,
+                )
+            )
+        elif isinstance(effect, ForkDetected):
+            self._changed(group_id, "forked", b"", None, device=effect.device)
+
+    def _changed(
+        self,
+        group_id: bytes,
+        change: str,
+        account: bytes,
+        role: str | None,
+        *,
+        device: bytes = b"",
+    ) -> None:
+        self._events.publish(
+            GroupChanged(
+                group_id=group_id, change=change, account=account, role=role, device=device
+            )
+        )
+
+    async def _mark_removed(self, group_id: bytes) -> None:
+        info = await self._store.get_group(group_id)
+        if info is not None and info.status is GroupStatus.ACTIVE:
+            await self._store.put_group(
+                _replace(info, status=GroupStatus.REMOVED, now=self._clock())
+            )
+
+    # -- private groups: sender keys ------------------------------------------------------
+
+    async def _new_epoch(self, group_id: bytes, epoch: int, recipients: tuple[bytes, ...]) -> None:
+        keyring = self._keyrings.setdefault(group_id, GroupKeyring())
+        outbound = keyring.outbound(group_id)
+        if outbound is not None and outbound.epoch >= epoch:
+            return
+        session = GroupSession.create(group_id, epoch, self._device.public_key, self._rng)
+        keyring.set_outbound(session)
+        keyring.add_inbound(InboundGroupSession.from_distribution(session.distribution_message()))
+        keyring.retire_epochs_before(group_id, epoch, now=self._clock())
+        await self._save_keyring(group_id)
+        await self._send_sender_key(group_id, recipients)
+
+    async def _send_sender_key(self, group_id: bytes, recipients: tuple[bytes, ...]) -> None:
+        keyring = self._keyrings.get(group_id)
+        outbound = None if keyring is None else keyring.outbound(group_id)
+        if outbound is None:
+            return
+        accounts = self._engines[group_id].member_devices()
+        content = Content(
+            type=GROUP_KEY_CONTENT_TYPE,
+            body={"g": group_id, "dist": outbound.distribution_message()},
+            text="",
+        )
+        for account in sorted({accounts[d] for d in recipients if d in accounts}):
+            if account != self._account:
+                await self._dm.send_hidden(account, content)
+
+    async def _on_group_key(self, account: bytes, content: Content) -> None:
+        group_id, dist = content.body.get("g"), content.body.get("dist")
+        if not isinstance(group_id, bytes) or not isinstance(dist, bytes):
+            raise WireError("bad-value", "a group key needs g and dist")
+        engine = self._engines.get(group_id)
+        if engine is None:
+            return
+        try:
+            inbound = InboundGroupSession.from_distribution(dist)
+        except CryptoError as exc:
+            raise WireError("bad-value", f"bad sender key: {type(exc).__name__}") from None
+        if engine.member_devices().get(inbound.sender) != account:
+            raise WireError("wrong-sender", "sender key of a device the account does not own")
+        async with self._lock:
+            keyring = self._keyrings.setdefault(group_id, GroupKeyring())
+            if keyring.add_inbound(inbound):
+                await self._save_keyring(group_id)
+                await self._decrypt_pending(group_id)
+
+    async def _decrypt_pending(self, group_id: bytes) -> None:
+        pending = self._undecrypted.get(group_id)
+        keyring = self._keyrings.get(group_id)
+        if not pending or keyring is None:
+            return
+        engine = self._engines[group_id]
+        for event_id in sorted(pending):
+            data = engine.event_bytes(event_id)
+            body = None if data is None else decode_event(data).parsed
+            if not isinstance(body, Sealed):
+                pending.discard(event_id)
+                continue
+            try:
+                received = keyring.decrypt(body.ciphertext)
+                inner = InnerEvent.from_bytes(received.plaintext, max_size=1 << 17)
+                engine.provide_plaintext(event_id, inner)
+            except CryptoError:
+                continue  # no key yet (or never for us: sent before we joined)
+            except (WireError, LocalProtocolError) as exc:
+                logger.info("dropped an undecodable sealed event: %s", exc)
+            pending.discard(event_id)
+            stored = engine.log.get(event_id)
+            if stored is not None:
+                self._announce(group_id, stored)
+        await self._save_keyring(group_id)
+
+    async def _save_keyring(self, group_id: bytes) -> None:
+        keyring = self._keyrings.get(group_id)
+        if keyring is not None:
+            blob = self._keys.seal_blob(_KEYRING_KIND, keyring.to_bytes())
+            await self._store.set_group_keyring(group_id, blob)
+
+    # -- the API --------------------------------------------------------------------------
+
+    def engine(self, group_id: bytes) -> GroupEngine:
+        engine = self._engines.get(group_id)
+        if engine is None:
+            raise NotFoundError("you are not in that group")
+        return engine
+
+    async def create(
+        self,
+        name: str,
+        *,
+        kind: str = "public",
+        tags: tuple[str, ...] = (),
+        about: str | None = None,
+        join: str | None = None,
+        slow_seconds: int = 0,
+    ) -> bytes:
+        """Create a group; returns its id."""
+        rules = Rules(
+            join=join or ("open" if kind in ("public", "live") else "invite"),
+            post="member",
+            invite="member" if kind != "private" else "admin",
+            slow=slow_seconds,
+        )
+        try:
+            descriptor = GroupDescriptor(kind=kind, name=name, tags=tags, rules=rules, about=about)
+            descriptor.check()
+        except (ValueError, WireError) as exc:
+            raise ConfigError(f"invalid group: {exc}") from None
+        now = self._clock()
+        engine, genesis = GroupEngine.create(
+            descriptor, device=self._device, now=now, rng=self._rng
+        )
+        group_id = engine.group_id
+        async with self._lock:
+            await self._store.put_group(_new_info(group_id, descriptor, genesis, now))
+            self._engines[group_id] = engine
+            await self._store_events(group_id, tuple(engine.ordered_events()))
+        if kind == "private":
+            await self._new_epoch(group_id, engine.state.epoch, ())
+        await self.transport.subscribe(group_id)
+        try:
+            await self._publish_records(group_id)
+        except NetworkError as exc:
+            logger.info("group records not published yet: %s", exc)
+        return group_id
+
+    async def invite(
+        self,
+        group_id: bytes,
+        *,
+        role: str = "member",
+        expires_in_ms: int = 7 * 24 * 3600 * 1000,
+        uses: int = 1,
+        account: bytes | None = None,
+    ) -> str:
+        """Author an invite and return its link text (``p2pchat-invite:...``)."""
+        engine = self.engine(group_id)
+        body, token = new_invite(
+            self._rng,
+            group=group_id,
+            inviter=self._account,
+            role=role,
+            expires=self._clock() + expires_in_ms,
+            uses=uses,
+            account=account,
+            peers=(self._network.peer_id,),
+            name=engine.descriptor.name,
+        )
+        await self._author(group_id, body)
+        return token.to_text()
+
+    async def join(self, what: str) -> bytes:
+        """Join by invite link, or by group id (hex) for an open group found by search."""
+        text = what.strip()
+        secret: bytes | None = None
+        peers: tuple[str, ...] = ()
+        if text.startswith("p2pchat-invite:"):
+            token = InviteToken.from_text(text)
+            group_id, secret, peers = token.group, token.secret, token.peers
+        else:
+            try:
+                group_id = bytes.fromhex(text)
+            except ValueError:
+                group_id = b""
+            if len(group_id) != 32:
+                raise ConfigError("expected an invite link or a 64-hex-digit group id")
+        if group_id in self._engines:
+            return group_id
+        genesis, record_peers = await self._fetch_genesis(group_id)
+        engine = GroupEngine.from_genesis(
+            genesis, group_id=group_id, local_device=self._device.public_key
+        )
+        descriptor = engine.descriptor
+        if secret is None and descriptor.rules.join != "open":
+            raise PermissionDeniedError("this group is joined by invitation only")
+        now = self._clock()
+        async with self._lock:
+            await self._store.put_group(_new_info(group_id, descriptor, genesis, now))
+            self._engines[group_id] = engine
+            await self._store_events(group_id, tuple(engine.ordered_events()))
+        await self.transport.subscribe(group_id)
+        sources = list(dict.fromkeys(peers + record_peers))
+        for peer_id in sources:  # catch up first, so our join follows the invite
+            await self._connect_and_sync(group_id, peer_id)
+        await self._author(group_id, MemberJoin(secret=secret))
+        for peer_id in sources:  # hand our join over right away
+            await self._try_sync(group_id, peer_id)
+        return group_id
+
+    async def _connect_and_sync(self, group_id: bytes, peer_id: str) -> None:
+        if peer_id == self._network.peer_id:
+            return
+        try:
+            if peer_id not in self._network.connected_peers():
+                found = await self._network.dht.find_peer(peer_id)
+                await self._network.connect(peer_id, () if found is None else found.addrs)
+        except NetworkError as exc:
+            logger.info("cannot reach %s to sync: %s", peer_id, exc)
+            return
+        await self._try_sync(group_id, peer_id)
+
+    async def _fetch_genesis(self, group_id: bytes) -> tuple[bytes, tuple[str, ...]]:
+        key = dht_key("group", group_id)
+        for value in await self._network.dht.get(key):
+            try:
+                record = validate_record(key, value, now=self._clock())
+            except WireError:
+                continue
+            body = record.parsed
+            if isinstance(body, GroupRecord):
+                return body.genesis, body.peers
+        raise NotFoundError("the group was not found in the DHT (is its creator online?)")
+
+    async def leave(self, group_id: bytes) -> None:
+        await self._author(group_id, MemberLeave())
+        await self.transport.unsubscribe(group_id)
+        info = await self._store.get_group(group_id)
+        if info is not None:
+            await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
+        self._engines.pop(group_id, None)
+
+    async def post(
+        self,
+        group_id: bytes,
+        text: str,
+        *,
+        reply_to: bytes | None = None,
+        content: Content | None = None,
+    ) -> bytes:
+        body_content = content or Content(type="p2pchat/text", body={}, text=text)
+        body: Struct = (
+            Post(content=body_content)
+            if reply_to is None
+            else Reply(target=reply_to, content=body_content)
+        )
+        return await self._author(group_id, body)
+
+    async def react(self, group_id: bytes, target: bytes, emoji: str, *, on: bool = True) -> bytes:
+        return await self._author(group_id, Reaction(target=target, emoji=emoji, on=on))
+
+    async def moderate(self, group_id: bytes, action: str, account: bytes, **fields: Any) -> bytes:
+        """``remove``, ``ban`` or ``role`` (with ``role=...``) for ``account``."""
+        body: Struct
+        if action == "remove":
+            body = MemberRemove(account=account, reason=fields.get("reason"))
+        elif action == "ban":
+            body = MemberBan(
+                account=account, reason=fields.get("reason"), until=fields.get("until")
+            )
+        elif action == "role":
+            body = RoleChange(account=account, role=fields["role"])
+        else:
+            raise ConfigError(f"unknown moderation action {action!r}")
+        return await self._author(group_id, body)
+
+    async def author_content(self, group_id: bytes, body: Struct) -> bytes:
+        """Any content event (edit, delete, share, poll, vote, buy, buy.join, ...)."""
+        return await self._author(group_id, body)
+
+    async def live_comment(
+        self, group_id: bytes, media: MediaRef, offset_ms: int, text: str
+    ) -> bytes:
+        engine = self.engine(group_id)
+        body = LiveComment(media=media, offset=offset_ms, text=text)
+        try:
+            data = engine.author_live(body, device=self._device, now=self._clock())
+        except LocalProtocolError:
+            raise
+        self.transport.queue(group_id, data)
+        return decode_event(data).event_id
+
+    async def _author(self, group_id: bytes, body: Struct) -> bytes:
+        engine = self.engine(group_id)
+        kind: str = body.KIND  # type: ignore[attr-defined]
+        async with self._lock:
+            now = self._clock()
+            if engine.descriptor.kind == "private" and kind in _CONTENT_KINDS:
+                data = await self._author_sealed(group_id, engine, body, now)
+            else:
+                try:
+                    data = engine.author(body, device=self._device, now=now)
+                except (GroupError, WireError) as exc:
+                    raise PermissionDeniedError(f"the group refuses that: {exc}") from None
+            stored = engine.log.get(decode_event(data).event_id)
+            assert stored is not None
+            await self._store_events(group_id, (stored,))
+        self.transport.queue(group_id, data)
+        self._announce(group_id, stored)
+        return stored.event_id
+
+    async def _author_sealed(
+        self, group_id: bytes, engine: GroupEngine, body: Struct, now: int
+    ) -> bytes:
+        keyring = self._keyrings.get(group_id)
+        outbound = None if keyring is None else keyring.outbound(group_id)
+        if outbound is None or outbound.epoch != engine.state.epoch:
+            await self._new_epoch(group_id, engine.state.epoch, tuple(engine.member_devices()))
+            keyring = self._keyrings[group_id]
+            outbound = keyring.outbound(group_id)
+            assert outbound is not None
+        inner = InnerEvent(kind=body.KIND, body=body.to_value())  # type: ignore[attr-defined]
+        ciphertext = outbound.encrypt(inner.to_bytes())
+        await self._save_keyring(group_id)  # the chain index is stored before it is used
+        try:
+            return engine.author(
+                Sealed(ciphertext=ciphertext), device=self._device, now=now, plaintext=inner
+            )
+        except (GroupError, WireError) as exc:
+            raise PermissionDeniedError(f"the group refuses that: {exc}") from None
+
+    async def sync(self, group_id: bytes) -> int:
+        """Sync now with every connected member; returns events received."""
+        engine = self.engine(group_id)
+        connected = set(self._network.connected_peers())
+        total = 0
+        for device in engine.member_devices():
+            peer_id = peer_id_from_ed25519(device)
+            if peer_id in connected and peer_id != self._network.peer_id:
+                total += await self._try_sync(group_id, peer_id)
+        return total
+
+    # -- discovery ------------------------------------------------------------------------
+
+    async def _publish_records(self, group_id: bytes) -> None:
+        engine = self._engines.get(group_id)
+        if engine is None:
+            return
+        now = self._clock()
+        expires = now + self._record_lifetime
+        genesis = engine.ordered_events()[0]
+        signer = SigningKey(self._device.signing_seed())
+        if genesis.event.author_device == self._device.public_key:
+            record = sign_dht_record(
+                GroupRecord(genesis=genesis.data, peers=(self._network.peer_id,)),
+                ns="group",
+                key=group_id,
+                seq=now,
+                expires=expires,
+                signing_key=signer,
+            )
+            await self._network.dht.put(dht_key("group", group_id), record)
+        descriptor = engine.descriptor
+        if descriptor.kind == "private":
+            return
+        entry = TopicEntry(group=group_id, name=descriptor.name, kind=descriptor.kind)
+        for tag in descriptor.tags:
+            found = await self._topic(tag)
+            seq = max((s for s, _ in found), default=0)
+            entries = {e.group: e for _, r in found for e in r.groups}
+            if group_id in entries and seq >= now - self._record_lifetime // 2:
+                continue  # listed, and fresh enough
+            entries[group_id] = entry
+            merged = tuple(sorted(entries.values(), key=lambda e: e.group))[:64]
+            record = sign_dht_record(
+                TopicRecord(tag=tag, groups=merged),
+                ns="topic",
+                key=topic_key(tag),
+                seq=max(seq + 1, now),
+                expires=expires,
+                signing_key=signer,
+            )
+            await self._network.dht.put(dht_key("topic", topic_key(tag)), record)
+
+    async def _topic(self, tag: str) -> list[tuple[int, TopicRecord]]:
+        key = dht_key("topic", topic_key(tag))
+        try:
+            values = await self._network.dht.get(key)
+        except NetworkError:
+            return []
+        out = []
+        for value in values:
+            try:
+                record = validate_record(key, value, now=self._clock())
+            except WireError:
+                continue
+            if isinstance(record.parsed, TopicRecord):
+                out.append((record.seq, record.parsed))
+        return out
+
+    async def search(self, tag: str) -> list[dict[str, Any]]:
+        """Groups announced under ``tag`` (no directory server: DHT rendezvous records),
+        with the member count as far as this node has seen the group."""
+        found: dict[bytes, TopicEntry] = {}
+        for _, record in await self._topic(tag):
+            for entry in record.groups:
+                found.setdefault(entry.group, entry)
+        results = []
+        for group_id, entry in sorted(found.items(), key=lambda kv: kv[1].name):
+            engine = self._engines.get(group_id)
+            results.append(
+                {
+                    "group_id": group_id.hex(),
+                    "name": entry.name,
+                    "kind": entry.kind,
+                    "joined": engine is not None,
+                    "members_seen": None if engine is None else len(engine.state.members),
+                }
+            )
+        return results
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "groups": len(self._engines),
+            "events": sum(e.statistics()["events"] for e in self._engines.values()),
+            "transport": dict(self.transport.stats),
+        }
+
+
+def _new_info(group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now: int) -> GroupInfo:
+    return GroupInfo(
+        group_id=group_id,
+        kind=descriptor.kind,
+        name=descriptor.name,
+        genesis=genesis,
+        status=GroupStatus.ACTIVE,
+        joined_at=now,
+        updated_at=now,
+        tags=tuple(descriptor.tags),
+    )
+
+
+def _replace(info: GroupInfo, *, status: GroupStatus, now: int) -> GroupInfo:
+    return dataclasses.replace(info, status=status, updated_at=now)
