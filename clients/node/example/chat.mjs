@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * A tiny terminal chat over a running p2pchat node's RPC API.
+ *
+ *   node example/chat.mjs --home H info
+ *   node example/chat.mjs --home H send <account> <text...>
+ *   node example/chat.mjs --home H listen [--count N] [--json]
+ *
+ * `listen` prints incoming direct messages from the node's event stream until Ctrl-C
+ * (or, with --count, after N messages). It uses nothing but the public client API, so
+ * it doubles as an example to copy from.
+ */
+
+import { parseArgs } from "node:util";
+
+import { Client, P2PChatError } from "../src/index.js";
+
+const USAGE = `usage: chat.mjs --home HOME <command>
+  info                        who this node is
+  send <account> <text...>    send a direct message (account: 64 hex digits or a contact name)
+  listen [--count N] [--json] print incoming messages (until Ctrl-C, or N messages)`;
+
+/** @param {Client} client */
+async function info(client) {
+  const me = await client.call("node.info");
+  console.log(`account     ${me.account_key}`);
+  console.log(`fingerprint ${me.fingerprint}`);
+  console.log(`peer id     ${me.peer_id}`);
+}
+
+/** @param {Client} client @param {string[]} args */
+async function send(client, args) {
+  const [to, ...words] = args;
+  if (!to || words.length === 0) throw new UsageError("send needs an account and a text");
+  const sent = await client.call("dm.send", { to, text: words.join(" ") });
+  console.log(`queued ${sent.message_id ?? ""}`.trim());
+}
+
+/** @param {Client} client @param {{count?: number, json: boolean}} options */
+async function listen(client, { count, json }) {
+  const sub = await client.subscribe({ types: ["dm.received"] });
+  process.once("SIGINT", () => void sub.close());
+  if (!json) console.error("listening for messages (Ctrl-C to stop)");
+  let seen = 0;
+  for await (const item of sub) {
+    if (item.kind === "gap") {
+      console.error("(some messages may have been missed while disconnected)");
+      continue;
+    }
+    const { sender, text } = /** @type {{sender: string, text: string}} */ (item.data);
+    if (json) {
+      console.log(JSON.stringify({ cursor: item.cursor, ...item.data }));
+    } else {
+      console.log(`${sender.slice(0, 12)}…: ${text}`);
+    }
+    if (count !== undefined && ++seen >= count) break;
+  }
+}
+
+class UsageError extends Error {}
+
+async function main() {
+  const { values, positionals } = parseArgs({
+    options: {
+      home: { type: "string" },
+      count: { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const home = values.home ?? process.env.P2PCHAT_HOME;
+  const [command, ...args] = positionals;
+  if (!home || !command) throw new UsageError("pass --home (or P2PCHAT_HOME) and a command");
+  const client = await Client.connect({ home, clientName: "chat.mjs" });
+  try {
+    if (command === "info") await info(client);
+    else if (command === "send") await send(client, args);
+    else if (command === "listen") {
+      const count = values.count === undefined ? undefined : Number.parseInt(values.count, 10);
+      if (count !== undefined && !(count > 0)) throw new UsageError("--count must be positive");
+      await listen(client, { count, json: values.json });
+    } else throw new UsageError(`unknown command ${command}`);
+  } finally {
+    await client.close();
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof UsageError) {
+      console.error(`${err.message}\n${USAGE}`);
+      process.exit(2);
+    }
+    if (err instanceof P2PChatError) {
+      console.error(`error ${err.code} (${err.name}): ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  },
+);

@@ -1,0 +1,501 @@
+/**
+ * The Node.js client of a p2pchat node's local RPC API (protocol-spec/rpc.md).
+ *
+ *     const client = await Client.connect({ home: "/path/to/home" });
+ *     const info = await client.call("node.info");
+ *     const sub = await client.subscribe({ types: ["dm.received"] });
+ *     for await (const item of sub) { ... }   // {kind: "event", ...} or {kind: "gap", ...}
+ *     await client.close();
+ *
+ * While the client is open and has subscriptions, it keeps a connection: when the node
+ * restarts or drops it (slow consumer), it reconnects (backoff 50 ms, doubling, capped
+ * at 2 s) and re-subscribes each subscription after the last cursor it delivered, so no
+ * event is lost or repeated; if the node's log no longer reaches back that far, the
+ * iterator yields a `gap` item first. Calls are never retried (they need not be
+ * idempotent): a call in flight when the connection drops rejects with network-error;
+ * a later call waits up to `reconnectTimeoutMs` for the next connection. A revoked token
+ * or a version mismatch ends everything with that error instead of retrying forever.
+ */
+
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { inspect } from "node:util";
+
+import { Codes, P2PChatError, networkError } from "./errors.js";
+import { MAX_FRAME } from "./framing.js";
+import { openConnection } from "./connection.js";
+
+const SOCKET_FILE = "rpc.sock";
+const TOKEN_FILE = "rpc.token";
+const TOKEN_PREFIX = "p2pc_";
+const BACKOFF_MIN_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+/** Items a subscription buffers before the connection stops reading (backpressure). */
+const QUEUE_HIGH = 1024;
+
+/**
+ * The admin token of a node home (`<home>/rpc.token`), as the CLI reads it.
+ * @param {string} home
+ * @returns {string}
+ */
+export function readToken(home) {
+  let text;
+  try {
+    text = readFileSync(path.join(home, TOKEN_FILE), "ascii").trim();
+  } catch (err) {
+    const code = /** @type {NodeJS.ErrnoException} */ (err).code;
+    throw new P2PChatError(`no RPC token in ${home} (${code}): is this a node home?`, {
+      code: Codes.INVALID_ARGUMENT,
+    });
+  }
+  if (!text.startsWith(TOKEN_PREFIX)) {
+    throw new P2PChatError("the RPC token file is corrupt", { code: Codes.STORAGE_ERROR });
+  }
+  return text;
+}
+
+/**
+ * TCP only to loopback literals, as the node only listens there: the token travels in
+ * clear, so a typo in a host name must not send it across the network.
+ * @param {string} host
+ */
+function checkLoopback(host) {
+  const loopback =
+    (net.isIPv4(host) && host.startsWith("127.")) || (net.isIPv6(host) && host === "::1");
+  if (!loopback) {
+    throw new P2PChatError(`RPC over TCP is loopback only (127.0.0.0/8 or ::1), not ${host}`, {
+      code: Codes.INVALID_ARGUMENT,
+    });
+  }
+}
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * @typedef {{kind: "event", cursor: number, type: string, data: Record<string, unknown>}} EventItem
+ * @typedef {{kind: "gap", afterCursor: number | null, oldestCursor: number}} GapItem
+ */
+
+/**
+ * An async iterator of {@link EventItem} and {@link GapItem}; `close()` (or leaving a
+ * `for await` loop) unsubscribes. Persist `{epoch, lastCursor}` to resume in a later
+ * process: `client.subscribe({afterCursor: lastCursor, epoch})`.
+ */
+export class Subscription {
+  /**
+   * @param {Client} client
+   * @param {{types?: string[], afterCursor?: number, epoch?: string}} options
+   */
+  constructor(client, { types, afterCursor, epoch }) {
+    this.client = client;
+    /** @type {string[] | undefined} */
+    this.types = types === undefined ? undefined : [...new Set(types)].sort();
+    /** @type {number | null} the cursor of the last event delivered (or resumed from) */
+    this.lastCursor = afterCursor ?? null;
+    /** @type {string | null} the node run (epoch) the cursor belongs to */
+    this.epoch = epoch ?? null;
+    this.resume = afterCursor !== undefined;
+    /** @type {number | null} */
+    this.serverId = null;
+    /** @type {(EventItem | GapItem)[]} */
+    this.queue = [];
+    /** @type {((value: IteratorResult<EventItem | GapItem>) => void)[]} */
+    this.waiters = [];
+    /** @type {P2PChatError | null} */
+    this.error = null;
+    this.ended = false;
+    this.closed = false;
+    /** True while this subscription's full queue holds the connection's reading. */
+    this.pausing = false;
+  }
+
+  /** The params of `events.subscribe`, resuming once anything was received. */
+  params() {
+    /** @type {Record<string, unknown>} */
+    const out = {};
+    if (this.types !== undefined) out.types = this.types;
+    if (this.resume) {
+      out.after_cursor = this.lastCursor ?? 0;
+      if (this.epoch !== null) out.epoch = this.epoch;
+    }
+    return out;
+  }
+
+  /**
+   * Runs when the subscribe reply arrives, before any event of this subscription.
+   * @param {unknown} raw
+   */
+  onSubscribed(raw) {
+    const result = /** @type {{sub: number, epoch: string, gap: boolean, last_cursor: number, oldest_cursor: number}} */ (raw);
+    this.serverId = result.sub;
+    this.client.subsById.set(result.sub, this);
+    this.resume = true;
+    const restarted = this.epoch !== null && result.epoch !== this.epoch;
+    this.epoch = result.epoch;
+    if (this.lastCursor === null) {
+      this.lastCursor = result.last_cursor;
+    } else if (result.gap) {
+      this.push({ kind: "gap", afterCursor: this.lastCursor, oldestCursor: result.oldest_cursor });
+      if (restarted) this.lastCursor = 0; // the new run counts from 1 again
+    }
+  }
+
+  /** @param {import("./codec.js").EventMessage} msg */
+  deliver(msg) {
+    if (this.lastCursor !== null && msg.cursor <= this.lastCursor) return; // seen before a reconnect
+    this.lastCursor = msg.cursor;
+    const type = typeof msg.event.type === "string" ? msg.event.type : "";
+    this.push({ kind: "event", cursor: msg.cursor, type, data: msg.event });
+  }
+
+  /** @param {EventItem | GapItem} item */
+  push(item) {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      waiter({ value: item, done: false });
+      return;
+    }
+    this.queue.push(item);
+    if (!this.pausing && this.queue.length >= QUEUE_HIGH) {
+      this.pausing = true;
+      this.client.pauseReading();
+    }
+  }
+
+  /**
+   * End the iteration after the queued items; with `error`, throw it then.
+   * @param {P2PChatError | null} error
+   */
+  end(error) {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    for (const waiter of this.waiters.splice(0)) {
+      if (error) waiter(Promise.reject(error));
+      else waiter({ value: undefined, done: true });
+    }
+  }
+
+  /** @returns {Promise<IteratorResult<EventItem | GapItem>>} */
+  next() {
+    const item = this.queue.shift();
+    if (item !== undefined) {
+      if (this.pausing && this.queue.length <= QUEUE_HIGH / 2) {
+        this.pausing = false;
+        this.client.resumeReading();
+      }
+      return Promise.resolve({ value: item, done: false });
+    }
+    if (this.ended) {
+      if (this.error && !this.closed) return Promise.reject(this.error);
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve) => this.waiters.push(/** @type {any} */ (resolve)));
+  }
+
+  /** Unsubscribe; pending `next()` calls finish with `done`. */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.end(null);
+    this.queue = [];
+    if (this.pausing) {
+      this.pausing = false;
+      this.client.resumeReading();
+    }
+    await this.client.unsubscribe(this);
+  }
+
+  /** @returns {Promise<IteratorResult<EventItem | GapItem>>} */
+  async return() {
+    await this.close();
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+/**
+ * A connection to a node's RPC API that survives node restarts (see the module doc).
+ * A client is used once: after `close()` every call rejects with code 1009 (closed).
+ */
+export class Client {
+  /** @type {string} never shown by inspect, JSON or errors */
+  #token;
+
+  /**
+   * Use {@link Client.connect}.
+   * @param {{where: {path?: string, host?: string, port?: number}, token: string,
+   *          clientName: string, timeoutMs: number, callTimeoutMs: number,
+   *          reconnectTimeoutMs: number, maxFrame: number}} options
+   */
+  constructor({ where, token, clientName, timeoutMs, callTimeoutMs, reconnectTimeoutMs, maxFrame }) {
+    this.where = where;
+    this.#token = token;
+    this.clientName = clientName;
+    this.timeoutMs = timeoutMs;
+    this.callTimeoutMs = callTimeoutMs;
+    this.reconnectTimeoutMs = reconnectTimeoutMs;
+    this.maxFrame = maxFrame;
+    /** @type {import("./connection.js").Connection | null} */
+    this.conn = null;
+    /** @type {Promise<import("./connection.js").Connection> | null} */
+    this.connecting = null;
+    /** @type {Set<Subscription>} */
+    this.subs = new Set();
+    /** @type {Map<number, Subscription>} */
+    this.subsById = new Map();
+    /** @type {P2PChatError | null} */
+    this.fatal = null;
+    this.closed = false;
+    this.paused = 0;
+    /** @type {import("./connection.js").ServerInfo | null} what the last hello said */
+    this.info = null;
+  }
+
+  /**
+   * Connect and authenticate.
+   *
+   * @param {object} options
+   * @param {string} [options.home] the node home: socket `<home>/rpc.sock`, token `<home>/rpc.token`
+   * @param {string} [options.socketPath] a unix socket path (default: in `home`)
+   * @param {string} [options.host] a loopback IP literal, for TCP
+   * @param {number} [options.port] the node's RPC TCP port (`rpc_tcp_port`)
+   * @param {string} [options.token] default: read from `home`
+   * @param {string} [options.clientName] shown in the node's logs
+   * @param {number} [options.timeoutMs] connect and hello (default 10 s)
+   * @param {number} [options.callTimeoutMs] each call (default 30 s)
+   * @param {number} [options.reconnectTimeoutMs] how long a call waits for a reconnect (default 5 s)
+   * @param {number} [options.maxFrame] largest frame accepted (default 1 MiB)
+   * @returns {Promise<Client>}
+   */
+  static async connect({
+    home,
+    socketPath,
+    host,
+    port,
+    token,
+    clientName = "p2pchat-node-client",
+    timeoutMs = 10_000,
+    callTimeoutMs = 30_000,
+    reconnectTimeoutMs = 5_000,
+    maxFrame = MAX_FRAME,
+  } = {}) {
+    /** @type {{path?: string, host?: string, port?: number}} */
+    let where;
+    if (port !== undefined) {
+      const tcpHost = host ?? "127.0.0.1";
+      checkLoopback(tcpHost);
+      where = { host: tcpHost, port };
+    } else if (socketPath !== undefined || home !== undefined) {
+      where = { path: socketPath ?? path.join(/** @type {string} */ (home), SOCKET_FILE) };
+    } else {
+      throw new P2PChatError("pass home, socketPath, or port (TCP)", { code: Codes.INVALID_ARGUMENT });
+    }
+    if (token === undefined) {
+      if (home === undefined) {
+        throw new P2PChatError("pass token when connecting without home", { code: Codes.INVALID_ARGUMENT });
+      }
+      token = readToken(home);
+    }
+    const client = new Client({
+      where, token, clientName, timeoutMs, callTimeoutMs, reconnectTimeoutMs, maxFrame,
+    });
+    client.conn = await client.#open();
+    return client;
+  }
+
+  #open() {
+    return openConnection({
+      where: this.where,
+      token: this.#token,
+      clientName: this.clientName,
+      timeoutMs: this.timeoutMs,
+      maxFrame: this.maxFrame,
+      onEvent: (msg) => this.subsById.get(msg.sub)?.deliver(msg),
+      onLost: (conn) => this.#onLost(conn),
+    }).then((conn) => {
+      this.info = conn.info;
+      return conn;
+    });
+  }
+
+  /** @param {import("./connection.js").Connection} conn */
+  #onLost(conn) {
+    if (conn !== this.conn) return;
+    this.conn = null;
+    this.subsById.clear();
+    this.paused = 0; // the next connection starts reading; queues drain as they are read
+    for (const sub of this.subs) sub.pausing = false;
+    if (!this.closed && this.subs.size > 0) {
+      this.#reconnect().catch(() => {}); // failures reach subscriptions and callers
+    }
+  }
+
+  /** One reconnect loop at a time; resolves with the new connection, subscriptions re-made. */
+  #reconnect() {
+    this.connecting ??= this.#reconnectLoop().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  async #reconnectLoop() {
+    let backoff = BACKOFF_MIN_MS;
+    for (;;) {
+      if (this.closed) throw new P2PChatError("the client is closed", { code: Codes.CLOSED });
+      let conn;
+      try {
+        conn = await this.#open();
+      } catch (err) {
+        const code = err instanceof P2PChatError ? err.code : null;
+        if (code === Codes.UNAUTHENTICATED || code === Codes.VERSION_MISMATCH) {
+          this.#fail(/** @type {P2PChatError} */ (err)); // retrying cannot help
+          throw err;
+        }
+        await sleep(backoff);
+        backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
+        continue;
+      }
+      if (this.closed) {
+        conn.close();
+        continue;
+      }
+      this.conn = conn;
+      try {
+        await this.#resubscribe(conn);
+      } catch {
+        continue; // lost again while re-subscribing: #onLost cleared this.conn
+      }
+      return conn;
+    }
+  }
+
+  /** @param {import("./connection.js").Connection} conn */
+  async #resubscribe(conn) {
+    for (const sub of [...this.subs]) {
+      try {
+        await conn.request("events.subscribe", sub.params(), {
+          timeoutMs: this.callTimeoutMs,
+          onResult: (result) => sub.onSubscribed(result),
+        });
+      } catch (err) {
+        if (conn.lost) throw err;
+        this.subs.delete(sub); // e.g. the token lost the read scope
+        sub.end(/** @type {P2PChatError} */ (err));
+      }
+    }
+  }
+
+  /** @param {P2PChatError} error */
+  #fail(error) {
+    this.fatal = error;
+    for (const sub of this.subs) sub.end(error);
+    this.subs.clear();
+  }
+
+  /** The live connection, waiting up to `reconnectTimeoutMs` while reconnecting. */
+  async #ready() {
+    if (this.closed) throw new P2PChatError("the client is closed", { code: Codes.CLOSED });
+    if (this.fatal) throw this.fatal;
+    if (this.conn && !this.conn.lost) return this.conn;
+    /** @type {NodeJS.Timeout | undefined} */
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(networkError("the node is not reachable over RPC", "unreachable")),
+        this.reconnectTimeoutMs,
+      );
+    });
+    try {
+      return /** @type {import("./connection.js").Connection} */ (
+        await Promise.race([this.#reconnect(), timeout])
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Call a method; rejects with a {@link P2PChatError} carrying the node's error code.
+   * @param {string} method e.g. "node.info", "dm.send"
+   * @param {Record<string, unknown>} [params]
+   * @param {{timeoutMs?: number}} [options]
+   * @returns {Promise<any>}
+   */
+  async call(method, params = {}, { timeoutMs = this.callTimeoutMs } = {}) {
+    const conn = await this.#ready();
+    return conn.request(method, params, { timeoutMs });
+  }
+
+  /**
+   * Subscribe to node events (all types if `types` is not given), optionally resuming
+   * after a cursor of the run named `epoch` (rpc.md §7). Resolves once the node
+   * confirmed: every event published after that is delivered.
+   * @param {{types?: string[], afterCursor?: number, epoch?: string}} [options]
+   * @returns {Promise<Subscription>}
+   */
+  async subscribe({ types, afterCursor, epoch } = {}) {
+    const sub = new Subscription(this, { types, afterCursor, epoch });
+    const conn = await this.#ready();
+    this.subs.add(sub);
+    try {
+      await conn.request("events.subscribe", sub.params(), {
+        timeoutMs: this.callTimeoutMs,
+        onResult: (result) => sub.onSubscribed(result),
+      });
+    } catch (err) {
+      this.subs.delete(sub);
+      throw err;
+    }
+    return sub;
+  }
+
+  /** @param {Subscription} sub */
+  async unsubscribe(sub) {
+    this.subs.delete(sub);
+    const id = sub.serverId;
+    sub.serverId = null;
+    if (id === null) return;
+    this.subsById.delete(id);
+    const conn = this.conn;
+    if (conn && !conn.lost && !this.closed) {
+      try {
+        await conn.request("events.unsubscribe", { sub: id }, { timeoutMs: this.callTimeoutMs });
+      } catch {
+        // the connection went away, and the subscription with it
+      }
+    }
+  }
+
+  pauseReading() {
+    if (this.paused++ === 0) this.conn?.pause();
+  }
+
+  resumeReading() {
+    if (this.paused > 0 && --this.paused === 0) this.conn?.resume();
+  }
+
+  /** Close the connection and end every subscription. Idempotent. */
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const sub of this.subs) sub.end(null);
+    this.subs.clear();
+    this.conn?.close();
+    this.conn = null;
+  }
+
+  [inspect.custom]() {
+    const at = this.where.path ?? `${this.where.host}:${this.where.port}`;
+    return `Client(${at}, ${this.closed ? "closed" : "open"})`;
+  }
+
+  toJSON() {
+    return { where: this.where, closed: this.closed };
+  }
+}

@@ -1,0 +1,157 @@
+// The client against a scripted fake node on a unix socket: hello, calls, errors,
+// timeouts, and a subscription that resumes after the node drops it.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import { inspect } from "node:util";
+
+import { encode } from "@msgpack/msgpack";
+
+import { Client, FrameDecoder, P2PChatError, decodePayload, encodeFrame } from "../src/index.js";
+
+const TOKEN = "p2pc_" + "s3cr3t".repeat(7);
+const dirs = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/**
+ * A fake node: `handle(request, send, socket)` answers each request after hello.
+ * Records every request it sees in `requests`.
+ */
+async function fakeNode(handle) {
+  const home = mkdtempSync(path.join(tmpdir(), "p2pc-"));
+  dirs.push(home);
+  writeFileSync(path.join(home, "rpc.token"), TOKEN + "\n");
+  const requests = [];
+  const sockets = new Set();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    const decoder = new FrameDecoder();
+    const send = (msg) => socket.write(encodeFrame(encode(msg)));
+    socket.on("data", (chunk) => {
+      decoder.feed(chunk);
+      for (let f = decoder.nextFrame(); f; f = decoder.nextFrame()) {
+        const req = decodePayload(f);
+        requests.push(req);
+        if (req.method === "rpc.hello") {
+          if (req.params.token !== TOKEN) {
+            send({ type: "response", id: 0, error: { code: 1101, name: "unauthenticated", message: "bad token" } });
+            socket.end();
+          } else {
+            send({ type: "response", id: 0, result: { version: 1, epoch: "e1", node: { peer_id: "P" }, scopes: ["read"], limits: {} } });
+          }
+        } else {
+          handle(req, send, socket);
+        }
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(path.join(home, "rpc.sock"), resolve));
+  const stop = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  };
+  return { home, requests, stop };
+}
+
+test("calls resolve with results and reject with the node's error code", async () => {
+  const node = await fakeNode((req, send) => {
+    if (req.method === "node.info") send({ type: "response", id: req.id, result: { account_key: "ab" } });
+    else if (req.method === "slow.call") {} // never answered
+    else send({ type: "response", id: req.id, error: { code: 1001, name: "not-found", message: "no contact", data: { x: 1 } } });
+  });
+  const client = await Client.connect({ home: node.home, callTimeoutMs: 200 });
+  try {
+    assert.deepEqual(client.info.node, { peer_id: "P" });
+    assert.deepEqual(node.requests[0].params, { versions: [1, 1], token: TOKEN, client: "p2pchat-node-client" });
+    assert.deepEqual(await client.call("node.info"), { account_key: "ab" });
+    await assert.rejects(client.call("contacts.get", { name: "carol" }), (err) => {
+      assert.ok(err instanceof P2PChatError);
+      assert.deepEqual([err.code, err.name, err.message, err.data], [1001, "not-found", "no contact", { x: 1 }]);
+      return true;
+    });
+    await assert.rejects(client.call("slow.call"), (err) => err.code === 1006 && err.data.reason === "timeout");
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+  await assert.rejects(client.call("node.info"), (err) => err.code === 1009 && err.name === "closed");
+});
+
+test("a wrong token is refused, and the token never shows in inspect, JSON or errors", async () => {
+  const node = await fakeNode(() => {});
+  try {
+    await assert.rejects(Client.connect({ home: node.home, token: "p2pc_wrong" }), (err) => {
+      assert.equal(err.code, 1101);
+      assert.ok(!err.message.includes("p2pc_wrong"));
+      return true;
+    });
+    const client = await Client.connect({ home: node.home });
+    for (const shown of [inspect(client, { depth: 10, showHidden: true }), JSON.stringify(client), String(client)]) {
+      assert.ok(!shown.includes(TOKEN), shown);
+    }
+    await client.close();
+  } finally {
+    await node.stop();
+  }
+});
+
+test("TCP is refused for anything but a loopback literal", async () => {
+  await assert.rejects(Client.connect({ host: "192.0.2.1", port: 1, token: TOKEN }), (err) => err.code === 1004);
+  await assert.rejects(Client.connect({ host: "localhost", port: 1, token: TOKEN }), (err) => err.code === 1004);
+});
+
+test("a subscription resumes after the node drops it, and reports a gap when told", async () => {
+  let connection = 0;
+  const node = await fakeNode((req, send, socket) => {
+    if (req.method !== "events.subscribe") return;
+    connection += 1;
+    if (connection === 1) {
+      send({ type: "response", id: req.id, result: { sub: 5, epoch: "e1", gap: false, last_cursor: 10, oldest_cursor: 1 } });
+      send({ type: "event", sub: 5, cursor: 11, event: { type: "dm.received", text: "a" } });
+      send({ type: "event", sub: 5, cursor: 12, event: { type: "dm.received", text: "b" } });
+      send({ type: "close", error: { code: 1103, name: "slow-consumer", message: "too slow" } });
+      socket.end();
+    } else {
+      // Resumed after cursor 12: the node replays 12 (a duplicate the client drops) and
+      // 13, and says events were evicted in between.
+      send({ type: "response", id: req.id, result: { sub: 1, epoch: "e1", gap: true, last_cursor: 13, oldest_cursor: 12 } });
+      send({ type: "event", sub: 1, cursor: 12, event: { type: "dm.received", text: "b" } });
+      send({ type: "event", sub: 1, cursor: 13, event: { type: "dm.received", text: "c" } });
+    }
+  });
+  const client = await Client.connect({ home: node.home });
+  try {
+    const sub = await client.subscribe({ types: ["dm.received"] });
+    const items = [];
+    for await (const item of sub) {
+      items.push(item.kind === "gap" ? `gap ${item.afterCursor}-${item.oldestCursor}` : `${item.cursor} ${item.data.text}`);
+      if (items.length === 4) break;
+    }
+    assert.deepEqual(items, ["11 a", "12 b", "gap 12-12", "13 c"]);
+    const subscribes = node.requests.filter((r) => r.method === "events.subscribe").map((r) => r.params);
+    assert.deepEqual(subscribes, [{ types: ["dm.received"] }, { types: ["dm.received"], after_cursor: 12, epoch: "e1" }]);
+    assert.equal(sub.lastCursor, 13);
+    assert.equal(sub.epoch, "e1");
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});
+
+test("a malformed frame from the node ends the connection with network-error", async () => {
+  const node = await fakeNode((req, _send, socket) => {
+    socket.write(encodeFrame(Uint8Array.from([0x82, 0xa1, 0x61, 0x01, 0xa1, 0x61, 0x02]))); // duplicate key
+  });
+  const client = await Client.connect({ home: node.home, reconnectTimeoutMs: 100 });
+  try {
+    await assert.rejects(client.call("node.info"), (err) => err.code === 1006 && err.data.reason === "malformed");
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});
