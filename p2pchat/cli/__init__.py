@@ -3,12 +3,13 @@
 The root group owns the global options and the one place where errors become messages
 and exit codes (:meth:`_RootGroup.invoke`): commands raise ``P2PChatError`` subclasses
 and never print tracebacks for bad input. Imports stay light: commands that need no
-network (``keys ...``) must not import libp2p or trio, which cost about a second.
+network (``keys ...``) must not import libp2p or trio, which cost about a second; the
+commands that talk to a running node (``contacts``, ``dm``, ``peers``, ``status``)
+import only the RPC client (trio, never libp2p), and only when they run.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,14 @@ import click
 
 from .. import __version__
 from ..errors import P2PChatError
+from ._logging import configure_logging
 from ._output import EXIT_CODES_HELP, report_error
 from ._state import CliState
+from .contacts import contacts
+from .dm import dm
 from .keys import keys
 from .node import node
+from .status import peers, status
 
 __all__ = ["main", "cli"]
 
@@ -65,14 +70,11 @@ def cli(
     state.json = state.json or as_json
     state.verbose = verbose
     if verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(verbose)
 
 
-cli.add_command(keys)
-cli.add_command(node)
+for _command in (keys, node, contacts, dm, peers, status):
+    cli.add_command(_command)
 
 
 def main() -> None:

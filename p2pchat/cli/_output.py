@@ -20,11 +20,14 @@ from ..errors import (
     KeystoreCorruptError,
     KeystoreExistsError,
     KeystoreMissingError,
+    NotFoundError,
     P2PChatError,
+    PermissionDeniedError,
     UnsupportedVersionError,
     WrongPassphraseError,
 )
 from ..home import Home, is_private
+from ._errors import NodeNotRunningError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +41,7 @@ __all__ = [
     "error_slug",
     "emit_json",
     "show_panel",
+    "show_table",
     "identity_rows",
     "warn_if_exposed",
     "say",
@@ -54,13 +58,17 @@ EXIT_CODES: Sequence[tuple[type[BaseException], int, str]] = (
     (KeystoreCorruptError, 6, "keystore-corrupt"),
     (UnsupportedVersionError, 7, "unsupported-version"),
     (OSError, 8, "file-error"),
+    (NodeNotRunningError, 9, "node-not-running"),
+    (NotFoundError, 10, "not-found"),
+    (PermissionDeniedError, 11, "permission-denied"),
     (P2PChatError, 1, "error"),
 )
 
 EXIT_CODES_HELP = (
     "Exit status: 0 success, 1 other error, 2 bad usage or input, 3 no keystore, "
     "4 keystore exists (use --force), 5 wrong passphrase, 6 keystore damaged, "
-    "7 keystore format too new, 8 file system error."
+    "7 keystore format too new, 8 file system error, 9 no node running in this home, "
+    "10 no such contact or conversation, 11 not allowed (RPC token scope, blocked contact)."
 )
 
 
@@ -127,6 +135,33 @@ def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "gre
     for label, value in rows:
         table.add_row(label, Text(value))  # Text, not markup: values are paths and keys
     _console().print(Panel(table, title=title, border_style=style, expand=False))
+
+
+def show_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    empty: str,
+    no_wrap: Sequence[str] = (),
+) -> None:
+    """A table for people; ``empty`` is said instead when there are no rows.
+
+    Columns named in ``no_wrap`` (keys, peer ids) are never folded, so they stay
+    copyable; the others fold to make room.
+    """
+    if not rows:
+        say(empty)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in no_wrap)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: names are not markup
+    _console().print(table)
 
 
 def report_error(exc: BaseException, *, as_json: bool) -> int:

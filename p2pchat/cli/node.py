@@ -1,32 +1,49 @@
-"""``p2pchat node run``: load (or create) the identity and start the node.
+"""``p2pchat node run``: load (or create) the identity, start the node, serve until a signal.
 
-For now the node stops after loading its identity: networking arrives with the node
-engineer's ``Node``. The identity part is :func:`p2pchat.keystore.open_or_create`, the
-same call the real node will make; this command only supplies passphrases and prints.
+The identity comes from :func:`p2pchat.keystore.open_or_create`; options are saved in
+the home's ``config.json`` and read back with :meth:`NodeConfig.from_mapping`, so a node
+restarted without options behaves as before. The node itself is the embedding API
+(:class:`p2pchat.node.Node`) with its RPC server on ``<home>/rpc.sock``: every other
+command talks to it there. SIGINT (Ctrl-C) and SIGTERM stop it cleanly: the node
+closes its connections and store and removes the socket, and the exit status is 0. A
+second signal while stopping cancels the shutdown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..config import NodeConfig
 from ..errors import ConfigError, KeystoreMissingError
-from ..keystore import open_or_create
+from ..keystore import UnlockedIdentity, open_or_create
+from ..net.config import DEFAULT_PORT
+from ._logging import configure_logging
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
 
-__all__ = ["node", "DEFAULT_LISTEN", "DEFAULT_PORT"]
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["node", "DEFAULT_LISTEN", "DEFAULT_PORT", "serve", "run_until_signal"]
 
 DEFAULT_LISTEN = "0.0.0.0"  # noqa: S104 - a messenger node listens for peers on purpose
-DEFAULT_PORT = 0  # any free port
+
+logger = logging.getLogger("p2pchat.cli")
 
 
 @click.group()
 def node() -> None:
     """Run a p2pchat node."""
+
+
+def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
+    """A --x/--no-x switch that is saved when given and left alone when not."""
+    return click.option(f"--{name}/--no-{name}", default=None, help=f"{help_text} [saved]")
 
 
 @node.command()
@@ -47,15 +64,31 @@ def node() -> None:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    help="TCP port to listen on, 0 for any [saved; default 0].",
+    help=f"TCP port to listen on, 0 for any free one [saved; default {DEFAULT_PORT}].",
 )
 @click.option(
     "--bootstrap",
     "bootstrap",
     multiple=True,
     metavar="MULTIADDR",
-    help="A peer to join through, e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW... "
+    help="A peer to join through, e.g. /ip4/1.2.3.4/tcp/4242/p2p/12D3KooW... "
     "(repeatable; saved, replacing the saved list).",
+)
+@_flag("nearby", "Find and announce peers on the local network (mDNS).")
+@_flag("mailbox", "Volunteer as a mailbox: hold sealed messages for accepted contacts.")
+@click.option(
+    "--mailbox-use",
+    "mailbox_use",
+    multiple=True,
+    metavar="PEER_ID",
+    help="A contact's node whose mailbox you use while offline (repeatable; saved, "
+    "replacing the saved list).",
+)
+@click.option("--display-name", metavar="NAME", help="Shown to contacts [saved].")
+@click.option(
+    "--rpc-tcp-port",
+    type=click.IntRange(0, 65535),
+    help="Also serve the local API on 127.0.0.1:PORT (0: any) [saved; default: unix socket only].",
 )
 @json_option
 @pass_state
@@ -66,16 +99,21 @@ def run(
     listen: str | None,
     port: int | None,
     bootstrap: Sequence[str],
+    nearby: bool | None,
+    mailbox: bool | None,
+    mailbox_use: Sequence[str],
+    display_name: str | None,
+    rpc_tcp_port: int | None,
 ) -> None:
-    """Load the identity and start the node.
+    """Start the node and serve until Ctrl-C or SIGTERM.
 
     Options given here are saved in the home's config.json and used on later starts.
-    Networking is not part of this release yet: the command shows who the node is and
-    exits.
+    While the node runs, the other commands (contacts, dm, peers, status) talk to it.
+    Logs go to stderr.
 
     \b
-    JSON: {"home", "created" (bool), "identity": {...}, "config": {"listen", "port",
-           "bootstrap"}, "network": "not-implemented"}
+    JSON (one object on stdout once the node is up): {"home", "created" (bool),
+      "identity": {...}, "listen_addrs", "rpc": {"socket", "tcp"}, "config"}
     (the "identity" keys are listed in `p2pchat keys --help`)
     """
     if insecure and not create_identity:
@@ -84,9 +122,22 @@ def run(
         if not address.startswith("/") or "/p2p/" not in address:
             raise ConfigError(
                 f"{address!r} is not a bootstrap address; expected a multiaddr ending in "
-                "/p2p/<peer id>, such as /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW..."
+                "/p2p/<peer id>, such as /ip4/192.0.2.1/tcp/4242/p2p/12D3KooW..."
             )
     home = state.home
+    saved = home.read_config()
+    values = _update_config(
+        saved,
+        listen=listen,
+        port=port,
+        bootstrap=bootstrap,
+        nearby=nearby,
+        mailbox=mailbox,
+        mailbox_use=mailbox_use,
+        display_name=display_name,
+        rpc_tcp_port=rpc_tcp_port,
+    )
+    config = NodeConfig.from_mapping(home.path, values)  # refuse bad values before unlocking
     try:
         identity, created = open_or_create(
             home,
@@ -100,43 +151,107 @@ def run(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
     warn_if_exposed(home)
-    saved = home.read_config()
-    config = _update_config(saved, listen=listen, port=port, bootstrap=bootstrap)
-    if config != saved:
-        home.write_config(config)
-    effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **config}
-    if state.json:
-        emit_json(
-            {
-                "home": str(home.path),
-                "created": created,
-                "identity": identity.public.to_json_dict(),
-                "config": effective,
-                "network": "not-implemented",
-            }
-        )
-        return
-    rows = [
-        *identity_rows(identity.public),
-        ("Home", str(home.path)),
-        ("Listen", f"{effective['listen']} port {effective['port'] or 'any'}"),
-        ("Bootstrap", ", ".join(effective["bootstrap"]) or "none"),
-    ]
-    show_panel("New identity created" if created else "p2pchat node", rows)
-    say(
-        "Networking arrives with the node in a later release: nothing is listening yet. "
-        "The identity above is the one the node will use."
-    )
+    if values != saved:
+        home.write_config(values)
+    configure_logging(state.verbose)
+    effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **values}
+
+    def announce(running: Node) -> None:
+        configure_logging(state.verbose)  # again: importing libp2p reset its logger
+        server = running.rpc_server
+        socket = str(server.unix_path) if server and server.unix_path else None
+        tcp = list(server.tcp_address) if server and server.tcp_address else None
+        if state.json:
+            emit_json(
+                {
+                    "home": str(home.path),
+                    "created": created,
+                    "identity": identity.public.to_json_dict(),
+                    "listen_addrs": running.listen_addrs,
+                    "rpc": {"socket": socket, "tcp": tcp},
+                    "config": effective,
+                }
+            )
+            return
+        rows = [
+            *identity_rows(identity.public),
+            ("Home", str(home.path)),
+            ("Listening", "\n".join(running.listen_addrs) or "nowhere"),
+            ("Bootstrap", "\n".join(effective["bootstrap"]) or "none"),
+            ("Local API", socket or "off"),
+        ]
+        show_panel("New identity created" if created else "p2pchat node", rows)
+        say("The node is running. Press Ctrl-C to stop it.")
+
+    serve(config, identity, announce)
+
+
+def serve(config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[Node], None]) -> None:
+    """Run the node in trio until SIGINT or SIGTERM (tests replace this function)."""
+    import trio
+
+    trio.run(run_until_signal, config, identity, announce)
+
+
+async def run_until_signal(
+    config: NodeConfig,
+    identity: UnlockedIdentity,
+    announce: Callable[[Node], None],
+    *,
+    node_factory: Callable[[NodeConfig, UnlockedIdentity], Node] | None = None,
+) -> None:
+    """Start the node, call ``announce`` once it is up, stop cleanly on the first signal."""
+    import signal
+
+    import trio
+
+    from ..node import Node
+
+    make = node_factory or Node
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stop = trio.Event()
+
+            async def watch() -> None:
+                async for signum in signals:
+                    if stop.is_set():
+                        logger.warning("second signal: stopping without cleaning up")
+                        nursery.cancel_scope.cancel()
+                        return
+                    logger.info("%s received: stopping", signal.Signals(signum).name)
+                    stop.set()
+
+            nursery.start_soon(watch)
+            async with make(config, identity) as running:
+                logger.info("node %s is up", running.peer_id)
+                announce(running)
+                await stop.wait()
+            logger.info("node stopped")
+            nursery.cancel_scope.cancel()
 
 
 def _update_config(
-    config: dict[str, Any], *, listen: str | None, port: int | None, bootstrap: Sequence[str]
+    config: dict[str, Any],
+    *,
+    listen: str | None,
+    port: int | None,
+    bootstrap: Sequence[str],
+    nearby: bool | None,
+    mailbox: bool | None,
+    mailbox_use: Sequence[str],
+    display_name: str | None,
+    rpc_tcp_port: int | None,
 ) -> dict[str, Any]:
     updated = dict(config)
-    if listen is not None:
-        updated["listen"] = listen
-    if port is not None:
-        updated["port"] = port
-    if bootstrap:
-        updated["bootstrap"] = list(bootstrap)
+    given: dict[str, Any] = {
+        "listen": listen,
+        "port": port,
+        "nearby": nearby,
+        "mailbox": mailbox,
+        "display_name": display_name,
+        "rpc_tcp_port": rpc_tcp_port,
+        "bootstrap": list(bootstrap) or None,
+        "mailbox_use": list(mailbox_use) or None,
+    }
+    updated.update({key: value for key, value in given.items() if value is not None})
     return updated

@@ -1,28 +1,72 @@
-"""``p2pchat node run`` (identity only, for now) through CliRunner."""
+"""``p2pchat node run`` through CliRunner: options, saved config, identity, clean stop.
+
+The node itself is replaced (``serve``) where only the command's own work is checked;
+:func:`run_until_signal` is run for real on the memory network and stopped by a real
+SIGTERM sent to this process.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import random
+import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from click.testing import CliRunner, Result
 from nacl.pwhash import argon2id
 
 from p2pchat import keystore
 from p2pchat.cli import cli
-from p2pchat.keystore import KdfLimits
+from p2pchat.config import NodeConfig
+from p2pchat.keystore import KdfLimits, UnlockedIdentity
+from p2pchat.net.memory import open_memory_hub
+from p2pchat.node import Node
+from p2pchat.storage.memory import MemoryStore
+from tests.conftest import DeterministicRng
+from tests.node.harness import make_identity, memory_opener
 
+# The package exports the click group under the module's name; this is the module.
+node_cli = importlib.import_module("p2pchat.cli.node")
 FAST = KdfLimits(opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
 PASS = "node passphrase"
 BOOTSTRAP = "/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWBbBGFjjWwJD8T1Eqns6mLCknk5v2H8YPEmevhpWyStkU"
+MAILBOX = "12D3KooWBbBGFjjWwJD8T1Eqns6mLCknk5v2H8YPEmevhpWyStkU"
+
+
+class FakeNode:
+    """What ``announce`` reads from a running node."""
+
+    def __init__(self, identity: UnlockedIdentity) -> None:
+        self.peer_id = identity.public.peer_id
+        self.listen_addrs = [f"/ip4/127.0.0.1/tcp/4242/p2p/{self.peer_id}"]
+        self.rpc_server = None
 
 
 @pytest.fixture(autouse=True)
 def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keystore, "DEFAULT_KDF_LIMITS", FAST)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[NodeConfig]:
+    """Replace the running of the node: record its config and announce a fake node."""
+    configs: list[NodeConfig] = []
+
+    def serve(
+        config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[Any], None]
+    ) -> None:
+        configs.append(config)
+        announce(FakeNode(identity))
+
+    monkeypatch.setattr(node_cli, "serve", serve)
+    return configs
 
 
 @pytest.fixture
@@ -48,12 +92,14 @@ def run_json(home: Path, *args: str, passphrase: str | None = PASS) -> dict[str,
     return value
 
 
-def test_first_start_creates_the_identity_and_later_starts_reuse_it(home: Path) -> None:
+def test_first_start_creates_the_identity_and_later_starts_reuse_it(
+    home: Path, served: list[NodeConfig]
+) -> None:
     first = run_json(home, "--create-identity", "--port", "4001", "--bootstrap", BOOTSTRAP)
-    assert set(first) == {"home", "created", "identity", "config", "network"}
+    assert set(first) == {"home", "created", "identity", "listen_addrs", "rpc", "config"}
     assert first["created"] is True
-    assert first["network"] == "not-implemented"
     assert first["config"] == {"listen": "0.0.0.0", "port": 4001, "bootstrap": [BOOTSTRAP]}
+    assert first["listen_addrs"] == [f"/ip4/127.0.0.1/tcp/4242/p2p/{first['identity']['peer_id']}"]
     assert stat.S_IMODE((home / "identity.keystore").stat().st_mode) == 0o600
     assert json.loads((home / "config.json").read_text()) == {
         "port": 4001,
@@ -64,26 +110,83 @@ def test_first_start_creates_the_identity_and_later_starts_reuse_it(home: Path) 
     assert second["created"] is False
     assert second["identity"] == first["identity"]
     assert second["config"] == {"listen": "127.0.0.1", "port": 4001, "bootstrap": [BOOTSTRAP]}
+    assert [c.net.port for c in served] == [4001, 4001]
+    assert served[1].net.listen_hosts == ("127.0.0.1",)
+    assert served[1].net.bootstrap == (BOOTSTRAP,)
 
     shown = CliRunner().invoke(cli, ["--home", str(home), "--json", "keys", "show"])
     assert json.loads(shown.stdout)["identity"] == first["identity"]
 
 
-def test_human_output_says_networking_is_not_there_yet(home: Path) -> None:
+def test_every_option_is_saved_and_reaches_the_node_config(
+    home: Path, served: list[NodeConfig]
+) -> None:
+    args = ["--create-identity", "--nearby", "--mailbox", "--mailbox-use", MAILBOX]
+    args += ["--display-name", "Ann", "--rpc-tcp-port", "0", "--port", "0"]
+    assert run(home, *args).exit_code == 0
+    config = served[0]
+    assert (config.net.mdns, config.net.port, config.display_name) == (True, 0, "Ann")
+    assert (config.mailbox.enabled, config.mailbox.use) == (True, (MAILBOX,))
+    assert (config.rpc, config.rpc_tcp_port, config.home) == (True, 0, home)
+
+    assert run(home, "--no-nearby").exit_code == 0  # later starts keep what is not given
+    assert (served[1].net.mdns, served[1].mailbox.use, served[1].display_name) == (
+        False,
+        (MAILBOX,),
+        "Ann",
+    )
+    assert json.loads((home / "config.json").read_text())["nearby"] is False
+
+
+def test_default_port_is_the_documented_one(home: Path, served: list[NodeConfig]) -> None:
+    assert run(home, "--create-identity").exit_code == 0
+    assert served[0].net.port == 4242
+    assert not (home / "config.json").exists()
+
+
+def test_human_output_names_the_node(home: Path, served: list[NodeConfig]) -> None:
     result = run(home, "--create-identity")
     assert result.exit_code == 0, result.output
     assert "12D3KooW" in result.stdout
-    assert "Networking arrives" in result.stdout
+    assert "Press Ctrl-C" in result.stdout
 
 
-def test_without_create_identity_a_missing_keystore_is_an_error(home: Path) -> None:
+async def test_run_until_signal_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    identity = make_identity("runner")
+    config = NodeConfig(home=tmp_path / "h")
+    seen: list[str] = []
+    async with open_memory_hub(rng=random.Random(0)) as hub:
+
+        def factory(cfg: NodeConfig, ident: UnlockedIdentity) -> Node:
+            return Node(
+                cfg,
+                ident,
+                network=memory_opener(hub),
+                store=MemoryStore(),
+                rng=DeterministicRng("runner"),
+            )
+
+        def announce(running: Any) -> None:
+            seen.append(running.peer_id)
+            assert (tmp_path / "h" / "rpc.sock").is_socket()
+            os.kill(os.getpid(), signal.SIGTERM)  # trio's receiver holds SIGTERM here
+
+        with trio.fail_after(20):
+            await node_cli.run_until_signal(config, identity, announce, node_factory=factory)
+    assert seen == [identity.public.peer_id]
+    assert not (tmp_path / "h" / "rpc.sock").exists()
+
+
+def test_without_create_identity_a_missing_keystore_is_an_error(
+    home: Path, served: list[NodeConfig]
+) -> None:
     result = run(home)
     assert result.exit_code == 3
     assert "--create-identity" in result.output
     assert not home.exists()
 
 
-def test_wrong_passphrase_and_missing_passphrase(home: Path) -> None:
+def test_wrong_passphrase_and_missing_passphrase(home: Path, served: list[NodeConfig]) -> None:
     assert run(home, "--create-identity").exit_code == 0
     wrong = run(home, passphrase="not it")
     assert wrong.exit_code == 5
@@ -93,7 +196,7 @@ def test_wrong_passphrase_and_missing_passphrase(home: Path) -> None:
     assert "P2PCHAT_PASSPHRASE" in missing.output
 
 
-def test_insecure_identity_needs_the_explicit_flag(home: Path) -> None:
+def test_insecure_identity_needs_the_explicit_flag(home: Path, served: list[NodeConfig]) -> None:
     refused = run(home, "--insecure-no-passphrase", passphrase=None)
     assert refused.exit_code == 2
     made = run(home, "--create-identity", "--insecure-no-passphrase", passphrase=None)
@@ -107,10 +210,14 @@ def test_insecure_identity_needs_the_explicit_flag(home: Path) -> None:
     [
         (("--bootstrap", "192.0.2.7:4001"), "not a bootstrap address"),
         (("--port", "70000"), "70000"),
+        (("--display-name", "x" * 65), "display name"),
     ],
 )
-def test_bad_options_are_usage_errors(home: Path, args: tuple[str, ...], phrase: str) -> None:
+def test_bad_options_are_usage_errors(
+    home: Path, served: list[NodeConfig], args: tuple[str, ...], phrase: str
+) -> None:
     result = run(home, "--create-identity", *args)
     assert result.exit_code == 2
     assert phrase in result.output
     assert not (home / "identity.keystore").exists()
+    assert served == []

@@ -1,0 +1,48 @@
+"""Log output of a running node: readable lines on stderr, py-libp2p kept quiet.
+
+Configured deliberately rather than with ``basicConfig``: importing py-libp2p clears its
+``libp2p`` logger's handlers and stops it propagating (so its warnings would reach
+stderr through logging's bare "last resort" handler), and some of its modules log
+through the root logger itself (``logging.warning(...)``), which installs a default
+stderr handler if the root has none. So our one handler sits on the root logger,
+``libp2p`` is made to propagate to it again (unless ``LIBP2P_DEBUG`` asks for
+py-libp2p's own debug logging), and :func:`configure_logging` is called again once the
+node has imported libp2p. Our loggers (``p2pchat.*``) log at INFO (DEBUG with
+``-vv``), everything else at WARNING (INFO with ``-vv``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Final
+
+__all__ = ["LOG_FORMAT", "configure_logging"]
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_DATE_FORMAT: Final = "%H:%M:%S"
+_QUIET: Final = ("libp2p", "multiaddr", "zeroconf", "aioquic", "asyncio")
+
+
+def configure_logging(verbose: int = 0) -> logging.Handler:
+    """Install the node's stderr handler (idempotent); returns it."""
+    ours = logging.DEBUG if verbose > 1 else logging.INFO
+    others = logging.INFO if verbose > 1 else logging.WARNING
+    root = logging.getLogger()
+    handler = next(
+        (h for h in root.handlers if getattr(h, "_p2pchat", False)), None
+    ) or logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, _DATE_FORMAT))
+    handler._p2pchat = True  # type: ignore[attr-defined]
+    if handler not in root.handlers:
+        root.addHandler(handler)
+    root.setLevel(others)
+    logging.getLogger("p2pchat").setLevel(ours)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(others)
+    if not os.environ.get("LIBP2P_DEBUG"):
+        libp2p = logging.getLogger("libp2p")
+        libp2p.handlers.clear()
+        libp2p.propagate = True
+    return handler

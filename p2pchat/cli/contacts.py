@@ -1,0 +1,117 @@
+"""``p2pchat contacts``: people we talk to, through the running node's RPC API.
+
+A CONTACT argument is an account key (64 hex digits, what `p2pchat keys show` prints on
+their side) or the display name of exactly one contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from ._client import call
+from ._output import emit_json, say, show_table
+from ._state import CliState, json_option, pass_state
+
+__all__ = ["contacts", "contact_rows"]
+
+_STATES = ("requested_in", "requested_out", "accepted", "declined", "blocked")
+
+
+@click.group()
+def contacts() -> None:
+    """Manage contacts (needs a running node: `p2pchat node run`).
+
+    CONTACT is an account key (64 hex digits) or the display name of one contact.
+    With --json, a contact is {"account", "fingerprint", "name", "state", "verified",
+    "created_at", "updated_at"} (keys in hex, times in ms since the Unix epoch).
+    """
+
+
+def contact_rows(found: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Name, state and account key (the fingerprint is in ``--json`` and ``keys show``)."""
+    return [(c["name"], c["state"].replace("_", " "), c["account"]) for c in found]
+
+
+def _show_list(state: CliState, found: list[dict[str, Any]], *, empty: str) -> None:
+    if state.json:
+        emit_json({"contacts": found})
+        return
+    columns = ("Name", "State", "Account key")
+    show_table(None, columns, contact_rows(found), empty=empty, no_wrap=("Account key",))
+
+
+def _show_one(state: CliState, contact: dict[str, Any], verb: str) -> None:
+    if state.json:
+        emit_json({"contact": contact})
+    else:
+        say(f"{contact['name']} ({contact['fingerprint']}): {verb}.")
+
+
+@contacts.command("list")
+@click.option("--state", "only", type=click.Choice(_STATES), help="Only contacts in this state.")
+@json_option
+@pass_state
+def list_(state: CliState, only: str | None) -> None:
+    """List contacts by name.
+
+    \b
+    JSON: {"contacts": [contact, ...]}
+    """
+    found = call(state, "contacts.list", {"state": only} if only else {})
+    _show_list(state, found, empty="No contacts yet. Add one with `p2pchat contacts add`.")
+
+
+@contacts.command()
+@json_option
+@pass_state
+def requests(state: CliState) -> None:
+    """List strangers who wrote to you and wait for your consent.
+
+    Accept with `p2pchat contacts accept CONTACT`, or decline or block them.
+
+    \b
+    JSON: {"contacts": [contact, ...]}
+    """
+    found = call(state, "contacts.requests")
+    _show_list(state, found, empty="No contact requests.")
+
+
+@contacts.command()
+@click.argument("address")
+@click.option("--name", help="The name you know them by (default: their fingerprint's start).")
+@json_option
+@pass_state
+def add(state: CliState, address: str, name: str | None) -> None:
+    """Add a contact by account key (64 hex digits) or peer id (12D3KooW...).
+
+    Adding is consent: they may write to you, and you to them.
+
+    \b
+    JSON: {"contact": contact}
+    """
+    params: dict[str, Any] = {"address": address}
+    if name is not None:
+        params["name"] = name
+    _show_one(state, call(state, "contacts.add", params), "added")
+
+
+def _state_command(verb: str, done: str, summary: str) -> click.Command:
+    @json_option
+    @pass_state
+    def command(state: CliState, contact: str) -> None:
+        _show_one(state, call(state, f"contacts.{verb}", {"contact": contact}), done)
+
+    command.__doc__ = f'{summary}\n\n\b\nJSON: {{"contact": contact}}'
+    return click.command(verb)(click.argument("contact")(command))
+
+
+for _verb, _done, _summary in (
+    ("accept", "accepted", "Accept a contact request: they may write to you from now on."),
+    ("decline", "declined", "Decline a contact request (they are told, politely)."),
+    ("block", "blocked", "Block an account: its messages are dropped unread."),
+    ("unblock", "unblocked", "Unblock an account; it becomes an accepted contact again."),
+):
+    contacts.add_command(_state_command(_verb, _done, _summary))

@@ -1,0 +1,229 @@
+"""``p2pchat dm``: send, read and list direct messages through the running node.
+
+PEER is an account key (64 hex digits) or the display name of one contact.
+``dm read`` prints a conversation oldest first, with delivery marks on what you sent,
+and marks it read; ``--follow`` then keeps printing from the node's event stream, which
+is subscribed *before* the history is read, so nothing falls between the two.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import click
+
+from ..errors import NotFoundError
+from ._client import CALL_TIMEOUT, call, connected
+from ._output import emit_json, say, show_table, warn
+from ._state import CliState, json_option, pass_state
+
+if TYPE_CHECKING:
+    from ..client import SyncClient, SyncSubscription
+
+__all__ = ["dm", "MARKS", "format_message"]
+
+#: Delivery marks on sent messages: queued, sent (reached a device or mailbox), delivered.
+MARKS: Final = {"queued": "…", "sent": "✓", "delivered": "✓✓", "failed": "✗"}
+_FOLLOWED: Final = ["dm.received", "dm.delivery"]
+
+
+@click.group()
+def dm() -> None:
+    """Direct messages (needs a running node: `p2pchat node run`).
+
+    PEER is an account key (64 hex digits) or the display name of one contact. With
+    --json, a message is {"conversation_id", "message_id", "seq", "direction" (in/out),
+    "state" (queued/sent/delivered/failed), "failure_reason", "sender",
+    "sender_device", "content_type", "text", "body", "sent_at", "received_at"}.
+    """
+
+
+@dm.command()
+@click.argument("peer")
+@click.argument("text", nargs=-1, required=True)
+@json_option
+@pass_state
+def send(state: CliState, peer: str, text: tuple[str, ...]) -> None:
+    """Send TEXT to PEER (words are joined with spaces).
+
+    The message is queued at once and delivered in the background, also while PEER is
+    offline (retries, and their mailbox if they use one).
+
+    \b
+    JSON: {"message": message}
+    """
+    message = call(state, "dm.send", {"to": peer, "text": " ".join(text)})
+    if state.json:
+        emit_json({"message": message})
+    else:
+        say(f"Queued {MARKS['queued']} (message {message['message_id'][:8]}).")
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def format_message(message: dict[str, Any], peer_name: str) -> str:
+    """One line for a person: time, who, text, and a delivery mark on what we sent."""
+    mine = message["direction"] == "out"
+    who = "me" if mine else peer_name
+    text = message["text"] or f"[{message['content_type']}]"
+    mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
+    return f"{_time(message['sent_at'])}  {who}: {text}{mark}"
+
+
+def _peer_name(client: SyncClient, conversation_id: str) -> str:
+    for conversation in client.call("dm.conversations", timeout=CALL_TIMEOUT):
+        if conversation["conversation_id"] == conversation_id:
+            name: str | None = conversation["name"]
+            return name or str(conversation["peer"])[:9]
+    return conversation_id.removeprefix("dm:")[:9]
+
+
+def _conversation_of(client: SyncClient, peer: str) -> str:
+    """The conversation id for PEER, even before any message exists (for --follow)."""
+    cleaned = peer.strip().lower()
+    if len(cleaned) == 64 and all(ch in "0123456789abcdef" for ch in cleaned):
+        return "dm:" + cleaned
+    named = [
+        c["account"]
+        for c in client.call("contacts.list", timeout=CALL_TIMEOUT)
+        if c["name"].casefold() == peer.strip().casefold()
+    ]
+    if len(named) != 1:
+        raise NotFoundError(f"no conversation with {peer!r}")
+    return f"dm:{named[0]}"
+
+
+@dm.command()
+@click.argument("peer")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 500),
+    default=50,
+    show_default=True,
+    help="How many of the latest messages to show.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    metavar="N",
+    help="With --follow: stop after N new messages (for scripts).",
+)
+@json_option
+@pass_state
+def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None) -> None:
+    """Print the conversation with PEER, oldest first, and mark it read.
+
+    Sent messages carry a mark: … queued, ✓ sent, ✓✓ delivered, ✗ failed. With
+    --follow, new messages and delivery changes are printed as they happen.
+
+    \b
+    JSON: {"conversation_id", "messages": [message, ...]}; with --follow, then one
+    JSON object per line for each new event: {"event": {"type": "dm.received" or
+    "dm.delivery", ...}}.
+    """
+    with connected(state) as client:
+        subscription = client.subscribe(_FOLLOWED) if follow else None
+        try:
+            try:
+                history = client.call(
+                    "dm.history", {"conversation": peer, "limit": limit}, timeout=CALL_TIMEOUT
+                )
+            except NotFoundError:
+                if subscription is None:
+                    raise
+                history = []  # nothing yet: wait for the first message
+            conversation_id = (
+                history[0]["conversation_id"] if history else _conversation_of(client, peer)
+            )
+            name = _peer_name(client, conversation_id)
+            if history:
+                client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
+            if state.json:
+                emit_json({"conversation_id": conversation_id, "messages": history})
+            elif history:
+                for message in history:
+                    say(format_message(message, name))
+            elif subscription is None:
+                say("No messages yet.")
+            if subscription is not None:
+                _follow(
+                    client, subscription, conversation_id, name, as_json=state.json, count=count
+                )
+        finally:
+            if subscription is not None:
+                subscription.close()
+
+
+def _follow(
+    client: SyncClient,
+    subscription: SyncSubscription,
+    conversation_id: str,
+    name: str,
+    *,
+    as_json: bool,
+    count: int | None,
+) -> None:
+    """Print events of the conversation until Ctrl-C (or ``count`` new messages)."""
+    from ..client import Gap
+
+    received = 0
+    try:
+        for item in subscription:
+            if isinstance(item, Gap):
+                warn("some events were missed; run `p2pchat dm read` again to see everything")
+                continue
+            data = item.data
+            if data.get("conversation_id") != conversation_id:
+                continue
+            if as_json:
+                click.echo(json.dumps({"event": data}, sort_keys=True, ensure_ascii=False))
+            elif item.type == "dm.received":
+                shown = {**data, "direction": "in", "state": "delivered"}
+                say(format_message(shown, name))
+            else:
+                mark = MARKS.get(data["state"], data["state"])
+                say(f"  {mark} message {data['message_id'][:8]} {data['state']}")
+            if item.type == "dm.received":
+                client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
+                received += 1
+                if count is not None and received >= count:
+                    return
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a person stops following: not an error
+
+
+@dm.command("list")
+@json_option
+@pass_state
+def list_(state: CliState) -> None:
+    """List conversations, most recent first, with unread counts.
+
+    \b
+    JSON: {"conversations": [{"conversation_id", "kind", "peer", "name",
+           "last_activity", "unread"}, ...]}
+    """
+    found = call(state, "dm.conversations")
+    if state.json:
+        emit_json({"conversations": found})
+        return
+    rows = [
+        (
+            c["name"] or "",
+            str(c["unread"]) if c["unread"] else "",
+            _time(c["last_activity"]),
+            c["peer"] or c["conversation_id"],
+        )
+        for c in found
+    ]
+    show_table(
+        None,
+        ("Name", "Unread", "Last activity", "Account key"),
+        rows,
+        empty="No conversations yet. Start one with `p2pchat dm send PEER TEXT`.",
+        no_wrap=("Account key",),
+    )

@@ -1,0 +1,80 @@
+"""``p2pchat status`` and ``p2pchat peers``: what the running node is doing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from ._client import call
+from ._output import emit_json, show_panel, show_table
+from ._state import CliState, json_option, pass_state
+
+__all__ = ["status", "peers"]
+
+
+def _duration(ms: int) -> str:
+    seconds = ms // 1000
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+@click.command()
+@json_option
+@pass_state
+def status(state: CliState) -> None:
+    """Show the running node: who it is, where it listens, peers and unread messages.
+
+    \b
+    JSON: {"version", "account_key", "fingerprint", "device_key", "peer_id",
+           "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
+           "conversations", "unread", "contact_requests", "records_published_at"}
+    """
+    info = call(state, "node.status")
+    if state.json:
+        emit_json(info)
+        return
+    published = info["records_published_at"]
+    rows = [
+        ("Fingerprint", info["fingerprint"]),
+        ("Account key", info["account_key"]),
+        ("Peer ID", info["peer_id"]),
+        ("Listening", "\n".join(info["listen_addrs"]) or "nowhere"),
+        ("Up for", _duration(info["uptime_ms"])),
+        ("Peers", f"{info['connected_peers']} connected, {info['nearby_peers']} nearby"),
+        ("Messages", f"{info['unread']} unread in {info['conversations']} conversations"),
+        ("Requests", str(info["contact_requests"])),
+        (
+            "Published",
+            datetime.fromtimestamp(published / 1000, tz=UTC).strftime("%H:%M:%S UTC")
+            if published
+            else "not yet",
+        ),
+        ("Version", info["version"]),
+    ]
+    show_panel("p2pchat node", rows)
+
+
+@click.command()
+@json_option
+@pass_state
+def peers(state: CliState) -> None:
+    """List connected peers and peers seen on the local network (--nearby).
+
+    \b
+    JSON: {"connected": [{"peer_id"}, ...], "nearby": [{"peer_id", "addrs"}, ...]}
+    """
+    found = call(state, "peers.list")
+    if state.json:
+        emit_json(found)
+        return
+    connected = [(p["peer_id"], "connected", "") for p in found["connected"]]
+    nearby = [(p["peer_id"], "nearby", "\n".join(p["addrs"])) for p in found["nearby"]]
+    show_table(
+        None,
+        ("Peer ID", "Seen", "Addresses"),
+        connected + nearby,
+        empty="No peers connected or nearby.",
+        no_wrap=("Peer ID",),
+    )
