@@ -75,6 +75,13 @@ class NetConfig:
     relay_client: bool = False
     dial_timeout: float = 10.0
     event_buffer: int = 256
+    #: py-libp2p's connection manager dials peers from its peerstore until it holds
+    #: ``low_watermark`` connections (its defaults: 50/100/300, far more than a chat
+    #: node needs; each connection costs sockets and gossip traffic).
+    min_connections: int = 8
+    low_watermark: int = 16
+    high_watermark: int = 64
+    max_connections: int = 128
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -87,6 +94,14 @@ class NetConfig:
             raise ConfigError("timeouts and intervals must be positive")
         if self.event_buffer < 1:
             raise ConfigError("event buffer must hold at least one event")
+        if not (
+            0
+            <= self.min_connections
+            <= self.low_watermark
+            <= self.high_watermark
+            <= self.max_connections
+        ):
+            raise ConfigError("connection limits must satisfy min <= low <= high <= max")
         for addr in self.bootstrap:
             if not addr.startswith("/") or "/p2p/" not in addr:
                 raise ConfigError("bootstrap addresses are multiaddrs ending in /p2p/<peer id>")

@@ -375,7 +375,12 @@ async def open_libp2p_network(
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=listen,
         connection_config=ConnectionConfig(
-            max_connections_per_peer=1, dial_timeout=config.dial_timeout
+            max_connections_per_peer=1,
+            dial_timeout=config.dial_timeout,
+            min_connections=config.min_connections,
+            low_watermark=config.low_watermark,
+            high_watermark=config.high_watermark,
+            max_connections=config.max_connections,
         ),
     )
     bus = EventBus(buffer=config.event_buffer)
