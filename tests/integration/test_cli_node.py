@@ -1,0 +1,98 @@
+"""``p2pchat node run`` as a real process on 127.0.0.1, driven by the real CLI.
+
+The node gets a fresh home and ``--port 0``; the test waits until its RPC answers
+(bounded), checks ``p2pchat status --json`` against what the node printed, then stops
+it with SIGTERM and expects exit status 0 and the socket gone. The process is killed in
+a ``finally`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from p2pchat.client import SyncClient
+from p2pchat.errors import P2PChatError
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 60.0  # seconds: the first start derives the keystore key (Argon2id) and loads libp2p
+
+
+def env_for(home: Path) -> dict[str, str]:
+    return {**os.environ, "P2PCHAT_HOME": str(home), "P2PCHAT_PASSPHRASE": "integration pass"}
+
+
+def p2pchat(home: Path, *args: str, timeout: float = LIMIT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p2pchat.cli", *args],
+        env=env_for(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for_rpc(home: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + LIMIT
+    while True:
+        assert process.poll() is None, "the node exited before serving RPC"
+        if (home / "rpc.sock").exists():
+            try:
+                with SyncClient.connect(home=home, reconnect_timeout=1.0) as client:
+                    client.call("rpc.ping", timeout=5.0)
+                return
+            except P2PChatError:
+                pass  # the socket is bound a moment before the token check passes
+        assert time.monotonic() < deadline, "the node's RPC did not answer in time"
+        time.sleep(0.1)
+
+
+def test_node_run_serves_status_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    args = ["node", "run", "--create-identity", "--port", "0", "--listen", "127.0.0.1", "--json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p2pchat.cli", *args],
+        env=env_for(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_rpc(home, process)
+        status = p2pchat(home, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        info = json.loads(status.stdout)
+        assert info["peer_id"].startswith("12D3KooW")
+        assert all(a.startswith("/ip4/127.0.0.1/tcp/") for a in info["listen_addrs"])
+        assert info["listen_addrs"]
+        assert not any(a.startswith("/ip4/127.0.0.1/tcp/0/") for a in info["listen_addrs"])
+
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=LIMIT)
+        assert process.returncode == 0, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=LIMIT)
+    started = json.loads(out)
+    assert started["identity"]["peer_id"] == info["peer_id"]
+    assert started["identity"]["account_key"] == info["account_key"]
+    assert started["listen_addrs"] == info["listen_addrs"]
+    assert started["rpc"]["socket"] == str(home / "rpc.sock")
+    assert not (home / "rpc.sock").exists()
+    assert "SIGTERM received: stopping" in err
+    assert "node stopped" in err
+    assert "Traceback" not in err
+
+    after = p2pchat(home, "status")
+    assert after.returncode == 9
+    assert "no node is running" in after.stderr
