@@ -3,16 +3,12 @@
 A node may volunteer (``MailboxConfig.enabled``) to hold sealed blobs for offline
 recipients, under per-sender and total quotas and a TTL. A recipient names the peers
 that hold its mail (``MailboxConfig.use``) in its DHT mailbox record, and tells each
-contact, inside their encrypted session, two public keys made for this purpose only:
-
-* the **tag** (Ed25519): blobs are addressed to it, and only its owner can sign a fetch
-  or a delete;
-* the **seal key** (X25519): a blob is a libsodium *sealed box* of the DM frame to this
-  key (ephemeral X25519 + XSalsa20-Poly1305), so the mailbox can neither read a blob
-  nor tell who sent it.
-
-Both key pairs are derived from the keystore's local key, so they survive restarts
-without storing anything. What a mailbox learns: sizes, timing, and the connecting peer.
+contact, inside their encrypted session (hidden DM content ``p2pchat/mailbox-keys``),
+its **tag**: an Ed25519 public key made for this purpose only (derived from the
+keystore's local key, so it survives restarts without storing anything). Blobs are
+addressed to the tag and sealed to its X25519 form (``seal_for_tag``, wire.md section
+11), and only the tag's owner can sign a fetch or a delete. What a mailbox learns:
+sizes, timing, and the connecting peer.
 
 Fetched frames go through the normal DM receive path (signature, decryption, dedup,
 durable store); their receipts are queued back to the sender's device.
@@ -24,12 +20,8 @@ import logging
 from collections.abc import Callable
 
 import trio
-from nacl.exceptions import CryptoError as NaclCryptoError
-from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.signing import SigningKey
 
-from p2pchat_crypto import cbor
-from p2pchat_crypto.errors import DecodeError
 from p2pchat_crypto.kdf import blake2b, hkdf_sha256
 
 from .config import MailboxConfig
@@ -40,7 +32,6 @@ from .errors import (
     NotFoundError,
     P2PChatError,
     ProtocolError,
-    StorageError,
     WireError,
 )
 from .net.base import FramedStream, Network
@@ -55,6 +46,8 @@ from .protocol.mailbox import (
     MailboxStored,
     decode_mailbox_frame,
     encode_mailbox_frame,
+    open_for_tag,
+    seal_for_tag,
     sign_request,
     verify_request,
 )
@@ -76,14 +69,11 @@ _TAGS_META = "mailbox-keys:"
 
 
 class MailboxKeys:
-    """Our tag (Ed25519) and seal (X25519) key pairs, derived from the local key."""
+    """Our tag key pair (Ed25519), derived from the local key."""
 
     def __init__(self, local_key: bytes) -> None:
         self.tag_key = SigningKey(
             hkdf_sha256(local_key, salt=b"", info=b"p2pchat mailbox tag v1", length=32)
-        )
-        self.seal_key = PrivateKey(
-            hkdf_sha256(local_key, salt=b"", info=b"p2pchat mailbox seal v1", length=32)
         )
 
     def __repr__(self) -> str:
@@ -95,11 +85,7 @@ class MailboxKeys:
 
     def content(self) -> Content:
         """What we tell contacts (hidden DM content)."""
-        return Content(
-            type=MAILBOX_CONTENT_TYPE,
-            body={"tag": self.tag, "seal": bytes(self.seal_key.public_key)},
-            text="",
-        )
+        return Content(type=MAILBOX_CONTENT_TYPE, body={"tag": self.tag}, text="")
 
 
 class Mailbox:
@@ -202,36 +188,23 @@ class Mailbox:
     # -- the sender side ------------------------------------------------------------------
 
     async def _learn_keys(self, account: bytes, content: Content) -> None:
-        tag, seal = content.body.get("tag"), content.body.get("seal")
+        tag = content.body.get("tag")
         if not (isinstance(tag, bytes) and len(tag) == 32):
             raise WireError("bad-value", "mailbox tag must be 32 bytes")
-        if not (isinstance(seal, bytes) and len(seal) == 32):
-            raise WireError("bad-value", "mailbox seal key must be 32 bytes")
-        await self._store.put_meta(_TAGS_META + account.hex(), cbor.encode([tag, seal]))
+        await self._store.put_meta(_TAGS_META + account.hex(), tag)
         # Look the mailbox record up now, while the contact is likely online: the
         # directory caches it for when we need it (the contact being away).
         await self._directory.mailboxes_of(account)
 
-    async def _keys_of(self, account: bytes) -> tuple[bytes, bytes] | None:
-        blob = await self._store.get_meta(_TAGS_META + account.hex())
-        if blob is None:
-            return None
-        try:
-            tag, seal = cbor.decode(blob, max_size=256)
-        except (DecodeError, ValueError):
-            raise StorageError("unreadable mailbox keys in the store") from None
-        return tag, seal
-
     async def deposit(self, account: bytes, frame: bytes) -> bool:
         """Leave ``frame`` for ``account`` at one of its mailboxes; True if one took it."""
-        keys = await self._keys_of(account)
-        if keys is None:
+        tag = await self._store.get_meta(_TAGS_META + account.hex())
+        if tag is None:
             return False
-        tag, seal = keys
         boxes = await self._directory.mailboxes_of(account)
         if not boxes:
             return False
-        blob = SealedBox(PublicKey(seal)).encrypt(frame)
+        blob = seal_for_tag(frame, tag=tag, rng=self._rng)
         if len(blob) > MAX_BLOB:
             return False
         request = encode_mailbox_frame(
@@ -311,8 +284,8 @@ class Mailbox:
     async def _deliver(self, mailbox_peer: str, blob: bytes) -> None:
         """Open one blob and hand it to the DM layer; a bad blob is dropped, not fatal."""
         try:
-            frame = SealedBox(self._keys.seal_key).decrypt(blob)
-        except NaclCryptoError:
+            frame = open_for_tag(blob, tag_key=self._keys.tag_key)
+        except WireError:
             logger.info("dropped an unreadable blob from mailbox %s", mailbox_peer)
             return
         try:
