@@ -6,6 +6,7 @@ over a real socket); every wait is bounded by ``fail_after``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from p2pchat.client import Client, Event
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError
 from p2pchat.node import Node
-from p2pchat.node_rpc import resolve_contact
+from p2pchat.node_rpc import build_registry, resolve_contact
 from p2pchat.rpc import mint_token
 from p2pchat.rpc.errors import InvalidParamsError
 from p2pchat.storage.memory import MemoryStore
@@ -243,3 +244,27 @@ def test_names_resolve_only_when_unambiguous() -> None:
         resolve_contact("SAM", contacts)
     with pytest.raises(NotFoundError):
         resolve_contact("bob", contacts)
+
+
+def _documented_methods() -> dict[str, tuple[str, set[str]]]:
+    """``protocol-spec/rpc.md`` §9.3: method -> (scope, param names), parsed from the text."""
+    text = (Path(__file__).resolve().parents[2] / "protocol-spec" / "rpc.md").read_text()
+    section = text.split("### 9.3 Node methods", 1)[1].split("\n## 10.", 1)[0]
+    documented: dict[str, tuple[str, set[str]]] = {}
+    for block in re.split(r"^##### ", section, flags=re.M)[1:]:
+        heading = re.match(r"`([a-z_.]+)` — scope `(\w+)`", block)
+        assert heading is not None, block[:60]
+        params = block.split("params:", 1)[1].split("result:", 1)[0]
+        names = set(re.findall(r"^(?:\s*|\s+\?)\??([a-z_]+): ", " " + params, flags=re.M))
+        documented[heading.group(1)] = (heading.group(2), names)
+    return documented
+
+
+async def test_the_spec_documents_every_method_with_its_scope_and_params(
+    tmp_path: Path,
+) -> None:
+    alice = new_peer("alice")
+    async with hub() as h, running(h, alice, tmp_path) as node:
+        registry = build_registry(node)
+    actual = {m.name: (m.scope, {f.name for f in m.schema.fields}) for m in registry}
+    assert _documented_methods() == actual
