@@ -1,0 +1,674 @@
+"""p2pchat from asyncio programs: an asyncio RPC client, and a node in its own trio thread.
+
+The node is written for trio. An asyncio application (aiohttp, FastAPI, discord.py…)
+has two ways to embed it without mixing event loops in one thread:
+
+1. **Node in a thread** — :func:`run_node_in_thread` runs ``trio.run`` in a
+   ``threading.Thread``; the node serves its RPC socket in its home, and the asyncio side
+   talks to it with :class:`AsyncioClient`, exactly like any other local app::
+
+       handle = run_node_in_thread(config, identity)     # returns once the node listens
+       try:
+           async with await AsyncioClient.connect(home=handle.home) as client:
+               await client.call("dm.send", {"to": account_hex, "text": "hi"})
+       finally:
+           handle.stop()
+
+2. **Node as a process** — start ``p2pchat node run`` with
+   ``asyncio.create_subprocess_exec`` and connect the same client to its home once the
+   socket answers (``docs/embedding.md`` has the code).
+
+:class:`AsyncioClient` is native asyncio (``asyncio.open_unix_connection``) around the
+same sans-IO codec as the trio client (:mod:`p2pchat.rpc.protocol`,
+:mod:`p2pchat.protocol.framing`), so errors are the same ``p2pchat.errors`` classes.
+Unlike the trio :class:`p2pchat.client.Client` it does not reconnect: when the node
+goes away, calls raise :class:`~p2pchat.errors.NetworkError` and subscriptions end with
+it. A subscription exposes ``epoch`` and ``last_cursor`` so the app can resume without
+loss on a new connection (``subscribe(after_cursor=..., epoch=...)``, rpc.md §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
+
+from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError, P2PChatError, WireError
+from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame
+from p2pchat.rpc.auth import read_admin_token
+from p2pchat.rpc.errors import exception_for
+from p2pchat.rpc.protocol import (
+    PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN,
+    Close,
+    ErrorResponse,
+    EventMessage,
+    Request,
+    Response,
+    ServerMessage,
+    encode_message,
+    parse_server_message,
+    unpack_payload,
+)
+
+if TYPE_CHECKING:
+    import trio
+
+    from p2pchat.config import NodeConfig
+    from p2pchat.keystore import UnlockedIdentity
+    from p2pchat.node import NetworkOpener, Node
+
+__all__ = [
+    "AsyncioClient",
+    "AsyncioSubscription",
+    "Event",
+    "Gap",
+    "ServerInfo",
+    "TrioThread",
+    "NodeThread",
+    "start_trio_thread",
+    "run_node_in_thread",
+]
+
+#: Same name as ``p2pchat.rpc.transport.SOCKET_FILE`` (that module needs trio to import).
+_SOCKET_FILE: Final = "rpc.sock"
+_HELLO_ID: Final = 0
+_QUEUE: Final = 1024
+_READ_SIZE: Final = 65536
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What ``rpc.hello`` told us: the chosen version, the node, our scopes, its limits."""
+
+    version: int
+    epoch: str
+    node: dict[str, Any]
+    scopes: frozenset[str]
+    limits: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One node event; ``data`` is the whole event map (``type`` included)."""
+
+    cursor: int
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events after ``after_cursor`` were evicted (or the node restarted) before we resumed."""
+
+    after_cursor: int | None
+    oldest_cursor: int
+
+
+def _server_info(result: Any) -> ServerInfo:
+    if not isinstance(result, dict):
+        raise NetworkError("malformed rpc.hello result")
+    version, epoch, node, scopes, limits = (
+        result.get(k) for k in ("version", "epoch", "node", "scopes", "limits")
+    )
+    if not (
+        isinstance(version, int)
+        and isinstance(epoch, str)
+        and isinstance(node, dict)
+        and isinstance(scopes, list)
+        and all(isinstance(s, str) for s in scopes)
+        and isinstance(limits, dict)
+    ):
+        raise NetworkError("malformed rpc.hello result")
+    return ServerInfo(version, epoch, node, frozenset(scopes), limits)
+
+
+_END: Final = object()
+
+
+class AsyncioSubscription:
+    """Async iterator of :class:`Event` / :class:`Gap`; ``async with`` unsubscribes on exit.
+
+    Items wait in a bounded queue (1,024); while it is full the connection's reader
+    waits too (replies to calls included), so consume a subscription in its own task.
+    """
+
+    def __init__(
+        self,
+        client: AsyncioClient,
+        types: list[str] | None,
+        after_cursor: int | None,
+        epoch: str | None,
+    ) -> None:
+        self._client = client
+        self.types = None if types is None else sorted(set(types))
+        #: Persist ``(epoch, last_cursor)`` to resume later without loss.
+        self.epoch = epoch
+        self.last_cursor = after_cursor
+        self.server_id: int | None = None
+        self._queue: asyncio.Queue[Event | Gap | object] = asyncio.Queue(_QUEUE)
+        self._started = False
+        self._ended = False
+        self._closed = False
+        self._error: P2PChatError | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncioSubscription(types={self.types}, last_cursor={self.last_cursor})"
+
+    def _params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.types is not None:
+            out["types"] = self.types
+        if self.last_cursor is not None:
+            out["after_cursor"] = self.last_cursor
+            if self.epoch is not None:
+                out["epoch"] = self.epoch
+        return out
+
+    def _on_subscribed(self, result: Any) -> None:
+        """Runs in the reader when the reply arrives, before any event of this subscription."""
+        self.server_id = int(result["sub"])
+        self._client._subs[self.server_id] = self
+        restarted = self.epoch is not None and result["epoch"] != self.epoch
+        self.epoch = str(result["epoch"])
+        if self.last_cursor is None:
+            self.last_cursor = int(result["last_cursor"])
+        elif result["gap"]:
+            # The queue is new and empty: this cannot block.
+            self._queue.put_nowait(Gap(self.last_cursor, int(result["oldest_cursor"])))
+            if restarted:
+                self.last_cursor = 0  # the new run numbers its events from 1 again
+
+    async def _deliver(self, msg: EventMessage) -> None:
+        if self._ended or (self.last_cursor is not None and msg.cursor <= self.last_cursor):
+            return
+        self.last_cursor = msg.cursor
+        kind = msg.event.get("type")
+        await self._queue.put(Event(msg.cursor, kind if isinstance(kind, str) else "", msg.event))
+
+    def _end(self, error: P2PChatError | None) -> None:
+        """End the iteration after the queued items; with ``error``, raise it then."""
+        if self._ended:
+            return
+        self._ended = True
+        self._error = error
+        if not self._queue.full():
+            self._queue.put_nowait(_END)
+        # else: the consumer drains the queue, then sees _ended on an empty queue
+
+    async def start(self) -> None:
+        """Subscribe now (``async with`` and the first ``anext`` call this)."""
+        if not self._started:
+            self._started = True
+            await self._client._subscribe(self)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event | Gap:
+        await self.start()
+        if self._ended and self._queue.empty():
+            item: Event | Gap | object = _END
+        else:
+            item = await self._queue.get()
+        if isinstance(item, Event | Gap):
+            return item
+        if self._error is not None and not self._closed:
+            raise self._error.with_traceback(None)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._end(None)
+        await self._client._unsubscribe(self)
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[Any]
+    on_result: Callable[[Any], None] | None = None
+
+
+class AsyncioClient:
+    """One authenticated RPC connection, driven by asyncio (see the module docstring)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        where: str,
+        max_frame: int,
+        call_timeout: float,
+    ) -> None:
+        """Use :meth:`connect`."""
+        self._reader = reader
+        self._writer = writer
+        self._where = where
+        self._max_frame = max_frame
+        self._call_timeout = call_timeout
+        self._decoder = FrameDecoder(max_frame=max_frame)
+        self._ids = itertools.count(_HELLO_ID + 1)
+        self._pending: dict[int, _Pending] = {}
+        self._subs: dict[int, AsyncioSubscription] = {}
+        self._lost: P2PChatError | None = None
+        self._closed = False
+        self._reader_task: asyncio.Task[None] | None = None
+        self.info: ServerInfo | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "lost" if self._lost else "open"
+        return f"AsyncioClient({self._where!r}, {state})"  # never the token
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        home: Path | str | None = None,
+        token: str | None = None,
+        tcp: tuple[str, int] | None = None,
+        client_name: str = "p2pchat-asyncio",
+        max_frame: int = MAX_FRAME,
+        connect_timeout: float = 10.0,
+        call_timeout: float = 30.0,
+    ) -> AsyncioClient:
+        """Connect (unix socket in ``home``, or loopback ``tcp``) and authenticate.
+
+        ``token`` defaults to the admin token in ``home``. ``connect_timeout`` bounds
+        connecting and the hello; ``call_timeout`` each later call (for a tighter bound
+        on one call, wrap it in ``asyncio.timeout``). Raises the server's error
+        (:class:`~p2pchat.rpc.errors.AuthenticationError`, ...) or NetworkError.
+        """
+        home_path = Path(home) if home is not None else None
+        if tcp is None and home_path is None:
+            raise LocalProtocolError("pass home= (unix socket) or tcp=(host, port)")
+        if token is None:
+            if home_path is None:
+                raise LocalProtocolError("pass token= when connecting over TCP without home=")
+            token = read_admin_token(home_path)
+        if tcp is not None:
+            where = f"{tcp[0]}:{tcp[1]}"
+        else:
+            assert home_path is not None
+            where = str(home_path / _SOCKET_FILE)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                if tcp is not None:
+                    reader, writer = await asyncio.open_connection(*tcp)
+                else:
+                    reader, writer = await asyncio.open_unix_connection(where)
+        except TimeoutError:
+            raise NetworkError(f"connecting to the node at {where} timed out") from None
+        except OSError as exc:
+            raise NetworkError(f"cannot connect to the node at {where}: {exc.strerror}") from None
+        client = cls(reader, writer, where=where, max_frame=max_frame, call_timeout=call_timeout)
+        try:
+            await client._hello(token, client_name, connect_timeout)
+        except BaseException:
+            writer.close()
+            raise
+        client._reader_task = asyncio.get_running_loop().create_task(client._read_loop())
+        return client
+
+    # -- frames -----------------------------------------------------------------------
+
+    async def _send(self, request: Request) -> None:
+        self._writer.write(encode_frame(encode_message(request), max_frame=self._max_frame))
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise NetworkError("the RPC connection is closed") from exc
+
+    async def _next_message(self) -> ServerMessage | None:
+        while True:
+            payload = self._decoder.next_frame()
+            if payload is not None:
+                return parse_server_message(unpack_payload(payload))
+            try:
+                data = await self._reader.read(_READ_SIZE)
+            except ConnectionError:
+                return None
+            if not data:
+                return None
+            self._decoder.feed(data)
+
+    async def _hello(self, token: str, client_name: str, limit: float) -> None:
+        params = {
+            "versions": [PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX],
+            "token": token,
+            "client": client_name,
+        }
+        try:
+            async with asyncio.timeout(limit):
+                await self._send(Request(_HELLO_ID, "rpc.hello", params))
+                msg = await self._next_message()
+        except TimeoutError:
+            raise NetworkError("the node did not answer rpc.hello in time") from None
+        except WireError as exc:
+            raise NetworkError(f"the node sent a malformed frame ({exc.reason})") from None
+        if isinstance(msg, ErrorResponse | Close):
+            raise exception_for(msg.error.code, msg.error.message, msg.error.data)
+        if not isinstance(msg, Response) or msg.id != _HELLO_ID:
+            raise NetworkError("the server closed the connection during rpc.hello")
+        self.info = _server_info(msg.result)
+
+    async def _read_loop(self) -> None:
+        """Dispatch frames until the connection ends; then fail what still waits."""
+        reason: P2PChatError = NetworkError("the node closed the RPC connection")
+        try:
+            while True:
+                msg = await self._next_message()
+                if msg is None:
+                    break
+                if isinstance(msg, EventMessage):
+                    sub = self._subs.get(msg.sub)
+                    if sub is not None:
+                        await sub._deliver(msg)
+                elif isinstance(msg, Close):
+                    reason = exception_for(msg.error.code, msg.error.message, msg.error.data)
+                    break
+                elif msg.id is not None:
+                    self._resolve(msg)
+        except WireError as exc:
+            reason = NetworkError(f"the node sent a malformed frame ({exc.reason})")
+        finally:
+            if self._closed:
+                reason = ClosedError("the client is closed")
+            self._lose(reason)
+
+    def _resolve(self, msg: Response | ErrorResponse) -> None:
+        assert msg.id is not None
+        pending = self._pending.pop(msg.id, None)
+        if pending is None or pending.future.done():
+            return  # a reply to a call that timed out or was cancelled
+        if isinstance(msg, ErrorResponse):
+            error = exception_for(msg.error.code, msg.error.message, msg.error.data)
+            pending.future.set_exception(error)
+            return
+        if pending.on_result is not None:
+            pending.on_result(msg.result)
+        pending.future.set_result(msg.result)
+
+    def _lose(self, reason: P2PChatError) -> None:
+        if self._lost is None:
+            self._lost = reason
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(reason)
+        self._pending.clear()
+        for sub in list(self._subs.values()):
+            sub._end(reason)
+        self._subs.clear()
+        self._writer.close()
+
+    # -- public API -------------------------------------------------------------------
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call ``method``; raises the same ``p2pchat.errors`` class the handler raised.
+
+        A call without a reply within ``call_timeout`` raises NetworkError; the node may
+        still have run it (calls are not retried: they need not be idempotent).
+        """
+        return await self._request(method, params or {})
+
+    async def _request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Any:
+        if self._closed:
+            raise ClosedError("the client is closed")
+        if self._lost is not None:
+            raise self._lost.with_traceback(None)
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = _Pending(future, on_result)
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await self._send(Request(request_id, method, params))
+                return await future
+        except TimeoutError:
+            raise NetworkError(f"{method} got no reply in time") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    def subscribe(
+        self,
+        types: list[str] | None = None,
+        *,
+        after_cursor: int | None = None,
+        epoch: str | None = None,
+    ) -> AsyncioSubscription:
+        """Events of ``types`` (all if ``None``), resuming after ``after_cursor`` if given.
+
+        Use it as ``async with client.subscribe([...]) as events: async for item in
+        events``; pass the ``epoch`` the cursor came from when resuming in a new process.
+        """
+        if types is not None and not types:
+            raise LocalProtocolError("types must be None (all events) or non-empty")
+        return AsyncioSubscription(self, types, after_cursor, epoch)
+
+    async def _subscribe(self, sub: AsyncioSubscription) -> None:
+        await self._request("events.subscribe", sub._params(), on_result=sub._on_subscribed)
+
+    async def _unsubscribe(self, sub: AsyncioSubscription) -> None:
+        sub_id, sub.server_id = sub.server_id, None
+        if sub_id is None or self._subs.pop(sub_id, None) is None:
+            return
+        if self._lost is None and not self._closed:
+            # NetworkError/ClosedError: the connection went away, and the subscription too.
+            with contextlib.suppress(NetworkError, ClosedError):
+                await self._request("events.unsubscribe", {"sub": sub_id})
+
+    async def aclose(self) -> None:
+        """Close the connection; calls waiting fail with ClosedError. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._lose(ClosedError("the client is closed"))
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            try:
+                await self._reader_task
+            except asyncio.CancelledError:
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise  # we are being cancelled ourselves, not just our reader
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# -- a trio node in its own thread ---------------------------------------------------------
+
+
+class TrioThread(Generic[T]):
+    """Runs ``async with open_context() as value`` in ``trio.run`` on a daemon thread.
+
+    Start it with :func:`start_trio_thread`. ``value`` belongs to that thread: use it
+    from others only through :meth:`run` / :meth:`run_sync`, which hop onto the trio
+    loop (``trio.from_thread``) and block until done (from asyncio, wrap them in
+    ``asyncio.to_thread``). :meth:`stop` cancels and joins, and raises what the trio
+    side raised, so a crash in the node is never silent.
+    """
+
+    def __init__(
+        self, open_context: Callable[[], AbstractAsyncContextManager[T]], *, name: str
+    ) -> None:
+        self._open = open_context
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread.is_alive() else "stopped"
+        return f"<TrioThread {self._thread.name} {state}>"
+
+    def _main(self) -> None:
+        import trio
+
+        try:
+            trio.run(self._amain)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by stop()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _amain(self) -> None:
+        import trio
+
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with self._open() as value:
+                self._value = value
+                self._ready.set()
+                await trio.sleep_forever()
+
+    def _start(self, ready_timeout: float) -> None:
+        self._thread.start()
+        if not self._ready.wait(ready_timeout):
+            self.stop()
+            raise NetworkError(f"{self._thread.name} did not start within {ready_timeout} s")
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._thread.join()
+            raise error
+
+    @property
+    def value(self) -> T:
+        """What ``open_context()`` yielded (e.g. the :class:`~p2pchat.node.Node`)."""
+        if self._value is None or self._stopped:
+            raise ClosedError("the trio thread is not running")
+        return self._value
+
+    def run(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """Run ``await fn(*args)`` on the trio thread and return its result (blocking)."""
+        import trio
+
+        if self._token is None or self._stopped:
+            raise ClosedError("the trio thread is not running")
+        result: R = trio.from_thread.run(fn, *args, trio_token=self._token)
+        return result
+
+    def run_sync(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(*args)`` on the trio thread (for trio-thread-only sync calls)."""
+        import trio
+
+        if self._token is None or self._stopped:
+            raise ClosedError("the trio thread is not running")
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Leave the ``async with`` (cancelling the trio side) and join the thread.
+
+        Re-raises whatever the trio side raised while running. Idempotent.
+        """
+        import trio
+
+        if not self._stopped:
+            self._stopped = True
+            scope, token = self._scope, self._token
+            if scope is not None and token is not None and self._thread.is_alive():
+                # RunFinishedError: it ended on its own; its error (if any) is raised below.
+                with contextlib.suppress(trio.RunFinishedError):
+                    trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise NetworkError(f"{self._thread.name} did not stop within {timeout} s")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NodeThread(TrioThread["Node"]):
+    """A :class:`~p2pchat.node.Node` running in its own trio thread; RPC at :attr:`home`."""
+
+    def __init__(
+        self, open_context: Callable[[], AbstractAsyncContextManager[Node]], *, home: Path
+    ) -> None:
+        super().__init__(open_context, name="p2pchat-node")
+        #: The node home: connect with ``AsyncioClient.connect(home=handle.home)``.
+        self.home = home
+
+    @property
+    def socket_path(self) -> Path:
+        return self.home / _SOCKET_FILE
+
+
+def start_trio_thread(
+    open_context: Callable[[], AbstractAsyncContextManager[T]],
+    *,
+    name: str = "p2pchat-trio",
+    ready_timeout: float = 60.0,
+) -> TrioThread[T]:
+    """Start a :class:`TrioThread`; returns once ``open_context()`` was entered.
+
+    The general form of :func:`run_node_in_thread`, for when the trio side is more than
+    one node (tests run two nodes on one in-memory network this way).
+    """
+    handle = TrioThread(open_context, name=name)
+    handle._start(ready_timeout)
+    return handle
+
+
+def run_node_in_thread(
+    config: NodeConfig,
+    identity: UnlockedIdentity,
+    *,
+    network: NetworkOpener | None = None,
+    ready_timeout: float = 60.0,
+) -> NodeThread:
+    """Run ``Node(config, identity)`` in a trio thread; returns once it listens.
+
+    With ``config.rpc`` (the default) the node serves ``<config.home>/rpc.sock`` before
+    this returns, so an :class:`AsyncioClient` can connect at once. ``network`` is for
+    tests (an in-memory network); by default the node opens its libp2p host.
+    Call :meth:`NodeThread.stop` (or use ``with``) to shut it down.
+    """
+    from p2pchat.node import Node
+
+    handle = NodeThread(lambda: Node(config, identity, network=network), home=config.home)
+    handle._start(ready_timeout)
+    return handle
