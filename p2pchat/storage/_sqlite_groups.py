@@ -100,11 +100,15 @@ class SqliteGroups:
 
     def add_group_events(self, group_id: bytes, events: Sequence[StoredGroupEvent]) -> int:
         if self._conn.execute("SELECT 1 FROM groups WHERE group_id = ?", (group_id,)).fetchone():
-            # ON CONFLICT names the one constraint to skip (a held event), where OR IGNORE
-            # would also silently skip any other violated constraint.
+            # Skipping a held event with WHERE NOT EXISTS, rather than letting the unique
+            # constraint refuse it (ON CONFLICT DO NOTHING), keeps it from consuming a row
+            # id: AUTOINCREMENT allocates one before the conflict is found, and the memory
+            # store, which allocates none, must hand out the same ids. Each row is a point
+            # lookup in the (group_id, event_id) index and sees the rows inserted before it.
             cursor = self._conn.executemany(
                 f"INSERT INTO group_events (group_id, {_EVENT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, event_id) DO NOTHING",
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS"
+                " (SELECT 1 FROM group_events WHERE group_id = ?1 AND event_id = ?2)",
                 (
                     (group_id, e.event_id, e.device, e.seq, e.lamport, e.data, e.received_at)
                     for e in events

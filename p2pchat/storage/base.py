@@ -243,8 +243,9 @@ class Transaction(Protocol):
     async def group_events(
         self, group_id: bytes, *, after_rowid: int = 0, limit: int | None = None
     ) -> list[tuple[int, StoredGroupEvent]]:
-        """A group's events in insertion order, each with its row id: ids only grow and
-        are never reused, so passing the last one back as ``after_rowid`` pages on."""
+        """A group's events in insertion order, each with its row id: ids only grow, are
+        never reused, and a skipped (already held) event takes none; passing the last one
+        back as ``after_rowid`` pages on. ``limit=None`` means all of them."""
         ...
 
     async def count_group_events(self, group_id: bytes) -> int: ...
