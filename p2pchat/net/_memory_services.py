@@ -190,6 +190,7 @@ class MemoryPubSub:
         self._subscriptions: dict[str, list[trio.MemorySendChannel[tuple[str, bytes]]]] = {}
         self._receivers: dict[int, trio.MemorySendChannel[tuple[str, bytes]]] = {}
         self._validators: dict[str, TopicValidator] = {}
+        self._shut = False
 
     async def subscribe(self, topic: str) -> MemorySubscription:
         self._node.check_open()
@@ -225,20 +226,26 @@ class MemoryPubSub:
             node = self._hub.node(peer)
             if node is None or not node.pubsub.subscribed(topic):
                 continue
-            if peer != origin and self._hub.lose(origin, peer):
+            if peer == origin:
+                node.pubsub.deliver(topic, origin, data)
+                continue
+            if self._hub.lose(origin, peer):
                 self._hub.count("gossip_lost")
                 continue
-            latency = self._hub.faults(origin, peer).latency if peer != origin else 0.0
-            if latency:
-                self._hub.spawn(_deliver_later, node.pubsub, topic, origin, data, latency)
-            else:
-                node.pubsub.deliver(topic, origin, data)
+            for _ in range(self._hub.copies(origin, peer)):
+                latency = self._hub.delay(origin, peer)
+                if latency:
+                    self._hub.spawn(_deliver_later, node.pubsub, topic, origin, data, latency)
+                else:
+                    node.pubsub.deliver(topic, origin, data)
 
     def accept(self, topic: str, origin: str, data: bytes) -> bool:
         validator = self._validators.get(topic)
         return validator is None or validator(origin, data)
 
     def deliver(self, topic: str, origin: str, data: bytes) -> None:
+        if self._shut:
+            return  # a delayed delivery to a node that has gone: never run its validator
         if not self.accept(topic, origin, data):
             return
         for send in list(self._subscriptions.get(topic, [])):
@@ -250,6 +257,7 @@ class MemoryPubSub:
                 self._subscriptions[topic].remove(send)
 
     def shut(self) -> None:
+        self._shut = True
         for senders in self._subscriptions.values():
             for send in senders:
                 send.close()

@@ -11,8 +11,9 @@ random choice (loss, jitter) drawn from one seeded ``random.Random``.
             await alice.connect(bob.peer_id, bob.listen_addrs)
             stream = await alice.open_stream(bob.peer_id, "/p2pchat/dm/1")
 
-Faults for the simulator, all set on the hub: per-link :class:`LinkFaults` (loss and
-latency), :meth:`MemoryHub.partition` / :meth:`MemoryHub.heal`, and
+Faults for the simulator, all set on the hub: per-link :class:`LinkFaults` (loss,
+latency, jitter that reorders gossip, duplication of gossip),
+:meth:`MemoryHub.partition` / :meth:`MemoryHub.heal`, and
 :meth:`MemoryHub.set_down` / :meth:`MemoryHub.set_up` for a node.
 
 Fidelity, and where it stops: streams are reliable and ordered (like Yamux over TCP),
@@ -76,14 +77,24 @@ def memory_addr(peer_id: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinkFaults:
-    """Faults of the link between two nodes (symmetric)."""
+    """Faults of the link between two nodes (symmetric).
+
+    ``jitter`` adds a uniform extra delay in ``[0, jitter)`` seconds to each gossip
+    delivery and each dial (so gossip arrives out of order); ``duplicate`` is the chance
+    that a gossip delivery arrives twice (each copy with its own jitter). Streams stay
+    reliable and ordered, as Yamux over TCP is.
+    """
 
     loss: float = 0.0
     latency: float = 0.0
+    jitter: float = 0.0
+    duplicate: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.loss <= 1.0 or self.latency < 0:
-            raise ValueError("loss must be in [0, 1] and latency non-negative")
+        if not 0.0 <= self.loss <= 1.0 or not 0.0 <= self.duplicate <= 1.0:
+            raise ValueError("loss and duplicate must be in [0, 1]")
+        if self.latency < 0 or self.jitter < 0:
+            raise ValueError("latency and jitter must be non-negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,7 @@ class HubStatistics:
     connections: int
     dials_lost: int
     gossip_lost: int
+    gossip_duplicated: int
     gossip_dropped_full: int
     events_dropped_full: int
 
@@ -168,7 +180,7 @@ class MemoryHub:
         self._link_faults: dict[frozenset[str], LinkFaults] = {}
         self._connections: dict[frozenset[str], list[_Pipe]] = {}
         self.records = MemoryRecords()
-        self._counters = {"dials_lost": 0, "gossip_lost": 0, "full": 0}
+        self._counters = {"dials_lost": 0, "gossip_lost": 0, "gossip_duplicated": 0, "full": 0}
 
     # -- faults ---------------------------------------------------------------------
 
@@ -215,6 +227,21 @@ class MemoryHub:
         loss = self.faults(a, b).loss
         return loss > 0 and self._rng.random() < loss
 
+    def delay(self, a: str, b: str) -> float:
+        """The link's latency plus a jitter draw (a draw only when jitter is set)."""
+        faults = self.faults(a, b)
+        if faults.jitter:
+            return faults.latency + self._rng.uniform(0.0, faults.jitter)
+        return faults.latency
+
+    def copies(self, a: str, b: str) -> int:
+        """How many copies of one gossip delivery arrive: 1, or 2 when duplicated."""
+        duplicate = self.faults(a, b).duplicate
+        if duplicate > 0 and self._rng.random() < duplicate:
+            self.count("gossip_duplicated")
+            return 2
+        return 1
+
     def announce_nearby(self, peer_ids: Sequence[str]) -> None:
         """Simulate mDNS: every listed node discovers every other listed node."""
         for peer in peer_ids:
@@ -230,6 +257,7 @@ class MemoryHub:
             connections=len(self._connections),
             dials_lost=c["dials_lost"],
             gossip_lost=c["gossip_lost"],
+            gossip_duplicated=c["gossip_duplicated"],
             gossip_dropped_full=c["full"],
             events_dropped_full=sum(node.events_dropped for node in self._nodes.values()),
         )
@@ -433,7 +461,7 @@ class MemoryNetwork:
         return self._events.feed()
 
     async def _delay(self, peer_id: str) -> None:
-        latency = self._hub.faults(self._peer_id, peer_id).latency
+        latency = self._hub.delay(self._peer_id, peer_id)
         if latency:
             await trio.sleep(latency)
 
