@@ -198,16 +198,26 @@ class Groups:
             return 0
 
     async def _sync_loop(self) -> None:
-        """Every ~30 s, sync each group with a few random members that are connected."""
+        """Every ~30 s, sync each group with a few random members.
+
+        Most are picked among connected members; one is picked among *all* members and
+        dialed if need be. Connections are not restored by themselves after a partition
+        heals or a restart, and sides that only talk within themselves would never
+        converge: the one random member is what joins them again.
+        """
         while True:
             await trio.sleep(30 * self._jitter.uniform(0.8, 1.2))
+            me = self._network.peer_id
             connected = set(self._network.connected_peers())
             for group_id, engine in list(self._engines.items()):
-                peers = sorted(
-                    {peer_id_from_ed25519(d) for d in engine.member_devices()} & connected
-                )
-                for peer_id in self._jitter.sample(peers, min(_SYNC_FANOUT, len(peers))):
-                    await self._try_sync(group_id, peer_id)
+                members = sorted({peer_id_from_ed25519(d) for d in engine.member_devices()} - {me})
+                if not members:
+                    continue
+                anyone = self._jitter.choice(members)
+                near = [p for p in members if p in connected and p != anyone]
+                chosen = self._jitter.sample(near, min(_SYNC_FANOUT - 1, len(near)))
+                for peer_id in [anyone, *chosen]:
+                    await self._connect_and_sync(group_id, peer_id)
 
     async def _publish_loop(self) -> None:
         """Keep the DHT records of groups we own (and of our public groups' tags) fresh."""
