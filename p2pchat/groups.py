@@ -176,7 +176,8 @@ class Groups:
             self._undecrypted[info.group_id] = {
                 s.event_id for s in engine.ordered_events() if s.event.kind == "sealed"
             }
-            await self._decrypt_pending(info.group_id)
+            # The app was told of these before the restart: decrypt, do not re-announce.
+            await self._decrypt_pending(info.group_id, announce=False)
         await self.transport.subscribe(info.group_id)
 
     def peer_connected(self, peer_id: str) -> None:
@@ -235,7 +236,8 @@ class Groups:
         async with self._lock:
             await self._store_events(group_id, result.accepted)
             for stored in result.accepted:
-                self._announce(group_id, stored)
+                if stored.event.kind != "sealed":  # sealed: announced once decrypted
+                    self._announce(group_id, stored)
             for effect in result.effects:
                 await self._run_effect(group_id, effect)
 
@@ -379,7 +381,9 @@ class Groups:
                 await self._save_keyring(group_id)
                 await self._decrypt_pending(group_id)
 
-    async def _decrypt_pending(self, group_id: bytes) -> None:
+    async def _decrypt_pending(self, group_id: bytes, *, announce: bool = True) -> None:
+        """Decrypt the sealed events whose key has arrived, and tell the app of each one
+        then: once, with its text (an event we can never read is never announced)."""
         pending = self._undecrypted.get(group_id)
         keyring = self._keyrings.get(group_id)
         if not pending or keyring is None:
@@ -401,7 +405,7 @@ class Groups:
                 logger.info("dropped an undecodable sealed event: %s", exc)
             pending.discard(event_id)
             stored = engine.log.get(event_id)
-            if stored is not None:
+            if stored is not None and announce:
                 self._announce(group_id, stored)
         await self._save_keyring(group_id)
 
