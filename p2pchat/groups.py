@@ -69,6 +69,7 @@ from .protocol.group_events import (
     InnerEvent,
     LiveComment,
     MemberBan,
+    MemberInvite,
     MemberJoin,
     MemberLeave,
     MemberRemove,
@@ -82,6 +83,7 @@ from .protocol.group_events import (
 )
 from .protocol.group_invite import InviteToken, new_invite
 from .protocol.group_log import GroupError, StoredEvent
+from .protocol.group_state import invite_hash
 from .protocol.records import (
     GroupRecord,
     TopicEntry,
@@ -102,6 +104,8 @@ GROUP_KEY_CONTENT_TYPE = "p2pchat/group-key"
 _KEYRING_KIND = "p2pchat/group-keyring"
 _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
 _SYNC_FANOUT = 3
+#: Rounds of catching up with the inviter before a join by invite gives up.
+_JOIN_ATTEMPTS = 5
 
 
 class Groups:
@@ -519,12 +523,29 @@ class Groups:
             await self._store_events(group_id, tuple(engine.ordered_events()))
         await self.transport.subscribe(group_id)
         sources = list(dict.fromkeys(peers + record_peers))
-        for peer_id in sources:  # catch up first, so our join follows the invite
-            await self._connect_and_sync(group_id, peer_id)
+        for attempt in range(_JOIN_ATTEMPTS):  # catch up first, so our join follows the invite
+            if attempt:
+                await trio.sleep(self._jitter.uniform(0.5, 1.5))
+            for peer_id in sources:
+                await self._connect_and_sync(group_id, peer_id)
+            if secret is None or _knows_invite(engine, secret):
+                break
+        else:
+            # A join ordered before its invite is void for good: do not author it.
+            await self._forget(group_id)
+            raise NetworkError("could not fetch the invite from the group; try again later")
         await self._author(group_id, MemberJoin(secret=secret))
         for peer_id in sources:  # hand our join over right away
             await self._try_sync(group_id, peer_id)
         return group_id
+
+    async def _forget(self, group_id: bytes) -> None:
+        """Undo the start of a join that could not complete (a later join starts afresh)."""
+        self._engines.pop(group_id, None)
+        await self.transport.unsubscribe(group_id)
+        info = await self._store.get_group(group_id)
+        if info is not None:
+            await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
 
     async def _connect_and_sync(self, group_id: bytes, peer_id: str) -> None:
         if peer_id == self._network.peer_id:
@@ -743,6 +764,14 @@ class Groups:
             "events": sum(e.statistics()["events"] for e in self._engines.values()),
             "transport": dict(self.transport.stats),
         }
+
+
+def _knows_invite(engine: GroupEngine, secret: bytes) -> bool:
+    wanted = invite_hash(secret)
+    return any(
+        isinstance(s.event.parsed, MemberInvite) and s.event.parsed.invite == wanted
+        for s in engine.ordered_events()
+    )
 
 
 def _new_info(group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now: int) -> GroupInfo:

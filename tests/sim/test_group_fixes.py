@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from p2pchat.errors import NetworkError
 from p2pchat.events import GroupMessage
+from p2pchat.net.memory import LinkFaults
+from p2pchat.storage.records import GroupStatus
 from tests.node.harness import Peer, hub, new_peer, running, wait_for
 
 
@@ -62,3 +65,22 @@ async def test_private_history_is_readable_after_a_restart(
             assert message is not None
             assert message.content is not None
             assert message.content.text == "secret plans"
+
+
+async def test_join_by_invite_fails_cleanly_when_the_invite_cannot_be_fetched(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """A join authored before its invite is known sorts before the invite and is void
+    for good; the node must refuse to author it, and a later attempt must work."""
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        group = await a.create_group("Book club", kind="private")
+        link = await a.invite(group)
+        h.set_link_faults(alice.peer_id, bob.peer_id, LinkFaults(loss=1.0))
+        with pytest.raises(NetworkError):
+            await b.join_group(link)
+        assert [g.group_id for g in await b.groups() if g.status is GroupStatus.ACTIVE] == []
+        h.set_link_faults(alice.peer_id, bob.peer_id, LinkFaults())
+        assert await b.join_group(link) == group
+        await wait_for(lambda: bob.account in a.group_state(group).members)
+        assert bob.account in b.group_state(group).members
