@@ -40,7 +40,8 @@ async function send(client, args) {
 async function listen(client, { count, json }) {
   const sub = await client.subscribe({ types: ["dm.received"] });
   process.once("SIGINT", () => void sub.close());
-  if (!json) console.error("listening for messages (Ctrl-C to stop)");
+  // On stderr even with --json: scripts wait for this line to know the stream is live.
+  console.error("listening for messages (Ctrl-C to stop)");
   let seen = 0;
   for await (const item of sub) {
     if (item.kind === "gap") {

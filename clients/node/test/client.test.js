@@ -108,7 +108,10 @@ test("TCP is refused for anything but a loopback literal", async () => {
 test("a subscription resumes after the node drops it, and reports a gap when told", async () => {
   let connection = 0;
   const node = await fakeNode((req, send, socket) => {
-    if (req.method !== "events.subscribe") return;
+    if (req.method === "events.unsubscribe") {
+      send({ type: "response", id: req.id, result: {} });
+      return;
+    }
     connection += 1;
     if (connection === 1) {
       send({ type: "response", id: req.id, result: { sub: 5, epoch: "e1", gap: false, last_cursor: 10, oldest_cursor: 1 } });
@@ -137,6 +140,7 @@ test("a subscription resumes after the node drops it, and reports a gap when tol
     assert.deepEqual(subscribes, [{ types: ["dm.received"] }, { types: ["dm.received"], after_cursor: 12, epoch: "e1" }]);
     assert.equal(sub.lastCursor, 13);
     assert.equal(sub.epoch, "e1");
+    assert.deepEqual(node.requests.at(-1), { type: "request", id: 2, method: "events.unsubscribe", params: { sub: 1 } });
   } finally {
     await client.close();
     await node.stop();
