@@ -9,6 +9,8 @@ Every test is a sync function around ``asyncio.run``, bounded in time.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -116,3 +118,23 @@ def test_run_node_in_thread_serves_rpc_on_a_real_libp2p_host(tmp_path: Path) -> 
 
         asyncio.run(asyncio.wait_for(main(), LIMIT))
     assert not handle.socket_path.exists()  # the node removed its socket on stop
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("script", ["embed_trio.py", "embed_asyncio.py"])
+def test_embedding_examples_run(script: str) -> None:
+    """The documented examples work as shipped: two libp2p nodes on 127.0.0.1 chat."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=2 * LIMIT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("alice queued message ")
+    assert lines[1].startswith("bob received from ")
+    assert lines[1].endswith(("hello from asyncio", "hello Bob, from an embedded node"))
