@@ -4,9 +4,11 @@ Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, 
 group's name). New local events are batched for a short window and published as one
 signed ``sync.batch`` envelope, each event its own run, so a receiver that missed an
 earlier message buffers instead of refusing. The topic validator rate-limits the
-forwarding peer *before* any signature check, then runs the engine's pure validation:
-an invalid batch is neither applied nor forwarded. Gossip is best effort (py-libp2p
-drops silently under load); delivery is guaranteed by sync.
+forwarding peer *before* any signature check (one token per signature a message may
+cost: its envelope and each run), then runs the engine's pure validation: an invalid
+batch is neither applied nor forwarded. Sync streams pay the same way, per frame.
+Gossip is best effort (py-libp2p drops silently under load); delivery is guaranteed
+by sync.
 
 Pull: ``/p2pchat/sync/1.0.0``, one exchange per stream, driven on both sides by
 :class:`~p2pchat.protocol.group_sync.SyncSession`; frames are signed envelopes. Every
@@ -76,6 +78,7 @@ class GroupTransport:
         self._engine_of = engine_of
         self._on_result = on_result
         self._limiter = PeerLimiter(rate=peer_rate, burst=peer_burst)
+        self._burst = peer_burst
         self._pending: defaultdict[bytes, list[bytes]] = defaultdict(list)
         self._flush_due = trio.Event()
         self._results_in, self._results_out = trio.open_memory_channel[tuple[bytes, ReceiveResult]](
@@ -175,10 +178,15 @@ class GroupTransport:
             return False
         try:
             envelope = decode_envelope(data, max_size=MAX_SYNC_FRAME)
-            envelope.verify()
             batch = envelope.open()
             if not isinstance(batch, SyncBatch) or batch.group != group_id:
                 raise WireError("unexpected-kind", "gossip carries sync.batch of this group")
+            # The token taken above paid for the decode; the rest of the message's price
+            # is charged before the first signature check.
+            if not self._pay(origin, now, batch, already=1):
+                self.stats["gossip_rate_limited"] += 1
+                return False
+            envelope.verify()
             result, errors = engine.apply_runs(batch, now=now, source=origin)
         except (WireError, GroupError, RateLimitedError) as exc:
             self.stats["gossip_rejected"] += 1
@@ -237,7 +245,7 @@ class GroupTransport:
         if frame is None:
             return
         try:
-            opening = self._open(frame)
+            opening = self._open(frame, peer)
             if not isinstance(opening, SyncFrontier):
                 raise WireError("unexpected-kind", "a sync starts with sync.frontier")
             engine = self._engine_of(opening.group)
@@ -270,15 +278,32 @@ class GroupTransport:
             frame = await stream.read_frame(MAX_SYNC_FRAME)
             if frame is None:
                 raise WireError("truncated", "the peer ended the sync early")
-            step = session.receive(self._open(frame), now=self._clock())
+            step = session.receive(self._open(frame, stream.remote_peer), now=self._clock())
             accepted += len(step.result.accepted)
             await self._handle_step(group_id, step.result)
             outgoing = list(step.send)
 
-    def _open(self, frame: bytes) -> Struct:
+    def _open(self, frame: bytes, peer: str) -> Struct:
+        """Decode a sync frame, charge ``peer`` for it, then verify it."""
         envelope = decode_envelope(frame, max_size=MAX_SYNC_FRAME)
+        message = envelope.open()
+        if not self._pay(peer, self._clock(), message):
+            self.stats["sync_rate_limited"] += 1
+            raise RateLimitedError("sync frames beyond the peer's rate")
         envelope.verify()
-        return envelope.open()
+        return message
+
+    def _pay(self, peer: str, now: int, message: Struct, *, already: int = 0) -> bool:
+        """Charge ``peer`` one token per signature ``message`` may make us check: its
+        envelope and each run of a batch (a run is verified with one signature).
+
+        Charging per message instead let one gossip message or sync frame of 256 forged
+        runs cost 256 verifies for one token. The price is capped at the burst, so that
+        an honest maximal batch always fits in a full bucket.
+        """
+        runs = len(message.runs) if isinstance(message, SyncBatch) else 0
+        cost = min(1 + runs, self._burst) - already
+        return cost <= 0 or self._limiter.allow(peer, now, cost=cost)
 
     async def _handle_step(self, group_id: bytes, result: ReceiveResult) -> None:
         if result.accepted or result.effects:
