@@ -61,7 +61,7 @@ async def main(root: Path) -> int:
         logging.getLogger("libp2p").setLevel(logging.ERROR)  # imported now; see embed_trio.py
         async with await AsyncioClient.connect(home=alice.home) as client:
             info = await client.call("node.info")
-        entry = f"{info['listen_addrs'][0]}/p2p/{info['peer_id']}"
+        entry = info["listen_addrs"][0]  # a full multiaddr, ending in /p2p/<peer id>
         bob = await asyncio.to_thread(start_node, root / "bob", bootstrap=(entry,))
         try:
             # Bob's keys must be in the DHT before Alice can find him: wait on the trio side.

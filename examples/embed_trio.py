@@ -51,7 +51,7 @@ def new_identity() -> UnlockedIdentity:
 async def main(root: Path) -> int:
     async with Node(local_config(root / "alice"), new_identity()) as alice:
         quiet_libp2p()
-        entry = f"{alice.listen_addrs[0]}/p2p/{alice.peer_id}"
+        entry = alice.listen_addrs[0]  # a full multiaddr: /ip4/127.0.0.1/tcp/N/p2p/<peer id>
         bob_config = local_config(root / "bob", bootstrap=(entry,))
         async with (
             Node(bob_config, new_identity()) as bob,
