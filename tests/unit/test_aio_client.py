@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -241,3 +243,15 @@ def test_the_asyncio_client_does_not_import_trio() -> None:
         p2pchat.aio.AsyncioSubscription
     )
     assert "trio" not in client_source
+
+
+def test_importing_the_asyncio_path_does_not_load_libp2p_or_the_node() -> None:
+    """An asyncio app that only talks RPC pays for neither py-libp2p nor the node."""
+    probe = (
+        "import sys, p2pchat.aio\n"
+        "print(sorted(m for m in ('libp2p', 'p2pchat.node') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=LIMIT, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -20,7 +20,7 @@ after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
  * A fake node: `handle(request, send, socket)` answers each request after hello.
  * Records every request it sees in `requests`.
  */
-async function fakeNode(handle) {
+async function fakeNode(handle, { tcp = false } = {}) {
   const home = mkdtempSync(path.join(tmpdir(), "p2pc-"));
   dirs.push(home);
   writeFileSync(path.join(home, "rpc.token"), TOKEN + "\n");
@@ -50,12 +50,13 @@ async function fakeNode(handle) {
       }
     });
   });
-  await new Promise((resolve) => server.listen(path.join(home, "rpc.sock"), resolve));
+  const where = tcp ? { host: "127.0.0.1", port: 0 } : { path: path.join(home, "rpc.sock") };
+  await new Promise((resolve) => server.listen(where, resolve));
   const stop = async () => {
     for (const s of sockets) s.destroy();
     await new Promise((resolve) => server.close(resolve));
   };
-  return { home, requests, stop };
+  return { home, requests, stop, port: tcp ? server.address().port : undefined };
 }
 
 test("calls resolve with results and reject with the node's error code", async () => {
@@ -95,6 +96,19 @@ test("a wrong token is refused, and the token never shows in inspect, JSON or er
       assert.ok(!shown.includes(TOKEN), shown);
     }
     await client.close();
+  } finally {
+    await node.stop();
+  }
+});
+
+test("TCP to a loopback port works with an explicit token", async () => {
+  const node = await fakeNode((req, send) => send({ type: "response", id: req.id, result: { pong: true } }), { tcp: true });
+  try {
+    const client = await Client.connect({ port: node.port, token: TOKEN });
+    assert.deepEqual(await client.call("rpc.ping"), { pong: true });
+    assert.equal(inspect(client), `Client(127.0.0.1:${node.port}, open)`);
+    await client.close();
+    await assert.rejects(Client.connect({ port: node.port }), (err) => err.code === 1004); // no token, no home
   } finally {
     await node.stop();
   }
