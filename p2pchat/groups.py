@@ -106,6 +106,9 @@ _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "
 _SYNC_FANOUT = 3
 #: Rounds of catching up with the inviter before a join by invite gives up.
 _JOIN_ATTEMPTS = 5
+#: Bounds on sender keys held until their device is known (memory, per peer abuse).
+_HELD_KEY_GROUPS = 64
+_HELD_KEYS_PER_GROUP = 256
 
 
 class Groups:
@@ -142,6 +145,8 @@ class Groups:
         self._engines: dict[bytes, GroupEngine] = {}
         self._keyrings: dict[bytes, GroupKeyring] = {}
         self._undecrypted: dict[bytes, set[bytes]] = {}
+        #: Sender keys that arrived before their device was known as a member's.
+        self._held_keys: dict[bytes, list[tuple[bytes, InboundGroupSession]]] = {}
         self._lock = trio.Lock()
         self.transport = GroupTransport(
             network=network,
@@ -182,6 +187,8 @@ class Groups:
             }
             # The app was told of these before the restart: decrypt, do not re-announce.
             await self._decrypt_pending(info.group_id, announce=False)
+            async with self._lock:
+                await self._release_held_keys(info.group_id)
         await self.transport.subscribe(info.group_id)
 
     def peer_connected(self, peer_id: str) -> None:
@@ -244,6 +251,7 @@ class Groups:
                     self._announce(group_id, stored)
             for effect in result.effects:
                 await self._run_effect(group_id, effect)
+            await self._release_held_keys(group_id)
 
     async def _store_events(self, group_id: bytes, accepted: tuple[StoredEvent, ...]) -> None:
         chain = [s for s in accepted if s.event.kind != "live.comment"]
@@ -370,20 +378,53 @@ class Groups:
         group_id, dist = content.body.get("g"), content.body.get("dist")
         if not isinstance(group_id, bytes) or not isinstance(dist, bytes):
             raise WireError("bad-value", "a group key needs g and dist")
-        engine = self._engines.get(group_id)
-        if engine is None:
-            return
         try:
             inbound = InboundGroupSession.from_distribution(dist)
         except CryptoError as exc:
             raise WireError("bad-value", f"bad sender key: {type(exc).__name__}") from None
-        if engine.member_devices().get(inbound.sender) != account:
+        engine = self._engines.get(group_id)
+        owner = None if engine is None else engine.log.devices().get(inbound.sender)
+        if owner is None:
+            # The key may outrun the sender's first event (gossip is lossy, DMs are
+            # retried), or our own group may not be loaded yet. The DM is acknowledged
+            # either way and never comes again: hold the key until the log says whose it
+            # is. (A device that has since left keeps its key: its earlier posts are
+            # still to be read.)
+            self._hold_key(group_id, account, inbound)
+            return
+        if owner != account:
             raise WireError("wrong-sender", "sender key of a device the account does not own")
         async with self._lock:
-            keyring = self._keyrings.setdefault(group_id, GroupKeyring())
-            if keyring.add_inbound(inbound):
-                await self._save_keyring(group_id)
-                await self._decrypt_pending(group_id)
+            await self._add_inbound(group_id, inbound)
+
+    def _hold_key(self, group_id: bytes, account: bytes, inbound: InboundGroupSession) -> None:
+        if group_id not in self._held_keys and len(self._held_keys) >= _HELD_KEY_GROUPS:
+            return
+        held = self._held_keys.setdefault(group_id, [])
+        if len(held) < _HELD_KEYS_PER_GROUP:
+            held.append((account, inbound))
+
+    async def _release_held_keys(self, group_id: bytes) -> None:
+        """Add the held sender keys whose device the log now knows (call under the lock);
+        drop those that belong to another account, keep the rest waiting."""
+        held, engine = self._held_keys.get(group_id), self._engines.get(group_id)
+        if not held or engine is None:
+            return
+        devices = engine.log.devices()
+        waiting = []
+        for account, inbound in held:
+            owner = devices.get(inbound.sender)
+            if owner is None:
+                waiting.append((account, inbound))
+            elif owner == account:
+                await self._add_inbound(group_id, inbound)
+        self._held_keys[group_id] = waiting
+
+    async def _add_inbound(self, group_id: bytes, inbound: InboundGroupSession) -> None:
+        keyring = self._keyrings.setdefault(group_id, GroupKeyring())
+        if keyring.add_inbound(inbound):
+            await self._save_keyring(group_id)
+            await self._decrypt_pending(group_id)
 
     async def _decrypt_pending(self, group_id: bytes, *, announce: bool = True) -> None:
         """Decrypt the sealed events whose key has arrived, and tell the app of each one

@@ -9,7 +9,9 @@ import pytest
 
 from p2pchat.errors import NetworkError
 from p2pchat.events import GroupMessage
+from p2pchat.groups import GROUP_KEY_CONTENT_TYPE
 from p2pchat.net.memory import LinkFaults
+from p2pchat.protocol.content import Content
 from p2pchat.storage.records import GroupStatus
 from tests.node.harness import Peer, hub, new_peer, running, wait_for
 
@@ -84,3 +86,35 @@ async def test_join_by_invite_fails_cleanly_when_the_invite_cannot_be_fetched(
         assert await b.join_group(link) == group
         await wait_for(lambda: bob.account in a.group_state(group).members)
         assert bob.account in b.group_state(group).members
+
+
+async def test_a_sender_key_that_outruns_its_senders_join_is_held_until_the_join(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """The key DM is acknowledged once; refusing it (the sender is not a member *yet*,
+    as gossip is lossy) lost it for good, and with it every post under that key."""
+    alice, bob, carol = new_peer("alice"), new_peer("bob"), new_peer("carol")
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path) as a,
+        running(h, bob, tmp_path) as b,
+        running(h, carol, tmp_path) as c,
+    ):
+        group = await a.create_group("Book club", kind="private")
+        await b.join_group(await a.invite(group))
+        await wait_for(lambda: len(b.group_state(group).members) == 2)
+        h.partition([alice.peer_id, carol.peer_id], [bob.peer_id])
+        await c.join_group(await a.invite(group))
+        await c._groups._new_epoch(group, c.group_state(group).epoch, ())  # carol's key
+        outbound = c._groups._keyrings[group].outbound(group)
+        assert outbound is not None
+        key = Content(
+            type=GROUP_KEY_CONTENT_TYPE,
+            body={"g": group, "dist": outbound.distribution_message()},
+            text="",
+        )
+        await c.post(group, "hello from carol")
+        assert carol.account not in b.group_state(group).members
+        await b._groups._on_group_key(carol.account, key)  # before bob knows carol
+        h.heal()
+        await wait_for(lambda: "hello from carol" in texts(bob, group), within=300)
