@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat.aio import TrioThread
+from p2pchat.aio import TrioThread, start_trio_thread
 from tests.integration.test_asyncio_client import LIMIT, TwoNodes, two_nodes
+from tests.integration.test_rpc_fakes import Running, running
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +183,53 @@ def test_nodejs_errors_carry_the_nodes_code(
     )  # fmt: skip
     assert done.returncode == 1
     assert "error 1001 (not-found)" in done.stderr
+
+
+def _dm(server: TrioThread[Running], text: str) -> None:
+    event = {"type": "dm.received", "sender": "ab" * 32, "text": text}
+    server.run_sync(server.value.server.publish, event)
+
+
+def test_nodejs_subscription_survives_a_node_restart(node_client: Path, tmp_path: Path) -> None:
+    """The real RPC server stops and a new run starts on the same home: the Node.js
+    client reconnects by itself, is told it may have missed events (new epoch), and
+    gets the new run's events, replayed and live."""
+    home = tmp_path / "h"
+    first = start_trio_thread(lambda: running(home), ready_timeout=LIMIT)
+    proc = subprocess.Popen(
+        [
+            _tool("node"),
+            "example/chat.mjs",
+            "--home",
+            str(home),
+            "listen",
+            "--json",
+            "--count",
+            "3",
+        ],
+        cwd=node_client,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second: TrioThread[Running] | None = None
+    try:
+        stderr, stdout = _Lines(proc.stderr), _Lines(proc.stdout)
+        stderr.wait_for("listening for messages", within=STEP)
+        _dm(first, "one")
+        stdout.wait_for('"text":"one"', within=STEP)
+        first.stop(timeout=LIMIT)
+        second = start_trio_thread(lambda: running(home), ready_timeout=LIMIT)
+        _dm(second, "two")  # published before the client is back: replayed from the log
+        stderr.wait_for("may have been missed", within=STEP)
+        stdout.wait_for('"text":"two"', within=STEP)
+        _dm(second, "three")
+        stdout.wait_for('"text":"three"', within=STEP)
+        assert proc.wait(timeout=STEP) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=STEP)
+        first.stop(timeout=LIMIT)
+        if second is not None:
+            second.stop(timeout=LIMIT)
