@@ -142,6 +142,12 @@ class DirectMessages:
         self._limiter = PeerLimiter(rate=config.peer_rate, burst=config.peer_burst)
         self._wakeup = trio.Event()
         self._reachable: set[str] = set()
+        # Outbox item id -> its attempt count when its peer last (re)connected. A new
+        # connection restarts the backoff: a restarting node connects (bootstrap) before
+        # it registers its protocol handlers, so the attempt made on connection can fail,
+        # and the next one must come after ``retry_initial_ms``, not after the delay
+        # grown while the peer was away (up to ``retry_max_ms``).
+        self._backoff_base: dict[int, int] = {}
         self._device_accounts: dict[bytes, bytes] = {}
         self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
         # Serialises the receive path: sessions and the replay cache are read-modify-write.
@@ -293,6 +299,10 @@ class DirectMessages:
                 and item.destination_device is not None
                 and peer_id_from_ed25519(item.destination_device) in reachable
             ]
+            for item in items:
+                device = item.destination_device
+                if device is not None and peer_id_from_ed25519(device) in reachable:
+                    self._backoff_base[item.item_id] = item.attempts
         by_account: dict[bytes, list[OutboxItem]] = defaultdict(list)
         for item in sorted(items, key=lambda i: (i.created_at, i.item_id)):
             by_account[item.destination_account].append(item)
@@ -326,6 +336,7 @@ class DirectMessages:
             assert item.destination_device is not None
             if entry.get("oneway"):
                 await self._transmit_oneway(item, frame, item.destination_device)
+                self._backoff_base.pop(item.item_id, None)
             else:
                 await self._transmit(item, frame, item.destination_device)
         except trio.TooSlowError:
@@ -383,6 +394,7 @@ class DirectMessages:
                     )
                 )
             self._device_accounts[device] = account
+            self._backoff_base.pop(item.item_id, None)
             return new_item, frame
 
     async def _transmit(self, item: OutboxItem, frame: bytes, device: bytes) -> None:
@@ -435,6 +447,7 @@ class DirectMessages:
             logger.debug("mailbox deposit failed: %s", exc)
             return False
         if stored:
+            self._backoff_base.pop(item.item_id, None)
             async with self._store.transaction() as tx:
                 await tx.remove_outbox(item.item_id)
                 if item.message_id is not None:
@@ -444,11 +457,12 @@ class DirectMessages:
 
     async def _retry_later(self, item: OutboxItem, error: str) -> None:
         now = self._clock()
-        attempts = item.attempts + 1
+        attempts = max(1, item.attempts + 1 - self._backoff_base.get(item.item_id, 0))
         give_up = self._config.give_up_ms
         if item.destination_device is None:
             give_up = min(give_up, self._config.unknown_account_give_up_ms)
         if now - item.created_at >= give_up:
+            self._backoff_base.pop(item.item_id, None)
             async with self._store.transaction() as tx:
                 await tx.remove_outbox(item.item_id)
                 if item.message_id is not None:
@@ -479,6 +493,8 @@ class DirectMessages:
 
     async def _delivered(self, message_id: bytes | None, item_id: int | None) -> None:
         """A receipt arrived: drop the outbox entry, mark the message (if one is stored)."""
+        if item_id is not None:
+            self._backoff_base.pop(item_id, None)
         message = None if message_id is None else await self._store.get_message(message_id)
         newly = (
             message is not None
