@@ -439,6 +439,9 @@ class MemoryNetwork:
         if self._hub.lose(self._peer_id, peer_id):
             self._hub.count("dials_lost")
             raise PeerUnreachableError("stream open failed")
+        if not self._hub.is_connected(self._peer_id, peer_id):
+            # Dropped during the delay (a partition, the peer went down).
+            raise PeerUnreachableError("the connection closed while opening the stream")
         remote = self._hub.node(peer_id)
         handler = remote.handler_for(protocol) if remote is not None else None
         if remote is None or handler is None:

@@ -8,6 +8,7 @@ import random
 import pytest
 import trio
 
+from p2pchat.errors import PeerUnreachableError
 from p2pchat.net.memory import LinkFaults, MemoryHub, open_memory_hub
 
 TOPIC = "/p2pchat/group/test"
@@ -84,4 +85,24 @@ async def test_no_late_delivery_to_a_node_that_is_gone(autojump_clock: object) -
         subscriber.shut()  # b goes away while the delivery is in flight
         await trio.sleep(2)
         assert seen[0] == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_dropped_while_a_stream_opens_is_a_network_error(
+    autojump_clock: object,
+) -> None:
+    async with open_memory_hub(rng=random.Random(9)) as hub, trio.open_nursery() as nursery:
+        await _two_subscribed(hub, nursery)
+        opener = hub.node("a")
+        assert opener is not None
+        opener.learn("b")
+        hub.set_default_faults(LinkFaults(latency=1.0))
+
+        async def partition_soon() -> None:
+            await trio.sleep(0.5)
+            hub.partition(["a"], ["b"])
+
+        nursery.start_soon(partition_soon)
+        with pytest.raises(PeerUnreachableError):
+            await opener.open_stream("b", "/p2pchat/test/1")
         nursery.cancel_scope.cancel()
