@@ -38,7 +38,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
 
 from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError, P2PChatError, WireError
 from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame
@@ -405,7 +405,11 @@ class AsyncioClient:
             pending.future.set_exception(error)
             return
         if pending.on_result is not None:
-            pending.on_result(msg.result)
+            try:
+                pending.on_result(msg.result)
+            except (KeyError, TypeError, ValueError):
+                pending.future.set_exception(NetworkError("the node sent a malformed result"))
+                return
         pending.future.set_result(msg.result)
 
     def _lose(self, reason: P2PChatError) -> None:
@@ -529,6 +533,7 @@ class TrioThread(Generic[T]):
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._value: T | None = None
+        self._entered = False
         self._error: BaseException | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
@@ -555,7 +560,7 @@ class TrioThread(Generic[T]):
         with trio.CancelScope() as scope:
             self._scope = scope
             async with self._open() as value:
-                self._value = value
+                self._value, self._entered = value, True
                 self._ready.set()
                 await trio.sleep_forever()
 
@@ -572,9 +577,9 @@ class TrioThread(Generic[T]):
     @property
     def value(self) -> T:
         """What ``open_context()`` yielded (e.g. the :class:`~p2pchat.node.Node`)."""
-        if self._value is None or self._stopped:
+        if not self._entered or self._stopped:
             raise ClosedError("the trio thread is not running")
-        return self._value
+        return cast(T, self._value)  # T itself may be None
 
     def run(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
         """Run ``await fn(*args)`` on the trio thread and return its result (blocking)."""

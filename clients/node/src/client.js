@@ -22,7 +22,7 @@ import net from "node:net";
 import path from "node:path";
 import { inspect } from "node:util";
 
-import { Codes, P2PChatError, networkError } from "./errors.js";
+import { Codes, P2PChatError, networkError, wireError } from "./errors.js";
 import { MAX_FRAME } from "./framing.js";
 import { openConnection } from "./connection.js";
 
@@ -70,8 +70,6 @@ function checkLoopback(host) {
   }
 }
 
-/** @param {number} ms */
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * @typedef {{kind: "event", cursor: number, type: string, data: Record<string, unknown>}} EventItem
@@ -129,6 +127,12 @@ export class Subscription {
    */
   onSubscribed(raw) {
     const result = /** @type {{sub: number, epoch: string, gap: boolean, last_cursor: number, oldest_cursor: number}} */ (raw);
+    const valid =
+      typeof result === "object" && result !== null &&
+      Number.isSafeInteger(result.sub) && typeof result.epoch === "string" &&
+      typeof result.gap === "boolean" && Number.isSafeInteger(result.last_cursor) &&
+      Number.isSafeInteger(result.oldest_cursor);
+    if (!valid) throw wireError("bad-field", "malformed events.subscribe result");
     this.serverId = result.sub;
     this.client.subsById.set(result.sub, this);
     this.resume = true;
@@ -324,6 +328,22 @@ export class Client {
     });
   }
 
+  /** @type {(() => void) | null} ends the current backoff sleep early (on close) */
+  #wake = null;
+
+  /** @param {number} ms */
+  #sleep(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      };
+    }).finally(() => {
+      this.#wake = null;
+    });
+  }
+
   /** @param {import("./connection.js").Connection} conn */
   #onLost(conn) {
     if (conn !== this.conn) return;
@@ -357,7 +377,7 @@ export class Client {
           this.#fail(/** @type {P2PChatError} */ (err)); // retrying cannot help
           throw err;
         }
-        await sleep(backoff);
+        await this.#sleep(backoff);
         backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
         continue;
       }
@@ -488,6 +508,7 @@ export class Client {
     this.subs.clear();
     this.conn?.close();
     this.conn = null;
+    this.#wake?.(); // a reconnect loop waiting out its backoff stops now, not in 2 s
   }
 
   [inspect.custom]() {

@@ -83,10 +83,11 @@ export class Connection {
         if (this.lost) return;
       }
     } catch (err) {
-      const reason = err instanceof P2PChatError && err.code === Codes.PARSE_ERROR
-        ? networkError(`the node sent a malformed frame (${/** @type {any} */ (err.data).reason})`, "malformed")
-        : err;
-      this.#lose(/** @type {P2PChatError} */ (reason));
+      // A frame that breaks the wire format, or a result a subscription cannot read.
+      const slug = err instanceof P2PChatError && err.code === Codes.PARSE_ERROR
+        ? /** @type {{reason: string}} */ (err.data).reason
+        : "bad-result";
+      this.#lose(networkError(`the node sent a malformed frame (${slug})`, "malformed"));
     }
   }
 
@@ -111,7 +112,12 @@ export class Connection {
     }
     // Runs synchronously, before any later frame of this chunk: a subscription learns
     // its id before its first event is dispatched.
-    pending.onResult?.(msg.result);
+    try {
+      pending.onResult?.(msg.result);
+    } catch (err) {
+      pending.reject(networkError(`the node sent a malformed result to request ${msg.id}`, "malformed"));
+      throw err; // a node that breaks the protocol loses the connection
+    }
     pending.resolve(msg.result);
   }
 

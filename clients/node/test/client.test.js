@@ -173,3 +173,37 @@ test("a malformed frame from the node ends the connection with network-error", a
     await node.stop();
   }
 });
+
+test("a malformed subscribe result ends the connection instead of confusing the stream", async () => {
+  const node = await fakeNode((req, send) => send({ type: "response", id: req.id, result: { sub: "one" } }));
+  const client = await Client.connect({ home: node.home, reconnectTimeoutMs: 100 });
+  try {
+    await assert.rejects(client.subscribe(), (err) => err.code === 1006 && err.data.reason === "malformed");
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});
+
+test("while the node is gone calls fail after reconnectTimeoutMs, and close() ends the wait", async () => {
+  const node = await fakeNode((req, send) => {
+    const result = req.method === "events.subscribe"
+      ? { sub: 1, epoch: "e1", gap: false, last_cursor: 0, oldest_cursor: 1 }
+      : {};
+    send({ type: "response", id: req.id, result });
+  });
+  const client = await Client.connect({ home: node.home, reconnectTimeoutMs: 100 });
+  try {
+    const sub = await client.subscribe();
+    const next = sub.next();
+    await node.stop(); // the client starts reconnecting (its subscription wants a connection)
+    // The first call may still reach the dying connection ("lost"); the next one waits
+    // for a reconnect that cannot happen.
+    await assert.rejects(client.call("rpc.ping"), (err) => err.code === 1006);
+    await assert.rejects(client.call("rpc.ping"), (err) => err.code === 1006 && err.data.reason === "unreachable");
+    await client.close();
+    assert.deepEqual(await next, { value: undefined, done: true });
+  } finally {
+    await client.close();
+  }
+});
