@@ -44,6 +44,13 @@ function serverInfo(result) {
   if (!ok) {
     throw networkError("malformed rpc.hello result", "bad-hello");
   }
+  const [min, max] = PROTOCOL_VERSIONS;
+  if (/** @type {number} */ (r.version) < min || /** @type {number} */ (r.version) > max) {
+    // The node must pick from our range (rpc.md §4); anything else is a broken node.
+    throw new P2PChatError(`the node chose protocol version ${r.version}, outside ${min}..${max}`, {
+      code: Codes.VERSION_MISMATCH,
+    });
+  }
   return /** @type {ServerInfo} */ (r);
 }
 

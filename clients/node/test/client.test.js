@@ -101,6 +101,25 @@ test("a wrong token is refused, and the token never shows in inspect, JSON or er
   }
 });
 
+test("a node that picks a version outside our range is refused", async () => {
+  const server = net.createServer((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () => {
+      const result = { version: 2, epoch: "e", node: {}, scopes: [], limits: {} };
+      socket.write(encodeFrame(encode({ type: "response", id: 0, result })));
+    });
+  });
+  await new Promise((resolve) => server.listen({ host: "127.0.0.1", port: 0 }, resolve));
+  try {
+    await assert.rejects(
+      Client.connect({ port: server.address().port, token: TOKEN }),
+      (err) => err.code === 1102 && err.name === "version-mismatch",
+    );
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
 test("TCP to a loopback port works with an explicit token", async () => {
   const node = await fakeNode((req, send) => send({ type: "response", id: req.id, result: { pong: true } }), { tcp: true });
   try {
