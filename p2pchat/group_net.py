@@ -1,14 +1,15 @@
 """Moving group events: gossip push and anti-entropy sync (the I/O around the engine).
 
 Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, never the
-group's name). New local events are batched for a short window and published as one
-signed ``sync.batch`` envelope, each event its own run, so a receiver that missed an
-earlier message buffers instead of refusing. The topic validator rate-limits the
-forwarding peer *before* any signature check (one token per signature a message may
-cost: its envelope and each run), then runs the engine's pure validation: an invalid
-batch is neither applied nor forwarded. Sync streams pay the same way, per frame.
-Gossip is best effort (py-libp2p drops silently under load); delivery is guaranteed
-by sync.
+group's name). A new local event is published at once after a quiet spell; under load,
+events are batched until the next flush (at most 8 a second, under py-libp2p's spam
+filter) and published as one signed ``sync.batch`` envelope, each event its own run,
+so a receiver that missed an earlier message buffers instead of refusing. The topic
+validator rate-limits the forwarding peer *before* any signature check (one token per
+signature a message may cost: its envelope and each run), then runs the engine's pure
+validation: an invalid batch is neither applied nor forwarded. Sync streams pay the
+same way, per frame. Gossip is best effort (py-libp2p drops silently under load);
+delivery is guaranteed by sync.
 
 Pull: ``/p2pchat/sync/1.0.0``, one exchange per stream, driven on both sides by
 :class:`~p2pchat.protocol.group_sync.SyncSession`; frames are signed envelopes. Every
@@ -45,8 +46,11 @@ logger = logging.getLogger(__name__)
 
 SYNC_PROTOCOL = "/p2pchat/sync/1.0.0"
 MAX_SYNC_FRAME = 1 << 20
-#: Local events wait this long for company before a gossip batch is published.
-BATCH_WINDOW_S = 0.05
+#: At most one gossip flush per this interval: py-libp2p silently drops beyond 10
+#: messages/s per (forwarding peer, topic), so a node publishes at most 8 per second.
+#: After a quiet spell an event is published at once (no added latency); under load,
+#: what is authored meanwhile is batched into the next flush.
+PUBLISH_INTERVAL_S = 0.125
 _MAX_BATCH_EVENTS = 200
 _SEEN = 4096
 
@@ -81,6 +85,7 @@ class GroupTransport:
         self._burst = peer_burst
         self._pending: defaultdict[bytes, list[bytes]] = defaultdict(list)
         self._flush_due = trio.Event()
+        self._last_flush = -PUBLISH_INTERVAL_S
         self._results_in, self._results_out = trio.open_memory_channel[tuple[bytes, ReceiveResult]](
             1024
         )
@@ -126,7 +131,10 @@ class GroupTransport:
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_due.wait()
-            await trio.sleep(BATCH_WINDOW_S)  # gather what else is authored meanwhile
+            wait = self._last_flush + PUBLISH_INTERVAL_S - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)  # gather what else is authored meanwhile
+            self._last_flush = trio.current_time()
             self._flush_due = trio.Event()
             pending, self._pending = self._pending, defaultdict(list)
             for group_id, events in pending.items():
