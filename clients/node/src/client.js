@@ -99,7 +99,7 @@ export class Subscription {
     this.serverId = null;
     /** @type {(EventItem | GapItem)[]} */
     this.queue = [];
-    /** @type {((value: IteratorResult<EventItem | GapItem>) => void)[]} */
+    /** @type {{resolve: (value: IteratorResult<EventItem | GapItem>) => void, reject: (err: P2PChatError) => void}[]} */
     this.waiters = [];
     /** @type {P2PChatError | null} */
     this.error = null;
@@ -158,7 +158,7 @@ export class Subscription {
   push(item) {
     const waiter = this.waiters.shift();
     if (waiter) {
-      waiter({ value: item, done: false });
+      waiter.resolve({ value: item, done: false });
       return;
     }
     this.queue.push(item);
@@ -177,8 +177,8 @@ export class Subscription {
     this.ended = true;
     this.error = error;
     for (const waiter of this.waiters.splice(0)) {
-      if (error) waiter(Promise.reject(error));
-      else waiter({ value: undefined, done: true });
+      if (error) waiter.reject(error);
+      else waiter.resolve({ value: undefined, done: true });
     }
   }
 
@@ -196,7 +196,7 @@ export class Subscription {
       if (this.error && !this.closed) return Promise.reject(this.error);
       return Promise.resolve({ value: undefined, done: true });
     }
-    return new Promise((resolve) => this.waiters.push(/** @type {any} */ (resolve)));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   /** Unsubscribe; pending `next()` calls finish with `done`. */

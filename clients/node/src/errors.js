@@ -8,7 +8,10 @@
  * node would use for the same situation, so one `switch (err.code)` covers both.
  */
 
-/** The node's error table: code -> stable name (rpc.md §6). Codes are never renumbered. */
+/**
+ * The node's error table: code -> stable name (rpc.md §6). Codes are never renumbered.
+ * @type {Readonly<Record<number, string>>}
+ */
 export const ERROR_NAMES = Object.freeze({
   [-32700]: "parse-error",
   [-32600]: "invalid-request",

@@ -106,7 +106,11 @@ export class FrameDecoder {
     return this.length === 0;
   }
 
-  /** @returns {Uint8Array} the first `n` buffered bytes, joining chunks if needed */
+  /**
+   * A buffer starting with the first `n` buffered bytes, joining chunks if needed.
+   * @param {number} n
+   * @returns {Uint8Array}
+   */
   #head(n) {
     const first = this.chunks[0];
     if (first.length >= n) {
