@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import threading
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
 
-from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError, P2PChatError, WireError
+from p2pchat.errors import (
+    ClosedError,
+    ConfigError,
+    LocalProtocolError,
+    NetworkError,
+    P2PChatError,
+    WireError,
+)
 from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame
 from p2pchat.rpc.auth import read_admin_token
 from p2pchat.rpc.errors import exception_for
@@ -136,6 +144,17 @@ def _server_info(result: Any) -> ServerInfo:
 _END: Final = object()
 
 
+def _check_loopback(host: str) -> None:
+    """TCP only to a loopback IP literal: the token travels in clear, and the node only
+    listens there anyway, so a typo in a host name must not send it across a network."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"RPC over TCP is loopback only (127.0.0.0/8 or ::1), not {host!r}")
+
+
 class AsyncioSubscription:
     """Async iterator of :class:`Event` / :class:`Gap`; ``async with`` unsubscribes on exit.
 
@@ -210,7 +229,11 @@ class AsyncioSubscription:
         """Subscribe now (``async with`` and the first ``anext`` call this)."""
         if not self._started:
             self._started = True
-            await self._client._subscribe(self)
+            try:
+                await self._client._subscribe(self)
+            except P2PChatError as exc:
+                self._end(exc)  # later anext calls raise it too, instead of waiting forever
+                raise
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -306,6 +329,7 @@ class AsyncioClient:
                 raise LocalProtocolError("pass token= when connecting over TCP without home=")
             token = read_admin_token(home_path)
         if tcp is not None:
+            _check_loopback(tcp[0])
             where = f"{tcp[0]}:{tcp[1]}"
         else:
             assert home_path is not None

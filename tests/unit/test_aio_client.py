@@ -21,7 +21,7 @@ import trio
 
 import p2pchat.aio
 from p2pchat.aio import AsyncioClient, Event, Gap, TrioThread, start_trio_thread
-from p2pchat.errors import ClosedError, NetworkError, NotFoundError
+from p2pchat.errors import ClosedError, ConfigError, NetworkError, NotFoundError
 from p2pchat.rpc.errors import AuthenticationError, InvalidParamsError, SlowConsumerError
 from tests.integration.test_rpc_fakes import Running, running
 
@@ -255,3 +255,25 @@ def test_importing_the_asyncio_path_does_not_load_libp2p_or_the_node() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=LIMIT, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "localhost", "0.0.0.0", "example.org"])
+def test_tcp_is_refused_for_anything_but_a_loopback_literal(host: str) -> None:
+    async def body() -> None:
+        with pytest.raises(ConfigError, match="loopback only"):
+            await AsyncioClient.connect(tcp=(host, 1), token="p2pc_x")
+
+    run(body)
+
+
+def test_a_failed_subscribe_raises_on_every_later_anext(server: TrioThread[Running]) -> None:
+    home = server.value.home
+
+    async def body() -> None:
+        async with await AsyncioClient.connect(home=home) as client:
+            sub = client.subscribe(["a"], after_cursor=(1 << 53))  # out of range: -32602
+            for _ in range(2):
+                with pytest.raises(InvalidParamsError):
+                    await anext(sub)
+
+    run(body)
