@@ -150,6 +150,8 @@ def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None
                     say(format_message(message, name))
             elif subscription is None:
                 say("No messages yet.")
+            if subscription is not None and not state.json:
+                say("Waiting for new messages (Ctrl-C to stop)...")
             if subscription is not None:
                 _follow(
                     client, subscription, conversation_id, name, as_json=state.json, count=count

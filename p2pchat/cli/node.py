@@ -12,7 +12,9 @@ second signal while stopping cancels the shutdown.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -34,6 +36,7 @@ __all__ = ["node", "DEFAULT_LISTEN", "DEFAULT_PORT", "serve", "run_until_signal"
 DEFAULT_LISTEN = "0.0.0.0"  # noqa: S104 - a messenger node listens for peers on purpose
 
 logger = logging.getLogger("p2pchat.cli")
+_SOCKET = "rpc.sock"  # p2pchat.rpc.transport.SOCKET_FILE, without importing trio
 
 
 @click.group()
@@ -125,6 +128,11 @@ def run(
                 "/p2p/<peer id>, such as /ip4/192.0.2.1/tcp/4242/p2p/12D3KooW..."
             )
     home = state.home
+    if _answers(home.path / _SOCKET):
+        raise ConfigError(
+            f"a node is already running in {home.path}; stop it first, or talk to it with "
+            "`p2pchat status`, `p2pchat dm ...`"
+        )
     saved = home.read_config()
     values = _update_config(
         saved,
@@ -228,6 +236,22 @@ async def run_until_signal(
                 await stop.wait()
             logger.info("node stopped")
             nursery.cancel_scope.cancel()
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket ``path``.
+
+    Checked before unlocking the keystore, so a second ``node run`` on the same home
+    stops at once instead of opening the store and the network next to the first.
+    """
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False  # left by a crashed node: the server replaces it at start
+    return True
 
 
 def _update_config(

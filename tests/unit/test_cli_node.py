@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -149,6 +150,23 @@ def test_human_output_names_the_node(home: Path, served: list[NodeConfig]) -> No
     assert result.exit_code == 0, result.output
     assert "12D3KooW" in result.stdout
     assert "Press Ctrl-C" in result.stdout
+
+
+def test_a_second_node_on_the_same_home_is_refused_before_unlocking(
+    home: Path, tmp_path: Path, served: list[NodeConfig]
+) -> None:
+    assert run(home, "--create-identity").exit_code == 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(home / "rpc.sock"))
+        listener.listen(1)
+        refused = run(home, passphrase="wrong: never asked")
+    assert refused.exit_code == 2
+    assert "already running" in refused.stderr
+    (home / "rpc.sock").unlink()  # what a crashed node leaves: a socket nobody serves
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(home / "rpc.sock"))
+    assert run(home).exit_code == 0
+    assert len(served) == 2
 
 
 async def test_run_until_signal_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
