@@ -20,7 +20,7 @@ it to :func:`build_registry` through ``extra``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ __all__ = [
     "open_node_rpc",
     "forward_events",
     "resolve_contact",
+    "plain",
     "contact_to_dict",
     "message_to_dict",
     "conversation_to_dict",
@@ -248,7 +249,7 @@ def register_node_methods(registry: Registry, node: Node) -> None:
         return {**node_info(node), "listen_addrs": node.listen_addrs}
 
     async def status(_: object) -> dict[str, Any]:
-        """A short health summary: identity, uptime, peers, unread messages, outbox."""
+        """A short health summary: identity, uptime, peers, unread messages, requests."""
         stats = await node.statistics()
         conversations = await node.conversations()
         return {
@@ -310,10 +311,11 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         """Add (and consent to) a contact by account key or peer id, optionally naming it."""
         return contact_to_dict(await node.add_contact(p.address, name=p.name))
 
-    def change(action: Callable[[bytes], Any], doc: str) -> Callable[[_ContactParams], Any]:
+    def change(
+        action: Callable[[bytes], Awaitable[Contact]], doc: str
+    ) -> Callable[[_ContactParams], Awaitable[dict[str, Any]]]:
         async def handler(p: _ContactParams) -> dict[str, Any]:
-            contact: Contact = await action(await account_of(p.contact))
-            return contact_to_dict(contact)
+            return contact_to_dict(await action(await account_of(p.contact)))
 
         handler.__doc__ = doc
         return handler
