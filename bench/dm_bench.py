@@ -1,0 +1,392 @@
+"""Direct-message throughput and latency between two nodes, next to raw py-libp2p.
+
+    .venv/bin/python -m bench.dm_bench              # full run (about a minute)
+    .venv/bin/python -m bench.dm_bench --quick      # smoke run
+    .venv/bin/python -m bench.dm_bench --profile 400  # cProfile of 400 queued messages
+
+Measured in one run, on one machine, two real nodes (libp2p on 127.0.0.1, SQLite
+stores in temporary homes, WAL + ``synchronous=FULL``) in one trio thread:
+
+* throughput: N messages queued with ``send_dm``, time until the last ``delivered``
+  event (its signed ``dm.ack`` arrived), after one warm-up message set up the session;
+* latency: send one message, wait for ``delivered``, repeat: p50 / p99;
+* the raw framed-stream rate of ``bench.net_bench.measure_framed_baseline`` in the same
+  run, at the size of a DM frame, and the ratio DM / raw (the goal in issue 5: >= 60 %);
+* RSS of an idle node: a fresh process that starts a node, waits until it listens and
+  idles, beside a process that only imports libp2p (``/proc/<pid>/status`` VmRSS).
+
+Both nodes share one core here, so the DM figures pay the sender's and the receiver's
+CPU together (the raw baseline does too). Timing is reported here, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import pstats
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import nacl.utils
+import trio
+
+from bench.net_bench import NetBaseline, measure_framed_baseline
+from p2pchat.config import DeliveryConfig, NodeConfig
+from p2pchat.dm import DM_PROTOCOL
+from p2pchat.events import DeliveryChanged
+from p2pchat.keystore import UnlockedIdentity
+from p2pchat.net.base import FramedStream, Network, StreamHandler
+from p2pchat.net.config import NetConfig
+from p2pchat.node import NetworkOpener, Node
+from p2pchat_crypto.identity import Device
+
+__all__ = [
+    "DmThroughput",
+    "DmLatency",
+    "IdleRss",
+    "measure_dm",
+    "measure_idle_rss",
+    "report",
+    "main",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The bench sends as fast as acks return: the receiver's per-peer limit must not bind.
+BENCH_DELIVERY = DeliveryConfig(
+    retry_initial_ms=200, retry_max_ms=1_000, peer_rate=1e6, peer_burst=10**6
+)
+TEXT = "x" * 100  # a short chat line
+STEP_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DmThroughput:
+    messages: int
+    seconds: float
+    frame_bytes: int  # size of one DM frame on the wire (envelope + ratchet message)
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.messages / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DmLatency:
+    samples: int
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdleRss:
+    node_kib: int
+    node_peak_kib: int
+    import_only_kib: int
+
+    @property
+    def node_extra_kib(self) -> int:
+        return self.node_kib - self.import_only_kib
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class _Delivered:
+    """Message ids whose ``delivered`` event arrived, with a wait for a condition."""
+
+    def __init__(self) -> None:
+        self.ids: set[bytes] = set()
+        self._changed = trio.Event()
+
+    async def record(self, node: Node, task_status: trio.TaskStatus[None]) -> None:
+        async with node.events() as stream:
+            task_status.started()
+            async for event in stream:
+                if isinstance(event, DeliveryChanged) and event.state == "delivered":
+                    self.ids.add(event.message_id)
+                    self._changed.set()
+                    self._changed = trio.Event()
+
+    async def wait(self, condition: Callable[[], bool]) -> None:
+        with trio.fail_after(STEP_TIMEOUT):
+            while not condition():
+                await self._changed.wait()
+
+
+class _MeasuredStream:
+    """A DM stream that records the size of every frame read (the receiver's view)."""
+
+    def __init__(self, inner: FramedStream, sizes: list[int]) -> None:
+        self._inner = inner
+        self._sizes = sizes
+
+    @property
+    def remote_peer(self) -> str:
+        return self._inner.remote_peer
+
+    @property
+    def protocol(self) -> str:
+        return self._inner.protocol
+
+    async def read_frame(self, max_size: int) -> bytes | None:
+        frame = await self._inner.read_frame(max_size)
+        if frame is not None:
+            self._sizes.append(len(frame))
+        return frame
+
+    async def write_frame(self, data: bytes) -> None:
+        await self._inner.write_frame(data)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def reset(self) -> None:
+        await self._inner.reset()
+
+
+class _MeasuringNetwork:
+    """The libp2p network, with inbound DM streams wrapped in :class:`_MeasuredStream`."""
+
+    def __init__(self, inner: Network, sizes: list[int]) -> None:
+        self._inner = inner
+        self._sizes = sizes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        if protocol != DM_PROTOCOL:
+            self._inner.set_stream_handler(protocol, handler)
+            return
+
+        async def measured(stream: FramedStream) -> None:
+            await handler(_MeasuredStream(stream, self._sizes))
+
+        self._inner.set_stream_handler(protocol, measured)
+
+
+def _measuring_opener(config: NodeConfig, sizes: list[int]) -> NetworkOpener:
+    @asynccontextmanager
+    async def open_network(device: Device) -> AsyncIterator[Network]:
+        from p2pchat.net.libp2p_host import open_libp2p_network
+
+        seed = device.signing_seed()
+        async with open_libp2p_network(seed, config.net, jitter=random.Random()) as network:
+            yield cast(Network, _MeasuringNetwork(network, sizes))
+
+    return open_network
+
+
+def _config(home: Path, *, bootstrap: tuple[str, ...] = ()) -> NodeConfig:
+    net = NetConfig(listen_hosts=("127.0.0.1",), port=0, bootstrap=bootstrap)
+    return NodeConfig(home=home, net=net, delivery=BENCH_DELIVERY, rpc=False, event_buffer=1 << 16)
+
+
+def _identity() -> UnlockedIdentity:
+    return UnlockedIdentity.generate(rng=nacl.utils.random, now=time.time_ns() // 1_000_000)
+
+
+@asynccontextmanager
+async def _two_nodes(
+    tmp: Path, frame_sizes: list[int]
+) -> AsyncIterator[tuple[Node, Node, _Delivered]]:
+    """A sender and a receiver, connected, with a session set up by one message."""
+    sender = Node(_config(tmp / "sender"), _identity())
+    async with sender, trio.open_nursery() as nursery:
+        boot = (f"{sender.listen_addrs[0]}/p2p/{sender.peer_id}",)
+        config = _config(tmp / "receiver", bootstrap=boot)
+        receiver = Node(config, _identity(), network=_measuring_opener(config, frame_sizes))
+        async with receiver:
+            delivered = _Delivered()
+            await nursery.start(delivered.record, sender)
+            await receiver.wait_published()
+            first = await sender.send_dm(receiver.account_key, TEXT)
+            await delivered.wait(lambda: first.message_id in delivered.ids)
+            yield sender, receiver, delivered
+        nursery.cancel_scope.cancel()
+
+
+async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, DmLatency]:
+    """Two nodes in temporary homes: throughput of ``messages`` queued at once, then
+    ``round_trips`` one-at-a-time latencies."""
+    frame_sizes: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="dmb") as tmp:
+        async with _two_nodes(Path(tmp), frame_sizes) as (sender, receiver, delivered):
+            account = receiver.account_key
+            start = time.perf_counter()
+            ids = [(await sender.send_dm(account, TEXT)).message_id for _ in range(messages)]
+            await delivered.wait(lambda: delivered.ids.issuperset(ids))
+            elapsed = time.perf_counter() - start
+            samples = []
+            for _ in range(round_trips):
+                t0 = time.perf_counter()
+                message = await sender.send_dm(account, TEXT)
+                await delivered.wait(lambda: message.message_id in delivered.ids)  # noqa: B023
+                samples.append((time.perf_counter() - t0) * 1000)
+            frame = int(statistics.median(frame_sizes[1:]))  # [0]: the X3DH message
+    return (
+        DmThroughput(messages=messages, seconds=elapsed, frame_bytes=frame),
+        DmLatency(
+            samples=round_trips,
+            p50_ms=statistics.median(samples),
+            p99_ms=_percentile(samples, 0.99),
+        ),
+    )
+
+
+_IDLE_NODE = """
+import logging, sys, tempfile, time
+from pathlib import Path
+import nacl.utils, trio
+from p2pchat.config import NodeConfig
+from p2pchat.keystore import UnlockedIdentity
+from p2pchat.net.config import NetConfig
+from p2pchat.node import Node
+
+async def main():
+    with tempfile.TemporaryDirectory(prefix="rss") as tmp:
+        now = time.time_ns() // 1_000_000
+        identity = UnlockedIdentity.generate(rng=nacl.utils.random, now=now)
+        net = NetConfig(listen_hosts=("127.0.0.1",), port=0)
+        async with Node(NodeConfig(home=Path(tmp), net=net), identity):
+            print("listening", flush=True)
+            await trio.to_thread.run_sync(sys.stdin.read)  # idle until stdin closes
+
+logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+trio.run(main)
+"""
+_IMPORT_ONLY = "import sys, libp2p; print('listening', flush=True); sys.stdin.read()"
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+async def _rss_of(script: str) -> tuple[int, int]:
+    """Start ``python -c script``; once it prints a line, its (VmRSS, VmHWM) in KiB."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(120):
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(64)
+                if not chunk:
+                    raise RuntimeError("the process exited before it was ready")
+                line += chunk
+        rss = _status_kib(process.pid, "VmRSS"), _status_kib(process.pid, "VmHWM")
+        await process.stdin.aclose()  # the idle process exits
+        with trio.move_on_after(30):
+            await process.wait()
+        return rss
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await process.stdout.aclose()
+
+
+async def measure_idle_rss() -> IdleRss:
+    """RSS of a fresh process running an idle, listening node (RPC on, no peers),
+    beside a fresh process that only ran ``import libp2p``."""
+    node_kib, peak_kib = await _rss_of(_IDLE_NODE)
+    import_kib, _ = await _rss_of(_IMPORT_ONLY)
+    return IdleRss(node_kib=node_kib, node_peak_kib=peak_kib, import_only_kib=import_kib)
+
+
+def report(throughput: DmThroughput, latency: DmLatency, raw: NetBaseline, rss: IdleRss) -> str:
+    (one_way,) = raw.one_way
+    ratio = throughput.messages_per_second / one_way.messages_per_second
+    rows = [
+        (
+            f"throughput, msg/s ({throughput.messages} x {throughput.frame_bytes} B)",
+            f"{throughput.messages_per_second:,.1f}",
+            f"{one_way.messages_per_second:,.0f}",
+            f"{ratio:.2%}",
+        ),
+        (
+            f"latency p50, ms ({latency.samples} sends)",
+            f"{latency.p50_ms:.2f}",
+            f"{raw.rtt_p50_ms:.2f}",
+            f"x{latency.p50_ms / raw.rtt_p50_ms:.1f}",
+        ),
+        (
+            "latency p99, ms",
+            f"{latency.p99_ms:.2f}",
+            f"{raw.rtt_p99_ms:.2f}",
+            f"x{latency.p99_ms / raw.rtt_p99_ms:.1f}",
+        ),
+    ]
+    header = ("DM between two nodes (127.0.0.1)", "DM", "raw libp2p", "DM/raw")
+    lines = [f"{header[0]:<44} {header[1]:>10} {header[2]:>11} {header[3]:>8}"]
+    lines += [f"{a:<44} {b:>10} {c:>11} {d:>8}" for a, b, c, d in rows]
+    lines.append(f"goal: DM throughput >= 60 % of raw ({ratio:.2%} measured)")
+    mib = 1024
+    lines.append(
+        f"idle node RSS: {rss.node_kib / mib:.1f} MiB (peak {rss.node_peak_kib / mib:.1f}); "
+        f"`import libp2p` alone: {rss.import_only_kib / mib:.1f} MiB; "
+        f"node on top: {rss.node_extra_kib / mib:+.1f} MiB"
+    )
+    return "\n".join(lines)
+
+
+async def main(*, quick: bool) -> None:
+    messages, round_trips = (30, 10) if quick else (1_000, 300)
+    throughput, latency = await measure_dm(messages=messages, round_trips=round_trips)
+    raw = await measure_framed_baseline(
+        messages=max(messages, 200) * 10,
+        round_trips=max(round_trips, 100),
+        sizes=(throughput.frame_bytes,),
+    )
+    rss = await measure_idle_rss()
+    print(report(throughput, latency, raw, rss))
+
+
+def _profile(messages: int) -> None:
+    """cProfile of the throughput run (both nodes), top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    trio.run(lambda: measure_dm(messages=messages, round_trips=1))
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile N messages instead")
+    args = parser.parse_args()
+    # py-libp2p logs expected stream resets at ERROR level.
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    if args.profile:
+        _profile(args.profile)
+    else:
+        trio.run(lambda: main(quick=args.quick))

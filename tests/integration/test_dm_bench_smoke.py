@@ -1,0 +1,34 @@
+"""``bench/dm_bench.py`` end to end, tiny: its figures are printed, never asserted beyond
+being positive (timing belongs in the bench, not in tests)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from bench import dm_bench
+from bench.net_bench import measure_framed_baseline
+
+pytestmark = pytest.mark.integration
+
+
+async def test_dm_measurements_are_positive() -> None:
+    with trio.fail_after(120):
+        throughput, latency = await dm_bench.measure_dm(messages=5, round_trips=3)
+        raw = await measure_framed_baseline(
+            messages=20, round_trips=5, sizes=(throughput.frame_bytes,)
+        )
+    assert throughput.messages == 5
+    assert throughput.messages_per_second > 0
+    assert throughput.frame_bytes > 0
+    assert latency.samples == 3
+    assert 0 < latency.p50_ms <= latency.p99_ms
+    report = dm_bench.report(throughput, latency, raw, dm_bench.IdleRss(1, 1, 1))
+    assert "throughput, msg/s" in report
+
+
+async def test_idle_rss_is_read_from_live_processes() -> None:
+    with trio.fail_after(120):
+        rss = await dm_bench.measure_idle_rss()
+    assert rss.import_only_kib > 0
+    assert rss.node_peak_kib >= rss.node_kib > 0
