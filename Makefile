@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 P2PCHAT_HOME ?= $(CURDIR)/.p2pchat-home
 export P2PCHAT_HOME
 
-.PHONY: run test setup lint typecheck pytest fuzz sim bench vectors clean
+.PHONY: run test setup lint typecheck pytest fuzz sim bench vectors node-test clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*_bench.py; do $(BIN)/python $$b || exit 1; done
+
+# The Node.js client's own unit tests (make test runs them too, via tests/integration).
+node-test:
+	cd clients/node && npm ci --no-audit --no-fund && npm test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
