@@ -14,19 +14,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from p2pchat.rpc.auth import (
-        TokenInfo,
-        TokenStore,
-        ensure_admin_token,
-        list_tokens,
-        mint_token,
-        read_admin_token,
-        revoke_token,
-    )
-    from p2pchat.rpc.registry import Method, Registry, Scope
-    from p2pchat.rpc.schema import Bounds, NoParams
-    from p2pchat.rpc.server import RpcServer, ServerConfig, ServerStatistics, open_rpc_server
+if TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
+    from p2pchat.rpc.auth import TokenInfo as TokenInfo
+    from p2pchat.rpc.auth import TokenStore as TokenStore
+    from p2pchat.rpc.auth import ensure_admin_token as ensure_admin_token
+    from p2pchat.rpc.auth import list_tokens as list_tokens
+    from p2pchat.rpc.auth import mint_token as mint_token
+    from p2pchat.rpc.auth import read_admin_token as read_admin_token
+    from p2pchat.rpc.auth import revoke_token as revoke_token
+    from p2pchat.rpc.registry import Method as Method
+    from p2pchat.rpc.registry import Registry as Registry
+    from p2pchat.rpc.registry import Scope as Scope
+    from p2pchat.rpc.schema import Bounds as Bounds
+    from p2pchat.rpc.schema import NoParams as NoParams
+    from p2pchat.rpc.server import RpcServer as RpcServer
+    from p2pchat.rpc.server import ServerConfig as ServerConfig
+    from p2pchat.rpc.server import ServerStatistics as ServerStatistics
+    from p2pchat.rpc.server import open_rpc_server as open_rpc_server
 
 _HOMES = {
     "open_rpc_server": "server",
