@@ -9,12 +9,10 @@ The names below are loaded on first use (PEP 562), so that a client importing on
 sans-IO codec (``p2pchat.rpc.protocol``, e.g. the asyncio client) does not load trio.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
+if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from p2pchat.rpc.auth import TokenInfo as TokenInfo
     from p2pchat.rpc.auth import TokenStore as TokenStore
     from p2pchat.rpc.auth import ensure_admin_token as ensure_admin_token
@@ -54,8 +52,8 @@ _HOMES = {
 __all__ = list(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'p2pchat.rpc' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"p2pchat.rpc.{module}"), name)
+    return getattr(_importlib.import_module(f"p2pchat.rpc.{module}"), name)
