@@ -60,6 +60,7 @@ from p2pchat.errors import (
     P2PChatError,
     PeerUnreachableError,
 )
+from p2pchat.net._addrs import expand_wildcards, interface_ipv4s
 
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
@@ -237,7 +238,12 @@ class Libp2pNetwork:
 
     @property
     def listen_addrs(self) -> list[str]:
-        return [str(addr) for addr in self._host.get_addrs()]
+        """Where peers can dial us: a wildcard listener is shown as each interface's
+        address (loopback included), since ``0.0.0.0`` itself is not dialable."""
+        listening = [str(addr) for addr in self._host.get_addrs()]
+        if not any(a.startswith("/ip4/0.0.0.0/") for a in listening):
+            return listening
+        return expand_wildcards(listening, interface_ipv4s(), loopback=True)
 
     @property
     def dht(self) -> Libp2pDht:

@@ -25,10 +25,10 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import ifaddr
 import trio
 from zeroconf import InterfaceChoice, ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
 
+from ._addrs import expand_wildcards, interface_ipv4s
 from .base import PeerInfo
 
 __all__ = [
@@ -75,26 +75,8 @@ def parse_announcement(
 
 
 def announce_addrs(listen_addrs: Sequence[str], interface_ips: Sequence[str]) -> list[str]:
-    """Our listen addresses with ``/ip4/0.0.0.0`` expanded to concrete IPv4 addresses."""
-    wildcard = "/ip4/0.0.0.0/"
-    out: list[str] = []
-    for addr in listen_addrs:
-        if addr.startswith(wildcard):
-            rest = addr[len(wildcard) - 1 :]
-            out += [f"/ip4/{ip}{rest}" for ip in interface_ips if _lan_ipv4(ip)]
-        elif not addr.startswith("/ip6/::/"):
-            out.append(addr)
-    return out
-
-
-def _lan_ipv4(ip: str) -> bool:
-    return ip.count(".") == 3 and not ip.startswith("127.")
-
-
-def _interface_ips() -> list[str]:
-    return [
-        ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips if isinstance(ip.ip, str)
-    ]
+    """Our listen addresses with ``/ip4/0.0.0.0`` expanded to concrete LAN IPv4 addresses."""
+    return expand_wildcards(listen_addrs, interface_ips, loopback=False)
 
 
 class HandOver:
@@ -167,7 +149,9 @@ async def run_mdns(
         ips = specific
     else:
         interfaces = InterfaceChoice.Default
-        ips = [ip for ip in await trio.to_thread.run_sync(_interface_ips) if _lan_ipv4(ip)]
+        ips = [
+            ip for ip in await trio.to_thread.run_sync(interface_ipv4s) if not ip.startswith("127.")
+        ]
     try:
         zc = await trio.to_thread.run_sync(lambda: Zeroconf(interfaces=interfaces))
     except OSError as exc:  # no multicast on this machine: run without discovery

@@ -209,3 +209,19 @@ def test_peer_id_shape_and_input_checks() -> None:
         seed_to_peer_id(b"short")
     with pytest.raises(ValueError, match="32 bytes"):
         public_key_to_peer_id(b"\x00" * 31)
+
+
+def test_wildcard_listeners_are_shown_as_dialable_addresses() -> None:
+    from p2pchat.net._addrs import expand_wildcards
+
+    listen = ["/ip4/0.0.0.0/tcp/4242", "/ip6/::/tcp/4242", "/ip4/10.1.2.3/tcp/9"]
+    ips = ["127.0.0.1", "192.168.1.5", "192.168.1.5"]
+    assert expand_wildcards(listen, ips, loopback=True) == [
+        "/ip4/127.0.0.1/tcp/4242",
+        "/ip4/192.168.1.5/tcp/4242",
+        "/ip4/10.1.2.3/tcp/9",
+    ]
+    assert expand_wildcards(listen, ips, loopback=False) == [
+        "/ip4/192.168.1.5/tcp/4242",
+        "/ip4/10.1.2.3/tcp/9",
+    ]
