@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..config import NodeConfig
-from ..errors import ConfigError, KeystoreMissingError
+from ..errors import ConfigError, KeystoreMissingError, NetworkError
 from ..keystore import UnlockedIdentity, open_or_create
 from ..net.config import DEFAULT_PORT
 from ._logging import configure_logging
@@ -208,33 +208,85 @@ async def run_until_signal(
     *,
     node_factory: Callable[[NodeConfig, UnlockedIdentity], Node] | None = None,
 ) -> None:
-    """Start the node, call ``announce`` once it is up, stop cleanly on the first signal."""
+    """Start the node, call ``announce`` once it is up, stop cleanly on the first signal.
+
+    A signal during start-up cancels the start (the node cleans up what it opened); once
+    the node is up, the first signal closes it gracefully and a second one cancels the
+    closing. Errors come out bare, not wrapped in an exception group, so the root
+    command reports them like any other.
+    """
+    try:
+        await _run_until_signal(config, identity, announce, node_factory or _default_node)
+    except BaseExceptionGroup as group:
+        raise _sole_error(group) from None
+
+
+def _default_node(config: NodeConfig, identity: UnlockedIdentity) -> Node:
+    from ..node import Node
+
+    return Node(config, identity)
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested groups (cancellations aside), else the group itself."""
+    import trio
+
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+async def _run_until_signal(
+    config: NodeConfig,
+    identity: UnlockedIdentity,
+    announce: Callable[[Node], None],
+    make: Callable[[NodeConfig, UnlockedIdentity], Node],
+) -> None:
     import signal
 
     import trio
 
-    from ..node import Node
-
-    make = node_factory or Node
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             stop = trio.Event()
+            starting = trio.CancelScope()
+            up = False
 
             async def watch() -> None:
                 async for signum in signals:
-                    if stop.is_set():
+                    name = signal.Signals(signum).name
+                    if not up:
+                        logger.info("%s received while starting: giving up", name)
+                        starting.cancel()
+                    elif stop.is_set():
                         logger.warning("second signal: stopping without cleaning up")
                         nursery.cancel_scope.cancel()
                         return
-                    logger.info("%s received: stopping", signal.Signals(signum).name)
+                    else:
+                        logger.info("%s received: stopping", name)
                     stop.set()
 
             nursery.start_soon(watch)
-            async with make(config, identity) as running:
-                logger.info("node %s is up", running.peer_id)
-                announce(running)
-                await stop.wait()
-            logger.info("node stopped")
+            with starting:
+                async with make(config, identity) as running:
+                    up = True
+                    logger.info("node %s is up", running.peer_id)
+                    if not running.listen_addrs:
+                        raise NetworkError(
+                            f"the node could not listen on {config.net.listen_hosts[0]} port "
+                            f"{config.net.port}: is the port in use? Choose another with --port."
+                        )
+                    announce(running)
+                    await stop.wait()
+                logger.info("node stopped")
             nursery.cancel_scope.cancel()
 
 

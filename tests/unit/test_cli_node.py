@@ -14,9 +14,9 @@ import random
 import signal
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -26,6 +26,7 @@ from nacl.pwhash import argon2id
 from p2pchat import keystore
 from p2pchat.cli import cli
 from p2pchat.config import NodeConfig
+from p2pchat.errors import ConfigError, NetworkError
 from p2pchat.keystore import KdfLimits, UnlockedIdentity
 from p2pchat.net.memory import open_memory_hub
 from p2pchat.node import Node
@@ -239,3 +240,55 @@ def test_bad_options_are_usage_errors(
     assert phrase in result.output
     assert not (home / "identity.keystore").exists()
     assert served == []
+
+
+class StubNode:
+    """A node whose start can fail, hang, or come up without listening."""
+
+    def __init__(self, *, start: Callable[[], Awaitable[None]], listen: list[str]) -> None:
+        self._start = start
+        self.listen_addrs = listen
+        self.peer_id = "12D3KooWstub"
+        self.closed = False
+
+    async def __aenter__(self) -> StubNode:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closed = True
+
+
+async def _run_stub(stub: StubNode, tmp_path: Path) -> list[object]:
+    announced: list[object] = []
+    with trio.fail_after(20):
+        await node_cli.run_until_signal(
+            NodeConfig(home=tmp_path / "h"),
+            make_identity("stub"),
+            announced.append,
+            node_factory=lambda _c, _i: cast(Node, stub),
+        )
+    return announced
+
+
+async def test_start_up_errors_come_out_bare(tmp_path: Path) -> None:
+    async def refuse() -> None:
+        raise ConfigError("another node is already serving RPC")
+
+    with pytest.raises(ConfigError, match="already serving"):
+        await _run_stub(StubNode(start=refuse, listen=[]), tmp_path)
+
+
+async def test_a_node_that_cannot_listen_is_an_error(tmp_path: Path) -> None:
+    stub = StubNode(start=trio.lowlevel.checkpoint, listen=[])
+    with pytest.raises(NetworkError, match="port 4242: is the port in use"):
+        await _run_stub(stub, tmp_path)
+    assert stub.closed
+
+
+async def test_a_signal_during_start_up_gives_up_the_start(tmp_path: Path) -> None:
+    async def hang() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # trio's receiver holds SIGINT here
+        await trio.sleep_forever()
+
+    assert await _run_stub(StubNode(start=hang, listen=["/ip4/127.0.0.1/tcp/1"]), tmp_path) == []
