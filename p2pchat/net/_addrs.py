@@ -32,7 +32,9 @@ def expand_wildcards(
         if addr.startswith(_WILDCARD):
             rest = addr[len(_WILDCARD) - 1 :]
             out += [
-                f"/ip4/{ip}{rest}" for ip in interface_ips if loopback or not ip.startswith("127.")
+                f"/ip4/{ip}{rest}"
+                for ip in interface_ips
+                if ip.count(".") == 3 and (loopback or not ip.startswith("127."))
             ]
         elif not addr.startswith("/ip6/::/"):
             out.append(addr)
