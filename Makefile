@@ -15,12 +15,12 @@ setup: $(STAMP)
 
 # Both distributions are installed editable in one pip call, so `p2pchat-crypto`
 # resolves to ./crypto and nothing named p2pchat is ever fetched from an index.
+# libp2p needs trio-typing at run time, but its type-only trio-stubs shadow the
+# inline types of trio >= 0.23 (mypy would not know trio.TaskStatus, ...): removed.
 $(STAMP): pyproject.toml crypto/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./crypto -e ".[dev]"
-	# libp2p needs trio-typing at run time, but its type-only trio-stubs shadow the
-	# inline types of trio >= 0.23 (mypy would not know trio.TaskStatus, ...).
 	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	touch $(STAMP)
 
