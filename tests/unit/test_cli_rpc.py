@@ -127,6 +127,8 @@ def test_status_and_peers(nodes: Nodes) -> None:
     assert human.exit_code == 0
     assert nodes.peers["alice"].peer_id in human.stdout
     assert "No peers" in p2p(nodes.home("alice"), "peers").stdout
+    token = (nodes.home("alice") / "rpc.token").read_text().strip()
+    assert token not in human.output + json.dumps(status)
 
 
 def test_contacts_add_list_block_by_name(nodes: Nodes) -> None:
