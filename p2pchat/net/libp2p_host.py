@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -362,6 +363,27 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         logger.debug("closing a handled stream failed (peer went away)")
 
 
+def _check_ports_free(config: NetConfig) -> None:
+    """Refuse a fixed port that another process already listens on.
+
+    py-libp2p listens with ``SO_REUSEPORT``, so a second node on the same port would
+    start without error while the kernel split incoming connections between the two.
+    A plain bind (no reuse flags) tells the truth.
+    """
+    if config.port == 0:
+        return
+    for host in config.listen_hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, config.port))
+            except OSError as exc:
+                raise NetworkError(
+                    f"cannot listen on {host} port {config.port}: {exc.strerror} "
+                    "(is another node running? choose another --port)"
+                ) from None
+
+
 @asynccontextmanager
 async def open_libp2p_network(
     seed: bytes, config: NetConfig, *, jitter: random.Random
@@ -372,6 +394,7 @@ async def open_libp2p_network(
     are logged and skipped: a node must start offline). ``jitter`` drives the retry
     backoff of DHT lookups.
     """
+    _check_ports_free(config)
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     listen = [Multiaddr(addr) for addr in config.listen_addrs]

@@ -336,3 +336,19 @@ async def test_a_node_starts_offline_when_its_bootstrap_peer_is_down() -> None:
         async with hosts(1, first=3, bootstrap=(dead,)) as (net,):
             assert net.connected_peers() == []
             assert net.listen_addrs
+
+
+async def test_a_fixed_port_in_use_is_refused_before_starting() -> None:
+    import socket
+
+    from p2pchat.errors import NetworkError
+    from p2pchat.net.libp2p_host import open_libp2p_network
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = NetConfig(listen_hosts=("127.0.0.1",), port=port)
+        with trio.fail_after(10), pytest.raises(NetworkError, match="another node"):
+            async with open_libp2p_network(bytes(32), config, jitter=random.Random(0)):
+                pass
