@@ -8,7 +8,10 @@ stderr handler if the root has none. So our one handler sits on the root logger,
 ``libp2p`` is made to propagate to it again (unless ``LIBP2P_DEBUG`` asks for
 py-libp2p's own debug logging), and :func:`configure_logging` is called again once the
 node has imported libp2p. Our loggers (``p2pchat.*``) log at INFO (DEBUG with
-``-vv``), everything else at WARNING (INFO with ``-vv``).
+``-vv``), everything else at WARNING (INFO with ``-vv``), except py-libp2p, which reports
+routine conditions (a peer that is offline, a DHT key it does not recognise as a peer
+id) as ERROR and WARNING: it is shown only with ``-v`` (WARNING) or ``-vv`` (INFO). What
+matters to a person is logged by our own code.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def configure_logging(verbose: int = 0) -> logging.Handler:
     logging.getLogger("p2pchat").setLevel(ours)
     for name in _QUIET:
         logging.getLogger(name).setLevel(others)
+    libp2p_level = {0: logging.CRITICAL, 1: logging.WARNING}.get(verbose, logging.INFO)
+    logging.getLogger("libp2p").setLevel(libp2p_level)
     if not os.environ.get("LIBP2P_DEBUG"):
         libp2p = logging.getLogger("libp2p")
         libp2p.handlers.clear()
