@@ -22,6 +22,7 @@ from ._output import EXIT_CODES_HELP, report_error
 from ._state import CliState
 from .contacts import contacts
 from .dm import dm
+from .groups import groups
 from .keys import keys
 from .node import node
 from .status import peers, status
@@ -73,7 +74,7 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, contacts, dm, peers, status):
+for _command in (keys, node, contacts, dm, groups, peers, status):
     cli.add_command(_command)
 
 
