@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -368,13 +369,17 @@ def _check_ports_free(config: NetConfig) -> None:
 
     py-libp2p listens with ``SO_REUSEPORT``, so a second node on the same port would
     start without error while the kernel split incoming connections between the two.
-    A plain bind (no reuse flags) tells the truth.
+    A bind without ``SO_REUSEPORT`` tells the truth. The probe does set ``SO_REUSEADDR``
+    (as every listener does): without it, the ``TIME_WAIT`` connections a node leaves
+    when it stops or crashes would refuse its own restart on its port for a minute.
     """
     if config.port == 0:
         return
     for host in config.listen_hosts:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            if sys.platform != "win32":  # on Windows, SO_REUSEADDR means sharing the port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, config.port))
             except OSError as exc:

@@ -279,3 +279,24 @@ async def test_receiver_sigkilled_mid_stream_keeps_every_acked_message_once(
     assert opens == KILLS + 1  # every start opened its store
     # The campaign really streamed: more than a message per restart on average.
     assert stored == len(acks.sent) > KILLS
+
+
+async def test_a_fixed_port_with_only_time_wait_connections_can_be_listened_on() -> None:
+    """A node that stopped or crashed leaves TIME_WAIT connections on its port: its
+    restart on the same port must not be refused as "another node running"."""
+    from p2pchat.net.libp2p_host import open_libp2p_network
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the listening side closes first: TIME_WAIT on ``port``
+        assert client.recv(1) == b""
+        client.close()
+    config = NetConfig(listen_hosts=("127.0.0.1",), port=port)
+    with trio.fail_after(30):
+        async with open_libp2p_network(bytes(32), config, jitter=random.Random(0)) as net:
+            assert any(f"/tcp/{port}" in addr for addr in net.listen_addrs)
