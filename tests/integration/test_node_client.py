@@ -4,7 +4,10 @@ Installs the client's one dependency from the committed lockfile (``npm ci``; sk
 when ``node_modules`` already matches the lockfile), runs its ``node --test`` unit tests,
 then starts two nodes (one in-memory network, real RPC servers, in a trio thread) and
 uses the example app ``example/chat.mjs``: ``info`` and ``send`` on Alice's node, and
-``listen`` on Bob's, which must print the DM from its event subscription.
+``listen`` on Bob's, which must print the DM from its event subscription; and for groups,
+``groups join`` with an invite link on Bob's node, ``groups listen`` there, and
+``groups post`` on Alice's, so a program not written in Python joins a group and
+receives its messages.
 
 Node.js and npm are required: without them, or without the npm registry, these tests
 fail loudly rather than skip (CI has both).
@@ -25,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.aio import TrioThread, start_trio_thread
+from p2pchat.client import SyncClient
 from tests.integration.test_asyncio_client import LIMIT, TwoNodes, two_nodes
 from tests.integration.test_rpc_fakes import Running, running
 
@@ -183,6 +187,50 @@ def test_nodejs_errors_carry_the_nodes_code(
     )  # fmt: skip
     assert done.returncode == 1
     assert "error 1001 (not-found)" in done.stderr
+
+
+def test_nodejs_app_joins_a_group_and_receives_its_messages(
+    node_client: Path, two_nodes: TrioThread[TwoNodes]
+) -> None:
+    """Alice (Python) creates a group and an invite; Bob's Node.js app joins with the
+    link and listens; Alice's Node.js app posts; Bob's prints the ``group.message``."""
+    alice_home, bob_home = str(two_nodes.value.alice_home), str(two_nodes.value.bob_home)
+    with SyncClient.connect(home=two_nodes.value.alice_home) as alice:
+        group = alice.call("groups.create", {"name": "Node fans"}, timeout=LIMIT)["group_id"]
+        link = alice.call("groups.invite", {"group": group}, timeout=LIMIT)["link"]
+
+    joined = _node("example/chat.mjs", "--home", bob_home, "groups", "join", link, cwd=node_client)
+    assert joined.returncode == 0, joined.stderr
+    assert joined.stdout.split()[:2] == ["joined", group]
+
+    proc = subprocess.Popen(
+        [_tool("node"), "example/chat.mjs", "--home", bob_home, "groups", "listen", "--count", "1",
+         "--json"],
+        cwd=node_client, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _Lines(proc.stderr).wait_for("listening for messages", within=STEP)
+        posted = _node(
+            "example/chat.mjs", "--home", alice_home, "groups", "post", "node FANS", "hi", "bob",
+            cwd=node_client,
+        )  # fmt: skip
+        assert posted.returncode == 0, posted.stderr
+        out, err = proc.communicate(timeout=STEP)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=STEP)
+    assert proc.returncode == 0, err
+    [line] = out.splitlines()
+    event = json.loads(line)
+    assert (event["type"], event["group_id"], event["text"], event["kind"]) == (
+        "group.message",
+        group,
+        "hi bob",
+        "post",
+    )
+    assert event["author"] == two_nodes.value.alice.account_key.hex()
+    assert event["event_id"] == posted.stdout.split()[1]
 
 
 def _dm(server: TrioThread[Running], text: str) -> None:

@@ -5,10 +5,14 @@
  *   node example/chat.mjs --home H info
  *   node example/chat.mjs --home H send <account> <text...>
  *   node example/chat.mjs --home H listen [--count N] [--json]
+ *   node example/chat.mjs --home H groups join <invite link or group id>
+ *   node example/chat.mjs --home H groups post <group> <text...>
+ *   node example/chat.mjs --home H groups listen [--count N] [--json]
  *
  * `listen` prints incoming direct messages from the node's event stream until Ctrl-C
- * (or, with --count, after N messages). It uses nothing but the public client API, so
- * it doubles as an example to copy from.
+ * (or, with --count, after N messages); `groups listen` does the same for the messages
+ * of every group the node is in. It uses nothing but the public client API, so it
+ * doubles as an example to copy from.
  */
 
 import { parseArgs } from "node:util";
@@ -18,7 +22,10 @@ import { Client, P2PChatError } from "../src/index.js";
 const USAGE = `usage: chat.mjs --home HOME <command>
   info                        who this node is
   send <account> <text...>    send a direct message (account: 64 hex digits or a contact name)
-  listen [--count N] [--json] print incoming messages (until Ctrl-C, or N messages)`;
+  listen [--count N] [--json] print incoming messages (until Ctrl-C, or N messages)
+  groups join <link>          join a group with an invite link (or an open group by id)
+  groups post <group> <text...>   post in a group (group: id, unique name or id prefix)
+  groups listen [--count N] [--json]   print new messages of your groups`;
 
 /** @param {Client} client */
 async function info(client) {
@@ -36,9 +43,28 @@ async function send(client, args) {
   console.log(`queued ${sent.message_id ?? ""}`.trim());
 }
 
-/** @param {Client} client @param {{count?: number, json: boolean}} options */
-async function listen(client, { count, json }) {
-  const sub = await client.subscribe({ types: ["dm.received"] });
+/** @param {Client} client @param {string[]} args */
+async function groupJoin(client, args) {
+  const [invite] = args;
+  if (!invite || args.length !== 1) throw new UsageError("groups join needs one invite link");
+  const group = await client.call("groups.join", { invite });
+  console.log(`joined ${group.group_id} ${group.name}`);
+}
+
+/** @param {Client} client @param {string[]} args */
+async function groupPost(client, args) {
+  const [group, ...words] = args;
+  if (!group || words.length === 0) throw new UsageError("groups post needs a group and a text");
+  const posted = await client.call("groups.post", { group, text: words.join(" ") });
+  console.log(`posted ${posted.event_id}`);
+}
+
+/**
+ * Print events of the given types; `sender` (DMs) or `author` (groups) says who wrote.
+ * @param {Client} client @param {{count?: number, json: boolean, types: string[]}} options
+ */
+async function listen(client, { count, json, types }) {
+  const sub = await client.subscribe({ types });
   process.once("SIGINT", () => void sub.close());
   // On stderr even with --json: scripts wait for this line to know the stream is live.
   console.error("listening for messages (Ctrl-C to stop)");
@@ -48,17 +74,27 @@ async function listen(client, { count, json }) {
       console.error("(some messages may have been missed while disconnected)");
       continue;
     }
-    const { sender, text } = /** @type {{sender: string, text: string}} */ (item.data);
+    const data = /** @type {{sender?: string, author?: string, text: string}} */ (item.data);
+    const who = data.sender ?? data.author ?? "?";
     if (json) {
       console.log(JSON.stringify({ cursor: item.cursor, ...item.data }));
     } else {
-      console.log(`${sender.slice(0, 12)}…: ${text}`);
+      console.log(`${who.slice(0, 12)}…: ${data.text}`);
     }
     if (count !== undefined && ++seen >= count) break;
   }
 }
 
 class UsageError extends Error {}
+
+const DMS = ["dm.received"];
+
+/** @param {string | undefined} text @returns {number | undefined} */
+function countOf(text) {
+  const count = text === undefined ? undefined : Number.parseInt(text, 10);
+  if (count !== undefined && !(count > 0)) throw new UsageError("--count must be positive");
+  return count;
+}
 
 async function main() {
   const { values, positionals } = parseArgs({
@@ -82,9 +118,15 @@ async function main() {
     if (command === "info") await info(client);
     else if (command === "send") await send(client, args);
     else if (command === "listen") {
-      const count = values.count === undefined ? undefined : Number.parseInt(values.count, 10);
-      if (count !== undefined && !(count > 0)) throw new UsageError("--count must be positive");
-      await listen(client, { count, json: values.json });
+      await listen(client, { count: countOf(values.count), json: values.json, types: DMS });
+    } else if (command === "groups") {
+      const [sub, ...rest] = args;
+      if (sub === "join") await groupJoin(client, rest);
+      else if (sub === "post") await groupPost(client, rest);
+      else if (sub === "listen") {
+        const types = ["group.message"];
+        await listen(client, { count: countOf(values.count), json: values.json, types });
+      } else throw new UsageError(`unknown groups command ${sub ?? "(none)"}`);
     } else throw new UsageError(`unknown command ${command}`);
   } finally {
     await client.close();
