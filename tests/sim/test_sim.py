@@ -1,0 +1,107 @@
+"""The network simulator in the normal suite: real nodes, seeded faults, properties after heal.
+
+Each test runs whole simulations synchronously (``trio.run`` with a ``MockClock``
+inside :func:`tests.sim.runner.run_seed`), so these are plain functions, not trio
+tests. A failure message carries the seed and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .properties import Expectations, violations
+from .runner import Result, run_seed
+from .scenarios import Scenario, plan
+from .world import SimPeer
+
+#: The issue's bar: 50 nodes, 30 % loss, partitions, crashes and churn, 20 seeds.
+PUBLIC = Scenario(nodes=50, loss=0.3, posts=30, active_s=90.0)
+PUBLIC_SEEDS = range(1, 21)
+#: End-to-end encrypted: sender keys over pairwise sessions, one member removed mid-run.
+#: No crashes here: see test_private_group_with_crashes_known_bug.
+PRIVATE = Scenario(nodes=12, kind="private", loss=0.3, crashes=0, late_joiners=2, posts=40)
+PRIVATE_SEEDS = range(1, 5)
+
+
+def explain(result: Result) -> str:
+    s = result.scenario
+    return (
+        f"simulation failed: {result.summary()}\n  "
+        + "\n  ".join(result.problems[:20])
+        + f"\nreplay: python -m tests.sim.campaign --first-seed {result.seed} --seeds 1 "
+        f"--nodes {s.nodes} --kind {s.kind} --loss {s.loss} --posts {s.posts} "
+        f"--active {s.active_s:g} --crashes {s.crashes} --late {s.late_joiners} -v"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", PUBLIC_SEEDS)
+def test_public_group_of_50_with_30_percent_loss_converges(seed: int) -> None:
+    result = run_seed(PUBLIC, seed)
+    assert result.ok, explain(result)
+    assert result.members == PUBLIC.nodes
+    assert result.deliveries == result.deliveries_expected == result.posts * result.members
+    assert result.duplicates == 0
+
+
+@pytest.mark.parametrize("seed", PRIVATE_SEEDS)
+def test_private_group_converges_and_the_removed_member_reads_nothing_later(
+    seed: int,
+) -> None:
+    result = run_seed(PRIVATE, seed)
+    assert result.ok, explain(result)
+    assert result.members == PRIVATE.nodes - 1  # one was removed
+    assert result.after_removal > 0  # the removal property was exercised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug in p2pchat/dm.py: after a restart, sessions with accounts that are "
+    "not contacts (group members) are not indexed, so their frames are refused forever",
+)
+def test_private_group_with_crashes_known_bug() -> None:
+    scenario = Scenario(nodes=10, kind="private", crashes=2, late_joiners=2)
+    result = run_seed(scenario, 4)
+    assert result.ok, explain(result)
+
+
+def test_a_seed_replays_exactly() -> None:
+    scenario = Scenario(nodes=12, posts=20, active_s=80.0, crashes=2, late_joiners=2)
+    first, second = run_seed(scenario, 7), run_seed(scenario, 7)
+    assert first.ok, explain(first)
+    assert first.trace_lines > 300  # a real run, not an empty one
+    assert (first.digest, first.trace_lines, first.convergence_s, first.mock_s) == (
+        second.digest,
+        second.trace_lines,
+        second.convergence_s,
+        second.mock_s,
+    )
+    other = run_seed(scenario, 8)
+    assert other.digest != first.digest  # the digest does depend on the seed
+
+
+def test_the_plan_depends_on_the_seed_alone() -> None:
+    assert plan(PUBLIC, 3) == plan(PUBLIC, 3)
+    assert plan(PUBLIC, 3) != plan(PUBLIC, 4)
+    actions = plan(PUBLIC, 3)
+    kinds = {a.what for a in actions}
+    assert {"join", "post", "partition", "heal", "crash", "restart", "start"} <= kinds
+    assert [a.at for a in actions] == sorted(a.at for a in actions)
+
+
+def test_the_properties_report_missing_and_duplicated_deliveries() -> None:
+    """The checker itself can fail: lost, duplicated and leaked posts are reported."""
+    alice, bob = SimPeer.named("checker-a"), SimPeer.named("checker-b")
+    expect = Expectations(owner=alice.account, group=bytes(32), kind_private=True)
+    expect.members = {alice.account}
+    expect.removed = {bob.account}
+    expect.posts = {b"p1" * 16: "one", b"p2" * 16: "two"}
+    expect.recipients = {event: frozenset({alice.account}) for event in expect.posts}
+    expect.after_removal = {b"p2" * 16}
+    alice.deliveries[b"p1" * 16] = 2
+    bob.texts[b"p2" * 16] = "two"
+    problems = violations([alice, bob], expect)
+    assert any("checker-a is not running" in p for p in problems)
+    assert any(f"post {(b'p1' * 16).hex()[:12]} reached the app 2x" in p for p in problems)
+    assert any(f"post {(b'p2' * 16).hex()[:12]} never reached the app" in p for p in problems)
+    assert any("removed checker-b read 1 posts of a later epoch" in p for p in problems)
