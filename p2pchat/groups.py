@@ -106,6 +106,8 @@ _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "
 _SYNC_FANOUT = 3
 #: Rounds of catching up with the inviter before a join by invite gives up.
 _JOIN_ATTEMPTS = 5
+#: Members tried, one sync each, to hand over our leave before we forget a group.
+_HAND_OVER_TRIES = 8
 #: Bounds on sender keys held until their device is known (memory, per peer abuse).
 _HELD_KEY_GROUPS = 64
 _HELD_KEYS_PER_GROUP = 256
@@ -613,12 +615,35 @@ class Groups:
         raise NotFoundError("the group was not found in the DHT (is its creator online?)")
 
     async def leave(self, group_id: bytes) -> None:
+        """Leave the group. Our leave event is handed to a member by sync before the
+        group is forgotten: from then on we no longer serve its sync, and gossip is
+        lossy, so without the hand-over the others could list us as a member forever."""
+        engine = self.engine(group_id)
         await self._author(group_id, MemberLeave())
+        await self._hand_over(group_id, engine)
         await self.transport.unsubscribe(group_id)
         info = await self._store.get_group(group_id)
         if info is not None:
             await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
         self._engines.pop(group_id, None)
+
+    async def _hand_over(self, group_id: bytes, engine: GroupEngine) -> None:
+        """Complete one sync with some member (a few tries, random order)."""
+        me = self._network.peer_id
+        members = sorted({peer_id_from_ed25519(d) for d in engine.member_devices()} - {me})
+        self._jitter.shuffle(members)
+        for peer_id in members[:_HAND_OVER_TRIES]:
+            try:
+                if peer_id not in self._network.connected_peers():
+                    found = await self._network.dht.find_peer(peer_id)
+                    await self._network.connect(peer_id, () if found is None else found.addrs)
+                await self.transport.sync_with(group_id, peer_id)
+            except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
+                logger.debug("handing our leave to %s failed: %s", peer_id, exc)
+                continue
+            return
+        if members:
+            logger.info("could not hand our leave to a member: they may still list us")
 
     async def post(
         self,

@@ -118,3 +118,15 @@ async def test_a_sender_key_that_outruns_its_senders_join_is_held_until_the_join
         await b._groups._on_group_key(carol.account, key)  # before bob knows carol
         h.heal()
         await wait_for(lambda: "hello from carol" in texts(bob, group), within=300)
+
+
+async def test_a_leave_reaches_the_others(tmp_path: Path, autojump_clock: object) -> None:
+    """The leaver stops serving the group's sync once it has left, so its leave event
+    must be handed over before: otherwise nobody ever learns of it."""
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        group = await a.create_group("Hikers")
+        await b.join_group(group.hex())
+        await wait_for(lambda: bob.account in a.group_state(group).members)
+        await b.leave_group(group)
+        await wait_for(lambda: bob.account not in a.group_state(group).members, within=120)
