@@ -14,15 +14,22 @@ program see exactly what an embedding app sees. Two things are added on top:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, WireError
-from p2pchat.protocol.codec import Struct
-from p2pchat.protocol.content import Content, MediaRef, Price
-from p2pchat.protocol.group_content import GroupView
-from p2pchat.protocol.group_content import Message as GroupViewMessage
+from p2pchat.node_rpc_group_shapes import (
+    checked,
+    event_result,
+    group_info_to_dict,
+    group_message_to_dict,
+    group_to_dict,
+    group_view_to_dict,
+    parse_event_id,
+    price_param,
+    resolve_group,
+)
+from p2pchat.protocol.content import Content, MediaRef
 from p2pchat.protocol.group_events import (
     ROLES,
     Delete,
@@ -34,9 +41,9 @@ from p2pchat.protocol.group_events import (
     ShareCard,
     Vote,
 )
+from p2pchat.protocol.group_invite import INVITE_PREFIX, InviteToken
 from p2pchat.protocol.group_state import Membership
 from p2pchat.rpc import Bounds, NoParams, Registry
-from p2pchat.storage.records import GroupInfo, GroupStatus
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -49,15 +56,12 @@ __all__ = [
     "group_view_to_dict",
 ]
 
-_GROUP_HEX: Final = 64
-_MIN_PREFIX: Final = 4
 _MAX_MS: Final = (1 << 53) - 1
 _GROUP = Bounds(max_len=128)
 _ID = Bounds(max_len=64)
 _ACCOUNT = Bounds(max_len=128)
 _TEXT = Bounds(max_len=16_384)
 _ROLE_RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
-S = TypeVar("S", bound=Struct)
 
 # -- params -------------------------------------------------------------------------------
 
@@ -221,178 +225,6 @@ class _HistoryParams:
     limit: Annotated[int, Bounds(min=1, max=500)] = 50
 
 
-# -- resolving what people type -----------------------------------------------------------
-
-
-def resolve_group(text: str, groups: Iterable[GroupInfo]) -> bytes:
-    """The group a person means by ``text``: a full id, else a unique name or id prefix.
-
-    A full id is returned even for a group we are not in (the node then says 1001), so
-    scripts get the node's own answer. Among several matches, groups we are still
-    active in win: a group left long ago should not make a current one ambiguous.
-    """
-    cleaned = text.strip().lower()
-    if len(cleaned) == _GROUP_HEX and _is_hex(cleaned):
-        return bytes.fromhex(cleaned)
-    known = list(groups)
-    wanted = text.strip().casefold()
-    matches = [g for g in known if g.name.casefold() == wanted]
-    if not matches and len(cleaned) >= _MIN_PREFIX and _is_hex(cleaned):
-        matches = [g for g in known if g.group_id.hex().startswith(cleaned)]
-    active = [g for g in matches if g.status is GroupStatus.ACTIVE]
-    if len(active) > 1 or (not active and len(matches) > 1):
-        raise ConfigError(
-            f"{len(active) or len(matches)} groups match {text!r}; give more of the group id"
-        )
-    if active or matches:
-        return (active or matches)[0].group_id
-    raise NotFoundError(
-        f"no group named {text!r}; give the group id (64 hex digits) or see `p2pchat groups list`"
-    )
-
-
-def _is_hex(text: str) -> bool:
-    return all(ch in "0123456789abcdef" for ch in text)
-
-
-def _event_id(text: str, what: str) -> bytes:
-    cleaned = text.strip().lower()
-    if len(cleaned) != _GROUP_HEX or not _is_hex(cleaned):
-        raise ConfigError(f"{what} must be an event id (64 hex digits)")
-    return bytes.fromhex(cleaned)
-
-
-def _valid(body: S, what: str) -> S:
-    """``body`` if the group could accept it; else a 1004 naming what is wrong."""
-    try:
-        body.check()
-    except (WireError, ValueError) as exc:
-        raise ConfigError(f"invalid {what}: {exc}") from None
-    return body
-
-
-def _price(amount: int | None, currency: str | None) -> Price | None:
-    if amount is None and currency is None:
-        return None
-    if amount is None or currency is None:
-        raise ConfigError("price and currency go together (amount in minor units, ISO 4217)")
-    return _valid(Price(amount=amount, currency=currency.upper()), "price")
-
-
-# -- results ------------------------------------------------------------------------------
-
-
-def group_to_dict(info: GroupInfo, state: Membership | None, me: bytes) -> dict[str, Any]:
-    """A group as listed; ``state`` is ``None`` for a group whose log is not loaded
-    (one we left or were removed from), which has no current role or member count."""
-    out: dict[str, Any] = {
-        "group_id": info.group_id.hex(),
-        "name": info.name,
-        "kind": info.kind,
-        "tags": list(info.tags),
-        "status": info.status.value,
-        "joined_at": info.joined_at,
-        "updated_at": info.updated_at,
-        "role": None,
-        "members": None,
-        "epoch": None,
-    }
-    if state is not None:
-        descriptor = state.descriptor
-        out.update(
-            name=descriptor.name,
-            tags=list(descriptor.tags),
-            role=state.role_of(me),
-            members=len(state.members),
-            epoch=state.epoch,
-        )
-    return out
-
-
-def _info_to_dict(info: GroupInfo, state: Membership, me: bytes) -> dict[str, Any]:
-    rules = state.descriptor.rules
-    return {
-        **group_to_dict(info, state, me),
-        "about": state.descriptor.about,
-        "rules": {
-            "join": rules.join,
-            "post": rules.post,
-            "invite": rules.invite,
-            "slow_seconds": rules.slow,
-            "max_members": rules.max_members,
-        },
-        "roles": state.count_by_role(),
-        "banned": [
-            {"account": account.hex(), "until": until}
-            for account, until in sorted(state.banned.items())
-        ],
-        "pending": sorted(a.hex() for a in state.pending),
-    }
-
-
-def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
-    """One visible message with everything later already folded in (edits, reactions)."""
-    content = message.content
-    return {
-        "event_id": message.ref.event_id.hex(),
-        "author": message.ref.account.hex(),
-        "device": message.ref.device.hex(),
-        "ts": message.ref.ts,
-        "kind": message.kind,
-        "text": message.text,
-        "content_type": None if content is None or message.deleted else content.type,
-        "reply_to": None if message.reply_to is None else message.reply_to.hex(),
-        "edited": message.edited,
-        "deleted": message.deleted,
-        "sealed": message.sealed,
-        "reactions": {emoji: len(who) for emoji, who in sorted(message.reactions.items()) if who},
-    }
-
-
-def _price_dict(price: Price | None) -> dict[str, Any] | None:
-    return None if price is None else {"amount": price.amount, "currency": price.currency}
-
-
-def group_view_to_dict(view: GroupView) -> dict[str, Any]:
-    """Poll tallies and group-buy states, in the group's order (their events' order)."""
-    polls = [
-        {
-            "poll_id": tally.poll_id.hex(),
-            "question": tally.poll.question,
-            "options": list(tally.poll.options),
-            "multi": tally.poll.multi,
-            "deadline": tally.poll.deadline,
-            "counts": list(tally.counts),
-            "voters": tally.voters,
-        }
-        for tally in view.polls.values()
-    ]
-    buys = [
-        {
-            "buy_id": state.buy_id.hex(),
-            "title": state.buy.title,
-            "options": list(state.buy.options),
-            "quota": state.buy.quota,
-            "deadline": state.buy.deadline,
-            "price": _price_dict(state.buy.price),
-            "url": state.buy.url,
-            "units": list(state.units),
-            "total": state.total,
-            "reached": state.reached,
-            "participants": [
-                {"account": account.hex(), "option": option, "quantity": quantity}
-                for account, (option, quantity) in sorted(state.participants.items())
-            ],
-        }
-        for state in view.buys.values()
-    ]
-    return {"polls": polls, "buys": buys}
-
-
-def _event(group_id: bytes, event_id: bytes) -> dict[str, Any]:
-    return {"group_id": group_id.hex(), "event_id": event_id.hex()}
-
-
 # -- the section --------------------------------------------------------------------------
 
 
@@ -411,8 +243,10 @@ def register_group_methods(registry: Registry, node: Node) -> None:
 
     async def described(group_id: bytes) -> dict[str, Any]:
         state = node.group_state(group_id)  # NotFoundError unless we are in it
-        info = next(g for g in await node.groups() if g.group_id == group_id)
-        return _info_to_dict(info, state, me)
+        info = next((g for g in await node.groups() if g.group_id == group_id), None)
+        if info is None:  # the node knows the group but has not stored it (yet)
+            raise NotFoundError("you are not in that group")
+        return group_info_to_dict(info, state, me)
 
     def state_or_none(group_id: bytes) -> Membership | None:
         try:
@@ -464,7 +298,13 @@ def register_group_methods(registry: Registry, node: Node) -> None:
 
     async def groups_join(p: _JoinParams) -> dict[str, Any]:
         """Join with an invite link, or an open group by id (from ``groups.search``)."""
-        return await described(await node.join_group(p.invite))
+        text = p.invite.strip()
+        if text.startswith(INVITE_PREFIX):
+            try:  # a damaged link is a bad argument, not a peer breaking the protocol
+                InviteToken.from_text(text)
+            except WireError as exc:
+                raise ConfigError(f"not a valid invite link ({exc.reason})") from None
+        return await described(await node.join_group(text))
 
     async def groups_leave(p: _GroupParams) -> dict[str, Any]:
         """Leave a group (its history stays listed as ``left``)."""
@@ -483,56 +323,62 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             )
         except ValueError as exc:
             raise ConfigError(f"invalid content: {exc}") from None
-        _valid(content, "content")
-        reply_to = None if p.reply_to is None else _event_id(p.reply_to, "reply_to")
+        checked(content, "content")
+        reply_to = None if p.reply_to is None else parse_event_id(p.reply_to, "reply_to")
         event_id = await node.post(group_id, reply_to=reply_to, content=content)
-        return _event(group_id, event_id)
+        return event_result(group_id, event_id)
 
     async def groups_react(p: _ReactParams) -> dict[str, Any]:
         """Add (or with ``on`` false, take back) a reaction to a message."""
         group_id = await group_of(p.group)
-        body = _valid(
-            Reaction(target=_event_id(p.target, "target"), emoji=p.emoji, on=p.on), "reaction"
+        body = checked(
+            Reaction(target=parse_event_id(p.target, "target"), emoji=p.emoji, on=p.on), "reaction"
         )
-        return _event(group_id, await node.react(group_id, body.target, body.emoji, on=body.on))
+        return event_result(
+            group_id, await node.react(group_id, body.target, body.emoji, on=body.on)
+        )
 
     async def groups_edit(p: _EditParams) -> dict[str, Any]:
         """Replace the text of one of our own messages."""
         group_id = await group_of(p.group)
-        _valid(Content(type="p2pchat/text", body={}, text=p.text), "text")
-        return _event(group_id, await node.edit(group_id, _event_id(p.target, "target"), p.text))
+        checked(Content(type="p2pchat/text", body={}, text=p.text), "text")
+        return event_result(
+            group_id, await node.edit(group_id, parse_event_id(p.target, "target"), p.text)
+        )
 
     async def groups_delete(p: _DeleteParams) -> dict[str, Any]:
         """Delete a message (our own, or anyone's as a moderator)."""
         group_id = await group_of(p.group)
-        body = _valid(Delete(target=_event_id(p.target, "target"), reason=p.reason), "delete")
-        return _event(group_id, await node.delete(group_id, body.target, reason=body.reason))
+        body = checked(Delete(target=parse_event_id(p.target, "target"), reason=p.reason), "delete")
+        return event_result(group_id, await node.delete(group_id, body.target, reason=body.reason))
 
     async def groups_poll(p: _PollParams) -> dict[str, Any]:
         """Start a poll; votes after ``deadline`` are ignored."""
         group_id = await group_of(p.group)
-        _valid(
+        checked(
             Poll(question=p.question, options=tuple(p.options), multi=p.multi, deadline=p.deadline),
             "poll",
         )
         event_id = await node.create_poll(
             group_id, p.question, tuple(p.options), deadline=p.deadline, multi=p.multi
         )
-        return _event(group_id, event_id)
+        return event_result(group_id, event_id)
 
     async def groups_vote(p: _VoteParams) -> dict[str, Any]:
         """Vote (option indexes from 0; an empty list takes the vote back)."""
         group_id = await group_of(p.group)
-        vote = _valid(Vote(poll=_event_id(p.poll, "poll"), choices=tuple(p.choices)), "vote")
-        return _event(group_id, await node.vote(group_id, vote.poll, vote.choices))
+        vote = checked(Vote(poll=parse_event_id(p.poll, "poll"), choices=tuple(p.choices)), "vote")
+        return event_result(group_id, await node.vote(group_id, vote.poll, vote.choices))
 
     async def groups_share(p: _ShareParams) -> dict[str, Any]:
         """A share card: a link with a title, and a price for shopping groups."""
         group_id = await group_of(p.group)
-        card = ShareCard(title=p.title, url=p.url, price=_price(p.price, p.currency), note=p.note)
-        _valid(card, "share card")
+        card = ShareCard(
+            title=p.title, url=p.url, price=price_param(p.price, p.currency), note=p.note
+        )
+        checked(card, "share card")
         event_id = await node.share(group_id, p.title, p.url, price=card.price, note=p.note)
-        return _event(group_id, event_id)
+        return event_result(group_id, event_id)
 
     async def groups_buy(p: _BuyParams) -> dict[str, Any]:
         """Start a group buy that happens if ``quota`` units are joined by ``deadline``."""
@@ -542,10 +388,10 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             options=tuple(p.options),
             quota=p.quota,
             deadline=p.deadline,
-            price=_price(p.price, p.currency),
+            price=price_param(p.price, p.currency),
             url=p.url,
         )
-        _valid(buy, "group buy")
+        checked(buy, "group buy")
         event_id = await node.group_buy(
             group_id,
             buy.title,
@@ -555,28 +401,28 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             price=buy.price,
             url=buy.url,
         )
-        return _event(group_id, event_id)
+        return event_result(group_id, event_id)
 
     async def groups_buy_join(p: _BuyJoinParams) -> dict[str, Any]:
         """Join a group buy with ``quantity`` units of one option (0 withdraws)."""
         group_id = await group_of(p.group)
-        body = GroupBuyJoin(buy=_event_id(p.buy, "buy"), option=p.option, quantity=p.quantity)
-        _valid(body, "buy join")
-        return _event(group_id, await node.join_buy(group_id, body.buy, p.option, p.quantity))
+        body = GroupBuyJoin(buy=parse_event_id(p.buy, "buy"), option=p.option, quantity=p.quantity)
+        checked(body, "buy join")
+        return event_result(group_id, await node.join_buy(group_id, body.buy, p.option, p.quantity))
 
     async def groups_live(p: _LiveParams) -> dict[str, Any]:
         """A watch-together comment at ``offset_ms`` of a media file (live groups)."""
         group_id = await group_of(p.group)
         media = MediaRef(
-            hash=_event_id(p.media_hash, "media_hash"), mime=p.mime, size=p.size, url=p.url
+            hash=parse_event_id(p.media_hash, "media_hash"), mime=p.mime, size=p.size, url=p.url
         )
-        _valid(LiveComment(media=media, offset=p.offset_ms, text=p.text), "live comment")
-        return _event(group_id, await node.live_comment(group_id, media, p.offset_ms, p.text))
+        checked(LiveComment(media=media, offset=p.offset_ms, text=p.text), "live comment")
+        return event_result(group_id, await node.live_comment(group_id, media, p.offset_ms, p.text))
 
     async def groups_live_comments(p: _LiveCommentsParams) -> list[dict[str, Any]]:
         """Comments between ``start_ms`` and ``end_ms`` of the media, by offset."""
         group_id = await group_of(p.group)
-        media_hash = _event_id(p.media_hash, "media_hash")
+        media_hash = parse_event_id(p.media_hash, "media_hash")
         found = node.live_comments(group_id, media_hash, p.start_ms, p.end_ms)
         return [
             {
@@ -594,14 +440,14 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         """Remove a member (they may come back with a new invite)."""
         group_id = await group_of(p.group)
         account = await account_of(p.account)
-        return _event(group_id, await node.remove(group_id, account, reason=p.reason))
+        return event_result(group_id, await node.remove(group_id, account, reason=p.reason))
 
     async def groups_ban(p: _BanParams) -> dict[str, Any]:
         """Ban an account (until ``until``, or for good)."""
         group_id = await group_of(p.group)
         account = await account_of(p.account)
         event_id = await node.ban(group_id, account, reason=p.reason, until=p.until)
-        return _event(group_id, event_id)
+        return event_result(group_id, event_id)
 
     async def groups_set_role(p: _RoleParams) -> dict[str, Any]:
         """Give a member another role (admin, moderator, member, viewer)."""
@@ -609,7 +455,7 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         if p.role not in ROLES:
             raise ConfigError(f"unknown role {p.role!r}; one of: {', '.join(ROLES)}")
         account = await account_of(p.account)
-        return _event(group_id, await node.set_role(group_id, account, p.role))
+        return event_result(group_id, await node.set_role(group_id, account, p.role))
 
     async def groups_search(p: _SearchParams) -> list[dict[str, Any]]:
         """Public and live groups announced under a tag (DHT rendezvous), by name."""
@@ -619,7 +465,7 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_history(p: _HistoryParams) -> list[dict[str, Any]]:
         """Messages in the group's order, oldest first: the latest ``limit`` before ``before``."""
         group_id = await group_of(p.group)
-        before = None if p.before is None else _event_id(p.before, "before")
+        before = None if p.before is None else parse_event_id(p.before, "before")
         if before is not None and node.group_view(group_id).message(before) is None:
             raise NotFoundError("no such message in that group")
         messages = node.group_history(group_id, limit=p.limit, before=before)
