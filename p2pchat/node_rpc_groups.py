@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-from p2pchat.errors import ConfigError, NotFoundError, WireError
+from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
 from p2pchat.node_rpc_group_shapes import (
     checked,
     event_result,
@@ -248,6 +248,14 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             raise NotFoundError("you are not in that group")
         return group_info_to_dict(info, state, me)
 
+    def took_effect(done: bool, what: str) -> None:
+        # The node signs a moderation event whatever our role; the group's rules then
+        # ignore one we may not make. Say so, instead of returning a success that is not.
+        if not done:
+            raise PermissionDeniedError(
+                f"the group ignored the {what}: your role does not allow it for that member"
+            )
+
     def state_or_none(group_id: bytes) -> Membership | None:
         try:
             return node.group_state(group_id)
@@ -440,13 +448,16 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         """Remove a member (they may come back with a new invite)."""
         group_id = await group_of(p.group)
         account = await account_of(p.account)
-        return event_result(group_id, await node.remove(group_id, account, reason=p.reason))
+        event_id = await node.remove(group_id, account, reason=p.reason)
+        took_effect(not node.group_state(group_id).is_member(account), "removal")
+        return event_result(group_id, event_id)
 
     async def groups_ban(p: _BanParams) -> dict[str, Any]:
         """Ban an account (until ``until``, or for good)."""
         group_id = await group_of(p.group)
         account = await account_of(p.account)
         event_id = await node.ban(group_id, account, reason=p.reason, until=p.until)
+        took_effect(account in node.group_state(group_id).banned, "ban")
         return event_result(group_id, event_id)
 
     async def groups_set_role(p: _RoleParams) -> dict[str, Any]:
@@ -455,7 +466,9 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         if p.role not in ROLES:
             raise ConfigError(f"unknown role {p.role!r}; one of: {', '.join(ROLES)}")
         account = await account_of(p.account)
-        return event_result(group_id, await node.set_role(group_id, account, p.role))
+        event_id = await node.set_role(group_id, account, p.role)
+        took_effect(node.group_state(group_id).role_of(account) == p.role, "role change")
+        return event_result(group_id, event_id)
 
     async def groups_search(p: _SearchParams) -> list[dict[str, Any]]:
         """Public and live groups announced under a tag (DHT rendezvous), by name."""

@@ -268,7 +268,7 @@ def invite(
     if state.json:
         emit_json(result)
     else:
-        say(result["link"])
+        click.echo(result["link"])  # on one line, never folded: people copy it whole
 
 
 @groups.command()

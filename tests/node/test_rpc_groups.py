@@ -154,6 +154,11 @@ async def test_search_join_by_id_promote_and_remove_with_three_nodes(tmp_path: P
         )
         assert promoted["group_id"] == group
         assert state().role_of(bob.account) == "moderator"
+        with pytest.raises(PermissionDeniedError, match="ignored the removal"):
+            await c.call("groups.remove", {"group": group, "account": bob.account.hex()})
+        with pytest.raises(PermissionDeniedError, match="ignored the role change"):
+            await c.call("groups.set_role", {"group": group, "account": "ab" * 32, "role": "admin"})
+        assert state().role_of(bob.account) == "moderator"
         async with c.subscribe(["group.changed"]) as changes:
             await a.call("groups.remove", {"group": group, "account": carol.account.hex()})
             with trio.fail_after(LIMIT):  # carol may first hear of bob's promotion

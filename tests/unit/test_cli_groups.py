@@ -170,3 +170,23 @@ def test_without_a_node_groups_say_how_to_start_one(tmp_path: Path) -> None:
     result = p2p(tmp_path / "idle", "groups", "list")
     assert result.exit_code == 9
     assert "p2pchat node run" in result.stderr
+
+
+def test_human_output_of_create_invite_join_post_and_leave(nodes: Nodes) -> None:
+    alice, bob = nodes.home("alice"), nodes.home("bob")
+    created = p2p(alice, "groups", "create", "Book club", "--private", "--about", "novels")
+    assert created.exit_code == 0, created.output
+    assert "Created private group Book club (" in created.stdout
+    link = p2p(alice, "groups", "invite", "book club", "--uses", "2").stdout.strip()
+    assert link.startswith("p2pchat-invite:")
+    joined = p2p(bob, "groups", "join", link)
+    assert joined.exit_code == 0, joined.output
+    assert joined.stdout.startswith("Joined Book club (")
+    posted = p2p(alice, "groups", "post", "Book club", "chapter", "one")
+    assert posted.stdout.startswith("Posted (event ")
+    first = p2p_json(alice, "groups", "read", "Book club")["messages"][0]["event_id"]
+    assert first.startswith(posted.stdout.split()[2].rstrip(")."))  # the short id shown
+    older = p2p(alice, "groups", "read", "Book club", "--before", first[:8])
+    assert "No messages yet." in older.stdout
+    assert p2p(bob, "groups", "leave", "book CLUB").stdout.startswith("Left group ")
+    assert p2p(bob, "groups", "read", "Book club").exit_code == 10  # left: its log is closed
