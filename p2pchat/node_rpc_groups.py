@@ -14,7 +14,7 @@ program see exactly what an embedding app sees. Two things are added on top:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
@@ -92,7 +92,8 @@ class _InviteParams:
 
 @dataclass(frozen=True, slots=True)
 class _JoinParams:
-    invite: Annotated[str, Bounds(max_len=4096)]
+    #: An invite link holds the invite's secret: keep it out of reprs and logs.
+    invite: Annotated[str, Bounds(max_len=4096)] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import trio
 
 from p2pchat.client import Event
 from p2pchat.errors import ConfigError, LocalProtocolError, NotFoundError, PermissionDeniedError
-from p2pchat.node_rpc_groups import resolve_group
-from p2pchat.rpc import mint_token
+from p2pchat.node_rpc_groups import register_group_methods, resolve_group
+from p2pchat.rpc import Registry, mint_token
 from p2pchat.rpc.errors import InvalidParamsError
 from p2pchat.storage.records import GroupInfo, GroupStatus
 from tests.conftest import NOW_MS, DeterministicRng
 from tests.node.harness import hub, new_peer, running
 from tests.node.test_rpc_node import LIMIT, client_of
+
+if TYPE_CHECKING:
+    from p2pchat.node import Node
 
 DAY_MS = 86_400_000
 
@@ -340,3 +344,12 @@ def test_groups_resolve_by_id_name_or_prefix_and_prefer_active_ones() -> None:
         resolve_group("abc", groups)  # too short for a prefix, and nobody's name
     with pytest.raises(NotFoundError):
         resolve_group("0000", groups)
+
+
+def test_join_params_keep_the_invite_secret_out_of_their_repr() -> None:
+    registry = Registry()
+    register_group_methods(registry, cast("Node", SimpleNamespace(account_key=bytes(32))))
+    [join] = [m for m in registry if m.name == "groups.join"]
+    assert [(f.name, f.required) for f in join.schema.fields] == [("invite", True)]
+    params = join.schema.validate({"invite": "p2pchat-invite:TOPSECRET"})
+    assert "TOPSECRET" not in repr(params)
