@@ -131,6 +131,7 @@ async def test_create_invite_join_post_reply_react_and_page_history(tmp_path: Pa
         await b.call("groups.leave", {"group": "Vinyl collectors"})
         [left] = await b.call("groups.list")
         assert (left["status"], left["role"], left["members"]) == ("left", None, None)
+        await until(lambda: bob.account not in a_node.group_state(bytes.fromhex(group)).members)
 
 
 async def test_search_join_by_id_promote_and_remove_with_three_nodes(tmp_path: Path) -> None:
