@@ -83,7 +83,7 @@ from .protocol.group_events import (
 )
 from .protocol.group_invite import InviteToken, new_invite
 from .protocol.group_log import GroupError, StoredEvent
-from .protocol.group_state import invite_hash
+from .protocol.group_state import invite_hash, may_change_role, may_moderate
 from .protocol.records import (
     GroupRecord,
     TopicEntry,
@@ -677,6 +677,20 @@ class Groups:
             body = RoleChange(account=account, role=fields["role"])
         else:
             raise ConfigError(f"unknown moderation action {action!r}")
+        state = self.engine(group_id).state
+        mine, theirs = state.role_of(self._account), state.role_of(account)
+        if isinstance(body, RoleChange):
+            allowed = may_change_role(self._account, mine, account, theirs, body.role)
+        else:
+            allowed = may_moderate(mine, theirs) and (
+                isinstance(body, MemberBan) or theirs is not None
+            )
+        if not allowed:
+            # Refused before signing: every member would ignore the event anyway.
+            raise PermissionDeniedError(
+                f"as {mine or 'a non-member'} you cannot {action} "
+                f"{'a non-member' if theirs is None else 'a ' + theirs} in this group"
+            )
         return await self._author(group_id, body)
 
     async def author_content(self, group_id: bytes, body: Struct) -> bytes:

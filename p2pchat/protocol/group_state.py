@@ -36,6 +36,8 @@ from .group_events import (
 
 __all__ = [
     "rank",
+    "may_moderate",
+    "may_change_role",
     "invite_hash",
     "Membership",
     "MembershipFold",
@@ -51,6 +53,34 @@ _RANK = {role: len(ROLES) - i for i, role in enumerate(ROLES)}  # owner 5 … vi
 def rank(role: str | None) -> int:
     """Numeric rank of a role: owner highest, 0 for a non-member."""
     return 0 if role is None else _RANK[role]
+
+
+def may_moderate(role: str | None, target: str | None) -> bool:
+    """Whether a member with ``role`` may remove or ban one with ``target`` role.
+
+    Moderators act on lower roles; admins and owners also on their peers (so two admins
+    *can* remove each other, and the total order decides who did it first). The fold
+    applies exactly this rule; a node asks it before signing, so it never publishes a
+    moderation event every member would ignore.
+    """
+    if role is None or rank(role) < rank("moderator"):
+        return False
+    return rank(target) < rank(role) or (rank(target) == rank(role) >= rank("admin"))
+
+
+def may_change_role(
+    author: bytes, role: str | None, account: bytes, target: str | None, new: str
+) -> bool:
+    """Whether ``author`` (with ``role``) may set the role of ``account`` (now ``target``)
+    to ``new``: anyone may step down; owners set any role but cannot demote owners;
+    admins change lower roles to lower roles."""
+    if role is None or target is None or target == new:
+        return False
+    if account == author:
+        return rank(new) < rank(role)
+    if role == "owner":
+        return target != "owner"
+    return rank(role) >= rank("admin") and rank(target) < rank(role) and rank(new) < rank(role)
 
 
 def invite_hash(secret: bytes) -> bytes:
@@ -205,26 +235,11 @@ class MembershipFold:
 
     @staticmethod
     def _may_moderate(role: str, target: str | None) -> bool:
-        """Moderators act on lower roles; admins and owners also on their peers (so two
-        admins *can* remove each other, and the total order decides who did it first)."""
-        if rank(role) < rank("moderator"):
-            return False
-        return rank(target) < rank(role) or (rank(target) == rank(role) >= rank("admin"))
+        return may_moderate(role, target)
 
     def _role_change(self, author: bytes, role: str, body: RoleChange) -> bool:
         target = self.members.get(body.account)
-        if target is None or target == body.role:
-            return False
-        if body.account == author:
-            allowed = rank(body.role) < rank(role)  # anyone may step down
-        elif role == "owner":
-            allowed = target != "owner"  # owners may set any role, but not demote owners
-        else:
-            allowed = (
-                rank(role) >= rank("admin")
-                and rank(target) < rank(role)
-                and rank(body.role) < rank(role)
-            )
+        allowed = may_change_role(author, role, body.account, target, body.role)
         if allowed:
             self.members[body.account] = body.role
         return allowed

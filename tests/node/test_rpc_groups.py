@@ -140,7 +140,7 @@ async def test_search_join_by_id_promote_and_remove_with_three_nodes(tmp_path: P
         hub() as h,
         running(h, alice, tmp_path) as a_node,
         running(h, bob, tmp_path),
-        running(h, carol, tmp_path),
+        running(h, carol, tmp_path) as c_node,
         client_of(tmp_path, alice) as a,
         client_of(tmp_path, bob) as b,
         client_of(tmp_path, carol) as c,
@@ -159,11 +159,14 @@ async def test_search_join_by_id_promote_and_remove_with_three_nodes(tmp_path: P
         )
         assert promoted["group_id"] == group
         assert state().role_of(bob.account) == "moderator"
-        with pytest.raises(PermissionDeniedError, match="ignored the removal"):
+        carol_events = c_node._groups.engine(bytes.fromhex(group)).statistics()["events"]
+        with pytest.raises(PermissionDeniedError, match="cannot remove a moderator"):
             await c.call("groups.remove", {"group": group, "account": bob.account.hex()})
-        with pytest.raises(PermissionDeniedError, match="ignored the role change"):
+        with pytest.raises(PermissionDeniedError, match="cannot role"):
             await c.call("groups.set_role", {"group": group, "account": "ab" * 32, "role": "admin"})
         assert state().role_of(bob.account) == "moderator"
+        # Refused before signing: carol's node authored nothing.
+        assert c_node._groups.engine(bytes.fromhex(group)).statistics()["events"] == carol_events
         async with c.subscribe(["group.changed"]) as changes:
             await a.call("groups.remove", {"group": group, "account": carol.account.hex()})
             with trio.fail_after(LIMIT):  # carol may first hear of bob's promotion
