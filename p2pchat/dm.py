@@ -286,25 +286,36 @@ class DirectMessages:
                 await self._wakeup.wait()
 
     async def _deliver_due(self) -> None:
+        """Deliver, per destination, *every* waiting item once one of them is due (or
+        its device just connected), oldest first.
+
+        Items are retried with their own jittered delays; were only the due ones taken,
+        a newer message could be encrypted and delivered before an older one. Order:
+        ``created_at``, then encrypted items (whose ratchet order is fixed) before
+        unencrypted ones, then item id (an encrypted item got a new id when encrypted,
+        in order).
+        """
         now = self._clock()
-        items = await self._store.due_outbox(now, limit=_OUTBOX_BATCH)
-        if self._reachable:
-            reachable, self._reachable = self._reachable, set()
-            waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
-            known = {item.item_id for item in items}
-            items += [
-                item
-                for item in waiting
-                if item.item_id not in known
-                and item.destination_device is not None
-                and peer_id_from_ed25519(item.destination_device) in reachable
-            ]
-            for item in items:
-                device = item.destination_device
-                if device is not None and peer_id_from_ed25519(device) in reachable:
-                    self._backoff_base[item.item_id] = item.attempts
+        due = await self._store.due_outbox(now, limit=_OUTBOX_BATCH)
+        reachable, self._reachable = self._reachable, set()
+        if not due and not reachable:
+            return
+        accounts = {item.destination_account for item in due}
+        waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
+        for item in waiting:
+            device = item.destination_device
+            if device is not None and peer_id_from_ed25519(device) in reachable:
+                self._backoff_base[item.item_id] = item.attempts
+                accounts.add(item.destination_account)
+        items = {item.item_id: item for item in due}
+        for item in waiting:
+            if item.destination_account in accounts:
+                items.setdefault(item.item_id, item)
         by_account: dict[bytes, list[OutboxItem]] = defaultdict(list)
-        for item in sorted(items, key=lambda i: (i.created_at, i.item_id)):
+        for item in sorted(
+            items.values(),
+            key=lambda i: (i.created_at, i.destination_device is None, i.item_id),
+        ):
             by_account[item.destination_account].append(item)
         limiter = trio.CapacityLimiter(8)
 
@@ -832,8 +843,8 @@ class _Streams:
     The receiver reads frames in a loop and answers each with its ack, so consecutive
     messages to a device share one stream: a stream open (a multistream-select round
     trip) per message cost about a quarter of the CPU of a delivery (bench/dm_bench.py).
-    A stream that failed
-    in any way is reset and never put back; the rest are closed when the batch ends.
+    A stream that failed in any way is reset and never put back; the rest are closed
+    when the batch ends.
     """
 
     def __init__(self, open_stream: Callable[[bytes], Awaitable[FramedStream]]) -> None:
