@@ -102,6 +102,9 @@ logger = logging.getLogger(__name__)
 
 GROUP_KEY_CONTENT_TYPE = "p2pchat/group-key"
 _KEYRING_KIND = "p2pchat/group-keyring"
+_PLAIN_KIND = "p2pchat/group-plaintext"
+#: Store meta key prefix of a sealed event's stored plaintext (+ the event id in hex).
+_PLAIN_META = "group-plain:"
 _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
 _SYNC_FANOUT = 3
 #: Rounds of catching up with the inviter before a join by invite gives up.
@@ -184,9 +187,19 @@ class Groups:
             assert isinstance(blob, bytes)
             self._keyrings[info.group_id] = GroupKeyring.from_bytes(blob)
         if engine.descriptor.kind == "private":
-            self._undecrypted[info.group_id] = {
-                s.event_id for s in engine.ordered_events() if s.event.kind == "sealed"
-            }
+            sealed = {s.event_id for s in engine.ordered_events() if s.event.kind == "sealed"}
+            # Sender-key chains are forward secret: what we read before the restart is
+            # read back from the plaintexts we stored (sealed under the local key).
+            for event_id in sorted(sealed):
+                blob = await self._store.get_meta(_PLAIN_META + event_id.hex())
+                if blob is not None:
+                    inner = self._keys.open_blob(_PLAIN_KIND, blob)
+                    assert isinstance(inner, bytes)
+                    engine.provide_plaintext(
+                        event_id, InnerEvent.from_bytes(inner, max_size=1 << 17)
+                    )
+                    sealed.discard(event_id)
+            self._undecrypted[info.group_id] = sealed
             # The app was told of these before the restart: decrypt, do not re-announce.
             await self._decrypt_pending(info.group_id, announce=False)
             async with self._lock:
@@ -446,6 +459,7 @@ class Groups:
                 received = keyring.decrypt(body.ciphertext)
                 inner = InnerEvent.from_bytes(received.plaintext, max_size=1 << 17)
                 engine.provide_plaintext(event_id, inner)
+                await self._remember_plaintext(event_id, inner)
             except CryptoError:
                 continue  # no key yet (or never for us: sent before we joined)
             except (WireError, LocalProtocolError) as exc:
@@ -455,6 +469,12 @@ class Groups:
             if stored is not None and announce:
                 self._announce(group_id, stored)
         await self._save_keyring(group_id)
+
+    async def _remember_plaintext(self, event_id: bytes, inner: InnerEvent) -> None:
+        """Keep a readable copy (sealed under the local key): the message key that
+        decrypted it is gone, by design, once the keyring is saved."""
+        blob = self._keys.seal_blob(_PLAIN_KIND, inner.to_bytes())
+        await self._store.put_meta(_PLAIN_META + event_id.hex(), blob)
 
     async def _save_keyring(self, group_id: bytes) -> None:
         keyring = self._keyrings.get(group_id)
@@ -742,11 +762,13 @@ class Groups:
         ciphertext = outbound.encrypt(inner.to_bytes())
         await self._save_keyring(group_id)  # the chain index is stored before it is used
         try:
-            return engine.author(
+            data = engine.author(
                 Sealed(ciphertext=ciphertext), device=self._device, now=now, plaintext=inner
             )
         except (GroupError, WireError) as exc:
             raise PermissionDeniedError(f"the group refuses that: {exc}") from None
+        await self._remember_plaintext(decode_event(data).event_id, inner)
+        return data
 
     async def sync(self, group_id: bytes) -> int:
         """Sync now with every connected member; returns events received."""

@@ -46,11 +46,6 @@ async def test_private_post_reaches_the_app_once_and_not_again_after_restart(
         assert deliveries(bob, group)[posted] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: sender-key chains are forward secret and plaintexts are not stored, "
-    "so a restarted node cannot decrypt the private history it had already read",
-)
 async def test_private_history_is_readable_after_a_restart(
     tmp_path: Path, autojump_clock: object
 ) -> None:
