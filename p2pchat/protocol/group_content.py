@@ -136,12 +136,15 @@ class GroupView:
     messages: tuple[Message, ...]
     polls: MappingProxyType[bytes, PollTally]
     buys: MappingProxyType[bytes, BuyState]
+    #: ``message()`` is called once per accepted event (the node announces each one):
+    #: a scan made a 10,000-event catch-up quadratic (5 of its 14 s).
+    _by_id: dict[bytes, Message] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {m.ref.event_id: m for m in self.messages})
 
     def message(self, event_id: bytes) -> Message | None:
-        for message in self.messages:
-            if message.ref.event_id == event_id:
-                return message
-        return None
+        return self._by_id.get(event_id)
 
 
 @dataclass(slots=True)
