@@ -215,6 +215,21 @@ async def _burst(
     return labels, arrivals.count(labels) / (count * (s.nodes - 1))
 
 
+@dataclass(frozen=True, slots=True)
+class Sustained:
+    published: int
+    complete: int
+    seconds: float  # first publish to the last arrival of a complete message
+
+    @property
+    def rate(self) -> float:
+        return self.complete / self.seconds if self.seconds else 0.0
+
+    @property
+    def share(self) -> float:
+        return self.complete / self.published if self.published else 0.0
+
+
 async def _sustained(
     publish: Callable[[str], object],
     arrivals: Arrivals,
@@ -222,10 +237,9 @@ async def _sustained(
     s: Settings,
     *,
     pace: float | None = None,
-) -> tuple[float, float]:
-    """Publish for ``sustained_seconds`` (``pace`` messages/s, or back to back); messages
-    delivered to every other node per second (first publish to last arrival) and the
-    share of the published messages that reached every other node."""
+) -> Sustained:
+    """Publish for ``sustained_seconds`` (``pace`` messages/s, or back to back); count the
+    messages that reached every other node, per second up to the last such arrival."""
     labels: list[str] = []
     start = time.perf_counter()
     while time.perf_counter() - start < s.sustained_seconds:
@@ -234,13 +248,11 @@ async def _sustained(
         await publish(label)  # type: ignore[misc]
         await trio.sleep(0 if pace is None else 1 / pace)
     await arrivals.settle(labels, want=len(labels) * (s.nodes - 1), quiet=s.settle, limit=90)
-    complete = [
-        label for label in labels if len([n for n in arrivals.at[label] if n != 0]) == s.nodes - 1
-    ]
+    complete = [label for label in labels if arrivals.count([label]) == s.nodes - 1]
     if not complete:
-        return 0.0, 0.0
+        return Sustained(len(labels), 0, 0.0)
     last = max(max(arrivals.at[label].values()) for label in complete)
-    return len(complete) / (last - start), len(complete) / len(labels)
+    return Sustained(len(labels), len(complete), last - start)
 
 
 async def _sync_until_complete(nodes: list[Node], group_id: bytes, want: int) -> float:
@@ -319,18 +331,21 @@ async def run(s: Settings) -> list[Row]:
         async with _cluster(Path(tmp), s.nodes) as nodes, trio.open_nursery() as nursery:
             setup = time.perf_counter()
             creator = nodes[0]
+            group_arrivals, raw_arrivals = Arrivals(), Arrivals()
+            # The raw topic is subscribed first, so that its mesh is at least as settled
+            # as the group's when measuring starts (a young mesh delivers at heartbeats).
+            for i, node in enumerate(nodes):
+                nursery.start_soon(_record_raw, node, i, raw_arrivals)
             group = await creator.create_group("Bench", tags=("bench",))
             for node in nodes[1:]:
                 await node.join_group(group.hex())
             await _wait(
                 lambda: all(len(n.group_state(group).members) == s.nodes for n in nodes), limit=60
             )
-            group_arrivals, raw_arrivals = Arrivals(), Arrivals()
             for i, node in enumerate(nodes):
                 nursery.start_soon(_record_group, node, i, group, group_arrivals)
-                nursery.start_soon(_record_raw, node, i, raw_arrivals)
-            await trio.sleep(2.0)  # two gossip heartbeats: the raw topic's mesh forms
-            notes.append(f"setup: {s.nodes} nodes joined in {time.perf_counter() - setup:.1f} s")
+            await trio.sleep(3.0)  # three gossip heartbeats after the last join
+            _progress(f"setup: {s.nodes} nodes joined in {time.perf_counter() - setup:.1f} s")
 
             async def raw(label: str) -> None:
                 await creator._net.pubsub.publish(RAW_TOPIC, _raw_payload(label))
@@ -350,6 +365,7 @@ async def run(s: Settings) -> list[Row]:
                         "<= 1.2x",
                     )
                 )
+            _progress(f"latency: {len(raw_lat)} raw and {len(group_lat)} group samples")
 
             _, raw_share = await _burst(raw, raw_arrivals, "raw", s.burst, s)
             labels, gossip_share = await _burst(post, group_arrivals, "grp", s.burst, s)
@@ -372,23 +388,27 @@ async def run(s: Settings) -> list[Row]:
                 f"burst: group gossip alone delivered {gossip_share:.1%}; "
                 f"sync rounds took {synced_in:.2f} s"
             )
+            _progress("burst done")
 
             paced = [
-                (pace, *await _sustained(raw, raw_arrivals, "raw", s, pace=pace))
+                (pace, await _sustained(raw, raw_arrivals, "raw", s, pace=pace))
                 for pace in s.raw_paces
             ]
-            best_pace, raw_rate, _ = max(paced, key=lambda p: p[1])
-            group_rate, group_all = await _sustained(post, group_arrivals, "grp", s)
-            rows.append(Row("sustained, delivered to all", raw_rate, group_rate, "msg/s", ">= 10x"))
+            best_pace, best = max(paced, key=lambda p: p[1].rate)
+            _progress("sustained raw done")
+            grp = await _sustained(post, group_arrivals, "grp", s)
+            rows.append(Row("sustained, delivered to all", best.rate, grp.rate, "msg/s", ">= 10x"))
             notes.append(
                 "sustained raw, paced: "
-                + ", ".join(f"{p:g}/s -> {r:.1f}/s ({a:.0%} to all)" for p, r, a in paced)
+                + ", ".join(f"{p:g}/s -> {r.rate:.1f}/s ({r.share:.0%} to all)" for p, r in paced)
                 + f"; best at {best_pace:g}/s"
             )
             notes.append(
-                f"sustained group, posting back to back: {group_all:.1%} of events reached "
-                "every member by gossip alone"
+                f"sustained group, one author posting back to back: {grp.published} events, "
+                f"{grp.share:.1%} reached every member by gossip alone, the last after "
+                f"{grp.seconds:.1f} s"
             )
+            _progress("sustained group done")
 
             total, size, elapsed, profile = await _catch_up(nodes, s)
             raw_bps = raw_stream.one_way[0].megabytes_per_second * 1e6
@@ -408,6 +428,10 @@ async def run(s: Settings) -> list[Row]:
         print("\nprofile of the late joiner's catch-up (tottime):")
         print(profile)
     return rows
+
+
+def _progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def _print(rows: list[Row], notes: list[str]) -> None:
