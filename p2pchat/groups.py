@@ -148,6 +148,9 @@ class Groups:
         self._jitter = jitter
         self._record_lifetime = record_lifetime_ms
         self._engines: dict[bytes, GroupEngine] = {}
+        #: Groups we left or were removed from: readable history, nothing more (we do not
+        #: write, gossip or serve their sync).
+        self._archived: dict[bytes, GroupEngine] = {}
         self._keyrings: dict[bytes, GroupKeyring] = {}
         self._undecrypted: dict[bytes, set[bytes]] = {}
         #: Sender keys that arrived before their device was known as a member's.
@@ -170,18 +173,18 @@ class Groups:
         """Load every active group, then gossip, sync and republish until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.transport.run)
-            for info in await self._store.list_groups(status=GroupStatus.ACTIVE):
-                await self._load(info)
+            for info in await self._store.list_groups():
+                await self._load(info, active=info.status is GroupStatus.ACTIVE)
             task_status.started()
             nursery.start_soon(self._sync_loop)
             nursery.start_soon(self._publish_loop)
 
-    async def _load(self, info: GroupInfo) -> None:
+    async def _load(self, info: GroupInfo, *, active: bool) -> None:
         rows = await self._store.group_events(info.group_id)
         engine = GroupEngine.load(
             [event.data for _, event in rows], trusted=True, local_device=self._device.public_key
         )
-        self._engines[info.group_id] = engine
+        (self._engines if active else self._archived)[info.group_id] = engine
         if info.keyring is not None:
             blob = self._keys.open_blob(_KEYRING_KIND, info.keyring)
             assert isinstance(blob, bytes)
@@ -199,6 +202,8 @@ class Groups:
                         event_id, InnerEvent.from_bytes(inner, max_size=1 << 17)
                     )
                     sealed.discard(event_id)
+            if not active:
+                return
             self._undecrypted[info.group_id] = sealed
             # The app was told of these before the restart: decrypt, do not re-announce.
             await self._decrypt_pending(info.group_id, announce=False)
@@ -354,11 +359,16 @@ class Groups:
         )
 
     async def _mark_removed(self, group_id: bytes) -> None:
+        """We were removed or banned: keep the history readable, stop taking part."""
         info = await self._store.get_group(group_id)
         if info is not None and info.status is GroupStatus.ACTIVE:
             await self._store.put_group(
                 _replace(info, status=GroupStatus.REMOVED, now=self._clock())
             )
+        engine = self._engines.pop(group_id, None)
+        if engine is not None:
+            self._archived[group_id] = engine
+            await self.transport.unsubscribe(group_id)
 
     # -- private groups: sender keys ------------------------------------------------------
 
@@ -485,8 +495,18 @@ class Groups:
     # -- the API --------------------------------------------------------------------------
 
     def engine(self, group_id: bytes) -> GroupEngine:
+        """The group's engine, for reading (also of a group we left or were removed from)."""
+        engine = self._engines.get(group_id) or self._archived.get(group_id)
+        if engine is None:
+            raise NotFoundError("you are not in that group")
+        return engine
+
+    def _active(self, group_id: bytes) -> GroupEngine:
+        """The engine of a group we are in, for writing."""
         engine = self._engines.get(group_id)
         if engine is None:
+            if group_id in self._archived:
+                raise PermissionDeniedError("you are no longer in that group")
             raise NotFoundError("you are not in that group")
         return engine
 
@@ -540,7 +560,7 @@ class Groups:
         account: bytes | None = None,
     ) -> str:
         """Author an invite and return its link text (``p2pchat-invite:...``)."""
-        engine = self.engine(group_id)
+        engine = self._active(group_id)
         body, token = new_invite(
             self._rng,
             group=group_id,
@@ -572,6 +592,7 @@ class Groups:
                 raise ConfigError("expected an invite link or a 64-hex-digit group id")
         if group_id in self._engines:
             return group_id
+        self._archived.pop(group_id, None)  # rejoining: start afresh from the genesis
         genesis, record_peers = await self._fetch_genesis(group_id)
         engine = GroupEngine.from_genesis(
             genesis, group_id=group_id, local_device=self._device.public_key
@@ -638,14 +659,14 @@ class Groups:
         """Leave the group. Our leave event is handed to a member by sync before the
         group is forgotten: from then on we no longer serve its sync, and gossip is
         lossy, so without the hand-over the others could list us as a member forever."""
-        engine = self.engine(group_id)
+        engine = self._active(group_id)
         await self._author(group_id, MemberLeave())
         await self._hand_over(group_id, engine)
         await self.transport.unsubscribe(group_id)
         info = await self._store.get_group(group_id)
         if info is not None:
             await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
-        self._engines.pop(group_id, None)
+        self._archived[group_id] = self._engines.pop(group_id)
 
     async def _hand_over(self, group_id: bytes, engine: GroupEngine) -> None:
         """Complete one sync with some member (a few tries, random order)."""
@@ -720,7 +741,7 @@ class Groups:
     async def live_comment(
         self, group_id: bytes, media: MediaRef, offset_ms: int, text: str
     ) -> bytes:
-        engine = self.engine(group_id)
+        engine = self._active(group_id)
         body = LiveComment(media=media, offset=offset_ms, text=text)
         try:
             data = engine.author_live(body, device=self._device, now=self._clock())
@@ -730,7 +751,7 @@ class Groups:
         return decode_event(data).event_id
 
     async def _author(self, group_id: bytes, body: Struct) -> bytes:
-        engine = self.engine(group_id)
+        engine = self._active(group_id)
         kind: str = body.KIND  # type: ignore[attr-defined]
         async with self._lock:
             now = self._clock()
@@ -772,7 +793,7 @@ class Groups:
 
     async def sync(self, group_id: bytes) -> int:
         """Sync now with every connected member; returns events received."""
-        engine = self.engine(group_id)
+        engine = self._active(group_id)
         connected = set(self._network.connected_peers())
         total = 0
         for device in engine.member_devices():
