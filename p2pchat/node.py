@@ -100,7 +100,10 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     def open_network(device: Device) -> AbstractAsyncContextManager[Network]:
         from .net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
 
-        return open_libp2p_network(device.signing_seed(), config.net, jitter=random.Random())
+        # Discovery starts once the node has registered its handlers (see Node._start).
+        return open_libp2p_network(
+            device.signing_seed(), config.net, jitter=random.Random(), discover=False
+        )
 
     return open_network
 
@@ -258,6 +261,8 @@ class Node(GroupsApi):
         await self._nursery.start(self._groups.run)
         if config.rpc:
             await self._serve_rpc()
+        # Every protocol handler is registered: only now may peers find us.
+        await self._network.start_discovery()
 
     async def _serve_rpc(self) -> None:
         """Serve the local RPC API (``protocol-spec/rpc.md``) and feed it every node event.

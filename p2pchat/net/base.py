@@ -194,6 +194,14 @@ class Network(Protocol):
 
     async def open_stream(self, peer_id: str, protocol: str) -> FramedStream: ...
 
+    async def start_discovery(self) -> None:
+        """Join the network (bootstrap peers, DHT refresh, opt-in mDNS); idempotent.
+
+        A node calls it once its protocol handlers are registered, so that no peer
+        reaches it before it can answer.
+        """
+        ...
+
     def events(self) -> AsyncIterator[NetEvent]:
         """A new, bounded feed of events from now on (each call gets its own)."""
         ...

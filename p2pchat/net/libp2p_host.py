@@ -220,9 +220,12 @@ class Libp2pNetwork:
         pubsub: Libp2pPubSub,
         bus: EventBus,
         nursery: trio.Nursery,
+        jitter: random.Random | None = None,
     ) -> None:
         self._host = host
         self._nursery = nursery
+        self._jitter = jitter or random.Random()
+        self._discovering = False
         self._config = config
         self._dht = dht
         self._pubsub = pubsub
@@ -325,6 +328,21 @@ class Libp2pNetwork:
             stream = await self._host.new_stream(pid, [TProtocol(protocol)])
         return _framed(stream, protocol)
 
+    async def start_discovery(self) -> None:
+        """Connect to the bootstrap peers, start the DHT refresh and (opt-in) mDNS.
+
+        Separate from opening so that a node registers its protocol handlers first: a
+        bootstrap peer that sees us connect may open a stream to us at once, and a
+        protocol without a handler yet is refused. Idempotent.
+        """
+        if self._discovering:
+            return
+        self._discovering = True
+        await _bootstrap(self, self._config, jitter=self._jitter)
+        self._nursery.start_soon(_refresh_forever, self._dht, self._config.dht_refresh_interval)
+        if self._config.mdns:
+            await _start_mdns(self._nursery, self, self._config, self._bus)
+
     def events(self) -> EventFeed:
         return self._bus.feed()
 
@@ -391,7 +409,7 @@ def _check_ports_free(config: NetConfig) -> None:
 
 @asynccontextmanager
 async def open_libp2p_network(
-    seed: bytes, config: NetConfig, *, jitter: random.Random
+    seed: bytes, config: NetConfig, *, jitter: random.Random, discover: bool = True
 ) -> AsyncIterator[Libp2pNetwork]:
     """Start a host (listening, DHT, gossipsub, optional mDNS and relay); stop it on exit.
 
@@ -437,13 +455,11 @@ async def open_libp2p_network(
                 relay = await stack.enter_async_context(start_relay(host, config))
             async with trio.open_nursery() as nursery:
                 network = Libp2pNetwork(
-                    host, config, dht=dht, pubsub=pubsub, bus=bus, nursery=nursery
+                    host, config, dht=dht, pubsub=pubsub, bus=bus, nursery=nursery, jitter=jitter
                 )
                 network.relay = relay
-                await _bootstrap(network, config, jitter=jitter)
-                nursery.start_soon(_refresh_forever, dht, config.dht_refresh_interval)
-                if config.mdns:
-                    await _start_mdns(nursery, network, config, bus)
+                if discover:
+                    await network.start_discovery()
                 try:
                     yield network
                 finally:

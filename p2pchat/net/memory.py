@@ -423,6 +423,9 @@ class MemoryNetwork:
     async def disconnect(self, peer_id: str) -> None:
         self._hub.disconnect(self._peer_id, peer_id)
 
+    async def start_discovery(self) -> None:
+        """Nothing to join: the hub is the whole network (see ``announce_nearby``)."""
+
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         self._handlers[protocol] = handler
 
