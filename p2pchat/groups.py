@@ -308,7 +308,7 @@ class Groups:
             )
 
     def _text_of(self, group_id: bytes, event_id: bytes) -> str:
-        message = self._engines[group_id].view.message(event_id)
+        message = self.engine(group_id).view.message(event_id)
         if message is None or message.content is None:
             return ""
         return message.content.text
@@ -373,6 +373,8 @@ class Groups:
     # -- private groups: sender keys ------------------------------------------------------
 
     async def _new_epoch(self, group_id: bytes, epoch: int, recipients: tuple[bytes, ...]) -> None:
+        if group_id not in self._engines:
+            return  # removed (the effects of one result may follow our own removal)
         keyring = self._keyrings.setdefault(group_id, GroupKeyring())
         outbound = keyring.outbound(group_id)
         if outbound is not None and outbound.epoch >= epoch:
@@ -387,9 +389,10 @@ class Groups:
     async def _send_sender_key(self, group_id: bytes, recipients: tuple[bytes, ...]) -> None:
         keyring = self._keyrings.get(group_id)
         outbound = None if keyring is None else keyring.outbound(group_id)
-        if outbound is None:
-            return
-        accounts = self._engines[group_id].member_devices()
+        engine = self._engines.get(group_id)
+        if outbound is None or engine is None:
+            return  # no keys to give out, or we are no longer in the group
+        accounts = engine.member_devices()
         content = Content(
             type=GROUP_KEY_CONTENT_TYPE,
             body={"g": group_id, "dist": outbound.distribution_message()},
@@ -458,7 +461,7 @@ class Groups:
         keyring = self._keyrings.get(group_id)
         if not pending or keyring is None:
             return
-        engine = self._engines[group_id]
+        engine = self.engine(group_id)  # also a closed group: what was sent before, we read
         for event_id in sorted(pending):
             data = engine.event_bytes(event_id)
             body = None if data is None else decode_event(data).parsed

@@ -125,3 +125,31 @@ async def test_a_leave_reaches_the_others(tmp_path: Path, autojump_clock: object
         await wait_for(lambda: bob.account in a.group_state(group).members)
         await b.leave_group(group)
         await wait_for(lambda: bob.account not in a.group_state(group).members, within=120)
+
+
+async def test_a_removal_and_later_posts_learnt_in_one_sync_do_not_crash_the_node(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """Carol is away while she is removed and the others post on; she learns it all in
+    one sync batch: the effects after her own removal (a sealed post, a new epoch) run
+    on a group that is already closed, and must not need it open."""
+    alice, bob, carol = new_peer("alice"), new_peer("bob"), new_peer("carol")
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path) as a,
+        running(h, bob, tmp_path) as b,
+        running(h, carol, tmp_path) as c,
+    ):
+        group = await a.create_group("Book club", kind="private")
+        for node in (b, c):
+            await node.join_group(await a.invite(group))
+        await wait_for(lambda: all(len(n.group_state(group).members) == 3 for n in (a, b, c)))
+        h.partition([alice.peer_id, bob.peer_id], [carol.peer_id])
+        await a.remove(group, carol.account, reason="spoilers")
+        await wait_for(lambda: carol.account not in b.group_state(group).members)
+        await b.post(group, "after carol left")
+        await a.post(group, "and another")
+        h.heal()
+        await wait_for(lambda: carol.account not in c.group_state(group).members, within=300)
+        assert "after carol left" not in texts(carol, group)
+        assert "and another" not in texts(carol, group)
