@@ -51,6 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Scenario, range, bool
     add("--partitions", type=int, default=defaults.partitions)
     add("--crashes", type=int, default=defaults.crashes, help="crash/restart episodes")
     add("--late", type=int, default=defaults.late_joiners, help="late joiners (churn)")
+    add("--leavers", type=int, default=defaults.leavers, help="members leaving (churn)")
     add("--degree", type=int, default=defaults.degree, help="bootstrap dials per node")
     add("--settle", type=float, default=defaults.settle_limit_s, help="mock seconds to converge")
     add("-v", "--verbose", action="store_true", help="print every problem of failing seeds")
@@ -68,6 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Scenario, range, bool
             partitions=args.partitions,
             crashes=args.crashes,
             late_joiners=args.late,
+            leavers=args.leavers,
             degree=args.degree,
             settle_limit_s=args.settle,
         )
@@ -85,7 +87,8 @@ def _replay_command(result: Result) -> str:
         f"--kind {s.kind} --loss {s.loss:g} --duplicate {s.duplicate:g} "
         f"--latency {s.latency:g} --jitter {s.jitter:g} --posts {s.posts} "
         f"--active {s.active_s:g} --partitions {s.partitions} --crashes {s.crashes} "
-        f"--late {s.late_joiners} --degree {s.degree} --settle {s.settle_limit_s:g} -v"
+        f"--late {s.late_joiners} --leavers {s.leavers} --degree {s.degree} "
+        f"--settle {s.settle_limit_s:g} -v"
     )
 
 

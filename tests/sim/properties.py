@@ -4,8 +4,8 @@
 * no duplicates: no member's app sees any post twice, over all of its incarnations;
 * convergence: every current member has the same membership, roles, epoch and ordered
   history hash, and that membership is exactly the members the simulator expects;
-* forward secrecy of removals (private groups): a removed member never reads a post
-  whose author already knew of the removal.
+* forward secrecy of departures (private groups): a removed (or departed) member never
+  reads a post whose author already knew of its departure.
 
 :func:`converged` is the cheap check polled while waiting; :func:`violations` is the
 full check, which explains every failure in words.
@@ -30,12 +30,14 @@ class Expectations:
     owner: bytes
     group: bytes = b""
     kind_private: bool = False
-    #: Accounts that joined and were not removed.
+    #: Accounts that joined and have not left or been removed.
     members: set[bytes] = field(default_factory=set)
+    #: Accounts that left or were removed.
     removed: set[bytes] = field(default_factory=set)
     #: Post event id -> its text, for every post that was authored.
     posts: dict[bytes, str] = field(default_factory=dict)
-    after_removal: set[bytes] = field(default_factory=set)
+    #: Departed account -> posts whose author knew of that departure.
+    after_removal: dict[bytes, set[bytes]] = field(default_factory=dict)
     #: Post event id -> the members its author knew of when posting. In a private
     #: group only they get its sender key: a member who joined later never reads it.
     recipients: dict[bytes, frozenset[bytes]] = field(default_factory=dict)
@@ -141,7 +143,7 @@ def violations(peers: list[SimPeer], expect: Expectations) -> list[str]:
     for peer in peers:
         if peer.account not in expect.removed:
             continue
-        leaked = [e for e in expect.after_removal if e in peer.texts]
+        leaked = [e for e in expect.after_removal.get(peer.account, ()) if e in peer.texts]
         if leaked:
             problems.append(f"removed {peer.name} read {len(leaked)} posts of a later epoch")
     return problems

@@ -48,8 +48,8 @@ class Result:
     deliveries_expected: int
     deliveries: int
     duplicates: int
-    #: Private groups: posts whose author knew of the removal (the removed member must
-    #: never read them; the count shows the property was exercised).
+    #: Private groups: (departed member, post) pairs where the post's author knew of the
+    #: departure: never readable by that member (the count shows the property was tested).
     after_removal: int
     #: Mock seconds from the heal until every property held (None: never, within limit).
     convergence_s: float | None
@@ -74,7 +74,7 @@ class Result:
             f"seed={self.seed} nodes={self.scenario.nodes} kind={self.scenario.kind} "
             f"loss={self.scenario.loss:.0%} posts={self.posts} members={self.members} "
             f"delivery={self.delivery_ratio:.2%} duplicates={self.duplicates} "
-            f"sealed_after_removal={self.after_removal} "
+            f"after_departure={self.after_removal} "
             f"converged_after={converged} mock={self.mock_s:.0f}s wall={self.wall_s:.1f}s "
             f"events/s={rate:.0f} digest={self.digest}"
         )
@@ -101,7 +101,7 @@ def run_seed(scenario: Scenario, seed: int) -> Result:
         deliveries_expected=expected,
         deliveries=delivered,
         duplicates=duplicates,
-        after_removal=len(outcome.expect.after_removal),
+        after_removal=sum(len(e) for e in outcome.expect.after_removal.values()),
         convergence_s=outcome.convergence_s,
         mock_s=outcome.mock_s,
         wall_s=wall,

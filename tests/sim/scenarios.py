@@ -53,6 +53,8 @@ class Scenario:
     late_joiners: int = 5
     #: Bootstrap connections each node dials when it starts (lossy, like any dial).
     degree: int = 3
+    #: Members that leave the group for good during the active phase (churn).
+    leavers: int = 2
     #: Private groups: the owner removes one member in the middle of the active phase.
     remove_one: bool = True
     #: Mock seconds allowed for convergence after everything heals.
@@ -61,8 +63,8 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.nodes < 2 or self.kind not in ("public", "private"):
             raise ValueError("a run needs two nodes or more, in a public or private group")
-        if self.late_joiners >= self.nodes - 1 or self.crashes >= self.nodes:
-            raise ValueError("too many late joiners or crashes for the node count")
+        if self.late_joiners + self.leavers + 1 >= self.nodes - 1 or self.crashes >= self.nodes:
+            raise ValueError("too many late joiners, leavers or crashes for the node count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class Action:
     """One scheduled step: ``at`` mock seconds into the active phase."""
 
     at: float
-    what: str  # start, join, post, partition, heal, crash, restart, remove
+    what: str  # start, join, post, partition, heal, crash, restart, remove, leave
     peer: int = -1
     sides: tuple[tuple[int, ...], ...] = ()
 
@@ -104,9 +106,13 @@ def plan(scenario: Scenario, seed: int) -> list[Action]:
         at = rnd.uniform(15, active * 0.8)
         actions.append(Action(at, "crash", peer))
         actions.append(Action(at + rnd.uniform(5, 60), "restart", peer))
+    staying = [p for p in range(1, n) if p not in late]
     if scenario.kind == "private" and scenario.remove_one:
-        victim = rnd.choice([p for p in range(1, n) if p not in late])
+        victim = rnd.choice(staying)
+        staying.remove(victim)
         actions.append(Action(active * 0.5, "remove", victim))
+    for peer in rnd.sample(staying, scenario.leavers):
+        actions.append(Action(rnd.uniform(active * 0.3, active * 0.9), "leave", peer))
     actions.sort(key=lambda a: (a.at, a.what, a.peer))
     return actions
 
@@ -182,6 +188,8 @@ async def _act(
         await _post(world, peer, expect)
     elif action.what == "remove":
         await _remove(world, peers[0], peer, expect)
+    elif action.what == "leave":
+        await _leave(world, peer, expect)
 
 
 async def _join(world: World, peer: SimPeer, peers: list[SimPeer], expect: Expectations) -> None:
@@ -217,9 +225,28 @@ async def _post(world: World, peer: SimPeer, expect: Expectations) -> None:
     expect.posts[event_id] = text
     members = node.group_state(expect.group).members
     expect.recipients[event_id] = frozenset(members)
-    if expect.removed and not any(account in members for account in expect.removed):
-        # Its author knew of the removal: it must be sealed for the next epoch.
-        expect.after_removal.add(event_id)
+    for account in [a for a in expect.removed if a not in members]:
+        # Its author knew of this departure: it is sealed for a later epoch.
+        expect.after_removal.setdefault(account, set()).add(event_id)
+
+
+async def _leave(world: World, peer: SimPeer, expect: Expectations) -> None:
+    """Leave for good (retried while the node is down; skipped if it never joined)."""
+    for _ in range(_JOIN_TRIES):
+        node = peer.node
+        if peer.account not in expect.members:
+            return
+        if node is not None:
+            try:
+                await node.leave_group(expect.group)
+            except P2PChatError as exc:
+                world.trace.note(peer.name, f"leave failed: {type(exc).__name__}")
+            else:
+                expect.members.discard(peer.account)
+                expect.removed.add(peer.account)
+                world.trace.note(peer.name, "left")
+                return
+        await trio.sleep(10)
 
 
 async def _remove(world: World, owner: SimPeer, victim: SimPeer, expect: Expectations) -> None:

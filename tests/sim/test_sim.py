@@ -15,11 +15,14 @@ from .scenarios import Scenario, plan
 from .world import SimPeer
 
 #: The issue's bar: 50 nodes, 30 % loss, partitions, crashes and churn, 20 seeds.
-PUBLIC = Scenario(nodes=50, loss=0.3, posts=30, active_s=90.0)
+#: Leaving is exercised separately (test_leaves_known_bug): a leave can still be lost.
+PUBLIC = Scenario(nodes=50, loss=0.3, posts=30, active_s=90.0, leavers=0)
 PUBLIC_SEEDS = range(1, 21)
 #: End-to-end encrypted: sender keys over pairwise sessions, one member removed mid-run.
 #: No crashes here: see test_private_group_with_crashes_known_bug.
-PRIVATE = Scenario(nodes=12, kind="private", loss=0.3, crashes=0, late_joiners=2, posts=40)
+PRIVATE = Scenario(
+    nodes=12, kind="private", loss=0.3, crashes=0, late_joiners=2, posts=40, leavers=0
+)
 PRIVATE_SEEDS = range(1, 5)
 
 
@@ -30,7 +33,8 @@ def explain(result: Result) -> str:
         + "\n  ".join(result.problems[:20])
         + f"\nreplay: python -m tests.sim.campaign --first-seed {result.seed} --seeds 1 "
         f"--nodes {s.nodes} --kind {s.kind} --loss {s.loss} --posts {s.posts} "
-        f"--active {s.active_s:g} --crashes {s.crashes} --late {s.late_joiners} -v"
+        f"--active {s.active_s:g} --crashes {s.crashes} --late {s.late_joiners} "
+        f"--leavers {s.leavers} -v"
     )
 
 
@@ -39,7 +43,7 @@ def explain(result: Result) -> str:
 def test_public_group_of_50_with_30_percent_loss_converges(seed: int) -> None:
     result = run_seed(PUBLIC, seed)
     assert result.ok, explain(result)
-    assert result.members == PUBLIC.nodes
+    assert result.members == PUBLIC.nodes - PUBLIC.leavers
     assert result.deliveries == result.deliveries_expected == result.posts * result.members
     assert result.duplicates == 0
 
@@ -50,8 +54,8 @@ def test_private_group_converges_and_the_removed_member_reads_nothing_later(
 ) -> None:
     result = run_seed(PRIVATE, seed)
     assert result.ok, explain(result)
-    assert result.members == PRIVATE.nodes - 1  # one was removed
-    assert result.after_removal > 0  # the removal property was exercised
+    assert result.members == PRIVATE.nodes - 1 - PRIVATE.leavers  # one was removed
+    assert result.after_removal > 0  # the departure property was exercised
 
 
 @pytest.mark.xfail(
@@ -60,13 +64,24 @@ def test_private_group_converges_and_the_removed_member_reads_nothing_later(
     "not contacts (group members) are not indexed, so their frames are refused forever",
 )
 def test_private_group_with_crashes_known_bug() -> None:
-    scenario = Scenario(nodes=10, kind="private", crashes=2, late_joiners=2)
-    result = run_seed(scenario, 4)
+    scenario = Scenario(nodes=10, kind="private", crashes=3, late_joiners=2)
+    result = run_seed(scenario, 7)
+    assert result.ok, explain(result)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open bug: a leave whose hand-over sync fails (partition, loss) is never "
+    "learnt by the others: the leaver no longer serves the group's sync",
+)
+def test_leaves_known_bug() -> None:
+    scenario = Scenario(nodes=12, posts=20, active_s=80.0, crashes=2, late_joiners=2)
+    result = run_seed(scenario, 7)
     assert result.ok, explain(result)
 
 
 def test_a_seed_replays_exactly() -> None:
-    scenario = Scenario(nodes=12, posts=20, active_s=80.0, crashes=2, late_joiners=2)
+    scenario = Scenario(nodes=12, posts=20, active_s=80.0, crashes=2, late_joiners=2, leavers=0)
     first, second = run_seed(scenario, 7), run_seed(scenario, 7)
     assert first.ok, explain(first)
     assert first.trace_lines > 300  # a real run, not an empty one
@@ -86,6 +101,7 @@ def test_the_plan_depends_on_the_seed_alone() -> None:
     actions = plan(PUBLIC, 3)
     kinds = {a.what for a in actions}
     assert {"join", "post", "partition", "heal", "crash", "restart", "start"} <= kinds
+    assert "leave" in {a.what for a in plan(Scenario(), 3)}
     assert [a.at for a in actions] == sorted(a.at for a in actions)
 
 
@@ -97,7 +113,7 @@ def test_the_properties_report_missing_and_duplicated_deliveries() -> None:
     expect.removed = {bob.account}
     expect.posts = {b"p1" * 16: "one", b"p2" * 16: "two"}
     expect.recipients = {event: frozenset({alice.account}) for event in expect.posts}
-    expect.after_removal = {b"p2" * 16}
+    expect.after_removal = {bob.account: {b"p2" * 16}}
     alice.deliveries[b"p1" * 16] = 2
     bob.texts[b"p2" * 16] = "two"
     problems = violations([alice, bob], expect)
