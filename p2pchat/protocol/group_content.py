@@ -170,16 +170,22 @@ class ContentFold:
     polls: dict[bytes, tuple[Poll, dict[bytes, tuple[int, ...]]]] = field(default_factory=dict)
     buys: dict[bytes, tuple[GroupBuy, dict[bytes, tuple[int, int]]]] = field(default_factory=dict)
     last_post: dict[bytes, int] = field(default_factory=dict)
+    #: Messages this fold may mutate in place; the others may be shared with a clone and
+    #: are copied on first write (:meth:`_writable`).
+    owned: set[bytes] = field(default_factory=set, repr=False, compare=False)
 
     def clone(self) -> ContentFold:
-        """An independent copy (for fold checkpoints)."""
+        """An independent copy (for fold checkpoints).
+
+        Copy-on-write: both folds share the messages and give up owning them, so a clone
+        costs a dict copy, not a copy of every message (a checkpoint every 256 events
+        deep-copied the whole history: 3.9 s of a 10,000-event catch-up).
+        """
+        self.owned = set()
         return ContentFold(
             slow_ms=self.slow_ms,
             post_role=self.post_role,
-            messages={
-                k: dataclasses.replace(m, reactions={e: set(a) for e, a in m.reactions.items()})
-                for k, m in self.messages.items()
-            },
+            messages=dict(self.messages),
             polls={k: (poll, dict(votes)) for k, (poll, votes) in self.polls.items()},
             buys={k: (buy, dict(joins)) for k, (buy, joins) in self.buys.items()},
             last_post=dict(self.last_post),
@@ -190,7 +196,20 @@ class ContentFold:
         if not self._may_post(ref, role):
             return False
         self.messages[ref.event_id] = _Msg(ref, "sealed", None, sealed=True)
+        self.owned.add(ref.event_id)
         return True
+
+    def _writable(self, event_id: bytes) -> _Msg | None:
+        """The message ``event_id``, private to this fold (copied if it may be shared)."""
+        message = self.messages.get(event_id)
+        if message is None or event_id in self.owned:
+            return message
+        message = dataclasses.replace(
+            message, reactions={e: set(a) for e, a in message.reactions.items()}
+        )
+        self.messages[event_id] = message
+        self.owned.add(event_id)
+        return message
 
     def _may_post(self, ref: EventRef, role: str) -> bool:
         if rank(role) < rank(self.post_role):
@@ -219,6 +238,7 @@ class ContentFold:
             elif isinstance(body, GroupBuy):
                 self.messages[ref.event_id] = _Msg(ref, kind, None)
                 self.buys[ref.event_id] = (body, {})
+            self.owned.add(ref.event_id)
             return True
         if isinstance(body, Edit):
             return self._edit(ref, body)
@@ -228,6 +248,8 @@ class ContentFold:
                 return False
             if target.ref.account != ref.account and rank(role) < rank("moderator"):
                 return False
+            target = self._writable(body.target)
+            assert target is not None
             target.deleted, target.content, target.share = True, None, None
             target.reactions.clear()
             return True
@@ -235,6 +257,8 @@ class ContentFold:
             target = self.messages.get(body.target)
             if target is None or target.deleted:
                 return False
+            target = self._writable(body.target)
+            assert target is not None
             accounts = target.reactions.setdefault(body.emoji, set())
             (accounts.add if body.on else accounts.discard)(ref.account)
             if not accounts:
@@ -252,6 +276,8 @@ class ContentFold:
             return False
         if target.ref.account != ref.account:
             return False
+        target = self._writable(body.target)
+        assert target is not None
         target.content, target.edited = body.content, True
         return True
 
