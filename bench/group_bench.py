@@ -187,22 +187,30 @@ async def _wait(predicate: Callable[[], bool], *, limit: float) -> bool:
 
 
 async def _latency(
-    publish: Callable[[str], object], arrivals: Arrivals, prefix: str, s: Settings
-) -> list[float]:
+    sides: list[tuple[Callable[[str], object], Arrivals, str]], s: Settings
+) -> list[list[float]]:
+    """One message at a time, the sides taking turns (so both see the same background
+    load); milliseconds from publish to arrival, per side, over every receiver."""
     sent: dict[str, float] = {}
     for i in range(s.latency_messages):
-        label = f"{prefix}-lat-{i}"
-        sent[label] = time.perf_counter()
-        await publish(label)  # type: ignore[misc]
-        await trio.sleep(s.latency_interval)
-    labels = list(sent)
-    await arrivals.settle(labels, want=len(labels) * (s.nodes - 1), quiet=s.settle, limit=30)
-    return [
-        (at - sent[label]) * 1000
-        for label in labels
-        for node, at in arrivals.at.get(label, {}).items()
-        if node != 0
-    ]
+        for publish, _, prefix in sides:
+            label = f"{prefix}-lat-{i}"
+            sent[label] = time.perf_counter()
+            await publish(label)  # type: ignore[misc]
+            await trio.sleep(s.latency_interval / len(sides))
+    samples = []
+    for _, arrivals, prefix in sides:
+        labels = [label for label in sent if label.startswith(f"{prefix}-")]
+        await arrivals.settle(labels, want=len(labels) * (s.nodes - 1), quiet=s.settle, limit=30)
+        samples.append(
+            [
+                (at - sent[label]) * 1000
+                for label in labels
+                for node, at in arrivals.at.get(label, {}).items()
+                if node != 0
+            ]
+        )
+    return samples
 
 
 async def _burst(
@@ -312,12 +320,13 @@ async def _catch_up(nodes: list[Node], s: Settings) -> tuple[int, int, float, st
     elapsed = time.perf_counter() - start
     if profiler:
         profiler.disable()
-    text = ""
-    if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-        text = out.getvalue()
-    return total, size, elapsed, text
+    return total, size, elapsed, "" if profiler is None else _profile_text(profiler)
+
+
+def _profile_text(profiler: cProfile.Profile) -> str:
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    return out.getvalue()
 
 
 # -- the run --------------------------------------------------------------------------
@@ -326,6 +335,7 @@ async def _catch_up(nodes: list[Node], s: Settings) -> tuple[int, int, float, st
 async def run(s: Settings) -> list[Row]:
     rows: list[Row] = []
     notes: list[str] = []
+    sustained_profile = ""
     raw_stream = await measure_framed_baseline(messages=2000, round_trips=50, sizes=(1024,))
     with tempfile.TemporaryDirectory(prefix="groupbench") as tmp:
         async with _cluster(Path(tmp), s.nodes) as nodes, trio.open_nursery() as nursery:
@@ -353,8 +363,9 @@ async def run(s: Settings) -> list[Row]:
             async def post(label: str) -> None:
                 await creator.post(group, label)
 
-            raw_lat = await _latency(raw, raw_arrivals, "raw", s)
-            group_lat = await _latency(post, group_arrivals, "grp", s)
+            raw_lat, group_lat = await _latency(
+                [(raw, raw_arrivals, "raw"), (post, group_arrivals, "grp")], s
+            )
             for name, q in (("p50", 0.5), ("p99", 0.99)):
                 rows.append(
                     Row(
@@ -396,7 +407,13 @@ async def run(s: Settings) -> list[Row]:
             ]
             best_pace, best = max(paced, key=lambda p: p[1].rate)
             _progress("sustained raw done")
+            profiler = cProfile.Profile() if s.profile else None
+            if profiler:
+                profiler.enable()
             grp = await _sustained(post, group_arrivals, "grp", s)
+            if profiler:
+                profiler.disable()
+                sustained_profile = _profile_text(profiler)
             rows.append(Row("sustained, delivered to all", best.rate, grp.rate, "msg/s", ">= 10x"))
             notes.append(
                 "sustained raw, paced: "
@@ -424,6 +441,9 @@ async def run(s: Settings) -> list[Row]:
             notes.append(f"creator transport counters: {stats['groups']['transport']}")
             nursery.cancel_scope.cancel()
     _print(rows, notes)
+    if sustained_profile:
+        print("\nprofile of the sustained group phase, every node (tottime):")
+        print(sustained_profile)
     if profile:
         print("\nprofile of the late joiner's catch-up (tottime):")
         print(profile)
