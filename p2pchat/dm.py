@@ -1,19 +1,24 @@
-"""Direct messages: the ``/p2pchat/dm/1.0.0`` protocol driver.
+"""Direct messages: the ``/p2pchat/dm/1.0.0`` protocol driver (sending side here; the
+receiving side is :mod:`p2pchat.dm_receive`).
 
-Sending. ``send`` stores the message (``queued``) and an outbox entry holding its sealed
-plaintext in one transaction, then wakes the outbox worker. The worker encrypts an entry
-exactly once (X3DH from the peer's DHT bundle for the first message, then the Double
-Ratchet), storing the new session pickle *before* the ciphertext leaves the node, and
-then retries the same frame with backoff until a signed ``dm.ack`` arrives
-(``delivered``), a mailbox takes it (``sent``), or it gives up (``failed``).
-Retrying the same ciphertext (never re-encrypting) keeps the receiver's skipped-key
-window small however long a peer stays away.
+Sending. ``send`` stores the message (``queued``) and its outbox entry in one
+transaction. With a session to the account (and no older entry still waiting to be
+encrypted) the message is encrypted right there, so that one commit holds the message,
+the advanced session and the frame; otherwise (the first message: X3DH needs the
+peer's DHT bundle) the outbox worker encrypts it, storing session and frame *before*
+the ciphertext leaves the node. Either way a frame is encrypted exactly once, and
+retried (never re-encrypted) with backoff until a signed ``dm.ack`` arrives
+(``delivered``), a mailbox takes it (``sent``), or it gives up (``failed``): retrying
+the same ciphertext keeps the receiver's skipped-key window small however long a peer
+stays away.
 
-Receiving. Per remote peer, a token bucket runs before any signature check; blocked
-accounts are dropped before any decryption. A frame is decrypted, then the session
-pickle, the message (deduplicated by id) and the contact are stored in one
-transaction, and only then is the ack sent: an acknowledged message is durable.
-A message already stored is re-acknowledged without being shown again.
+Pipelining. The worker writes up to ``_SEND_WINDOW`` ready frames for one device on
+one stream without waiting, then reads acks (the receiver acknowledges each batch it
+committed with one ``dm.ack``) and marks each ack's messages delivered in one
+transaction. ``sent`` is announced when the frames are written but stored only if
+their ack does not come (it is a display state; the outbox entry is what makes the
+message durable), so a delivered message costs the sender one commit for ``send``
+and a share of one per ack, instead of four.
 """
 
 from __future__ import annotations
@@ -22,92 +27,90 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
 from nacl.signing import SigningKey
 
-from p2pchat_crypto.errors import (
-    CryptoError,
-    DuplicateMessageError,
-)
-from p2pchat_crypto.identity import fingerprint_of
+from p2pchat_crypto import cbor
+from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.ratchet import Session, is_initial_message
 from p2pchat_crypto.sealed import Rng
-from p2pchat_crypto.x3dh import InitialMessage
 
 from .config import DeliveryConfig
 from .directory import Directory
+from .dm_receive import (
+    DM_PROTOCOL,
+    MAX_DM_FRAME,
+    OUTBOX_BATCH,
+    Receiving,
+    dm_conversation_id,
+)
+from .dm_sessions import SessionCache, SessionKey
+from .dm_streams import StreamPool, closing, reset_quietly
 from .errors import (
     LocalProtocolError,
     NetworkError,
     NotFoundError,
-    P2PChatError,
     PermissionDeniedError,
     ProtocolError,
-    RateLimitedError,
     WireError,
 )
-from .events import (
-    ContactChanged,
-    ContactRequestReceived,
-    DeliveryChanged,
-    EventBus,
-    MessageReceived,
-)
+from .events import DeliveryChanged, EventBus
 from .keystore import UnlockedIdentity
 from .local_keys import LocalKeys
 from .net.base import FramedStream, Network
-from .peerid import peer_id_from_ed25519, peer_id_to_key
+from .peerid import peer_id_from_ed25519
 from .protocol.content import Content
 from .protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
-    ContactRequest,
     DmAck,
     DmInit,
     DmMessage,
     DmPlaintext,
 )
-from .protocol.envelope import Envelope, decode_envelope, seal
+from .protocol.envelope import decode_envelope, seal
 from .protocol.limits import PeerLimiter, backoff_ms
 from .storage.base import Store, Transaction
 from .storage.records import (
-    Contact,
     ContactState,
-    Conversation,
-    ConversationKind,
     DeliveryState,
     Direction,
     Message,
     NewMessage,
     NewOutboxItem,
     OutboxItem,
-    SessionRecord,
 )
 
 __all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "DirectMessages", "dm_conversation_id"]
 
 logger = logging.getLogger(__name__)
 
-DM_PROTOCOL = "/p2pchat/dm/1.0.0"
-#: Cap on one DM frame (a message is at most 16 KiB of text plus crypto overhead).
-MAX_DM_FRAME = 256 * 1024
 _OUTBOX_KIND = "p2pchat/outbox-entry"
-_OUTBOX_BATCH = 200
+_OUTBOX_BATCH = OUTBOX_BATCH
+#: Frames written to one device before waiting for their acks.
+_SEND_WINDOW = 64
+_T = TypeVar("_T")
 _POLL_S = 1.0
-
-
-def dm_conversation_id(account: bytes) -> str:
-    return "dm:" + account.hex()
 
 
 class _DeliveryFailed(Exception):
     """An attempt failed for a reason worth retrying (internal to the outbox loop)."""
 
 
-class DirectMessages:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ready:
+    """An outbox item with its frame, ready to go out."""
+
+    item: OutboxItem
+    frame: bytes = dataclasses.field(repr=False)
+    oneway: bool
+
+
+class DirectMessages(Receiving):
     """Sessions, outbox and acknowledgements for one node (see the module docstring)."""
 
     def __init__(
@@ -149,6 +152,16 @@ class DirectMessages:
         # grown while the peer was away (up to ``retry_max_ms``).
         self._backoff_base: dict[int, int] = {}
         self._device_accounts: dict[bytes, bytes] = {}
+        # Plaintext outbox entries per account (the worker must encrypt them first):
+        # while any waits, ``send`` does not encrypt (see ``_queue``).
+        self._plaintext_items: Counter[bytes] = Counter()
+        # Sessions as last committed, used under the account locks (see dm_sessions).
+        self._sessions = SessionCache()
+        self._conversations: set[str] = set()
+        # Our messages known to be stored ``queued`` with no ``sent`` event yet, and
+        # those whose ``sent`` was announced but not stored (see ``_sent``).
+        self._unsent: set[bytes | None] = set()
+        self._sent_volatile: set[bytes | None] = set()
         self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
         # Serialises the receive path: sessions and the replay cache are read-modify-write.
         self._receive_lock = trio.Lock()
@@ -167,6 +180,9 @@ class DirectMessages:
         for contact in await self._store.list_contacts():
             for record in await self._store.list_sessions(contact.account):
                 self._device_accounts[record.device] = contact.account
+        for item in await self._store.due_outbox(2**62, limit=2**31):
+            if item.destination_device is None:
+                self._plaintext_items[item.destination_account] += 1
         self._network.set_stream_handler(DM_PROTOCOL, self._handle_stream)
 
     def peer_reachable(self, peer_id: str) -> None:
@@ -192,7 +208,8 @@ class DirectMessages:
         message_id = self._rng(16)
         plaintext = DmPlaintext(id=message_id, ts=now, content=content, reply_to=reply_to)
         conversation_id = dm_conversation_id(account)
-        async with self._store.transaction() as tx:
+
+        async def record(tx: Transaction) -> Message:
             await self._ensure_conversation(tx, account, now)
             if contact is None:
                 await tx.put_contact(self._new_contact(account, ContactState.REQUESTED_OUT, now))
@@ -210,37 +227,117 @@ class DirectMessages:
                     state=DeliveryState.QUEUED,
                 )
             )
-            await tx.add_outbox(
-                NewOutboxItem(
-                    destination_account=account,
-                    conversation_id=conversation_id,
-                    message_id=message_id,
-                    payload=self._keys.seal_blob(_OUTBOX_KIND, {"pt": plaintext.to_bytes()}),
-                    created_at=now,
-                )
-            )
+            return added.message
+
+        message = await self._queue(
+            account, plaintext, conversation_id=conversation_id, now=now, record=record
+        )
+        self._unsent.add(message_id)
         self._events.publish(
             DeliveryChanged(conversation_id=conversation_id, message_id=message_id, state="queued")
         )
         self.stats["queued"] += 1
         self._wakeup.set()
-        return added.message
+        return message
 
     async def send_hidden(self, account: bytes, content: Content) -> None:
         """Queue node-to-node content (e.g. our mailbox tag): encrypted and retried like a
         message, but not stored in any conversation."""
         now = self._clock()
-        message_id = self._rng(16)
-        plaintext = DmPlaintext(id=message_id, ts=now, content=content)
-        await self._store.add_outbox(
-            NewOutboxItem(
-                destination_account=account,
-                message_id=message_id,
-                payload=self._keys.seal_blob(_OUTBOX_KIND, {"pt": plaintext.to_bytes()}),
-                created_at=now,
-            )
-        )
+        plaintext = DmPlaintext(id=self._rng(16), ts=now, content=content)
+
+        async def record(tx: Transaction) -> None:
+            return None
+
+        await self._queue(account, plaintext, conversation_id=None, now=now, record=record)
         self._wakeup.set()
+
+    async def _queue(
+        self,
+        account: bytes,
+        plaintext: DmPlaintext,
+        *,
+        conversation_id: str | None,
+        now: int,
+        record: Callable[[Transaction], Awaitable[_T]],
+    ) -> _T:
+        """Store what ``record`` writes and the outbox entry in one transaction.
+
+        With a session, the message is encrypted here and the entry holds the frame: one
+        commit per message, where encrypting in the outbox worker cost a second one.
+        Not while an older entry to the account waits to be encrypted (its place in the
+        ratchet comes first), nor without a session (X3DH needs the peer's bundle from
+        the DHT): the worker encrypts those, in order.
+        """
+        async with self._account_locks[account]:
+            sealed = None
+            if self._plaintext_items[account] <= 0:
+                sealed = await self._encrypt_now(account, plaintext, now)
+            device = None
+            try:
+                async with self._store.transaction() as tx:
+                    result = await record(tx)
+                    if sealed is None:
+                        body: dict[str, cbor.Value] = {"pt": plaintext.to_bytes()}
+                    else:
+                        key, session, frame = sealed
+                        device = key[1]
+                        await tx.put_session(self._session_record(key, session, now))
+                        body = {"frame": frame}
+                    await tx.add_outbox(
+                        NewOutboxItem(
+                            destination_account=account,
+                            destination_device=device,
+                            conversation_id=conversation_id,
+                            message_id=plaintext.id,
+                            payload=self._keys.seal_blob(_OUTBOX_KIND, body),
+                            created_at=now,
+                        )
+                    )
+            except BaseException:
+                if sealed is not None:
+                    self._sessions.forget(sealed[0])  # advanced, never stored
+                raise
+            if sealed is None:
+                self._plaintext_items[account] += 1
+            else:
+                self._sessions.stored(sealed[0], sealed[1])
+                self._device_accounts[sealed[0][1]] = account
+        return result
+
+    async def _encrypt_now(
+        self, account: bytes, plaintext: DmPlaintext, now: int
+    ) -> tuple[SessionKey, Session, bytes] | None:
+        """With the most recent session to ``account``: (its key, session, frame)."""
+        latest = await self._latest_session(account)
+        if latest is None:
+            return None
+        key, session = latest
+        try:
+            wire = session.encrypt(plaintext.to_bytes(), self._rng)
+        except CryptoError:
+            self._sessions.forget(key)
+            return None  # the worker will try (and report) it
+        return key, session, self._dm_frame(plaintext.id, wire, now)
+
+    async def _latest_session(self, account: bytes) -> tuple[SessionKey, Session] | None:
+        """The session to encrypt with: the account's most recently stored one."""
+        latest = self._sessions.latest(account)
+        if latest is not None:
+            return latest
+        records = await self._store.list_sessions(account)
+        if not records:
+            return None
+        key = (account, records[0].device, records[0].session_id)
+        return key, self._sessions.get(key) or self._keys.open_session(records[0].pickle)
+
+    def _dm_frame(self, message_id: bytes, wire: bytes, now: int) -> bytes:
+        message: DmInit | DmMessage
+        if is_initial_message(wire):
+            message = DmInit(id=message_id, x3dh=wire)
+        else:
+            message = DmMessage(id=message_id, ratchet=wire)
+        return seal(message, signing_key=self._signing_key, now=now)
 
     async def queue_frame(self, account: bytes, device: bytes, frame: bytes) -> None:
         """Queue a ready frame that expects no reply (a receipt for mail fetched from a
@@ -272,7 +369,7 @@ class DirectMessages:
         for cert in devices:
             try:
                 stream = await self._open(cert.device_key)
-                async with _closing(stream):
+                async with closing(stream):
                     await stream.write_frame(frame)
             except (NetworkError, ProtocolError) as exc:
                 logger.debug("could not deliver %s: %s", type(message).__name__, exc)
@@ -328,51 +425,138 @@ class DirectMessages:
                 nursery.start_soon(deliver, account_items)
 
     async def _deliver_in_order(self, items: list[OutboxItem]) -> None:
-        """One destination's items, oldest first; stop at the first failure (keeps order)."""
-        streams = _Streams(self._open)
+        """One destination's items, oldest first; stop at the first failure (keeps order).
+
+        Consecutive items for one device go out as a window (up to ``_SEND_WINDOW``):
+        written on one stream without waiting, then acknowledged together (the receiver
+        commits and acknowledges whatever it has read as one batch).
+        """
+        streams = StreamPool(self._open)
         try:
-            for index, item in enumerate(items):
+            position = 0
+            while position < len(items):
                 try:
-                    await self._attempt(item, streams)
+                    run = await self._next_run(items, position)
                 except _DeliveryFailed as exc:
-                    for later in items[index:]:
-                        await self._retry_later(later, str(exc))
+                    await self._retry_all(items[position:], str(exc))
+                    return
+                position += len(run)
+                failed = await self._deliver_run(run, streams)
+                if failed is not None:
+                    left, error = failed
+                    await self._retry_all(left + items[position:], error)
                     return
         finally:
             await streams.aclose()
 
-    async def _attempt(self, item: OutboxItem, streams: _Streams) -> None:
+    async def _retry_all(self, items: list[OutboxItem], error: str) -> None:
+        for item in items:
+            await self._retry_later(item, error)
+
+    async def _ready(self, item: OutboxItem) -> _Ready:
+        """The item with its frame, encrypting it first if the worker must."""
         entry = self._keys.open_blob(_OUTBOX_KIND, item.payload)
         assert isinstance(entry, dict)
         frame = entry.get("frame")
-        try:
-            if not isinstance(frame, bytes) or item.destination_device is None:
+        if not isinstance(frame, bytes) or item.destination_device is None:
+            try:
                 item, frame = await self._encrypt(item, entry["pt"])
-            assert item.destination_device is not None
-            if entry.get("oneway"):
-                await self._transmit_oneway(item, frame, item.destination_device)
-                self._backoff_base.pop(item.item_id, None)
+            except trio.TooSlowError:
+                raise _DeliveryFailed("timed out") from None
+            except (NetworkError, NotFoundError, ProtocolError) as exc:
+                raise _DeliveryFailed(str(exc)) from exc
+        return _Ready(item=item, frame=frame, oneway=bool(entry.get("oneway")))
+
+    async def _next_run(self, items: list[OutboxItem], position: int) -> list[_Ready]:
+        """``items[position]`` and the following items already encrypted for its device."""
+        first = await self._ready(items[position])
+        run = [first]
+        if first.oneway:
+            return run
+        for item in items[position + 1 : position + _SEND_WINDOW]:
+            if item.destination_device != first.item.destination_device:
+                break
+            ready = await self._ready(item)
+            if ready.oneway:
+                break
+            run.append(ready)
+        return run
+
+    async def _deliver_run(
+        self, run: list[_Ready], streams: StreamPool
+    ) -> tuple[list[OutboxItem], str] | None:
+        """Deliver a run; on failure, the items left to retry (in order) and why."""
+        device = run[0].item.destination_device
+        assert device is not None
+        pending = {ready.item.message_id: ready for ready in run}
+        try:
+            if run[0].oneway:
+                await self._transmit_oneway(run[0].item, run[0].frame, device)
+                self._backoff_base.pop(run[0].item.item_id, None)
             else:
-                await self._transmit(item, frame, item.destination_device, streams)
+                await self._transmit_window(run, device, streams, pending)
+            return None
         except trio.TooSlowError:
-            raise _DeliveryFailed("timed out") from None
+            error = "timed out"
         except (NetworkError, NotFoundError, ProtocolError) as exc:
-            if isinstance(frame, bytes) and await self._leave_in_mailbox(item, frame):
-                return
-            raise _DeliveryFailed(str(exc)) from exc
+            error = str(exc)
+        left = [ready for ready in run if ready.item.message_id in pending]
+        await self._persist_sent([ready.item for ready in left])
+        for index, ready in enumerate(left):
+            if not await self._leave_in_mailbox(ready.item, ready.frame):
+                return [r.item for r in left[index:]], error
+        return None
+
+    async def _transmit_window(
+        self,
+        run: list[_Ready],
+        device: bytes,
+        streams: StreamPool,
+        pending: dict[bytes | None, _Ready],
+    ) -> None:
+        """Write every frame of ``run``, then read receipts until all are acknowledged;
+        each receipt marks its messages delivered in one transaction. ``pending`` keeps
+        what is not acknowledged yet (for the caller, if this raises)."""
+        timeout = self._config.ack_timeout_ms / 1000
+        stream = await streams.take(device)
+        try:
+            for ready in run:
+                with trio.fail_after(timeout):
+                    await stream.write_frame(ready.frame)
+            await self._sent([ready.item for ready in run])
+            while pending:
+                try:
+                    with trio.fail_after(timeout):
+                        reply = await stream.read_frame(MAX_DM_FRAME)
+                except trio.TooSlowError:
+                    raise NetworkError("no delivery receipt in time") from None
+                if reply is None:
+                    raise NetworkError("the peer closed the stream without a receipt")
+                envelope = decode_envelope(reply, max_size=MAX_DM_FRAME)
+                if envelope.sender != device:
+                    raise WireError("wrong-sender", "receipt signed by another device")
+                envelope.verify()
+                ack = envelope.open()
+                if not isinstance(ack, DmAck):
+                    raise WireError("unexpected-kind", "expected a receipt for the messages sent")
+                done = [pending.pop(i) for i in dict.fromkeys(ack.ids) if i in pending]
+                if done:
+                    await self._delivered([(r.item.message_id, r.item.item_id) for r in done])
+        except BaseException:
+            await reset_quietly(stream)
+            raise
+        streams.put_back(device, stream)
 
     async def _encrypt(self, item: OutboxItem, plaintext: bytes) -> tuple[OutboxItem, bytes]:
         """Encrypt once; store session and frame together before anything is sent."""
         account = item.destination_account
         async with self._account_locks[account]:
             now = self._clock()
-            records = await self._store.list_sessions(account)
+            latest = await self._latest_session(account)
             try:
-                if records:
-                    record = records[0]
-                    session = self._keys.open_session(record.pickle)
+                if latest is not None:
+                    (_, device, _), session = latest
                     wire = session.encrypt(plaintext, self._rng)
-                    device = record.device
                 else:
                     bundle = await self._directory.bundle_of_account(account)
                     session, initial = Session.initiate(
@@ -389,59 +573,34 @@ class DirectMessages:
             except CryptoError as exc:
                 raise NotFoundError(f"cannot start an encrypted session: {exc}") from exc
             assert item.message_id is not None
-            message: DmInit | DmMessage
-            if is_initial_message(wire):
-                message = DmInit(id=item.message_id, x3dh=wire)
-            else:
-                message = DmMessage(id=item.message_id, ratchet=wire)
-            frame = seal(message, signing_key=self._signing_key, now=now)
-            async with self._store.transaction() as tx:
-                await tx.put_session(self._session_record(account, device, session, now))
-                await tx.remove_outbox(item.item_id)
-                new_item = await tx.add_outbox(
-                    NewOutboxItem(
-                        destination_account=account,
-                        destination_device=device,
-                        conversation_id=item.conversation_id,
-                        message_id=item.message_id,
-                        payload=self._keys.seal_blob(_OUTBOX_KIND, {"frame": frame}),
-                        created_at=item.created_at,
+            frame = self._dm_frame(item.message_id, wire, now)
+            key = (account, device, session.session_id)
+            try:
+                async with self._store.transaction() as tx:
+                    await tx.put_session(self._session_record(key, session, now))
+                    await tx.remove_outbox(item.item_id)
+                    new_item = await tx.add_outbox(
+                        NewOutboxItem(
+                            destination_account=account,
+                            destination_device=device,
+                            conversation_id=item.conversation_id,
+                            message_id=item.message_id,
+                            payload=self._keys.seal_blob(_OUTBOX_KIND, {"frame": frame}),
+                            created_at=item.created_at,
+                        )
                     )
-                )
+            except BaseException:
+                self._sessions.forget(key)
+                raise
+            self._sessions.stored(key, session)
             self._device_accounts[device] = account
             self._backoff_base.pop(item.item_id, None)
+            self._plaintext_items[account] -= 1
             return new_item, frame
-
-    async def _transmit(
-        self, item: OutboxItem, frame: bytes, device: bytes, streams: _Streams
-    ) -> None:
-        stream = await streams.take(device)
-        try:
-            try:
-                with trio.fail_after(self._config.ack_timeout_ms / 1000):
-                    await stream.write_frame(frame)
-                    await self._mark(item, DeliveryState.SENT)
-                    reply = await stream.read_frame(MAX_DM_FRAME)
-            except trio.TooSlowError:
-                raise NetworkError("no delivery receipt in time") from None
-            if reply is None:
-                raise NetworkError("the peer closed the stream without a receipt")
-            envelope = decode_envelope(reply, max_size=MAX_DM_FRAME)
-            if envelope.sender != device:
-                raise WireError("wrong-sender", "receipt signed by another device")
-            envelope.verify()
-            ack = envelope.open()
-            if not isinstance(ack, DmAck) or item.message_id not in ack.ids:
-                raise WireError("unexpected-kind", "expected a receipt for the message sent")
-        except BaseException:
-            await _reset_quietly(stream)
-            raise
-        streams.put_back(device, stream)
-        await self._delivered(item.message_id, item.item_id)
 
     async def _transmit_oneway(self, item: OutboxItem, frame: bytes, device: bytes) -> None:
         stream = await self._open(device)
-        async with _closing(stream):
+        async with closing(stream):
             with trio.fail_after(self._config.ack_timeout_ms / 1000):
                 await stream.write_frame(frame)
         await self._store.remove_outbox(item.item_id)
@@ -473,7 +632,10 @@ class DirectMessages:
                 await tx.remove_outbox(item.item_id)
                 if item.message_id is not None:
                     await tx.set_delivery(item.message_id, DeliveryState.SENT)
-            self._emit_delivery(item.message_id, item.conversation_id, "sent")
+            if item.message_id not in self._sent_volatile:
+                self._emit_delivery(item.message_id, item.conversation_id, "sent")
+            self._unsent.discard(item.message_id)
+            self._sent_volatile.discard(item.message_id)
         return stored
 
     async def _retry_later(self, item: OutboxItem, error: str) -> None:
@@ -488,6 +650,10 @@ class DirectMessages:
                 await tx.remove_outbox(item.item_id)
                 if item.message_id is not None:
                     await tx.set_delivery(item.message_id, DeliveryState.FAILED, reason=error)
+            if item.destination_device is None:
+                self._plaintext_items[item.destination_account] -= 1
+            self._unsent.discard(item.message_id)
+            self._sent_volatile.discard(item.message_id)
             self._emit_delivery(item.message_id, item.conversation_id, "failed", error)
             self.stats["failed"] += 1
             return
@@ -504,6 +670,38 @@ class DirectMessages:
             )
         self.stats["retries"] += 1
 
+    async def _sent(self, items: list[OutboxItem]) -> None:
+        """Frames written: the ``sent`` event, without a commit per message.
+
+        ``sent`` is not stored here (the ack normally follows within milliseconds and
+        stores ``delivered``); it is stored when no ack comes (:meth:`_persist_sent`).
+        A message not known to be ``queued`` (queued before a restart) takes the
+        store's word, as before.
+        """
+        for item in items:
+            message_id = item.message_id
+            if message_id is None or message_id in self._sent_volatile:
+                continue
+            if message_id in self._unsent:
+                self._unsent.discard(message_id)
+                self._sent_volatile.add(message_id)
+                self._emit_delivery(message_id, item.conversation_id, "sent")
+            else:
+                await self._mark(item, DeliveryState.SENT)
+
+    async def _persist_sent(self, items: list[OutboxItem]) -> None:
+        """Store ``sent`` for written messages whose ack did not come (one commit)."""
+        ids = [i.message_id for i in items if i.message_id in self._sent_volatile]
+        if not ids:
+            return
+        async with self._store.transaction() as tx:
+            for message_id in ids:
+                assert message_id is not None
+                message = await tx.get_message(message_id)
+                if message is not None and message.state is DeliveryState.QUEUED:
+                    await tx.set_delivery(message_id, DeliveryState.SENT)
+        self._sent_volatile.difference_update(ids)
+
     async def _mark(self, item: OutboxItem, state: DeliveryState) -> None:
         if item.message_id is None:
             return
@@ -512,25 +710,32 @@ class DirectMessages:
             await self._store.set_delivery(item.message_id, state)
             self._emit_delivery(item.message_id, item.conversation_id, state.value)
 
-    async def _delivered(self, message_id: bytes | None, item_id: int | None) -> None:
-        """A receipt arrived: drop the outbox entry, mark the message (if one is stored)."""
-        if item_id is not None:
-            self._backoff_base.pop(item_id, None)
-        message = None if message_id is None else await self._store.get_message(message_id)
-        newly = (
-            message is not None
-            and message.direction is Direction.OUT
-            and message.state is not DeliveryState.DELIVERED
-        )
+    async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
+        """Receipts arrived for ``(message id, outbox item id)`` pairs: drop the outbox
+        entries and mark the stored messages delivered, all in one transaction."""
+        newly: list[tuple[bytes, str]] = []
         async with self._store.transaction() as tx:
-            if newly:
-                assert message_id is not None
-                await tx.set_delivery(message_id, DeliveryState.DELIVERED)
+            for message_id, item_id in receipts:
+                if item_id is not None:
+                    await tx.remove_outbox(item_id)
+                if message_id is None:
+                    continue
+                message = await tx.get_message(message_id)
+                if (
+                    message is not None
+                    and message.direction is Direction.OUT
+                    and message.state is not DeliveryState.DELIVERED
+                ):
+                    await tx.set_delivery(message_id, DeliveryState.DELIVERED)
+                    newly.append((message_id, message.conversation_id))
+        for message_id, item_id in receipts:
             if item_id is not None:
-                await tx.remove_outbox(item_id)
-        if newly:
-            assert message is not None
-            self._emit_delivery(message_id, message.conversation_id, "delivered")
+                self._backoff_base.pop(item_id, None)
+            if message_id is not None:
+                self._unsent.discard(message_id)
+                self._sent_volatile.discard(message_id)
+        for message_id, conversation_id in newly:
+            self._emit_delivery(message_id, conversation_id, "delivered")
             self.stats["delivered"] += 1
 
     def _emit_delivery(
@@ -549,341 +754,3 @@ class DirectMessages:
                     reason=reason,
                 )
             )
-
-    # -- receiving ------------------------------------------------------------------------
-
-    async def _handle_stream(self, stream: FramedStream) -> None:
-        peer_id = stream.remote_peer
-        try:
-            device = peer_id_to_key(peer_id)
-        except ValueError:
-            await stream.reset()
-            return
-        while True:
-            frame = await stream.read_frame(MAX_DM_FRAME)
-            if frame is None:
-                return
-            try:
-                reply = await self.receive_frame(frame, device=device, peer_id=peer_id)
-            except RateLimitedError:
-                self.stats["rate_limited"] += 1
-                await stream.reset()
-                return
-            except (ProtocolError, PermissionDeniedError) as exc:
-                self.stats["rejected"] += 1
-                logger.info("dropped a frame from %s: %s", peer_id, exc)
-                await stream.reset()
-                return
-            if reply is not None:
-                await stream.write_frame(reply)
-
-    async def receive_frame(
-        self, frame: bytes, *, device: bytes | None, peer_id: str
-    ) -> bytes | None:
-        """Process one inbound frame; return the reply frame, if any.
-
-        ``device`` is the transport-authenticated sender (the stream's peer); ``None`` for
-        a frame fetched from a mailbox, which only its envelope signature authenticates.
-
-        Raises :class:`RateLimitedError`, :class:`ProtocolError` (bad frame, signature or
-        ciphertext) or :class:`PermissionDeniedError` (blocked sender).
-        """
-        if not self._limiter.allow(peer_id, self._clock()):
-            raise RateLimitedError("too many frames from this peer")
-        envelope = decode_envelope(frame, max_size=MAX_DM_FRAME)
-        if device is None:
-            device = envelope.sender
-        elif envelope.sender != device:
-            raise WireError("wrong-sender", "envelope sender is not the connected device")
-        known_account = self._device_accounts.get(device)
-        if known_account is not None and await self._store.is_blocked(known_account):
-            raise PermissionDeniedError("sender is blocked")
-        envelope.verify()
-        message = envelope.open()
-        self.stats["frames_in"] += 1
-        if isinstance(message, DmInit | DmMessage):
-            return await self._receive_message(envelope, message)
-        if isinstance(message, DmAck):
-            for message_id in message.ids:
-                await self._acknowledged(message_id, device)
-            return None
-        if isinstance(message, ContactAccept | ContactDecline | ContactRequest):
-            await self._receive_contact_control(device, message)
-            return None
-        raise WireError("unexpected-kind", f"{envelope.kind} is not used on this protocol")
-
-    async def _acknowledged(self, message_id: bytes, device: bytes) -> None:
-        """A receipt: only a device of the recipient account may confirm a message."""
-        account = self._device_accounts.get(device)
-        if account is None:
-            return
-        waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
-        item = next((i for i in waiting if i.message_id == message_id), None)
-        if item is not None and item.destination_account != account:
-            return
-        message = await self._store.get_message(message_id)
-        if message is not None and message.conversation_id != dm_conversation_id(account):
-            return
-        await self._delivered(message_id, None if item is None else item.item_id)
-
-    async def _receive_message(self, envelope: Envelope, message: DmInit | DmMessage) -> bytes:
-        async with self._receive_lock:
-            return await self._receive_message_locked(envelope, message)
-
-    async def _receive_message_locked(
-        self, envelope: Envelope, message: DmInit | DmMessage
-    ) -> bytes:
-        device = envelope.sender
-        now = self._clock()
-        stored = await self._store.get_message(message.id)
-        if stored is not None and stored.direction is Direction.IN:
-            self.stats["duplicates"] += 1
-            return self._ack(message.id)
-        replay_changed = False
-        try:
-            if isinstance(message, DmInit):
-                initial = InitialMessage.decode(message.x3dh)
-                account = initial.initiator.account_key
-                if initial.initiator_device is None or (
-                    initial.initiator_device.device_key != device
-                ):
-                    raise WireError("wrong-sender", "initial message names another device")
-                if await self._store.is_blocked(account):
-                    raise PermissionDeniedError("sender is blocked")
-                existing = await self._store.get_session(account, device, initial.session_id)
-                if existing is not None:
-                    session = self._keys.open_session(existing.pickle)
-                    plaintext = session.decrypt(message.x3dh)
-                else:
-                    session, plaintext = Session.respond(
-                        self._account,
-                        self._keys.prekeys,
-                        initial,
-                        self._keys.replay_cache,
-                        now=now,
-                    )
-                    replay_changed = True
-            else:
-                found = self._device_accounts.get(device)
-                if found is None:
-                    raise WireError("unknown-session", "no session with this device")
-                account = found
-                session, plaintext = await self._decrypt_with_any(account, device, message)
-        except DuplicateMessageError:
-            # The message key was used by a decryption that committed (state changes only
-            # on success, and the session is stored with the message): we have it.
-            self.stats["duplicates"] += 1
-            return self._ack(message.id)
-        except CryptoError as exc:
-            raise WireError("undecryptable", type(exc).__name__) from None
-        content_plain = DmPlaintext.from_bytes(plaintext, max_size=len(plaintext) or 1)
-        if content_plain.id != message.id:
-            raise WireError("id-mismatch", "encrypted id differs from the envelope's")
-        return await self._store_received(
-            account, device, session, content_plain, now=now, replay_changed=replay_changed
-        )
-
-    async def _decrypt_with_any(
-        self, account: bytes, device: bytes, message: DmMessage
-    ) -> tuple[Session, bytes]:
-        """Try the device's sessions, most recent first (headers are encrypted)."""
-        last: CryptoError | None = None
-        for record in await self._store.list_sessions(account, device=device):
-            session = self._keys.open_session(record.pickle)
-            try:
-                return session, session.decrypt(message.ratchet)
-            except DuplicateMessageError:
-                raise
-            except CryptoError as exc:
-                last = exc
-        raise last or WireError("unknown-session", "no session with this device")
-
-    async def _store_received(
-        self,
-        account: bytes,
-        device: bytes,
-        session: Session,
-        plain: DmPlaintext,
-        *,
-        now: int,
-        replay_changed: bool,
-    ) -> bytes:
-        conversation_id = dm_conversation_id(account)
-        contact = await self._store.get_contact(account)
-        handler = self.control_handlers.get(plain.content.type)
-        if handler is not None:
-            async with self._store.transaction() as tx:
-                await tx.put_session(self._session_record(account, device, session, now))
-                if replay_changed:
-                    await self._keys.save_replay_cache(tx)
-            self._device_accounts[device] = account
-            if contact is None or contact.state is not ContactState.BLOCKED:
-                await handler(account, plain.content)
-                self.stats["control"] += 1
-            return self._ack(plain.id)
-        new_request = contact is None
-        is_request = new_request or (
-            contact is not None and contact.state is ContactState.REQUESTED_IN
-        )
-        declined = contact is not None and contact.state is ContactState.DECLINED
-        async with self._store.transaction() as tx:
-            await tx.put_session(self._session_record(account, device, session, now))
-            if replay_changed:
-                await self._keys.save_replay_cache(tx)
-            if new_request:
-                contact = self._new_contact(account, ContactState.REQUESTED_IN, now)
-                await tx.put_contact(contact)
-            elif contact is not None and contact.state is ContactState.REQUESTED_OUT:
-                # They answered our first message: consent both ways.
-                await tx.put_contact(_with_state(contact, ContactState.ACCEPTED, now))
-            added = None
-            if not declined:
-                await self._ensure_conversation(tx, account, now)
-                added = await tx.add_message(
-                    NewMessage(
-                        conversation_id=conversation_id,
-                        message_id=plain.id,
-                        sender_account=account,
-                        sender_device=device,
-                        direction=Direction.IN,
-                        content_type=plain.content.type,
-                        body=plain.content.to_bytes(),
-                        sent_at=plain.ts,
-                        received_at=now,
-                        state=DeliveryState.DELIVERED,
-                    )
-                )
-        # Committed: only now may the sender learn that we have it.
-        self._device_accounts[device] = account
-        self.stats["received"] += 1
-        if new_request:
-            self._events.publish(
-                ContactRequestReceived(account=account, fingerprint=fingerprint_of(account))
-            )
-        if added is not None and not added.duplicate:
-            self._events.publish(
-                MessageReceived(
-                    conversation_id=conversation_id,
-                    message_id=plain.id,
-                    sender=account,
-                    seq=added.message.seq,
-                    content_type=plain.content.type,
-                    text=plain.content.text,
-                    sent_at=plain.ts,
-                    received_at=now,
-                    is_request=is_request,
-                )
-            )
-        return self._ack(plain.id)
-
-    def _ack(self, message_id: bytes) -> bytes:
-        return seal(DmAck(ids=(message_id,)), signing_key=self._signing_key, now=self._clock())
-
-    async def _receive_contact_control(
-        self, device: bytes, message: ContactAccept | ContactDecline | ContactRequest
-    ) -> None:
-        account = self._device_accounts.get(device)
-        if isinstance(message, ContactAccept | ContactRequest):
-            if account is not None and account != message.account:
-                raise WireError("wrong-sender", "contact message for another account")
-            account = message.account
-        if account is None:
-            return
-        contact = await self._store.get_contact(account)
-        now = self._clock()
-        if contact is None or contact.state is ContactState.BLOCKED:
-            return
-        if isinstance(message, ContactAccept) and contact.state is ContactState.REQUESTED_OUT:
-            await self._store.put_contact(_with_state(contact, ContactState.ACCEPTED, now))
-            self._events.publish(ContactChanged(account=account, state="accepted"))
-
-    # -- helpers --------------------------------------------------------------------------
-
-    async def _ensure_conversation(self, tx: Transaction, account: bytes, now: int) -> None:
-        conversation_id = dm_conversation_id(account)
-        if await tx.get_conversation(conversation_id) is None:
-            await tx.put_conversation(
-                Conversation(
-                    conversation_id=conversation_id,
-                    kind=ConversationKind.DM,
-                    peer_account=account,
-                    last_activity=now,
-                )
-            )
-
-    def _session_record(
-        self, account: bytes, device: bytes, session: Session, now: int
-    ) -> SessionRecord:
-        """The sealed form of ``session`` as the store keeps it."""
-        return SessionRecord(
-            account=account,
-            device=device,
-            session_id=session.session_id,
-            pickle=self._keys.seal_session(session),
-            updated_at=now,
-        )
-
-    def _new_contact(self, account: bytes, state: ContactState, now: int) -> Contact:
-        return Contact(
-            account=account,
-            display_name=fingerprint_of(account)[:9],
-            state=state,
-            created_at=now,
-            updated_at=now,
-        )
-
-
-def _with_state(contact: Contact, state: ContactState, now: int) -> Contact:
-    return dataclasses.replace(contact, state=state, updated_at=now)
-
-
-class _Streams:
-    """DM streams kept open while one destination's batch is delivered.
-
-    The receiver reads frames in a loop and answers each with its ack, so consecutive
-    messages to a device share one stream: a stream open (a multistream-select round
-    trip) per message cost about a quarter of the CPU of a delivery (bench/dm_bench.py).
-    A stream that failed in any way is reset and never put back; the rest are closed
-    when the batch ends.
-    """
-
-    def __init__(self, open_stream: Callable[[bytes], Awaitable[FramedStream]]) -> None:
-        self._open = open_stream
-        self._idle: dict[bytes, FramedStream] = {}
-
-    async def take(self, device: bytes) -> FramedStream:
-        stream = self._idle.pop(device, None)
-        return stream if stream is not None else await self._open(device)
-
-    def put_back(self, device: bytes, stream: FramedStream) -> None:
-        self._idle[device] = stream
-
-    async def aclose(self) -> None:
-        idle, self._idle = self._idle, {}
-        for stream in idle.values():
-            with contextlib.suppress(P2PChatError):  # the peer is gone: nothing to close
-                await stream.close()
-
-
-async def _reset_quietly(stream: FramedStream) -> None:
-    with contextlib.suppress(P2PChatError):
-        await stream.reset()
-
-
-class _closing:
-    """``async with _closing(stream)``: close our side on exit, reset on error."""
-
-    def __init__(self, stream: FramedStream) -> None:
-        self._stream = stream
-
-    async def __aenter__(self) -> FramedStream:
-        return self._stream
-
-    async def __aexit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            if exc_type is None:
-                await self._stream.close()
-            else:
-                await self._stream.reset()
-        except P2PChatError:
-            pass  # the peer is gone; nothing left to close
