@@ -169,7 +169,7 @@ class Directory:
         best: tuple[Record, bytes] | None = None
         for value in values:
             try:
-                record = validate_record(text_key, value, now=now)
+                record = validate_record(text_key, value, now=now, full_key=key)
             except WireError:
                 continue
             if best is None or record.seq > best[0].seq:
@@ -185,7 +185,7 @@ class Directory:
         cached = await self._store.get_dht(text_key.encode(), now=now)
         if cached is not None:
             try:
-                return validate_record(text_key, cached.value, now=now)
+                return validate_record(text_key, cached.value, now=now, full_key=key)
             except WireError:
                 pass
         raise NotFoundError(f"no valid {ns} record for {key.hex()[:16]}… in the DHT")

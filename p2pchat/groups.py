@@ -650,7 +650,7 @@ class Groups:
         key = dht_key("group", group_id)
         for value in await self._network.dht.get(key):
             try:
-                record = validate_record(key, value, now=self._clock())
+                record = validate_record(key, value, now=self._clock(), full_key=group_id)
             except WireError:
                 continue
             body = record.parsed
@@ -856,7 +856,7 @@ class Groups:
         out = []
         for value in values:
             try:
-                record = validate_record(key, value, now=self._clock())
+                record = validate_record(key, value, now=self._clock(), full_key=topic_key(tag))
             except WireError:
                 continue
             if isinstance(record.parsed, TopicRecord):

@@ -46,6 +46,7 @@ __all__ = [
     "MailboxEntry",
     "MailboxRecord",
     "RECORD_BODIES",
+    "DHT_KEY_BYTES",
     "dht_key",
     "topic_key",
     "parse_dht_key",
@@ -142,8 +143,16 @@ class Record(Struct):
     parsed: Struct | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
+#: A DHT key names a record by the first 16 bytes of its 32-byte key, so that the whole
+#: key stays within 50 bytes: py-libp2p 0.8.1 servers ignore a FIND_NODE whose key is
+#: longer and not a multihash, which would confine a record to its publisher's direct
+#: neighbours. The record itself carries the full key (checked by every reader).
+DHT_KEY_BYTES = 16
+
+
 def dht_key(ns: str, key: bytes) -> str:
-    return f"/p2pchat/{ns}/{key.hex()}"
+    """``/p2pchat/<ns>/<hex of the first 16 bytes of key>`` (at most 49 bytes)."""
+    return f"/p2pchat/{ns}/{key[:DHT_KEY_BYTES].hex()}"
 
 
 def topic_key(tag: str) -> bytes:
@@ -156,12 +165,13 @@ def parse_dht_key(text: str) -> tuple[str, bytes]:
     if len(parts) != 4 or parts[:2] != ["", "p2pchat"] or parts[2] not in MAX_RECORD_SIZE:
         raise WireError("bad-key", "not a /p2pchat/<ns>/<hex> key")
     hex_part = parts[3]
-    if len(hex_part) != 64 or hex_part != hex_part.lower() or not hex_part.isascii():
-        raise WireError("bad-key", "key must be 64 lowercase hex digits")
+    digits = 2 * DHT_KEY_BYTES
+    if len(hex_part) != digits or hex_part != hex_part.lower() or not hex_part.isascii():
+        raise WireError("bad-key", f"key must be {digits} lowercase hex digits")
     try:
         return parts[2], bytes.fromhex(hex_part)
     except ValueError:
-        raise WireError("bad-key", "key must be 64 lowercase hex digits") from None
+        raise WireError("bad-key", f"key must be {digits} lowercase hex digits") from None
 
 
 def decode_record(data: bytes, *, ns: str) -> Record:
@@ -192,12 +202,18 @@ def _authorised_signer(record: Record) -> None:
         raise WireError("wrong-signer", f"{record.ns} records are signed by the key owner")
 
 
-def validate_record(key: str, data: bytes, *, now: int) -> Record:
-    """The DHT validator: every rule of wire.md "DHT records"; raises ``WireError``."""
+def validate_record(key: str, data: bytes, *, now: int, full_key: bytes | None = None) -> Record:
+    """The DHT validator: every rule of wire.md "DHT records"; raises ``WireError``.
+
+    ``full_key``: a reader that knows the 32-byte key it looks up requires it exactly
+    (the DHT key holds only its first 16 bytes).
+    """
     ns, key_bytes = parse_dht_key(key)
     record = decode_record(data, ns=ns)
-    if record.key != key_bytes:
+    if record.key[:DHT_KEY_BYTES] != key_bytes:
         raise WireError("wrong-key", "record key differs from the DHT key")
+    if full_key is not None and record.key != full_key:
+        raise WireError("wrong-key", "record for another key with the same DHT key")
     if record.expires <= now:
         raise WireError("expired", "record has expired")
     if record.expires > now + MAX_LIFETIME_MS:
