@@ -53,6 +53,7 @@ from .node_groups import GroupsApi
 from .peerid import peer_id_from_ed25519, peer_id_to_key
 from .protocol.content import Content
 from .protocol.dm_messages import ContactAccept, ContactDecline
+from .protocol.limits import backoff_ms
 from .storage.base import Store
 from .storage.records import (
     Contact,
@@ -242,7 +243,6 @@ class Node(GroupsApi):
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         self._nursery.start_soon(self._dm.run_outbox)
         self._nursery.start_soon(self._watch_network)
-        self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._mailbox_loop)
         self._groups = Groups(
             identity=identity,
@@ -263,6 +263,7 @@ class Node(GroupsApi):
             await self._serve_rpc()
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
+        self._nursery.start_soon(self._publish_loop)
 
     async def _serve_rpc(self) -> None:
         """Serve the local RPC API (``protocol-spec/rpc.md``) and feed it every node event.
@@ -310,10 +311,15 @@ class Node(GroupsApi):
     # -- background -----------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        """Publish our records now, then before they expire; rotate prekeys on time."""
+        """Publish our records now, then before they expire; rotate prekeys on time.
+
+        A failed publish (no DHT peer yet, say) is retried after 2 s, doubling up to a
+        third of the record lifetime.
+        """
         assert self._directory is not None
         assert self._store is not None
         lifetime = self._config.delivery.record_lifetime_ms
+        failures = 0
         while True:
             now = self._clock()
             if self._keys.needs_rotation(now):
@@ -323,10 +329,11 @@ class Node(GroupsApi):
             try:
                 await self._directory.publish(mailboxes=await self._mailbox_infos())
                 self._published.set()
-                delay_ms = lifetime // 3
+                failures, delay_ms = 0, lifetime // 3
             except NetworkError as exc:
+                failures += 1
                 logger.info("publishing records failed (will retry): %s", exc)
-                delay_ms = min(30_000, lifetime // 3)
+                delay_ms = backoff_ms(failures, initial=2_000, maximum=lifetime // 3, jitter=1.0)
             await trio.sleep(delay_ms / 1000 * self._jitter.uniform(0.9, 1.1))
 
     async def _mailbox_loop(self) -> None:
