@@ -19,8 +19,9 @@ from p2pchat.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 from p2pchat.protocol.content import Content
-from p2pchat.protocol.group_events import Post, decode_event
+from p2pchat.protocol.group_events import Post, Sealed, decode_event
 from p2pchat.storage.records import StoredGroupEvent
+from p2pchat_crypto.errors import CryptoError
 
 pytestmark = pytest.mark.integration
 
@@ -151,13 +152,19 @@ async def test_six_nodes_public_search_private_removal(tmp_path: Path) -> None:
             agrees = await c.post(private, "c agrees")
             for recorder in (ra, rb, rd):
                 await recorder.wait_texts(private, "c agrees")
-            # E holds the sealed event (gossip and sync still reach it) but not its key.
-            e_engine = e._groups.engine(private)
-            await eventually(lambda: all(e_engine.event_bytes(x) for x in (later, agrees)))
+            # E's node stopped taking part; even holding the ciphertexts (say a member
+            # leaks them), E's keys for the group open neither: new epoch, new keys.
+            e_keys = e._groups._keyrings[private]
+            for event_id in (later, agrees):
+                sealed = decode_event(a._groups.engine(private).event_bytes(event_id) or b"")
+                assert isinstance(sealed.parsed, Sealed)
+                with pytest.raises(CryptoError):
+                    e_keys.decrypt(sealed.parsed.ciphertext)
             assert "secret plans" in re.texts(private)  # read before the removal
             unreadable = {"after e left", "c agrees"}
             assert not unreadable & set(re.texts(private))
-            assert not unreadable & {m.content.text for m in e_engine.view.messages if m.content}
+            e_view = e._groups.engine(private).view
+            assert not unreadable & {m.content.text for m in e_view.messages if m.content}
 
 
 def bulk_author(node: Node, group_id: bytes, count: int) -> list[StoredGroupEvent]:
