@@ -121,7 +121,8 @@ class GroupMessage(Event):
     event_id: bytes
     author: bytes
     kind: str
-    #: The text shown for it ("" for kinds without text, or a sealed event not yet readable).
+    #: The text shown for it ("" for kinds without text). A private group's sealed
+    #: event is announced once, when it has been decrypted.
     text: str
     ts: int
 
