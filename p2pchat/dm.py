@@ -62,7 +62,7 @@ from .events import DeliveryChanged, EventBus
 from .keystore import UnlockedIdentity
 from .local_keys import LocalKeys
 from .net.base import FramedStream, Network
-from .peerid import peer_id_from_ed25519
+from .peerid import peer_id_from_ed25519, peer_id_to_key
 from .protocol.content import Content
 from .protocol.dm_messages import (
     ContactAccept,
@@ -95,6 +95,8 @@ _OUTBOX_BATCH = OUTBOX_BATCH
 _SEND_WINDOW = 64
 _T = TypeVar("_T")
 _POLL_S = 1.0
+#: A DM stream unused this long is closed (the receiver keeps a task per stream).
+_STREAM_IDLE_S = 10.0
 
 
 class _DeliveryFailed(Exception):
@@ -145,6 +147,7 @@ class DirectMessages(Receiving):
         self._limiter = PeerLimiter(rate=config.peer_rate, burst=config.peer_burst)
         self._wakeup = trio.Event()
         self._reachable: set[str] = set()
+        self._streams = StreamPool(self._open, idle_s=_STREAM_IDLE_S)
         # Outbox item id -> its attempt count when its peer last (re)connected. A new
         # connection restarts the backoff: a restarting node connects (bootstrap) before
         # it registers its protocol handlers, so the attempt made on connection can fail,
@@ -376,11 +379,16 @@ class DirectMessages(Receiving):
 
     async def run_outbox(self) -> None:
         """The outbox worker: forever, deliver what is due, then wait for a reason to."""
-        while True:
-            self._wakeup = trio.Event()
-            await self._deliver_due()
-            with trio.move_on_after(_POLL_S):
-                await self._wakeup.wait()
+        try:
+            while True:
+                self._wakeup = trio.Event()
+                await self._streams.close_idle()
+                await self._deliver_due()
+                with trio.move_on_after(_POLL_S):
+                    await self._wakeup.wait()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(_POLL_S):
+                await self._streams.aclose()
 
     async def _deliver_due(self) -> None:
         """Deliver, per destination, *every* waiting item once one of them is due (or
@@ -397,6 +405,9 @@ class DirectMessages(Receiving):
         reachable, self._reachable = self._reachable, set()
         if not due and not reachable:
             return
+        for peer in reachable:  # a new connection: a kept stream belongs to the old one
+            with contextlib.suppress(ValueError):
+                await self._streams.drop(peer_id_to_key(peer))
         accounts = {item.destination_account for item in due}
         waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
         for item in waiting:
@@ -431,23 +442,19 @@ class DirectMessages(Receiving):
         written on one stream without waiting, then acknowledged together (the receiver
         commits and acknowledges whatever it has read as one batch).
         """
-        streams = StreamPool(self._open)
-        try:
-            position = 0
-            while position < len(items):
-                try:
-                    run = await self._next_run(items, position)
-                except _DeliveryFailed as exc:
-                    await self._retry_all(items[position:], str(exc))
-                    return
-                position += len(run)
-                failed = await self._deliver_run(run, streams)
-                if failed is not None:
-                    left, error = failed
-                    await self._retry_all(left + items[position:], error)
-                    return
-        finally:
-            await streams.aclose()
+        position = 0
+        while position < len(items):
+            try:
+                run = await self._next_run(items, position)
+            except _DeliveryFailed as exc:
+                await self._retry_all(items[position:], str(exc))
+                return
+            position += len(run)
+            failed = await self._deliver_run(run)
+            if failed is not None:
+                left, error = failed
+                await self._retry_all(left + items[position:], error)
+                return
 
     async def _retry_all(self, items: list[OutboxItem], error: str) -> None:
         for item in items:
@@ -482,9 +489,7 @@ class DirectMessages(Receiving):
             run.append(ready)
         return run
 
-    async def _deliver_run(
-        self, run: list[_Ready], streams: StreamPool
-    ) -> tuple[list[OutboxItem], str] | None:
+    async def _deliver_run(self, run: list[_Ready]) -> tuple[list[OutboxItem], str] | None:
         """Deliver a run; on failure, the items left to retry (in order) and why."""
         device = run[0].item.destination_device
         assert device is not None
@@ -494,10 +499,10 @@ class DirectMessages(Receiving):
                 await self._transmit_oneway(run[0].item, run[0].frame, device)
                 self._backoff_base.pop(run[0].item.item_id, None)
             else:
-                await self._transmit_window(run, device, streams, pending)
+                await self._transmit_window(run, device, pending)
             return None
         except trio.TooSlowError:
-            error = "timed out"
+            error = "no delivery receipt in time"
         except (NetworkError, NotFoundError, ProtocolError) as exc:
             error = str(exc)
         left = [ready for ready in run if ready.item.message_id in pending]
@@ -511,41 +516,60 @@ class DirectMessages(Receiving):
         self,
         run: list[_Ready],
         device: bytes,
-        streams: StreamPool,
         pending: dict[bytes | None, _Ready],
     ) -> None:
-        """Write every frame of ``run``, then read receipts until all are acknowledged;
-        each receipt marks its messages delivered in one transaction. ``pending`` keeps
-        what is not acknowledged yet (for the caller, if this raises)."""
-        timeout = self._config.ack_timeout_ms / 1000
-        stream = await streams.take(device)
+        """Deliver ``run`` on a kept (or new) stream to ``device``; ``pending`` keeps what
+        is not acknowledged yet (for the caller, if this raises). The stream is kept for
+        the next delivery only after a clean exchange."""
+        stream, reused = await self._streams.take(device)
         try:
-            for ready in run:
-                with trio.fail_after(timeout):
-                    await stream.write_frame(ready.frame)
-            await self._sent([ready.item for ready in run])
-            while pending:
-                try:
-                    with trio.fail_after(timeout):
-                        reply = await stream.read_frame(MAX_DM_FRAME)
-                except trio.TooSlowError:
-                    raise NetworkError("no delivery receipt in time") from None
-                if reply is None:
-                    raise NetworkError("the peer closed the stream without a receipt")
-                envelope = decode_envelope(reply, max_size=MAX_DM_FRAME)
-                if envelope.sender != device:
-                    raise WireError("wrong-sender", "receipt signed by another device")
-                envelope.verify()
-                ack = envelope.open()
-                if not isinstance(ack, DmAck):
-                    raise WireError("unexpected-kind", "expected a receipt for the messages sent")
-                done = [pending.pop(i) for i in dict.fromkeys(ack.ids) if i in pending]
-                if done:
-                    await self._delivered([(r.item.message_id, r.item.item_id) for r in done])
+            await self._exchange(stream, run, device, pending)
+        except (NetworkError, ProtocolError):
+            await reset_quietly(stream)
+            if not reused or len(pending) < len(run):
+                raise
+            # A kept stream may have died with its connection while idle: once, on a
+            # new stream (the receiver re-acknowledges anything it already has).
+            stream, _ = await self._streams.take(device)
+            try:
+                await self._exchange(stream, run, device, pending)
+            except BaseException:
+                await reset_quietly(stream)
+                raise
         except BaseException:
             await reset_quietly(stream)
             raise
-        streams.put_back(device, stream)
+        self._streams.put_back(device, stream)
+
+    async def _exchange(
+        self,
+        stream: FramedStream,
+        run: list[_Ready],
+        device: bytes,
+        pending: dict[bytes | None, _Ready],
+    ) -> None:
+        """Write every frame of ``run``, then read receipts until all are acknowledged;
+        each receipt marks its messages delivered in one transaction."""
+        timeout = self._config.ack_timeout_ms / 1000
+        for ready in run:
+            with trio.fail_after(timeout):
+                await stream.write_frame(ready.frame)
+        await self._sent([ready.item for ready in run])
+        while pending:
+            with trio.fail_after(timeout):  # TooSlowError: no receipt in time
+                reply = await stream.read_frame(MAX_DM_FRAME)
+            if reply is None:
+                raise NetworkError("the peer closed the stream without a receipt")
+            envelope = decode_envelope(reply, max_size=MAX_DM_FRAME)
+            if envelope.sender != device:
+                raise WireError("wrong-sender", "receipt signed by another device")
+            envelope.verify()
+            ack = envelope.open()
+            if not isinstance(ack, DmAck):
+                raise WireError("unexpected-kind", "expected a receipt for the messages sent")
+            done = [pending.pop(i) for i in dict.fromkeys(ack.ids) if i in pending]
+            if done:
+                await self._delivered([(r.item.message_id, r.item.item_id) for r in done])
 
     async def _encrypt(self, item: OutboxItem, plaintext: bytes) -> tuple[OutboxItem, bytes]:
         """Encrypt once; store session and frame together before anything is sent."""

@@ -124,21 +124,29 @@ class Receiving:
             await stream.reset()
             return
         batches = FrameBatches(stream, max_size=MAX_DM_FRAME, max_batch=RECEIVE_BATCH)
+        failure: P2PChatError | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(batches.run)
             try:
-                while frames := await batches.next():
-                    replies, error = await self._receive_batch(
-                        frames, device=device, peer_id=peer_id
-                    )
-                    for reply in replies:
-                        await stream.write_frame(reply)
-                    if error is not None:
-                        self._count_rejection(error, peer_id)
-                        await stream.reset()
-                        return
+                await self._serve(stream, batches, device=device, peer_id=peer_id)
+            except P2PChatError as exc:
+                failure = exc  # raised below, outside the nursery (not as a group)
             finally:
                 nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure  # the adapter resets the stream
+
+    async def _serve(
+        self, stream: FramedStream, batches: FrameBatches, *, device: bytes, peer_id: str
+    ) -> None:
+        while frames := await batches.next():
+            replies, error = await self._receive_batch(frames, device=device, peer_id=peer_id)
+            for reply in replies:
+                await stream.write_frame(reply)
+            if error is not None:
+                self._count_rejection(error, peer_id)
+                await stream.reset()
+                return
 
     def _count_rejection(self, error: P2PChatError, peer_id: str) -> None:
         if isinstance(error, RateLimitedError):

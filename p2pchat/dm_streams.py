@@ -75,31 +75,60 @@ class FrameBatches:
 
 
 class StreamPool:
-    """DM streams kept open while one destination's batch is delivered.
+    """DM streams to devices, kept open between deliveries.
 
-    The receiver reads frames in a loop and acknowledges them, so consecutive messages
-    to a device share one stream: a stream open (a multistream-select round trip) per
-    message cost about a quarter of the CPU of a delivery (bench/dm_bench.py). A stream
-    that failed in any way is reset and never put back; the rest are closed when the
-    batch ends.
+    The receiver reads frames in a loop and acknowledges them, so every delivery to a
+    device can use one stream: opening one (a multistream-select round trip, 4-7 ms on
+    loopback) per message, or per outbox pass, was a large share of the latency and of
+    the CPU of a delivery (bench/dm_bench.py). A stream is taken while in use (never
+    shared), put back after a clean exchange, and closed once idle for ``idle_s``
+    seconds (:meth:`close_idle`) or when its peer reconnects (:meth:`drop`: the old
+    connection, and the stream with it, is gone). A stream that failed in any way is
+    reset by its user and never put back.
     """
 
-    def __init__(self, open_stream: Callable[[bytes], Awaitable[FramedStream]]) -> None:
+    def __init__(
+        self, open_stream: Callable[[bytes], Awaitable[FramedStream]], *, idle_s: float
+    ) -> None:
         self._open = open_stream
-        self._idle: dict[bytes, FramedStream] = {}
+        self._idle_s = idle_s
+        self._idle: dict[bytes, tuple[FramedStream, float]] = {}
 
-    async def take(self, device: bytes) -> FramedStream:
-        stream = self._idle.pop(device, None)
-        return stream if stream is not None else await self._open(device)
+    def __repr__(self) -> str:
+        return f"<StreamPool {len(self._idle)} idle>"
+
+    async def take(self, device: bytes) -> tuple[FramedStream, bool]:
+        """A stream to ``device`` and whether it was used before (so may be stale)."""
+        kept = self._idle.pop(device, None)
+        if kept is not None:
+            return kept[0], True
+        return await self._open(device), False
 
     def put_back(self, device: bytes, stream: FramedStream) -> None:
-        self._idle[device] = stream
+        self._idle[device] = (stream, trio.current_time())
+
+    async def drop(self, device: bytes) -> None:
+        kept = self._idle.pop(device, None)
+        if kept is not None:
+            await reset_quietly(kept[0])
+
+    async def close_idle(self) -> None:
+        """Close the streams unused for ``idle_s`` seconds."""
+        deadline = trio.current_time() - self._idle_s
+        for device, (stream, since) in list(self._idle.items()):
+            if since <= deadline:
+                del self._idle[device]
+                await _close_quietly(stream)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}
-        for stream in idle.values():
-            with contextlib.suppress(P2PChatError):  # the peer is gone: nothing to close
-                await stream.close()
+        for stream, _ in idle.values():
+            await _close_quietly(stream)
+
+
+async def _close_quietly(stream: FramedStream) -> None:
+    with contextlib.suppress(P2PChatError):  # the peer is gone: nothing to close
+        await stream.close()
 
 
 async def reset_quietly(stream: FramedStream) -> None:
