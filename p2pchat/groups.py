@@ -103,6 +103,8 @@ logger = logging.getLogger(__name__)
 GROUP_KEY_CONTENT_TYPE = "p2pchat/group-key"
 _KEYRING_KIND = "p2pchat/group-keyring"
 _PLAIN_KIND = "p2pchat/group-plaintext"
+#: Store meta key prefix marking a group we left but could not yet tell (+ its id in hex).
+_DEPARTING_META = "group-departing:"
 #: Store meta key prefix of a sealed event's stored plaintext (+ the event id in hex).
 _PLAIN_META = "group-plain:"
 _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
@@ -151,6 +153,9 @@ class Groups:
         #: Groups we left or were removed from: readable history, nothing more (we do not
         #: write, gossip or serve their sync).
         self._archived: dict[bytes, GroupEngine] = {}
+        #: Groups we left whose leave event no member has confirmed yet (by a completed
+        #: sync): we keep answering their sync and retry the hand-over until one works.
+        self._departing: set[bytes] = set()
         self._keyrings: dict[bytes, GroupKeyring] = {}
         self._undecrypted: dict[bytes, set[bytes]] = {}
         #: Sender keys that arrived before their device was known as a member's.
@@ -174,7 +179,12 @@ class Groups:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.transport.run)
             for info in await self._store.list_groups():
-                await self._load(info, active=info.status is GroupStatus.ACTIVE)
+                departing = await self._store.get_meta(_DEPARTING_META + info.group_id.hex())
+                if departing is not None:
+                    self._departing.add(info.group_id)
+                await self._load(
+                    info, active=info.status is GroupStatus.ACTIVE or departing is not None
+                )
             task_status.started()
             nursery.start_soon(self._sync_loop)
             nursery.start_soon(self._publish_loop)
@@ -239,6 +249,8 @@ class Groups:
         """
         while True:
             await trio.sleep(30 * self._jitter.uniform(0.8, 1.2))
+            for group_id in sorted(self._departing):
+                await self._finish_leaving(group_id)
             me = self._network.peer_id
             connected = set(self._network.connected_peers())
             for group_id, engine in list(self._engines.items()):
@@ -266,6 +278,8 @@ class Groups:
     async def _on_result(self, group_id: bytes, result: ReceiveResult) -> None:
         async with self._lock:
             await self._store_events(group_id, result.accepted)
+            if group_id in self._departing:
+                return  # we left: we only relay until our leave is handed over
             for stored in result.accepted:
                 if stored.event.kind != "sealed":  # sealed: announced once decrypted
                     self._announce(group_id, stored)
@@ -507,8 +521,8 @@ class Groups:
     def _active(self, group_id: bytes) -> GroupEngine:
         """The engine of a group we are in, for writing."""
         engine = self._engines.get(group_id)
-        if engine is None:
-            if group_id in self._archived:
+        if engine is None or group_id in self._departing:
+            if group_id in self._archived or group_id in self._departing:
                 raise PermissionDeniedError("you are no longer in that group")
             raise NotFoundError("you are not in that group")
         return engine
@@ -659,19 +673,30 @@ class Groups:
         raise NotFoundError("the group was not found in the DHT (is its creator online?)")
 
     async def leave(self, group_id: bytes) -> None:
-        """Leave the group. Our leave event is handed to a member by sync before the
-        group is forgotten: from then on we no longer serve its sync, and gossip is
-        lossy, so without the hand-over the others could list us as a member forever."""
-        engine = self._active(group_id)
+        """Leave the group. Our leave event must reach a member: gossip is lossy, and
+        once we stop serving the group's sync nobody could fetch it from us. So the group
+        is closed only after a sync with some member completed; until then (a partition,
+        everyone offline) it stays *departing*: read-only, still answering sync, and the
+        hand-over is retried in the background, across restarts."""
+        self._active(group_id)
         await self._author(group_id, MemberLeave())
-        await self._hand_over(group_id, engine)
-        await self.transport.unsubscribe(group_id)
         info = await self._store.get_group(group_id)
         if info is not None:
             await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
+        self._departing.add(group_id)
+        await self._store.put_meta(_DEPARTING_META + group_id.hex(), b"1")
+        await self._finish_leaving(group_id)
+
+    async def _finish_leaving(self, group_id: bytes) -> None:
+        engine = self._engines.get(group_id)
+        if engine is None or not await self._hand_over(group_id, engine):
+            return
+        self._departing.discard(group_id)
+        await self._store.delete_meta(_DEPARTING_META + group_id.hex())
+        await self.transport.unsubscribe(group_id)
         self._archived[group_id] = self._engines.pop(group_id)
 
-    async def _hand_over(self, group_id: bytes, engine: GroupEngine) -> None:
+    async def _hand_over(self, group_id: bytes, engine: GroupEngine) -> bool:
         """Complete one sync with some member (a few tries, random order)."""
         me = self._network.peer_id
         members = sorted({peer_id_from_ed25519(d) for d in engine.member_devices()} - {me})
@@ -685,9 +710,10 @@ class Groups:
             except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
                 logger.debug("handing our leave to %s failed: %s", peer_id, exc)
                 continue
-            return
+            return True
         if members:
-            logger.info("could not hand our leave to a member: they may still list us")
+            logger.info("could not hand our leave to a member yet: will retry")
+        return not members
 
     async def post(
         self,
