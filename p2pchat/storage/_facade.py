@@ -115,6 +115,9 @@ class Backend(ABC):
     ) -> list[SessionRecord]: ...
 
     @abstractmethod
+    def list_session_peers(self) -> list[tuple[bytes, bytes]]: ...
+
+    @abstractmethod
     def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool: ...
 
     @abstractmethod
@@ -292,6 +295,9 @@ class Facade(ABC):
         check_key("account", account)
         check_optional("device", device, "key")
         return await self._call(lambda b: b.list_sessions(account, device=device))
+
+    async def list_session_peers(self) -> list[tuple[bytes, bytes]]:
+        return await self._call(lambda b: b.list_session_peers())
 
     async def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool:
         session_key(account, device, session_id)

@@ -246,6 +246,12 @@ class SqliteBackend(SqliteGroups, Backend):
             )
         return [_session(row) for row in rows]
 
+    def list_session_peers(self) -> list[tuple[bytes, bytes]]:
+        rows = self._all(
+            "SELECT DISTINCT account, device FROM sessions ORDER BY account, device", ()
+        )
+        return [(bytes(row[0]), bytes(row[1])) for row in rows]
+
     def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool:
         key = (account, device, session_id)
         sql = "DELETE FROM sessions WHERE account = ? AND device = ? AND session_id = ?"

@@ -115,6 +115,11 @@ class Transaction(Protocol):
         """A peer's sessions, most recently updated first (the order to try them in)."""
         ...
 
+    async def list_session_peers(self) -> list[tuple[bytes, bytes]]:
+        """Every ``(account, device)`` we hold a session with, sorted: a node indexes
+        them at start (contacts and group members alike)."""
+        ...
+
     async def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool: ...
 
     # -- conversations ----------------------------------------------------------------

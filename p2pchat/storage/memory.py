@@ -160,6 +160,9 @@ class _MemoryBackend(Backend):
         found.sort(key=lambda s: s.updated_at, reverse=True)
         return found
 
+    def list_session_peers(self) -> list[tuple[bytes, bytes]]:
+        return sorted({(s.account, s.device) for s in self._t.sessions.values()})
+
     def delete_session(self, account: bytes, device: bytes, session_id: bytes) -> bool:
         return self._t.sessions.pop((account, device, session_id), None) is not None
 

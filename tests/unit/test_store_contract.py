@@ -201,6 +201,21 @@ async def test_several_sessions_per_peer_most_recent_first(store: Store) -> None
     assert await store.list_sessions(key(3)) == []
 
 
+async def test_session_peers_are_listed_once_each_sorted(store: Store) -> None:
+    assert await store.list_session_peers() == []
+    await store.put_session(session(2, 10, b"a", at=100))
+    await store.put_session(session(1, 11, b"a", at=200))
+    await store.put_session(session(1, 11, b"b", at=300))  # same peer, second session
+    await store.put_session(session(1, 10, b"a", at=400))
+    assert await store.list_session_peers() == [
+        (key(1), key(10)),
+        (key(1), key(11)),
+        (key(2), key(10)),
+    ]
+    await store.delete_session(key(2), key(10), b"a")
+    assert (key(2), key(10)) not in await store.list_session_peers()
+
+
 # -- conversations and messages ---------------------------------------------------------
 
 
