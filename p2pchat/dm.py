@@ -161,9 +161,11 @@ class DirectMessages(Receiving):
         # Sessions as last committed, used under the account locks (see dm_sessions).
         self._sessions = SessionCache()
         self._conversations: set[str] = set()
-        # Our messages known to be stored ``queued`` with no ``sent`` event yet, and
-        # those whose ``sent`` was announced but not stored (see ``_sent``).
+        # Our messages in the outbox, by what is known of ``sent`` (see ``_sent``):
+        # stored ``queued`` and not announced; announced (``sent`` event published);
+        # announced but not stored. Ids leave when delivered, failed or mailed.
         self._unsent: set[bytes | None] = set()
+        self._announced: set[bytes | None] = set()
         self._sent_volatile: set[bytes | None] = set()
         self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
         # Serialises the receive path: sessions and the replay cache are read-modify-write.
@@ -656,10 +658,9 @@ class DirectMessages(Receiving):
                 await tx.remove_outbox(item.item_id)
                 if item.message_id is not None:
                     await tx.set_delivery(item.message_id, DeliveryState.SENT)
-            if item.message_id not in self._sent_volatile:
+            if item.message_id not in self._announced:
                 self._emit_delivery(item.message_id, item.conversation_id, "sent")
-            self._unsent.discard(item.message_id)
-            self._sent_volatile.discard(item.message_id)
+            self._forget_sent(item.message_id)
         return stored
 
     async def _retry_later(self, item: OutboxItem, error: str) -> None:
@@ -676,8 +677,7 @@ class DirectMessages(Receiving):
                     await tx.set_delivery(item.message_id, DeliveryState.FAILED, reason=error)
             if item.destination_device is None:
                 self._plaintext_items[item.destination_account] -= 1
-            self._unsent.discard(item.message_id)
-            self._sent_volatile.discard(item.message_id)
+            self._forget_sent(item.message_id)
             self._emit_delivery(item.message_id, item.conversation_id, "failed", error)
             self.stats["failed"] += 1
             return
@@ -704,7 +704,7 @@ class DirectMessages(Receiving):
         """
         for item in items:
             message_id = item.message_id
-            if message_id is None or message_id in self._sent_volatile:
+            if message_id is None or message_id in self._announced:
                 continue
             if message_id in self._unsent:
                 self._unsent.discard(message_id)
@@ -712,6 +712,12 @@ class DirectMessages(Receiving):
                 self._emit_delivery(message_id, item.conversation_id, "sent")
             else:
                 await self._mark(item, DeliveryState.SENT)
+            self._announced.add(message_id)
+
+    def _forget_sent(self, message_id: bytes | None) -> None:
+        self._unsent.discard(message_id)
+        self._announced.discard(message_id)
+        self._sent_volatile.discard(message_id)
 
     async def _persist_sent(self, items: list[OutboxItem]) -> None:
         """Store ``sent`` for written messages whose ack did not come (one commit)."""
@@ -755,9 +761,7 @@ class DirectMessages(Receiving):
         for message_id, item_id in receipts:
             if item_id is not None:
                 self._backoff_base.pop(item_id, None)
-            if message_id is not None:
-                self._unsent.discard(message_id)
-                self._sent_volatile.discard(message_id)
+            self._forget_sent(message_id)
         for message_id, conversation_id in newly:
             self._emit_delivery(message_id, conversation_id, "delivered")
             self.stats["delivered"] += 1
