@@ -110,6 +110,8 @@ class PeerNearby(Event):
     type: ClassVar[str] = "peer.nearby"
     peer_id: str
     addrs: tuple[str, ...] = ()
+    #: The display name it announced on the LAN (unverified), if any.
+    name: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -102,8 +102,9 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
         from .net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
 
         # Discovery starts once the node has registered its handlers (see Node._start).
+        net = dataclasses.replace(config.net, display_name=config.display_name)
         return open_libp2p_network(
-            device.signing_seed(), config.net, jitter=random.Random(), discover=False
+            device.signing_seed(), net, jitter=random.Random(), discover=False
         )
 
     return open_network
@@ -382,11 +383,14 @@ class Node(GroupsApi):
                         peer_id=info.peer_id,
                         addrs=tuple(info.addrs),
                         last_seen=self._clock(),
+                        display_name=info.name,
                         source=PeerSource.MDNS,
                     )
                 )
                 self._dm.peer_reachable(info.peer_id)
-                self._events.publish(PeerNearby(peer_id=info.peer_id, addrs=tuple(info.addrs)))
+                self._events.publish(
+                    PeerNearby(peer_id=info.peer_id, addrs=tuple(info.addrs), name=info.name)
+                )
 
     # -- identity -------------------------------------------------------------------------
 
@@ -434,7 +438,7 @@ class Node(GroupsApi):
         return {
             "connected": [{"peer_id": p} for p in sorted(connected)],
             "nearby": [
-                {"peer_id": info.peer_id, "addrs": list(info.addrs)}
+                {"peer_id": info.peer_id, "addrs": list(info.addrs), "name": info.name}
                 for info in sorted(self._nearby.values(), key=lambda i: i.peer_id)
             ],
         }

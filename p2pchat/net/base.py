@@ -44,6 +44,8 @@ class PeerInfo:
 
     peer_id: str
     addrs: tuple[str, ...] = ()
+    #: A display name the peer announced (mDNS only): unverified, for people to read.
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

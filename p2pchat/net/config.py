@@ -71,6 +71,8 @@ class NetConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
     dht_retry: RetryConfig = field(default_factory=RetryConfig)
     mdns: bool = False
+    #: Announced with mDNS so that people nearby see who is there (opt-in with ``mdns``).
+    display_name: str | None = None
     relay_hop: bool = False
     relay_client: bool = False
     dial_timeout: float = 10.0

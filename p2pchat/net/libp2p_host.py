@@ -502,6 +502,7 @@ async def _start_mdns(
             listen_hosts=config.listen_hosts,
             port=port,
             deliver=deliver,
+            name=config.display_name,
         )
     )
 

@@ -71,7 +71,23 @@ def parse_announcement(
     ((peer, addrs),) = peers.items()
     if peer == own_peer_id:
         return None
-    return PeerInfo(peer, tuple(sorted(set(addrs))))
+    return PeerInfo(peer, tuple(sorted(set(addrs))), name=_announced_name(properties))
+
+
+#: Longest display name taken from an announcement (bytes of UTF-8).
+MAX_NAME = 64
+
+
+def _announced_name(properties: Mapping[bytes, bytes | None]) -> str | None:
+    """The optional ``name`` TXT entry: printable text only, at most 64 bytes."""
+    raw = properties.get(b"name")
+    if not raw or len(raw) > MAX_NAME:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() and text.strip() else None
 
 
 def announce_addrs(listen_addrs: Sequence[str], interface_ips: Sequence[str]) -> list[str]:
@@ -115,11 +131,15 @@ class MdnsListener(ServiceListener):
         return None
 
 
-def _service_info(peer_id: str, addrs: list[str], port: int, hosts: list[str]) -> ServiceInfo:
-    properties = {
+def _service_info(
+    peer_id: str, addrs: list[str], port: int, hosts: list[str], name: str | None = None
+) -> ServiceInfo:
+    properties: dict[bytes, bytes] = {
         (b"dnsaddr" if i == 0 else f"dnsaddr{i}".encode()): f"{addr}".encode()
         for i, addr in enumerate(a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in addrs)
     }
+    if name and len(name.encode()) <= MAX_NAME:
+        properties[b"name"] = name.encode()
     name = f"{secrets.token_hex(16)}.{SERVICE_TYPE}"
     packed = [socket.inet_aton(h) for h in hosts if "." in h]
     return ServiceInfo(
@@ -139,6 +159,7 @@ async def run_mdns(
     listen_hosts: tuple[str, ...],
     port: int,
     deliver: Callable[[PeerInfo], None],
+    name: str | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Announce and browse until cancelled; ``deliver`` runs on the trio thread."""
@@ -157,7 +178,7 @@ async def run_mdns(
     except OSError as exc:  # no multicast on this machine: run without discovery
         logger.warning("mDNS unavailable (%s); continuing without it", type(exc).__name__)
         return
-    info = _service_info(peer_id, announce_addrs(listen_addrs, ips), port, ips)
+    info = _service_info(peer_id, announce_addrs(listen_addrs, ips), port, ips, name)
     browser: ServiceBrowser | None = None
     try:
         await trio.to_thread.run_sync(zc.register_service, info)

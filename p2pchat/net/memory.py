@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -242,13 +242,18 @@ class MemoryHub:
             return 2
         return 1
 
-    def announce_nearby(self, peer_ids: Sequence[str]) -> None:
-        """Simulate mDNS: every listed node discovers every other listed node."""
+    def announce_nearby(
+        self, peer_ids: Sequence[str], *, names: Mapping[str, str] | None = None
+    ) -> None:
+        """Simulate mDNS: every listed node discovers every other listed node (with the
+        display name it announces, if ``names`` gives one)."""
+        names = names or {}
         for peer in peer_ids:
             for other in peer_ids:
                 if other != peer and self.reachable(peer, other):
                     self._nodes[peer].learn(other)
-                    self._nodes[peer].emit(PeerDiscovered(PeerInfo(other, (memory_addr(other),))))
+                    info = PeerInfo(other, (memory_addr(other),), name=names.get(other))
+                    self._nodes[peer].emit(PeerDiscovered(info))
 
     def statistics(self) -> HubStatistics:
         c = self._counters
