@@ -25,19 +25,23 @@ def snapshot(view: GroupView) -> list[tuple[str, bool, bool, dict[str, frozenset
     ]
 
 
+def react(n: int, emoji: str) -> Reaction:
+    return Reaction(target=ref(n).event_id, emoji=emoji, on=True)
+
+
 def fold_with_posts() -> ContentFold:
     fold = ContentFold(slow_ms=0, post_role="member")
     for n in (1, 2, 3):
         assert fold.apply(ref(n), "post", Post(content=text(f"post {n}")), "member")
-    assert fold.apply(ref(4, BOB), "react", Reaction(target=ref(1).event_id, emoji="+1", on=True), "member")
+    assert fold.apply(ref(4, BOB), "react", react(1, "+1"), "member")
     return fold
 
 
 def mutate(fold: ContentFold) -> None:
     assert fold.apply(ref(10), "edit", Edit(target=ref(1).event_id, content=text("v2")), "member")
     assert fold.apply(ref(11), "delete", Delete(target=ref(2).event_id), "member")
-    assert fold.apply(ref(12), "react", Reaction(target=ref(1).event_id, emoji="+1", on=True), "member")
-    assert fold.apply(ref(13), "react", Reaction(target=ref(3).event_id, emoji="*", on=True), "member")
+    assert fold.apply(ref(12), "react", react(1, "+1"), "member")
+    assert fold.apply(ref(13), "react", react(3, "*"), "member")
 
 
 def test_changes_to_the_source_after_a_clone_do_not_reach_the_clone() -> None:
