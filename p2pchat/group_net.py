@@ -93,7 +93,8 @@ class GroupTransport:
         self._results_in, self._results_out = trio.open_memory_channel[tuple[bytes, ReceiveResult]](
             1024
         )
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        #: Digest of each recent gossip message -> whether it may be forwarded.
+        self._seen: OrderedDict[bytes, bool] = OrderedDict()
         self._subscriptions: dict[bytes, Subscription] = {}
         self._nursery: trio.Nursery | None = None
         self.stats: defaultdict[str, int] = defaultdict(int)
@@ -166,7 +167,7 @@ class GroupTransport:
         digest = _digest(data)
         if digest in self._seen:
             return False
-        self._seen[digest] = None
+        self._seen[digest] = True
         if len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
         return True
@@ -176,9 +177,18 @@ class GroupTransport:
 
     def _validator(self, group_id: bytes) -> Callable[[str, bytes], bool]:
         def validate(origin: str, data: bytes) -> bool:
-            if not self._remember(data):
-                return True  # already applied (our own, or a second copy)
-            return self._apply_gossip(group_id, origin, data)
+            digest = _digest(data)
+            verdict = self._seen.get(digest)
+            if verdict is not None:
+                # Our own, or a second copy (a replay under a new gossip id): it gets the
+                # first copy's verdict. Passing every copy let a refused message be
+                # replayed for free and forwarded by us without any check.
+                return verdict
+            self._remember(data)
+            accepted = self._apply_gossip(group_id, origin, data)
+            if not accepted and digest in self._seen:  # (a deferred message was forgotten)
+                self._seen[digest] = False
+            return accepted
 
         return validate
 
