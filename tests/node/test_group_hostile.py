@@ -282,3 +282,28 @@ async def test_an_honest_maximal_batch_still_fits_the_budget(
         stats = b._groups.transport.stats
         assert stats["gossip_rate_limited"] == 0
         assert stats["gossip_events"] >= len(sent)
+
+
+async def test_a_replayed_copy_gets_the_first_copys_verdict(
+    tmp_path: Path, autojump_clock: object, mallory_key: SigningKey
+) -> None:
+    """A refused message replayed under a new gossip id is refused again, unchecked
+    (a free pass let the attacker replay it and have honest nodes forward it)."""
+    peers = [new_peer(name) for name in ("alice", "bob")]
+    async with (
+        hub() as h,
+        running(h, peers[0], tmp_path) as a,
+        running(h, peers[1], tmp_path) as b,
+    ):
+        group = await open_group([a, b])
+        validate = b._groups.transport._validator(group)
+        mallory = peer_id_from_ed25519(bytes(mallory_key.verify_key))
+        forged = Run(device=a.device_key, events=(forged_event(a, group, mallory_key),))
+        bad = seal(SyncBatch(group=group, runs=(forged,)), signing_key=mallory_key, now=1)
+        assert validate(mallory, bad) is False
+        assert validate(mallory, bad) is False
+        last = a._groups.engine(group).ordered_events()[-1]
+        honest = Run(device=last.event.author_device, events=(last.data,))
+        good = seal(SyncBatch(group=group, runs=(honest,)), signing_key=mallory_key, now=2)
+        assert validate(a.peer_id, good) is True
+        assert validate(a.peer_id, good) is True
