@@ -181,10 +181,11 @@ class DirectMessages(Receiving):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Index known sessions by device and start accepting streams."""
-        for contact in await self._store.list_contacts():
-            for record in await self._store.list_sessions(contact.account):
-                self._device_accounts[record.device] = contact.account
+        """Index every session by device (contacts and group members alike: a member of a
+        shared group who is not a contact still sends us sender keys) and start
+        accepting streams."""
+        for account, device in await self._store.list_session_peers():
+            self._device_accounts[device] = account
         for item in await self._store.due_outbox(2**62, limit=2**31):
             if item.destination_device is None:
                 self._plaintext_items[item.destination_account] += 1

@@ -240,7 +240,9 @@ async def test_receiver_sigkilled_mid_stream_keeps_every_acked_message_once(
                     with trio.fail_after(STEP_TIMEOUT):
                         held = await child.start()
                     opens += 1
-                    assert held == stored  # it opened the store we checked, as it was
+                    # It opened the store we checked; it may already have taken more,
+                    # since a node accepts messages as soon as it is listening.
+                    assert held >= stored
                     following = await spawn(run + 1)  # imports while this one receives
                     if run == 0:
                         # The outbox falls back to this address while the receiver is down.
@@ -264,7 +266,7 @@ async def test_receiver_sigkilled_mid_stream_keeps_every_acked_message_once(
                 acks.stop()
                 await acks.stream_done.wait()
                 with trio.fail_after(STEP_TIMEOUT):
-                    assert await following.start() == stored
+                    assert await following.start() >= stored
                     opens += 1
                     await acks.wait(lambda: acks.all_acked)
                 await following.sigkill()

@@ -19,7 +19,7 @@ from .world import SimPeer
 PUBLIC = Scenario(nodes=50, loss=0.3, posts=30, active_s=90.0, leavers=0)
 PUBLIC_SEEDS = range(1, 21)
 #: End-to-end encrypted: sender keys over pairwise sessions, one member removed mid-run.
-#: No crashes here: see test_private_group_with_crashes_known_bug.
+#: No crashes here: see test_private_group_survives_crashes_and_restarts.
 PRIVATE = Scenario(
     nodes=12, kind="private", loss=0.3, crashes=0, late_joiners=2, posts=40, leavers=0
 )
@@ -58,12 +58,9 @@ def test_private_group_converges_and_the_removed_member_reads_nothing_later(
     assert result.after_removal > 0  # the departure property was exercised
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug in p2pchat/dm.py: after a restart, sessions with accounts that are "
-    "not contacts (group members) are not indexed, so their frames are refused forever",
-)
-def test_private_group_with_crashes_known_bug() -> None:
+def test_private_group_survives_crashes_and_restarts() -> None:
+    """Restarted members still accept DMs (sender keys) from members who are not their
+    contacts: every session is indexed at start, not only contacts'."""
     scenario = Scenario(nodes=10, kind="private", crashes=3, late_joiners=2)
     result = run_seed(scenario, 7)
     assert result.ok, explain(result)
