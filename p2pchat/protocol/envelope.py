@@ -1,4 +1,4 @@
-"""The signed envelope: the one frame format of the dm and sync stream protocols.
+"""The signed envelope: the one frame format of the dm, sync and live stream protocols.
 
 Decoding and verification are separate steps because verification is expensive and the
 node rate-limits a peer *before* paying for it::
@@ -26,6 +26,7 @@ from p2pchat.errors import LocalProtocolError, WireError
 from .codec import Bytes, Struct, Text, UInt, decode_map, encode_value, wire
 from .dm_messages import DM_KINDS
 from .framing import MAX_FRAME
+from .live_messages import LIVE_KINDS
 from .signing import sign_map, signed_bytes, verify_signature
 from .sync_messages import SYNC_KINDS
 
@@ -42,7 +43,7 @@ PROTOCOL_VERSION = 1
 #: Envelope kind -> payload class. A kind not listed is refused with ``unknown-kind``.
 ENVELOPE_KINDS: dict[str, type[Struct]] = {
     cls.KIND: cls  # type: ignore[attr-defined]
-    for cls in (*DM_KINDS, *SYNC_KINDS)
+    for cls in (*DM_KINDS, *SYNC_KINDS, *LIVE_KINDS)
 }
 
 

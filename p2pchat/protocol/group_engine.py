@@ -305,6 +305,13 @@ class GroupEngine:
         """Live comments on ``media`` with ``start <= offset < end`` still in the window."""
         return self._live.query(media, start, end, now=now)
 
+    def live_events(
+        self, media: bytes, start: int, end: int, *, now: int, limit: int
+    ) -> list[bytes]:
+        """The exact bytes of the first ``limit`` of :meth:`live_comments` (to serve a
+        late joiner's ``live.want``)."""
+        return self._live.query_events(media, start, end, now=now, limit=limit)
+
     def statistics(self) -> dict[str, int]:
         return {
             "events": len(self._log),
@@ -349,7 +356,7 @@ class GroupEngine:
         if self._descriptor.kind != "live":
             raise LocalProtocolError("live comments exist only in live groups")
         data = self._sign(body, device=device, now=now, dependent=False)
-        self._live.add(decode_stored(data).event, body, now=now)
+        self._live.add(decode_stored(data).event, body, now=now, data=data)
         return data
 
     def _sign(self, body: Struct, *, device: Device, now: int, dependent: bool) -> bytes:
@@ -382,6 +389,23 @@ class GroupEngine:
         )
 
     # --- receiving ------------------------------------------------------------------
+
+    def receive_live_backlog(self, data: bytes, *, now: int) -> ReceiveResult:
+        """A live comment fetched from a member's window (``live.batch``): every check of
+        :meth:`receive` except the author's rate on *our* clock, because a backlog
+        arrives all at once by design. The caller bounds the request and paces each
+        author on the comments' own timestamps
+        (:class:`~p2pchat.protocol.live_messages.BacklogScreen`). A comment we already
+        hold is skipped before its signature is checked."""
+        stored = decode_stored(data)
+        event = stored.event
+        if event.group_id != self.group_id:
+            raise GroupError("wrong-group", "event of another group")
+        if event.kind != "live.comment":
+            raise GroupError("bad-kind", "a live backlog carries live comments only")
+        if event.event_id in self._live:
+            return ReceiveResult()
+        return self._receive_live(stored, now=now, paced=False)
 
     def receive(self, data: bytes, *, now: int, source: str | None = None) -> ReceiveResult:
         """One event (e.g. from gossip). Decodes, rate-limits on ``source`` (or the
@@ -454,21 +478,21 @@ class GroupEngine:
         self._plaintexts[event_id] = (inner.kind, parsed)
         self._invalidate(self._log.index_of(stored.event))
 
-    def _receive_live(self, stored: StoredEvent, *, now: int) -> ReceiveResult:
+    def _receive_live(self, stored: StoredEvent, *, now: int, paced: bool = True) -> ReceiveResult:
         event = stored.event
         body = event.parsed
         if self._descriptor.kind != "live" or not isinstance(body, LiveComment):
             raise GroupError("bad-kind", "live comments exist only in live groups")
         if self._log.account_of(event.author_device) != event.author_account:
             raise GroupError("unknown-device", "comment by a device with no log entry")
-        if not self._live.allow(event.author_device, now=now):
+        if paced and not self._live.allow(event.author_device, now=now):
             raise RateLimitedError("live comments from this device are too frequent")
         if event.ts > now + MAX_TS_SKEW_MS:
             raise GroupError("from-future", "comment timestamp is ahead of our clock")
         if not self.state.is_member(event.author_account):
             raise GroupError("not-member", "live comment by a non-member")
         GroupLog._verify(event)
-        if not self._live.add(event, body, now=now):
+        if not self._live.add(event, body, now=now, data=stored.data):
             return ReceiveResult()
         entry = LiveEntry(body.offset, event.event_id, event.author_account, event.ts,
                           body.text, body.color)  # fmt: skip

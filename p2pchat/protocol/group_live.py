@@ -9,7 +9,10 @@ produces thousands of comments that nobody needs next week; keeping them in the 
 would make every late joiner download them forever. Comments are kept for
 ``window_ms`` after their timestamp (measured on the receiver's clock), indexed by
 media and timeline offset, so a late joiner replaying minutes 10-12 of a video asks for
-exactly that slice (:meth:`LiveIndex.query`).
+exactly that slice (:meth:`LiveIndex.query`). The exact signed bytes are kept too, so a
+member can hand a late joiner the window's comments for the range it plays
+(:meth:`LiveIndex.query_events`, ``live.want``/``live.batch``): the joiner verifies each one
+as if it had come by gossip.
 
 Each author device is rate-limited (a token bucket on the receiver's clock) *before*
 the signature is checked.
@@ -57,6 +60,7 @@ class LiveIndex:
         self._config = config
         self._by_media: dict[bytes, list[LiveEntry]] = {}
         self._seen: dict[bytes, tuple[bytes, int]] = {}  # event id -> (media, ts)
+        self._data: dict[bytes, bytes] = {}  # event id -> exact signed bytes
         self._buckets: dict[bytes, TokenBucket] = {}
         self._expiry: list[tuple[int, bytes]] = []  # heap of (ts, event id)
 
@@ -73,8 +77,12 @@ class LiveIndex:
             self._buckets[device] = bucket
         return bucket.take(now)
 
-    def add(self, event: GroupEvent, body: LiveComment, *, now: int) -> bool:
-        """Index an already verified comment; ``False`` if duplicate, stale or full."""
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._seen
+
+    def add(self, event: GroupEvent, body: LiveComment, *, now: int, data: bytes) -> bool:
+        """Index an already verified comment (``data``: its exact bytes); ``False`` if
+        duplicate, stale or full."""
         self.prune(now=now)
         if event.event_id in self._seen or event.ts + self._config.window_ms <= now:
             return False
@@ -90,6 +98,7 @@ class LiveIndex:
         )
         bisect.insort(self._by_media.setdefault(body.media.hash, []), entry)
         self._seen[event.event_id] = (body.media.hash, event.ts)
+        self._data[event.event_id] = data
         heapq.heappush(self._expiry, (event.ts, event.event_id))
         return True
 
@@ -101,6 +110,12 @@ class LiveIndex:
         hi = bisect.bisect_left(entries, LiveEntry(end, b"", b"", 0, "", None))
         return entries[lo:hi]
 
+    def query_events(
+        self, media: bytes, start: int, end: int, *, now: int, limit: int
+    ) -> list[bytes]:
+        """The exact bytes of the first ``limit`` comments of :meth:`query` (to serve)."""
+        return [self._data[e.event_id] for e in self.query(media, start, end, now=now)[:limit]]
+
     def prune(self, *, now: int) -> None:
         """Forget comments older than the window (by their timestamp)."""
         horizon = now - self._config.window_ms
@@ -108,6 +123,7 @@ class LiveIndex:
         while self._expiry and self._expiry[0][0] <= horizon:
             _, eid = heapq.heappop(self._expiry)
             media, _ = self._seen.pop(eid)
+            del self._data[eid]
             touched.add(media)
         for media in touched:
             kept = [e for e in self._by_media[media] if e.event_id in self._seen]

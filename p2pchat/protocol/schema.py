@@ -14,6 +14,7 @@ from .content import KNOWN_TYPES, Content
 from .dm_messages import DM_KINDS, DmPlaintext
 from .envelope import Envelope
 from .group_events import EVENT_KINDS, GroupEvent, InnerEvent
+from .live_messages import LIVE_KINDS
 from .mailbox import MAILBOX_KINDS, MailboxFrame
 from .records import RECORD_BODIES, Record
 from .sync_messages import SYNC_KINDS
@@ -69,7 +70,7 @@ def schema_files() -> dict[str, str]:
         *common,
     ]
 
-    dm = [*DM_KINDS, *SYNC_KINDS]
+    dm = [*DM_KINDS, *SYNC_KINDS, *LIVE_KINDS]
     env_variants = []
     for cls in dm:
         kind = cls.KIND  # type: ignore[attr-defined]
@@ -85,6 +86,7 @@ def schema_files() -> dict[str, str]:
         *_kind_payload_rules(DM_KINDS, done),
         *_rules([DmPlaintext], done),
         *_kind_payload_rules(SYNC_KINDS, done),
+        *_kind_payload_rules(LIVE_KINDS, done),
     ]
 
     ev_variants = []

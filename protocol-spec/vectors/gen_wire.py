@@ -70,6 +70,7 @@ from p2pchat.protocol.group_events import (
     decode_event,
     sign_event,
 )
+from p2pchat.protocol.live_messages import LiveBatch, LiveWant
 from p2pchat.protocol.records import (
     DeviceEntry,
     DeviceListRecord,
@@ -334,7 +335,15 @@ def _envelope_messages() -> list[Struct]:
         SyncWant(group=GROUP, ranges=(WantRange(device=bytes(ALICE.verify_key), first=1, last=3),)),
         SyncBatch(group=GROUP, runs=(Run(device=bytes(ALICE.verify_key), events=tuple(chain)),)),
         SyncEnd(group=GROUP, more=False),
+        LiveWant(group=GROUP, media=VIDEO_REF.hash, start=600_000, end=720_000, max=512),
+        LiveBatch(group=GROUP, events=(_live_comment(),), more=False),
     ]
+
+
+def _live_comment() -> bytes:
+    """Alice's comment at 10:30 of the movie (the seq of her next chain position, 2)."""
+    comment = LiveComment(media=VIDEO_REF, offset=630_000, text="here it comes")
+    return _event(comment, seq=2, prev=decode_event(GENESIS).event_id)
 
 
 def _records() -> list[tuple[str, bytes, bytes]]:
