@@ -11,6 +11,9 @@ validation: an invalid batch is neither applied nor forwarded. Sync streams pay 
 same way, per frame. Gossip is best effort (py-libp2p drops silently under load);
 delivery is guaranteed by sync.
 
+Live backlog: ``/p2pchat/live/1.0.0`` (:mod:`p2pchat.live_net`) hands a late joiner of a
+watch party the live comments (never synced) of the range it plays.
+
 Pull: ``/p2pchat/sync/1.0.0``, one exchange per stream, driven on both sides by
 :class:`~p2pchat.protocol.group_sync.SyncSession`; frames are signed envelopes. Every
 node syncs with a few random members periodically and after (re)connecting, so
@@ -29,15 +32,18 @@ import trio
 from nacl.signing import SigningKey
 
 from .errors import NetworkError, P2PChatError, ProtocolError, RateLimitedError, WireError
+from .live_net import LIVE_PROTOCOL, LiveBacklog, want_for
 from .net.base import FramedStream, Network, Subscription
 from .protocol.codec import Struct
 from .protocol.envelope import decode_envelope, seal
 from .protocol.group_effects import ReceiveResult
 from .protocol.group_engine import GroupEngine
 from .protocol.group_events import decode_event
+from .protocol.group_live import LiveConfig
 from .protocol.group_log import GroupError
 from .protocol.group_sync import SyncSession
 from .protocol.limits import PeerLimiter
+from .protocol.live_messages import BacklogScreen
 from .protocol.sync_messages import Run, SyncBatch, SyncFrontier
 
 __all__ = ["SYNC_PROTOCOL", "GroupTransport", "topic_of"]
@@ -99,6 +105,15 @@ class GroupTransport:
         self._nursery: trio.Nursery | None = None
         self.stats: defaultdict[str, int] = defaultdict(int)
         network.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
+        self.live = LiveBacklog(
+            signing_key=signing_key,
+            clock=clock,
+            engine_of=engine_of,
+            limiter=self._limiter,
+            on_result=self._handle_step,
+            live=LiveConfig(),
+        )
+        network.set_stream_handler(LIVE_PROTOCOL, self.live.serve)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -264,6 +279,31 @@ class GroupTransport:
             raise
         self.stats["syncs"] += 1
         return accepted
+
+    async def fetch_live(
+        self,
+        group_id: bytes,
+        peer_id: str,
+        media: bytes,
+        start: int,
+        end: int,
+        *,
+        screen: BacklogScreen | None = None,
+    ) -> int:
+        """Fetch ``peer_id``'s live comments on ``media`` with ``start <= offset < end``;
+        return how many were new. ``screen`` (from :meth:`live_screen`) is shared when
+        several members are asked in one fetch."""
+        stream = await self._network.open_stream(peer_id, LIVE_PROTOCOL)
+        try:
+            return await self.live.fetch(
+                stream, want_for(group_id, media, start, end), screen=screen
+            )
+        except BaseException:
+            await _reset(stream)
+            raise
+
+    def live_screen(self, group_id: bytes, media: bytes, start: int, end: int) -> BacklogScreen:
+        return self.live.screen(want_for(group_id, media, start, end))
 
     async def _serve_sync(self, stream: FramedStream) -> None:
         peer = stream.remote_peer

@@ -109,6 +109,8 @@ _DEPARTING_META = "group-departing:"
 _PLAIN_META = "group-plain:"
 _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
 _SYNC_FANOUT = 3
+#: Members asked for a live backlog (``fetch_live_comments``).
+_LIVE_FETCH_FANOUT = 2
 #: Rounds of catching up with the inviter before a join by invite gives up.
 _JOIN_ATTEMPTS = 5
 #: Members tried, one sync each, to hand over our leave before we forget a group.
@@ -778,6 +780,37 @@ class Groups:
             raise
         self.transport.queue(group_id, data)
         return decode_event(data).event_id
+
+    async def fetch_live_comments(
+        self, group_id: bytes, media_hash: bytes, start_ms: int, end_ms: int
+    ) -> int:
+        """Ask up to :data:`_LIVE_FETCH_FANOUT` connected members for the live comments
+        on ``media_hash`` with ``start_ms <= offset < end_ms`` that they still hold;
+        return how many were new to us (each is also announced as a live comment).
+
+        Two members, not one: a member that joined shortly before us, or was offline for
+        a while, lacks part of the window; duplicates cost a dictionary lookup each."""
+        engine = self._active(group_id)
+        if engine.descriptor.kind != "live":
+            raise ConfigError("live comments exist only in live groups")
+        if len(media_hash) != 32 or not 0 <= start_ms < end_ms:
+            raise ConfigError("expected a 32-byte media hash and 0 <= start < end")
+        me = self._network.peer_id
+        connected = set(self._network.connected_peers())
+        members = sorted(
+            {peer_id_from_ed25519(d) for d in engine.member_devices()} & connected - {me}
+        )
+        chosen = self._jitter.sample(members, min(_LIVE_FETCH_FANOUT, len(members)))
+        screen = self.transport.live_screen(group_id, media_hash, start_ms, end_ms)
+        total = 0
+        for peer_id in chosen:
+            try:
+                total += await self.transport.fetch_live(
+                    group_id, peer_id, media_hash, start_ms, end_ms, screen=screen
+                )
+            except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
+                logger.info("fetching live comments from %s failed: %s", peer_id, exc)
+        return total
 
     async def _author(self, group_id: bytes, body: Struct) -> bytes:
         engine = self._active(group_id)

@@ -168,10 +168,20 @@ class GroupsApi:
     def live_comments(
         self, group_id: bytes, media_hash: bytes, start_ms: int, end_ms: int
     ) -> list[LiveEntry]:
-        """Comments for the part of the timeline being played (late joiners included)."""
+        """Comments with ``start_ms <= offset < end_ms`` that this node holds, in timeline
+        order. Only comments seen live are held: a member that joins late (or was
+        offline) calls :meth:`fetch_live_comments` for the range it plays first."""
         return self._g.engine(group_id).live_comments(
             media_hash, start_ms, end_ms, now=self._clock()
         )
+
+    async def fetch_live_comments(
+        self, group_id: bytes, media_hash: bytes, start_ms: int, end_ms: int
+    ) -> int:
+        """Fetch from up to 2 connected members the live comments on ``media_hash`` with
+        ``start_ms <= offset < end_ms`` still in their window; returns how many were new
+        (each is verified as if gossiped, and announced as a ``GroupLiveComment``)."""
+        return await self._g.fetch_live_comments(group_id, media_hash, start_ms, end_ms)
 
     async def remove(self, group_id: bytes, account: bytes, *, reason: str | None = None) -> bytes:
         return await self._g.moderate(group_id, "remove", account, reason=reason)

@@ -445,6 +445,16 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             for c in found
         ]
 
+    async def groups_live_fetch(p: _LiveCommentsParams) -> dict[str, Any]:
+        """Fetch from members the comments of that range made before we joined (call
+        before ``groups.live_comments`` when joining a watch party late)."""
+        group_id = await group_of(p.group)
+        media_hash = parse_event_id(p.media_hash, "media_hash")
+        if p.end_ms <= p.start_ms:
+            raise ConfigError("end_ms must be after start_ms")
+        received = await node.fetch_live_comments(group_id, media_hash, p.start_ms, p.end_ms)
+        return {"group_id": group_id.hex(), "received": received}
+
     async def groups_remove(p: _ModerateParams) -> dict[str, Any]:
         """Remove a member (they may come back with a new invite)."""
         group_id = await group_of(p.group)
@@ -515,6 +525,7 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     registry.add(
         "groups.live_comments", groups_live_comments, scope="read", params=_LiveCommentsParams
     )
+    registry.add("groups.live_fetch", groups_live_fetch, scope="send", params=_LiveCommentsParams)
     registry.add("groups.remove", groups_remove, scope="admin", params=_ModerateParams)
     registry.add("groups.ban", groups_ban, scope="admin", params=_BanParams)
     registry.add("groups.set_role", groups_set_role, scope="admin", params=_RoleParams)
