@@ -802,15 +802,14 @@ class Groups:
         )
         chosen = self._jitter.sample(members, min(_LIVE_FETCH_FANOUT, len(members)))
         screen = self.transport.live_screen(group_id, media_hash, start_ms, end_ms)
-        total = 0
         for peer_id in chosen:
             try:
-                total += await self.transport.fetch_live(
+                await self.transport.fetch_live(
                     group_id, peer_id, media_hash, start_ms, end_ms, screen=screen
                 )
             except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
                 logger.info("fetching live comments from %s failed: %s", peer_id, exc)
-        return total
+        return screen.added  # also what a member that failed mid-fetch brought
 
     async def _author(self, group_id: bytes, body: Struct) -> bytes:
         engine = self._active(group_id)

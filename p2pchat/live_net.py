@@ -141,7 +141,7 @@ class LiveBacklog:
             return 0
         screen = screen or self.screen(want)
         screen.want = want
-        added = 0
+        before = screen.added
         next_want: LiveWant | None = want
         pages = 0
         with trio.fail_after(_TIMEOUT_S):
@@ -160,10 +160,10 @@ class LiveBacklog:
                 envelope.verify()
                 screened = screen.screen(batch)
                 self.stats["dropped"] += screened.refused
-                added += await self._apply(engine, want.group, screened.events)
+                screen.added += await self._apply(engine, want.group, screened.events)
                 next_want = screen.next_want(screened, more=batch.more)
         await stream.close()
-        return added
+        return screen.added - before
 
     def screen(self, want: LiveWant) -> BacklogScreen:
         """A fresh screen for one fetch (possibly from several members)."""

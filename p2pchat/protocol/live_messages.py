@@ -119,6 +119,9 @@ class BacklogScreen:
     want: LiveWant
     rate_per_s: float
     burst: float
+    #: Comments new to us that this fetch added (kept here so that a member failing
+    #: mid-fetch does not lose the count of what its earlier pages brought).
+    added: int = 0
     _buckets: dict[bytes, TokenBucket] = field(default_factory=dict)
     _seen: set[bytes] = field(default_factory=set)
 

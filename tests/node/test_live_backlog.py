@@ -231,3 +231,21 @@ async def test_forged_and_foreign_entries_of_a_batch_are_dropped_and_the_rest_ke
                  signing_key=server_key, now=NOW_MS)  # fmt: skip
     with pytest.raises(WireError):  # a server answering with anything but a batch
         await client.fetch(ScriptedStream("server", [wrong]), want)
+
+
+async def test_a_member_failing_mid_fetch_keeps_what_its_earlier_pages_brought() -> None:
+    owner, member = _live_group(window_ms=10**9)
+    first = [_comment(owner, off * 1_000, NOW_MS + off * 1_000) for off in (1, 2, 3)]
+    page = LiveBatch(group=member.group_id, events=tuple(first), more=True)
+    answer = seal(page, signing_key=SigningKey(bytes(32)), now=NOW_MS)
+    client = _backlog(member, [NOW_MS + 10_000], [])
+    want = LiveWant(group=member.group_id, media=MOVIE.hash, start=0, end=60_000, max=3)
+    screen = client.screen(want)
+    stream = ScriptedStream("server", [answer])  # then ends instead of the second page
+    with pytest.raises(WireError):
+        await client.fetch(stream, want, screen=screen)
+    assert screen.added == 3
+    second_want = decode_envelope(stream.written[1]).open()
+    assert isinstance(second_want, LiveWant)
+    assert second_want.start == 3_000  # asked again from the last offset it got
+    assert len(member.live_comments(MOVIE.hash, 0, 10**6, now=NOW_MS + 10_000)) == 3
