@@ -575,3 +575,8 @@ def _follow(
                 return
     except KeyboardInterrupt:
         return  # Ctrl-C is how a person stops following: not an error
+
+
+from .groups_live import live_read  # noqa: E402 - a sibling module adds one command
+
+groups.add_command(live_read)
