@@ -17,8 +17,11 @@ the same queue, so a second one would steal messages from the first.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from libp2p.abc import IHost
@@ -34,6 +37,8 @@ from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError
 from ._errors import ErrorTable, map_exceptions
 from .base import TopicValidator
 from .config import GossipConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Libp2pPubSub", "Libp2pSubscription", "start_pubsub"]
 
@@ -133,6 +138,28 @@ async def start_pubsub(host: IHost, config: GossipConfig) -> AsyncIterator[Libp2
         max_messages_per_topic_per_second=config.max_messages_per_topic_per_second,
     )
     pubsub = Pubsub(host, router, strict_signing=True)
+    for protocol in router.get_protocols():
+        host.set_stream_handler(protocol, _guarded(pubsub))
     async with background_trio_service(pubsub), background_trio_service(router):
         await pubsub.wait_until_ready()
         yield Libp2pPubSub(pubsub)
+
+
+def _guarded(pubsub: Pubsub) -> Any:
+    """py-libp2p's pubsub stream handler, made safe for untrusted input.
+
+    Its read loop lets some decoding errors escape (a protobuf ``DecodeError`` from four
+    garbage bytes on ``/meshsub/1.1.0``), and an exception from a stream handler tears
+    the whole host down: any peer could stop our node. Whatever the handler raises is
+    confined to that peer's stream.
+    """
+
+    async def handle(stream: Any) -> None:
+        try:
+            await pubsub.stream_handler(stream)
+        except Exception as exc:  # noqa: BLE001 - untrusted input; py-libp2p raises anything
+            logger.info("dropped a malformed pubsub stream: %s", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+
+    return handle

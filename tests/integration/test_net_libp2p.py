@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import random
@@ -352,3 +353,23 @@ async def test_a_fixed_port_in_use_is_refused_before_starting() -> None:
         with trio.fail_after(10), pytest.raises(NetworkError, match="another node"):
             async with open_libp2p_network(bytes(32), config, jitter=random.Random(0)):
                 pass
+
+
+async def test_garbage_on_the_pubsub_protocol_does_not_take_the_node_down() -> None:
+    """py-libp2p's pubsub reader lets a protobuf DecodeError escape; unguarded, four bytes
+    from any peer stopped the whole host. Now only that stream is dropped."""
+    with trio.fail_after(45):
+        async with hosts(3) as (a, b, c):
+            await a.connect(b.peer_id, b.listen_addrs)
+            await c.connect(b.peer_id, b.listen_addrs)
+            subs = [await net.pubsub.subscribe("room") for net in (a, b)]
+            await wait_for(lambda: b.peer_id in a.pubsub.mesh_peers("room"))
+            attack = await c.open_stream(b.peer_id, "/meshsub/1.1.0")
+            await attack.write_frame(b"\xff\xff\xff\xff")
+            with contextlib.suppress(NetworkError, WireError):
+                # b drops the stream; a crashed b would not answer anything after this
+                await attack.read_frame(1024)
+            await a.pubsub.publish("room", b"still here?")
+            assert await subs[1].receive() == (a.peer_id, b"still here?")
+            for sub in subs:
+                await sub.aclose()
