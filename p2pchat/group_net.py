@@ -58,6 +58,11 @@ MAX_SYNC_FRAME = 1 << 20
 #: what is authored meanwhile is batched into the next flush.
 PUBLISH_INTERVAL_S = 0.125
 _MAX_BATCH_EVENTS = 200
+#: The verification budget is this many times the message rate (default 50/s -> 2,000
+#: Ed25519 verifies/s, ~16 % of a core, per peer at most).
+_VERIFY_FACTOR = 40
+#: A sync batch holds at most 256 runs, plus its envelope.
+_MAX_VERIFIES_PER_MESSAGE = 257
 _SEEN = 4096
 
 #: ``await on_result(group_id, result)``: persist accepted events, run effects.
@@ -91,8 +96,20 @@ class GroupTransport:
         self._clock = clock
         self._engine_of = engine_of
         self._on_result = on_result
+        #: Messages and sync frames per peer: the cheap gate, run before any decode. A
+        #: peer that keeps exceeding it is graylisted.
         self._limiter = PeerLimiter(rate=peer_rate, burst=peer_burst)
-        self._burst = peer_burst
+        #: Signature checks a peer may make us do (one per envelope and one per run).
+        #: A separate, larger budget that never graylists: an honest relay of a lively
+        #: group carries many runs per message and must not collect strikes for it; a
+        #: flood is already graylisted by the gate above. Its burst holds a maximal
+        #: sync batch.
+        self._verifies = PeerLimiter(
+            rate=peer_rate * _VERIFY_FACTOR,
+            burst=max(peer_burst * 5, _MAX_VERIFIES_PER_MESSAGE),
+            strikes=2**62,
+        )
+        self._burst = max(peer_burst * 5, _MAX_VERIFIES_PER_MESSAGE)
         self._pending: defaultdict[bytes, list[bytes]] = defaultdict(list)
         self._flush_due = trio.Event()
         self._last_flush = -PUBLISH_INTERVAL_S
@@ -230,7 +247,7 @@ class GroupTransport:
                 raise WireError("unexpected-kind", "gossip carries sync.batch of this group")
             # The token taken above paid for the decode; the rest of the message's price
             # is charged before the first signature check.
-            if not self._pay(origin, now, batch, already=1):
+            if not self._pay(origin, now, batch):
                 self.stats["gossip_rate_limited"] += 1
                 return False
             envelope.verify()
@@ -362,17 +379,13 @@ class GroupTransport:
         envelope.verify()
         return message
 
-    def _pay(self, peer: str, now: int, message: Struct, *, already: int = 0) -> bool:
-        """Charge ``peer`` one token per signature ``message`` may make us check: its
-        envelope and each run of a batch (a run is verified with one signature).
-
-        Charging per message instead let one gossip message or sync frame of 256 forged
-        runs cost 256 verifies for one token. The price is capped at the burst, so that
-        an honest maximal batch always fits in a full bucket.
-        """
+    def _pay(self, peer: str, now: int, message: Struct) -> bool:
+        """Charge ``peer``'s verification budget one token per signature ``message`` may
+        make us check: its envelope and each run of a batch (a run is verified with one
+        signature). Charging per message instead let one gossip message or sync frame of
+        256 forged runs cost 256 verifies for one token. Refusing here is no strike."""
         runs = len(message.runs) if isinstance(message, SyncBatch) else 0
-        cost = min(1 + runs, self._burst) - already
-        return cost <= 0 or self._limiter.allow(peer, now, cost=cost)
+        return self._verifies.allow(peer, now, cost=min(1 + runs, self._burst))
 
     async def _handle_step(self, group_id: bytes, result: ReceiveResult) -> None:
         if result.accepted or result.effects:

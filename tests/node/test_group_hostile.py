@@ -184,12 +184,19 @@ async def test_gossip_flood_is_graylisted_bounded_and_honest_delivery_unaffected
             # Nearly every message was refused before any decode or signature check.
             assert transport._limiter.refused >= 0.95 * FLOOD_RATE * FLOOD_SECONDS
         # A message is charged one token per signature it may cost (its envelope and
-        # each run), so each honest node spends at most its burst plus a second of its
-        # sustained rate on the attacker before the graylist makes every message a
-        # dictionary lookup. (Charging one token per message, this was 41,925.)
-        budget = FAST.peer_burst + FAST.peer_rate
+        # each run) from a verification budget, so each honest node spends at most that
+        # budget's burst plus a second of its sustained rate on the attacker before the
+        # message gate graylists it and every message becomes a dictionary lookup.
+        # (Charging one token per message, this was 41,925.)
+        budget = verification_budget()
         assert 0 < spent <= len(nodes) * budget, spent
         assert len({n._groups.engine(group).history_hash() for n in nodes}) == 1
+
+
+def verification_budget() -> float:
+    """The most signature checks one peer can cost a node in its first second."""
+    burst = max(FAST.peer_burst * 5, group_net._MAX_VERIFIES_PER_MESSAGE)
+    return burst + FAST.peer_rate * group_net._VERIFY_FACTOR
 
 
 async def test_sync_stream_flood_is_graylisted_and_bounded(
@@ -257,7 +264,7 @@ async def test_sync_stream_flood_is_graylisted_and_bounded(
         assert refused == streams  # no stream of the flood ran to its end
         # Stream opens and every frame are charged (a frame per signature it may cost):
         # before, one stream's frames were free and this flood cost 253,539 verifies.
-        assert 0 < spent <= FAST.peer_burst + FAST.peer_rate, spent
+        assert 0 < spent <= verification_budget(), spent
 
 
 async def test_an_honest_maximal_batch_still_fits_the_budget(
@@ -307,3 +314,24 @@ async def test_a_replayed_copy_gets_the_first_copys_verdict(
         good = seal(SyncBatch(group=group, runs=(honest,)), signing_key=mallory_key, now=2)
         assert validate(a.peer_id, good) is True
         assert validate(a.peer_id, good) is True
+
+
+async def test_a_lively_honest_author_is_never_graylisted(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """An honest author far above the message rate (a busy live room) costs many runs per
+    gossip message; that draws on the verification budget, which never graylists."""
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        group = await a.create_group("Watch party")
+        await b.join_group(await a.invite(group))
+        await wait_for(lambda: len(a.group_state(group).members) == 2)
+        posted: list[bytes] = []
+        for second in range(15):  # 120 posts a second, more than twice the message rate
+            for tick in range(10):
+                posted += [await a.post(group, f"wow {second}.{tick}.{i}") for i in range(12)]
+                await trio.sleep(0.1)
+        await wait_for(lambda: all(b._groups.engine(group).event_bytes(p) for p in posted))
+        transport = b._groups.transport
+        assert not transport._limiter.is_graylisted(a.peer_id, b._clock())
+        assert transport.stats["gossip_rate_limited"] == 0
