@@ -25,8 +25,7 @@ from typing import Any
 import trio
 from nacl.signing import SigningKey
 
-from p2pchat_crypto.errors import CryptoError
-from p2pchat_crypto.group import GroupKeyring, GroupSession, InboundGroupSession
+from p2pchat_crypto.group import GroupKeyring, InboundGroupSession
 from p2pchat_crypto.sealed import Rng
 
 from .dm import DirectMessages
@@ -45,6 +44,8 @@ from .events import (
     GroupLiveComment,
     GroupMessage,
 )
+from .group_discovery import GroupDiscovery
+from .group_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE, SenderKeys
 from .group_net import GroupTransport
 from .keystore import UnlockedIdentity
 from .local_keys import LocalKeys
@@ -78,21 +79,11 @@ from .protocol.group_events import (
     Reply,
     RoleChange,
     Rules,
-    Sealed,
     decode_event,
 )
 from .protocol.group_invite import InviteToken, new_invite
 from .protocol.group_log import GroupError, StoredEvent
 from .protocol.group_state import invite_hash, may_change_role, may_moderate
-from .protocol.records import (
-    GroupRecord,
-    TopicEntry,
-    TopicRecord,
-    dht_key,
-    topic_key,
-    validate_record,
-)
-from .protocol.records import sign_record as sign_dht_record
 from .storage.base import Store
 from .storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 
@@ -100,13 +91,8 @@ __all__ = ["GROUP_KEY_CONTENT_TYPE", "Groups"]
 
 logger = logging.getLogger(__name__)
 
-GROUP_KEY_CONTENT_TYPE = "p2pchat/group-key"
-_KEYRING_KIND = "p2pchat/group-keyring"
-_PLAIN_KIND = "p2pchat/group-plaintext"
 #: Store meta key prefix marking a group we left but could not yet tell (+ its id in hex).
 _DEPARTING_META = "group-departing:"
-#: Store meta key prefix of a sealed event's stored plaintext (+ the event id in hex).
-_PLAIN_META = "group-plain:"
 _CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
 _SYNC_FANOUT = 3
 #: Members asked for a live backlog (``fetch_live_comments``).
@@ -115,12 +101,9 @@ _LIVE_FETCH_FANOUT = 2
 _JOIN_ATTEMPTS = 5
 #: Members tried, one sync each, to hand over our leave before we forget a group.
 _HAND_OVER_TRIES = 8
-#: Bounds on sender keys held until their device is known (memory, per peer abuse).
-_HELD_KEY_GROUPS = 64
-_HELD_KEYS_PER_GROUP = 256
 
 
-class Groups:
+class Groups(SenderKeys, GroupDiscovery):
     """Every group this node is in (see the module docstring)."""
 
     def __init__(
@@ -386,131 +369,6 @@ class Groups:
             self._archived[group_id] = engine
             await self.transport.unsubscribe(group_id)
 
-    # -- private groups: sender keys ------------------------------------------------------
-
-    async def _new_epoch(self, group_id: bytes, epoch: int, recipients: tuple[bytes, ...]) -> None:
-        if group_id not in self._engines:
-            return  # removed (the effects of one result may follow our own removal)
-        keyring = self._keyrings.setdefault(group_id, GroupKeyring())
-        outbound = keyring.outbound(group_id)
-        if outbound is not None and outbound.epoch >= epoch:
-            return
-        session = GroupSession.create(group_id, epoch, self._device.public_key, self._rng)
-        keyring.set_outbound(session)
-        keyring.add_inbound(InboundGroupSession.from_distribution(session.distribution_message()))
-        keyring.retire_epochs_before(group_id, epoch, now=self._clock())
-        await self._save_keyring(group_id)
-        await self._send_sender_key(group_id, recipients)
-
-    async def _send_sender_key(self, group_id: bytes, recipients: tuple[bytes, ...]) -> None:
-        keyring = self._keyrings.get(group_id)
-        outbound = None if keyring is None else keyring.outbound(group_id)
-        engine = self._engines.get(group_id)
-        if outbound is None or engine is None:
-            return  # no keys to give out, or we are no longer in the group
-        accounts = engine.member_devices()
-        content = Content(
-            type=GROUP_KEY_CONTENT_TYPE,
-            body={"g": group_id, "dist": outbound.distribution_message()},
-            text="",
-        )
-        for account in sorted({accounts[d] for d in recipients if d in accounts}):
-            if account != self._account:
-                await self._dm.send_hidden(account, content)
-
-    async def _on_group_key(self, account: bytes, content: Content) -> None:
-        group_id, dist = content.body.get("g"), content.body.get("dist")
-        if not isinstance(group_id, bytes) or not isinstance(dist, bytes):
-            raise WireError("bad-value", "a group key needs g and dist")
-        try:
-            inbound = InboundGroupSession.from_distribution(dist)
-        except CryptoError as exc:
-            raise WireError("bad-value", f"bad sender key: {type(exc).__name__}") from None
-        engine = self._engines.get(group_id)
-        owner = None if engine is None else engine.log.devices().get(inbound.sender)
-        if owner is None:
-            # The key may outrun the sender's first event (gossip is lossy, DMs are
-            # retried), or our own group may not be loaded yet. The DM is acknowledged
-            # either way and never comes again: hold the key until the log says whose it
-            # is. (A device that has since left keeps its key: its earlier posts are
-            # still to be read.)
-            self._hold_key(group_id, account, inbound)
-            return
-        if owner != account:
-            raise WireError("wrong-sender", "sender key of a device the account does not own")
-        async with self._lock:
-            await self._add_inbound(group_id, inbound)
-
-    def _hold_key(self, group_id: bytes, account: bytes, inbound: InboundGroupSession) -> None:
-        if group_id not in self._held_keys and len(self._held_keys) >= _HELD_KEY_GROUPS:
-            return
-        held = self._held_keys.setdefault(group_id, [])
-        if len(held) < _HELD_KEYS_PER_GROUP:
-            held.append((account, inbound))
-
-    async def _release_held_keys(self, group_id: bytes) -> None:
-        """Add the held sender keys whose device the log now knows (call under the lock);
-        drop those that belong to another account, keep the rest waiting."""
-        held, engine = self._held_keys.get(group_id), self._engines.get(group_id)
-        if not held or engine is None:
-            return
-        devices = engine.log.devices()
-        waiting = []
-        for account, inbound in held:
-            owner = devices.get(inbound.sender)
-            if owner is None:
-                waiting.append((account, inbound))
-            elif owner == account:
-                await self._add_inbound(group_id, inbound)
-        self._held_keys[group_id] = waiting
-
-    async def _add_inbound(self, group_id: bytes, inbound: InboundGroupSession) -> None:
-        keyring = self._keyrings.setdefault(group_id, GroupKeyring())
-        if keyring.add_inbound(inbound):
-            await self._save_keyring(group_id)
-            await self._decrypt_pending(group_id)
-
-    async def _decrypt_pending(self, group_id: bytes, *, announce: bool = True) -> None:
-        """Decrypt the sealed events whose key has arrived, and tell the app of each one
-        then: once, with its text (an event we can never read is never announced)."""
-        pending = self._undecrypted.get(group_id)
-        keyring = self._keyrings.get(group_id)
-        if not pending or keyring is None:
-            return
-        engine = self.engine(group_id)  # also a closed group: what was sent before, we read
-        for event_id in sorted(pending):
-            data = engine.event_bytes(event_id)
-            body = None if data is None else decode_event(data).parsed
-            if not isinstance(body, Sealed):
-                pending.discard(event_id)
-                continue
-            try:
-                received = keyring.decrypt(body.ciphertext)
-                inner = InnerEvent.from_bytes(received.plaintext, max_size=1 << 17)
-                engine.provide_plaintext(event_id, inner)
-                await self._remember_plaintext(event_id, inner)
-            except CryptoError:
-                continue  # no key yet (or never for us: sent before we joined)
-            except (WireError, LocalProtocolError) as exc:
-                logger.info("dropped an undecodable sealed event: %s", exc)
-            pending.discard(event_id)
-            stored = engine.log.get(event_id)
-            if stored is not None and announce:
-                self._announce(group_id, stored)
-        await self._save_keyring(group_id)
-
-    async def _remember_plaintext(self, event_id: bytes, inner: InnerEvent) -> None:
-        """Keep a readable copy (sealed under the local key): the message key that
-        decrypted it is gone, by design, once the keyring is saved."""
-        blob = self._keys.seal_blob(_PLAIN_KIND, inner.to_bytes())
-        await self._store.put_meta(_PLAIN_META + event_id.hex(), blob)
-
-    async def _save_keyring(self, group_id: bytes) -> None:
-        keyring = self._keyrings.get(group_id)
-        if keyring is not None:
-            blob = self._keys.seal_blob(_KEYRING_KIND, keyring.to_bytes())
-            await self._store.set_group_keyring(group_id, blob)
-
     # -- the API --------------------------------------------------------------------------
 
     def engine(self, group_id: bytes) -> GroupEngine:
@@ -661,18 +519,6 @@ class Groups:
             logger.info("cannot reach %s to sync: %s", peer_id, exc)
             return
         await self._try_sync(group_id, peer_id)
-
-    async def _fetch_genesis(self, group_id: bytes) -> tuple[bytes, tuple[str, ...]]:
-        key = dht_key("group", group_id)
-        for value in await self._network.dht.get(key):
-            try:
-                record = validate_record(key, value, now=self._clock(), full_key=group_id)
-            except WireError:
-                continue
-            body = record.parsed
-            if isinstance(body, GroupRecord):
-                return body.genesis, body.peers
-        raise NotFoundError("the group was not found in the DHT (is its creator online?)")
 
     async def leave(self, group_id: bytes) -> None:
         """Leave the group. Our leave event must reach a member: gossip is lossy, and
@@ -830,28 +676,6 @@ class Groups:
         self._announce(group_id, stored)
         return stored.event_id
 
-    async def _author_sealed(
-        self, group_id: bytes, engine: GroupEngine, body: Struct, now: int
-    ) -> bytes:
-        keyring = self._keyrings.get(group_id)
-        outbound = None if keyring is None else keyring.outbound(group_id)
-        if outbound is None or outbound.epoch != engine.state.epoch:
-            await self._new_epoch(group_id, engine.state.epoch, tuple(engine.member_devices()))
-            keyring = self._keyrings[group_id]
-            outbound = keyring.outbound(group_id)
-            assert outbound is not None
-        inner = InnerEvent(kind=body.KIND, body=body.to_value())  # type: ignore[attr-defined]
-        ciphertext = outbound.encrypt(inner.to_bytes())
-        await self._save_keyring(group_id)  # the chain index is stored before it is used
-        try:
-            data = engine.author(
-                Sealed(ciphertext=ciphertext), device=self._device, now=now, plaintext=inner
-            )
-        except (GroupError, WireError) as exc:
-            raise PermissionDeniedError(f"the group refuses that: {exc}") from None
-        await self._remember_plaintext(decode_event(data).event_id, inner)
-        return data
-
     async def sync(self, group_id: bytes) -> int:
         """Sync now with every connected member; returns events received."""
         engine = self._active(group_id)
@@ -862,85 +686,6 @@ class Groups:
             if peer_id in connected and peer_id != self._network.peer_id:
                 total += await self._try_sync(group_id, peer_id)
         return total
-
-    # -- discovery ------------------------------------------------------------------------
-
-    async def _publish_records(self, group_id: bytes) -> None:
-        engine = self._engines.get(group_id)
-        if engine is None:
-            return
-        now = self._clock()
-        expires = now + self._record_lifetime
-        genesis = engine.ordered_events()[0]
-        signer = SigningKey(self._device.signing_seed())
-        if genesis.event.author_device == self._device.public_key:
-            record = sign_dht_record(
-                GroupRecord(genesis=genesis.data, peers=(self._network.peer_id,)),
-                ns="group",
-                key=group_id,
-                seq=now,
-                expires=expires,
-                signing_key=signer,
-            )
-            await self._network.dht.put(dht_key("group", group_id), record)
-        descriptor = engine.descriptor
-        if descriptor.kind == "private":
-            return
-        entry = TopicEntry(group=group_id, name=descriptor.name, kind=descriptor.kind)
-        for tag in descriptor.tags:
-            found = await self._topic(tag)
-            seq = max((s for s, _ in found), default=0)
-            entries = {e.group: e for _, r in found for e in r.groups}
-            if group_id in entries and seq >= now - self._record_lifetime // 2:
-                continue  # listed, and fresh enough
-            entries[group_id] = entry
-            merged = tuple(sorted(entries.values(), key=lambda e: e.group))[:64]
-            record = sign_dht_record(
-                TopicRecord(tag=tag, groups=merged),
-                ns="topic",
-                key=topic_key(tag),
-                seq=max(seq + 1, now),
-                expires=expires,
-                signing_key=signer,
-            )
-            await self._network.dht.put(dht_key("topic", topic_key(tag)), record)
-
-    async def _topic(self, tag: str) -> list[tuple[int, TopicRecord]]:
-        key = dht_key("topic", topic_key(tag))
-        try:
-            values = await self._network.dht.get(key)
-        except NetworkError:
-            return []
-        out = []
-        for value in values:
-            try:
-                record = validate_record(key, value, now=self._clock(), full_key=topic_key(tag))
-            except WireError:
-                continue
-            if isinstance(record.parsed, TopicRecord):
-                out.append((record.seq, record.parsed))
-        return out
-
-    async def search(self, tag: str) -> list[dict[str, Any]]:
-        """Groups announced under ``tag`` (no directory server: DHT rendezvous records),
-        with the member count as far as this node has seen the group."""
-        found: dict[bytes, TopicEntry] = {}
-        for _, record in await self._topic(tag):
-            for entry in record.groups:
-                found.setdefault(entry.group, entry)
-        results = []
-        for group_id, entry in sorted(found.items(), key=lambda kv: kv[1].name):
-            engine = self._engines.get(group_id)
-            results.append(
-                {
-                    "group_id": group_id.hex(),
-                    "name": entry.name,
-                    "kind": entry.kind,
-                    "joined": engine is not None,
-                    "members_seen": None if engine is None else len(engine.state.members),
-                }
-            )
-        return results
 
     def statistics(self) -> dict[str, Any]:
         return {
