@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from p2pchat.client._types import Event, Gap, ServerInfo, server_info
 from p2pchat.errors import (
     ClosedError,
     ConfigError,
@@ -51,52 +52,6 @@ SOCKET_FILE: Final = "rpc.sock"
 _HELLO_ID: Final = 0
 _QUEUE: Final = 1024
 _READ_SIZE: Final = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    """What ``rpc.hello`` told us: the chosen version, the node, our scopes, its limits."""
-
-    version: int
-    epoch: str
-    node: dict[str, Any]
-    scopes: frozenset[str]
-    limits: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One node event; ``data`` is the whole event map (``type`` included)."""
-
-    cursor: int
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Events after ``after_cursor`` were evicted (or the node restarted) before we resumed."""
-
-    after_cursor: int | None
-    oldest_cursor: int
-
-
-def _server_info(result: Any) -> ServerInfo:
-    if not isinstance(result, dict):
-        raise NetworkError("malformed rpc.hello result")
-    version, epoch, node, scopes, limits = (
-        result.get(k) for k in ("version", "epoch", "node", "scopes", "limits")
-    )
-    if not (
-        isinstance(version, int)
-        and isinstance(epoch, str)
-        and isinstance(node, dict)
-        and isinstance(scopes, list)
-        and all(isinstance(s, str) for s in scopes)
-        and isinstance(limits, dict)
-    ):
-        raise NetworkError("malformed rpc.hello result")
-    return ServerInfo(version, epoch, node, frozenset(scopes), limits)
 
 
 _END: Final = object()
@@ -351,7 +306,7 @@ class AsyncioClient:
             raise exception_for(msg.error.code, msg.error.message, msg.error.data)
         if not isinstance(msg, Response) or msg.id != _HELLO_ID:
             raise NetworkError("the server closed the connection during rpc.hello")
-        self.info = _server_info(msg.result)
+        self.info = server_info(msg.result)
 
     async def _read_loop(self) -> None:
         """Dispatch frames until the connection ends; then fail what still waits."""

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import trio
 
+from p2pchat.client._types import ServerInfo, server_info
 from p2pchat.errors import NetworkError, P2PChatError, WireError
 from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame
 from p2pchat.rpc.errors import exception_for
@@ -33,18 +34,8 @@ from p2pchat.rpc.protocol import (
 
 __all__ = ["ServerInfo", "Connection", "open_connection"]
 
+
 _HELLO_ID: Final = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    """What ``rpc.hello`` told us: the chosen version, the node, our scopes, its limits."""
-
-    version: int
-    epoch: str
-    node: dict[str, Any]
-    scopes: frozenset[str]
-    limits: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -103,7 +94,7 @@ class Connection:
             raise exception_for(msg.error.code, msg.error.message, msg.error.data)
         if not isinstance(msg, Response) or msg.id != _HELLO_ID:
             raise NetworkError("the server closed the connection during rpc.hello")
-        self.info = _server_info(msg.result)
+        self.info = server_info(msg.result)
         return self.info
 
     async def request(
@@ -169,23 +160,6 @@ class Connection:
     @property
     def lost(self) -> P2PChatError | None:
         return self._lost
-
-
-def _server_info(result: Any) -> ServerInfo:
-    if not isinstance(result, dict):
-        raise NetworkError("malformed rpc.hello result")
-    keys = ("version", "epoch", "node", "scopes", "limits")
-    version, epoch, node, scopes, limits = (result.get(k) for k in keys)
-    if not (
-        isinstance(version, int)
-        and isinstance(epoch, str)
-        and isinstance(node, dict)
-        and isinstance(scopes, list)
-        and all(isinstance(s, str) for s in scopes)
-        and isinstance(limits, dict)
-    ):
-        raise NetworkError("malformed rpc.hello result")
-    return ServerInfo(version, epoch, node, frozenset(scopes), limits)
 
 
 async def open_connection(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -44,27 +43,13 @@ from p2pchat.rpc.protocol import EventMessage
 from p2pchat.rpc.transport import SOCKET_FILE
 
 from ._connection import Connection, ServerInfo, open_connection
+from ._types import Event, Gap
 
 __all__ = ["Client", "Subscription", "Event", "Gap"]
 
 _BACKOFF_MIN: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
 _QUEUE: Final = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    cursor: int
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Events between ``after_cursor`` and ``oldest_cursor`` were evicted before we resumed."""
-
-    after_cursor: int | None
-    oldest_cursor: int
 
 
 class Subscription:
