@@ -34,6 +34,7 @@ from nacl.signing import SigningKey
 from .errors import NetworkError, P2PChatError, ProtocolError, RateLimitedError, WireError
 from .live_net import LIVE_PROTOCOL, LiveBacklog, want_for
 from .net.base import FramedStream, Network, Subscription
+from .peerid import peer_id_to_key
 from .protocol.codec import Struct
 from .protocol.envelope import decode_envelope, seal
 from .protocol.group_effects import ReceiveResult
@@ -67,6 +68,13 @@ _SEEN = 4096
 
 #: ``await on_result(group_id, result)``: persist accepted events, run effects.
 ResultHandler = Callable[[bytes, ReceiveResult], Awaitable[None]]
+
+
+def _device_of(peer_id: str) -> bytes | None:
+    try:
+        return peer_id_to_key(peer_id)
+    except ValueError:
+        return None
 
 
 def _digest(data: bytes) -> bytes:
@@ -242,6 +250,10 @@ class GroupTransport:
             return False
         try:
             envelope = decode_envelope(data, max_size=MAX_SYNC_FRAME)
+            # The publisher (verified by gossipsub's strict signing) must be the device
+            # that signed the envelope: nobody re-publishes another's message as theirs.
+            if envelope.sender != _device_of(origin):
+                raise WireError("wrong-sender", "envelope signed by another device")
             batch = envelope.open()
             if not isinstance(batch, SyncBatch) or batch.group != group_id:
                 raise WireError("unexpected-kind", "gossip carries sync.batch of this group")

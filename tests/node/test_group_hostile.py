@@ -311,9 +311,14 @@ async def test_a_replayed_copy_gets_the_first_copys_verdict(
         assert validate(mallory, bad) is False
         last = a._groups.engine(group).ordered_events()[-1]
         honest = Run(device=last.event.author_device, events=(last.data,))
-        good = seal(SyncBatch(group=group, runs=(honest,)), signing_key=mallory_key, now=2)
+        alice_key = SigningKey(peers[0].identity.device.signing_seed())
+        good = seal(SyncBatch(group=group, runs=(honest,)), signing_key=alice_key, now=2)
         assert validate(a.peer_id, good) is True
         assert validate(a.peer_id, good) is True
+        # Alice's message re-published by Mallory as his own is refused: the gossip
+        # publisher must be the envelope's signer.
+        stolen = seal(SyncBatch(group=group, runs=(honest,)), signing_key=alice_key, now=3)
+        assert validate(mallory, stolen) is False
 
 
 async def test_a_lively_honest_author_is_never_graylisted(
