@@ -307,7 +307,7 @@ class Groups(SenderKeys, GroupDiscovery):
             )
 
     def _text_of(self, group_id: bytes, event_id: bytes) -> str:
-        message = self.engine(group_id).view.message(event_id)
+        message = self.engine(group_id).message(event_id)
         if message is None or message.content is None:
             return ""
         return message.content.text

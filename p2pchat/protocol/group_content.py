@@ -310,23 +310,13 @@ class ContentFold:
             joins.pop(ref.account, None)
         return True
 
+    def message(self, event_id: bytes) -> Message | None:
+        """One message as the view would show it, without building the whole view."""
+        m = self.messages.get(event_id)
+        return None if m is None else _shown(m)
+
     def view(self) -> GroupView:
-        messages = tuple(
-            Message(
-                ref=m.ref,
-                kind=m.kind,
-                content=m.content,
-                reply_to=m.reply_to,
-                share=m.share,
-                edited=m.edited,
-                deleted=m.deleted,
-                sealed=m.sealed,
-                reactions=MappingProxyType(
-                    {emoji: frozenset(accts) for emoji, accts in sorted(m.reactions.items())}
-                ),
-            )
-            for m in self.messages.values()
-        )
+        messages = tuple(_shown(m) for m in self.messages.values())
         polls = {}
         for poll_id, (poll, votes) in self.polls.items():
             counts = [0] * len(poll.options)
@@ -341,3 +331,19 @@ class ContentFold:
                 units[option] += quantity
             buys[buy_id] = BuyState(buy_id, buy, tuple(units), MappingProxyType(dict(joins)))
         return GroupView(messages, MappingProxyType(polls), MappingProxyType(buys))
+
+
+def _shown(m: _Msg) -> Message:
+    return Message(
+        ref=m.ref,
+        kind=m.kind,
+        content=m.content,
+        reply_to=m.reply_to,
+        share=m.share,
+        edited=m.edited,
+        deleted=m.deleted,
+        sealed=m.sealed,
+        reactions=MappingProxyType(
+            {emoji: frozenset(accts) for emoji, accts in sorted(m.reactions.items())}
+        ),
+    )

@@ -34,7 +34,7 @@ from p2pchat_crypto.kdf import blake2b
 from p2pchat_crypto.sealed import Rng
 
 from .codec import Struct
-from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView
+from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView, Message
 from .group_effects import (
     Effect,
     ForkDetected,
@@ -260,6 +260,12 @@ class GroupEngine:
         if self._view is None:
             self._view = self._cfold.view()
         return self._view
+
+    def message(self, event_id: bytes) -> Message | None:
+        """One visible message, current (edits, reactions, deletion) — without rebuilding
+        the whole view, which costs O(history) after every change."""
+        self._ensure()
+        return self._cfold.message(event_id)
 
     def history_hash(self) -> bytes:
         """A digest of the ids of every *effective* event in the total order: two

@@ -372,3 +372,19 @@ def test_fold_clones_are_independent_of_later_changes() -> None:
     assert copy.snapshot() != members.snapshot()
     assert copy.invites[invite.invite].uses_left == 1
     assert members.invites[invite.invite].uses_left == 0
+
+
+def test_one_message_lookup_agrees_with_the_whole_view() -> None:
+    """``engine.message`` (no view rebuild: the node calls it for every event it
+    announces) shows exactly what the materialised view shows."""
+    engine, genesis = _group()
+    first = _id(_as(engine, genesis, "ann", post("one"), NOW_MS + 1))
+    second = _id(_as(engine, genesis, "bob", post("two"), NOW_MS + 2))
+    _as(engine, genesis, "ann", Edit(target=first, content=text("one, edited")), NOW_MS + 3)
+    _as(engine, genesis, "bob", Reaction(target=first, emoji="🎉", on=True), NOW_MS + 4)
+    _as(engine, genesis, "bob", Delete(target=second), NOW_MS + 5)
+    view = engine.view
+    assert len(view.messages) == 2
+    for shown in view.messages:
+        assert engine.message(shown.ref.event_id) == shown
+    assert engine.message(b"\x00" * 32) is None
