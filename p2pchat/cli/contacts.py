@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ._client import call
-from ._output import emit_json, say, show_table
+from ._output import emit_json, one_line, say, show_table
 from ._state import CliState, json_option, pass_state
 
 __all__ = ["contacts", "contact_rows"]
@@ -47,7 +47,7 @@ def _show_one(state: CliState, contact: dict[str, Any], verb: str) -> None:
     if state.json:
         emit_json({"contact": contact})
     else:
-        say(f"{contact['name']} ({contact['fingerprint']}): {verb}.")
+        say(f"{one_line(contact['name'])} ({contact['fingerprint']}): {verb}.")
 
 
 @contacts.command("list")

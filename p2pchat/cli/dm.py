@@ -8,7 +8,6 @@ is subscribed *before* the history is read, so nothing falls between the two.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,7 +15,7 @@ import click
 
 from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
-from ._output import emit_json, say, show_table, warn
+from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
 from ._state import CliState, json_option, pass_state
 
 if TYPE_CHECKING:
@@ -68,8 +67,8 @@ def _time(ms: int) -> str:
 def format_message(message: dict[str, Any], peer_name: str) -> str:
     """One line for a person: time, who, text, and a delivery mark on what we sent."""
     mine = message["direction"] == "out"
-    who = "me" if mine else peer_name
-    text = message["text"] or f"[{message['content_type']}]"
+    who = "me" if mine else one_line(peer_name)
+    text = message_body(message["text"]) if message["text"] else f"[{message['content_type']}]"
     mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
     return f"{_time(message['sent_at'])}  {who}: {text}{mark}"
 
@@ -144,7 +143,8 @@ def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None
             if history:
                 client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
             if state.json:
-                emit_json({"conversation_id": conversation_id, "messages": history})
+                first = {"conversation_id": conversation_id, "messages": history}
+                (emit_json_line if follow else emit_json)(first)
             elif history:
                 for message in history:
                     say(format_message(message, name))
@@ -183,7 +183,7 @@ def _follow(
             if data.get("conversation_id") != conversation_id:
                 continue
             if as_json:
-                click.echo(json.dumps({"event": data}, sort_keys=True, ensure_ascii=False))
+                emit_json_line({"event": data})
             elif item.type == "dm.received":
                 shown = {**data, "direction": "in", "state": "delivered"}
                 say(format_message(shown, name))

@@ -11,7 +11,6 @@ so no message falls between the two.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -20,7 +19,16 @@ import click
 
 from ..errors import ConfigError, NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
-from ._output import emit_json, say, show_panel, show_table, warn
+from ._output import (
+    emit_json,
+    emit_json_line,
+    message_body,
+    one_line,
+    say,
+    show_panel,
+    show_table,
+    warn,
+)
 from ._state import CliState, json_option, now_ms, pass_state
 
 if TYPE_CHECKING:
@@ -65,17 +73,17 @@ def _names(client: SyncClient) -> dict[str, str]:
 
 def format_group_message(message: dict[str, Any], names: dict[str, str]) -> str:
     """One line for a person: time, short id, author, text, reply and reaction marks."""
-    who = names.get(message["author"], _short(message["author"]))
+    who = one_line(names.get(message["author"], _short(message["author"])))
     if message["deleted"]:
         text = "(deleted)"
     elif message["sealed"]:
         text = "(encrypted: no key yet)"
     else:
-        text = message["text"] or f"[{message['kind']}]"
+        text = message_body(message["text"]) if message["text"] else f"[{message['kind']}]"
     reply = f"↪ {_short(message['reply_to'])} " if message.get("reply_to") else ""
     edited = " (edited)" if message.get("edited") else ""
     reactions = message.get("reactions") or {}
-    marks = "  " + " ".join(f"{e}{n}" for e, n in reactions.items()) if reactions else ""
+    marks = "  " + " ".join(f"{one_line(e)}{n}" for e, n in reactions.items()) if reactions else ""
     stamp = f"{_time(message['ts'])}  {_short(message['event_id'])}"
     return f"{stamp}  {who}: {reply}{text}{edited}{marks}"
 
@@ -155,7 +163,7 @@ def create(
     if state.json:
         emit_json({"group": group})
     else:
-        say(f"Created {group['kind']} group {group['name']} ({group['group_id']}).")
+        say(f"Created {group['kind']} group {one_line(group['name'])} ({group['group_id']}).")
         say("Invite people with `p2pchat groups invite GROUP`.")
 
 
@@ -285,7 +293,7 @@ def join(state: CliState, invite: str) -> None:
     if state.json:
         emit_json({"group": group})
     else:
-        say(f"Joined {group['name']} ({group['group_id']}) as {group['role']}.")
+        say(f"Joined {one_line(group['name'])} ({group['group_id']}) as {group['role']}.")
 
 
 @groups.command()
@@ -530,7 +538,8 @@ def read(
             history = client.call("groups.history", params, timeout=CALL_TIMEOUT)
             names = _names(client)
             if state.json:
-                emit_json({"group_id": group_id, "messages": history})
+                first = {"group_id": group_id, "messages": history}
+                (emit_json_line if follow else emit_json)(first)
             elif history:
                 for message in history:
                     say(format_group_message(message, names))
@@ -566,7 +575,7 @@ def _follow(
             if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
                 continue
             if as_json:
-                click.echo(json.dumps({"event": data}, sort_keys=True, ensure_ascii=False))
+                emit_json_line({"event": data})
             else:
                 shown = {**data, "deleted": False, "sealed": False, "reply_to": None}
                 say(format_group_message(shown, names))

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ._client import CALL_TIMEOUT, connected
-from ._output import emit_json, say
+from ._output import emit_json, message_body, say
 from ._state import CliState, json_option, pass_state
 
 __all__ = ["live_read", "format_offset"]
@@ -81,4 +81,4 @@ def live_read(
         return
     for c in comments:
         who = "me" if c["author"] == me else c["author"][:8]
-        say(f"{format_offset(c['offset'])}  {who}: {c['text']}")
+        say(f"{format_offset(c['offset'])}  {who}: {message_body(c['text'])}")
