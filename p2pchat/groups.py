@@ -52,7 +52,7 @@ from .local_keys import LocalKeys
 from .net.base import Network
 from .peerid import peer_id_from_ed25519
 from .protocol.codec import Struct
-from .protocol.content import Content, MediaRef
+from .protocol.content import Content, MediaRef, check_outgoing
 from .protocol.group_effects import (
     ForkDetected,
     LiveCommentReceived,
@@ -572,6 +572,7 @@ class Groups(SenderKeys, GroupDiscovery):
         content: Content | None = None,
     ) -> bytes:
         body_content = content or Content(type="p2pchat/text", body={}, text=text)
+        check_outgoing(body_content)  # the same rule as direct messages
         body: Struct = (
             Post(content=body_content)
             if reply_to is None

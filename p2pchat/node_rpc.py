@@ -91,7 +91,8 @@ class _ConnectParams:
 @dataclass(frozen=True, slots=True)
 class _SendParams:
     to: Annotated[str, _CONTACT]
-    text: Annotated[str | None, Bounds(max_len=16_384)] = None
+    # Characters here; the node checks the real limit, in bytes (MAX_TEXT_BYTES).
+    text: Annotated[str | None, Bounds(max_len=65_536)] = None
     content_type: Annotated[str | None, Bounds(max_len=64)] = None
     body: Annotated[dict[str, Any] | None, Bounds(max_len=64)] = None
     reply_to: Annotated[str | None, Bounds(max_len=128)] = None
@@ -346,9 +347,7 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         """Queue a direct message; delivery continues in the background (dm.delivery events)."""
         account = resolve_contact(p.to, await node.contacts())
         if p.content_type is None and p.body is None:
-            if p.text is None:
-                raise ConfigError("dm.send needs text, or content_type and body")
-            content = Content(type="p2pchat/text", body={}, text=p.text)
+            content = Content(type="p2pchat/text", body={}, text=p.text or "")
         else:
             try:
                 content = Content(
