@@ -17,14 +17,13 @@ CLI and by RPC-only apps) pulls in neither trio nor py-libp2p.
 import importlib as _importlib
 import typing as _typing
 
-from .errors import P2PChatError
-
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .config import DeliveryConfig as DeliveryConfig
     from .config import MailboxConfig as MailboxConfig
     from .config import NodeConfig as NodeConfig
+    from .errors import P2PChatError as P2PChatError
     from .events import Event as Event
     from .events import EventStream as EventStream
     from .keystore import UnlockedIdentity as UnlockedIdentity
@@ -34,6 +33,7 @@ if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .protocol.content import Content as Content
 
 _HOMES = {
+    "P2PChatError": "errors",
     "Node": "node",
     "NodeConfig": "config",
     "NetConfig": "net.config",
@@ -46,7 +46,7 @@ _HOMES = {
     "Content": "protocol.content",
 }
 
-__all__ = ["P2PChatError", "__version__", *_HOMES]
+__all__ = ["__version__", *_HOMES]
 
 
 def __getattr__(name: str) -> object:

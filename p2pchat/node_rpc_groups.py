@@ -312,7 +312,9 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             try:  # a damaged link is a bad argument, not a peer breaking the protocol
                 InviteToken.from_text(text)
             except WireError as exc:
-                raise ConfigError(f"not a valid invite link ({exc.reason})") from None
+                raise ConfigError(
+                    f"not a valid invite link ({exc}); ask for the link again, copied whole"
+                ) from None
         return await described(await node.join_group(text))
 
     async def groups_leave(p: _GroupParams) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``p2pchat`` command line.
+"""The ``p2pchat`` root command group.
 
 The root group owns the global options and the one place where errors become messages
 and exit codes (:meth:`_RootGroup.invoke`): commands raise ``P2PChatError`` subclasses
@@ -27,13 +27,19 @@ from .keys import keys
 from .node import node
 from .status import peers, status
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "INTERRUPTED"]
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 class _RootGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("", err=True)  # end the line the ^C was echoed on
+            ctx.exit(INTERRUPTED)
         except (P2PChatError, OSError) as exc:
             state = ctx.find_object(CliState)
             code = report_error(exc, as_json=state is not None and state.json)
@@ -76,8 +82,3 @@ def cli(
 
 for _command in (keys, node, contacts, dm, groups, peers, status):
     cli.add_command(_command)
-
-
-def main() -> None:
-    """Console-script entry point (``p2pchat = "p2pchat.cli:main"``)."""
-    cli(prog_name="p2pchat")

@@ -174,29 +174,26 @@ def _follow(
     from ..client import Gap
 
     received = 0
-    try:
-        for item in subscription:
-            if isinstance(item, Gap):
-                warn("some events were missed; run `p2pchat dm read` again to see everything")
-                continue
-            data = item.data
-            if data.get("conversation_id") != conversation_id:
-                continue
-            if as_json:
-                emit_json_line({"event": data})
-            elif item.type == "dm.received":
-                shown = {**data, "direction": "in", "state": "delivered"}
-                say(format_message(shown, name))
-            else:
-                mark = MARKS.get(data["state"], data["state"])
-                say(f"  {mark} message {data['message_id'][:8]} {data['state']}")
-            if item.type == "dm.received":
-                client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
-                received += 1
-                if count is not None and received >= count:
-                    return
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how a person stops following: not an error
+    for item in subscription:
+        if isinstance(item, Gap):
+            warn("some events were missed; run `p2pchat dm read` again to see everything")
+            continue
+        data = item.data
+        if data.get("conversation_id") != conversation_id:
+            continue
+        if as_json:
+            emit_json_line({"event": data})
+        elif item.type == "dm.received":
+            shown = {**data, "direction": "in", "state": "delivered"}
+            say(format_message(shown, name))
+        else:
+            mark = MARKS.get(data["state"], data["state"])
+            say(f"  {mark} message {data['message_id'][:8]} {data['state']}")
+        if item.type == "dm.received":
+            client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
+            received += 1
+            if count is not None and received >= count:
+                return
 
 
 @dm.command("list")

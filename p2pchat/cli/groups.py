@@ -566,24 +566,21 @@ def _follow(
     from ..client import Gap
 
     seen = 0
-    try:
-        for item in subscription:
-            if isinstance(item, Gap):
-                warn("some events were missed; run `p2pchat groups read` again to see everything")
-                continue
-            data = item.data
-            if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
-                continue
-            if as_json:
-                emit_json_line({"event": data})
-            else:
-                shown = {**data, "deleted": False, "sealed": False, "reply_to": None}
-                say(format_group_message(shown, names))
-            seen += 1
-            if count is not None and seen >= count:
-                return
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how a person stops following: not an error
+    for item in subscription:
+        if isinstance(item, Gap):
+            warn("some events were missed; run `p2pchat groups read` again to see everything")
+            continue
+        data = item.data
+        if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
+            continue
+        if as_json:
+            emit_json_line({"event": data})
+        else:
+            shown = {**data, "deleted": False, "sealed": False, "reply_to": None}
+            say(format_group_message(shown, names))
+        seen += 1
+        if count is not None and seen >= count:
+            return
 
 
 from .groups_live import live_read  # noqa: E402 - a sibling module adds one command
