@@ -158,8 +158,8 @@ class Receiving:
 
     async def receive_frame(
         self, frame: bytes, *, device: bytes | None, peer_id: str
-    ) -> bytes | None:
-        """Process one inbound frame; return the reply frame, if any.
+    ) -> list[bytes]:
+        """Process one inbound frame; return the reply frames (a receipt or a refusal).
 
         ``device`` is the transport-authenticated sender (the stream's peer); ``None`` for
         a frame fetched from a mailbox, which only its envelope signature authenticates.
@@ -170,7 +170,7 @@ class Receiving:
         replies, error = await self._receive_batch([frame], device=device, peer_id=peer_id)
         if error is not None:
             raise error
-        return replies[0] if replies else None
+        return replies
 
     async def _receive_batch(
         self, frames: list[bytes], *, device: bytes | None, peer_id: str

@@ -358,7 +358,7 @@ class Node(GroupsApi):
         return await self._mailbox.collect()
 
     async def _mailbox_infos(self) -> list[netbase.PeerInfo]:
-        return [netbase.PeerInfo(peer_id=p) for p in self._config.mailbox.use]
+        return [netbase.PeerInfo(peer_id=p, addrs=a) for p, a in self._config.mailbox.use_peers]
 
     async def _watch_network(self) -> None:
         assert self._network is not None
@@ -368,7 +368,7 @@ class Node(GroupsApi):
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
                 self._groups.peer_connected(event.peer_id)
-                if event.peer_id in self._config.mailbox.use:
+                if any(event.peer_id == p for p, _ in self._config.mailbox.use_peers):
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):

@@ -83,9 +83,10 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     "--mailbox-use",
     "mailbox_use",
     multiple=True,
-    metavar="PEER_ID",
-    help="A contact's node whose mailbox you use while offline (repeatable; saved, "
-    "replacing the saved list).",
+    metavar="PEER_ID|MULTIADDR",
+    help="A contact's node whose mailbox you use while offline: its peer id (found in the "
+    "DHT) or its address /ip4/.../tcp/PORT/p2p/12D3KooW... (repeatable; saved, replacing "
+    "the saved list).",
 )
 @click.option("--display-name", metavar="NAME", help="Shown to contacts [saved].")
 @click.option(
@@ -110,7 +111,8 @@ def run(
 ) -> None:
     """Start the node and serve until Ctrl-C or SIGTERM.
 
-    Options given here are saved in the home's config.json and used on later starts.
+    Options given here are checked first, then saved in the home's config.json once the
+    node has started with them (a failed start saves nothing), and used on later starts.
     While the node runs, the other commands (contacts, dm, peers, status) talk to it.
     Logs go to stderr.
 
@@ -159,13 +161,13 @@ def run(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
     warn_if_exposed(home)
-    if values != saved:
-        home.write_config(values)
     configure_logging(state.verbose)
     effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **values}
 
     def announce(running: Node) -> None:
         configure_logging(state.verbose)  # again: importing libp2p reset its logger
+        if values != saved:
+            home.write_config(values)  # only options that started a node are kept
         server = running.rpc_server
         socket = str(server.unix_path) if server and server.unix_path else None
         tcp = list(server.tcp_address) if server and server.tcp_address else None
