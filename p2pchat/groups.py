@@ -525,7 +525,15 @@ class Groups(SenderKeys, GroupDiscovery):
         once we stop serving the group's sync nobody could fetch it from us. So the group
         is closed only after a sync with some member completed; until then (a partition,
         everyone offline) it stays *departing*: read-only, still answering sync, and the
-        hand-over is retried in the background, across restarts."""
+        hand-over is retried in the background, across restarts. Leaving a group we were
+        removed from (or left already) only files it as left: nothing to tell anyone."""
+        if group_id in self._archived:
+            info = await self._store.get_group(group_id)
+            if info is not None and info.status is not GroupStatus.LEFT:
+                await self._store.put_group(
+                    _replace(info, status=GroupStatus.LEFT, now=self._clock())
+                )
+            return
         self._active(group_id)
         await self._author(group_id, MemberLeave())
         info = await self._store.get_group(group_id)

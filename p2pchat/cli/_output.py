@@ -49,6 +49,7 @@ __all__ = [
     "emit_json_line",
     "show_panel",
     "show_table",
+    "short_id",
     "identity_rows",
     "warn_if_exposed",
     "say",
@@ -93,8 +94,16 @@ def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console  # rich costs ~50 ms to import: only when printing
 
     stream = sys.stderr if stderr else sys.stdout
-    # Keys are 64 hex digits; never wrap them in the middle on a narrow or absent terminal.
-    return Console(file=stream, width=None if stream.isatty() else 110, highlight=False)
+    # Not a terminal: $COLUMNS if set, else wide enough that a 64-hex key is never folded.
+    width = None if stream.isatty() else _columns(110)
+    return Console(file=stream, width=width, highlight=False)
+
+
+def _columns(default: int) -> int:
+    import os
+
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) >= 40 else default
 
 
 def emit_json(value: Mapping[str, Any]) -> None:
@@ -165,6 +174,24 @@ def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "gre
     _console().print(Panel(table, title=title_text, border_style=style, expand=False))
 
 
+def short_id(value: str) -> str:
+    """A key or id as tables show it: enough to tell people apart, short enough for 80
+    columns (peer ids share their "12D3KooW" start, so their end is shown)."""
+    if len(value) <= 16:
+        return value
+    if value.startswith("12D3KooW"):
+        return "…" + value[-10:]
+    return value[:12] + "…"
+
+
+def _wide() -> bool:
+    from ._state import CliState
+
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(CliState) if ctx is not None else None
+    return bool(state and state.wide)
+
+
 def show_table(
     title: str | None,
     columns: Sequence[str],
@@ -175,8 +202,9 @@ def show_table(
 ) -> None:
     """A table for people; ``empty`` is said instead when there are no rows.
 
-    Columns named in ``no_wrap`` (keys, peer ids) are never folded, so they stay
-    copyable; the others fold to make room.
+    Columns named in ``no_wrap`` hold keys and ids: shown short (:func:`short_id`), so
+    the table fits 80 columns, or in full with ``--wide`` (never folded, so they stay
+    copyable); the other columns fold only when they must.
     """
     if not rows:
         say(empty)
@@ -184,12 +212,21 @@ def show_table(
     from rich.table import Table
     from rich.text import Text
 
+    wide = _wide()
+    ids = [column in no_wrap for column in columns]
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in no_wrap)
+    for column, is_id in zip(columns, ids, strict=True):
+        table.add_column(column, overflow="fold", no_wrap=is_id, min_width=4)
     for row in rows:
-        table.add_row(*(Text(terminal_safe(cell)) for cell in row))  # Text: not markup
-    _console().print(table)
+        cells = [
+            short_id(cell) if is_id and not wide else cell
+            for cell, is_id in zip(row, ids, strict=True)
+        ]
+        table.add_row(*(Text(terminal_safe(cell)) for cell in cells))  # Text: not markup
+    console = _console()
+    if wide:  # full ids take their room: the lines are as long as they need to be
+        console.width = max(console.width, 200)
+    console.print(table)
 
 
 def report_error(exc: BaseException, *, as_json: bool) -> int:

@@ -13,7 +13,7 @@ import click
 
 from ._client import call
 from ._output import emit_json, one_line, say, show_table
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["contacts", "contact_rows"]
 
@@ -52,6 +52,7 @@ def _show_one(state: CliState, contact: dict[str, Any], verb: str) -> None:
 
 @contacts.command("list")
 @click.option("--state", "only", type=click.Choice(_STATES), help="Only contacts in this state.")
+@wide_option
 @json_option
 @pass_state
 def list_(state: CliState, only: str | None) -> None:
@@ -65,6 +66,7 @@ def list_(state: CliState, only: str | None) -> None:
 
 
 @contacts.command()
+@wide_option
 @json_option
 @pass_state
 def requests(state: CliState) -> None:

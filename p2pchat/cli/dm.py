@@ -16,7 +16,7 @@ import click
 from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
@@ -197,6 +197,7 @@ def _follow(
 
 
 @dm.command("list")
+@wide_option
 @json_option
 @pass_state
 def list_(state: CliState) -> None:

@@ -29,7 +29,7 @@ from ._output import (
     show_table,
     warn,
 )
-from ._state import CliState, json_option, now_ms, pass_state
+from ._state import CliState, json_option, now_ms, pass_state, wide_option
 
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
@@ -168,6 +168,7 @@ def create(
 
 
 @groups.command("list")
+@wide_option
 @json_option
 @pass_state
 def list_(state: CliState) -> None:
@@ -222,6 +223,7 @@ def info(state: CliState, group: str) -> None:
 
 @groups.command()
 @click.argument("group")
+@wide_option
 @json_option
 @pass_state
 def members(state: CliState, group: str) -> None:
@@ -468,6 +470,7 @@ def promote(state: CliState, group: str, account: str, role: str) -> None:
 
 @groups.command()
 @click.argument("tag")
+@wide_option
 @json_option
 @pass_state
 def search(state: CliState, tag: str) -> None:

@@ -102,3 +102,33 @@ def test_item19_passphrase_prompt_says_why_it_asks_again_and_warns_when_short(
     )
     assert good.exit_code == 0, good.output
     assert "short" not in good.stderr
+
+
+def _at_80(home: Path, *args: str) -> str:
+    result = CliRunner().invoke(
+        cli, ["--home", str(home), *args], env={"COLUMNS": "80"}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_item11_tables_fit_80_columns_and_wide_shows_full_ids(nodes: Nodes) -> None:
+    alice, bob = nodes.home("alice"), nodes.home("bob")
+    group = p2p_json(alice, "groups", "create", "Vinyl collectors", "--tag", "vinyl")["group"]
+    assert p2p(alice, "contacts", "add", nodes.account("bob"), "--name", "Bob Dylan").exit_code == 0
+    assert p2p(bob, "contacts", "add", nodes.account("alice"), "--name", "Alice").exit_code == 0
+    p2p_json(alice, "dm", "send", "Bob Dylan", "hi")
+    for args in (
+        ("groups", "list"),
+        ("groups", "members", group["group_id"]),
+        ("contacts", "list"),
+        ("dm", "list"),
+    ):
+        text = _at_80(alice, *args)
+        assert max(len(line) for line in text.splitlines()) <= 80, text
+        assert "…" in text
+    assert "Vinyl collectors" in _at_80(alice, "groups", "list")  # not one letter per line
+    assert group["group_id"][:12] in _at_80(alice, "groups", "list")
+    assert nodes.account("bob")[:12] in _at_80(alice, "contacts", "list")
+    assert group["group_id"] in _at_80(alice, "groups", "list", "--wide")
+    assert nodes.account("bob") in _at_80(alice, "contacts", "list", "--wide")
