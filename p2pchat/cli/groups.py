@@ -71,15 +71,72 @@ def _names(client: SyncClient) -> dict[str, str]:
     return names
 
 
-def format_group_message(message: dict[str, Any], names: dict[str, str]) -> str:
-    """One line for a person: time, short id, author, text, reply and reaction marks."""
+def _money(price: dict[str, Any] | None) -> str:
+    if not price:
+        return ""
+    return f" {price['amount'] / 100:.2f} {price['currency']}"
+
+
+def format_poll(poll: dict[str, Any], now: int) -> str:
+    """A poll with its question, numbered options and their counts (what `vote` takes)."""
+    state = f"open until {_time(poll['deadline'])}" if now <= poll["deadline"] else "closed"
+    kind = "several choices" if poll["multi"] else "one choice"
+    options = "  ".join(
+        f"{n}) {one_line(option)}: {count}"
+        for n, (option, count) in enumerate(zip(poll["options"], poll["counts"], strict=True), 1)
+    )
+    return f"[poll] {one_line(poll['question'])}  {options}  ({kind}, {state})"
+
+
+def format_buy(buy: dict[str, Any], now: int) -> str:
+    """A group buy: title, price, units joined of the quota and its state."""
+    if buy["reached"]:
+        state = "reached"
+    else:
+        state = f"open until {_time(buy['deadline'])}" if now <= buy["deadline"] else "failed"
+    return (
+        f"[group buy] {one_line(buy['title'])}{_money(buy['price'])}  "
+        f"{buy['total']}/{buy['quota']} units ({state})"
+    )
+
+
+def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) -> str:
+    """What a poll, group buy or share card says (its text alone says little)."""
+    share = message.get("share")
+    if share:
+        note = f"  {message_body(share['note'])}" if share.get("note") else ""
+        return (
+            f"[share] {one_line(share['title'])}{_money(share['price'])}  "
+            f"{one_line(share['url'])}{note}"
+        )
+    for key, id_key, render in (
+        ("polls", "poll_id", format_poll),
+        ("buys", "buy_id", format_buy),
+    ):
+        for item in (view or {}).get(key, ()):
+            if item[id_key] == message["event_id"]:
+                return render(item, now)
+    if message["text"]:
+        return message_body(message["text"])
+    return f"[{message['kind']}]"
+
+
+def format_group_message(
+    message: dict[str, Any],
+    names: dict[str, str],
+    view: dict[str, Any] | None = None,
+    now: int = 0,
+) -> str:
+    """One line for a person: time, short id, author, text, reply and reaction marks;
+    a poll, group buy or share card with its content (and, given the group's ``view``,
+    its tally)."""
     who = one_line(names.get(message["author"], _short(message["author"])))
     if message["deleted"]:
         text = "(deleted)"
     elif message["sealed"]:
         text = "(encrypted: no key yet)"
     else:
-        text = message_body(message["text"]) if message["text"] else f"[{message['kind']}]"
+        text = _content_of(message, view, now)
     reply = f"↪ {_short(message['reply_to'])} " if message.get("reply_to") else ""
     edited = " (edited)" if message.get("edited") else ""
     reactions = message.get("reactions") or {}
@@ -544,20 +601,22 @@ def read(
                 first = {"group_id": group_id, "messages": history}
                 (emit_json_line if follow else emit_json)(first)
             elif history:
+                view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
                 for message in history:
-                    say(format_group_message(message, names))
+                    say(format_group_message(message, names, view, now_ms()))
             elif subscription is None:
                 say("No messages yet.")
             if subscription is not None:
                 if not state.json:
                     say("Waiting for new messages (Ctrl-C to stop)...")
-                _follow(subscription, group_id, names, as_json=state.json, count=count)
+                _follow(client, subscription, group_id, names, as_json=state.json, count=count)
         finally:
             if subscription is not None:
                 subscription.close()
 
 
 def _follow(
+    client: SyncClient,
     subscription: SyncSubscription,
     group_id: str,
     names: dict[str, str],
@@ -579,8 +638,11 @@ def _follow(
         if as_json:
             emit_json_line({"event": data})
         else:
-            shown = {**data, "deleted": False, "sealed": False, "reply_to": None}
-            say(format_group_message(shown, names))
+            shown = {"deleted": False, "sealed": False, "reply_to": None, **data}
+            view = None
+            if data.get("kind") in ("poll", "buy"):
+                view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
+            say(format_group_message(shown, names, view, now_ms()))
         seen += 1
         if count is not None and seen >= count:
             return

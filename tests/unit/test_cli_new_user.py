@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from p2pchat import keystore
 from p2pchat.cli import _passphrase, cli
+from p2pchat.client import SyncClient
 from tests.unit.test_cli_keys import FAST, PASS
 from tests.unit.test_cli_rpc import LIMIT, Nodes, nodes, p2p, p2p_json
 
@@ -132,3 +133,37 @@ def test_item11_tables_fit_80_columns_and_wide_shows_full_ids(nodes: Nodes) -> N
     assert nodes.account("bob")[:12] in _at_80(alice, "contacts", "list")
     assert group["group_id"] in _at_80(alice, "groups", "list", "--wide")
     assert nodes.account("bob") in _at_80(alice, "contacts", "list", "--wide")
+
+
+def test_item9_polls_buys_and_share_cards_show_content_and_tallies(nodes: Nodes) -> None:
+    alice = nodes.home("alice")
+    group = p2p_json(alice, "groups", "create", "Shop")["group"]["group_id"]
+    poll = p2p_json(alice, "groups", "poll", group, "Which colour?", "red", "blue")["event_id"]
+    post = p2p_json(alice, "groups", "post", group, "just a post")["event_id"]
+    for choices, code, said in (
+        (["3"], 2, "this poll has options 1 to 2; there is no option 3"),
+        (["1", "2"], 2, "this poll takes one choice"),
+    ):
+        refused = p2p(alice, "groups", "vote", group, poll[:8], *choices)
+        assert (refused.exit_code, said in refused.stderr) == (code, True), refused.output
+    not_poll = p2p(alice, "groups", "vote", group, post, "1")
+    assert not_poll.exit_code == 10
+    assert "not a poll" in not_poll.stderr
+    assert p2p(alice, "groups", "vote", group, poll[:8], "2").exit_code == 0
+    with SyncClient.connect(home=alice) as client:
+        client.call(
+            "groups.share",
+            {"group": group, "title": "Turntable", "url": "https://example.org/tt",
+             "price": 12900, "currency": "EUR", "note": "mint"},
+            timeout=LIMIT,
+        )  # fmt: skip
+        client.call(
+            "groups.buy",
+            {"group": group, "title": "Record sleeves", "options": ["100 pack"], "quota": 10,
+             "deadline": time.time_ns() // 1_000_000 + 3_600_000, "price": 500, "currency": "EUR"},
+            timeout=LIMIT,
+        )  # fmt: skip
+    shown = p2p(alice, "groups", "read", group).stdout
+    assert "[poll] Which colour?  1) red: 0  2) blue: 1  (one choice, open until" in shown
+    assert "[share] Turntable 129.00 EUR  https://example.org/tt  mint" in shown
+    assert "[group buy] Record sleeves 5.00 EUR  0/10 units (open until" in shown
