@@ -648,6 +648,7 @@ def _follow(
             return
 
 
-from .groups_live import live_read  # noqa: E402 - a sibling module adds one command
+from .groups_live import live_post, live_read, media_hash_command  # noqa: E402 - sibling
 
-groups.add_command(live_read)
+for _live_command in (live_post, live_read, media_hash_command):
+    groups.add_command(_live_command)

@@ -7,6 +7,7 @@ Each test names the item of issue 16 it covers. The nodes run on the in-memory n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import subprocess
 import sys
@@ -167,3 +168,27 @@ def test_item9_polls_buys_and_share_cards_show_content_and_tallies(nodes: Nodes)
     assert "[poll] Which colour?  1) red: 0  2) blue: 1  (one choice, open until" in shown
     assert "[share] Turntable 129.00 EUR  https://example.org/tt  mint" in shown
     assert "[group buy] Record sleeves 5.00 EUR  0/10 units (open until" in shown
+
+
+def test_item10_live_comments_from_the_cli_with_media_named_by_file_or_url(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    alice = nodes.home("alice")
+    group = p2p_json(alice, "groups", "create", "Movie night", "--live")["group"]["group_id"]
+    film = tmp_path / "film.mp4"
+    film.write_bytes(b"\x00frames" * 1000)
+    hashed = p2p_json(alice, "groups", "media-hash", str(film))
+    assert hashed["media_hash"] == hashlib.blake2b(film.read_bytes(), digest_size=32).hexdigest()
+    assert (hashed["mime"], hashed["size"]) == ("video/mp4", 7000)
+    posted = p2p(alice, "groups", "live-post", group, str(film), "1:02", "what", "a", "scene")
+    assert posted.exit_code == 0, posted.output
+    assert posted.stdout.startswith("Commented at 01:02 (event ")
+    url = "https://video.example/stream/42"
+    p2p_json(alice, "groups", "live-post", group, url, "75.5", "same stream")
+    by_file = p2p_json(alice, "groups", "live-read", group, hashed["media_hash"], "--no-fetch")
+    assert [(c["offset"], c["text"]) for c in by_file["comments"]] == [(62_000, "what a scene")]
+    by_url = p2p_json(alice, "groups", "live-read", group, url, "--no-fetch")
+    assert [(c["offset"], c["text"]) for c in by_url["comments"]] == [(75_500, "same stream")]
+    bad = p2p(alice, "groups", "live-post", group, str(film), "1:99", "x")
+    assert bad.exit_code == 2
+    assert "not a position" in bad.stderr
