@@ -463,6 +463,18 @@ class Node(GroupsApi):
             raise ConfigError("that is your own account")
         now = self._clock()
         existing = await self._s.get_contact(account)
+        if (
+            existing is not None
+            and name is not None
+            and existing.state in (ContactState.ACCEPTED, ContactState.BLOCKED)
+            and name.strip() != existing.display_name
+        ):
+            raise ConfigError(
+                f"that account is already your contact {existing.display_name!r}; "
+                "to change the name use `p2pchat contacts rename`"
+            )
+        if name is not None:
+            name = await self._free_name(name, account)
         display = name or (existing.display_name if existing else fingerprint_of(account)[:9])
         state = ContactState.ACCEPTED
         contact = Contact(
@@ -530,6 +542,46 @@ class Node(GroupsApi):
 
     async def unblock_contact(self, account: bytes) -> Contact:
         return await self._set_contact_state(account, ContactState.ACCEPTED)
+
+    async def _free_name(self, name: str, account: bytes) -> str:
+        """``name`` stripped, if no *other* contact uses it (names pick whom you write to)."""
+        cleaned = name.strip()
+        if not cleaned:
+            raise ConfigError("a contact's name cannot be empty")
+        for other in await self._s.list_contacts():
+            if other.account != account and other.display_name.casefold() == cleaned.casefold():
+                raise ConfigError(
+                    f"another contact is already named {other.display_name!r} "
+                    f"({fingerprint_of(other.account)[:9]}); choose another name"
+                )
+        return cleaned
+
+    async def rename_contact(self, account: bytes, name: str) -> Contact:
+        contact = await self._s.get_contact(account)
+        if contact is None:
+            raise NotFoundError("no such contact")
+        updated = dataclasses.replace(
+            contact, display_name=await self._free_name(name, account), updated_at=self._clock()
+        )
+        await self._s.put_contact(updated)
+        return updated
+
+    async def verify_contact(self, account: bytes, *, verified: bool = True) -> Contact:
+        """Record that the safety numbers were compared (and matched), or take it back."""
+        contact = await self._s.get_contact(account)
+        if contact is None:
+            raise NotFoundError("no such contact")
+        updated = dataclasses.replace(contact, verified=verified, updated_at=self._clock())
+        await self._s.put_contact(updated)
+        return updated
+
+    async def remove_contact(self, account: bytes) -> Contact:
+        """Forget a contact (the conversation stays); they are a stranger again."""
+        contact = await self._s.get_contact(account)
+        if contact is None or not await self._s.delete_contact(account):
+            raise NotFoundError("no such contact")
+        self._events.publish(ContactChanged(account=account, state="removed"))
+        return contact
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None

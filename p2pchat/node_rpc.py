@@ -36,7 +36,7 @@ from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry, RpcServer, ServerConfig, ensure_admin_token
 from p2pchat.rpc import open_rpc_server as _open_rpc_server
 from p2pchat.storage.records import Contact, ContactState, Conversation, Message
-from p2pchat_crypto.identity import fingerprint_of
+from p2pchat_crypto.identity import fingerprint_of, safety_number
 from p2pchat_crypto.sealed import Rng
 
 if TYPE_CHECKING:
@@ -70,6 +70,18 @@ Section = Callable[[Registry, "Node"], None]
 @dataclass(frozen=True, slots=True)
 class _ContactParams:
     contact: Annotated[str, _CONTACT]
+
+
+@dataclass(frozen=True, slots=True)
+class _RenameContactParams:
+    contact: Annotated[str, _CONTACT]
+    name: Annotated[str, Bounds(max_len=64)]
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifyContactParams:
+    contact: Annotated[str, _CONTACT]
+    verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +334,29 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         handler.__doc__ = doc
         return handler
 
+    async def contacts_rename(p: _RenameContactParams) -> dict[str, Any]:
+        """Give a contact another name (refused if another contact has it)."""
+        return contact_to_dict(await node.rename_contact(await account_of(p.contact), p.name))
+
+    async def contacts_verify(p: _VerifyContactParams) -> dict[str, Any]:
+        """Record that the safety numbers matched (``verified`` false takes it back)."""
+        account = await account_of(p.contact)
+        return contact_to_dict(await node.verify_contact(account, verified=p.verified))
+
+    async def contacts_safety_number(p: _ContactParams) -> dict[str, Any]:
+        """The number both people compare (out loud, in person) before ``contacts.verify``."""
+        account = await account_of(p.contact)
+        return {
+            "account": account.hex(),
+            "safety_number": safety_number(node.account_key, account),
+        }
+
     registry.add("contacts.list", contacts_list, scope="read", params=_ListContactsParams)
+    registry.add("contacts.rename", contacts_rename, scope="admin", params=_RenameContactParams)
+    registry.add("contacts.verify", contacts_verify, scope="admin", params=_VerifyContactParams)
+    registry.add(
+        "contacts.safety_number", contacts_safety_number, scope="read", params=_ContactParams
+    )
     registry.add("contacts.requests", contacts_requests, scope="read", params=NoParams)
     registry.add("contacts.add", contacts_add, scope="admin", params=_AddContactParams)
     actions = {
@@ -330,6 +364,7 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         "decline": (node.decline_contact, "Decline a contact request."),
         "block": (node.block_contact, "Block an account: its messages are dropped unread."),
         "unblock": (node.unblock_contact, "Unblock an account (it becomes an accepted contact)."),
+        "remove": (node.remove_contact, "Forget a contact (the conversation stays)."),
     }
     for verb, (action, doc) in actions.items():
         registry.add(f"contacts.{verb}", change(action, doc), scope="admin", params=_ContactParams)

@@ -192,3 +192,48 @@ def test_item10_live_comments_from_the_cli_with_media_named_by_file_or_url(
     bad = p2p(alice, "groups", "live-post", group, str(film), "1:99", "x")
     assert bad.exit_code == 2
     assert "not a position" in bad.stderr
+
+
+def test_item8_contacts_keep_names_unique_and_can_be_renamed_removed_and_verified(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = nodes.home("alice"), nodes.home("bob")
+    bob_key = nodes.account("bob")
+    assert p2p(alice, "contacts", "add", bob_key, "--name", "bob").exit_code == 0
+    again = p2p(alice, "contacts", "add", bob_key, "--name", "robert")
+    assert again.exit_code == 2
+    assert "already your contact 'bob'" in again.stderr
+    carol = "c" * 64
+    taken = p2p(alice, "contacts", "add", carol, "--name", "BOB")
+    assert taken.exit_code == 2
+    assert "another contact is already named 'bob'" in taken.stderr
+    assert p2p(alice, "contacts", "add", carol, "--name", "carol").exit_code == 0
+    assert p2p(alice, "contacts", "rename", "carol", "bob").exit_code == 2
+    assert p2p(alice, "contacts", "rename", "carol", "Caro").exit_code == 0
+    assert p2p_json(alice, "dm", "send", "bob", "hi")["message"]["conversation_id"] == (
+        f"dm:{bob_key}"
+    )
+
+    number = p2p_json(alice, "contacts", "verify", "bob")  # not a terminal, no --yes
+    assert number["contact"] is None
+    theirs = p2p_json(bob, "contacts", "verify", nodes.account("alice"))["safety_number"]
+    assert number["safety_number"] == theirs  # both sides read the same 60 digits
+    assert len(theirs.replace(" ", "")) == 60
+    monkeypatch.setattr(_passphrase, "stdin_is_tty", lambda: True)
+    declined = CliRunner().invoke(cli, ["--home", str(alice), "contacts", "verify", "bob"],
+                                  input="n\n")  # fmt: skip
+    assert "Not verified" in declined.stdout
+    confirmed = CliRunner().invoke(cli, ["--home", str(alice), "contacts", "verify", "bob"],
+                                   input="y\n")  # fmt: skip
+    assert confirmed.exit_code == 0, confirmed.output
+    assert theirs in confirmed.stdout
+    [bob_contact] = [
+        c for c in p2p_json(alice, "contacts", "list")["contacts"] if c["name"] == "bob"
+    ]
+    assert bob_contact["verified"] is True
+    assert "✓" in p2p(alice, "contacts", "list").stdout
+
+    assert p2p(alice, "contacts", "remove", "Caro").exit_code == 0
+    names = [c["name"] for c in p2p_json(alice, "contacts", "list")["contacts"]]
+    assert names == ["bob"]
+    assert p2p(alice, "contacts", "remove", "Caro").exit_code == 10
