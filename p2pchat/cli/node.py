@@ -256,6 +256,8 @@ async def _run_until_signal(
 
     import trio
 
+    from ._narrate import narrate
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             stop = trio.Event()
@@ -287,7 +289,10 @@ async def _run_until_signal(
                             f"{config.net.port}: is the port in use? Choose another with --port."
                         )
                     announce(running)
-                    await stop.wait()
+                    async with trio.open_nursery() as talking:  # ends before the node closes
+                        talking.start_soon(narrate, running)
+                        await stop.wait()
+                        talking.cancel_scope.cancel()
                 logger.info("node stopped")
             nursery.cancel_scope.cancel()
 
