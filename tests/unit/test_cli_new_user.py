@@ -6,11 +6,14 @@ Each test names the item of issue 16 it covers. The nodes run on the in-memory n
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -237,3 +240,33 @@ def test_item8_contacts_keep_names_unique_and_can_be_renamed_removed_and_verifie
     names = [c["name"] for c in p2p_json(alice, "contacts", "list")["contacts"]]
     assert names == ["bob"]
     assert p2p(alice, "contacts", "remove", "Caro").exit_code == 10
+
+
+def test_item18_follow_json_is_json_lines(nodes: Nodes) -> None:
+    alice = nodes.home("alice")
+    group = p2p_json(alice, "groups", "create", "Lines")["group"]["group_id"]
+    p2p_json(alice, "groups", "post", group, "before")
+    done = threading.Event()
+
+    def keep_posting() -> None:
+        deadline = time.monotonic() + LIMIT
+        with SyncClient.connect(home=alice) as client:
+            while not done.wait(0.1):
+                if time.monotonic() > deadline:
+                    _thread.interrupt_main()
+                    return
+                client.call("groups.post", {"group": group, "text": "ping"}, timeout=LIMIT)
+
+    poster = threading.Thread(target=keep_posting, daemon=True)
+    poster.start()
+    try:
+        result = p2p(alice, "groups", "read", group, "--follow", "--count", "1", "--json")
+    finally:
+        done.set()
+        poster.join(LIMIT)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    objects = [json.loads(line) for line in lines]  # every line is one whole object
+    assert objects[0]["group_id"] == group
+    assert objects[0]["messages"][0]["text"] == "before"
+    assert [o["event"]["type"] for o in objects[1:]] == ["group.message"]
