@@ -12,17 +12,16 @@ so no message falls between the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from ..errors import ConfigError, NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
+from ._group_lines import format_group_message
 from ._output import (
     emit_json,
     emit_json_line,
-    message_body,
     one_line,
     say,
     show_panel,
@@ -34,7 +33,7 @@ from ._state import CliState, json_option, now_ms, pass_state, wide_option
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
 
-__all__ = ["groups", "format_group_message"]
+__all__ = ["groups", "format_group_message"]  # re-exported from ._group_lines
 
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 24 * _HOUR_MS
@@ -56,10 +55,6 @@ def groups() -> None:
     """
 
 
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-
-
 def _short(hex_id: str) -> str:
     return hex_id[:8]
 
@@ -69,80 +64,6 @@ def _names(client: SyncClient) -> dict[str, str]:
     names = {c["account"]: c["name"] for c in client.call("contacts.list", timeout=CALL_TIMEOUT)}
     names[str(client.info.node["account_key"])] = "me"
     return names
-
-
-def _money(price: dict[str, Any] | None) -> str:
-    if not price:
-        return ""
-    return f" {price['amount'] / 100:.2f} {price['currency']}"
-
-
-def format_poll(poll: dict[str, Any], now: int) -> str:
-    """A poll with its question, numbered options and their counts (what `vote` takes)."""
-    state = f"open until {_time(poll['deadline'])}" if now <= poll["deadline"] else "closed"
-    kind = "several choices" if poll["multi"] else "one choice"
-    options = "  ".join(
-        f"{n}) {one_line(option)}: {count}"
-        for n, (option, count) in enumerate(zip(poll["options"], poll["counts"], strict=True), 1)
-    )
-    return f"[poll] {one_line(poll['question'])}  {options}  ({kind}, {state})"
-
-
-def format_buy(buy: dict[str, Any], now: int) -> str:
-    """A group buy: title, price, units joined of the quota and its state."""
-    if buy["reached"]:
-        state = "reached"
-    else:
-        state = f"open until {_time(buy['deadline'])}" if now <= buy["deadline"] else "failed"
-    return (
-        f"[group buy] {one_line(buy['title'])}{_money(buy['price'])}  "
-        f"{buy['total']}/{buy['quota']} units ({state})"
-    )
-
-
-def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) -> str:
-    """What a poll, group buy or share card says (its text alone says little)."""
-    share = message.get("share")
-    if share:
-        note = f"  {message_body(share['note'])}" if share.get("note") else ""
-        return (
-            f"[share] {one_line(share['title'])}{_money(share['price'])}  "
-            f"{one_line(share['url'])}{note}"
-        )
-    for key, id_key, render in (
-        ("polls", "poll_id", format_poll),
-        ("buys", "buy_id", format_buy),
-    ):
-        for item in (view or {}).get(key, ()):
-            if item[id_key] == message["event_id"]:
-                return render(item, now)
-    if message["text"]:
-        return message_body(message["text"])
-    return f"[{message['kind']}]"
-
-
-def format_group_message(
-    message: dict[str, Any],
-    names: dict[str, str],
-    view: dict[str, Any] | None = None,
-    now: int = 0,
-) -> str:
-    """One line for a person: time, short id, author, text, reply and reaction marks;
-    a poll, group buy or share card with its content (and, given the group's ``view``,
-    its tally)."""
-    who = one_line(names.get(message["author"], _short(message["author"])))
-    if message["deleted"]:
-        text = "(deleted)"
-    elif message["sealed"]:
-        text = "(encrypted: no key yet)"
-    else:
-        text = _content_of(message, view, now)
-    reply = f"↪ {_short(message['reply_to'])} " if message.get("reply_to") else ""
-    edited = " (edited)" if message.get("edited") else ""
-    reactions = message.get("reactions") or {}
-    marks = "  " + " ".join(f"{one_line(e)}{n}" for e, n in reactions.items()) if reactions else ""
-    stamp = f"{_time(message['ts'])}  {_short(message['event_id'])}"
-    return f"{stamp}  {who}: {reply}{text}{edited}{marks}"
 
 
 def _event_of(client: SyncClient, group: str, text: str) -> str:
