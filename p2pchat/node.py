@@ -7,6 +7,10 @@ from the network never crashes the node (it is rejected and counted).
 
 A node is opened once; closing is idempotent; any call on a closed node raises
 :class:`~p2pchat.errors.ClosedError`.
+
+The node knows nothing of its local RPC API: whoever runs a node with one (the CLI's
+``node run``, :func:`p2pchat.aio.run_node_in_thread`, an embedding app) serves it around
+the node with :func:`p2pchat.node_rpc.serve_node`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nacl.utils
 import trio
@@ -63,9 +67,6 @@ from .storage.records import (
     Peer,
     PeerSource,
 )
-
-if TYPE_CHECKING:
-    from .rpc import RpcServer
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -145,8 +146,6 @@ class Node(GroupsApi):
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
-        #: The local RPC server while the node serves one (``config.rpc``), else ``None``.
-        self.rpc_server: RpcServer | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.peer_id} {self._state}>"
@@ -260,32 +259,9 @@ class Node(GroupsApi):
             record_lifetime_ms=config.delivery.record_lifetime_ms,
         )
         await self._nursery.start(self._groups.run)
-        if config.rpc:
-            await self._serve_rpc()
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
-
-    async def _serve_rpc(self) -> None:
-        """Serve the local RPC API (``protocol-spec/rpc.md``) and feed it every node event.
-
-        The server is entered after the nursery, so on close it stops first and no RPC
-        handler outlives the work it calls into.
-        """
-        from . import node_rpc  # the RPC stack is loaded only by nodes that serve it
-        from .rpc import ServerConfig
-
-        assert self._nursery is not None
-        server = await self._stack.enter_async_context(
-            node_rpc.open_node_rpc(
-                self,
-                home=self._config.home,
-                rng=self._rng,
-                config=ServerConfig(tcp_port=self._config.rpc_tcp_port),
-            )
-        )
-        self.rpc_server = server
-        await self._nursery.start(node_rpc.forward_events, self._events.stream(), server)
 
     def _check(self) -> None:
         if self._state != "running":
@@ -393,6 +369,10 @@ class Node(GroupsApi):
                 )
 
     # -- identity -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
 
     @property
     def account_key(self) -> bytes:

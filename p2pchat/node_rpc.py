@@ -21,11 +21,12 @@ it to :func:`build_registry` through ``extra``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import nacl.utils
 import trio
 
 from p2pchat import __version__
@@ -46,6 +47,8 @@ __all__ = [
     "SECTIONS",
     "build_registry",
     "node_info",
+    "serve_node",
+    "open_api",
     "open_node_rpc",
     "forward_events",
     "resolve_contact",
@@ -431,8 +434,8 @@ async def open_node_rpc(
 ) -> AsyncIterator[RpcServer]:
     """Serve ``node``'s API on ``<home>/rpc.sock`` (and TCP if configured) for the block.
 
-    Creates the admin token on first use. Events are not forwarded here: the node runs
-    :func:`forward_events` in its own nursery so it stops with the node's other work.
+    Creates the admin token on first use. Events are not forwarded here: see
+    :func:`serve_node`, which does both.
     """
     ensure_admin_token(home, rng=rng)
     async with _open_rpc_server(
@@ -456,3 +459,39 @@ async def forward_events(
         task_status.started()
         async for event in events:
             server.publish(event_to_dict(event))
+
+
+@asynccontextmanager
+async def serve_node(
+    node: Node,
+    *,
+    rng: Rng = nacl.utils.random,
+    config: ServerConfig | None = None,
+    extra: Iterable[Section] = (),
+) -> AsyncIterator[RpcServer]:
+    """Serve a running ``node``'s API and publish its events on it, for the block.
+
+    Enter it inside ``async with node``: the socket is ``<node.config.home>/rpc.sock``,
+    plus loopback TCP on ``node.config.rpc_tcp_port`` unless ``config`` says otherwise.
+    Leaving the block stops forwarding, then the server, before the node closes, so no
+    RPC handler outlives the work it calls into. ``rng`` makes the admin token and the
+    event epoch.
+    """
+    config = config or ServerConfig(tcp_port=node.config.rpc_tcp_port)
+    async with (
+        open_node_rpc(node, home=node.config.home, rng=rng, config=config, extra=extra) as server,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(forward_events, node.events(), server)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def open_api(
+    node: Node, *, rng: Rng = nacl.utils.random
+) -> AbstractAsyncContextManager[RpcServer | None]:
+    """:func:`serve_node` if the node's config asks for its API (``config.rpc``, the
+    default), else a block that serves nothing and yields ``None``."""
+    if not node.config.rpc:
+        return nullcontext(None)
+    return serve_node(node, rng=rng)

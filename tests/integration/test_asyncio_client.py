@@ -23,6 +23,7 @@ from p2pchat.config import NodeConfig
 from p2pchat.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node, wall_clock_ms
+from p2pchat.node_rpc import serve_node
 from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.storage.memory import MemoryStore
 from tests.conftest import DeterministicRng
@@ -60,6 +61,7 @@ async def open_two_nodes(root: Path) -> AsyncIterator[TwoNodes]:
                 seed=1,
             )
             nodes.append(await stack.enter_async_context(node))
+            await stack.enter_async_context(serve_node(node, rng=DeterministicRng(f"{name}-rpc")))
         for node in nodes:
             await node.wait_published()
         yield TwoNodes(nodes[0], nodes[1], root / "alice", root / "bob")
