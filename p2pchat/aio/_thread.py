@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import trio
 
     from p2pchat.config import NodeConfig
-    from p2pchat.keystore import UnlockedIdentity
+    from p2pchat.identity.keystore import UnlockedIdentity
     from p2pchat.node import NetworkOpener, Node
 
 __all__ = ["TrioThread", "NodeThread", "start_trio_thread", "run_node_in_thread"]
@@ -187,8 +187,8 @@ def run_node_in_thread(
     node opens its libp2p host.
     Call :meth:`NodeThread.stop` (or use ``with``) to shut it down.
     """
+    from p2pchat.api.methods import open_api
     from p2pchat.node import Node
-    from p2pchat.node_rpc import open_api
 
     @contextlib.asynccontextmanager
     async def node_with_api() -> AsyncIterator[Node]:

@@ -17,7 +17,13 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..keystore import UNPROTECTED, Passphrase, PassphrasePurpose, PassphraseSource, Protection
+from ..identity.keystore import (
+    UNPROTECTED,
+    Passphrase,
+    PassphrasePurpose,
+    PassphraseSource,
+    Protection,
+)
 from ._output import warn
 
 __all__ = [

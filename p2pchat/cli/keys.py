@@ -1,6 +1,6 @@
 """``p2pchat keys``: create, inspect, back up, restore and re-protect the identity.
 
-Every command is a thin shell over :mod:`p2pchat.keystore`; errors travel up as
+Every command is a thin shell over :mod:`p2pchat.identity.keystore`; errors travel up as
 ``P2PChatError`` subclasses and become messages and exit codes in one place (the root
 group). None of these commands imports libp2p or trio.
 """
@@ -16,8 +16,8 @@ import click
 from p2pchat_crypto import cbor
 
 from ..errors import ConfigError, KeystoreExistsError
-from ..home import atomic_write
-from ..keystore import (
+from ..identity.home import atomic_write
+from ..identity.keystore import (
     BACKUP_KIND,
     KEYSTORE_KIND,
     UNPROTECTED,

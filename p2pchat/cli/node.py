@@ -1,6 +1,6 @@
 """``p2pchat node run``: load (or create) the identity, start the node, serve until a signal.
 
-The identity comes from :func:`p2pchat.keystore.open_or_create`; options are saved in
+The identity comes from :func:`p2pchat.identity.keystore.open_or_create`; options are saved in
 the home's ``config.json`` and read back with :meth:`NodeConfig.from_mapping`, so a node
 restarted without options behaves as before. The node itself is the embedding API
 (:class:`p2pchat.node.Node`) with its RPC server on ``<home>/rpc.sock``: every other
@@ -21,7 +21,7 @@ import click
 
 from ..config import NodeConfig
 from ..errors import ConfigError, KeystoreMissingError, NetworkError
-from ..keystore import UnlockedIdentity, open_or_create
+from ..identity.keystore import UnlockedIdentity, open_or_create
 from ..net.config import DEFAULT_PORT
 from ._logging import configure_logging
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
@@ -259,7 +259,7 @@ async def _run_until_signal(
 
     import trio
 
-    from ..node_rpc import open_api  # the RPC stack, only for a node that runs
+    from ..api.methods import open_api  # the RPC stack, only for a node that runs
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import trio
 
+from p2pchat.api.methods import build_registry, open_api, resolve_contact
 from p2pchat.client import Client, Event
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError
 from p2pchat.node import Node
-from p2pchat.node_rpc import build_registry, open_api, resolve_contact
 from p2pchat.rpc import mint_token
 from p2pchat.rpc.errors import InvalidParamsError
 from p2pchat.storage.memory import MemoryStore

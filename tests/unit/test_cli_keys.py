@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner, Result
 from nacl.pwhash import argon2id
 
-from p2pchat import __version__, keystore
+from p2pchat import __version__
 from p2pchat.cli import _passphrase, cli
-from p2pchat.keystore import KdfLimits
+from p2pchat.identity import keystore
+from p2pchat.identity.keystore import KdfLimits
 from p2pchat_crypto import cbor
 
 FAST = KdfLimits(opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)

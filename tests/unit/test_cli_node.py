@@ -23,11 +23,11 @@ import trio
 from click.testing import CliRunner, Result
 from nacl.pwhash import argon2id
 
-from p2pchat import keystore
 from p2pchat.cli import cli
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NetworkError
-from p2pchat.keystore import KdfLimits, UnlockedIdentity
+from p2pchat.identity import keystore
+from p2pchat.identity.keystore import KdfLimits, UnlockedIdentity
 from p2pchat.net.memory import open_memory_hub
 from p2pchat.node import Node
 from p2pchat.storage.memory import MemoryStore

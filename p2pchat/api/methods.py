@@ -30,9 +30,9 @@ import nacl.utils
 import trio
 
 from p2pchat import __version__
+from p2pchat.api.groups import register_group_methods
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.events import EventStream, event_to_dict
-from p2pchat.node_rpc_groups import register_group_methods
 from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry, RpcServer, ServerConfig, ensure_admin_token
 from p2pchat.rpc import open_rpc_server as _open_rpc_server

@@ -2,7 +2,7 @@
 
 Per remote peer, a token bucket runs before any signature check; blocked accounts are
 dropped before any decryption. The frames a stream delivered so far form a batch
-(:class:`~p2pchat.dm_streams.FrameBatches`): they are decrypted in order (each may
+(:class:`~p2pchat.dm.streams.FrameBatches`): they are decrypted in order (each may
 advance the session the next needs, so the batch keeps the sessions it changed), then
 the sessions, the replay cache, the messages (deduplicated by id) and the contacts are
 committed in ONE transaction, and only then is ONE ``dm.ack`` sent naming them all: an
@@ -11,7 +11,7 @@ message already stored is re-acknowledged without being shown again. The first b
 frame stops the batch: what came before it is still committed and acknowledged, the
 stream is reset, and the sender retries the rest (same ciphertext), in order.
 
-:class:`Receiving` is a base of :class:`p2pchat.dm.DirectMessages`, which owns the
+:class:`Receiving` is a base of :class:`p2pchat.dm.service.DirectMessages`, which owns the
 state declared here and the sending side (``_delivered``).
 """
 
@@ -30,21 +30,19 @@ from p2pchat_crypto.identity import Account, fingerprint_of
 from p2pchat_crypto.ratchet import Session
 from p2pchat_crypto.x3dh import InitialMessage
 
-from .dm_sessions import SessionCache, SessionKey
-from .dm_streams import FrameBatches
-from .errors import (
+from ..errors import (
     P2PChatError,
     PermissionDeniedError,
     ProtocolError,
     RateLimitedError,
     WireError,
 )
-from .events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
-from .local_keys import LocalKeys
-from .net.base import FramedStream
-from .peerid import peer_id_to_key
-from .protocol.content import Content
-from .protocol.dm_messages import (
+from ..events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_to_key
+from ..net.base import FramedStream
+from ..protocol.content import Content
+from ..protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
     ContactRequest,
@@ -53,10 +51,10 @@ from .protocol.dm_messages import (
     DmMessage,
     DmPlaintext,
 )
-from .protocol.envelope import Envelope, decode_envelope, seal
-from .protocol.limits import PeerLimiter
-from .storage.base import Store, Transaction
-from .storage.records import (
+from ..protocol.envelope import Envelope, decode_envelope, seal
+from ..protocol.limits import PeerLimiter
+from ..storage.base import Store, Transaction
+from ..storage.records import (
     AddedMessage,
     Contact,
     ContactState,
@@ -67,6 +65,8 @@ from .storage.records import (
     NewMessage,
     SessionRecord,
 )
+from .sessions import SessionCache, SessionKey
+from .streams import FrameBatches
 
 __all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "Receiving", "dm_conversation_id"]
 
@@ -86,7 +86,7 @@ def dm_conversation_id(account: bytes) -> str:
 
 
 class Receiving:
-    """The receive path of :class:`p2pchat.dm.DirectMessages` (see the module docstring)."""
+    """The receive path of :class:`p2pchat.dm.service.DirectMessages` (see the module docstring)."""
 
     _account: Account
     _signing_key: SigningKey

@@ -72,7 +72,7 @@ from p2pchat_crypto.identity import (
 from p2pchat_crypto.kdf import blake2b, constant_time_equal
 from p2pchat_crypto.sealed import Rng
 
-from .errors import (
+from ..errors import (
     ConfigError,
     KeystoreCorruptError,
     KeystoreExistsError,

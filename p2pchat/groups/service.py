@@ -3,7 +3,7 @@
 The replicated state is the sans-IO :class:`~p2pchat.protocol.group_engine.GroupEngine`
 (one per group; its rules are ``protocol-spec/groups.md``). This service keeps the raw
 events in the store (an engine is rebuilt from them at start), moves them with
-:class:`~p2pchat.group_net.GroupTransport`, runs the engine's effects, and turns what
+:class:`~p2pchat.groups.gossip.GroupTransport`, runs the engine's effects, and turns what
 changed into node events.
 
 Private groups: content travels in ``sealed`` events encrypted with sender keys
@@ -28,8 +28,8 @@ from nacl.signing import SigningKey
 from p2pchat_crypto.group import GroupKeyring, InboundGroupSession
 from p2pchat_crypto.sealed import Rng
 
-from .dm import DirectMessages
-from .errors import (
+from ..dm.service import DirectMessages
+from ..errors import (
     ConfigError,
     LocalProtocolError,
     NetworkError,
@@ -38,22 +38,19 @@ from .errors import (
     ProtocolError,
     WireError,
 )
-from .events import (
+from ..events import (
     EventBus,
     GroupChanged,
     GroupLiveComment,
     GroupMessage,
 )
-from .group_discovery import GroupDiscovery
-from .group_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE, SenderKeys
-from .group_net import GroupTransport
-from .keystore import UnlockedIdentity
-from .local_keys import LocalKeys
-from .net.base import Network
-from .peerid import peer_id_from_ed25519
-from .protocol.codec import Struct
-from .protocol.content import Content, MediaRef
-from .protocol.group_effects import (
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_from_ed25519
+from ..net.base import Network
+from ..protocol.codec import Struct
+from ..protocol.content import Content, MediaRef
+from ..protocol.group_effects import (
     ForkDetected,
     LiveCommentReceived,
     MemberJoined,
@@ -64,8 +61,8 @@ from .protocol.group_effects import (
     SealedReceived,
     SenderKeyNeeded,
 )
-from .protocol.group_engine import GroupEngine
-from .protocol.group_events import (
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import (
     GroupDescriptor,
     InnerEvent,
     LiveComment,
@@ -81,11 +78,14 @@ from .protocol.group_events import (
     Rules,
     decode_event,
 )
-from .protocol.group_invite import InviteToken, new_invite
-from .protocol.group_log import GroupError, StoredEvent
-from .protocol.group_state import invite_hash, may_change_role, may_moderate
-from .storage.base import Store
-from .storage.records import GroupInfo, GroupStatus, StoredGroupEvent
+from ..protocol.group_invite import InviteToken, new_invite
+from ..protocol.group_log import GroupError, StoredEvent
+from ..protocol.group_state import invite_hash, may_change_role, may_moderate
+from ..storage.base import Store
+from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
+from .discovery import GroupDiscovery
+from .gossip import GroupTransport
+from .sender_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE, SenderKeys
 
 __all__ = ["GROUP_KEY_CONTENT_TYPE", "Groups"]
 

@@ -1,5 +1,5 @@
 """Direct messages: the ``/p2pchat/dm/1.0.0`` protocol driver (sending side here; the
-receiving side is :mod:`p2pchat.dm_receive`).
+receiving side is :mod:`p2pchat.dm.receive`).
 
 Sending. ``send`` stores the message (``queued``) and its outbox entry in one
 transaction. With a session to the account (and no older entry still waiting to be
@@ -39,18 +39,8 @@ from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.ratchet import Session, is_initial_message
 from p2pchat_crypto.sealed import Rng
 
-from .config import DeliveryConfig
-from .directory import Directory
-from .dm_receive import (
-    DM_PROTOCOL,
-    MAX_DM_FRAME,
-    OUTBOX_BATCH,
-    Receiving,
-    dm_conversation_id,
-)
-from .dm_sessions import SessionCache, SessionKey
-from .dm_streams import StreamPool, closing, reset_quietly
-from .errors import (
+from ..config import DeliveryConfig
+from ..errors import (
     LocalProtocolError,
     NetworkError,
     NotFoundError,
@@ -58,13 +48,14 @@ from .errors import (
     ProtocolError,
     WireError,
 )
-from .events import DeliveryChanged, EventBus
-from .keystore import UnlockedIdentity
-from .local_keys import LocalKeys
-from .net.base import FramedStream, Network
-from .peerid import peer_id_from_ed25519, peer_id_to_key
-from .protocol.content import Content
-from .protocol.dm_messages import (
+from ..events import DeliveryChanged, EventBus
+from ..identity.directory import Directory
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_from_ed25519, peer_id_to_key
+from ..net.base import FramedStream, Network
+from ..protocol.content import Content
+from ..protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
     DmAck,
@@ -72,10 +63,10 @@ from .protocol.dm_messages import (
     DmMessage,
     DmPlaintext,
 )
-from .protocol.envelope import decode_envelope, seal
-from .protocol.limits import PeerLimiter, backoff_ms
-from .storage.base import Store, Transaction
-from .storage.records import (
+from ..protocol.envelope import decode_envelope, seal
+from ..protocol.limits import PeerLimiter, backoff_ms
+from ..storage.base import Store, Transaction
+from ..storage.records import (
     ContactState,
     DeliveryState,
     Direction,
@@ -84,6 +75,15 @@ from .storage.records import (
     NewOutboxItem,
     OutboxItem,
 )
+from .receive import (
+    DM_PROTOCOL,
+    MAX_DM_FRAME,
+    OUTBOX_BATCH,
+    Receiving,
+    dm_conversation_id,
+)
+from .sessions import SessionCache, SessionKey
+from .streams import StreamPool, closing, reset_quietly
 
 __all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "DirectMessages", "dm_conversation_id"]
 
@@ -644,7 +644,7 @@ class DirectMessages(Receiving):
         return await self._network.open_stream(peer_id, DM_PROTOCOL)
 
     async def _leave_in_mailbox(self, item: OutboxItem, frame: bytes) -> bool:
-        """Hook for store-and-forward (see :mod:`p2pchat.mailbox`); False: not handled."""
+        """Hook for store-and-forward (see :mod:`p2pchat.dm.mailbox`); False: not handled."""
         deposit = self.mailbox_deposit
         if deposit is None:
             return False

@@ -10,7 +10,7 @@ A node is opened once; closing is idempotent; any call on a closed node raises
 
 The node knows nothing of its local RPC API: whoever runs a node with one (the CLI's
 ``node run``, :func:`p2pchat.aio.run_node_in_thread`, an embedding app) serves it around
-the node with :func:`p2pchat.node_rpc.serve_node`.
+the node with :func:`p2pchat.api.serve_node`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ import trio
 
 from p2pchat_crypto.identity import Device, fingerprint_of
 
-from .config import NodeConfig
-from .directory import Directory
-from .dm import DirectMessages, dm_conversation_id
-from .errors import (
+from ..config import NodeConfig
+from ..dm.mailbox import Mailbox, MailboxKeys
+from ..dm.service import DirectMessages, dm_conversation_id
+from ..errors import (
     ClosedError,
     ConfigError,
     LocalProtocolError,
     NetworkError,
     NotFoundError,
 )
-from .events import (
+from ..events import (
     ContactChanged,
     EventBus,
     EventStream,
@@ -47,19 +47,18 @@ from .events import (
     PeerDisconnected,
     PeerNearby,
 )
-from .groups import Groups
-from .keystore import UnlockedIdentity
-from .local_keys import LocalKeys
-from .mailbox import Mailbox, MailboxKeys
-from .net import base as netbase
-from .net.base import Network
-from .node_groups import GroupsApi
-from .peerid import peer_id_from_ed25519, peer_id_to_key
-from .protocol.content import Content
-from .protocol.dm_messages import ContactAccept, ContactDecline
-from .protocol.limits import backoff_ms
-from .storage.base import Store
-from .storage.records import (
+from ..groups.service import Groups
+from ..identity.directory import Directory
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_from_ed25519, peer_id_to_key
+from ..net import base as netbase
+from ..net.base import Network
+from ..protocol.content import Content
+from ..protocol.dm_messages import ContactAccept, ContactDecline
+from ..protocol.limits import backoff_ms
+from ..storage.base import Store
+from ..storage.records import (
     Contact,
     ContactState,
     Conversation,
@@ -67,6 +66,7 @@ from .storage.records import (
     Peer,
     PeerSource,
 )
+from .groups import GroupsApi
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -100,7 +100,7 @@ def parse_account(text: str | bytes) -> bytes:
 
 def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     def open_network(device: Device) -> AbstractAsyncContextManager[Network]:
-        from .net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
+        from ..net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
 
         # Discovery starts once the node has registered its handlers (see Node._start).
         net = dataclasses.replace(config.net, display_name=config.display_name)
@@ -187,7 +187,7 @@ class Node(GroupsApi):
         if self._given_store is not None:
             self._store = self._given_store
         else:
-            from .storage.sqlite import SqliteStore
+            from ..storage.sqlite import SqliteStore
 
             config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = await SqliteStore.open(config.home / "store.sqlite3")
