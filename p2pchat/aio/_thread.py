@@ -187,7 +187,7 @@ def run_node_in_thread(
     node opens its libp2p host.
     Call :meth:`NodeThread.stop` (or use ``with``) to shut it down.
     """
-    from p2pchat.api.methods import open_api
+    from p2pchat.api.serve import open_api
     from p2pchat.node import Node
 
     @contextlib.asynccontextmanager

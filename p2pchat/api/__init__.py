@@ -8,6 +8,7 @@ this package: whoever runs a node with an API serves it around the running node:
         ...
 """
 
-from .methods import build_registry, open_api, serve_node
+from .methods import build_registry
+from .serve import open_api, serve_node
 
 __all__ = ["build_registry", "open_api", "serve_node"]

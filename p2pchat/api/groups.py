@@ -28,6 +28,7 @@ from p2pchat.api.group_shapes import (
     price_param,
     resolve_group,
 )
+from p2pchat.api.shapes import plain, resolve_contact
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
 from p2pchat.protocol.content import Content, MediaRef
 from p2pchat.protocol.group_events import (
@@ -231,9 +232,6 @@ class _HistoryParams:
 
 def register_group_methods(registry: Registry, node: Node) -> None:
     """``groups.*``: create, find, join and use interest groups (a :data:`SECTIONS` entry)."""
-    # At call time: node_rpc imports this module to list the section in SECTIONS.
-    from p2pchat.api.methods import plain, resolve_contact
-
     me = node.account_key
 
     async def group_of(text: str) -> bytes:

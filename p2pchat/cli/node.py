@@ -259,7 +259,7 @@ async def _run_until_signal(
 
     import trio
 
-    from ..api.methods import open_api  # the RPC stack, only for a node that runs
+    from ..api.serve import open_api  # the RPC stack, only for a node that runs
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.aio import AsyncioClient, Event, TrioThread, run_node_in_thread, start_trio_thread
-from p2pchat.api.methods import serve_node
+from p2pchat.api.serve import serve_node
 from p2pchat.config import NodeConfig
 from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.identity.peerid import peer_id_from_ed25519

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from p2pchat.api.methods import serve_node
+from p2pchat.api.serve import serve_node
 from p2pchat.config import DeliveryConfig, MailboxConfig, NodeConfig
 from p2pchat.events import Event
 from p2pchat.identity.keystore import UnlockedIdentity

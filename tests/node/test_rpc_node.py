@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from p2pchat.api.methods import build_registry, open_api, resolve_contact
+from p2pchat.api.methods import build_registry
+from p2pchat.api.serve import open_api
+from p2pchat.api.shapes import resolve_contact
 from p2pchat.client import Client, Event
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError
