@@ -9,7 +9,7 @@ the network through Alice (``bootstrap``) and finds nothing but her address: Ali
 finds Bob's keys in the DHT from his account key alone.
 
 A real app keeps its identity in an encrypted keystore instead:
-``identity, _ = p2pchat.identity.keystore.open_or_create(Home(path), passphrase=..., create=True,
+``identity, _ = p2pchat.identity.keyfile.open_or_create(Home(path), passphrase=..., create=True,
 rng=nacl.utils.random, now=wall_clock_ms())`` (see ``docs/embedding.md``).
 """
 

@@ -17,17 +17,15 @@ from p2pchat_crypto import cbor
 
 from ..errors import ConfigError, KeystoreExistsError
 from ..identity.home import atomic_write
+from ..identity.keyfile import PassphrasePurpose, read_keystore, write_keystore
 from ..identity.keystore import (
     BACKUP_KIND,
     KEYSTORE_KIND,
     UNPROTECTED,
     LockedKeystore,
     Passphrase,
-    PassphrasePurpose,
     Protection,
     UnlockedIdentity,
-    read_keystore,
-    write_keystore,
 )
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
 from ._passphrase import (

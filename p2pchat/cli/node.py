@@ -1,6 +1,6 @@
 """``p2pchat node run``: load (or create) the identity, start the node, serve until a signal.
 
-The identity comes from :func:`p2pchat.identity.keystore.open_or_create`; options are saved in
+The identity comes from :func:`p2pchat.identity.keyfile.open_or_create`; options are saved in
 the home's ``config.json`` and read back with :meth:`NodeConfig.from_mapping`, so a node
 restarted without options behaves as before. The node itself is the embedding API
 (:class:`p2pchat.node.Node`) with its RPC server on ``<home>/rpc.sock``: every other
@@ -21,7 +21,8 @@ import click
 
 from ..config import NodeConfig
 from ..errors import ConfigError, KeystoreMissingError, NetworkError
-from ..identity.keystore import UnlockedIdentity, open_or_create
+from ..identity.keyfile import open_or_create
+from ..identity.keystore import UnlockedIdentity
 from ..net.config import DEFAULT_PORT
 from ._logging import configure_logging
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed

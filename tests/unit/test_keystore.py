@@ -24,18 +24,20 @@ from p2pchat.errors import (
 )
 from p2pchat.identity import keystore
 from p2pchat.identity.home import Home
+from p2pchat.identity.keyfile import (
+    PassphrasePurpose,
+    open_or_create,
+    read_keystore,
+    write_keystore,
+)
 from p2pchat.identity.keystore import (
     BACKUP_KIND,
     UNPROTECTED,
     KdfLimits,
     LockedKeystore,
     Passphrase,
-    PassphrasePurpose,
     Protection,
     UnlockedIdentity,
-    open_or_create,
-    read_keystore,
-    write_keystore,
 )
 from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat_crypto import cbor
