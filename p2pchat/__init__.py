@@ -27,8 +27,8 @@ if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .config import NodeConfig as NodeConfig
     from .events import Event as Event
     from .events import EventStream as EventStream
-    from .keystore import UnlockedIdentity as UnlockedIdentity
-    from .keystore import open_or_create as open_or_create
+    from .identity.keyfile import open_or_create as open_or_create
+    from .identity.keystore import UnlockedIdentity as UnlockedIdentity
     from .net.config import NetConfig as NetConfig
     from .node import Node as Node
     from .protocol.content import Content as Content
@@ -41,8 +41,8 @@ _HOMES = {
     "MailboxConfig": "config",
     "Event": "events",
     "EventStream": "events",
-    "UnlockedIdentity": "keystore",
-    "open_or_create": "keystore",
+    "UnlockedIdentity": "identity.keystore",
+    "open_or_create": "identity.keyfile",
     "Content": "protocol.content",
 }
 

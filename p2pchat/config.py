@@ -83,7 +83,9 @@ class NodeConfig:
     display_name: str | None = None
     #: Events held per ``node.events()`` stream before it starts dropping (see events.py).
     event_buffer: int = 1024
-    #: Serve the local RPC / control socket (``<home>/rpc.sock``).
+    #: Serve the local RPC / control socket (``<home>/rpc.sock``): read by whoever runs
+    #: the node with its API (``p2pchat node run``, ``aio.run_node_in_thread``,
+    #: :func:`p2pchat.api.open_api`); the node itself never serves it.
     rpc: bool = True
     #: Also serve the RPC on 127.0.0.1:<port> (``None``: unix socket only).
     rpc_tcp_port: int | None = None

@@ -26,13 +26,13 @@ from ..errors import (
     UnsupportedVersionError,
     WrongPassphraseError,
 )
-from ..home import Home, is_private
+from ..identity.home import Home, is_private
 from ._errors import NodeNotRunningError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..keystore import KeystorePublic
+    from ..identity.keystore import KeystorePublic
 
 __all__ = [
     "EXIT_CODES",

@@ -1,6 +1,6 @@
 """Shapes of the ``groups.*`` RPC methods: what people type in, what results look like.
 
-Split from :mod:`p2pchat.node_rpc_groups` (the handlers) so each stays small. Pure
+Split from :mod:`p2pchat.api.groups` (the handlers) so each stays small. Pure
 functions over the node's value objects: no I/O, no node, easy to test on their own.
 """
 

@@ -23,11 +23,9 @@ from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.identity import Account, Device, DeviceCertificate
 from p2pchat_crypto.prekeys import PrekeyBundle
 
-from .errors import NetworkError, NotFoundError, WireError
-from .local_keys import LocalKeys
-from .net.base import Network, PeerInfo
-from .peerid import peer_id_from_ed25519
-from .protocol.records import (
+from ..errors import NetworkError, NotFoundError, WireError
+from ..net.base import Network, PeerInfo
+from ..protocol.records import (
     DeviceEntry,
     DeviceListRecord,
     MailboxEntry,
@@ -39,9 +37,11 @@ from .protocol.records import (
     sign_record,
     validate_record,
 )
-from .protocol.signing import ExternalSigner
-from .storage.base import Store
-from .storage.records import DhtRecord
+from ..protocol.signing import ExternalSigner
+from ..storage.base import Store
+from ..storage.records import DhtRecord
+from .local_keys import LocalKeys
+from .peerid import peer_id_from_ed25519
 
 __all__ = ["Directory", "RecordRules", "DHT_NAMESPACE"]
 

@@ -24,19 +24,18 @@ from nacl.signing import SigningKey
 
 from p2pchat_crypto.kdf import blake2b, hkdf_sha256
 
-from .config import MailboxConfig
-from .directory import Directory
-from .dm import DirectMessages
-from .errors import (
+from ..config import MailboxConfig
+from ..errors import (
     NetworkError,
     NotFoundError,
     P2PChatError,
     ProtocolError,
     WireError,
 )
-from .net.base import FramedStream, Network
-from .protocol.content import Content
-from .protocol.mailbox import (
+from ..identity.directory import Directory
+from ..net.base import FramedStream, Network
+from ..protocol.content import Content
+from ..protocol.mailbox import (
     MAX_BLOB,
     MailboxDelete,
     MailboxDeleted,
@@ -51,9 +50,10 @@ from .protocol.mailbox import (
     sign_request,
     verify_request,
 )
-from .protocol.mailbox import MailboxItem as WireItem
-from .storage.base import QuotaExceededError, Store
-from .storage.records import MailboxItem, MailboxQuota
+from ..protocol.mailbox import MailboxItem as WireItem
+from ..storage.base import QuotaExceededError, Store
+from ..storage.records import MailboxItem, MailboxQuota
+from .service import DirectMessages
 
 __all__ = ["MAILBOX_PROTOCOL", "MAILBOX_CONTENT_TYPE", "MailboxKeys", "Mailbox"]
 

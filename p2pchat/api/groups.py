@@ -1,6 +1,6 @@
 """The node's ``groups.*`` RPC methods (``protocol-spec/rpc.md`` §9.3, Groups).
 
-A thin translation, like :mod:`p2pchat.node_rpc`: hex in params and results, one handler
+A thin translation, like :mod:`p2pchat.api.methods`: hex in params and results, one handler
 per method, every call through the node's public group API, so the CLI and any other
 program see exactly what an embedding app sees. Two things are added on top:
 
@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
-from p2pchat.node_rpc_group_shapes import (
+from p2pchat.api.group_shapes import (
     checked,
     event_result,
     group_info_to_dict,
@@ -29,6 +28,8 @@ from p2pchat.node_rpc_group_shapes import (
     price_param,
     resolve_group,
 )
+from p2pchat.api.shapes import plain, resolve_contact
+from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
 from p2pchat.protocol.content import Content, MediaRef
 from p2pchat.protocol.group_events import (
     ROLES,
@@ -231,9 +232,6 @@ class _HistoryParams:
 
 def register_group_methods(registry: Registry, node: Node) -> None:
     """``groups.*``: create, find, join and use interest groups (a :data:`SECTIONS` entry)."""
-    # At call time: node_rpc imports this module to list the section in SECTIONS.
-    from p2pchat.node_rpc import plain, resolve_contact
-
     me = node.account_key
 
     async def group_of(text: str) -> bytes:

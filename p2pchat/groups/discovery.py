@@ -1,4 +1,4 @@
-"""Finding groups through the DHT (mixed into :class:`p2pchat.groups.Groups`).
+"""Finding groups through the DHT (mixed into :class:`p2pchat.groups.service.Groups`).
 
 Group records (the genesis event, signed by its author's device) let anyone with a group
 id join; topic records (advisory, any signer, highest seq wins) list public groups under
@@ -15,14 +15,14 @@ from nacl.signing import SigningKey
 
 from p2pchat_crypto.identity import Device
 
-from .errors import (
+from ..errors import (
     NetworkError,
     NotFoundError,
     WireError,
 )
-from .net.base import Network
-from .protocol.group_engine import GroupEngine
-from .protocol.records import (
+from ..net.base import Network
+from ..protocol.group_engine import GroupEngine
+from ..protocol.records import (
     GroupRecord,
     TopicEntry,
     TopicRecord,
@@ -30,7 +30,7 @@ from .protocol.records import (
     topic_key,
     validate_record,
 )
-from .protocol.records import sign_record as sign_dht_record
+from ..protocol.records import sign_record as sign_dht_record
 
 __all__ = ["GroupDiscovery"]
 

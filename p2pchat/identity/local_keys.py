@@ -17,8 +17,8 @@ from p2pchat_crypto.ratchet import SESSION_PICKLE_KIND, Session
 from p2pchat_crypto.replay import REPLAY_CACHE_PICKLE_KIND, ReplayCache
 from p2pchat_crypto.sealed import Rng
 
-from .errors import StorageError, map_crypto_errors
-from .storage.base import Transaction
+from ..errors import StorageError, map_crypto_errors
+from ..storage.base import Transaction
 
 __all__ = ["LocalKeys"]
 

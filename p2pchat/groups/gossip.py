@@ -11,7 +11,7 @@ validation: an invalid batch is neither applied nor forwarded. Sync streams pay 
 same way, per frame. Gossip is best effort (py-libp2p drops silently under load);
 delivery is guaranteed by sync.
 
-Live backlog: ``/p2pchat/live/1.0.0`` (:mod:`p2pchat.live_net`) hands a late joiner of a
+Live backlog: ``/p2pchat/live/1.0.0`` (:mod:`p2pchat.groups.live`) hands a late joiner of a
 watch party the live comments (never synced) of the range it plays.
 
 Pull: ``/p2pchat/sync/1.0.0``, one exchange per stream, driven on both sides by
@@ -31,21 +31,21 @@ from collections.abc import Awaitable, Callable
 import trio
 from nacl.signing import SigningKey
 
-from .errors import NetworkError, P2PChatError, ProtocolError, RateLimitedError, WireError
-from .live_net import LIVE_PROTOCOL, LiveBacklog, want_for
-from .net.base import FramedStream, Network, Subscription
-from .peerid import peer_id_to_key
-from .protocol.codec import Struct
-from .protocol.envelope import decode_envelope, seal
-from .protocol.group_effects import ReceiveResult
-from .protocol.group_engine import GroupEngine
-from .protocol.group_events import decode_event
-from .protocol.group_live import LiveConfig
-from .protocol.group_log import GroupError
-from .protocol.group_sync import SyncSession
-from .protocol.limits import PeerLimiter
-from .protocol.live_messages import BacklogScreen
-from .protocol.sync_messages import Run, SyncBatch, SyncFrontier
+from ..errors import NetworkError, P2PChatError, ProtocolError, RateLimitedError, WireError
+from ..identity.peerid import peer_id_to_key
+from ..net.base import FramedStream, Network, Subscription
+from ..protocol.codec import Struct
+from ..protocol.envelope import decode_envelope, seal
+from ..protocol.group_effects import ReceiveResult
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import decode_event
+from ..protocol.group_live import LiveConfig
+from ..protocol.group_log import GroupError
+from ..protocol.group_sync import SyncSession
+from ..protocol.limits import PeerLimiter
+from ..protocol.live_messages import BacklogScreen
+from ..protocol.sync_messages import Run, SyncBatch, SyncFrontier
+from .live import LIVE_PROTOCOL, LiveBacklog, want_for
 
 __all__ = ["SYNC_PROTOCOL", "GroupTransport", "topic_of"]
 

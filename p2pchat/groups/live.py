@@ -26,16 +26,16 @@ from collections.abc import Awaitable, Callable
 import trio
 from nacl.signing import SigningKey
 
-from .errors import ProtocolError, RateLimitedError, WireError
-from .net.base import FramedStream
-from .peerid import peer_id_from_ed25519
-from .protocol.envelope import decode_envelope, seal
-from .protocol.group_effects import Effect, ReceiveResult
-from .protocol.group_engine import GroupEngine
-from .protocol.group_live import LiveConfig
-from .protocol.group_log import GroupError
-from .protocol.limits import PeerLimiter
-from .protocol.live_messages import (
+from ..errors import ProtocolError, RateLimitedError, WireError
+from ..identity.peerid import peer_id_from_ed25519
+from ..net.base import FramedStream
+from ..protocol.envelope import decode_envelope, seal
+from ..protocol.group_effects import Effect, ReceiveResult
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_live import LiveConfig
+from ..protocol.group_log import GroupError
+from ..protocol.limits import PeerLimiter
+from ..protocol.live_messages import (
     MAX_LIVE_BATCH,
     BacklogScreen,
     LiveBatch,

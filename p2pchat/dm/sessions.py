@@ -10,13 +10,22 @@ caller that then either commits it and calls :meth:`SessionCache.stored`, or cal
 :meth:`SessionCache.forget` — a session must never be ahead of its stored state in
 the cache, or a rollback (or a crash-free failure) would resurrect keys that were
 never persisted. Callers serialise per account (the DM driver's account locks).
+
+:class:`ReceiveBatch` is the working set of one inbound batch: the sessions it advanced
+(in their latest state) and the messages it decrypted, until the batch commits.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import trio
+
 from p2pchat_crypto.ratchet import Session
 
-__all__ = ["SessionCache", "SessionKey"]
+from ..protocol.dm_messages import DmPlaintext
+
+__all__ = ["Inbound", "ReceiveBatch", "SessionCache", "SessionKey"]
 
 #: ``(account, device, session id)``, as the store keys sessions.
 SessionKey = tuple[bytes, bytes, bytes]
@@ -68,3 +77,67 @@ class SessionCache:
         self._sessions.pop(key, None)
         if self._latest.get(key[0]) == key:
             del self._latest[key[0]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inbound:
+    """A decrypted message of a batch, waiting for the batch's commit."""
+
+    account: bytes
+    device: bytes
+    plain: DmPlaintext
+
+
+class ReceiveBatch:
+    """What one inbound batch decrypted and will commit together (see ``_receive_batch``).
+
+    ``sessions`` holds the sessions the batch advanced, in their latest state, in the
+    order they were last used (so the most recent comes last): a message decrypted
+    later in the batch must see the state the earlier ones left.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[Inbound] = []
+        self.keys: list[SessionKey] = []
+        self.sessions: dict[SessionKey, Session] = {}
+        self.device_accounts: dict[bytes, bytes] = {}
+        self.ids: set[bytes] = set()
+        self.ack_ids: list[bytes] = []
+        self.not_blocked: set[bytes] = set()
+        self.replay_changed = False
+        self._held: list[trio.Lock] = []
+
+    async def lock(self, lock: trio.Lock) -> None:
+        """Hold ``lock`` until :meth:`release` (taken once however often asked)."""
+        if lock not in self._held:
+            await lock.acquire()
+            self._held.append(lock)
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for lock in reversed(held):
+            lock.release()
+
+    def add(self, key: SessionKey, session: Session, inbound: Inbound) -> None:
+        self.sessions.pop(key, None)
+        self.sessions[key] = session
+        self.device_accounts[inbound.device] = inbound.account
+        self.messages.append(inbound)
+        self.keys.append(key)
+        self.ids.add(inbound.plain.id)
+
+    def sessions_of(self, account: bytes, device: bytes) -> list[Session]:
+        """This batch's sessions with ``device``, most recently used first."""
+        return [
+            session
+            for (acct, dev, _), session in reversed(self.sessions.items())
+            if acct == account and dev == device
+        ]
+
+    def discard(self, key: SessionKey) -> None:
+        """Forget a session and every message decrypted with it (none is acknowledged)."""
+        self.sessions.pop(key, None)
+        kept = [(k, m) for k, m in zip(self.keys, self.messages, strict=True) if k != key]
+        self.keys = [k for k, _ in kept]
+        self.messages = [m for _, m in kept]
+        self.ids = {m.plain.id for m in self.messages}

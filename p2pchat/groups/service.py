@@ -3,7 +3,7 @@
 The replicated state is the sans-IO :class:`~p2pchat.protocol.group_engine.GroupEngine`
 (one per group; its rules are ``protocol-spec/groups.md``). This service keeps the raw
 events in the store (an engine is rebuilt from them at start), moves them with
-:class:`~p2pchat.group_net.GroupTransport`, runs the engine's effects, and turns what
+:class:`~p2pchat.groups.gossip.GroupTransport`, runs the engine's effects, and turns what
 changed into node events.
 
 Private groups: content travels in ``sealed`` events encrypted with sender keys
@@ -16,7 +16,6 @@ Our sending state is stored (sealed) before any message encrypted with it leaves
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -28,8 +27,8 @@ from nacl.signing import SigningKey
 from p2pchat_crypto.group import GroupKeyring, InboundGroupSession
 from p2pchat_crypto.sealed import Rng
 
-from .dm import DirectMessages
-from .errors import (
+from ..dm.service import DirectMessages
+from ..errors import (
     ConfigError,
     LocalProtocolError,
     NetworkError,
@@ -38,34 +37,17 @@ from .errors import (
     ProtocolError,
     WireError,
 )
-from .events import (
+from ..events import (
     EventBus,
-    GroupChanged,
-    GroupLiveComment,
-    GroupMessage,
 )
-from .group_discovery import GroupDiscovery
-from .group_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE, SenderKeys
-from .group_net import GroupTransport
-from .keystore import UnlockedIdentity
-from .local_keys import LocalKeys
-from .net.base import Network
-from .peerid import peer_id_from_ed25519
-from .protocol.codec import Struct
-from .protocol.content import Content, MediaRef
-from .protocol.group_effects import (
-    ForkDetected,
-    LiveCommentReceived,
-    MemberJoined,
-    MemberLeft,
-    NewEpochNeeded,
-    ReceiveResult,
-    RoleChanged,
-    SealedReceived,
-    SenderKeyNeeded,
-)
-from .protocol.group_engine import GroupEngine
-from .protocol.group_events import (
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_from_ed25519
+from ..net.base import Network
+from ..protocol.codec import Struct
+from ..protocol.content import Content, MediaRef
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import (
     GroupDescriptor,
     InnerEvent,
     LiveComment,
@@ -81,11 +63,15 @@ from .protocol.group_events import (
     Rules,
     decode_event,
 )
-from .protocol.group_invite import InviteToken, new_invite
-from .protocol.group_log import GroupError, StoredEvent
-from .protocol.group_state import invite_hash, may_change_role, may_moderate
-from .storage.base import Store
-from .storage.records import GroupInfo, GroupStatus, StoredGroupEvent
+from ..protocol.group_invite import InviteToken, new_invite
+from ..protocol.group_log import GroupError
+from ..protocol.group_state import invite_hash, may_change_role, may_moderate
+from ..storage.base import Store
+from ..storage.records import GroupInfo, GroupStatus
+from .discovery import GroupDiscovery
+from .effects import CONTENT_KINDS, GroupEffects, with_status
+from .gossip import GroupTransport
+from .sender_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE
 
 __all__ = ["GROUP_KEY_CONTENT_TYPE", "Groups"]
 
@@ -93,7 +79,6 @@ logger = logging.getLogger(__name__)
 
 #: Store meta key prefix marking a group we left but could not yet tell (+ its id in hex).
 _DEPARTING_META = "group-departing:"
-_CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
 _SYNC_FANOUT = 3
 #: Members asked for a live backlog (``fetch_live_comments``).
 _LIVE_FETCH_FANOUT = 2
@@ -103,7 +88,7 @@ _JOIN_ATTEMPTS = 5
 _HAND_OVER_TRIES = 8
 
 
-class Groups(SenderKeys, GroupDiscovery):
+class Groups(GroupEffects, GroupDiscovery):
     """Every group this node is in (see the module docstring)."""
 
     def __init__(
@@ -258,125 +243,7 @@ class Groups(SenderKeys, GroupDiscovery):
                     logger.info("publishing group records failed: %s", exc)
             await trio.sleep(self._record_lifetime / 3000 * self._jitter.uniform(0.9, 1.1))
 
-    # -- persistence and effects ----------------------------------------------------------
-
-    async def _on_result(self, group_id: bytes, result: ReceiveResult) -> None:
-        async with self._lock:
-            await self._store_events(group_id, result.accepted)
-            if group_id in self._departing:
-                return  # we left: we only relay until our leave is handed over
-            for stored in result.accepted:
-                if stored.event.kind != "sealed":  # sealed: announced once decrypted
-                    self._announce(group_id, stored)
-            for effect in result.effects:
-                await self._run_effect(group_id, effect)
-            await self._release_held_keys(group_id)
-
-    async def _store_events(self, group_id: bytes, accepted: tuple[StoredEvent, ...]) -> None:
-        chain = [s for s in accepted if s.event.kind != "live.comment"]
-        if not chain:
-            return
-        now = self._clock()
-        await self._store.add_group_events(
-            group_id,
-            [
-                StoredGroupEvent(
-                    event_id=s.event_id,
-                    device=s.event.author_device,
-                    seq=s.event.seq,
-                    lamport=s.event.lamport,
-                    data=s.data,
-                    received_at=now,
-                )
-                for s in chain
-            ],
-        )
-
-    def _announce(self, group_id: bytes, stored: StoredEvent) -> None:
-        event = stored.event
-        if event.kind in _CONTENT_KINDS or event.kind == "sealed":
-            self._events.publish(
-                GroupMessage(
-                    group_id=group_id,
-                    event_id=stored.event_id,
-                    author=event.author_account,
-                    kind=event.kind,
-                    text=self._text_of(group_id, stored.event_id),
-                    ts=event.ts,
-                )
-            )
-
-    def _text_of(self, group_id: bytes, event_id: bytes) -> str:
-        message = self.engine(group_id).message(event_id)
-        if message is None or message.content is None:
-            return ""
-        return message.content.text
-
-    async def _run_effect(self, group_id: bytes, effect: object) -> None:
-        if isinstance(effect, MemberJoined):
-            self._changed(group_id, "joined", effect.account, effect.role)
-        elif isinstance(effect, MemberLeft):
-            self._changed(group_id, "banned" if effect.banned else "left", effect.account, None)
-            if effect.account == self._account:
-                await self._mark_removed(group_id)
-        elif isinstance(effect, RoleChanged):
-            self._changed(group_id, "role", effect.account, effect.role)
-        elif isinstance(effect, NewEpochNeeded):
-            await self._new_epoch(group_id, effect.epoch, effect.recipients)
-        elif isinstance(effect, SenderKeyNeeded):
-            await self._send_sender_key(group_id, effect.recipients)
-        elif isinstance(effect, SealedReceived):
-            self._undecrypted.setdefault(group_id, set()).add(effect.event_id)
-            await self._decrypt_pending(group_id)
-        elif isinstance(effect, LiveCommentReceived):
-            entry = effect.entry
-            self._events.publish(
-                GroupLiveComment(
-                    group_id=group_id,
-                    event_id=entry.event_id,
-                    author=entry.account,
-                    offset=entry.offset,
-                    text=entry.text,
-                )
-            )
-        elif isinstance(effect, ForkDetected):
-            self._changed(group_id, "forked", b"", None, device=effect.device)
-
-    def _changed(
-        self,
-        group_id: bytes,
-        change: str,
-        account: bytes,
-        role: str | None,
-        *,
-        device: bytes = b"",
-    ) -> None:
-        self._events.publish(
-            GroupChanged(
-                group_id=group_id, change=change, account=account, role=role, device=device
-            )
-        )
-
-    async def _mark_removed(self, group_id: bytes) -> None:
-        """We were removed or banned: keep the history readable, stop taking part."""
-        info = await self._store.get_group(group_id)
-        if info is not None and info.status is GroupStatus.ACTIVE:
-            await self._store.put_group(
-                _replace(info, status=GroupStatus.REMOVED, now=self._clock())
-            )
-        engine = self._engines.pop(group_id, None)
-        if engine is not None:
-            self._archived[group_id] = engine
-            await self.transport.unsubscribe(group_id)
-
     # -- the API --------------------------------------------------------------------------
-
-    def engine(self, group_id: bytes) -> GroupEngine:
-        """The group's engine, for reading (also of a group we left or were removed from)."""
-        engine = self._engines.get(group_id) or self._archived.get(group_id)
-        if engine is None:
-            raise NotFoundError("you are not in that group")
-        return engine
 
     def _active(self, group_id: bytes) -> GroupEngine:
         """The engine of a group we are in, for writing."""
@@ -506,7 +373,9 @@ class Groups(SenderKeys, GroupDiscovery):
         await self.transport.unsubscribe(group_id)
         info = await self._store.get_group(group_id)
         if info is not None:
-            await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
+            await self._store.put_group(
+                with_status(info, status=GroupStatus.LEFT, now=self._clock())
+            )
 
     async def _connect_and_sync(self, group_id: bytes, peer_id: str) -> None:
         if peer_id == self._network.peer_id:
@@ -530,7 +399,9 @@ class Groups(SenderKeys, GroupDiscovery):
         await self._author(group_id, MemberLeave())
         info = await self._store.get_group(group_id)
         if info is not None:
-            await self._store.put_group(_replace(info, status=GroupStatus.LEFT, now=self._clock()))
+            await self._store.put_group(
+                with_status(info, status=GroupStatus.LEFT, now=self._clock())
+            )
         self._departing.add(group_id)
         await self._store.put_meta(_DEPARTING_META + group_id.hex(), b"1")
         await self._finish_leaving(group_id)
@@ -662,7 +533,7 @@ class Groups(SenderKeys, GroupDiscovery):
         kind: str = body.KIND  # type: ignore[attr-defined]
         async with self._lock:
             now = self._clock()
-            if engine.descriptor.kind == "private" and kind in _CONTENT_KINDS:
+            if engine.descriptor.kind == "private" and kind in CONTENT_KINDS:
                 data = await self._author_sealed(group_id, engine, body, now)
             else:
                 try:
@@ -714,7 +585,3 @@ def _new_info(group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now:
         updated_at=now,
         tags=tuple(descriptor.tags),
     )
-
-
-def _replace(info: GroupInfo, *, status: GroupStatus, now: int) -> GroupInfo:
-    return dataclasses.replace(info, status=status, updated_at=now)

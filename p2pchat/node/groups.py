@@ -1,6 +1,6 @@
 """The group half of the embedding API (mixed into :class:`p2pchat.node.Node`).
 
-Every method delegates to :class:`p2pchat.groups.Groups`; group ids, event ids and
+Every method delegates to :class:`p2pchat.groups.service.Groups`; group ids, event ids and
 account keys are ``bytes``. Rules and semantics: ``protocol-spec/groups.md``.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import DAY_MS
-from .groups import Groups
-from .protocol.content import Content, MediaRef, Price
-from .protocol.group_content import GroupView
-from .protocol.group_content import Message as GroupViewMessage
-from .protocol.group_events import (
+from ..config import DAY_MS
+from ..groups.service import Groups
+from ..protocol.content import Content, MediaRef, Price
+from ..protocol.group_content import GroupView
+from ..protocol.group_content import Message as GroupViewMessage
+from ..protocol.group_events import (
     Delete,
     Edit,
     GroupBuy,
@@ -23,10 +23,10 @@ from .protocol.group_events import (
     ShareCard,
     Vote,
 )
-from .protocol.group_live import LiveEntry
-from .protocol.group_state import Membership
-from .storage.base import Store
-from .storage.records import GroupInfo
+from ..protocol.group_live import LiveEntry
+from ..protocol.group_state import Membership
+from ..storage.base import Store
+from ..storage.records import GroupInfo
 
 __all__ = ["GroupsApi"]
 

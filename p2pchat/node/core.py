@@ -7,6 +7,10 @@ from the network never crashes the node (it is rejected and counted).
 
 A node is opened once; closing is idempotent; any call on a closed node raises
 :class:`~p2pchat.errors.ClosedError`.
+
+The node knows nothing of its local RPC API: whoever runs a node with one (the CLI's
+``node run``, :func:`p2pchat.aio.run_node_in_thread`, an embedding app) serves it around
+the node with :func:`p2pchat.api.serve_node`.
 """
 
 from __future__ import annotations
@@ -18,24 +22,24 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nacl.utils
 import trio
 
 from p2pchat_crypto.identity import Device, fingerprint_of
 
-from .config import NodeConfig
-from .directory import Directory
-from .dm import DirectMessages, dm_conversation_id
-from .errors import (
+from ..config import NodeConfig
+from ..dm.mailbox import Mailbox, MailboxKeys
+from ..dm.service import DirectMessages, dm_conversation_id
+from ..errors import (
     ClosedError,
     ConfigError,
     LocalProtocolError,
     NetworkError,
     NotFoundError,
 )
-from .events import (
+from ..events import (
     ContactChanged,
     EventBus,
     EventStream,
@@ -43,19 +47,18 @@ from .events import (
     PeerDisconnected,
     PeerNearby,
 )
-from .groups import Groups
-from .keystore import UnlockedIdentity
-from .local_keys import LocalKeys
-from .mailbox import Mailbox, MailboxKeys
-from .net import base as netbase
-from .net.base import Network
-from .node_groups import GroupsApi
-from .peerid import peer_id_from_ed25519, peer_id_to_key
-from .protocol.content import Content
-from .protocol.dm_messages import ContactAccept, ContactDecline
-from .protocol.limits import backoff_ms
-from .storage.base import Store
-from .storage.records import (
+from ..groups.service import Groups
+from ..identity.directory import Directory
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_from_ed25519, peer_id_to_key
+from ..net import base as netbase
+from ..net.base import Network
+from ..protocol.content import Content
+from ..protocol.dm_messages import ContactAccept, ContactDecline
+from ..protocol.limits import backoff_ms
+from ..storage.base import Store
+from ..storage.records import (
     Contact,
     ContactState,
     Conversation,
@@ -63,9 +66,7 @@ from .storage.records import (
     Peer,
     PeerSource,
 )
-
-if TYPE_CHECKING:
-    from .rpc import RpcServer
+from .groups import GroupsApi
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -99,7 +100,7 @@ def parse_account(text: str | bytes) -> bytes:
 
 def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     def open_network(device: Device) -> AbstractAsyncContextManager[Network]:
-        from .net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
+        from ..net.libp2p_host import open_libp2p_network  # ~1 s import: only when needed
 
         # Discovery starts once the node has registered its handlers (see Node._start).
         net = dataclasses.replace(config.net, display_name=config.display_name)
@@ -145,8 +146,6 @@ class Node(GroupsApi):
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
-        #: The local RPC server while the node serves one (``config.rpc``), else ``None``.
-        self.rpc_server: RpcServer | None = None
 
     def __repr__(self) -> str:
         return f"<Node {self.peer_id} {self._state}>"
@@ -188,7 +187,7 @@ class Node(GroupsApi):
         if self._given_store is not None:
             self._store = self._given_store
         else:
-            from .storage.sqlite import SqliteStore
+            from ..storage.sqlite import SqliteStore
 
             config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = await SqliteStore.open(config.home / "store.sqlite3")
@@ -260,32 +259,9 @@ class Node(GroupsApi):
             record_lifetime_ms=config.delivery.record_lifetime_ms,
         )
         await self._nursery.start(self._groups.run)
-        if config.rpc:
-            await self._serve_rpc()
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
-
-    async def _serve_rpc(self) -> None:
-        """Serve the local RPC API (``protocol-spec/rpc.md``) and feed it every node event.
-
-        The server is entered after the nursery, so on close it stops first and no RPC
-        handler outlives the work it calls into.
-        """
-        from . import node_rpc  # the RPC stack is loaded only by nodes that serve it
-        from .rpc import ServerConfig
-
-        assert self._nursery is not None
-        server = await self._stack.enter_async_context(
-            node_rpc.open_node_rpc(
-                self,
-                home=self._config.home,
-                rng=self._rng,
-                config=ServerConfig(tcp_port=self._config.rpc_tcp_port),
-            )
-        )
-        self.rpc_server = server
-        await self._nursery.start(node_rpc.forward_events, self._events.stream(), server)
 
     def _check(self) -> None:
         if self._state != "running":
@@ -393,6 +369,10 @@ class Node(GroupsApi):
                 )
 
     # -- identity -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> NodeConfig:
+        return self._config
 
     @property
     def account_key(self) -> bytes:

@@ -2,7 +2,7 @@
 
 Per remote peer, a token bucket runs before any signature check; blocked accounts are
 dropped before any decryption. The frames a stream delivered so far form a batch
-(:class:`~p2pchat.dm_streams.FrameBatches`): they are decrypted in order (each may
+(:class:`~p2pchat.dm.streams.FrameBatches`): they are decrypted in order (each may
 advance the session the next needs, so the batch keeps the sessions it changed), then
 the sessions, the replay cache, the messages (deduplicated by id) and the contacts are
 committed in ONE transaction, and only then is ONE ``dm.ack`` sent naming them all: an
@@ -11,7 +11,7 @@ message already stored is re-acknowledged without being shown again. The first b
 frame stops the batch: what came before it is still committed and acknowledged, the
 stream is reset, and the sender retries the rest (same ciphertext), in order.
 
-:class:`Receiving` is a base of :class:`p2pchat.dm.DirectMessages`, which owns the
+:class:`Receiving` is a base of :class:`p2pchat.dm.service.DirectMessages`, which owns the
 state declared here and the sending side (``_delivered``).
 """
 
@@ -30,21 +30,19 @@ from p2pchat_crypto.identity import Account, fingerprint_of
 from p2pchat_crypto.ratchet import Session
 from p2pchat_crypto.x3dh import InitialMessage
 
-from .dm_sessions import SessionCache, SessionKey
-from .dm_streams import FrameBatches
-from .errors import (
+from ..errors import (
     P2PChatError,
     PermissionDeniedError,
     ProtocolError,
     RateLimitedError,
     WireError,
 )
-from .events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
-from .local_keys import LocalKeys
-from .net.base import FramedStream
-from .peerid import peer_id_to_key
-from .protocol.content import Content
-from .protocol.dm_messages import (
+from ..events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_to_key
+from ..net.base import FramedStream
+from ..protocol.content import Content
+from ..protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
     ContactRequest,
@@ -53,10 +51,10 @@ from .protocol.dm_messages import (
     DmMessage,
     DmPlaintext,
 )
-from .protocol.envelope import Envelope, decode_envelope, seal
-from .protocol.limits import PeerLimiter
-from .storage.base import Store, Transaction
-from .storage.records import (
+from ..protocol.envelope import Envelope, decode_envelope, seal
+from ..protocol.limits import PeerLimiter
+from ..storage.base import Store, Transaction
+from ..storage.records import (
     AddedMessage,
     Contact,
     ContactState,
@@ -67,6 +65,8 @@ from .storage.records import (
     NewMessage,
     SessionRecord,
 )
+from .sessions import Inbound, ReceiveBatch, SessionCache, SessionKey
+from .streams import FrameBatches
 
 __all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "Receiving", "dm_conversation_id"]
 
@@ -86,7 +86,7 @@ def dm_conversation_id(account: bytes) -> str:
 
 
 class Receiving:
-    """The receive path of :class:`p2pchat.dm.DirectMessages` (see the module docstring)."""
+    """The receive path of :class:`p2pchat.dm.service.DirectMessages` (see the module docstring)."""
 
     _account: Account
     _signing_key: SigningKey
@@ -543,69 +543,5 @@ def _with_state(contact: Contact, state: ContactState, now: int) -> Contact:
     return dataclasses.replace(contact, state=state, updated_at=now)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Inbound:
-    """A decrypted message of a batch, waiting for the batch's commit."""
-
-    account: bytes
-    device: bytes
-    plain: DmPlaintext
-
-
 #: A committed inbound message: (message, contact, new request, is request, added).
 Outcome = tuple[Inbound, Contact | None, bool, bool, AddedMessage | None]
-
-
-class ReceiveBatch:
-    """What one inbound batch decrypted and will commit together (see ``_receive_batch``).
-
-    ``sessions`` holds the sessions the batch advanced, in their latest state, in the
-    order they were last used (so the most recent comes last): a message decrypted
-    later in the batch must see the state the earlier ones left.
-    """
-
-    def __init__(self) -> None:
-        self.messages: list[Inbound] = []
-        self.keys: list[SessionKey] = []
-        self.sessions: dict[SessionKey, Session] = {}
-        self.device_accounts: dict[bytes, bytes] = {}
-        self.ids: set[bytes] = set()
-        self.ack_ids: list[bytes] = []
-        self.not_blocked: set[bytes] = set()
-        self.replay_changed = False
-        self._held: list[trio.Lock] = []
-
-    async def lock(self, lock: trio.Lock) -> None:
-        """Hold ``lock`` until :meth:`release` (taken once however often asked)."""
-        if lock not in self._held:
-            await lock.acquire()
-            self._held.append(lock)
-
-    def release(self) -> None:
-        held, self._held = self._held, []
-        for lock in reversed(held):
-            lock.release()
-
-    def add(self, key: SessionKey, session: Session, inbound: Inbound) -> None:
-        self.sessions.pop(key, None)
-        self.sessions[key] = session
-        self.device_accounts[inbound.device] = inbound.account
-        self.messages.append(inbound)
-        self.keys.append(key)
-        self.ids.add(inbound.plain.id)
-
-    def sessions_of(self, account: bytes, device: bytes) -> list[Session]:
-        """This batch's sessions with ``device``, most recently used first."""
-        return [
-            session
-            for (acct, dev, _), session in reversed(self.sessions.items())
-            if acct == account and dev == device
-        ]
-
-    def discard(self, key: SessionKey) -> None:
-        """Forget a session and every message decrypted with it (none is acknowledged)."""
-        self.sessions.pop(key, None)
-        kept = [(k, m) for k, m in zip(self.keys, self.messages, strict=True) if k != key]
-        self.keys = [k for k, _ in kept]
-        self.messages = [m for _, m in kept]
-        self.ids = {m.plain.id for m in self.messages}

@@ -1,17 +1,12 @@
-"""The node's RPC methods (``protocol-spec/rpc.md`` §9.3) and the server that hosts them.
+"""The node's RPC methods (``protocol-spec/rpc.md`` §9.3): node, contacts and DMs.
 
 :func:`build_registry` turns a :class:`~p2pchat.node.Node` into a
 :class:`~p2pchat.rpc.Registry`: one small handler per method, each a thin translation
 between msgpack-friendly maps and the node's typed API. Nothing here holds state or
 bypasses the node: the CLI and any other app see exactly what an embedding app sees.
 
-Conventions, so every language can use the API without bytes in params:
-
-* keys and ids in params and results are lower-case hex strings (an account key is 64
-  hex digits, a message id 32); times are ints of milliseconds since the Unix epoch;
-* a *contact* param takes an account key in hex or a contact's display name, if exactly
-  one contact has it (case-insensitive), so people can type names;
-* lists come back oldest or alphabetically first, and never contain raw ``bytes``.
+Results and contact names follow the conventions of :mod:`p2pchat.api.shapes`; the
+server around a running node is :mod:`p2pchat.api.serve`.
 
 Extension point: a feature adds its methods with a ``register(registry, node)`` function
 listed in :data:`SECTIONS` (groups will add ``register_group_methods`` there), or passes
@@ -20,24 +15,23 @@ it to :func:`build_registry` through ``extra``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
-import trio
-
 from p2pchat import __version__
-from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
-from p2pchat.events import EventStream, event_to_dict
-from p2pchat.node_rpc_groups import register_group_methods
+from p2pchat.api.groups import register_group_methods
+from p2pchat.api.shapes import (
+    contact_to_dict,
+    conversation_to_dict,
+    message_to_dict,
+    plain,
+    resolve_contact,
+)
+from p2pchat.errors import ConfigError
 from p2pchat.protocol.content import Content
-from p2pchat.rpc import Bounds, NoParams, Registry, RpcServer, ServerConfig, ensure_admin_token
-from p2pchat.rpc import open_rpc_server as _open_rpc_server
-from p2pchat.storage.records import Contact, ContactState, Conversation, Message
-from p2pchat_crypto.identity import fingerprint_of
-from p2pchat_crypto.sealed import Rng
+from p2pchat.rpc import Bounds, NoParams, Registry
+from p2pchat.storage.records import Contact, ContactState
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -46,20 +40,12 @@ __all__ = [
     "SECTIONS",
     "build_registry",
     "node_info",
-    "open_node_rpc",
-    "forward_events",
-    "resolve_contact",
-    "plain",
-    "contact_to_dict",
-    "message_to_dict",
-    "conversation_to_dict",
+    "Section",
 ]
 
 #: The largest id a JSON or JavaScript client can hold exactly (rpc.md §3).
 _MAX_ID: Final = (1 << 53) - 1
-_ACCOUNT_HEX: Final = 64
 _CONTACT = Bounds(max_len=128)
-_CONTENT_MAX: Final = 64 * 1024
 
 Section = Callable[[Registry, "Node"], None]
 
@@ -113,64 +99,6 @@ class _ConversationParams:
 # -- results ------------------------------------------------------------------------------
 
 
-def plain(value: Any) -> Any:
-    """``value`` with bytes as hex and tuples as lists, recursively (msgpack and JSON safe)."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
-def contact_to_dict(contact: Contact) -> dict[str, Any]:
-    return {
-        "account": contact.account.hex(),
-        "fingerprint": fingerprint_of(contact.account),
-        "name": contact.display_name,
-        "state": contact.state.value,
-        "verified": contact.verified,
-        "created_at": contact.created_at,
-        "updated_at": contact.updated_at,
-    }
-
-
-def message_to_dict(message: Message) -> dict[str, Any]:
-    """A stored message with its content decoded; an undecodable body keeps only its type."""
-    try:
-        content: Content | None = Content.from_bytes(message.body, max_size=_CONTENT_MAX)
-    except (P2PChatError, ValueError):
-        content = None  # stored by a newer version or damaged: still list the message
-    return {
-        "conversation_id": message.conversation_id,
-        "message_id": message.message_id.hex(),
-        "seq": message.seq,
-        "direction": message.direction.value,
-        "state": message.state.value,
-        "failure_reason": message.failure_reason,
-        "sender": message.sender_account.hex(),
-        "sender_device": message.sender_device.hex(),
-        "content_type": message.content_type,
-        "text": content.text if content is not None else "",
-        "body": plain(content.body) if content is not None else {},
-        "sent_at": message.sent_at,
-        "received_at": message.received_at,
-    }
-
-
-def conversation_to_dict(conversation: Conversation, name: str | None) -> dict[str, Any]:
-    peer = conversation.peer_account
-    return {
-        "conversation_id": conversation.conversation_id,
-        "kind": conversation.kind.value,
-        "peer": peer.hex() if peer is not None else None,
-        "name": name,
-        "last_activity": conversation.last_activity,
-        "unread": conversation.unread,
-    }
-
-
 def node_info(node: Node) -> dict[str, Any]:
     """The public description sent in the ``rpc.hello`` reply (no secrets, no network)."""
     return {
@@ -183,38 +111,6 @@ def node_info(node: Node) -> dict[str, Any]:
 
 
 # -- argument parsing ---------------------------------------------------------------------
-
-
-def _hex_account(text: str) -> bytes | None:
-    cleaned = text.strip().replace(" ", "").lower()
-    if len(cleaned) != _ACCOUNT_HEX:
-        return None
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        return None
-
-
-def resolve_contact(text: str, contacts: Iterable[Contact]) -> bytes:
-    """The account a person means by ``text``: 64 hex digits, or a unique display name.
-
-    Hex wins even if someone is named like a key: keys are what scripts pass.
-    """
-    account = _hex_account(text)
-    if account is not None:
-        return account
-    wanted = text.strip().casefold()
-    matches = [c for c in contacts if c.display_name.casefold() == wanted]
-    if len(matches) == 1:
-        return matches[0].account
-    if not matches:
-        raise NotFoundError(
-            f"no contact named {text!r}; give the account key (64 hex digits) "
-            "or see `p2pchat contacts list`"
-        )
-    raise ConfigError(
-        f"{len(matches)} contacts are named {text!r}; give the account key (64 hex digits)"
-    )
 
 
 def _parse_state(text: str | None) -> ContactState | None:
@@ -415,44 +311,3 @@ def build_registry(node: Node, *, extra: Iterable[Section] = ()) -> Registry:
     for section in (*SECTIONS, *extra):
         section(registry, node)
     return registry
-
-
-# -- hosting ------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def open_node_rpc(
-    node: Node,
-    *,
-    home: Path,
-    rng: Rng,
-    config: ServerConfig | None = None,
-    extra: Iterable[Section] = (),
-) -> AsyncIterator[RpcServer]:
-    """Serve ``node``'s API on ``<home>/rpc.sock`` (and TCP if configured) for the block.
-
-    Creates the admin token on first use. Events are not forwarded here: the node runs
-    :func:`forward_events` in its own nursery so it stops with the node's other work.
-    """
-    ensure_admin_token(home, rng=rng)
-    async with _open_rpc_server(
-        home=home,
-        registry=build_registry(node, extra=extra),
-        node_info=node_info(node),
-        rng=rng,
-        config=config,
-    ) as server:
-        yield server
-
-
-async def forward_events(
-    events: EventStream,
-    server: RpcServer,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Publish every node event on the RPC server until the node closes its event bus."""
-    async with events:
-        task_status.started()
-        async for event in events:
-            server.publish(event_to_dict(event))

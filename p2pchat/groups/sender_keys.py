@@ -1,4 +1,4 @@
-"""Private groups' sender keys (mixed into :class:`p2pchat.groups.Groups`).
+"""Private groups' sender keys (mixed into :class:`p2pchat.groups.service.Groups`).
 
 A sender key is handed to each member device inside the pairwise E2EE session, as hidden
 DM content of type ``p2pchat/group-key``; after a removal or a ban the engine asks for a
@@ -19,23 +19,23 @@ from p2pchat_crypto.group import GroupKeyring, GroupSession, InboundGroupSession
 from p2pchat_crypto.identity import Device
 from p2pchat_crypto.sealed import Rng
 
-from .dm import DirectMessages
-from .errors import (
+from ..dm.service import DirectMessages
+from ..errors import (
     LocalProtocolError,
     PermissionDeniedError,
     WireError,
 )
-from .local_keys import LocalKeys
-from .protocol.codec import Struct
-from .protocol.content import Content
-from .protocol.group_engine import GroupEngine
-from .protocol.group_events import (
+from ..identity.local_keys import LocalKeys
+from ..protocol.codec import Struct
+from ..protocol.content import Content
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import (
     InnerEvent,
     Sealed,
     decode_event,
 )
-from .protocol.group_log import GroupError, StoredEvent
-from .storage.base import Store
+from ..protocol.group_log import GroupError, StoredEvent
+from ..storage.base import Store
 
 __all__ = ["GROUP_KEY_CONTENT_TYPE", "SenderKeys"]
 

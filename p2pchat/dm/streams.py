@@ -1,6 +1,6 @@
 """Stream plumbing for direct messages: kept-open streams, batched reads, closing.
 
-The DM driver (:mod:`p2pchat.dm`) pipelines: a sender writes a window of frames on one
+The DM driver (:mod:`p2pchat.dm.service`) pipelines: a sender writes a window of frames on one
 stream without waiting, and a receiver commits every frame it has already read in one
 transaction and answers them with one ``dm.ack``. One fsync and one signature then
 serve a whole batch instead of one message. :class:`FrameBatches` is the receiver's
@@ -17,8 +17,8 @@ from types import TracebackType
 
 import trio
 
-from .errors import P2PChatError
-from .net.base import FramedStream
+from ..errors import P2PChatError
+from ..net.base import FramedStream
 
 __all__ = ["FrameBatches", "StreamPool", "closing", "reset_quietly"]
 
