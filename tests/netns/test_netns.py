@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -265,3 +266,19 @@ def test_leftovers_refuse_start_until_cleaned_up() -> None:
     finally:
         cleanup(TEST_PREFIX)
     assert not [name for name in namespaces() if name.startswith(TEST_PREFIX)]
+
+
+def test_unavailable_namespaces_skip_only_when_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.netns as netns
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(netns, "available", lambda: (False, "network namespaces need root"))
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        require_netns()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(pytest.fail.Exception, match="running as root but"):
+        require_netns()
+    monkeypatch.setattr(netns, "available", lambda: (True, "ok"))
+    monkeypatch.setattr(netns, "iptables_available", lambda: (False, "run `make netns-deps`"))
+    with pytest.raises(pytest.fail.Exception, match="netns-deps"):
+        require_netns()
