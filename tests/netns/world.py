@@ -119,14 +119,15 @@ class NetnsWorld:
         self._closed = True
         errors: list[str] = []
         try:
-            self._stop_processes()
-            for ns in reversed(self._namespaces):
-                kill_namespace_processes(ns)
-            for ns in reversed(self._namespaces):
-                try:
-                    sh(["ip", "netns", "del", ns])
-                except NetnsError as exc:
-                    errors.append(str(exc))
+            try:
+                self._stop_processes()
+            finally:  # the namespaces go even if stopping a process failed
+                for ns in reversed(self._namespaces):
+                    try:
+                        kill_namespace_processes(ns)
+                        sh(["ip", "netns", "del", ns])
+                    except NetnsError as exc:
+                        errors.append(str(exc))
         finally:
             if self._lock_fd is not None:
                 release_run_lock(self.prefix, self.run_id, self._lock_fd)
