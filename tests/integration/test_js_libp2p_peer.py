@@ -141,7 +141,12 @@ async def test_a_js_libp2p_peer_reads_records_follows_gossip_and_posts(
                     prekeys = await out.wait_for("prekeys")
                     assert prekeys["account"] == a.account_key.hex()
                     info = await out.wait_for("group")
-                    assert (info["name"], info["kind"], info["join"]) == ("Interop", "public", "open")
+                    assert info == {
+                        "step": "group",
+                        "name": "Interop",
+                        "kind": "public",
+                        "join": "open",
+                    }
                     await out.wait_for("subscribed")
                     # Post until the js peer verified one (it may join A's mesh a heartbeat late).
                     verified: dict[str, Any] | None = None
