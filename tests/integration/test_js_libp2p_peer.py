@@ -75,6 +75,22 @@ def js_peer() -> Path:
     return CACHE
 
 
+def test_js_checks_the_tag_and_invite_vectors(js_peer: Path) -> None:
+    vectors = ROOT / "protocol-spec" / "vectors" / "groups"
+    done = subprocess.run(
+        [_tool("node"), "check_vectors.mjs", str(vectors)],
+        cwd=js_peer,
+        capture_output=True,
+        text=True,
+        timeout=JS_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["tags"] >= 10
+    assert report["invites"] >= 1
+
+
 def _identity() -> UnlockedIdentity:
     return UnlockedIdentity.generate(rng=nacl.utils.random, now=time.time_ns() // 1_000_000)
 
