@@ -159,6 +159,7 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "unread": sum(c.unread for c in conversations),
             "contact_requests": len(await node.contact_requests()),
             "records_published_at": stats["records_published_at"],
+            "rejected": stats["groups"]["rejected"],
         }
 
     async def statistics(_: object) -> dict[str, Any]:

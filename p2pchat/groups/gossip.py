@@ -35,6 +35,7 @@ from ..errors import NetworkError, P2PChatError, ProtocolError, RateLimitedError
 from ..identity.peerid import peer_id_to_key
 from ..net.base import FramedStream, Network, Subscription
 from ..protocol.codec import Struct
+from ..protocol.counters import RATE_LIMITED, ReasonCounter
 from ..protocol.envelope import decode_envelope, seal
 from ..protocol.group_effects import ReceiveResult
 from ..protocol.group_engine import GroupEngine
@@ -129,6 +130,8 @@ class GroupTransport:
         self._subscriptions: dict[bytes, Subscription] = {}
         self._nursery: trio.Nursery | None = None
         self.stats: defaultdict[str, int] = defaultdict(int)
+        #: Why group messages (gossip and sync) were refused, by reason slug.
+        self.rejections = ReasonCounter()
         network.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
         self.live = LiveBacklog(
             signing_key=signing_key,
@@ -247,6 +250,7 @@ class GroupTransport:
         now = self._clock()
         if not self._limiter.allow(origin, now):
             self.stats["gossip_rate_limited"] += 1
+            self.rejections.add(RATE_LIMITED)
             return False
         try:
             envelope = decode_envelope(data, max_size=MAX_SYNC_FRAME)
@@ -261,11 +265,13 @@ class GroupTransport:
             # is charged before the first signature check.
             if not self._pay(origin, now, batch):
                 self.stats["gossip_rate_limited"] += 1
+                self.rejections.add(RATE_LIMITED)
                 return False
             envelope.verify()
             result, errors = engine.apply_runs(batch, now=now, source=origin)
         except (WireError, GroupError, RateLimitedError) as exc:
             self.stats["gossip_rejected"] += 1
+            self.rejections.add_error(exc)
             logger.debug("rejected gossip from %s: %s", origin, exc)
             return False
         self.stats["gossip_events"] += len(result.accepted)
@@ -274,6 +280,8 @@ class GroupTransport:
             self._results_in.send_nowait((group_id, result))
         if errors:
             self.stats["gossip_rejected"] += 1
+            for error in errors:
+                self.rejections.add_error(error)
         return not errors
 
     async def _drain(self, group_id: bytes, subscription: Subscription) -> None:
@@ -297,7 +305,7 @@ class GroupTransport:
         engine = self._engine_of(group_id)
         if engine is None:
             return 0
-        session = SyncSession(engine)
+        session = SyncSession(engine, rejections=self.rejections)
         stream = await self._network.open_stream(peer_id, SYNC_PROTOCOL)
         try:
             with trio.fail_after(60):
@@ -349,13 +357,14 @@ class GroupTransport:
             engine = self._engine_of(opening.group)
             if engine is None:
                 raise WireError("unknown-group", "not a member of that group")
-            session = SyncSession(engine)
+            session = SyncSession(engine, rejections=self.rejections)
             step = session.receive(opening, now=self._clock())
             await self._handle_step(opening.group, step.result)
             with trio.fail_after(60):
                 await self._exchange(stream, opening.group, session, step.send)
         except (ProtocolError, GroupError) as exc:
             self.stats["sync_refused"] += 1
+            self.rejections.add_error(exc)
             logger.info("sync with %s refused: %s", peer, exc)
             await stream.reset()
         except trio.TooSlowError:

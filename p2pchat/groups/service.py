@@ -563,6 +563,7 @@ class Groups(GroupEffects, GroupDiscovery):
             "groups": len(self._engines),
             "events": sum(e.statistics()["events"] for e in self._engines.values()),
             "transport": dict(self.transport.stats),
+            "rejected": self.transport.rejections.snapshot(),
         }
 
 
