@@ -13,7 +13,7 @@ BOOTSTRAP ?=
 ARGS      ?=
 RUN_OPTS  := $(if $(PORT),--port $(PORT)) $(foreach b,$(BOOTSTRAP),--bootstrap $(b)) $(ARGS)
 
-.PHONY: run shell test setup lint typecheck pytest fuzz sim bench vectors node-test clean
+.PHONY: run shell test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean
 
 setup: $(STAMP)
 
@@ -43,8 +43,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The network-namespace tests (tests/netns, docs/testing-netns.md) need iptables for NAT, loss
+# and partitions. As root (CI, these machines) it is installed from Debian's packages when missing;
+# as another user nothing happens and those tests skip with the reason.
+netns-deps:
+	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1; then \
+		echo "installing iptables (Debian package) for the network-namespace tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; \
+	fi
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
-pytest: $(STAMP)
+pytest: $(STAMP) netns-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure" >&2; fi; \
 	exit $$rc

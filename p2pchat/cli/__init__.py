@@ -12,8 +12,8 @@ the commands that talk to a running node import only the RPC client, when they r
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing itself is not imported before main() guards Ctrl-C
 if TYPE_CHECKING:
     from ._root import cli as cli
 

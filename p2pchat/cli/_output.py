@@ -31,14 +31,14 @@ from ..errors import (
     UnsupportedVersionError,
     WrongPassphraseError,
 )
-from ..home import Home, is_private
+from ..identity.home import Home, is_private
 from ..text import json_safe, terminal_safe
 from ._errors import NodeNotRunningError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..keystore import KeystorePublic
+    from ..identity.keystore import KeystorePublic
 
 __all__ = [
     "EXIT_CODES",

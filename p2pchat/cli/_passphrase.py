@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..keystore import UNPROTECTED, Passphrase, PassphrasePurpose, PassphraseSource, Protection
+from ..identity.keyfile import PassphrasePurpose, PassphraseSource
+from ..identity.keystore import UNPROTECTED, Passphrase, Protection
 from ._output import warn
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..home import Home, resolve_home
+from ..identity.home import Home, resolve_home
 
 __all__ = ["CliState", "pass_state", "json_option", "wide_option", "now_ms", "system_rng"]
 

@@ -20,6 +20,13 @@ def _duration(ms: int) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    """``bad-signature 3, not-member 1`` (group messages refused, most frequent first)."""
+    if not counts:
+        return "none"
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items())
+
+
 @click.command()
 @json_option
 @pass_state
@@ -29,7 +36,8 @@ def status(state: CliState) -> None:
     \b
     JSON: {"version", "account_key", "fingerprint", "device_key", "peer_id",
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
-           "conversations", "unread", "contact_requests", "records_published_at"}
+           "conversations", "unread", "contact_requests", "records_published_at",
+           "rejected": {reason: count}}  (group messages refused, by reason)
     """
     info = call(state, "node.status")
     if state.json:
@@ -51,6 +59,7 @@ def status(state: CliState) -> None:
             if published
             else "not yet",
         ),
+        ("Rejected", _reasons(info.get("rejected") or {})),
         ("Version", info["version"]),
     ]
     show_panel("p2pchat node", rows)

@@ -49,7 +49,7 @@ class InviteToken(Struct):
 
     CDDL_NAME: ClassVar[str] = "invite-token"
     group: bytes = wire("g", Bytes(32), "group id")
-    secret: bytes = wire("s", Bytes(32), "the invite secret (BLAKE2b-256 of it is inv)")
+    secret: bytes = wire("s", Bytes(32), "the invite secret (its invite hash is inv)")
     inviter: bytes = wire("by", Bytes(32), "inviter account key")
     expires: int = wire("exp", UInt(), "expiry, ms since the epoch (as in the invite)")
     peers: tuple[str, ...] = wire("peers", ListOf(Text(1, 128), 0, 8), "peer ids to sync from")

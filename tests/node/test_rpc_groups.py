@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 import trio
 
+from p2pchat.api.groups import register_group_methods, resolve_group
 from p2pchat.client import Event
 from p2pchat.errors import ConfigError, LocalProtocolError, NotFoundError, PermissionDeniedError
-from p2pchat.node_rpc_groups import register_group_methods, resolve_group
 from p2pchat.rpc import Registry, mint_token
 from p2pchat.rpc.errors import InvalidParamsError
 from p2pchat.storage.records import GroupInfo, GroupStatus

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 import trio
 
+from p2pchat.api.methods import build_registry
+from p2pchat.api.serve import open_api
+from p2pchat.api.shapes import resolve_contact
 from p2pchat.client import Client, Event
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError
 from p2pchat.node import Node
-from p2pchat.node_rpc import build_registry, resolve_contact
 from p2pchat.rpc import mint_token
 from p2pchat.rpc.errors import InvalidParamsError
 from p2pchat.storage.memory import MemoryStore
@@ -203,26 +205,36 @@ async def test_a_read_only_token_can_read_but_not_send(tmp_path: Path) -> None:
                 await viewer.call("dm.history", {"conversation": bob.account.hex()})
 
 
-async def test_the_socket_lives_exactly_as_long_as_the_node(tmp_path: Path) -> None:
+async def test_the_socket_lives_exactly_as_long_as_the_api_around_the_node(
+    tmp_path: Path,
+) -> None:
     alice = new_peer("alice")
-    socket = tmp_path / "alice" / "rpc.sock"
-    async with hub() as h:
-        async with running(h, alice, tmp_path) as node:
-            assert socket.is_socket()
-            assert node.rpc_server is not None
-            token = (tmp_path / "alice" / "rpc.token").read_text().strip()
-            assert token not in repr(node.rpc_server)
-        assert not socket.exists()
 
-        quiet = Node(
-            NodeConfig(home=tmp_path / "quiet", rpc=False),
+    def node_in(home: str, *, rpc: bool) -> Node:
+        return Node(
+            NodeConfig(home=tmp_path / home, rpc=rpc),
             alice.identity,
             network=memory_opener(h),
             store=MemoryStore(),
-            rng=DeterministicRng("quiet"),
+            rng=DeterministicRng(home),
         )
-        async with quiet:
-            assert quiet.rpc_server is None
+
+    async with hub() as h:
+        served = node_in("served", rpc=True)
+        socket = tmp_path / "served" / "rpc.sock"
+        async with served:
+            assert not socket.exists()  # the node itself never serves its API
+            async with open_api(served, rng=DeterministicRng("api")) as server:
+                assert server is not None
+                assert server.unix_path == socket
+                assert socket.is_socket()
+                token = (tmp_path / "served" / "rpc.token").read_text().strip()
+                assert token not in repr(server)
+            assert not socket.exists()
+
+        quiet = node_in("quiet", rpc=False)
+        async with quiet, open_api(quiet) as nothing:
+            assert nothing is None
             assert not (tmp_path / "quiet" / "rpc.sock").exists()
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from p2pchat import keystore
 from p2pchat.cli import _passphrase, cli
 from p2pchat.client import SyncClient
+from p2pchat.identity import keystore
 from tests.unit.test_cli_keys import FAST, PASS
 from tests.unit.test_cli_rpc import LIMIT, Nodes, nodes, p2p, p2p_json
 

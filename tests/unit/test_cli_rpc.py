@@ -122,10 +122,12 @@ def test_status_and_peers(nodes: Nodes) -> None:
     status = p2p_json(nodes.home("alice"), "status")
     assert status["peer_id"] == nodes.peers["alice"].peer_id
     assert status["account_key"] == nodes.account("alice")
+    assert status["rejected"] == {}
     assert p2p_json(nodes.home("alice"), "peers") == {"connected": [], "nearby": []}
     human = p2p(nodes.home("alice"), "status")
     assert human.exit_code == 0
     assert nodes.peers["alice"].peer_id in human.stdout
+    assert "Rejected" in human.stdout
     assert "No peers" in p2p(nodes.home("alice"), "peers").stdout
     token = (nodes.home("alice") / "rpc.token").read_text().strip()
     assert token not in human.output + json.dumps(status)

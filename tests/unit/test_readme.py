@@ -20,9 +20,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from p2pchat import keystore
 from p2pchat.cli import cli
-from p2pchat.peerid import peer_id_from_ed25519
+from p2pchat.identity import keystore
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from tests.unit.test_cli_keys import FAST
 
 ROOT = Path(__file__).resolve().parents[2]
