@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat import dm as dm_module
+from p2pchat.dm import service as dm_module
 from p2pchat.errors import ConfigError
 from p2pchat.events import DeliveryChanged, MessageReceived
 from p2pchat.protocol.content import MAX_TEXT_BYTES, Content
