@@ -326,6 +326,10 @@ class Groups(GroupEffects, GroupDiscovery):
         peers: tuple[str, ...] = ()
         if text.startswith("p2pchat-invite:"):
             token = InviteToken.from_text(text)
+            if token.expires <= self._clock():
+                raise PermissionDeniedError(
+                    "this invite link has expired; ask a member of the group for a fresh one"
+                )
             group_id, secret, peers = token.group, token.secret, token.peers
         else:
             try:
@@ -363,16 +367,27 @@ class Groups(GroupEffects, GroupDiscovery):
             await self._forget(group_id)
             raise NetworkError("could not fetch the invite from the group; try again later")
         await self._author(group_id, MemberJoin(secret=secret))
+        if self._account not in engine.state.members:
+            # The invite was used up (or its join came too late): the join is void on
+            # every replica. Nothing stays half-joined; a fresh invite starts afresh.
+            await self._forget(group_id, drop=True)
+            raise PermissionDeniedError(
+                "this invite link is used up (or expired); ask a member of the group for a "
+                "fresh one"
+            )
         for peer_id in sources:  # hand our join over right away
             await self._try_sync(group_id, peer_id)
         return group_id
 
-    async def _forget(self, group_id: bytes) -> None:
-        """Undo the start of a join that could not complete (a later join starts afresh)."""
+    async def _forget(self, group_id: bytes, *, drop: bool = False) -> None:
+        """Undo the start of a join that could not complete (a later join starts afresh);
+        ``drop``: the group and its events leave the store (we never were a member)."""
         self._engines.pop(group_id, None)
         await self.transport.unsubscribe(group_id)
         info = await self._store.get_group(group_id)
-        if info is not None:
+        if drop:
+            await self._store.delete_group(group_id)
+        elif info is not None:
             await self._store.put_group(
                 with_status(info, status=GroupStatus.LEFT, now=self._clock())
             )
