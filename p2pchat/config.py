@@ -124,12 +124,17 @@ class NodeConfig:
     rpc: bool = True
     #: Also serve the RPC on 127.0.0.1:<port> (``None``: unix socket only).
     rpc_tcp_port: int | None = None
+    #: How often the node checks that its home (and store file) are still there and
+    #: writable; when not, it stops (see :mod:`p2pchat.node.health`).
+    home_check_ms: int = 2_000
 
     def __post_init__(self) -> None:
         if self.display_name is not None and not 0 < len(self.display_name) <= 64:
             raise ConfigError("a display name has 1 to 64 characters")
         if self.event_buffer < 2:
             raise ConfigError("event_buffer must be at least 2")
+        if self.home_check_ms <= 0:
+            raise ConfigError("home_check_ms must be positive")
 
     @classmethod
     def from_mapping(cls, home: Path, values: dict[str, Any]) -> NodeConfig:

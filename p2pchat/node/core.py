@@ -65,6 +65,7 @@ from ..storage.records import (
 )
 from .contacts import ContactsApi, parse_account
 from .groups import GroupsApi
+from .health import HomeWatch, watch_home
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -164,6 +165,7 @@ class Node(ContactsApi, GroupsApi):
 
     async def _start(self) -> None:
         config, identity = self._config, self._identity
+        store_check: Callable[[], None] | None = None
         if self._given_store is not None:
             self._store = self._given_store
         else:
@@ -172,6 +174,9 @@ class Node(ContactsApi, GroupsApi):
             config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = await SqliteStore.open(config.home / "store.sqlite3")
             self._store = await self._stack.enter_async_context(store)
+            store_check = store.check_file
+        # A home that exists is watched (with a given store it may not: tests, embedding).
+        home = HomeWatch(config.home) if config.home.is_dir() else None
         self._network = await self._stack.enter_async_context(self._open_network(identity.device))
         keys = LocalKeys(
             account=identity.account,
@@ -221,6 +226,8 @@ class Node(ContactsApi, GroupsApi):
         )
         self._started_at = self._clock()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        if home is not None:
+            self._nursery.start_soon(watch_home, home, config.home_check_ms / 1000, store_check)
         self._nursery.start_soon(self._dm.run_outbox)
         self._nursery.start_soon(self._watch_network)
         self._nursery.start_soon(self._mailbox_loop)

@@ -17,10 +17,17 @@ price is one fsync per commit; batch writes in a transaction (see ``bench/store_
 The file is locked with ``locking_mode=EXCLUSIVE``: a second process (a second node on
 the same home) gets :class:`StorageError` at open instead of a silently shared store.
 The lock dies with the process, so a killed node's store reopens at once.
+
+A store whose file was deleted, replaced or made read-only while open would go on
+"committing" into an unlinked inode (or into a file nobody will read again): every commit
+first checks that the path still names the file opened, writable, and fails with
+:class:`StorageError` otherwise. So nothing is ever acknowledged as stored that a restart
+would not find (issue 16 item 3); the node notices the same and stops.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -96,6 +103,7 @@ class SqliteStore(Facade):
         self._backend = SqliteBackend(conn)
         self._lock = trio.Lock()
         self._path = path
+        self._file = _file_id(path)
 
     @classmethod
     async def open(
@@ -141,6 +149,30 @@ class SqliteStore(Facade):
             conn = self._check_open()
             return await trio.to_thread.run_sync(self._run_atomically, conn, op)
 
+    def check_file(self) -> None:
+        """Raise :class:`StorageError` unless the path still names the file opened, and it
+        is writable (a deleted or replaced home, a read-only file)."""
+        if self._file is None:
+            return  # an in-memory database: no file to lose
+        try:
+            now = _file_id(self._path)
+        except OSError as exc:
+            raise StorageError(
+                f"the store file {self._path} is gone ({exc.strerror}): was the home deleted?"
+            ) from None
+        if now != self._file:
+            raise StorageError(f"the store file {self._path} was replaced by another file")
+        if not os.access(self._path, os.W_OK):
+            raise StorageError(f"the store file {self._path} is no longer writable")
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        try:
+            self.check_file()
+        except StorageError:
+            _rollback(conn)
+            raise
+        _commit(conn)
+
     def _run_atomically(self, conn: sqlite3.Connection, op: Callable[[Backend], T]) -> T:
         with _map_sqlite_errors("store operation failed"):
             conn.execute("BEGIN IMMEDIATE")
@@ -149,7 +181,7 @@ class SqliteStore(Facade):
             except BaseException:
                 _rollback(conn)
                 raise
-            _commit(conn)
+            self._commit(conn)
             return result
 
     @asynccontextmanager
@@ -169,7 +201,15 @@ class SqliteStore(Facade):
                 raise
             tx.finish()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_in_map, _commit, conn)
+                await trio.to_thread.run_sync(_in_map, self._commit, conn)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the store file; ``None`` for SQLite's in-memory names."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _in_map(step: Callable[[sqlite3.Connection], None], conn: sqlite3.Connection) -> None:
