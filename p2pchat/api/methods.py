@@ -110,6 +110,11 @@ class _ConversationParams:
     conversation: Annotated[str, Bounds(max_len=256)]
 
 
+@dataclass(frozen=True, slots=True)
+class _MessageParams:
+    message_id: Annotated[str, Bounds(max_len=64)]
+
+
 # -- results ------------------------------------------------------------------------------
 
 
@@ -304,7 +309,13 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
             after_seq=p.after_seq,
             limit=p.limit,
         )
-        return [message_to_dict(m) for m in messages]
+        return [message_to_dict(m, node.waiting_reason(m.message_id)) for m in messages]
+
+    async def dm_cancel(p: _MessageParams) -> dict[str, Any]:
+        """Cancel a queued message (one never sent): it fails with the reason ``cancelled``."""
+        message_id = _parse_id(p.message_id, "message_id")
+        assert message_id is not None
+        return message_to_dict(await node.cancel_dm(message_id))
 
     async def dm_conversations(_: object) -> list[dict[str, Any]]:
         """Conversations, most recent activity first, with unread counts and contact names."""
@@ -324,6 +335,7 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
 
     registry.add("dm.send", dm_send, scope="send", params=_SendParams)
     registry.add("dm.history", dm_history, scope="read", params=_HistoryParams)
+    registry.add("dm.cancel", dm_cancel, scope="send", params=_MessageParams)
     registry.add("dm.conversations", dm_conversations, scope="read", params=NoParams)
     registry.add("dm.mark_read", dm_mark_read, scope="send", params=_ConversationParams)
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.protocol.content import Content
-from p2pchat.storage.records import Contact, Conversation, Message
+from p2pchat.storage.records import Contact, Conversation, DeliveryState, Direction, Message
 from p2pchat_crypto.identity import fingerprint_of
 
 __all__ = [
@@ -54,8 +54,10 @@ def contact_to_dict(contact: Contact) -> dict[str, Any]:
     }
 
 
-def message_to_dict(message: Message) -> dict[str, Any]:
-    """A stored message with its content decoded; an undecodable body keeps only its type."""
+def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, Any]:
+    """A stored message with its content decoded; an undecodable body keeps only its type.
+    ``waiting``: why our queued or sent message is not delivered yet (the outbox's last
+    failed attempt)."""
     try:
         content: Content | None = Content.from_bytes(message.body, max_size=_CONTENT_MAX)
     except (P2PChatError, ValueError):
@@ -67,6 +69,10 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "direction": message.direction.value,
         "state": message.state.value,
         "failure_reason": message.failure_reason,
+        "waiting": waiting
+        if message.state in (DeliveryState.QUEUED, DeliveryState.SENT)
+        and message.direction is Direction.OUT
+        else None,
         "sender": message.sender_account.hex(),
         "sender_device": message.sender_device.hex(),
         "content_type": message.content_type,

@@ -34,8 +34,9 @@ def dm() -> None:
 
     PEER is an account key (64 hex digits) or the display name of one contact. With
     --json, a message is {"conversation_id", "message_id", "seq", "direction" (in/out),
-    "state" (queued/sent/delivered/failed), "failure_reason", "sender",
-    "sender_device", "content_type", "text", "body", "sent_at", "received_at"}.
+    "state" (queued/sent/delivered/failed), "failure_reason", "waiting" (why a
+    queued or sent message is not delivered yet), "sender", "sender_device",
+    "content_type", "text", "body", "sent_at", "received_at"}.
     """
 
 
@@ -70,6 +71,10 @@ def format_message(message: dict[str, Any], peer_name: str) -> str:
     who = "me" if mine else one_line(peer_name)
     text = message_body(message["text"]) if message["text"] else f"[{message['content_type']}]"
     mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
+    if mine and message["state"] == "failed" and message.get("failure_reason"):
+        mark += f" failed: {one_line(message['failure_reason'])}"
+    elif mine and message.get("waiting"):
+        mark += f" waiting: {one_line(message['waiting'])} (id {message['message_id'][:8]})"
     return f"{_time(message['sent_at'])}  {who}: {text}{mark}"
 
 
@@ -194,6 +199,45 @@ def _follow(
             received += 1
             if count is not None and received >= count:
                 return
+
+
+@dm.command()
+@click.argument("peer")
+@click.argument("message", required=False)
+@json_option
+@pass_state
+def cancel(state: CliState, peer: str, message: str | None) -> None:
+    """Cancel a queued message to PEER (one never sent, e.g. to a mistyped key).
+
+    MESSAGE is its id, or the start of it as `dm read` shows it; without MESSAGE, every
+    queued message to PEER is cancelled. A cancelled message stays listed, failed.
+
+    \b
+    JSON: {"cancelled": [message, ...]}
+    """
+    with connected(state) as client:
+        history = client.call(
+            "dm.history", {"conversation": peer, "limit": 500}, timeout=CALL_TIMEOUT
+        )
+        queued = [m for m in history if m["direction"] == "out" and m["state"] == "queued"]
+        if message is not None:
+            wanted = message.strip().lower()
+            queued = [m for m in queued if m["message_id"].startswith(wanted)]
+            if len(queued) > 1:
+                raise click.UsageError(f"{message!r} names several messages: give more of it")
+        if not queued:
+            raise NotFoundError(
+                "no queued message to cancel there (`p2pchat dm read` shows the states)"
+            )
+        cancelled = [
+            client.call("dm.cancel", {"message_id": m["message_id"]}, timeout=CALL_TIMEOUT)
+            for m in queued
+        ]
+    if state.json:
+        emit_json({"cancelled": cancelled})
+    else:
+        for m in cancelled:
+            say(f"Cancelled {MARKS['failed']} message {m['message_id'][:8]}.")
 
 
 @dm.command("list")

@@ -99,6 +99,7 @@ class Outbox(Receiving):
     _unsent: set[bytes | None]
     _announced: set[bytes | None]
     _sent_volatile: set[bytes | None]
+    _waiting: dict[bytes, str]
     mailbox_deposit: Callable[[bytes, bytes], Awaitable[bool]] | None
 
     async def _latest_session(self, account: bytes) -> tuple[SessionKey, Session] | None:
@@ -352,7 +353,8 @@ class Outbox(Receiving):
             try:
                 async with self._store.transaction() as tx:
                     await tx.put_session(self._session_record(key, session, now))
-                    await tx.remove_outbox(item.item_id)
+                    if not await tx.remove_outbox(item.item_id):
+                        raise NotFoundError("the message was cancelled")
                     new_item = await tx.add_outbox(
                         NewOutboxItem(
                             destination_account=account,
@@ -435,6 +437,8 @@ class Outbox(Receiving):
             maximum=self._config.retry_max_ms,
             jitter=self._jitter.uniform(0.8, 1.2),
         )
+        if item.message_id is not None:
+            self._waiting[item.message_id] = error[:500]
         # NotFoundError: delivered meanwhile (an ack can arrive on another stream).
         with contextlib.suppress(NotFoundError):
             await self._store.reschedule_outbox(
@@ -463,6 +467,8 @@ class Outbox(Receiving):
             self._announced.add(message_id)
 
     def _forget_sent(self, message_id: bytes | None) -> None:
+        if message_id is not None:
+            self._waiting.pop(message_id, None)
         self._unsent.discard(message_id)
         self._announced.discard(message_id)
         self._sent_volatile.discard(message_id)

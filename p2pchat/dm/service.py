@@ -39,6 +39,7 @@ from p2pchat_crypto.sealed import Rng
 
 from ..config import DeliveryConfig
 from ..errors import (
+    ConfigError,
     LocalProtocolError,
     NetworkError,
     NotFoundError,
@@ -140,6 +141,8 @@ class DirectMessages(Outbox):
         self._unsent: set[bytes | None] = set()
         self._announced: set[bytes | None] = set()
         self._sent_volatile: set[bytes | None] = set()
+        # Why each of our messages still waits: the outbox's last error (see ``waiting``).
+        self._waiting: dict[bytes, str] = {}
         self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
         # Serialises the receive path: sessions and the replay cache are read-modify-write.
         self._receive_lock = trio.Lock()
@@ -153,6 +156,47 @@ class DirectMessages(Outbox):
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def waiting(self, message_id: bytes) -> str | None:
+        """Why our message ``message_id`` is not delivered yet: the last failed attempt's
+        reason (``account not found: ...``, per-address dial failures...), or ``None``."""
+        return self._waiting.get(message_id)
+
+    async def cancel(self, message_id: bytes) -> Message:
+        """Take back one of our messages that was never sent: it leaves the outbox and
+        fails with the reason ``cancelled``. A message already written to the recipient
+        (``sent``) or delivered cannot be taken back (:class:`ConfigError`)."""
+        message = await self._store.get_message(message_id)
+        if message is None or message.direction is not Direction.OUT:
+            raise NotFoundError("no such message of yours")
+        account = bytes.fromhex(message.conversation_id.removeprefix("dm:"))
+        async with self._account_locks[account]:
+            message = await self._store.get_message(message_id)
+            assert message is not None
+            if message.state is not DeliveryState.QUEUED:
+                raise ConfigError(
+                    f"that message is {message.state.value}: only a queued message "
+                    "(never sent) can be cancelled"
+                )
+            items = [
+                i
+                for i in await self._store.due_outbox(2**62, limit=2**31)
+                if i.message_id == message_id
+            ]
+            async with self._store.transaction() as tx:
+                for item in items:
+                    await tx.remove_outbox(item.item_id)
+                await tx.set_delivery(message_id, DeliveryState.FAILED, reason="cancelled")
+            for item in items:
+                self._backoff_base.pop(item.item_id, None)
+                if item.destination_device is None:
+                    self._plaintext_items[item.destination_account] -= 1
+        self._forget_sent(message_id)
+        self._emit_delivery(message_id, message.conversation_id, "failed", "cancelled")
+        self.stats["cancelled"] += 1
+        updated = await self._store.get_message(message_id)
+        assert updated is not None
+        return updated
+
     async def start(self) -> None:
         """Index every session by device (contacts and group members alike: a member of a
         shared group who is not a contact still sends us sender keys) and start
@@ -162,6 +206,8 @@ class DirectMessages(Outbox):
         for item in await self._store.due_outbox(2**62, limit=2**31):
             if item.destination_device is None:
                 self._plaintext_items[item.destination_account] += 1
+            if item.message_id is not None and item.last_error:
+                self._waiting[item.message_id] = item.last_error
         self._network.set_stream_handler(DM_PROTOCOL, self._handle_stream)
 
     def peer_reachable(self, peer_id: str) -> None:

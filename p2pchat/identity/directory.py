@@ -192,7 +192,13 @@ class Directory:
 
     async def devices_of(self, account_key: bytes) -> list[DeviceCertificate]:
         """The account's currently certified devices (each certificate verified)."""
-        record = await self._record("devices", account_key)
+        try:
+            record = await self._record("devices", account_key)
+        except NotFoundError:
+            raise NotFoundError(
+                "account not found: no record of it in the DHT (is the key right, and has "
+                "that node been online?)"
+            ) from None
         body = record.parsed
         assert isinstance(body, DeviceListRecord)
         now = self._clock()

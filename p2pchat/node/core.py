@@ -432,6 +432,14 @@ class Node(ContactsApi, GroupsApi):
             content = Content(type="p2pchat/text", body={}, text=text)
         return await self._dms.send(account, content, reply_to=reply_to)
 
+    async def cancel_dm(self, message_id: bytes) -> Message:
+        """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
+        return await self._dms.cancel(message_id)
+
+    def waiting_reason(self, message_id: bytes) -> str | None:
+        """Why our undelivered message waits (the last failed attempt), or ``None``."""
+        return self._dms.waiting(message_id)
+
     async def conversations(self) -> list[Conversation]:
         return await self._s.list_conversations()
 
