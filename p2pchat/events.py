@@ -123,10 +123,13 @@ class GroupMessage(Event):
     event_id: bytes
     author: bytes
     kind: str
-    #: The text shown for it ("" for kinds without text). A private group's sealed
-    #: event is announced once, when it has been decrypted.
+    #: The text shown for it ("" for kinds without text; a reaction's emoji). A private
+    #: group's sealed event is announced once, when it has been decrypted.
     text: str
     ts: int
+    #: The event a reaction refers to (empty otherwise); ``on``: added, not taken back.
+    target: bytes = b""
+    on: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

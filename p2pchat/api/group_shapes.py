@@ -14,12 +14,13 @@ from p2pchat.protocol.codec import Struct
 from p2pchat.protocol.content import Price
 from p2pchat.protocol.group_content import GroupView
 from p2pchat.protocol.group_content import Message as GroupViewMessage
-from p2pchat.protocol.group_events import ShareCard
+from p2pchat.protocol.group_events import GroupEvent, MemberBan, MemberRemove, ShareCard
 from p2pchat.protocol.group_invite import INVITE_PREFIX
 from p2pchat.protocol.group_state import Membership
 from p2pchat.storage.records import GroupInfo, GroupStatus
 
 __all__ = [
+    "group_notice_to_dict",
     "resolve_group",
     "is_hex",
     "parse_event_id",
@@ -165,6 +166,22 @@ def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
         "sealed": message.sealed,
         "reactions": {emoji: len(who) for emoji, who in sorted(message.reactions.items()) if who},
         "share": _share_dict(message.share) if message.share and not message.deleted else None,
+    }
+
+
+def group_notice_to_dict(event: GroupEvent) -> dict[str, Any]:
+    """A removal or ban as ``groups.history`` (``notices``) lists it among messages:
+    ``kind`` "member.remove" / "member.ban", ``author`` who did it, ``account`` whom."""
+    parsed = event.parsed
+    assert isinstance(parsed, MemberRemove | MemberBan)
+    return {
+        "event_id": event.event_id.hex(),
+        "author": event.author_account.hex(),
+        "ts": event.ts,
+        "kind": event.kind,
+        "account": parsed.account.hex(),
+        "reason": parsed.reason,
+        "until": parsed.until if isinstance(parsed, MemberBan) else None,
     }
 
 

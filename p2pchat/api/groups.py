@@ -22,6 +22,7 @@ from p2pchat.api.group_shapes import (
     event_result,
     group_info_to_dict,
     group_message_to_dict,
+    group_notice_to_dict,
     group_to_dict,
     group_view_to_dict,
     parse_event_id,
@@ -225,6 +226,7 @@ class _HistoryParams:
     group: Annotated[str, _GROUP]
     before: Annotated[str | None, _ID] = None
     limit: Annotated[int, Bounds(min=1, max=500)] = 50
+    notices: bool = False
 
 
 # -- the section --------------------------------------------------------------------------
@@ -491,7 +493,18 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         if before is not None and node.group_view(group_id).message(before) is None:
             raise NotFoundError("no such message in that group")
         messages = node.group_history(group_id, limit=p.limit, before=before)
-        return [group_message_to_dict(m) for m in messages]
+        shown = [group_message_to_dict(m) for m in messages]
+        if not p.notices:
+            return shown
+        # Removals and bans in the same window of the group order, among the messages.
+        positions = node.group_positions(group_id)
+        placed = [(positions.get(bytes.fromhex(m["event_id"]), -1), m) for m in shown]
+        low = placed[0][0] if len(messages) == p.limit else -1
+        high = positions.get(before, len(positions)) if before is not None else len(positions)
+        for position, event in node.group_notices(group_id):
+            if low < position < high:
+                placed.append((position, group_notice_to_dict(event)))
+        return [m for _, m in sorted(placed, key=lambda pm: pm[0])]
 
     async def groups_view(p: _GroupParams) -> dict[str, Any]:
         """Poll tallies and group-buy states."""

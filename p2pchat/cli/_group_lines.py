@@ -9,7 +9,14 @@ from typing import Any
 
 from ._output import message_body, one_line
 
-__all__ = ["format_group_message", "format_poll", "format_buy", "short"]
+__all__ = [
+    "format_group_message",
+    "format_notice",
+    "format_reaction",
+    "format_poll",
+    "format_buy",
+    "short",
+]
 
 
 def _time(ms: int) -> str:
@@ -68,6 +75,26 @@ def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) 
     if message["text"]:
         return message_body(message["text"])
     return f"[{message['kind']}]"
+
+
+def format_notice(notice: dict[str, Any], names: dict[str, str]) -> str:
+    """A removal or ban, as members see it among the messages."""
+    by = one_line(names.get(notice["author"], short(notice["author"])))
+    whom = one_line(names.get(notice["account"], short(notice["account"])))
+    done = "banned" if notice["kind"] == "member.ban" else "removed"
+    until = f" until {_time(notice['until'])}" if notice.get("until") else ""
+    reason = f": {one_line(notice['reason'])}" if notice.get("reason") else ""
+    return (
+        f"{_time(notice['ts'])}  {short(notice['event_id'])}  — {by} {done} {whom}{until}{reason}"
+    )
+
+
+def format_reaction(event: dict[str, Any], names: dict[str, str]) -> str:
+    """A reaction as ``read --follow`` prints it (the event of a ``group.message``)."""
+    who = one_line(names.get(event["author"], short(event["author"])))
+    did = "reacted" if event.get("on", True) else "took back"
+    target = short(event.get("target") or "")
+    return f"{_time(event['ts'])}  {who} {did} {one_line(event['text'])} on {target}"
 
 
 def format_group_message(

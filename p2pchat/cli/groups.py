@@ -18,7 +18,8 @@ import click
 
 from ..errors import ConfigError, NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
-from ._group_lines import format_group_message
+from ._group_follow import NOTICES, follow_group
+from ._group_lines import format_group_message, format_notice
 from ._output import (
     emit_json,
     emit_json_line,
@@ -26,20 +27,17 @@ from ._output import (
     say,
     show_panel,
     show_table,
-    warn,
 )
 from ._state import CliState, json_option, now_ms, pass_state, wide_option
 
 if TYPE_CHECKING:
-    from ..client import SyncClient, SyncSubscription
+    from ..client import SyncClient
 
 __all__ = ["groups", "format_group_message"]  # re-exported from ._group_lines
 
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 24 * _HOUR_MS
 _EVENT_HEX: Final = 64
-#: Kinds shown by ``read --follow`` (reactions, votes and edits change earlier lines).
-_SHOWN: Final = frozenset({"post", "reply", "share", "poll", "buy"})
 
 
 @click.group()
@@ -501,19 +499,24 @@ def read(
     """Print GROUP's messages in the group's order (the same for every member).
 
     Each line shows the time, a short message id (for --reply-to, react), the author
-    (you, a contact's name, or the start of their key) and reaction counts.
+    (you, a contact's name, or the start of their key) and reaction counts. Removals
+    and bans stand in their place, with who did it and why. --follow also prints
+    reactions, removals and bans as they happen.
 
     \b
-    JSON: {"group_id", "messages": [message, ...]}; with --follow, then one JSON
-    object per line for each new message: {"event": {"type": "group.message", ...}}.
+    JSON: {"group_id", "messages": [message or notice, ...]} (a notice: "kind"
+    member.remove or member.ban, "author", "account", "reason", "until"); with
+    --follow, then one JSON object per line for each new event: {"event": {"type":
+    "group.message" or "group.changed", ...}}.
     """
     with connected(state) as client:
-        subscription = client.subscribe(["group.message"]) if follow else None
+        followed = ["group.message", "group.changed"]
+        subscription = client.subscribe(followed) if follow else None
         try:
             group_id = client.call("groups.info", {"group": group}, timeout=CALL_TIMEOUT)[
                 "group_id"
             ]
-            params: dict[str, Any] = {"group": group_id, "limit": limit}
+            params: dict[str, Any] = {"group": group_id, "limit": limit, "notices": True}
             if before is not None:
                 params["before"] = _event_of(client, group_id, before)
             history = client.call("groups.history", params, timeout=CALL_TIMEOUT)
@@ -524,49 +527,19 @@ def read(
             elif history:
                 view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
                 for message in history:
-                    say(format_group_message(message, names, view, now_ms()))
+                    if message["kind"] in NOTICES:
+                        say(format_notice(message, names))
+                    else:
+                        say(format_group_message(message, names, view, now_ms()))
             elif subscription is None:
                 say("No messages yet.")
             if subscription is not None:
                 if not state.json:
                     say("Waiting for new messages (Ctrl-C to stop)...")
-                _follow(client, subscription, group_id, names, as_json=state.json, count=count)
+                follow_group(client, subscription, group_id, names, as_json=state.json, count=count)
         finally:
             if subscription is not None:
                 subscription.close()
-
-
-def _follow(
-    client: SyncClient,
-    subscription: SyncSubscription,
-    group_id: str,
-    names: dict[str, str],
-    *,
-    as_json: bool,
-    count: int | None,
-) -> None:
-    """Print the group's new messages until Ctrl-C (or ``count`` of them)."""
-    from ..client import Gap
-
-    seen = 0
-    for item in subscription:
-        if isinstance(item, Gap):
-            warn("some events were missed; run `p2pchat groups read` again to see everything")
-            continue
-        data = item.data
-        if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
-            continue
-        if as_json:
-            emit_json_line({"event": data})
-        else:
-            shown = {"deleted": False, "sealed": False, "reply_to": None, **data}
-            view = None
-            if data.get("kind") in ("poll", "buy"):
-                view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
-            say(format_group_message(shown, names, view, now_ms()))
-        seen += 1
-        if count is not None and seen >= count:
-            return
 
 
 from .groups_live import live_post, live_read, media_hash_command  # noqa: E402 - sibling

@@ -32,17 +32,50 @@ from ..protocol.group_effects import (
     SenderKeyNeeded,
 )
 from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import GroupDescriptor, MemberInvite, Reaction
 from ..protocol.group_log import StoredEvent
+from ..protocol.group_state import invite_hash
 from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from .gossip import GroupTransport
 from .sender_keys import SenderKeys
 
-__all__ = ["CONTENT_KINDS", "GroupEffects", "with_status"]
+__all__ = [
+    "CONTENT_KINDS",
+    "GroupEffects",
+    "knows_invite",
+    "new_group_info",
+    "with_status",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Event kinds announced as group messages (besides ``sealed`` ones we can open).
 CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
+
+
+def knows_invite(engine: GroupEngine, secret: bytes) -> bool:
+    """Whether the group's log holds the invite whose secret is ``secret``."""
+    wanted = invite_hash(secret)
+    return any(
+        isinstance(s.event.parsed, MemberInvite) and s.event.parsed.invite == wanted
+        for s in engine.ordered_events()
+    )
+
+
+def new_group_info(
+    group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now: int
+) -> GroupInfo:
+    """The record of a group just created or joined."""
+    return GroupInfo(
+        group_id=group_id,
+        kind=descriptor.kind,
+        name=descriptor.name,
+        genesis=genesis,
+        status=GroupStatus.ACTIVE,
+        joined_at=now,
+        updated_at=now,
+        tags=tuple(descriptor.tags),
+    )
 
 
 def with_status(info: GroupInfo, *, status: GroupStatus, now: int) -> GroupInfo:
@@ -100,14 +133,20 @@ class GroupEffects(SenderKeys):
     def _announce(self, group_id: bytes, stored: StoredEvent) -> None:
         event = stored.event
         if event.kind in CONTENT_KINDS or event.kind == "sealed":
+            parsed = event.parsed
+            reaction = parsed if isinstance(parsed, Reaction) else None
             self._events.publish(
                 GroupMessage(
                     group_id=group_id,
                     event_id=stored.event_id,
                     author=event.author_account,
                     kind=event.kind,
-                    text=self._text_of(group_id, stored.event_id),
+                    text=reaction.emoji
+                    if reaction is not None
+                    else self._text_of(group_id, stored.event_id),
                     ts=event.ts,
+                    target=reaction.target if reaction is not None else b"",
+                    on=reaction.on if reaction is not None else True,
                 )
             )
 

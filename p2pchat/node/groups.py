@@ -20,6 +20,9 @@ from ..protocol.group_events import (
     Edit,
     GroupBuy,
     GroupBuyJoin,
+    GroupEvent,
+    MemberBan,
+    MemberRemove,
     Poll,
     ShareCard,
     Vote,
@@ -244,6 +247,20 @@ class GroupsApi:
             ids = [m.ref.event_id for m in messages]
             messages = messages[: ids.index(before)] if before in ids else messages
         return messages[-limit:] if limit > 0 else []
+
+    def group_notices(self, group_id: bytes) -> list[tuple[int, GroupEvent]]:
+        """Removals and bans, each with its position in the group order (what members
+        are shown next to the messages)."""
+        return [
+            (position, stored.event)
+            for position, stored in enumerate(self._g.engine(group_id).ordered_events())
+            if isinstance(stored.event.parsed, MemberRemove | MemberBan)
+        ]
+
+    def group_positions(self, group_id: bytes) -> dict[bytes, int]:
+        """Every accepted event's position in the group order."""
+        ordered = self._g.engine(group_id).ordered_events()
+        return {stored.event_id: position for position, stored in enumerate(ordered)}
 
     def group_view(self, group_id: bytes) -> GroupView:
         """The whole materialised view: messages, poll tallies, group-buy states."""
