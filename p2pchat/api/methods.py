@@ -179,6 +179,7 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "contact_requests": len(await node.contact_requests()),
             "records_published_at": stats["records_published_at"],
             "rejected": stats["groups"]["rejected"],
+            "unreachable": stats["network"]["unreachable"],
         }
 
     async def statistics(_: object) -> dict[str, Any]:

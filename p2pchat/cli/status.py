@@ -37,7 +37,8 @@ def status(state: CliState) -> None:
     JSON: {"version", "account_key", "fingerprint", "device_key", "peer_id",
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
            "conversations", "unread", "contact_requests", "records_published_at",
-           "rejected": {reason: count}}  (group messages refused, by reason)
+           "rejected": {reason: count},  (group messages refused, by reason)
+           "unreachable": [{"peer_id", "reason"}, ...]}  (peers whose last dial failed)
     """
     info = call(state, "node.status")
     if state.json:
@@ -62,6 +63,11 @@ def status(state: CliState) -> None:
         ("Rejected", _reasons(info.get("rejected") or {})),
         ("Version", info["version"]),
     ]
+    unreachable = info.get("unreachable") or []
+    if unreachable:
+        lines = [f"{u['peer_id'][-8:]}: {u['reason']}" for u in unreachable[:5]]
+        more = len(unreachable) - len(lines)
+        rows.append(("Unreachable", "\n".join(lines) + (f"\n… and {more} more" if more else "")))
     show_panel("p2pchat node", rows)
 
 

@@ -480,6 +480,7 @@ class Node(ContactsApi, GroupsApi):
             "uptime_ms": self._clock() - self._started_at,
             "connected_peers": len(self._net.connected_peers()),
             "nearby_peers": len(self._nearby),
+            "network": self._net.statistics(),
             "dm": dict(self._dms.stats),
             "mailbox": dict(self._mailbox.stats),
             "groups": self._groups.statistics(),
