@@ -190,7 +190,9 @@ class Node(GroupsApi):
             from ..storage.sqlite import SqliteStore
 
             config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store = await SqliteStore.open(config.home / "store.sqlite3")
+            store = await SqliteStore.open(
+                config.home / "store.sqlite3", seal_key=identity.local_key
+            )
             self._store = await self._stack.enter_async_context(store)
         self._network = await self._stack.enter_async_context(self._open_network(identity.device))
         keys = LocalKeys(
