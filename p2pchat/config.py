@@ -60,6 +60,12 @@ class DeliveryConfig:
     #: Per remote peer, before any signature check: sustained frames/s and burst.
     peer_rate: float = 50.0
     peer_burst: int = 200
+    #: Per group author (account): events/s accepted, and burst, however the group's
+    #: slow mode is set. The rest is deferred: not stored or relayed now, fetched by a
+    #: later sync at this rate, so a flooding member costs every other member a bounded
+    #: rate and nothing is lost.
+    author_rate: float = 20.0
+    author_burst: int = 300
     #: Signed prekeys live this long and are replaced after half of it.
     prekey_lifetime_ms: int = 14 * DAY_MS
     #: DHT records (bundle, device list, mailbox) expire after this and are re-published
@@ -69,6 +75,8 @@ class DeliveryConfig:
     def __post_init__(self) -> None:
         if not 0 < self.retry_initial_ms <= self.retry_max_ms:
             raise ConfigError("retry delays must satisfy 0 < initial <= max")
+        if self.author_rate <= 0 or self.author_burst < 1:
+            raise ConfigError("the author ceiling's rate and burst must be positive")
         if self.peer_rate <= 0 or self.peer_burst < 1 or self.ack_timeout_ms <= 0:
             raise ConfigError("rates, bursts and timeouts must be positive")
 

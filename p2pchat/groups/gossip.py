@@ -278,11 +278,16 @@ class GroupTransport:
         if result.accepted or result.effects:
             # Room was checked above and nothing else runs in between (no await).
             self._results_in.send_nowait((group_id, result))
+        if result.deferred:
+            # An author over the ceiling: neither relayed nor held against the relay
+            # (it may be honest); a later sync fetches the rest. The author hears nothing.
+            self.stats["gossip_author_deferred"] += result.deferred
+            self._forget(data)
         if errors:
             self.stats["gossip_rejected"] += 1
             for error in errors:
                 self.rejections.add_error(error)
-        return not errors
+        return not errors and not result.deferred
 
     async def _drain(self, group_id: bytes, subscription: Subscription) -> None:
         """Consume the topic. Validators usually did the work; anything that skipped them

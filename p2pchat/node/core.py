@@ -56,6 +56,7 @@ from ..net import base as netbase
 from ..net.base import Network
 from ..protocol.content import Content
 from ..protocol.dm_messages import ContactAccept, ContactDecline
+from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
 from ..storage.base import Store
 from ..storage.records import (
@@ -259,6 +260,10 @@ class Node(GroupsApi):
             peer_rate=config.delivery.peer_rate,
             peer_burst=config.delivery.peer_burst,
             record_lifetime_ms=config.delivery.record_lifetime_ms,
+            engine_config=EngineConfig(
+                author_rate=config.delivery.author_rate,
+                author_burst=config.delivery.author_burst,
+            ),
         )
         await self._nursery.start(self._groups.run)
         # Every protocol handler is registered: only now may peers find us.
