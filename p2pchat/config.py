@@ -64,8 +64,8 @@ class DeliveryConfig:
     #: slow mode is set. The rest is deferred: not stored or relayed now, fetched by a
     #: later sync at this rate, so a flooding member costs every other member a bounded
     #: rate and nothing is lost.
-    author_rate: float = 20.0
-    author_burst: int = 300
+    author_rate: float = 50.0
+    author_burst: int = 1000
     #: Signed prekeys live this long and are replaced after half of it.
     prekey_lifetime_ms: int = 14 * DAY_MS
     #: DHT records (bundle, device list, mailbox) expire after this and are re-published

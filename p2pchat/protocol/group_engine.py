@@ -90,8 +90,8 @@ class EngineConfig:
     #: The author ceiling: events per second (and burst) accepted from one account,
     #: whatever the group's slow mode. What is over it is *deferred*: not stored, not
     #: relayed, fetched by a later sync (so at most this rate, and nothing is lost).
-    author_rate: float = 20.0
-    author_burst: int = 300
+    author_rate: float = 50.0
+    author_burst: int = 1000
 
 
 # --- the engine ----------------------------------------------------------------------
