@@ -403,7 +403,9 @@ class GroupEngine(Folding):
             return ReceiveResult()
         return self._receive_live(stored, now=now, paced=False)
 
-    def receive(self, data: bytes, *, now: int, source: str | None = None) -> ReceiveResult:
+    def receive(
+        self, data: bytes, *, now: int, source: str | None = None, catch_up: bool = False
+    ) -> ReceiveResult:
         """One event (e.g. from gossip). Decodes, rate-limits on ``source`` (or the
         claimed author device), then verifies and applies. Raises :class:`WireError`,
         :class:`GroupError` or :class:`RateLimitedError`; a refused event is not stored
@@ -417,7 +419,10 @@ class GroupEngine(Folding):
             return self._receive_live(stored, now=now)
         self._rate_limit(source or event.author_device.hex(), now)
         author = self._log.account_of(event.author_device) or event.author_account
-        charged = int(self._log.id_at(event.author_device, event.seq) != event.event_id)
+        charged = int(
+            self._log.id_at(event.author_device, event.seq) != event.event_id
+            and (not catch_up or self._ceiling.is_behind(author, now))
+        )
         if charged and not self._ceiling.grant(author, now, 1):
             return ReceiveResult(deferred=1)
         try:
@@ -426,25 +431,31 @@ class GroupEngine(Folding):
             self._ceiling.refund(author, charged)
             raise
 
-    def apply_run(self, run: Run, *, now: int, source: str | None = None) -> ReceiveResult:
+    def apply_run(
+        self, run: Run, *, now: int, source: str | None = None, catch_up: bool = False
+    ) -> ReceiveResult:
         """A sync or gossip run: one signature check for the whole run."""
         if len(run.events) == 1:
             if decode_stored(run.events[0]).event.author_device != run.device:
                 raise WireError("broken-chain", "event of another device in the run")
-            return self.receive(run.events[0], now=now, source=source)
+            return self.receive(run.events[0], now=now, source=source, catch_up=catch_up)
         self._rate_limit(source or run.device.hex(), now)
         first = decode_stored(run.events[0]).event
         author = self._log.account_of(run.device) or first.author_account
         if (
             first.seq > 1
             and self._log.id_at(run.device, first.seq - 1) is None
-            and self._ceiling.is_behind(author)
+            and self._ceiling.is_behind(author, now)
         ):
             # It continues events we deferred: not an error, the gap is ours.
             return ReceiveResult(deferred=len(run.events))
         head = self._log.head_of(run.device)
         held = 0 if head is None else max(0, min(len(run.events), head[0] - first.seq + 1))
-        granted = self._ceiling.grant(author, now, len(run.events) - held)
+        # Sync (``catch_up``) is paced only for authors whose live events we deferred: a
+        # joiner fetching history is bounded by the sync limits alone.
+        fresh = len(run.events) - held
+        paced = not catch_up or self._ceiling.is_behind(author, now)
+        granted = self._ceiling.grant(author, now, fresh) if paced else fresh
         keep = held + granted
         deferred = len(run.events) - keep
         if keep == 0:
@@ -453,7 +464,8 @@ class GroupEngine(Folding):
         try:
             result = self._apply(lambda: self._log.add_run(part, now=now))
         except (GroupError, WireError):
-            self._ceiling.refund(author, granted)
+            if paced:
+                self._ceiling.refund(author, granted)
             raise
         return replace(result, deferred=deferred) if deferred else result
 
@@ -469,7 +481,7 @@ class GroupEngine(Folding):
         return result
 
     def apply_runs(
-        self, batch: SyncBatch, *, now: int, source: str | None = None
+        self, batch: SyncBatch, *, now: int, source: str | None = None, catch_up: bool = False
     ) -> tuple[ReceiveResult, list[WireError | GroupError | RateLimitedError]]:
         """Like :meth:`apply_batch` but returns the per-run errors instead of raising."""
         if batch.group != self.group_id:
@@ -480,7 +492,7 @@ class GroupEngine(Folding):
         errors: list[WireError | GroupError | RateLimitedError] = []
         for run in batch.runs:
             try:
-                result = self.apply_run(run, now=now, source=source)
+                result = self.apply_run(run, now=now, source=source, catch_up=catch_up)
             except (WireError, GroupError, RateLimitedError) as exc:
                 errors.append(exc)
                 continue

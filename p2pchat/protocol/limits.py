@@ -101,15 +101,18 @@ class AuthorCeiling:
     forgotten first, which only ever gives an author a fresh, full budget).
     """
 
-    def __init__(self, *, rate: float, burst: float, max_authors: int = 10_000) -> None:
+    def __init__(
+        self, *, rate: float, burst: float, max_authors: int = 10_000, behind_ms: int = 600_000
+    ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("an author ceiling needs a positive rate and burst")
         self._rate = rate
         self._burst = burst
         self._max = max_authors
+        self._behind_ms = behind_ms
         self._buckets: dict[bytes, TokenBucket] = {}
-        #: Authors refused since they were last granted all they asked for.
-        self._behind: dict[bytes, None] = {}
+        #: When each author was last refused part of what they asked for.
+        self._behind: dict[bytes, int] = {}
 
     def grant(self, author: bytes, now: int, wanted: int) -> int:
         """Spend up to ``wanted`` whole tokens of ``author``; return how many were granted."""
@@ -125,9 +128,7 @@ class AuthorCeiling:
         granted = max(0, min(wanted, int(bucket.tokens)))
         bucket.tokens -= granted
         if granted < wanted:
-            self._behind[author] = None
-        else:
-            self._behind.pop(author, None)
+            self._behind[author] = now
         return granted
 
     def refund(self, author: bytes, count: int) -> None:
@@ -135,9 +136,10 @@ class AuthorCeiling:
         if bucket is not None:
             bucket.tokens = min(self._burst, bucket.tokens + count)
 
-    def is_behind(self, author: bytes) -> bool:
-        """Whether some of ``author``'s events were deferred and not yet caught up."""
-        return author in self._behind
+    def is_behind(self, author: bytes, now: int) -> bool:
+        """Whether some of ``author``'s events were deferred in the last ``behind_ms``."""
+        since = self._behind.get(author)
+        return since is not None and now - since < self._behind_ms
 
 
 def backoff_ms(attempts: int, *, initial: int, maximum: int, jitter: float) -> int:
