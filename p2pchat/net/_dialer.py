@@ -155,8 +155,12 @@ class Dialer:
         with backoff from 0.1 s, stay: fewer made node shutdowns hang in tests)."""
         self._swarm.dial_peer = self.dial_peer
 
-    def observed(self, peer_id: str, ip: str) -> None:
-        """Remember where a peer's connection came from (a candidate for redialling it)."""
+    def connected(self, peer_id: str, ip: str | None) -> None:
+        """A connection to ``peer_id`` exists (either direction): it is reachable again,
+        and ``ip`` (where its connection came from) is a candidate for redialling it."""
+        self._failures.pop(peer_id, None)
+        if ip is None:
+            return
         self._observed[peer_id] = ip
         if len(self._observed) > 4096:
             self._observed.pop(next(iter(self._observed)))

@@ -196,9 +196,7 @@ class _ConnectionEvents(INotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
-        ip = remote_ip(conn)
-        if ip is not None:
-            self._dialer.observed(peer.to_base58(), ip)
+        self._dialer.connected(peer.to_base58(), remote_ip(conn))
         if len(network.get_connections(peer)) <= 1:
             self._bus.emit(PeerConnected(peer.to_base58()))
 
