@@ -69,6 +69,7 @@ from ._dialer import Dialer, DialFailure, remote_ip
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
+from ._inbound import InboundGate
 from .base import (
     FramedStream,
     PeerConnected,
@@ -227,10 +228,12 @@ class Libp2pNetwork:
         bus: EventBus,
         nursery: trio.Nursery,
         dialer: Dialer,
+        inbound: InboundGate | None = None,
         jitter: random.Random | None = None,
     ) -> None:
         self._host = host
         self._dialer = dialer
+        self._inbound = inbound
         self._nursery = nursery
         self._jitter = jitter or random.Random()
         self._discovering = False
@@ -264,6 +267,8 @@ class Libp2pNetwork:
         """Dial counters and the peers we last failed to reach, with their reasons."""
         return {
             **self._dialer.stats,
+            **(self._inbound.stats if self._inbound is not None else {}),
+            "connections": len(self._host.get_network().get_connections()),
             "unreachable": [
                 {"peer_id": f.peer_id, "reason": f.summary} for f in self._dialer.failures()[:16]
             ],
@@ -311,6 +316,22 @@ class Libp2pNetwork:
 
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
+
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Keep connections to ``peer_id`` when trimming above the high watermark (py-libp2p's
+        connection pruner trims idle, unprotected connections down to the low watermark)."""
+        self._swarm.protect(parse_peer_id(peer_id), tag)
+
+    def unprotect(self, peer_id: str, tag: str) -> bool:
+        """Drop one reason to keep ``peer_id``; True while other tags still protect it."""
+        return bool(self._swarm.unprotect(parse_peer_id(peer_id), tag))
+
+    def is_protected(self, peer_id: str, tag: str = "") -> bool:
+        return bool(self._swarm.is_protected(parse_peer_id(peer_id), tag))
+
+    @property
+    def _swarm(self) -> Any:
+        return self._host.get_network()
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Route inbound streams of ``protocol`` to ``handler`` (see :data:`StreamHandler`).
@@ -481,6 +502,7 @@ async def open_libp2p_network(
             low_watermark=config.low_watermark,
             high_watermark=config.high_watermark,
             max_connections=config.max_connections,
+            grace_period=config.trim_grace_period,
         ),
         addrs_factory=lambda candidates: [
             Multiaddr(a) for a in advertised((str(c) for c in candidates), interfaces.get())
@@ -494,6 +516,12 @@ async def open_libp2p_network(
         local=interfaces.get,
     )
     dialer.install()
+    inbound = InboundGate(
+        host.get_network(),
+        per_ip=config.max_inbound_per_ip,
+        handshake_timeout=config.dial_timeout,
+    )
+    inbound.install()
     bus = EventBus(buffer=config.event_buffer)
     host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus, dialer))
     # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
@@ -523,6 +551,7 @@ async def open_libp2p_network(
                     bus=bus,
                     nursery=nursery,
                     dialer=dialer,
+                    inbound=inbound,
                     jitter=jitter,
                 )
                 network.relay = relay

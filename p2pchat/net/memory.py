@@ -372,6 +372,7 @@ class MemoryNetwork:
         self._pubsub = MemoryPubSub(hub, self, queue_size=subscription_buffer)
         self._dials = {"dials": 0, "dial_failures": 0}
         self._unreachable: dict[str, str] = {}
+        self._protected: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryNetwork {self._peer_id}>"
@@ -440,6 +441,21 @@ class MemoryNetwork:
 
     async def disconnect(self, peer_id: str) -> None:
         self._hub.disconnect(self._peer_id, peer_id)
+
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Recorded only: a memory hub never trims connections."""
+        self._protected.setdefault(peer_id, set()).add(tag)
+
+    def unprotect(self, peer_id: str, tag: str) -> bool:
+        tags = self._protected.get(peer_id, set())
+        tags.discard(tag)
+        if not tags:
+            self._protected.pop(peer_id, None)
+        return bool(tags)
+
+    def is_protected(self, peer_id: str, tag: str = "") -> bool:
+        tags = self._protected.get(peer_id, set())
+        return bool(tags) if not tag else tag in tags
 
     async def start_discovery(self) -> None:
         """Nothing to join: the hub is the whole network (see ``announce_nearby``)."""

@@ -343,8 +343,10 @@ class Node(GroupsApi):
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
-                self._groups.peer_connected(event.peer_id)
+                if self._groups.peer_connected(event.peer_id):
+                    self._network.protect(event.peer_id, "group")
                 if event.peer_id in self._config.mailbox.use:
+                    self._network.protect(event.peer_id, "mailbox")
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
