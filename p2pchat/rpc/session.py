@@ -137,6 +137,8 @@ class SessionHost(Protocol):
 
     def hello(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str], str]: ...
 
+    def admit(self, session: Session) -> bool: ...
+
     def builtin(
         self, session: Session, name: str
     ) -> Callable[[Mapping[str, Any]], Callable[[], Awaitable[Any]]] | None: ...
@@ -285,6 +287,8 @@ class Session:
             return False
         try:
             result, self._scopes, self.client_name = self._server.hello(request.params)
+            if not self._server.admit(self):
+                raise RateLimitedError("too many RPC connections")
         except P2PChatError as exc:
             self._reply_error(request.id, exc)
             self._finish()
