@@ -91,6 +91,10 @@ class NetConfig:
     #: nobody protected (contacts, group members, mailboxes, relays: ``Network.protect``)
     #: are closed down to ``low_watermark``; never one younger than this (seconds).
     trim_grace_period: float = 20.0
+    #: Every stream protocol: a frame must arrive within this once begun, and the next
+    #: frame within ``stream_idle_timeout`` (see :mod:`p2pchat.net._framed`).
+    stream_frame_timeout: float = 30.0
+    stream_idle_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -111,6 +115,8 @@ class NetConfig:
             <= self.max_connections
         ):
             raise ConfigError("connection limits must satisfy min <= low <= high <= max")
+        if min(self.stream_frame_timeout, self.stream_idle_timeout) <= 0:
+            raise ConfigError("stream timeouts must be positive")
         if self.max_inbound_per_ip < 1:
             raise ConfigError("max_inbound_per_ip must be at least 1")
         for addr in self.bootstrap:

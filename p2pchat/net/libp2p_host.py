@@ -176,9 +176,15 @@ class _Libp2pByteStream:
             await self._stream.reset()
 
 
-def _framed(stream: INetStream, protocol: str) -> FramedByteStream:
+def _framed(stream: INetStream, protocol: str, config: NetConfig) -> FramedByteStream:
     remote = stream.muxed_conn.peer_id.to_base58()
-    return FramedByteStream(_Libp2pByteStream(stream), remote_peer=remote, protocol=protocol)
+    return FramedByteStream(
+        _Libp2pByteStream(stream),
+        remote_peer=remote,
+        protocol=protocol,
+        frame_timeout=config.stream_frame_timeout,
+        idle_timeout=config.stream_idle_timeout,
+    )
 
 
 class _ConnectionEvents(INotifee):
@@ -344,7 +350,7 @@ class Libp2pNetwork:
         """
 
         async def on_stream(stream: INetStream) -> None:
-            framed = _framed(stream, protocol)
+            framed = _framed(stream, protocol, self._config)
             try:
                 await _run_handler(handler, framed)
             except Exception as bug:  # noqa: BLE001 - moved to our nursery, not swallowed
@@ -363,7 +369,7 @@ class Libp2pNetwork:
         pid = parse_peer_id(peer_id)
         with _reasoned("stream open"), trio.fail_after(self._config.dial_timeout):
             stream = await self._host.new_stream(pid, [TProtocol(protocol)])
-        return _framed(stream, protocol)
+        return _framed(stream, protocol, self._config)
 
     async def start_discovery(self) -> None:
         """Connect to the bootstrap peers, start the DHT refresh and (opt-in) mDNS.
