@@ -170,6 +170,8 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "records_published_at": stats["records_published_at"],
             "rejected": stats["groups"]["rejected"],
             "unreachable": stats["network"]["unreachable"],
+            "penalties": stats["network"].get("penalties", {}),
+            "graylisted": stats["network"].get("graylisted", 0),
         }
 
     async def statistics(_: object) -> dict[str, Any]:

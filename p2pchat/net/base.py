@@ -192,6 +192,11 @@ class Network(Protocol):
 
     def connected_peers(self) -> list[str]: ...
 
+    def penalize(self, peer_id: str, reason: str) -> None:
+        """``peer_id`` sent something invalid (``reason``, a slug): its score drops; a
+        repeated offender is disconnected and not dialled for a while."""
+        ...
+
     def protect(self, peer_id: str, tag: str) -> None:
         """Keep connections to ``peer_id`` when trimming idle ones above the high
         watermark (one tag per reason: ``contact``, ``group``, ``relay``)."""

@@ -23,12 +23,13 @@ is needed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,9 @@ from p2pchat.errors import (
     NetworkError,
     P2PChatError,
     PeerUnreachableError,
+    ProtocolError,
 )
+from p2pchat.protocol.counters import reason_of
 
 from ._addrs import LocalInterfaces, advertised, local_interfaces
 from ._dialer import Dialer, DialFailure, remote_ip
@@ -70,6 +73,7 @@ from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from ._inbound import InboundGate
+from ._penalties import Graylist
 from .base import (
     FramedStream,
     PeerConnected,
@@ -234,10 +238,12 @@ class Libp2pNetwork:
         bus: EventBus,
         nursery: trio.Nursery,
         dialer: Dialer,
+        graylist: Graylist,
         inbound: InboundGate | None = None,
         jitter: random.Random | None = None,
     ) -> None:
         self._host = host
+        self._graylist = graylist
         self._dialer = dialer
         self._inbound = inbound
         self._nursery = nursery
@@ -274,6 +280,7 @@ class Libp2pNetwork:
         return {
             **self._dialer.stats,
             **(self._inbound.stats if self._inbound is not None else {}),
+            **self._graylist.statistics(trio.current_time()),
             "connections": len(self._host.get_network().get_connections()),
             "unreachable": [
                 {"peer_id": f.peer_id, "reason": f.summary} for f in self._dialer.failures()[:16]
@@ -323,6 +330,18 @@ class Libp2pNetwork:
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
 
+    def penalize(self, peer_id: str, reason: str) -> None:
+        """``peer_id`` sent something invalid (``reason``: its slug); a repeated offender
+        is disconnected and not dialled for a while (see :mod:`p2pchat.net._penalties`)."""
+        if self._graylist.penalize(peer_id, reason, trio.current_time()):
+            logger.info("peer %s graylisted (invalid messages: %s)", peer_id, reason)
+            if not self._closed:
+                self._nursery.start_soon(self._drop, peer_id)
+
+    async def _drop(self, peer_id: str) -> None:
+        with contextlib.suppress(NetworkError):
+            await self.disconnect(peer_id)
+
     def protect(self, peer_id: str, tag: str) -> None:
         """Keep connections to ``peer_id`` when trimming above the high watermark (py-libp2p's
         connection pruner trims idle, unprotected connections down to the low watermark)."""
@@ -351,8 +370,12 @@ class Libp2pNetwork:
 
         async def on_stream(stream: INetStream) -> None:
             framed = _framed(stream, protocol, self._config)
+            if self._graylist.blocked(framed.remote_peer, trio.current_time()):
+                with contextlib.suppress(NetworkError):
+                    await framed.reset()
+                return
             try:
-                await _run_handler(handler, framed)
+                await _run_handler(handler, framed, self.penalize)
             except Exception as bug:  # noqa: BLE001 - moved to our nursery, not swallowed
                 with trio.CancelScope(shield=True):
                     try:
@@ -419,8 +442,11 @@ async def _reraise(bug: Exception) -> None:
     raise bug
 
 
-async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
-    """Close the stream when the handler returns (py-libp2p does not), reset on our errors.
+async def _run_handler(
+    handler: StreamHandler, stream: FramedStream, penalize: Callable[[str, str], None]
+) -> None:
+    """Close the stream when the handler returns (py-libp2p does not), reset on our errors;
+    a peer that broke the protocol (``ProtocolError``) is penalised.
 
     Other exceptions are bugs in the handler: they propagate.
     """
@@ -428,6 +454,8 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         await handler(stream)
     except P2PChatError as exc:
         logger.debug("stream handler for %s failed: %s", stream.protocol, type(exc).__name__)
+        if isinstance(exc, ProtocolError):
+            penalize(stream.remote_peer, reason_of(exc))
         try:
             await stream.reset()
         except NetworkError:
@@ -514,8 +542,10 @@ async def open_libp2p_network(
             Multiaddr(a) for a in advertised((str(c) for c in candidates), interfaces.get())
         ],
     )
+    graylist = Graylist()
     dialer = Dialer(
         host.get_network(),
+        blocked=lambda peer: graylist.blocked(peer, trio.current_time()),
         own_addrs=lambda: (
             [str(a) for a in host.get_transport_addrs()] + [str(a) for a in host.get_addrs()]
         ),
@@ -557,6 +587,7 @@ async def open_libp2p_network(
                     bus=bus,
                     nursery=nursery,
                     dialer=dialer,
+                    graylist=graylist,
                     inbound=inbound,
                     jitter=jitter,
                 )
