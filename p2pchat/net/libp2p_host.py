@@ -26,9 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import socket
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
@@ -67,13 +64,14 @@ from p2pchat.errors import (
 )
 from p2pchat.protocol.counters import reason_of
 
-from ._addrs import LocalInterfaces, advertised, local_interfaces
+from ._addrs import advertised
 from ._dialer import Dialer, DialFailure, remote_ip
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from ._inbound import InboundGate
 from ._penalties import Graylist
+from ._startup import Interfaces, bootstrap, check_ports_free, refresh_forever
 from .base import (
     FramedStream,
     PeerConnected,
@@ -404,8 +402,8 @@ class Libp2pNetwork:
         if self._discovering:
             return
         self._discovering = True
-        await _bootstrap(self, self._config, jitter=self._jitter)
-        self._nursery.start_soon(_refresh_forever, self._dht, self._config.dht_refresh_interval)
+        await bootstrap(self, self._config, jitter=self._jitter)
+        self._nursery.start_soon(refresh_forever, self._dht, self._config.dht_refresh_interval)
         if self._config.mdns:
             await _start_mdns(self._nursery, self, self._config, self._bus)
 
@@ -467,48 +465,6 @@ async def _run_handler(
         logger.debug("closing a handled stream failed (peer went away)")
 
 
-class _Interfaces:
-    """This machine's interfaces, re-read at most every few seconds (they change: a
-    laptop moves between networks; py-libp2p asks for our addresses very often)."""
-
-    def __init__(self, ttl: float = 10.0) -> None:
-        self._ttl = ttl
-        self._read_at = -ttl
-        self._value = LocalInterfaces()
-
-    def get(self) -> LocalInterfaces:
-        now = time.monotonic()
-        if now - self._read_at >= self._ttl:
-            self._value = local_interfaces()
-            self._read_at = now
-        return self._value
-
-
-def _check_ports_free(config: NetConfig) -> None:
-    """Refuse a fixed port that another process already listens on.
-
-    py-libp2p listens with ``SO_REUSEPORT``, so a second node on the same port would
-    start without error while the kernel split incoming connections between the two.
-    A bind without ``SO_REUSEPORT`` tells the truth. The probe does set ``SO_REUSEADDR``
-    (as every listener does): without it, the ``TIME_WAIT`` connections a node leaves
-    when it stops or crashes would refuse its own restart on its port for a minute.
-    """
-    if config.port == 0:
-        return
-    for host in config.listen_hosts:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            if sys.platform != "win32":  # on Windows, SO_REUSEADDR means sharing the port
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, config.port))
-            except OSError as exc:
-                raise NetworkError(
-                    f"cannot listen on {host} port {config.port}: {exc.strerror} "
-                    "(is another node running? choose another --port)"
-                ) from None
-
-
 @asynccontextmanager
 async def open_libp2p_network(
     seed: bytes, config: NetConfig, *, jitter: random.Random, discover: bool = True
@@ -519,11 +475,11 @@ async def open_libp2p_network(
     are logged and skipped: a node must start offline). ``jitter`` drives the retry
     backoff of DHT lookups.
     """
-    _check_ports_free(config)
+    check_ports_free(config)
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     listen = [Multiaddr(addr) for addr in config.listen_addrs]
-    interfaces = _Interfaces()
+    interfaces = Interfaces()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
@@ -639,31 +595,3 @@ async def _start_mdns(
             name=config.display_name,
         )
     )
-
-
-async def _bootstrap(network: Libp2pNetwork, config: NetConfig, *, jitter: random.Random) -> None:
-    """Connect to the bootstrap peers, add them to the routing table, refresh it."""
-    reached = 0
-    for addr in config.bootstrap:
-        peer_id = addr.rsplit("/p2p/", 1)[-1]
-        try:
-            await network.connect(peer_id, [addr])
-            await network.dht.add_peer(peer_id)
-        except NetworkError as exc:
-            logger.info("bootstrap peer unreachable: %s", type(exc).__name__)
-            continue
-        reached += 1
-    if reached:
-        try:
-            await network.dht.refresh()
-        except NetworkError as exc:
-            logger.info("initial routing table refresh failed: %s", type(exc).__name__)
-
-
-async def _refresh_forever(dht: Libp2pDht, interval: float) -> None:
-    while True:
-        await trio.sleep(interval)
-        try:
-            await dht.refresh()
-        except NetworkError as exc:
-            logger.info("routing table refresh failed: %s", type(exc).__name__)
