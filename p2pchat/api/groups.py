@@ -528,6 +528,15 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     registry.add("groups.ban", groups_ban, scope="admin", params=_BanParams)
     registry.add("groups.set_role", groups_set_role, scope="admin", params=_RoleParams)
     registry.add("groups.search", groups_search, scope="read", params=_SearchParams)
-    registry.add("groups.history", groups_history, scope="read", params=_HistoryParams)
+    registry.add(
+        "groups.history",
+        groups_history,
+        scope="read",
+        params=_HistoryParams,
+        pager=lambda p: (
+            "last",
+            lambda first, kept: {"before": first["event_id"], "limit": p.limit - kept},
+        ),
+    )
     registry.add("groups.view", groups_view, scope="read", params=_GroupParams)
     registry.add("groups.sync", groups_sync, scope="send", params=_GroupParams)

@@ -381,6 +381,7 @@ class Outbox(Receiving):
 
     async def _open(self, device: bytes) -> FramedStream:
         peer_id = peer_id_from_ed25519(device)
+        self._network.protect(peer_id, "contact")  # kept when idle connections are trimmed
         if peer_id not in self._network.connected_peers():
             info = await self._directory.locate(device)
             addrs = info.addrs if info is not None else ()

@@ -191,11 +191,14 @@ class Groups(GroupEffects, GroupDiscovery):
                 await self._release_held_keys(info.group_id)
         await self.transport.subscribe(info.group_id)
 
-    def peer_connected(self, peer_id: str) -> None:
-        """A peer connected: sync the groups it is a member of, soon."""
+    def peer_connected(self, peer_id: str) -> bool:
+        """A peer connected: sync the groups it is a member of, soon; True if it is one."""
+        member = False
         for group_id, engine in self._engines.items():
             if any(peer_id_from_ed25519(d) == peer_id for d in engine.member_devices()):
                 self._spawn_sync(group_id, peer_id)
+                member = True
+        return member
 
     def _spawn_sync(self, group_id: bytes, peer_id: str) -> None:
         nursery = self.transport._nursery

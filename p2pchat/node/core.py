@@ -323,8 +323,10 @@ class Node(ContactsApi, GroupsApi):
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
-                self._groups.peer_connected(event.peer_id)
+                if self._groups.peer_connected(event.peer_id):
+                    self._network.protect(event.peer_id, "group")
                 if any(event.peer_id == p for p, _ in self._config.mailbox.use_peers):
+                    self._network.protect(event.peer_id, "mailbox")
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
