@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 P2PCHAT_HOME ?= $(CURDIR)/.p2pchat-home
 export P2PCHAT_HOME
 
-.PHONY: run test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean
+.PHONY: run test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean testnet
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ pytest: $(STAMP) netns-deps
 	exit $$rc
 
 test: lint typecheck pytest
+
+# The testnet (tests/testnet, docs/testnet.md): 24 real nodes in network namespaces for 20
+# minutes, report under testnet-reports/. Another scenario or options:
+# make testnet TESTNET_ARGS="smoke --report /tmp/r"; `$(BIN)/python -m tests.testnet --help`.
+TESTNET_ARGS ?= default
+testnet: $(STAMP) netns-deps
+	$(BIN)/python -m tests.testnet $(TESTNET_ARGS)
 
 vectors: $(STAMP)
 	$(BIN)/python protocol-spec/vectors/generate.py
