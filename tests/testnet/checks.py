@@ -139,6 +139,37 @@ def check_all(data: RunData) -> list[dict[str, Any]]:
             },
         )
     )
+    disk = data.scenario.disk_full
+    marks = [e for e in data.timeline if e["kind"] in ("disk-fill", "disk-free")]
+    if disk is not None and marks:
+        fill = next((e for e in marks if e["kind"] == "disk-fill"), None)
+        free = next((e for e in marks if e["kind"] == "disk-free"), None)
+        window = (fill["t"], free["t"] + 5) if fill is not None and free is not None else (0, -1)
+        refused = [
+            d
+            for d in data.dms
+            if d["from"] == disk.node
+            and "error" in d
+            and window[0] <= d["t_sent"] - data.t0 <= window[1]
+        ]
+        checks.append(
+            _check(
+                f"disk-full {disk.node}: stays up with a full disk, refuses sends with a "
+                "typed error, delivers again once freed",
+                fill is not None
+                and free is not None
+                and fill.get("avail_kib") == 0
+                and fill["alive"]
+                and free["alive"]
+                and final.get("exit_codes", {}).get(disk.node) == 0,
+                {
+                    "fill": fill,
+                    "free": free,
+                    "sends_refused_while_full": len(refused),
+                    "errors": sorted({d["error"][:80] for d in refused}),
+                },
+            )
+        )
     codes = final.get("exit_codes", {})
     checks.append(
         _check(

@@ -97,9 +97,7 @@ class NodeProcess:
     """A node on a machine, and an RPC client to it.
 
     ``start()`` runs ``p2pchat node run --create-identity`` (again after a kill: the home
-    keeps the identity and store); ``client_home`` is where the test finds ``rpc.sock``
-    (the home itself, or the same path seen through ``/proc/<pid>/root`` for a node in a
-    mount namespace of its own).
+    keeps the identity and store); the client talks to the home's ``rpc.sock``.
     """
 
     def __init__(
@@ -109,16 +107,12 @@ class NodeProcess:
         bootstrap: Sequence[str] = (),
         *,
         extra_args: Sequence[str] = (),
-        wrapper: Sequence[str] = (),
-        private_mounts: bool = False,
         log_dir: Path | None = None,
     ) -> None:
         self.machine = machine
         self.home = home
         self.bootstrap = list(bootstrap)
         self.extra_args = list(extra_args)
-        self.wrapper = list(wrapper)
-        self.private_mounts = private_mounts
         self.log_dir = log_dir or home.parent
         self.process: subprocess.Popen[Any] | None = None
         self.client: SyncClient | None = None
@@ -133,12 +127,6 @@ class NodeProcess:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
-    @property
-    def client_home(self) -> Path:
-        if self.private_mounts and self.process is not None:
-            return Path(f"/proc/{self.process.pid}/root{self.home}")
-        return self.home
-
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -151,11 +139,10 @@ class NodeProcess:
             "P2PCHAT_HOME": str(self.home),
             "P2PCHAT_PASSPHRASE": f"{self.name} pass",
         }
-        args = [*self.wrapper, sys.executable, "-m", "p2pchat.cli", "node", "run"]
+        args = [*self.wrapper(), sys.executable, "-m", "p2pchat.cli", "node", "run"]
         args += ["--create-identity", *self.extra_args]
         args += [option for addr in self.bootstrap for option in ("--bootstrap", addr)]
-        if not self.private_mounts:
-            self.home.parent.mkdir(parents=True, exist_ok=True)
+        self.home.parent.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self._log is not None:
             self._log.close()
@@ -167,20 +154,30 @@ class NodeProcess:
         if wait:
             self.connect()
 
+    def wrapper(self) -> list[str]:
+        """What the node command is run under (nothing: the command users run, as is)."""
+        return []
+
     def connect(self, limit: float = START_LIMIT) -> None:
         def ready() -> SyncClient | None:
             assert self.process is not None
             assert self.process.poll() is None, f"{self.name}'s node exited"
-            if not (self.client_home / "rpc.sock").exists():
-                return None
             try:
-                client = SyncClient.connect(home=self.client_home, reconnect_timeout=1.0)
+                client = self.open_client()
+                if client is None:
+                    return None
                 client.call("rpc.ping", timeout=5.0)
             except (P2PChatError, OSError, TimeoutError):
                 return None  # bound a moment before the token check passes
             return client
 
         self.client = wait_until(f"{self.name}'s RPC", ready, limit=limit)
+
+    def open_client(self) -> SyncClient | None:
+        """A client over the home's unix socket (None while the node has not bound it)."""
+        if not (self.home / "rpc.sock").exists():
+            return None
+        return SyncClient.connect(home=self.home, reconnect_timeout=1.0)
 
     def call(self, method: str, params: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
         client = self.client

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.netns import Host
+from tests.testnet.disk import DiskNode
 from tests.testnet.nodes import NodeProcess
 from tests.testnet.observe import Arrival, Inbox, sample_process
 from tests.testnet.scenario import Scenario
@@ -136,13 +138,17 @@ class Run:
     def start_nodes(self) -> None:
         started = time.monotonic()
         homes = self.workdir / "homes"
+        disk = self.sc.disk_full
         for name in self.sc.nodes:
-            self.nodes[name] = NodeProcess(
-                self.bed.machine(name),
-                homes / name / "home",
-                extra_args=self.bed.node_args(name),
-                log_dir=self.workdir / "logs",
-            )
+            kw: dict[str, Any] = {
+                "extra_args": self.bed.node_args(name),
+                "log_dir": self.workdir / "logs",
+            }
+            machine = self.bed.machine(name)
+            if disk is not None and disk.node == name and isinstance(machine, Host):
+                self.nodes[name] = DiskNode(machine, homes / name / "home", disk.size_mb, **kw)
+            else:
+                self.nodes[name] = NodeProcess(machine, homes / name / "home", **kw)
         seeds = self.sc.seed_nodes
         boot: list[str] = []
         for name in seeds:
@@ -353,6 +359,9 @@ class Run:
         for kill in self.sc.kills:
             add(kill.at, "kill", kill.node, kill.signal)
             add(kill.at + kill.down_s, "restart", kill.node)
+        if self.sc.disk_full is not None:
+            add(self.sc.disk_full.at, "fill", self.sc.disk_full.node)
+            add(self.sc.disk_full.at + self.sc.disk_full.duration_s, "free", self.sc.disk_full.node)
         for part in self.sc.partitions:
             add(part.at, "partition", part.nodes)
             add(part.at + part.duration_s, "heal")
@@ -401,6 +410,13 @@ class Run:
             rest = [n for n in self.sc.nodes if n not in side]
             self.bed.partition(side, rest)
             self.mark("partition", nodes=side, emulated="partitions" in self.bed.emulated)
+        elif action in ("fill", "free"):
+            who = self.nodes[args[0]]
+            if not isinstance(who, DiskNode):
+                self.mark(f"disk-{action}-not-emulated", node=args[0])
+                return
+            usage = who.fill() if action == "fill" else who.free()
+            self.mark(f"disk-{action}", node=args[0], alive=who.alive(), **usage)
         elif action == "heal":
             self.bed.heal()
             self.mark("heal")
