@@ -134,7 +134,10 @@ def _markdown(s: dict[str, Any], pictures: list[str]) -> str:
     for e in s["timeline"]:
         if e["kind"] in (
             "kill",
+            "restarting",
             "restart",
+            "disk-fill",
+            "disk-free",
             "partition",
             "heal",
             "join",
