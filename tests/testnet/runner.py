@@ -33,6 +33,7 @@ SAMPLE_EVERY_S = 10.0
 START_WAVE = 4  # nodes started at once (2 shared cores: Argon2id + libp2p import each)
 FIRST_CONTACT_LIMIT_S = 90.0
 JOIN_LIMIT_S = 90.0
+RESTART_LIMIT_S = 240.0
 
 
 @dataclass
@@ -448,6 +449,9 @@ class Run:
 
     def kill(self, name: str, sig: str) -> None:
         who = self.nodes[name]
+        if name in self.down:
+            self.mark("kill-skipped", node=name, reason="still down or restarting")
+            return
         self.down.add(name)
         inbox = self.inboxes.pop(name, None)
         with self.node_locks[name]:
@@ -461,16 +465,22 @@ class Run:
 
     def restart(self, name: str) -> None:
         who = self.nodes[name]
-        self.mark("restarting", node=name)
         try:
             with self.node_locks[name]:
-                who.start()
-            self.open_inbox(name)
+                if name not in self.down:
+                    return  # its kill was skipped, or another restart brought it back
+                self.mark("restarting", node=name)
+                if not who.alive():
+                    who.start(wait=False)
+                # Loaded machines take long to restart a node (Argon2id, libp2p): wait
+                # for its RPC well beyond a first start's limit, else keep it in `down`.
+                who.connect(limit=RESTART_LIMIT_S)
+                self.open_inbox(name)
+                self.down.discard(name)
         except Exception as exc:
             self.error(f"restart {name}", exc)
-            self.mark("restart-failed", node=name)
+            self.mark("restart-failed", node=name, running=who.alive())
             return
-        self.down.discard(name)
         self.mark("restart", node=name)
 
     def _retire_cpu(self, name: str) -> None:
@@ -525,9 +535,7 @@ class Run:
         """End every fault: heal partitions, restart nodes still down."""
         self.bed.heal()
         for name in sorted(self.down):
-            who = self.nodes[name]
-            if not who.alive():
-                self.restart(name)
+            self.restart(name)  # started again if it is not running, reconnected if it is
         self.data.t_healed = time.time()
         self.mark("all-healed")
 
