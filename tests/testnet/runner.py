@@ -374,6 +374,8 @@ class Run:
         self.mark("traffic-start", actions=len(todo))
         while todo:
             at, _, action, args = heapq.heappop(todo)
+            if at >= self.sc.duration_s:
+                continue  # a shortened run (--duration): recover() ends what is still on
             delay = self.data.t0 + at - time.time()
             if delay > 0:
                 time.sleep(delay)
@@ -534,6 +536,9 @@ class Run:
     def recover(self) -> None:
         """End every fault: heal partitions, restart nodes still down."""
         self.bed.heal()
+        for who in self.nodes.values():
+            if isinstance(who, DiskNode) and who.alive():
+                who.free()
         for name in sorted(self.down):
             self.restart(name)  # started again if it is not running, reconnected if it is
         self.data.t_healed = time.time()
