@@ -61,7 +61,7 @@ _MAX_MS: Final = (1 << 53) - 1
 _GROUP = Bounds(max_len=128)
 _ID = Bounds(max_len=64)
 _ACCOUNT = Bounds(max_len=128)
-_TEXT = Bounds(max_len=16_384)
+_TEXT = Bounds(max_len=65_536)  # characters; the node checks bytes (MAX_TEXT_BYTES)
 _ROLE_RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 
 # -- params -------------------------------------------------------------------------------
@@ -313,7 +313,9 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             try:  # a damaged link is a bad argument, not a peer breaking the protocol
                 InviteToken.from_text(text)
             except WireError as exc:
-                raise ConfigError(f"not a valid invite link ({exc.reason})") from None
+                raise ConfigError(
+                    f"not a valid invite link ({exc}); ask for the link again, copied whole"
+                ) from None
         return await described(await node.join_group(text))
 
     async def groups_leave(p: _GroupParams) -> dict[str, Any]:
@@ -325,8 +327,6 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_post(p: _PostParams) -> dict[str, Any]:
         """Post, or reply to ``reply_to``: text, or any content type and body."""
         group_id = await group_of(p.group)
-        if p.content_type is None and p.body is None and not p.text:
-            raise ConfigError("groups.post needs text, or content_type and body")
         try:
             content = Content(
                 type=p.content_type or "p2pchat/text", body=p.body or {}, text=p.text or ""

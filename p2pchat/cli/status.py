@@ -8,7 +8,7 @@ import click
 
 from ._client import call
 from ._output import emit_json, show_panel, show_table
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["status", "peers"]
 
@@ -72,6 +72,7 @@ def status(state: CliState) -> None:
 
 
 @click.command()
+@wide_option
 @json_option
 @pass_state
 def peers(state: CliState) -> None:

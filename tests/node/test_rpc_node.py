@@ -184,7 +184,7 @@ async def test_history_pages_and_custom_content(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigError, match="content"):
             await c.call("dm.send", {"to": "bob", "content_type": "nonsense", "body": {}})
-        with pytest.raises(ConfigError, match="needs text"):
+        with pytest.raises(ConfigError, match="the message is empty"):
             await c.call("dm.send", {"to": "bob"})
 
 
