@@ -267,8 +267,11 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         return [group_to_dict(g, state_or_none(g.group_id), me) for g in found]
 
     async def groups_info(p: _GroupParams) -> dict[str, Any]:
-        """The descriptor, rules, our role, members by role, bans and the epoch."""
-        return await described(await group_of(p.group))
+        """The descriptor, rules, our role, members by role, bans and the epoch, and the
+        digest of the history we hold (equal on members that show the same history)."""
+        group_id = await group_of(p.group)
+        digest, events = node.group_history_digest(group_id)
+        return {**await described(group_id), "history_hash": digest.hex(), "events": events}
 
     async def groups_members(p: _GroupParams) -> list[dict[str, Any]]:
         """Members with their roles (owners first) and, if they are contacts, names."""

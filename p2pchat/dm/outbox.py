@@ -27,6 +27,7 @@ from ..errors import (
     NetworkError,
     NotFoundError,
     ProtocolError,
+    StorageError,
     WireError,
 )
 from ..events import DeliveryChanged
@@ -125,8 +126,14 @@ class Outbox(Receiving):
         try:
             while True:
                 self._wakeup = trio.Event()
-                await self._streams.close_idle()
-                await self._deliver_due()
+                try:
+                    await self._streams.close_idle()
+                    await self._deliver_due()
+                except* StorageError as failed:
+                    # A full disk, say: what failed was not committed, so the items are
+                    # still queued; the next round tries again (the node stays up).
+                    self.stats["store_failures"] += 1
+                    logger.warning("outbox: the store failed, retrying: %s", failed.exceptions[0])
                 with trio.move_on_after(_POLL_S):
                     await self._wakeup.wait()
         finally:
