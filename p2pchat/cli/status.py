@@ -8,7 +8,7 @@ import click
 
 from ._client import call
 from ._output import emit_json, show_panel, show_table
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["status", "peers"]
 
@@ -38,7 +38,9 @@ def status(state: CliState) -> None:
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
            "conversations", "unread", "contact_requests", "records_published_at",
            "rejected": {reason: count},  (group messages refused, by reason)
-           "unreachable": [{"peer_id", "reason"}, ...]}  (peers whose last dial failed)
+           "unreachable": [{"peer_id", "reason"}, ...],  (peers whose last dial failed)
+           "penalties": {reason: count},  (invalid gossip or stream frames, by reason)
+           "graylisted": int}  (repeat offenders disconnected and not dialled for now)
     """
     info = call(state, "node.status")
     if state.json:
@@ -61,6 +63,11 @@ def status(state: CliState) -> None:
             else "not yet",
         ),
         ("Rejected", _reasons(info.get("rejected") or {})),
+        (
+            "Penalised",
+            _reasons(info.get("penalties") or {})
+            + (f"; {info['graylisted']} peers graylisted" if info.get("graylisted") else ""),
+        ),
         ("Version", info["version"]),
     ]
     unreachable = info.get("unreachable") or []
@@ -72,6 +79,7 @@ def status(state: CliState) -> None:
 
 
 @click.command()
+@wide_option
 @json_option
 @pass_state
 def peers(state: CliState) -> None:

@@ -51,6 +51,8 @@ class RelayDialer:
     async def reserve(self, relay_peer_id: str) -> None:
         """Ask a connected relay to accept circuits for us (so peers can reach us)."""
         relay = ID.from_base58(relay_peer_id)
+        # Our reachability depends on this connection: never trim it.
+        self._host.get_network().protect(relay, "relay")
         with map_exceptions(_RELAY_ERRORS, what="relay reservation"):
             stream = await self._host.new_stream(relay, [HOP_PROTOCOL_ID])
             try:
