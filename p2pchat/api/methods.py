@@ -161,6 +161,8 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "records_published_at": stats["records_published_at"],
             "rejected": stats["groups"]["rejected"],
             "unreachable": stats["network"]["unreachable"],
+            "reachability": stats["network"].get("reachability", "unknown"),
+            "relays": stats["network"].get("relays", []),
         }
 
     async def statistics(_: object) -> dict[str, Any]:

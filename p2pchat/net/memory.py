@@ -435,6 +435,9 @@ class MemoryNetwork:
         failed = [{"peer_id": p, "reason": r} for p, r in reversed(self._unreachable.items())]
         return {**self._dials, "unreachable": failed[:16]}
 
+    def connection_paths(self) -> dict[str, str]:
+        return {peer: "direct" for peer in self.connected_peers()}
+
     def connected_peers(self) -> list[str]:
         return self._hub.connected_to(self._peer_id)
 
