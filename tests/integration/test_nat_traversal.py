@@ -9,6 +9,8 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -17,14 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cross_host import (
-    Person,
-    group_texts,
-    history,
-    person,
-    wait_until,
-)
-from tests.netns import NetnsWorld
+from tests.integration.test_cross_host import Person, group_texts, history, wait_until
+from tests.netns import Host, Nat, NetnsWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -70,19 +66,48 @@ def stack() -> Iterator[ExitStack]:
         yield s
 
 
+def start(stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str) -> list[Person]:
+    """Start a node on each host at once (a first start spends seconds on the keystore's
+    Argon2id and on importing libp2p), then wait until each answers its RPC."""
+    people = []
+    for host in hosts:
+        home = base / host.name / "home"
+        home.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "P2PCHAT_HOME": str(home), "P2PCHAT_PASSPHRASE": host.name}
+        args = [sys.executable, "-m", "p2pchat.cli", "node", "run", "--create-identity"]
+        args += [option for addr in bootstrap for option in ("--bootstrap", addr)]
+        log = stack.enter_context((home.parent / f"{host.name}.log").open("w"))
+        people.append(Person(host, home, host.run(args, env=env, stdout=log, stderr=log)))
+    for who in people:
+        who.connect()
+        assert who.client is not None
+        stack.callback(who.client.close)
+    return people
+
+
+def drop_unsolicited(nat: Nat) -> None:
+    """Make a router drop unsolicited inbound packets, as most home routers do (Linux
+    answers a SYN to a port nobody listens on with a RST, which defeats hole punching)."""
+    nat.exec(["iptables", "-w", "-A", "INPUT", "-i", "eth0", "-m", "conntrack",
+              "--ctstate", "NEW", "-j", "DROP"])  # fmt: skip
+
+
+@pytest.mark.parametrize("routers", ["refuse", "drop"])
 def test_two_nodes_behind_different_nats_talk_through_a_relay(
-    netns_world: NetnsWorld, tmp_path: Path, stack: ExitStack
+    netns_world: NetnsWorld, tmp_path: Path, stack: ExitStack, routers: str
 ) -> None:
     relay_host = netns_world.add_host("relay")
     nat_a, nat_b = netns_world.add_nat("nata"), netns_world.add_nat("natb")
+    if routers == "drop":
+        drop_unsolicited(nat_a)
+        drop_unsolicited(nat_b)
     host_a = netns_world.add_host("alice", behind=nat_a)
     host_b = netns_world.add_host("bob", behind=nat_b)
 
-    relay = stack.enter_context(person(relay_host, tmp_path / "relay" / "home"))
+    [relay] = start(stack, [relay_host], tmp_path)
     boot = relay.call("node.status")["listen_addrs"][0]
     started = time.monotonic()
-    alice = stack.enter_context(person(host_a, tmp_path / "alice" / "home", boot))
-    bob = stack.enter_context(person(host_b, tmp_path / "bob" / "home", boot))
+    alice, bob = start(stack, [host_a, host_b], tmp_path, boot)
 
     # Both learn they are behind NAT and reserve with the relay; the relay learns it is
     # public (the NATed nodes dial it back successfully).
@@ -112,8 +137,20 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     assert history(bob, "alice") == ["hello across two NATs"]
     dm_round_trip(bob, alice, "alice", "hello back")
     assert "hello back" in history(alice, "bob")
-    path = path_to(alice, b_status["peer_id"])
-    assert path in ("relayed", "direct")
+    if routers == "drop":
+        # Hole punching (DCUtR) turns the relayed connection into a direct one, and
+        # messages keep flowing on it.
+        wait_until("a direct connection", lambda: path_to(alice, b_status["peer_id"]) == "direct")
+        assert (
+            network(alice)["hole_punch_direct_peers"] + network(bob)["hole_punch_direct_peers"] >= 1
+        )
+    else:
+        # Linux routers refuse the other side's first SYN: the punch fails, the relay stays.
+        wait_until(
+            "a hole punch attempt", lambda: network(alice)["hole_punch_attempted_peers"] >= 1
+        )
+        assert path_to(alice, b_status["peer_id"]) == "relayed"
+    dm_round_trip(bob, alice, "alice", f"over the {routers} path")
 
     # A group across the relay and both NATs.
     gid = relay.call("groups.create", {"name": "Behind NAT", "tags": ["nat"]})["group_id"]
@@ -145,9 +182,9 @@ def test_a_relay_that_goes_away_is_replaced_and_a_stranger_still_reaches_the_nod
     home = netns_world.add_host("alice", behind=nat)
     stranger_host = netns_world.add_host("stranger")
 
-    public = [stack.enter_context(person(h, tmp_path / h.name / "home")) for h in relays]
+    public = start(stack, relays, tmp_path)
     boots = [p.call("node.status")["listen_addrs"][0] for p in public]
-    alice = stack.enter_context(person(home, tmp_path / "alice" / "home", *boots))
+    [alice] = start(stack, [home], tmp_path, *boots)
     wait_until("alice reserved with two relays", lambda: len(network(alice)["relays"]) == 2)
     held = network(alice)["relays"]
     ids = {p.call("node.status")["peer_id"]: p for p in public}
@@ -166,7 +203,7 @@ def test_a_relay_that_goes_away_is_replaced_and_a_stranger_still_reaches_the_nod
     # A stranger (public, bootstrapping through a relay alice did not lose) finds her by
     # account key and writes to her through her advertised relayed address.
     alive = next(b for b, p in zip(boots, public, strict=True) if p is not gone)
-    stranger = stack.enter_context(person(stranger_host, tmp_path / "stranger" / "home", alive))
+    [stranger] = start(stack, [stranger_host], tmp_path, alive)
     a_status = alice.call("node.status")
     stranger.call("contacts.add", {"address": a_status["account_key"], "name": "alice"})
     dm_round_trip(stranger, alice, "alice", "hello from a stranger")
