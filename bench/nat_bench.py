@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,7 @@ async def _node(role: str, shared: Path, messages: int) -> None:
     boot = () if role == "relay" else ((shared / "relay").read_text().strip(),)
     seed = {"relay": b"\x31", "target": b"\x32", "source": b"\x33"}[role] * 32
     started = trio.current_time()
-    async with open_libp2p_network(
-        seed, NetConfig(bootstrap=boot), jitter=random.Random(1)
-    ) as net:
+    async with open_libp2p_network(seed, NetConfig(bootstrap=boot), jitter=random.Random(1)) as net:
         assert net.nat is not None
 
         async def echo(stream: Any) -> None:
@@ -63,8 +62,7 @@ async def _node(role: str, shared: Path, messages: int) -> None:
             (shared / "relay").write_text(net.listen_addrs[0])
             await trio.sleep_forever()
         if role == "target":
-            while not [a for a in net.listen_addrs if "/p2p-circuit" in a]:
-                await trio.sleep(0.05)
+            await _until(lambda: [a for a in net.listen_addrs if "/p2p-circuit" in a])
             out = {"reachable_via_relay_s": trio.current_time() - started}
             (shared / "target.json").write_text(
                 json.dumps({**out, "peer_id": net.peer_id, "addrs": net.listen_addrs})
@@ -87,14 +85,12 @@ async def _node(role: str, shared: Path, messages: int) -> None:
 
         result["first_path"] = net.connection_paths().get(target["peer_id"])
         (shared / "cpu-start").write_text("")
-        while not (shared / "cpu-ready").exists():
-            await trio.sleep(0.01)
+        await _until((shared / "cpu-ready").exists)
         relayed = await rtts()
         (shared / "cpu-stop").write_text("")
         result["relayed_rtt_ms_p50"] = statistics.median(relayed) * 1000
         with trio.move_on_after(10):
-            while net.connection_paths().get(target["peer_id"]) != "direct":
-                await trio.sleep(0.1)
+            await _until(lambda: net.connection_paths().get(target["peer_id"]) == "direct")
         result["path_after_10s"] = net.connection_paths().get(target["peer_id"])
         if result["path_after_10s"] == "direct":
             result["direct_rtt_ms_p50"] = statistics.median(await rtts()) * 1000
@@ -104,10 +100,18 @@ async def _node(role: str, shared: Path, messages: int) -> None:
         (shared / "result.json").write_text(json.dumps(result))
 
 
+async def _until(probe: Any) -> None:
+    """Poll: the state lives in another process or in py-libp2p, with no event to wait on."""
+    import trio
+
+    while not probe():  # noqa: ASYNC110 - another process, or py-libp2p state
+        await trio.sleep(0.02)
+
+
 def _round(messages: int, *, stealth: bool) -> dict[str, Any]:
     from tests.netns import NetnsWorld
 
-    with NetnsWorld() as world, tempfile.TemporaryDirectory() as tmp:
+    with NetnsWorld() as world, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         shared = Path(tmp)
         relay_host = world.add_host("relay")
         nat_a, nat_b = world.add_nat("nata"), world.add_nat("natb")
@@ -120,7 +124,9 @@ def _round(messages: int, *, stealth: bool) -> dict[str, Any]:
             "source": world.add_host("source", behind=nat_b),
         }
         me = [sys.executable, "-m", "bench.nat_bench", "--role"]
-        log = Path(os.environ.get("NAT_BENCH_DEBUG") or shared / "log").open("a")
+        log = stack.enter_context(
+            Path(os.environ.get("NAT_BENCH_DEBUG") or shared / "log").open("a")
+        )
         relay = relay_host.run([*me, "relay", str(shared), str(messages)], stdout=log, stderr=log)
         _wait(lambda: (shared / "relay").exists(), 60)
         hosts["target"].run([*me, "target", str(shared), str(messages)], stdout=log, stderr=log)
@@ -173,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": len(results),
         "routers": "drop unsolicited" if args.stealth else "refuse unsolicited (RST)",
         "hole_punch_success": f"{punched}/{len(results)}",
-        "reachable_via_relay_s_p50": statistics.median(
-            r["reachable_via_relay_s"] for r in results
-        ),
+        "reachable_via_relay_s_p50": statistics.median(r["reachable_via_relay_s"] for r in results),
         "relayed_rtt_ms_p50": statistics.median(r["relayed_rtt_ms_p50"] for r in results),
         "relay_cpu_ms_per_message_p50": statistics.median(
             r["relay_cpu_ms_per_message"] for r in results
