@@ -7,7 +7,8 @@ refreshes each reservation before it expires (at 3/4 of its lifetime), drops a r
 disconnected or refused, and reserves with another one. The relayed addresses
 (``<relay addr>/p2p/<relay>/p2p-circuit``) are added to what the host advertises
 (identify, and so the DHT's peer routing), and pushed to connected peers with
-identify/push whenever the set changes.
+identify/push whenever the set changes. Connections to held relays are protected from
+the connection manager's trimming (``swarm.protect``).
 
 py-libp2p 0.8.1's own ``RelayDiscovery``/refresh worker is not used: it reserves with
 any peer that answers, never replaces a relay, and does not feed the host's addresses.
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 _RETRY_REFUSED = 120.0
 #: How often the relay set is looked at (and on every wake-up).
 _TICK = 2.0
+#: The connection manager's protection tag for our relays.
+_PROTECT_TAG = "p2pchat-relay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +133,10 @@ class AutoRelay:
             logger.info("relay reservation with %s failed: %s", pid, exc)
             self.stats["reservation_failures"] += 1
             self._refused[pid] = trio.current_time()
-            self._held.pop(pid, None)
+            self._drop(pid)
             return False
         now = time.time()
+        self._protect(peer, True)
         self._held[pid] = HeldReservation(
             pid, now, float(expires), tuple(self._relay_addrs(peer)), trio.current_time()
         )
@@ -145,12 +149,13 @@ class AutoRelay:
         """Drop lost relays, refresh expiring reservations, add relays up to ``want``."""
         before = self.relayed_addrs
         if self._status() is not Reachability.PRIVATE:
-            self._held.clear()
+            for pid in list(self._held):
+                self._drop(pid)
         else:
             for pid in list(self._held):
                 if not self._connected_directly(ID.from_base58(pid)):
                     logger.info("relay %s went away; looking for another", pid)
-                    del self._held[pid]
+                    self._drop(pid)
                     self.stats["relays_replaced"] += 1
             now = time.time()
             for pid, held in list(self._held.items()):
@@ -163,6 +168,17 @@ class AutoRelay:
                 await self._try(peer)
         if self.relayed_addrs != before:
             self._on_change(self.relayed_addrs)
+
+    def _drop(self, pid: str) -> None:
+        if self._held.pop(pid, None) is not None:
+            self._protect(ID.from_base58(pid), False)
+
+    def _protect(self, peer: ID, on: bool) -> None:
+        """Keep the connection manager from trimming a relay we hold a reservation on."""
+        network: Any = self._host.get_network()
+        method = getattr(network, "protect" if on else "unprotect", None)
+        if method is not None:
+            method(peer, _PROTECT_TAG)
 
     async def run(self) -> None:
         while True:
