@@ -175,16 +175,19 @@ def main(argv: list[str] | None = None) -> int:
         results.append(_round(args.messages, stealth=args.stealth))
         print(json.dumps(results[-1]), flush=True)
     punched = sum(r.get("path_after_10s") == "direct" for r in results)
-    summary = {
+    summary: dict[str, Any] = {
         "rounds": len(results),
         "routers": "drop unsolicited" if args.stealth else "refuse unsolicited (RST)",
         "hole_punch_success": f"{punched}/{len(results)}",
         "reachable_via_relay_s_p50": statistics.median(r["reachable_via_relay_s"] for r in results),
-        "relayed_rtt_ms_p50": statistics.median(r["relayed_rtt_ms_p50"] for r in results),
-        "relay_cpu_ms_per_message_p50": statistics.median(
-            r["relay_cpu_ms_per_message"] for r in results
-        ),
     }
+    # DCUtR may have upgraded the connection before the relayed measurement started.
+    relayed = [r for r in results if r["first_path"] == "relayed"]
+    if relayed:
+        summary["relayed_rtt_ms_p50"] = statistics.median(r["relayed_rtt_ms_p50"] for r in relayed)
+        summary["relay_cpu_ms_per_message_p50"] = statistics.median(
+            r["relay_cpu_ms_per_message"] for r in relayed
+        )
     direct = [r["direct_rtt_ms_p50"] for r in results if "direct_rtt_ms_p50" in r]
     if direct:
         summary["direct_rtt_ms_p50"] = statistics.median(direct)
