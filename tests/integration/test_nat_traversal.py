@@ -168,7 +168,8 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     print(
         f"\nNAT ({routers}): reachable via relay {reachable_after:.1f}s after start; "
         f"first DM {first:.2f}s; path {path_to(alice, b_status['peer_id'])}; hole punches "
-        f"attempted {stats['hole_punch_attempted_peers']}, direct {stats['hole_punch_direct_peers']}"
+        f"attempted {stats['hole_punch_attempted_peers']}, "
+        f"direct {stats['hole_punch_direct_peers']}"
     )
 
 
