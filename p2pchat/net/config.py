@@ -104,10 +104,12 @@ class NetConfig:
     mdns: bool = False
     #: Announced with mDNS so that people nearby see who is there (opt-in with ``mdns``).
     display_name: str | None = None
-    relay_hop: bool = True
-    relay_client: bool = True
+    # Off for library users and tests; ``p2pchat node run`` turns them on
+    # (NodeConfig.from_mapping). See docs/networking.md, "Behind NAT", for a known issue.
+    relay_hop: bool = False
+    relay_client: bool = False
     relay_limits: RelayLimitsConfig = field(default_factory=RelayLimitsConfig)
-    autonat: bool = True
+    autonat: bool = False
     #: Seconds between reachability checks once the answer is known.
     autonat_interval: float = 300.0
     auto_relay: bool = True

@@ -99,7 +99,6 @@ async def start_nat(
     """Run the NAT services for the block."""
     services = NatServices(started_at=trio.current_time())
     extra_addrs: list[str] = []  # relayed and UPnP-mapped addresses we advertise
-    _advertise_extra(host, extra_addrs)
     async with AsyncExitStack() as stack:
         protocol = None
         if config.relay_hop or config.relay_client:
@@ -133,6 +132,8 @@ async def start_nat(
             changed()
 
         def advertise() -> None:
+            if not extra_addrs:
+                _advertise_extra(host, extra_addrs)  # once: py-libp2p's is left alone till then
             relayed = services.autorelay.relayed_addrs if services.autorelay else []
             extra_addrs[:] = ([services.upnp_mapped] if services.upnp_mapped else []) + relayed
             logger.info("advertising extra addresses: %s", ", ".join(extra_addrs) or "none")
@@ -193,12 +194,15 @@ def _advertise_extra(host: IHost, extra: list[str]) -> None:
     "get_addrs should only strip a trailing /p2p/<id>; circuit addresses from an
     addrs_factory are mangled into the relay's address with our peer id."
     """
+    if getattr(host.get_addrs, "_p2pchat_extra", False):
+        return
     plain = host.get_addrs
     suffix = f"/p2p/{host.get_id()}"
 
     def get_addrs() -> list[Multiaddr]:
         return [*plain(), *(Multiaddr(a + suffix) for a in extra)]
 
+    get_addrs._p2pchat_extra = True  # type: ignore[attr-defined]
     host.get_addrs = get_addrs  # type: ignore[method-assign]
 
 

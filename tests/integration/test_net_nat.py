@@ -20,7 +20,14 @@ from p2pchat.net.reachability import Reachability, dialback_addrs
 
 pytestmark = pytest.mark.integration
 
-CONFIG = NetConfig(listen_hosts=("127.0.0.1",), port=0, autonat_interval=3600)
+CONFIG = NetConfig(
+    listen_hosts=("127.0.0.1",),
+    port=0,
+    autonat=True,
+    relay_hop=True,
+    relay_client=True,
+    autonat_interval=3600,
+)
 
 
 def test_dial_back_addresses_are_the_observed_ip_at_the_advertised_ports() -> None:
