@@ -14,17 +14,17 @@ The names below load on first use (PEP 562), so that ``import p2pchat`` (done by
 CLI and by RPC-only apps) pulls in neither trio nor py-libp2p.
 """
 
-import importlib as _importlib
-import typing as _typing
-
-from .errors import P2PChatError
-
 __version__ = "0.1.0"
 
-if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
+# Not ``typing.TYPE_CHECKING``: importing typing is most of this package's start-up time,
+# the window in which Ctrl-C on the CLI could still end in a traceback (type checkers
+# honour any name TYPE_CHECKING).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .config import DeliveryConfig as DeliveryConfig
     from .config import MailboxConfig as MailboxConfig
     from .config import NodeConfig as NodeConfig
+    from .errors import P2PChatError as P2PChatError
     from .events import Event as Event
     from .events import EventStream as EventStream
     from .identity.keyfile import open_or_create as open_or_create
@@ -34,6 +34,7 @@ if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .protocol.content import Content as Content
 
 _HOMES = {
+    "P2PChatError": "errors",
     "Node": "node",
     "NodeConfig": "config",
     "NetConfig": "net.config",
@@ -46,11 +47,13 @@ _HOMES = {
     "Content": "protocol.content",
 }
 
-__all__ = ["P2PChatError", "__version__", *_HOMES]
+__all__ = ["__version__", *_HOMES]
 
 
 def __getattr__(name: str) -> object:
     module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'p2pchat' has no attribute {name!r}")
-    return getattr(_importlib.import_module(f"p2pchat.{module}"), name)
+    import importlib
+
+    return getattr(importlib.import_module(f"p2pchat.{module}"), name)

@@ -61,7 +61,7 @@ _MAX_MS: Final = (1 << 53) - 1
 _GROUP = Bounds(max_len=128)
 _ID = Bounds(max_len=64)
 _ACCOUNT = Bounds(max_len=128)
-_TEXT = Bounds(max_len=16_384)
+_TEXT = Bounds(max_len=65_536)  # characters; the node checks bytes (MAX_TEXT_BYTES)
 _ROLE_RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 
 # -- params -------------------------------------------------------------------------------
@@ -310,7 +310,9 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             try:  # a damaged link is a bad argument, not a peer breaking the protocol
                 InviteToken.from_text(text)
             except WireError as exc:
-                raise ConfigError(f"not a valid invite link ({exc.reason})") from None
+                raise ConfigError(
+                    f"not a valid invite link ({exc}); ask for the link again, copied whole"
+                ) from None
         return await described(await node.join_group(text))
 
     async def groups_leave(p: _GroupParams) -> dict[str, Any]:
@@ -322,8 +324,6 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_post(p: _PostParams) -> dict[str, Any]:
         """Post, or reply to ``reply_to``: text, or any content type and body."""
         group_id = await group_of(p.group)
-        if p.content_type is None and p.body is None and not p.text:
-            raise ConfigError("groups.post needs text, or content_type and body")
         try:
             content = Content(
                 type=p.content_type or "p2pchat/text", body=p.body or {}, text=p.text or ""
@@ -528,6 +528,15 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     registry.add("groups.ban", groups_ban, scope="admin", params=_BanParams)
     registry.add("groups.set_role", groups_set_role, scope="admin", params=_RoleParams)
     registry.add("groups.search", groups_search, scope="read", params=_SearchParams)
-    registry.add("groups.history", groups_history, scope="read", params=_HistoryParams)
+    registry.add(
+        "groups.history",
+        groups_history,
+        scope="read",
+        params=_HistoryParams,
+        pager=lambda p: (
+            "last",
+            lambda first, kept: {"before": first["event_id"], "limit": p.limit - kept},
+        ),
+    )
     registry.add("groups.view", groups_view, scope="read", params=_GroupParams)
     registry.add("groups.sync", groups_sync, scope="send", params=_GroupParams)

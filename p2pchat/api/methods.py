@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from p2pchat import __version__
 from p2pchat.api.groups import register_group_methods
@@ -32,6 +32,7 @@ from p2pchat.errors import ConfigError
 from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry
 from p2pchat.storage.records import Contact, ContactState
+from p2pchat_crypto.identity import safety_number
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -59,6 +60,18 @@ class _ContactParams:
 
 
 @dataclass(frozen=True, slots=True)
+class _RenameContactParams:
+    contact: Annotated[str, _CONTACT]
+    name: Annotated[str, Bounds(max_len=64)]
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifyContactParams:
+    contact: Annotated[str, _CONTACT]
+    verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class _AddContactParams:
     address: Annotated[str, Bounds(max_len=128)]
     name: Annotated[str | None, Bounds(max_len=64)] = None
@@ -77,7 +90,8 @@ class _ConnectParams:
 @dataclass(frozen=True, slots=True)
 class _SendParams:
     to: Annotated[str, _CONTACT]
-    text: Annotated[str | None, Bounds(max_len=16_384)] = None
+    # Characters here; the node checks the real limit, in bytes (MAX_TEXT_BYTES).
+    text: Annotated[str | None, Bounds(max_len=65_536)] = None
     content_type: Annotated[str | None, Bounds(max_len=64)] = None
     body: Annotated[dict[str, Any] | None, Bounds(max_len=64)] = None
     reply_to: Annotated[str | None, Bounds(max_len=128)] = None
@@ -89,6 +103,15 @@ class _HistoryParams:
     before_seq: Annotated[int | None, Bounds(min=0, max=_MAX_ID)] = None
     after_seq: Annotated[int | None, Bounds(min=0, max=_MAX_ID)] = None
     limit: Annotated[int, Bounds(min=1, max=500)] = 50
+
+
+def _dm_history_pager(
+    p: _HistoryParams,
+) -> tuple[Literal["first", "last"], Callable[[Any, int], dict[str, Any]]]:
+    """Catching up (``after_seq`` alone) keeps the oldest; otherwise keep the newest."""
+    if p.after_seq is not None and p.before_seq is None:
+        return "first", lambda last, kept: {"after_seq": last["seq"], "limit": p.limit - kept}
+    return "last", lambda first, kept: {"before_seq": first["seq"], "limit": p.limit - kept}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +186,8 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "unreachable": stats["network"]["unreachable"],
             "reachability": stats["network"].get("reachability", "unknown"),
             "relays": stats["network"].get("relays", []),
+            "penalties": stats["network"].get("penalties", {}),
+            "graylisted": stats["network"].get("graylisted", 0),
         }
 
     async def statistics(_: object) -> dict[str, Any]:
@@ -221,7 +246,29 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         handler.__doc__ = doc
         return handler
 
+    async def contacts_rename(p: _RenameContactParams) -> dict[str, Any]:
+        """Give a contact another name (refused if another contact has it)."""
+        return contact_to_dict(await node.rename_contact(await account_of(p.contact), p.name))
+
+    async def contacts_verify(p: _VerifyContactParams) -> dict[str, Any]:
+        """Record that the safety numbers matched (``verified`` false takes it back)."""
+        account = await account_of(p.contact)
+        return contact_to_dict(await node.verify_contact(account, verified=p.verified))
+
+    async def contacts_safety_number(p: _ContactParams) -> dict[str, Any]:
+        """The number both people compare (out loud, in person) before ``contacts.verify``."""
+        account = await account_of(p.contact)
+        return {
+            "account": account.hex(),
+            "safety_number": safety_number(node.account_key, account),
+        }
+
     registry.add("contacts.list", contacts_list, scope="read", params=_ListContactsParams)
+    registry.add("contacts.rename", contacts_rename, scope="admin", params=_RenameContactParams)
+    registry.add("contacts.verify", contacts_verify, scope="admin", params=_VerifyContactParams)
+    registry.add(
+        "contacts.safety_number", contacts_safety_number, scope="read", params=_ContactParams
+    )
     registry.add("contacts.requests", contacts_requests, scope="read", params=NoParams)
     registry.add("contacts.add", contacts_add, scope="admin", params=_AddContactParams)
     actions = {
@@ -229,6 +276,7 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         "decline": (node.decline_contact, "Decline a contact request."),
         "block": (node.block_contact, "Block an account: its messages are dropped unread."),
         "unblock": (node.unblock_contact, "Unblock an account (it becomes an accepted contact)."),
+        "remove": (node.remove_contact, "Forget a contact (the conversation stays)."),
     }
     for verb, (action, doc) in actions.items():
         registry.add(f"contacts.{verb}", change(action, doc), scope="admin", params=_ContactParams)
@@ -246,9 +294,7 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         """Queue a direct message; delivery continues in the background (dm.delivery events)."""
         account = resolve_contact(p.to, await node.contacts())
         if p.content_type is None and p.body is None:
-            if p.text is None:
-                raise ConfigError("dm.send needs text, or content_type and body")
-            content = Content(type="p2pchat/text", body={}, text=p.text)
+            content = Content(type="p2pchat/text", body={}, text=p.text or "")
         else:
             try:
                 content = Content(
@@ -291,7 +337,9 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         return {"conversation_id": conversation_id}
 
     registry.add("dm.send", dm_send, scope="send", params=_SendParams)
-    registry.add("dm.history", dm_history, scope="read", params=_HistoryParams)
+    registry.add(
+        "dm.history", dm_history, scope="read", params=_HistoryParams, pager=_dm_history_pager
+    )
     registry.add("dm.conversations", dm_conversations, scope="read", params=NoParams)
     registry.add("dm.mark_read", dm_mark_read, scope="send", params=_ConversationParams)
 

@@ -92,9 +92,10 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     "--mailbox-use",
     "mailbox_use",
     multiple=True,
-    metavar="PEER_ID",
-    help="A contact's node whose mailbox you use while offline (repeatable; saved, "
-    "replacing the saved list).",
+    metavar="PEER_ID|MULTIADDR",
+    help="A contact's node whose mailbox you use while offline: its peer id (found in the "
+    "DHT) or its address /ip4/.../tcp/PORT/p2p/12D3KooW... (repeatable; saved, replacing "
+    "the saved list).",
 )
 @click.option("--display-name", metavar="NAME", help="Shown to contacts [saved].")
 @click.option(
@@ -123,7 +124,8 @@ def run(
 ) -> None:
     """Start the node and serve until Ctrl-C or SIGTERM.
 
-    Options given here are saved in the home's config.json and used on later starts.
+    Options given here are checked first, then saved in the home's config.json once the
+    node has started with them (a failed start saves nothing), and used on later starts.
     While the node runs, the other commands (contacts, dm, peers, status) talk to it.
     Logs go to stderr.
 
@@ -178,13 +180,13 @@ def run(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
     warn_if_exposed(home)
-    if values != saved:
-        home.write_config(values)
     configure_logging(state.verbose)
     effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **values}
 
     def announce(running: Node, server: RpcServer | None) -> None:
         configure_logging(state.verbose)  # again: importing libp2p reset its logger
+        if values != saved:
+            home.write_config(values)  # only options that started a node (and its API) are kept
         socket = str(server.unix_path) if server and server.unix_path else None
         tcp = list(server.tcp_address) if server and server.tcp_address else None
         if state.json:
@@ -278,6 +280,7 @@ async def _run_until_signal(
     import trio
 
     from ..api.serve import open_api  # the RPC stack, only for a node that runs
+    from ._narrate import narrate
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -311,7 +314,10 @@ async def _run_until_signal(
                         )
                     async with open_api(running) as server:
                         announce(running, server)
-                        await stop.wait()
+                        async with trio.open_nursery() as talking:  # ends before the node closes
+                            talking.start_soon(narrate, running)
+                            await stop.wait()
+                            talking.cancel_scope.cancel()
                 logger.info("node stopped")
             nursery.cancel_scope.cancel()
 

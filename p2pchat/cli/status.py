@@ -9,7 +9,7 @@ import click
 
 from ._client import call
 from ._output import emit_json, show_panel, show_table
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["status", "peers"]
 
@@ -41,7 +41,9 @@ def status(state: CliState) -> None:
            "rejected": {reason: count},  (group messages refused, by reason)
            "unreachable": [{"peer_id", "reason"}, ...],  (peers whose last dial failed)
            "reachability": "public" | "private" | "unknown",  (AutoNAT)
-           "relays": [peer_id, ...]}  (relays we hold reservations with, behind NAT)
+           "relays": [peer_id, ...],  (relays we hold reservations with, behind NAT)
+           "penalties": {reason: count},  (invalid gossip or stream frames, by reason)
+           "graylisted": int}  (repeat offenders disconnected and not dialled for now)
     """
     info = call(state, "node.status")
     if state.json:
@@ -65,6 +67,11 @@ def status(state: CliState) -> None:
             else "not yet",
         ),
         ("Rejected", _reasons(info.get("rejected") or {})),
+        (
+            "Penalised",
+            _reasons(info.get("penalties") or {})
+            + (f"; {info['graylisted']} peers graylisted" if info.get("graylisted") else ""),
+        ),
         ("Version", info["version"]),
     ]
     unreachable = info.get("unreachable") or []
@@ -86,6 +93,7 @@ def _reachable(info: dict[str, Any]) -> str:
 
 
 @click.command()
+@wide_option
 @json_option
 @pass_state
 def peers(state: CliState) -> None:

@@ -236,14 +236,14 @@ class Mailbox:
     async def collect(self) -> int:
         """Fetch, deliver and delete our mail at every mailbox we use; return how many."""
         total = 0
-        for peer_id in self._config.use:
+        for peer_id, addrs in self._config.use_peers:
             try:
-                total += await self._collect_from(peer_id)
+                total += await self._collect_from(peer_id, addrs)
             except (NetworkError, ProtocolError, NotFoundError) as exc:
                 logger.info("could not collect mail from %s: %s", peer_id, exc)
         return total
 
-    async def _collect_from(self, peer_id: str) -> int:
+    async def _collect_from(self, peer_id: str, addrs: tuple[str, ...]) -> int:
         collected = 0
         while True:
             fetch = sign_request(
@@ -256,7 +256,7 @@ class Mailbox:
                 ),
                 tag_key=self._keys.tag_key,
             )
-            reply = await self._exchange(peer_id, (), encode_mailbox_frame(fetch))
+            reply = await self._exchange(peer_id, addrs, encode_mailbox_frame(fetch))
             if not isinstance(reply, MailboxItems):
                 raise WireError("unexpected-kind", "mailbox did not answer with items")
             done: list[bytes] = []
@@ -274,7 +274,7 @@ class Mailbox:
                     ),
                     tag_key=self._keys.tag_key,
                 )
-                await self._exchange(peer_id, (), encode_mailbox_frame(delete))
+                await self._exchange(peer_id, addrs, encode_mailbox_frame(delete))
             collected += len(done)
             if not reply.more or not done:
                 break
@@ -289,14 +289,14 @@ class Mailbox:
             logger.info("dropped an unreadable blob from mailbox %s", mailbox_peer)
             return
         try:
-            ack = await self._dm.receive_frame(
+            replies = await self._dm.receive_frame(
                 frame, device=None, peer_id=f"mailbox:{mailbox_peer}"
             )
         except P2PChatError as exc:
             logger.info("dropped a bad frame from mailbox %s: %s", mailbox_peer, exc)
             return
-        if ack is not None:
-            await self._dm.queue_receipt(ack, frame)
+        for reply in replies:  # a receipt, or a refusal: both go back to the sender
+            await self._dm.queue_receipt(reply, frame)
 
     async def _exchange(self, peer_id: str, addrs: tuple[str, ...], request: bytes) -> object:
         if peer_id not in self._network.connected_peers():

@@ -34,9 +34,11 @@ from ..identity.directory import Directory
 from ..identity.peerid import peer_id_from_ed25519, peer_id_to_key
 from ..net.base import FramedStream, Network
 from ..protocol.dm_messages import (
+    REFUSE_REASONS,
     DmAck,
     DmInit,
     DmMessage,
+    DmRefuse,
 )
 from ..protocol.envelope import decode_envelope, seal
 from ..protocol.limits import backoff_ms
@@ -306,11 +308,18 @@ class Outbox(Receiving):
                 raise WireError("wrong-sender", "receipt signed by another device")
             envelope.verify()
             ack = envelope.open()
-            if not isinstance(ack, DmAck):
+            if not isinstance(ack, DmAck | DmRefuse):
                 raise WireError("unexpected-kind", "expected a receipt for the messages sent")
             done = [pending.pop(i) for i in dict.fromkeys(ack.ids) if i in pending]
-            if done:
-                await self._delivered([(r.item.message_id, r.item.item_id) for r in done])
+            if not done:
+                continue
+            settled: list[tuple[bytes | None, int | None]] = [
+                (r.item.message_id, r.item.item_id) for r in done
+            ]
+            if isinstance(ack, DmRefuse):
+                await self._refused(settled, ack.reason)
+            else:
+                await self._delivered(settled)
 
     async def _encrypt(self, item: OutboxItem, plaintext: bytes) -> tuple[OutboxItem, bytes]:
         """Encrypt once; store session and frame together before anything is sent."""
@@ -372,6 +381,7 @@ class Outbox(Receiving):
 
     async def _open(self, device: bytes) -> FramedStream:
         peer_id = peer_id_from_ed25519(device)
+        self._network.protect(peer_id, "contact")  # kept when idle connections are trimmed
         if peer_id not in self._network.connected_peers():
             info = await self._directory.locate(device)
             addrs = info.addrs if info is not None else ()
@@ -482,6 +492,21 @@ class Outbox(Receiving):
     async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
         """Receipts arrived for ``(message id, outbox item id)`` pairs: drop the outbox
         entries and mark the stored messages delivered, all in one transaction."""
+        await self._settle(receipts, DeliveryState.DELIVERED, None)
+
+    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+        """A signed ``dm.refuse``: the recipient will never store these messages; they
+        fail with its reason and are not retried."""
+        reason = REFUSE_REASONS.get(why, f"the recipient refused it ({why[:64]})")
+        await self._settle(receipts, DeliveryState.FAILED, reason)
+        self.stats["refused"] += len(receipts)
+
+    async def _settle(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        state: DeliveryState,
+        reason: str | None,
+    ) -> None:
         newly: list[tuple[bytes, str]] = []
         async with self._store.transaction() as tx:
             for message_id, item_id in receipts:
@@ -494,16 +519,17 @@ class Outbox(Receiving):
                     message is not None
                     and message.direction is Direction.OUT
                     and message.state is not DeliveryState.DELIVERED
+                    and message.state is not state
                 ):
-                    await tx.set_delivery(message_id, DeliveryState.DELIVERED)
+                    await tx.set_delivery(message_id, state, reason=reason)
                     newly.append((message_id, message.conversation_id))
         for message_id, item_id in receipts:
             if item_id is not None:
                 self._backoff_base.pop(item_id, None)
             self._forget_sent(message_id)
         for message_id, conversation_id in newly:
-            self._emit_delivery(message_id, conversation_id, "delivered")
-            self.stats["delivered"] += 1
+            self._emit_delivery(message_id, conversation_id, state.value, reason)
+            self.stats[state.value] += 1
 
     def _emit_delivery(
         self,

@@ -50,6 +50,7 @@ from ..protocol.dm_messages import (
     DmInit,
     DmMessage,
     DmPlaintext,
+    DmRefuse,
 )
 from ..protocol.envelope import Envelope, decode_envelope, seal
 from ..protocol.limits import PeerLimiter
@@ -157,8 +158,8 @@ class Receiving:
 
     async def receive_frame(
         self, frame: bytes, *, device: bytes | None, peer_id: str
-    ) -> bytes | None:
-        """Process one inbound frame; return the reply frame, if any.
+    ) -> list[bytes]:
+        """Process one inbound frame; return the reply frames (a receipt or a refusal).
 
         ``device`` is the transport-authenticated sender (the stream's peer); ``None`` for
         a frame fetched from a mailbox, which only its envelope signature authenticates.
@@ -169,7 +170,7 @@ class Receiving:
         replies, error = await self._receive_batch([frame], device=device, peer_id=peer_id)
         if error is not None:
             raise error
-        return replies[0] if replies else None
+        return replies
 
     async def _receive_batch(
         self, frames: list[bytes], *, device: bytes | None, peer_id: str
@@ -228,17 +229,27 @@ class Receiving:
         self.stats["frames_in"] += 1
         return envelope, message
 
+    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+        """Refusals arrived (the sending side fails its messages)."""
+        raise NotImplementedError
+
     async def _receive_other(self, device: bytes, message: object) -> None:
         if isinstance(message, DmAck):
             for message_id in message.ids:
                 await self._acknowledged(message_id, device)
+        elif isinstance(message, DmRefuse):
+            for message_id in message.ids:
+                await self._acknowledged(message_id, device, refused=message.reason)
         elif isinstance(message, ContactAccept | ContactDecline | ContactRequest):
             await self._receive_contact_control(device, message)
         else:
             raise WireError("unexpected-kind", "this kind is not used on this protocol")
 
-    async def _acknowledged(self, message_id: bytes, device: bytes) -> None:
-        """A receipt: only a device of the recipient account may confirm a message."""
+    async def _acknowledged(
+        self, message_id: bytes, device: bytes, *, refused: str | None = None
+    ) -> None:
+        """A receipt (or a refusal): only a device of the recipient account may settle a
+        message."""
         account = self._device_accounts.get(device)
         if account is None:
             return
@@ -249,7 +260,13 @@ class Receiving:
         message = await self._store.get_message(message_id)
         if message is not None and message.conversation_id != dm_conversation_id(account):
             return
-        await self._delivered([(message_id, None if item is None else item.item_id)])
+        settled: list[tuple[bytes | None, int | None]] = [
+            (message_id, None if item is None else item.item_id)
+        ]
+        if refused is not None:
+            await self._refused(settled, refused)
+        else:
+            await self._delivered(settled)
 
     async def _decrypt_into(
         self, batch: ReceiveBatch, envelope: Envelope, message: DmInit | DmMessage
@@ -289,15 +306,20 @@ class Receiving:
         key = (account, device, session.session_id)
         try:
             plain = DmPlaintext.from_bytes(plaintext, max_size=len(plaintext) or 1)
-            if plain.id != message.id:
-                raise WireError("id-mismatch", "encrypted id differs from the envelope's")
-        except ProtocolError:
+        except ProtocolError as exc:
+            # Authentic (it decrypted) but not a message we can store, say a text over
+            # the limit: retrying could never help. The session moves past it (committed
+            # with the batch) and the sender gets a signed refusal instead of a receipt.
+            logger.info("refused message %s from %s: %s", message.id.hex()[:8], account.hex(), exc)
+            batch.refuse(key, session, account, device, message.id, "invalid-content")
+            return
+        if plain.id != message.id:
             if reused:
                 # This decryption advanced a shared session object: neither it nor the
                 # messages decrypted with it may be committed (the sender retries them).
                 batch.discard(key)
                 self._sessions.forget(key)
-            raise
+            raise WireError("id-mismatch", "encrypted id differs from the envelope's")
         batch.add(key, session, Inbound(account=account, device=device, plain=plain))
 
     async def _decrypt_initial(
@@ -366,16 +388,19 @@ class Receiving:
         The account locks the batch took (sessions are shared with ``send``) are
         released after the commit, before the effects: a control handler may send.
         """
-        outcomes = await self._store_received(batch) if batch.messages else []
+        outcomes = await self._store_received(batch) if batch.messages or batch.sessions else []
         batch.release()
         now = self._clock()
         for outcome in outcomes:
             await self._after_commit(*outcome, now=now)
-        if not batch.ack_ids:
-            return []
-        return [
-            seal(DmAck(ids=tuple(batch.ack_ids)), signing_key=self._signing_key, now=self._clock())
-        ]
+        replies = []
+        if batch.ack_ids:
+            ack = DmAck(ids=tuple(batch.ack_ids))
+            replies.append(seal(ack, signing_key=self._signing_key, now=self._clock()))
+        for reason, ids in batch.refused.items():
+            refusal = DmRefuse(ids=tuple(ids), reason=reason)
+            replies.append(seal(refusal, signing_key=self._signing_key, now=self._clock()))
+        return replies
 
     async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
         """Sessions, replay cache, contacts and messages of a batch: one transaction."""
@@ -394,6 +419,7 @@ class Receiving:
                     contacts[account] = await tx.get_contact(account)
                 contact = contacts[account]
                 if inbound.plain.content.type in self.control_handlers:
+                    batch.ack_ids.append(inbound.plain.id)
                     outcomes.append((inbound, contact, False, False, None))
                     continue
                 new_request = contact is None
@@ -406,19 +432,21 @@ class Receiving:
                     contact = _with_state(contact, ContactState.ACCEPTED, now)
                     await tx.put_contact(contact)
                 contacts[account] = contact
-                added = None
-                if contact.state is not ContactState.DECLINED:
-                    if account not in conversations:
-                        await self._ensure_conversation(tx, account, now)
-                        conversations.add(account)
-                    added = await tx.add_message(self._inbound_record(inbound, now))
+                if contact.state is ContactState.DECLINED:
+                    # Not stored, so not acknowledged: the sender learns it was declined.
+                    batch.refused["declined"].append(inbound.plain.id)
+                    continue
+                if account not in conversations:
+                    await self._ensure_conversation(tx, account, now)
+                    conversations.add(account)
+                added = await tx.add_message(self._inbound_record(inbound, now))
+                batch.ack_ids.append(inbound.plain.id)
                 outcomes.append((inbound, contact, new_request, is_request, added))
         # Committed: only now may the sender learn that we have them.
         for key, session in batch.sessions.items():
             self._sessions.stored(key, session)
         batch.sessions.clear()
         self._device_accounts.update(batch.device_accounts)
-        batch.ack_ids.extend(inbound.plain.id for inbound in batch.messages)
         return outcomes
 
     async def _after_commit(

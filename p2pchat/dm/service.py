@@ -50,7 +50,7 @@ from ..identity.directory import Directory
 from ..identity.keystore import UnlockedIdentity
 from ..identity.local_keys import LocalKeys
 from ..net.base import Network
-from ..protocol.content import Content
+from ..protocol.content import Content, check_outgoing
 from ..protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
@@ -180,6 +180,7 @@ class DirectMessages(Outbox):
         """Queue a message to ``account``; returns it in state ``queued``."""
         if account == self._account.account_key:
             raise LocalProtocolError("you cannot send a direct message to yourself")
+        check_outgoing(content)  # what the recipient would refuse is refused here
         contact = await self._store.get_contact(account)
         if contact is not None and contact.state is ContactState.BLOCKED:
             raise PermissionDeniedError("this contact is blocked; unblock it to send")

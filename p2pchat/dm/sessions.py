@@ -18,6 +18,7 @@ never persisted. Callers serialise per account (the DM driver's account locks).
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 
 import trio
 
@@ -103,6 +104,7 @@ class ReceiveBatch:
         self.device_accounts: dict[bytes, bytes] = {}
         self.ids: set[bytes] = set()
         self.ack_ids: list[bytes] = []
+        self.refused: defaultdict[str, list[bytes]] = defaultdict(list)  # reason -> ids
         self.not_blocked: set[bytes] = set()
         self.replay_changed = False
         self._held: list[trio.Lock] = []
@@ -125,6 +127,23 @@ class ReceiveBatch:
         self.messages.append(inbound)
         self.keys.append(key)
         self.ids.add(inbound.plain.id)
+
+    def refuse(
+        self,
+        key: SessionKey,
+        session: Session,
+        account: bytes,
+        device: bytes,
+        message_id: bytes,
+        reason: str,
+    ) -> None:
+        """A message decrypted but refused: its session advance is committed, its id
+        is answered with a ``dm.refuse``."""
+        self.sessions.pop(key, None)
+        self.sessions[key] = session
+        self.device_accounts[device] = account
+        self.ids.add(message_id)
+        self.refused[reason].append(message_id)
 
     def sessions_of(self, account: bytes, device: bytes) -> list[Session]:
         """This batch's sessions with ``device``, most recently used first."""

@@ -271,8 +271,10 @@ class GroupTransport:
             result, errors = engine.apply_runs(batch, now=now, source=origin)
         except (WireError, GroupError, RateLimitedError) as exc:
             self.stats["gossip_rejected"] += 1
-            self.rejections.add_error(exc)
+            reason = self.rejections.add_error(exc)
             logger.debug("rejected gossip from %s: %s", origin, exc)
+            # Gossipsub verified the publisher's signature: the origin sent it.
+            self._network.penalize(origin, reason)
             return False
         self.stats["gossip_events"] += len(result.accepted)
         if result.accepted or result.effects:

@@ -45,7 +45,7 @@ from ..identity.local_keys import LocalKeys
 from ..identity.peerid import peer_id_from_ed25519
 from ..net.base import Network
 from ..protocol.codec import Struct
-from ..protocol.content import Content, MediaRef
+from ..protocol.content import Content, MediaRef, check_outgoing
 from ..protocol.group_engine import GroupEngine
 from ..protocol.group_events import (
     GroupDescriptor,
@@ -191,11 +191,14 @@ class Groups(GroupEffects, GroupDiscovery):
                 await self._release_held_keys(info.group_id)
         await self.transport.subscribe(info.group_id)
 
-    def peer_connected(self, peer_id: str) -> None:
-        """A peer connected: sync the groups it is a member of, soon."""
+    def peer_connected(self, peer_id: str) -> bool:
+        """A peer connected: sync the groups it is a member of, soon; True if it is one."""
+        member = False
         for group_id, engine in self._engines.items():
             if any(peer_id_from_ed25519(d) == peer_id for d in engine.member_devices()):
                 self._spawn_sync(group_id, peer_id)
+                member = True
+        return member
 
     def _spawn_sync(self, group_id: bytes, peer_id: str) -> None:
         nursery = self.transport._nursery
@@ -394,7 +397,15 @@ class Groups(GroupEffects, GroupDiscovery):
         once we stop serving the group's sync nobody could fetch it from us. So the group
         is closed only after a sync with some member completed; until then (a partition,
         everyone offline) it stays *departing*: read-only, still answering sync, and the
-        hand-over is retried in the background, across restarts."""
+        hand-over is retried in the background, across restarts. Leaving a group we were
+        removed from (or left already) only files it as left: nothing to tell anyone."""
+        if group_id in self._archived:
+            info = await self._store.get_group(group_id)
+            if info is not None and info.status is not GroupStatus.LEFT:
+                await self._store.put_group(
+                    with_status(info, status=GroupStatus.LEFT, now=self._clock())
+                )
+            return
         self._active(group_id)
         await self._author(group_id, MemberLeave())
         info = await self._store.get_group(group_id)
@@ -443,6 +454,7 @@ class Groups(GroupEffects, GroupDiscovery):
         content: Content | None = None,
     ) -> bytes:
         body_content = content or Content(type="p2pchat/text", body={}, text=text)
+        check_outgoing(body_content)  # the same rule as direct messages
         body: Struct = (
             Post(content=body_content)
             if reply_to is None

@@ -159,9 +159,11 @@ class Dialer:
         *,
         own_addrs: Callable[[], list[str]],
         local: Callable[[], LocalInterfaces],
+        blocked: Callable[[str], bool] = lambda _peer: False,
         stagger: float = 0.25,
     ) -> None:
         self._swarm = swarm
+        self._blocked = blocked
         self._own_addrs = own_addrs
         self._local = local
         self._stagger = stagger
@@ -186,8 +188,12 @@ class Dialer:
         with backoff from 0.1 s, stay: fewer made node shutdowns hang in tests)."""
         self._swarm.dial_peer = self.dial_peer
 
-    def observed(self, peer_id: str, ip: str) -> None:
-        """Remember where a peer's connection came from (a candidate for redialling it)."""
+    def connected(self, peer_id: str, ip: str | None) -> None:
+        """A connection to ``peer_id`` exists (either direction): it is reachable again,
+        and ``ip`` (where its connection came from) is a candidate for redialling it."""
+        self._failures.pop(peer_id, None)
+        if ip is None:
+            return
         self._observed[peer_id] = ip
         if len(self._observed) > 4096:
             self._observed.pop(next(iter(self._observed)))
@@ -203,7 +209,12 @@ class Dialer:
         return [c for c in self._swarm.get_connections(peer_id) if not c.is_closed]
 
     async def dial_peer(self, peer_id: ID) -> list[INetConn]:
-        """py-libp2p's ``dial_peer`` contract: connections to the peer, or SwarmException."""
+        """py-libp2p's ``dial_peer`` contract: connections to the peer, or SwarmException.
+
+        A graylisted peer (it sent invalid messages) is not dialled at all."""
+        if self._blocked(peer_id.to_base58()):
+            self.stats["graylisted_refused"] = self.stats.get("graylisted_refused", 0) + 1
+            raise SwarmException(f"cannot reach {peer_id}: graylisted for invalid messages")
         live = self._live(peer_id)
         if live:
             return live

@@ -39,7 +39,7 @@ _RETRY_REFUSED = 120.0
 #: How often the relay set is looked at (and on every wake-up).
 _TICK = 2.0
 #: The connection manager's protection tag for our relays.
-_PROTECT_TAG = "p2pchat-relay"
+_PROTECT_TAG = "relay"  # the tag Network.protect documents
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,17 @@ class NetConfig:
     low_watermark: int = 16
     high_watermark: int = 64
     max_connections: int = 128
+    #: Inbound connections held at once from one IP address (many peers may share a
+    #: NAT, so not 1; one host must not take every inbound slot).
+    max_inbound_per_ip: int = 16
+    #: Above ``high_watermark`` connections, idle (no open stream) connections to peers
+    #: nobody protected (contacts, group members, mailboxes, relays: ``Network.protect``)
+    #: are closed down to ``low_watermark``; never one younger than this (seconds).
+    trim_grace_period: float = 20.0
+    #: Every stream protocol: a frame must arrive within this once begun, and the next
+    #: frame within ``stream_idle_timeout`` (see :mod:`p2pchat.net._framed`).
+    stream_frame_timeout: float = 30.0
+    stream_idle_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -147,6 +158,10 @@ class NetConfig:
             <= self.max_connections
         ):
             raise ConfigError("connection limits must satisfy min <= low <= high <= max")
+        if min(self.stream_frame_timeout, self.stream_idle_timeout) <= 0:
+            raise ConfigError("stream timeouts must be positive")
+        if self.max_inbound_per_ip < 1:
+            raise ConfigError("max_inbound_per_ip must be at least 1")
         for addr in self.bootstrap:
             if not addr.startswith("/") or "/p2p/" not in addr:
                 raise ConfigError("bootstrap addresses are multiaddrs ending in /p2p/<peer id>")

@@ -54,6 +54,8 @@ class RelayDialer:
         """Ask a connected relay to accept circuits for us (so peers can reach us); returns
         when the reservation expires (Unix seconds, as the relay said)."""
         relay = ID.from_base58(relay_peer_id)
+        # Our reachability depends on this connection: never trim it.
+        self._host.get_network().protect(relay, "relay")
         with map_exceptions(_RELAY_ERRORS, what="relay reservation"):
             stream = await self._host.new_stream(relay, [HOP_PROTOCOL_ID])
             try:

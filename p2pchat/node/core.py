@@ -27,7 +27,7 @@ from typing import Any
 import nacl.utils
 import trio
 
-from p2pchat_crypto.identity import Device, fingerprint_of
+from p2pchat_crypto.identity import Device
 
 from ..config import NodeConfig
 from ..dm.mailbox import Mailbox, MailboxKeys
@@ -40,7 +40,6 @@ from ..errors import (
     NotFoundError,
 )
 from ..events import (
-    ContactChanged,
     EventBus,
     EventStream,
     PeerConnected,
@@ -52,21 +51,20 @@ from ..groups.service import Groups
 from ..identity.directory import Directory
 from ..identity.keystore import UnlockedIdentity
 from ..identity.local_keys import LocalKeys
-from ..identity.peerid import peer_id_from_ed25519, peer_id_to_key
+from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
 from ..protocol.content import Content
-from ..protocol.dm_messages import ContactAccept, ContactDecline
 from ..protocol.limits import backoff_ms
 from ..storage.base import Store
 from ..storage.records import (
-    Contact,
     ContactState,
     Conversation,
     Message,
     Peer,
     PeerSource,
 )
+from .contacts import ContactsApi, parse_account
 from .groups import GroupsApi
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
@@ -79,24 +77,6 @@ NetworkOpener = Callable[[Device], AbstractAsyncContextManager[Network]]
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def parse_account(text: str | bytes) -> bytes:
-    """An account key from its 64-hex-digit form (what ``p2pchat keys show`` prints)."""
-    if isinstance(text, bytes):
-        if len(text) != 32:
-            raise ConfigError("an account key is 32 bytes")
-        return text
-    cleaned = text.strip().replace(" ", "").lower()
-    try:
-        key = bytes.fromhex(cleaned)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise ConfigError(
-            "not an account key: expected 64 hex digits (see `p2pchat keys show` on their side)"
-        )
-    return key
 
 
 def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
@@ -112,7 +92,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(GroupsApi):
+class Node(ContactsApi, GroupsApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -335,7 +315,7 @@ class Node(GroupsApi):
         return await self._mailbox.collect()
 
     async def _mailbox_infos(self) -> list[netbase.PeerInfo]:
-        return [netbase.PeerInfo(peer_id=p) for p in self._config.mailbox.use]
+        return [netbase.PeerInfo(peer_id=p, addrs=a) for p, a in self._config.mailbox.use_peers]
 
     async def _watch_network(self) -> None:
         assert self._network is not None
@@ -344,8 +324,10 @@ class Node(GroupsApi):
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
-                self._groups.peer_connected(event.peer_id)
-                if event.peer_id in self._config.mailbox.use:
+                if self._groups.peer_connected(event.peer_id):
+                    self._network.protect(event.peer_id, "group")
+                if any(event.peer_id == p for p, _ in self._config.mailbox.use_peers):
+                    self._network.protect(event.peer_id, "mailbox")
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
@@ -432,94 +414,6 @@ class Node(GroupsApi):
                 for info in sorted(self._nearby.values(), key=lambda i: i.peer_id)
             ],
         }
-
-    # -- contacts -------------------------------------------------------------------------
-
-    async def add_contact(self, address: str | bytes, *, name: str | None = None) -> Contact:
-        """Add (and consent to) a contact by account key, or by a peer id whose prekey
-        bundle in the DHT names the account."""
-        if isinstance(address, str) and address.startswith(("12D3Koo", "Qm")):
-            try:
-                device = peer_id_to_key(address)
-            except ValueError:
-                raise ConfigError("not a valid Ed25519 peer id") from None
-            assert self._directory is not None
-            self._check()
-            bundle = await self._directory.bundle_of_device(device)
-            account = bundle.identity.account_key
-        else:
-            account = parse_account(address)
-        if account == self.account_key:
-            raise ConfigError("that is your own account")
-        now = self._clock()
-        existing = await self._s.get_contact(account)
-        display = name or (existing.display_name if existing else fingerprint_of(account)[:9])
-        state = ContactState.ACCEPTED
-        contact = Contact(
-            account=account,
-            display_name=display,
-            state=state,
-            verified=existing.verified if existing else False,
-            created_at=existing.created_at if existing else now,
-            updated_at=now,
-        )
-        await self._s.put_contact(contact)
-        self._events.publish(ContactChanged(account=account, state=state.value))
-        await self._mailbox.announce_to(account)
-        return contact
-
-    async def contacts(self, *, state: ContactState | None = None) -> list[Contact]:
-        return await self._s.list_contacts(state=state)
-
-    async def contact_requests(self) -> list[Contact]:
-        return await self._s.list_contacts(state=ContactState.REQUESTED_IN)
-
-    async def _set_contact_state(self, account: bytes, state: ContactState) -> Contact:
-        contact = await self._s.get_contact(account)
-        if contact is None:
-            raise NotFoundError("no such contact or request")
-        updated = dataclasses.replace(contact, state=state, updated_at=self._clock())
-        await self._s.put_contact(updated)
-        self._events.publish(ContactChanged(account=account, state=state.value))
-        return updated
-
-    async def accept_contact(self, account: bytes) -> Contact:
-        contact = await self._set_contact_state(account, ContactState.ACCEPTED)
-        await self._mailbox.announce_to(account)
-        name = self._config.display_name or self.fingerprint[:9]
-        self._spawn(
-            self._dms.send_control,
-            account,
-            ContactAccept(request_id=bytes(16), account=self.account_key, name=name),
-        )
-        return contact
-
-    async def decline_contact(self, account: bytes) -> Contact:
-        contact = await self._set_contact_state(account, ContactState.DECLINED)
-        self._spawn(self._dms.send_control, account, ContactDecline(request_id=bytes(16)))
-        return contact
-
-    async def block_contact(self, account: bytes) -> Contact:
-        """Blocked accounts' frames are dropped before any expensive work."""
-        if await self._s.get_contact(account) is None:
-            now = self._clock()
-            await self._s.put_contact(
-                Contact(
-                    account=account,
-                    display_name=fingerprint_of(account)[:9],
-                    state=ContactState.BLOCKED,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            self._events.publish(ContactChanged(account=account, state="blocked"))
-            contact = await self._s.get_contact(account)
-            assert contact is not None
-            return contact
-        return await self._set_contact_state(account, ContactState.BLOCKED)
-
-    async def unblock_contact(self, account: bytes) -> Contact:
-        return await self._set_contact_state(account, ContactState.ACCEPTED)
 
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import DAY_MS
+from ..errors import ConfigError, NotFoundError
 from ..groups.service import Groups
 from ..protocol.content import Content, MediaRef, Price
 from ..protocol.group_content import GroupView
@@ -124,6 +125,26 @@ class GroupsApi:
         return await self._g.author_content(group_id, body)
 
     async def vote(self, group_id: bytes, poll: bytes, choices: tuple[int, ...]) -> bytes:
+        """Vote for option indexes (from 0) of a poll; an empty tuple takes the vote back.
+
+        A vote every member would ignore (not a poll, an option out of range, several
+        options on a single-choice poll, a closed poll) is refused here, before signing.
+        """
+        tally = self.group_view(group_id).polls.get(poll)
+        if tally is None:
+            raise NotFoundError("that message is not a poll in this group")
+        count = len(tally.poll.options)
+        wrong = [c for c in choices if not 0 <= c < count]
+        if wrong:
+            raise ConfigError(
+                f"this poll has options 1 to {count}; there is no option {wrong[0] + 1}"
+            )
+        if len(set(choices)) != len(choices):
+            raise ConfigError("an option is given twice")
+        if not tally.poll.multi and len(choices) > 1:
+            raise ConfigError("this poll takes one choice: vote for one option")
+        if self._clock() > tally.poll.deadline:
+            raise ConfigError("this poll is closed (its deadline has passed)")
         return await self._g.author_content(group_id, Vote(poll=poll, choices=choices))
 
     async def share(

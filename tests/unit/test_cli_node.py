@@ -292,3 +292,31 @@ async def test_a_signal_during_start_up_gives_up_the_start(tmp_path: Path) -> No
         await trio.sleep_forever()
 
     assert await _run_stub(StubNode(start=hang, listen=["/ip4/127.0.0.1/tcp/1"]), tmp_path) == []
+
+
+def test_issue16_item15_bad_values_and_failed_starts_save_nothing(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    garbage = run(home, "--create-identity", "--mailbox-use", "garbage")
+    assert garbage.exit_code == 2, garbage.output
+    assert "'garbage' is not a mailbox" in garbage.stderr
+    assert not (home / "config.json").exists()
+
+    def port_in_use(config: NodeConfig, identity: UnlockedIdentity, announce: Any) -> None:
+        raise NetworkError("the node could not listen on 0.0.0.0 port 4001: is the port in use?")
+
+    monkeypatch.setattr(node_cli, "serve", port_in_use)
+    failed = run(home, "--create-identity", "--port", "4001")
+    assert failed.exit_code == 1, failed.output
+    assert "port in use" in failed.stderr
+    assert not (home / "config.json").exists()  # the next plain start is not broken by it
+
+
+def test_issue16_item16_a_mailbox_may_be_named_by_its_address(
+    home: Path, served: list[NodeConfig]
+) -> None:
+    assert run(home, "--create-identity", "--mailbox-use", BOOTSTRAP).exit_code == 0
+    assert served[0].mailbox.use_peers == ((MAILBOX, ("/ip4/192.0.2.7/tcp/4001",)),)
+    cut = run(home, "--mailbox-use", "/ip4/192.0.2.7/tcp/4001")
+    assert cut.exit_code == 2
+    assert "must end in /p2p/<peer id>" in cut.stderr
