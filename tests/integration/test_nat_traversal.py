@@ -141,9 +141,6 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
         # Hole punching (DCUtR) turns the relayed connection into a direct one, and
         # messages keep flowing on it.
         wait_until("a direct connection", lambda: path_to(alice, b_status["peer_id"]) == "direct")
-        assert (
-            network(alice)["hole_punch_direct_peers"] + network(bob)["hole_punch_direct_peers"] >= 1
-        )
     else:
         # Linux routers refuse the other side's first SYN: the punch fails, the relay stays.
         wait_until(
