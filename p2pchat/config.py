@@ -144,13 +144,17 @@ class NodeConfig:
         """Build from ``config.json``-style values (the keys ``p2pchat node run`` saves).
 
         Known keys: ``listen`` (host), ``port``, ``bootstrap`` (list of multiaddrs),
-        ``dht_mode``, ``mdns``/``nearby`` (bool), ``relay`` (bool), ``display_name``,
+        ``dht_mode``, ``mdns``/``nearby`` (bool), ``relay`` (bool: dial through relays and,
+        behind NAT, reserve with them; default on), ``relay_service`` (bool: relay for
+        others while publicly reachable; default on), ``hole_punching`` (bool, default
+        on), ``upnp`` (bool, default off), ``display_name``,
         ``mailbox`` (bool), ``mailbox_use`` (list of peer ids), ``rpc_tcp_port``.
         Unknown keys are refused, so a typo is not silently ignored.
         """
         known = {
             "listen", "port", "bootstrap", "dht_mode", "mdns", "nearby", "relay",
-            "display_name", "mailbox", "mailbox_use", "rpc_tcp_port",
+            "relay_service", "hole_punching", "upnp", "display_name", "mailbox",
+            "mailbox_use", "rpc_tcp_port",
         }  # fmt: skip
         unknown = set(values) - known
         if unknown:
@@ -162,7 +166,12 @@ class NodeConfig:
                 bootstrap=tuple(str(a) for a in values.get("bootstrap") or ()),
                 dht_mode=values.get("dht_mode", "server"),
                 mdns=bool(values.get("mdns", values.get("nearby", False))),
-                relay_client=bool(values.get("relay", False)),
+                autonat=True,
+                relay_client=bool(values.get("relay", True)),
+                auto_relay=bool(values.get("relay", True)),
+                relay_hop=bool(values.get("relay_service", True)),
+                hole_punching=bool(values.get("hole_punching", True)),
+                upnp=bool(values.get("upnp", False)),
             )
             return cls(
                 home=home,

@@ -184,6 +184,8 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "records_published_at": stats["records_published_at"],
             "rejected": stats["groups"]["rejected"],
             "unreachable": stats["network"]["unreachable"],
+            "reachability": stats["network"].get("reachability", "unknown"),
+            "relays": stats["network"].get("relays", []),
             "penalties": stats["network"].get("penalties", {}),
             "graylisted": stats["network"].get("graylisted", 0),
         }

@@ -85,6 +85,7 @@ from .dht import Libp2pDht, start_dht
 from .pubsub import Libp2pPubSub, start_pubsub
 
 if TYPE_CHECKING:
+    from .nat import NatServices
     from .relay import RelayDialer
 
 __all__ = ["Libp2pNetwork", "open_libp2p_network", "key_pair_from_seed", "parse_peer_id"]
@@ -252,6 +253,8 @@ class Libp2pNetwork:
         self._closed = False
         #: Set when ``NetConfig.relay_client`` is on (see :mod:`p2pchat.net.relay`).
         self.relay: RelayDialer | None = None
+        #: AutoNAT, relays, hole punching (see :mod:`p2pchat.net.nat`).
+        self.nat: NatServices | None = None
 
     def __repr__(self) -> str:
         return f"<Libp2pNetwork {self.peer_id}>"
@@ -275,6 +278,7 @@ class Libp2pNetwork:
         """Dial counters and the peers we last failed to reach, with their reasons."""
         return {
             **self._dialer.stats,
+            **(self.nat.statistics(self._host) if self.nat is not None else {}),
             **(self._inbound.stats if self._inbound is not None else {}),
             **self._graylist.statistics(trio.current_time()),
             "connections": len(self._host.get_network().get_connections()),
@@ -325,6 +329,11 @@ class Libp2pNetwork:
 
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
+
+    def connection_paths(self) -> dict[str, str]:
+        from .nat import connection_paths
+
+        return connection_paths(self._host)
 
     def penalize(self, peer_id: str, reason: str) -> None:
         """``peer_id`` sent something invalid (``reason``: its slug); a repeated offender
@@ -526,12 +535,17 @@ async def open_libp2p_network(
             start_pubsub(host, config.gossip) as pubsub,
             AsyncExitStack() as stack,
         ):
-            relay = None
-            if config.relay_hop or config.relay_client:
-                from .relay import start_relay
+            from .nat import start_nat
 
-                # Entered before our nursery opens: trio scopes must nest strictly.
-                relay = await stack.enter_async_context(start_relay(host, config))
+            # Entered before our nursery opens: trio scopes must nest strictly.
+            nat = await stack.enter_async_context(
+                start_nat(
+                    host,
+                    config,
+                    set_relay_dial=lambda relay: setattr(dialer, "relay_dial", relay.dial_circuit),
+                    emit=bus.emit,
+                )
+            )
             async with trio.open_nursery() as nursery:
                 network = Libp2pNetwork(
                     host,
@@ -545,7 +559,8 @@ async def open_libp2p_network(
                     inbound=inbound,
                     jitter=jitter,
                 )
-                network.relay = relay
+                network.relay = nat.relay
+                network.nat = nat
                 if discover:
                     await network.start_discovery()
                 try:

@@ -443,6 +443,9 @@ class MemoryNetwork:
         graylist = self.graylist.statistics(trio.current_time())
         return {**self._dials, **graylist, "unreachable": failed[:16]}
 
+    def connection_paths(self) -> dict[str, str]:
+        return {peer: "direct" for peer in self.connected_peers()}
+
     def connected_peers(self) -> list[str]:
         return self._hub.connected_to(self._peer_id)
 

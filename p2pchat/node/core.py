@@ -45,6 +45,7 @@ from ..events import (
     PeerConnected,
     PeerDisconnected,
     PeerNearby,
+    ReachabilityChanged,
 )
 from ..groups.service import Groups
 from ..identity.directory import Directory
@@ -338,6 +339,12 @@ class Node(ContactsApi, GroupsApi):
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
                 self._events.publish(PeerDisconnected(peer_id=event.peer_id))
+            elif isinstance(event, netbase.ReachabilityChanged):
+                self._events.publish(
+                    ReachabilityChanged(
+                        reachability=event.reachability, relayed_addrs=event.relayed_addrs
+                    )
+                )
             elif isinstance(event, netbase.PeerDiscovered):
                 info = event.peer
                 if info.peer_id == self.peer_id:
@@ -404,8 +411,11 @@ class Node(ContactsApi, GroupsApi):
     async def peers(self) -> dict[str, list[dict[str, Any]]]:
         """Connected peers and peers seen nearby (mDNS)."""
         connected = self._net.connected_peers()
+        paths = self._net.connection_paths()
         return {
-            "connected": [{"peer_id": p} for p in sorted(connected)],
+            "connected": [
+                {"peer_id": p, "path": paths.get(p, "direct")} for p in sorted(connected)
+            ],
             "nearby": [
                 {"peer_id": info.peer_id, "addrs": list(info.addrs), "name": info.name}
                 for info in sorted(self._nearby.values(), key=lambda i: i.peer_id)
