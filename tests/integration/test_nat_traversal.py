@@ -9,8 +9,6 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,33 +17,33 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cross_host import Person, group_texts, history, wait_until
 from tests.netns import Host, Nat, NetnsWorld
+from tests.testnet.nodes import NodeProcess, group_texts, history, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 
-def network(who: Person) -> dict[str, Any]:
+def network(who: NodeProcess) -> dict[str, Any]:
     stats: dict[str, Any] = who.call("node.statistics")["network"]
     return stats
 
 
-def reachability(who: Person, expected: str) -> bool:
+def reachability(who: NodeProcess, expected: str) -> bool:
     return network(who).get("reachability") == expected
 
 
-def relayed_addrs(who: Person) -> list[str]:
+def relayed_addrs(who: NodeProcess) -> list[str]:
     return [a for a in who.call("node.status")["listen_addrs"] if "/p2p-circuit" in a]
 
 
-def path_to(who: Person, peer_id: str) -> str | None:
+def path_to(who: NodeProcess, peer_id: str) -> str | None:
     for peer in who.call("peers.list")["connected"]:
         if peer["peer_id"] == peer_id:
             return str(peer["path"])
     return None
 
 
-def dm_round_trip(sender: Person, receiver: Person, to: str, text: str) -> float:
+def dm_round_trip(sender: NodeProcess, receiver: NodeProcess, to: str, text: str) -> float:
     """Send a DM and wait until it is marked delivered; seconds it took."""
     started = time.monotonic()
     sent = sender.call("dm.send", {"to": to, "text": text})
@@ -66,22 +64,15 @@ def stack() -> Iterator[ExitStack]:
         yield s
 
 
-def start(stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str) -> list[Person]:
+def start(stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str) -> list[NodeProcess]:
     """Start a node on each host at once (a first start spends seconds on the keystore's
     Argon2id and on importing libp2p), then wait until each answers its RPC."""
-    people = []
-    for host in hosts:
-        home = base / host.name / "home"
-        home.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "P2PCHAT_HOME": str(home), "P2PCHAT_PASSPHRASE": host.name}
-        args = [sys.executable, "-m", "p2pchat.cli", "node", "run", "--create-identity"]
-        args += [option for addr in bootstrap for option in ("--bootstrap", addr)]
-        log = stack.enter_context((home.parent / f"{host.name}.log").open("w"))
-        people.append(Person(host, home, host.run(args, env=env, stdout=log, stderr=log)))
+    people = [NodeProcess(host, base / host.name / "home", bootstrap) for host in hosts]
+    for who in people:
+        stack.callback(who.close)
+        who.start(wait=False)
     for who in people:
         who.connect()
-        assert who.client is not None
-        stack.callback(who.client.close)
     return people
 
 
@@ -113,14 +104,14 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     # public (the NATed nodes dial it back successfully).
     for who in (alice, bob):
 
-        def private(w: Person = who) -> bool:
+        def private(w: NodeProcess = who) -> bool:
             return reachability(w, "private")
 
-        def relayed(w: Person = who) -> list[str]:
+        def relayed(w: NodeProcess = who) -> list[str]:
             return relayed_addrs(w)
 
-        wait_until(f"{who.host.name} private", private)
-        wait_until(f"{who.host.name} relayed", relayed)
+        wait_until(f"{who.name} private", private)
+        wait_until(f"{who.name} relayed", relayed)
     reachable_after = time.monotonic() - started
     wait_until("relay public", lambda: reachability(relay, "public"))
     relay_id = relay.call("node.status")["peer_id"]
@@ -157,10 +148,10 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     bob.call("groups.post", {"group": gid, "text": "bob posts"})
     for who in (relay, alice, bob):
 
-        def both(w: Person = who) -> bool:
+        def both(w: NodeProcess = who) -> bool:
             return {"alice posts", "bob posts"} <= set(group_texts(w, gid))
 
-        wait_until(f"both posts at {who.host.name}", both)
+        wait_until(f"both posts at {who.name}", both)
     stats = network(alice)
     print(
         f"\nNAT ({routers}): reachable via relay {reachable_after:.1f}s after start; "
@@ -185,8 +176,7 @@ def test_a_relay_that_goes_away_is_replaced_and_a_stranger_still_reaches_the_nod
     held = network(alice)["relays"]
     ids = {p.call("node.status")["peer_id"]: p for p in public}
     gone = ids[held[0]]
-    gone.process.terminate()
-    gone.process.wait(timeout=20)
+    gone.stop()
 
     def replaced() -> bool:
         now = network(alice)["relays"]
