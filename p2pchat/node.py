@@ -531,6 +531,31 @@ class Node(GroupsApi):
     async def unblock_contact(self, account: bytes) -> Contact:
         return await self._set_contact_state(account, ContactState.ACCEPTED)
 
+    async def update_contact(
+        self, account: bytes, *, name: str | None = None, verified: bool | None = None
+    ) -> Contact:
+        """Rename a contact, or mark it verified (safety number compared) or not."""
+        contact = await self._s.get_contact(account)
+        if contact is None:
+            raise NotFoundError("no such contact")
+        if name is not None and not name.strip():
+            raise ConfigError("a contact's name cannot be empty")
+        updated = dataclasses.replace(
+            contact,
+            display_name=contact.display_name if name is None else name.strip(),
+            verified=contact.verified if verified is None else verified,
+            updated_at=self._clock(),
+        )
+        await self._s.put_contact(updated)
+        self._events.publish(ContactChanged(account=account, state=updated.state.value))
+        return updated
+
+    async def remove_contact(self, account: bytes) -> None:
+        """Forget a contact (its conversation stays; a new message makes it a request)."""
+        if not await self._s.delete_contact(account):
+            raise NotFoundError("no such contact")
+        self._events.publish(ContactChanged(account=account, state="removed"))
+
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(fn, *args)

@@ -36,7 +36,7 @@ from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry, RpcServer, ServerConfig, ensure_admin_token
 from p2pchat.rpc import open_rpc_server as _open_rpc_server
 from p2pchat.storage.records import Contact, ContactState, Conversation, Message
-from p2pchat_crypto.identity import fingerprint_of
+from p2pchat_crypto.identity import fingerprint_of, safety_number
 from p2pchat_crypto.sealed import Rng
 
 if TYPE_CHECKING:
@@ -70,6 +70,18 @@ Section = Callable[[Registry, "Node"], None]
 @dataclass(frozen=True, slots=True)
 class _ContactParams:
     contact: Annotated[str, _CONTACT]
+
+
+@dataclass(frozen=True, slots=True)
+class _RenameContactParams:
+    contact: Annotated[str, _CONTACT]
+    name: Annotated[str, Bounds(max_len=64)]
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifyContactParams:
+    contact: Annotated[str, _CONTACT]
+    verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,9 +333,38 @@ def register_contact_methods(registry: Registry, node: Node) -> None:
         handler.__doc__ = doc
         return handler
 
+    async def contacts_rename(p: _RenameContactParams) -> dict[str, Any]:
+        """Give a contact another display name."""
+        return contact_to_dict(await node.update_contact(await account_of(p.contact), name=p.name))
+
+    async def contacts_verify(p: _VerifyContactParams) -> dict[str, Any]:
+        """Mark a contact verified (safety numbers compared out of band), or not."""
+        account = await account_of(p.contact)
+        return contact_to_dict(await node.update_contact(account, verified=p.verified))
+
+    async def contacts_remove(p: _ContactParams) -> dict[str, Any]:
+        """Forget a contact; its conversation stays."""
+        account = await account_of(p.contact)
+        await node.remove_contact(account)
+        return {"account": account.hex()}
+
+    async def contacts_safety(p: _ContactParams) -> dict[str, Any]:
+        """The safety number both sides compare, and both fingerprints."""
+        account = await account_of(p.contact)
+        return {
+            "account": account.hex(),
+            "safety_number": safety_number(node.account_key, account),
+            "mine": node.fingerprint,
+            "theirs": fingerprint_of(account),
+        }
+
     registry.add("contacts.list", contacts_list, scope="read", params=_ListContactsParams)
     registry.add("contacts.requests", contacts_requests, scope="read", params=NoParams)
     registry.add("contacts.add", contacts_add, scope="admin", params=_AddContactParams)
+    registry.add("contacts.rename", contacts_rename, scope="admin", params=_RenameContactParams)
+    registry.add("contacts.verify", contacts_verify, scope="admin", params=_VerifyContactParams)
+    registry.add("contacts.remove", contacts_remove, scope="admin", params=_ContactParams)
+    registry.add("contacts.safety", contacts_safety, scope="read", params=_ContactParams)
     actions = {
         "accept": (node.accept_contact, "Accept a contact request (they may write to us)."),
         "decline": (node.decline_contact, "Decline a contact request."),

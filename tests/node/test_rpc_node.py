@@ -109,6 +109,36 @@ async def test_contacts_by_key_and_by_name(tmp_path: Path) -> None:
             await c.call("contacts.add", {"address": 42})
 
 
+async def test_contacts_rename_verify_safety_and_remove(tmp_path: Path) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path) as node,
+        client_of(tmp_path, alice) as c,
+        c.subscribe(["contact.changed"]) as events,
+    ):
+        await c.call("contacts.add", {"address": bob.account.hex(), "name": "Bob"})
+        await next_event(events, "contact.changed")
+        renamed = await c.call("contacts.rename", {"contact": "bob", "name": "  Robert "})
+        assert (renamed["name"], renamed["verified"]) == ("Robert", False)
+        assert (await next_event(events, "contact.changed")).data["state"] == "accepted"
+        safety = await c.call("contacts.safety", {"contact": "robert"})
+        assert safety["mine"] == node.fingerprint
+        assert safety["theirs"] == renamed["fingerprint"]
+        assert re.fullmatch(r"(\d{5} ){11}\d{5}", safety["safety_number"])
+        verified = await c.call("contacts.verify", {"contact": "Robert"})
+        assert verified["verified"] is True
+        unverified = await c.call("contacts.verify", {"contact": "Robert", "verified": False})
+        assert unverified["verified"] is False
+        with pytest.raises(ConfigError, match="empty"):
+            await c.call("contacts.rename", {"contact": "Robert", "name": "   "})
+        removed = await c.call("contacts.remove", {"contact": "Robert"})
+        assert removed == {"account": bob.account.hex()}
+        assert await c.call("contacts.list") == []
+        with pytest.raises(NotFoundError):
+            await c.call("contacts.remove", {"contact": bob.account.hex()})
+
+
 async def test_dm_between_two_nodes_reaches_the_recipients_event_stream(tmp_path: Path) -> None:
     alice, bob = new_peer("alice"), new_peer("bob")
     async with (
