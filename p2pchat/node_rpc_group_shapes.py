@@ -14,6 +14,7 @@ from p2pchat.protocol.codec import Struct
 from p2pchat.protocol.content import Price
 from p2pchat.protocol.group_content import GroupView
 from p2pchat.protocol.group_content import Message as GroupViewMessage
+from p2pchat.protocol.group_events import ShareCard
 from p2pchat.protocol.group_invite import INVITE_PREFIX
 from p2pchat.protocol.group_state import Membership
 from p2pchat.storage.records import GroupInfo, GroupStatus
@@ -163,7 +164,14 @@ def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
         "deleted": message.deleted,
         "sealed": message.sealed,
         "reactions": {emoji: len(who) for emoji, who in sorted(message.reactions.items()) if who},
+        "share": _share_dict(message.share) if not message.deleted else None,
     }
+
+
+def _share_dict(card: ShareCard | None) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    return {"url": card.url, "price": _price_dict(card.price), "note": card.note}
 
 
 def _price_dict(price: Price | None) -> dict[str, Any] | None:
