@@ -1,0 +1,230 @@
+"""A conversation (DM or group): messages, paged history, composer and /commands."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.widgets import Footer, Static
+
+from ..inert import peer_text
+from ..link import Event
+from ..model import ChatLine, parse_command
+from ..threads import GroupThread, Thread
+from ..widgets.composer import Composer
+from ..widgets.messages import MessageList
+from .base import NodeScreen
+from .commands import CommandError, run_command
+
+__all__ = ["ConversationScreen", "merge_pages"]
+
+_MESSAGE_EVENTS = ("dm.received", "dm.delivery", "group.message", "group.changed")
+
+
+def merge_pages(older: list[ChatLine], latest: list[ChatLine]) -> list[ChatLine]:
+    """The pages already scrolled back to, followed by a fresh latest page."""
+    if not latest:
+        return older
+    keys = {line.key for line in latest}
+    first = latest[0].key
+    kept: list[ChatLine] = []
+    for line in older:
+        if line.key == first:
+            break
+        if line.key not in keys:
+            kept.append(line)
+    return kept + latest
+
+
+class Messages(MessageList):
+    """The message list, with the keys that act on the selected message."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "screen.reply", "Reply"),
+        Binding("plus,equals_sign", "screen.react", "React"),
+        Binding("e", "screen.edit", "Edit", show=False),
+        Binding("d", "screen.delete", "Delete", show=False),
+        Binding("pageup", "screen.older", "Older", show=False),
+        *(Binding(str(n), f"screen.vote({n})", "Vote", show=n == 1) for n in range(1, 10)),
+    ]
+
+
+class ConversationScreen(NodeScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+o", "older", "Older"),
+        Binding("ctrl+e", "editor", "$EDITOR"),
+        Binding("ctrl+g", "details", "Details"),
+        Binding("ctrl+l", "live", "Live", show=False),
+        Binding("ctrl+q", "app.quit", "Quit"),
+    ]
+
+    reply_to: reactive[ChatLine | None] = reactive(None)
+
+    def __init__(self, thread: Thread) -> None:
+        super().__init__(id="conversation-screen")
+        self.thread = thread
+        self.lines: list[ChatLine] = []
+        self.polls: dict[str, dict[str, Any]] = {}
+        self.buys: dict[str, dict[str, Any]] = {}
+        self.no_more = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", markup=False)
+        yield Messages(id="messages")
+        yield Static(id="reply-bar", markup=False)
+        yield Composer(id="composer", placeholder="Message  (Enter: send, Ctrl+N: new line, /help)")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#composer", Composer).focus()
+        self.watch_reply_to(None)
+        self._show_title()
+
+    def _show_title(self) -> None:
+        title = peer_text(self.thread.title, "bold", limit=50)
+        if self.thread.is_group:
+            title.append(f"  {self.thread.kind} group", style="dim")
+        else:
+            account = self.thread.target.removeprefix("dm:")
+            if self.chat.names.verified(account):
+                title.append("  \u2713 verified", style="green")
+            else:
+                title.append("  unverified: /verify to compare safety numbers", style="dim")
+        if self.thread.key in self.chat.settings.muted:
+            title.append("  muted", style="dim")
+        self.query_one("#title", Static).update(title)
+
+    def watch_reply_to(self, line: ChatLine | None) -> None:
+        bar = self.query_one("#reply-bar", Static)
+        bar.display = line is not None
+        if line is not None:
+            text = Text("Replying to ", style="dim")
+            text.append_text(peer_text(self.chat.names.label(line.author) + ": ", "bold"))
+            text.append_text(peer_text(line.text, "italic", limit=60))
+            text.append("  (Esc cancels)", style="dim")
+            bar.update(text)
+
+    # -- loading ----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        latest = await self.thread.latest()
+        self.lines = merge_pages(self.lines, latest)
+        if isinstance(self.thread, GroupThread):
+            view = await self.thread.view()
+            self.polls = {p["poll_id"]: p for p in view["polls"]}
+            self.buys = {b["buy_id"]: b for b in view["buys"]}
+        await self._show_lines(follow=True)
+        await self.thread.mark_read()
+        self.chat.mark_read(self.thread)
+        self._show_title()
+
+    async def _show_lines(self, *, follow: bool) -> None:
+        await self.query_one("#messages", MessageList).show(
+            self.lines,
+            self.chat.names,
+            self.chat.clock,
+            polls=self.polls,
+            buys=self.buys,
+            follow=follow,
+        )
+
+    async def node_event(self, event: Event) -> None:
+        if event.type in _MESSAGE_EVENTS and self.thread.concerns(event):
+            await self.reload()
+        elif event.type == "contact.changed":
+            self._show_title()
+
+    async def load_older(self) -> int:
+        if not self.lines or self.no_more:
+            return 0
+        older = await self.thread.before(self.lines[0])
+        if not older:
+            self.no_more = True
+            self.notify("This is the beginning of the conversation")
+            return 0
+        self.lines = older + self.lines
+        await self._show_lines(follow=False)
+        return len(older)
+
+    # -- composer ---------------------------------------------------------------------
+
+    def on_composer_submitted(self, event: Composer.Submitted) -> None:
+        event.composer.clear()
+        text = event.text.strip("\n")
+        command = parse_command(text)
+        if command is None:
+            if text.startswith("//"):
+                text = text[1:]
+            self.io(self._send(text, self.reply_to))
+            self.reply_to = None
+        else:
+            self.io(self._command(*command))
+
+    async def _send(self, text: str, reply_to: ChatLine | None) -> None:
+        await self.thread.send(text, reply_to)
+        await self.reload()
+
+    async def _command(self, name: str, arg: str) -> None:
+        try:
+            await run_command(self, name, arg)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning", markup=False, timeout=8)
+
+    @property
+    def selected(self) -> ChatLine | None:
+        return self.query_one("#messages", MessageList).selected_line
+
+    # -- actions ----------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if self.reply_to is not None:
+            self.reply_to = None
+            return
+        self.app.pop_screen()
+
+    def action_older(self) -> None:
+        self.io(self.load_older())
+
+    def action_reply(self) -> None:
+        if self.selected is not None:
+            self.reply_to = self.selected
+            self.query_one("#composer", Composer).focus()
+
+    def _prefill(self, text: str) -> None:
+        composer = self.query_one("#composer", Composer)
+        composer.text = text
+        composer.move_cursor(composer.document.end)
+        composer.focus()
+
+    def action_react(self) -> None:
+        if self.selected is not None:
+            self._prefill("/react ")
+
+    def action_edit(self) -> None:
+        line = self.selected
+        if line is not None and line.mine:
+            self._prefill("/edit " + line.text)
+
+    def action_delete(self) -> None:
+        if self.selected is not None:
+            self.io(self._command("delete", ""))
+
+    def action_vote(self, n: int) -> None:
+        self.io(self._command("vote", str(n)))
+
+    def action_details(self) -> None:
+        self.io(self._command("info", ""))
+
+    def action_live(self) -> None:
+        self.io(self._command("live", ""))
+
+    async def action_editor(self) -> None:
+        composer = self.query_one("#composer", Composer)
+        text = self.chat.edit_in_editor(composer.text)
+        if text is not None:
+            composer.text = text.rstrip("\n")
+            composer.move_cursor(composer.document.end)
