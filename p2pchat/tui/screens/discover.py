@@ -69,6 +69,7 @@ class DiscoverScreen(NodeScreen):
                 self.notify("Joining…")
                 await self.chat.link.call("groups.join", {"invite": group["group_id"]})
                 self.notify("Joined")
+                await self.chat.reload_all()
                 self.app.pop_screen()
 
             self.io(join())

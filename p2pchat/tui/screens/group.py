@@ -110,6 +110,7 @@ class GroupScreen(NodeScreen):
         async def leave() -> None:
             await self.chat.link.call("groups.leave", {"group": self.thread.target})
             self.notify("You left the group")
+            await self.chat.reload_all()
             self.app.pop_screen()
 
         self.io(leave())

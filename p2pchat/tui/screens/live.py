@@ -56,8 +56,8 @@ class LiveScreen(NodeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+p", "play", "Play/pause"),
-        Binding("ctrl+left", "seek(-1)", "-10s"),
-        Binding("ctrl+right", "seek(1)", "+10s"),
+        Binding("pageup", "seek(-1)", "-10s"),
+        Binding("pagedown", "seek(1)", "+10s"),
         Binding("ctrl+t", "goto", "Go to"),
         Binding("ctrl+f", "fetch", "Fetch backlog"),
         Binding("ctrl+k", "media", "Media file"),
