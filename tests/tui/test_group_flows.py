@@ -51,7 +51,8 @@ def test_bob_votes_in_alices_poll_with_the_keyboard(nodes: TrioThread[TwoNodes])
             await until(pilot, lambda: messages.selected_line is not None, "a selection")
             await pilot.press("2")
             await until(
-                pilot, lambda: conv.polls and next(iter(conv.polls.values()))["counts"] == [0, 1],
+                pilot,
+                lambda: conv.polls and next(iter(conv.polls.values()))["counts"] == [0, 1],
                 "the tally",
             )
             assert "1 voter" in screen_text(app)
