@@ -5,11 +5,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Where `make run` keeps its node (identity, store, sockets). Override: make run P2PCHAT_HOME=...
-P2PCHAT_HOME ?= $(CURDIR)/.p2pchat-home
-export P2PCHAT_HOME
+# `make run` keeps its node where the CLI looks by default (the user data directory, or
+# $P2PCHAT_HOME when it is set), so `p2pchat status` in another terminal finds it.
+# Options: make run PORT=4001 BOOTSTRAP=/ip4/.../p2p/12D3KooW... ARGS="--nearby"
+PORT      ?=
+BOOTSTRAP ?=
+ARGS      ?=
+RUN_OPTS  := $(if $(PORT),--port $(PORT)) $(foreach b,$(BOOTSTRAP),--bootstrap $(b)) $(ARGS)
 
-.PHONY: run test setup lint typecheck pytest fuzz sim bench vectors node-test clean
+.PHONY: run shell test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean
 
 setup: $(STAMP)
 
@@ -25,7 +29,12 @@ $(STAMP): pyproject.toml crypto/pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/p2pchat node run --create-identity
+	$(BIN)/p2pchat node run --create-identity $(strip $(RUN_OPTS))
+
+# A shell with .venv/bin first on PATH: `p2pchat ...` then talks to the node of `make run`.
+shell: $(STAMP)
+	@echo "p2pchat is on PATH in this shell; type exit to leave it."
+	@PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $${SHELL:-/bin/sh}
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,8 +43,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The network-namespace tests (tests/netns, docs/testing-netns.md) need iptables for NAT, loss
+# and partitions. As root (CI, these machines) it is installed from Debian's packages when missing;
+# as another user nothing happens and those tests skip with the reason.
+netns-deps:
+	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1; then \
+		echo "installing iptables (Debian package) for the network-namespace tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; \
+	fi
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
-pytest: $(STAMP)
+pytest: $(STAMP) netns-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as failure" >&2; fi; \
 	exit $$rc

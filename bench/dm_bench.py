@@ -43,9 +43,9 @@ import trio
 
 from bench.net_bench import NetBaseline, measure_framed_baseline
 from p2pchat.config import DeliveryConfig, NodeConfig
-from p2pchat.dm import DM_PROTOCOL
+from p2pchat.dm.service import DM_PROTOCOL
 from p2pchat.events import DeliveryChanged
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.base import FramedStream, Network, StreamHandler
 from p2pchat.net.config import NetConfig
 from p2pchat.node import NetworkOpener, Node
@@ -252,7 +252,7 @@ import logging, sys, tempfile, time
 from pathlib import Path
 import nacl.utils, trio
 from p2pchat.config import NodeConfig
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 

@@ -39,7 +39,7 @@ import trio
 from bench.net_bench import measure_framed_baseline
 from p2pchat.config import DeliveryConfig, NodeConfig
 from p2pchat.events import GroupMessage
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 from p2pchat.protocol.content import Content

@@ -24,7 +24,7 @@ import nacl.utils
 
 from p2pchat.aio import AsyncioClient, Event, NodeThread, run_node_in_thread
 from p2pchat.config import NodeConfig
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import wall_clock_ms
 

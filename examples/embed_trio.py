@@ -9,7 +9,7 @@ the network through Alice (``bootstrap``) and finds nothing but her address: Ali
 finds Bob's keys in the DHT from his account key alone.
 
 A real app keeps its identity in an encrypted keystore instead:
-``identity, _ = p2pchat.keystore.open_or_create(Home(path), passphrase=..., create=True,
+``identity, _ = p2pchat.identity.keyfile.open_or_create(Home(path), passphrase=..., create=True,
 rng=nacl.utils.random, now=wall_clock_ms())`` (see ``docs/embedding.md``).
 """
 
@@ -25,7 +25,7 @@ import trio
 
 from p2pchat.config import NodeConfig
 from p2pchat.events import MessageReceived
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node, wall_clock_ms
 

@@ -14,26 +14,27 @@ The names below load on first use (PEP 562), so that ``import p2pchat`` (done by
 CLI and by RPC-only apps) pulls in neither trio nor py-libp2p.
 """
 
-import importlib as _importlib
-import typing as _typing
-
-from .errors import P2PChatError
-
 __version__ = "0.1.0"
 
-if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
+# Not ``typing.TYPE_CHECKING``: importing typing is most of this package's start-up time,
+# the window in which Ctrl-C on the CLI could still end in a traceback (type checkers
+# honour any name TYPE_CHECKING).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from .config import DeliveryConfig as DeliveryConfig
     from .config import MailboxConfig as MailboxConfig
     from .config import NodeConfig as NodeConfig
+    from .errors import P2PChatError as P2PChatError
     from .events import Event as Event
     from .events import EventStream as EventStream
-    from .keystore import UnlockedIdentity as UnlockedIdentity
-    from .keystore import open_or_create as open_or_create
+    from .identity.keyfile import open_or_create as open_or_create
+    from .identity.keystore import UnlockedIdentity as UnlockedIdentity
     from .net.config import NetConfig as NetConfig
     from .node import Node as Node
     from .protocol.content import Content as Content
 
 _HOMES = {
+    "P2PChatError": "errors",
     "Node": "node",
     "NodeConfig": "config",
     "NetConfig": "net.config",
@@ -41,16 +42,18 @@ _HOMES = {
     "MailboxConfig": "config",
     "Event": "events",
     "EventStream": "events",
-    "UnlockedIdentity": "keystore",
-    "open_or_create": "keystore",
+    "UnlockedIdentity": "identity.keystore",
+    "open_or_create": "identity.keyfile",
     "Content": "protocol.content",
 }
 
-__all__ = ["P2PChatError", "__version__", *_HOMES]
+__all__ = ["__version__", *_HOMES]
 
 
 def __getattr__(name: str) -> object:
     module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'p2pchat' has no attribute {name!r}")
-    return getattr(_importlib.import_module(f"p2pchat.{module}"), name)
+    import importlib
+
+    return getattr(importlib.import_module(f"p2pchat.{module}"), name)

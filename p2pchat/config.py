@@ -11,6 +11,7 @@ options) over the embedded defaults; everything can also be built in code::
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,13 @@ from typing import Any
 from .errors import ConfigError
 from .net.config import DEFAULT_PORT, NetConfig
 
-__all__ = ["DAY_MS", "MailboxConfig", "DeliveryConfig", "NodeConfig"]
+__all__ = ["DAY_MS", "MailboxConfig", "DeliveryConfig", "NodeConfig", "mailbox_address"]
 
 DAY_MS = 24 * 3600 * 1000
+#: The text form of an Ed25519 libp2p peer id (an identity multihash in base58btc): what
+#: a mailbox entry must name. Checked by form here (configuration sits below the identity
+#: layer); the key inside is decoded by :func:`p2pchat.identity.peerid.peer_id_to_key`.
+_ED25519_PEER_ID = re.compile(r"12D3KooW[1-9A-HJ-NP-Za-km-z]{44}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,12 +41,42 @@ class MailboxConfig:
     max_bytes_per_sender: int = 4 * 1024 * 1024
     max_items_total: int = 20_000
     max_bytes_total: int = 256 * 1024 * 1024
-    #: Peer ids of contacts whose mailboxes *we* use (announced in our DHT record).
+    #: Mailboxes *we* use (announced in our DHT record): each a peer id, found by DHT
+    #: peer routing, or a multiaddr ending in ``/p2p/<peer id>``, dialled directly.
     use: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ttl_ms <= 0 or min(self.max_items_per_sender, self.max_items_total) < 1:
             raise ConfigError("mailbox ttl and quotas must be positive")
+        for entry in self.use:
+            mailbox_address(entry)  # refuses garbage before anything is saved or started
+
+    @property
+    def use_peers(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``(peer id, addresses)`` of each mailbox we use (no address: find it)."""
+        return tuple(mailbox_address(entry) for entry in self.use)
+
+
+def mailbox_address(entry: str) -> tuple[str, tuple[str, ...]]:
+    """A ``--mailbox-use`` value as ``(peer id, addresses)``; :class:`ConfigError` if it
+    is neither an Ed25519 peer id (``12D3KooW...``) nor a multiaddr ending in one."""
+    text = entry.strip()
+    peer_id = text
+    addrs: tuple[str, ...] = ()
+    if text.startswith("/"):
+        base, sep, peer_id = text.rpartition("/p2p/")
+        if not sep or not base:
+            raise ConfigError(
+                f"{entry!r} is not a mailbox address: a multiaddr must end in /p2p/<peer id>, "
+                "such as /ip4/192.0.2.1/tcp/4242/p2p/12D3KooW..."
+            )
+        addrs = (base,)
+    if not _ED25519_PEER_ID.fullmatch(peer_id):
+        raise ConfigError(
+            f"{entry!r} is not a mailbox: give the mailbox node's peer id (12D3KooW..., "
+            "`p2pchat status` there prints it) or its address /ip4/.../tcp/PORT/p2p/12D3KooW..."
+        )
+    return peer_id, addrs
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,7 +118,9 @@ class NodeConfig:
     display_name: str | None = None
     #: Events held per ``node.events()`` stream before it starts dropping (see events.py).
     event_buffer: int = 1024
-    #: Serve the local RPC / control socket (``<home>/rpc.sock``).
+    #: Serve the local RPC / control socket (``<home>/rpc.sock``): read by whoever runs
+    #: the node with its API (``p2pchat node run``, ``aio.run_node_in_thread``,
+    #: :func:`p2pchat.api.open_api`); the node itself never serves it.
     rpc: bool = True
     #: Also serve the RPC on 127.0.0.1:<port> (``None``: unix socket only).
     rpc_tcp_port: int | None = None

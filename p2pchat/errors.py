@@ -16,6 +16,7 @@
     ├── LocalProtocolError          *we* tried to do something the protocol does not allow
     ├── CryptoFailure               an error from p2pchat_crypto, mapped at the boundary
     ├── StorageError                the local store failed or is corrupt
+    │   └── QuotaExceededError          a mailbox put would exceed a quota (nothing stored)
     ├── NetworkError                the network failed (dial, stream, DHT lookup)
     │   └── PeerUnreachableError        no route to the peer right now
     ├── NotFoundError               an unknown contact, conversation, group, message…
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from p2pchat_crypto.errors import CryptoError
 
@@ -50,6 +52,7 @@ __all__ = [
     "LocalProtocolError",
     "CryptoFailure",
     "StorageError",
+    "QuotaExceededError",
     "NetworkError",
     "PeerUnreachableError",
     "NotFoundError",
@@ -121,6 +124,17 @@ class CryptoFailure(P2PChatError):
 
 class StorageError(P2PChatError):
     """The local store failed or is corrupt."""
+
+
+class QuotaExceededError(StorageError):
+    """A mailbox item was refused because it would exceed a quota; nothing was stored.
+
+    ``scope`` is ``"sender"`` (this sender tag's share) or ``"total"`` (the whole mailbox).
+    """
+
+    def __init__(self, scope: Literal["sender", "total"], detail: str) -> None:
+        self.scope = scope
+        super().__init__(f"mailbox quota exceeded ({scope}): {detail}")
 
 
 class NetworkError(P2PChatError):

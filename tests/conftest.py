@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.netns import NetnsWorld, require_netns
 
 # CI machines are small and shared: never fail a property test on wall-clock time.
 settings.register_profile(
@@ -42,3 +45,14 @@ NOW_MS = 1_767_225_600_000
 @pytest.fixture
 def now() -> int:
     return NOW_MS
+
+
+@pytest.fixture
+def netns_world() -> Iterator[NetnsWorld]:
+    """A fresh world of network namespaces (tests/netns), torn down after the test.
+
+    Skips with the reason when not root; fails loudly when root but namespaces are unusable.
+    """
+    require_netns()
+    with NetnsWorld() as world:
+        yield world

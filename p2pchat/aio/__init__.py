@@ -4,7 +4,7 @@ The node is written for trio. An asyncio application (aiohttp, FastAPI, discord.
 has two ways to embed it without mixing event loops in one thread:
 
 1. **Node in a thread** — :func:`run_node_in_thread` runs ``trio.run`` in a
-   ``threading.Thread``; the node serves its RPC socket in its home, and the asyncio side
+   ``threading.Thread``; the thread serves the node's RPC socket in its home, and the asyncio side
    talks to it with :class:`AsyncioClient`, exactly like any other local app::
 
        handle = run_node_in_thread(config, identity)     # returns once the node listens

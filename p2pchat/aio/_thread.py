@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import trio
 
     from p2pchat.config import NodeConfig
-    from p2pchat.keystore import UnlockedIdentity
+    from p2pchat.identity.keystore import UnlockedIdentity
     from p2pchat.node import NetworkOpener, Node
 
 __all__ = ["TrioThread", "NodeThread", "start_trio_thread", "run_node_in_thread"]
@@ -181,13 +181,20 @@ def run_node_in_thread(
 ) -> NodeThread:
     """Run ``Node(config, identity)`` in a trio thread; returns once it listens.
 
-    With ``config.rpc`` (the default) the node serves ``<config.home>/rpc.sock`` before
-    this returns, so an :class:`AsyncioClient` can connect at once. ``network`` is for
-    tests (an in-memory network); by default the node opens its libp2p host.
+    With ``config.rpc`` (the default) the thread also serves the node's RPC API on
+    ``<config.home>/rpc.sock`` before this returns, so an :class:`AsyncioClient` can
+    connect at once. ``network`` is for tests (an in-memory network); by default the
+    node opens its libp2p host.
     Call :meth:`NodeThread.stop` (or use ``with``) to shut it down.
     """
+    from p2pchat.api.serve import open_api
     from p2pchat.node import Node
 
-    handle = NodeThread(lambda: Node(config, identity, network=network), home=config.home)
+    @contextlib.asynccontextmanager
+    async def node_with_api() -> AsyncIterator[Node]:
+        async with Node(config, identity, network=network) as node, open_api(node):
+            yield node
+
+    handle = NodeThread(node_with_api, home=config.home)
     handle._start(ready_timeout)
     return handle

@@ -1,84 +1,39 @@
 """The ``p2pchat`` command line.
 
-The root group owns the global options and the one place where errors become messages
-and exit codes (:meth:`_RootGroup.invoke`): commands raise ``P2PChatError`` subclasses
-and never print tracebacks for bad input. Imports stay light: commands that need no
-network (``keys ...``) must not import libp2p or trio, which cost about a second; the
-commands that talk to a running node (``contacts``, ``dm``, ``peers``, ``status``)
-import only the RPC client (trio, never libp2p), and only when they run.
+The commands live in the submodules; the root group (global options, and the one place
+where errors become messages and exit codes) in :mod:`p2pchat.cli._root`. This module is
+the console-script entry point and stays light on purpose: Ctrl-C while the program is
+still loading must end it like Ctrl-C at any later moment, with exit status 130 and no
+traceback, so everything is imported inside :func:`main`. Imports stay light further
+down as well: commands that need no network (``keys ...``) never import libp2p or trio;
+the commands that talk to a running node import only the RPC client, when they run.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import sys
 
-import click
-
-from .. import __version__
-from ..errors import P2PChatError
-from ._logging import configure_logging
-from ._output import EXIT_CODES_HELP, report_error
-from ._state import CliState
-from .chat import chat
-from .contacts import contacts
-from .dm import dm
-from .groups import groups
-from .keys import keys
-from .node import node
-from .status import peers, status
+TYPE_CHECKING = False  # typing itself is not imported before main() guards Ctrl-C
+if TYPE_CHECKING:
+    from ._root import cli as cli
 
 __all__ = ["main", "cli"]
 
 
-class _RootGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (P2PChatError, OSError) as exc:
-            state = ctx.find_object(CliState)
-            code = report_error(exc, as_json=state is not None and state.json)
-            ctx.exit(code)
+def __getattr__(name: str) -> object:
+    if name == "cli":
+        from ._root import cli
 
-
-@click.group(cls=_RootGroup, epilog=EXIT_CODES_HELP)
-@click.version_option(__version__, "--version", prog_name="p2pchat")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The node's home directory [env P2PCHAT_HOME; default: the user data directory].",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read the keystore passphrase from this file [else env P2PCHAT_PASSPHRASE, else a "
-    "prompt on a terminal]. One trailing newline is ignored.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    home: Path | None,
-    passphrase_file: Path | None,
-    as_json: bool,
-    verbose: int,
-) -> None:
-    """p2pchat: a peer-to-peer, end-to-end encrypted messenger."""
-    state = ctx.ensure_object(CliState)
-    state.home_option = home
-    state.passphrase_file = passphrase_file
-    state.json = state.json or as_json
-    state.verbose = verbose
-    if verbose:
-        configure_logging(verbose)
-
-
-for _command in (keys, node, chat, contacts, dm, groups, peers, status):
-    cli.add_command(_command)
+        return cli
+    raise AttributeError(f"module 'p2pchat.cli' has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point (``p2pchat = "p2pchat.cli:main"``)."""
-    cli(prog_name="p2pchat")
+    try:
+        from ._root import cli
+
+        cli(prog_name="p2pchat")
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        sys.exit(130)

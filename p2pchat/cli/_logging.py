@@ -10,8 +10,10 @@ py-libp2p's own debug logging), and :func:`configure_logging` is called again on
 node has imported libp2p. Our loggers (``p2pchat.*``) log at INFO (DEBUG with
 ``-vv``), everything else at WARNING (INFO with ``-vv``), except py-libp2p, which reports
 routine conditions (a peer that is offline, a DHT key it does not recognise as a peer
-id) as ERROR and WARNING: it is shown only with ``-v`` (WARNING) or ``-vv`` (INFO). What
-matters to a person is logged by our own code.
+id) as ERROR and WARNING, partly through the root logger: without ``-v`` only our own
+loggers reach the terminal; ``-v`` adds others' warnings, ``-vv`` their INFO. What
+matters to a person is logged by our own code, one line per event
+(:mod:`p2pchat.cli._narrate`), and every line is made inert (peers choose names).
 """
 
 from __future__ import annotations
@@ -21,11 +23,28 @@ import os
 import sys
 from typing import Final
 
+from ..text import terminal_safe
+
 __all__ = ["LOG_FORMAT", "configure_logging"]
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _DATE_FORMAT: Final = "%H:%M:%S"
 _QUIET: Final = ("libp2p", "multiaddr", "zeroconf", "aioquic", "asyncio")
+
+
+class _InertFormatter(logging.Formatter):
+    """Log lines made inert for the terminal: peers choose names, texts, reasons."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
+
+
+class _OursOnly(logging.Filter):
+    """Without ``-v``, only our own loggers speak: py-libp2p logs routine conditions
+    (dials, unreadable DHT streams) loudly, some of it through the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("p2pchat") or record.levelno >= logging.CRITICAL
 
 
 def configure_logging(verbose: int = 0) -> logging.Handler:
@@ -36,7 +55,11 @@ def configure_logging(verbose: int = 0) -> logging.Handler:
     handler = next(
         (h for h in root.handlers if getattr(h, "_p2pchat", False)), None
     ) or logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, _DATE_FORMAT))
+    handler.setFormatter(_InertFormatter(LOG_FORMAT, _DATE_FORMAT))
+    for old in [f for f in handler.filters if isinstance(f, _OursOnly)]:
+        handler.removeFilter(old)
+    if verbose == 0:
+        handler.addFilter(_OursOnly())
     handler._p2pchat = True  # type: ignore[attr-defined]
     if handler not in root.handlers:
         root.addHandler(handler)

@@ -3,6 +3,11 @@
 Results go to stdout; warnings and errors to stderr, so ``--json`` output stays one
 parseable object even when a warning is shown. Errors are mapped to exit codes here
 and nowhere else (:data:`EXIT_CODES`, :func:`exit_code_for`).
+
+Every string printed for a person passes through :func:`p2pchat.text.terminal_safe`
+here (in :func:`say`, :func:`warn`, tables, panels and errors), so text a peer controls
+can never steer the terminal, whichever command shows it; JSON keeps values exact and
+escapes the same characters the JSON way (:func:`p2pchat.text.json_safe`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from ..errors import (
     UnsupportedVersionError,
     WrongPassphraseError,
 )
-from ..home import Home, is_private
+from ..identity.home import Home, is_private
+from ..text import json_safe, terminal_safe
 from ._errors import NodeNotRunningError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..keystore import KeystorePublic
+    from ..identity.keystore import KeystorePublic
 
 __all__ = [
     "EXIT_CODES",
@@ -40,11 +46,15 @@ __all__ = [
     "exit_code_for",
     "error_slug",
     "emit_json",
+    "emit_json_line",
     "show_panel",
     "show_table",
+    "short_id",
     "identity_rows",
     "warn_if_exposed",
     "say",
+    "one_line",
+    "message_body",
     "warn",
     "report_error",
 ]
@@ -84,23 +94,49 @@ def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console  # rich costs ~50 ms to import: only when printing
 
     stream = sys.stderr if stderr else sys.stdout
-    # Keys are 64 hex digits; never wrap them in the middle on a narrow or absent terminal.
-    return Console(file=stream, width=None if stream.isatty() else 110, highlight=False)
+    # Not a terminal: $COLUMNS if set, else wide enough that a 64-hex key is never folded.
+    width = None if stream.isatty() else _columns(110)
+    return Console(file=stream, width=width, highlight=False)
+
+
+def _columns(default: int) -> int:
+    import os
+
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) >= 40 else default
 
 
 def emit_json(value: Mapping[str, Any]) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    """One JSON object on stdout (indented for people who read it too)."""
+    click.echo(json_safe(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)))
+
+
+def emit_json_line(value: Mapping[str, Any]) -> None:
+    """One JSON object on one line: the unit of every ``--follow --json`` stream."""
+    line = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    click.echo(json_safe(line))
+
+
+def one_line(text: str) -> str:
+    """A peer-controlled name or label made inert and kept on one line."""
+    return terminal_safe(text, single_line=True)
+
+
+def message_body(text: str, *, indent: int = 4) -> str:
+    """Peer-controlled message text made inert; its own lines are indented, so a line
+    break in it can never pass for a line of our output (a forged "time  name: text")."""
+    return terminal_safe(text).replace("\n", "\n" + " " * indent)
 
 
 def say(message: str) -> None:
     """A line of plain text for a person on stdout (no markup: paths may contain "[")."""
-    _console().print(message, markup=False)
+    _console().print(terminal_safe(message), markup=False)
 
 
 def warn(message: str) -> None:
     from rich.text import Text
 
-    _console(stderr=True).print(Text.assemble(("Warning: ", "bold yellow"), message))
+    _console(stderr=True).print(Text.assemble(("Warning: ", "bold yellow"), terminal_safe(message)))
 
 
 def warn_if_exposed(home: Home) -> None:
@@ -133,8 +169,27 @@ def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "gre
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # a long path folds; it is never cut short
     for label, value in rows:
-        table.add_row(label, Text(value))  # Text, not markup: values are paths and keys
-    _console().print(Panel(table, title=title, border_style=style, expand=False))
+        table.add_row(label, Text(terminal_safe(value)))  # Text, not markup
+    title_text = Text(terminal_safe(title, single_line=True))
+    _console().print(Panel(table, title=title_text, border_style=style, expand=False))
+
+
+def short_id(value: str) -> str:
+    """A key or id as tables show it: enough to tell people apart, short enough for 80
+    columns (peer ids share their "12D3KooW" start, so their end is shown)."""
+    if len(value) <= 16:
+        return value
+    if value.startswith("12D3KooW"):
+        return "…" + value[-10:]
+    return value[:12] + "…"
+
+
+def _wide() -> bool:
+    from ._state import CliState
+
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(CliState) if ctx is not None else None
+    return bool(state and state.wide)
 
 
 def show_table(
@@ -147,8 +202,9 @@ def show_table(
 ) -> None:
     """A table for people; ``empty`` is said instead when there are no rows.
 
-    Columns named in ``no_wrap`` (keys, peer ids) are never folded, so they stay
-    copyable; the others fold to make room.
+    Columns named in ``no_wrap`` hold keys and ids: shown short (:func:`short_id`), so
+    the table fits 80 columns, or in full with ``--wide`` (never folded, so they stay
+    copyable); the other columns fold only when they must.
     """
     if not rows:
         say(empty)
@@ -156,12 +212,21 @@ def show_table(
     from rich.table import Table
     from rich.text import Text
 
+    wide = _wide()
+    ids = [column in no_wrap for column in columns]
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in no_wrap)
+    for column, is_id in zip(columns, ids, strict=True):
+        table.add_column(column, overflow="fold", no_wrap=is_id, min_width=4)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # Text: names are not markup
-    _console().print(table)
+        cells = [
+            short_id(cell) if is_id and not wide else cell
+            for cell, is_id in zip(row, ids, strict=True)
+        ]
+        table.add_row(*(Text(terminal_safe(cell)) for cell in cells))  # Text: not markup
+    console = _console()
+    if wide:  # full ids take their room: the lines are as long as they need to be
+        console.width = max(console.width, 200)
+    console.print(table)
 
 
 def report_error(exc: BaseException, *, as_json: bool) -> int:
@@ -173,7 +238,7 @@ def report_error(exc: BaseException, *, as_json: bool) -> int:
     else:
         from rich.text import Text
 
-        _console(stderr=True).print(Text.assemble(("Error: ", "bold red"), message))
+        _console(stderr=True).print(Text.assemble(("Error: ", "bold red"), terminal_safe(message)))
     return code
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..keystore import UNPROTECTED, Passphrase, PassphrasePurpose, PassphraseSource, Protection
+from ..identity.keyfile import PassphrasePurpose, PassphraseSource
+from ..identity.keystore import UNPROTECTED, Passphrase, Protection
 from ._output import warn
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "keystore_passphrase",
     "stdin_is_tty",
     "warn_unprotected",
+    "warn_if_weak",
+    "SHORT_PASSPHRASE",
 ]
 
 # Names of environment variables, not secrets (hence the S105 waivers).
@@ -66,13 +69,41 @@ def read_secret(spec: SecretSpec, *, confirm: bool) -> Passphrase:
             f"Give it in one of three ways: {spec.file_option} FILE, the {spec.env} "
             "environment variable, or run the command in a terminal to be prompted."
         )
-    text: str = click.prompt(
-        f"Enter {spec.what}",
-        hide_input=True,
-        confirmation_prompt=f"Repeat {spec.what}" if confirm else False,
-        err=True,
-    )
+    while True:
+        text = _ask(f"Enter {spec.what} (not shown as you type)")
+        if not text:
+            click.echo(
+                "The passphrase cannot be empty; type one and press Enter (or Ctrl-C to stop).",
+                err=True,
+            )
+            continue
+        if confirm and _ask(f"Repeat {spec.what}") != text:
+            click.echo("The two entries differ; please type it again.", err=True)
+            continue
+        break
+    if confirm:
+        warn_if_weak(text)
     return Passphrase.from_text(text)
+
+
+def _ask(prompt: str) -> str:
+    answer: str = click.prompt(prompt, hide_input=True, default="", show_default=False, err=True)
+    return answer
+
+
+#: Below this many characters a new passphrase gets a warning (it is still accepted).
+SHORT_PASSPHRASE = 10
+
+
+def warn_if_weak(text: str) -> None:
+    """Warn (never refuse) when a new passphrase is short: whoever copies the keystore
+    can try guesses offline, and Argon2id only slows that down."""
+    if len(text) < SHORT_PASSPHRASE:
+        warn(
+            f"This passphrase is short ({len(text)} characters). Anyone who gets a copy of "
+            "the keystore can try to guess it; several words or 10+ characters are safer. "
+            "Change it any time with `p2pchat keys passwd`."
+        )
 
 
 def keystore_passphrase(

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..home import Home, resolve_home
+from ..identity.home import Home, resolve_home
 
-__all__ = ["CliState", "pass_state", "json_option", "now_ms", "system_rng"]
+__all__ = ["CliState", "pass_state", "json_option", "wide_option", "now_ms", "system_rng"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +34,7 @@ class CliState:
     passphrase_file: Path | None = None
     json: bool = False
     verbose: int = 0
+    wide: bool = False
 
     @property
     def home(self) -> Home:
@@ -57,6 +58,24 @@ def json_option(command: F) -> F:
         is_eager=True,
         callback=_set_json,
         help="Print one JSON object on stdout instead of text (keys listed above).",
+    )
+    return decorate(command)
+
+
+def _set_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliState).wide = True
+
+
+def wide_option(command: F) -> F:
+    """``--wide`` on a table: full keys and ids instead of their short form."""
+    decorate = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_wide,
+        help="Show keys and ids in full (tables shorten them to fit 80 columns).",
     )
     return decorate(command)
 

@@ -8,7 +8,6 @@ is subscribed *before* the history is read, so nothing falls between the two.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,8 +15,8 @@ import click
 
 from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
-from ._output import emit_json, say, show_table, warn
-from ._state import CliState, json_option, pass_state
+from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
+from ._state import CliState, json_option, pass_state, wide_option
 
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
@@ -68,8 +67,8 @@ def _time(ms: int) -> str:
 def format_message(message: dict[str, Any], peer_name: str) -> str:
     """One line for a person: time, who, text, and a delivery mark on what we sent."""
     mine = message["direction"] == "out"
-    who = "me" if mine else peer_name
-    text = message["text"] or f"[{message['content_type']}]"
+    who = "me" if mine else one_line(peer_name)
+    text = message_body(message["text"]) if message["text"] else f"[{message['content_type']}]"
     mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
     return f"{_time(message['sent_at'])}  {who}: {text}{mark}"
 
@@ -144,7 +143,8 @@ def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None
             if history:
                 client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
             if state.json:
-                emit_json({"conversation_id": conversation_id, "messages": history})
+                first = {"conversation_id": conversation_id, "messages": history}
+                (emit_json_line if follow else emit_json)(first)
             elif history:
                 for message in history:
                     say(format_message(message, name))
@@ -174,32 +174,30 @@ def _follow(
     from ..client import Gap
 
     received = 0
-    try:
-        for item in subscription:
-            if isinstance(item, Gap):
-                warn("some events were missed; run `p2pchat dm read` again to see everything")
-                continue
-            data = item.data
-            if data.get("conversation_id") != conversation_id:
-                continue
-            if as_json:
-                click.echo(json.dumps({"event": data}, sort_keys=True, ensure_ascii=False))
-            elif item.type == "dm.received":
-                shown = {**data, "direction": "in", "state": "delivered"}
-                say(format_message(shown, name))
-            else:
-                mark = MARKS.get(data["state"], data["state"])
-                say(f"  {mark} message {data['message_id'][:8]} {data['state']}")
-            if item.type == "dm.received":
-                client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
-                received += 1
-                if count is not None and received >= count:
-                    return
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how a person stops following: not an error
+    for item in subscription:
+        if isinstance(item, Gap):
+            warn("some events were missed; run `p2pchat dm read` again to see everything")
+            continue
+        data = item.data
+        if data.get("conversation_id") != conversation_id:
+            continue
+        if as_json:
+            emit_json_line({"event": data})
+        elif item.type == "dm.received":
+            shown = {**data, "direction": "in", "state": "delivered"}
+            say(format_message(shown, name))
+        else:
+            mark = MARKS.get(data["state"], data["state"])
+            say(f"  {mark} message {data['message_id'][:8]} {data['state']}")
+        if item.type == "dm.received":
+            client.call("dm.mark_read", {"conversation": conversation_id}, timeout=CALL_TIMEOUT)
+            received += 1
+            if count is not None and received >= count:
+                return
 
 
 @dm.command("list")
+@wide_option
 @json_option
 @pass_state
 def list_(state: CliState) -> None:

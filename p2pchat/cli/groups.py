@@ -11,22 +11,29 @@ so no message falls between the two.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from ..errors import ConfigError, NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
-from ._output import emit_json, say, show_panel, show_table, warn
-from ._state import CliState, json_option, now_ms, pass_state
+from ._group_lines import format_group_message
+from ._output import (
+    emit_json,
+    emit_json_line,
+    one_line,
+    say,
+    show_panel,
+    show_table,
+    warn,
+)
+from ._state import CliState, json_option, now_ms, pass_state, wide_option
 
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
 
-__all__ = ["groups", "format_group_message"]
+__all__ = ["groups", "format_group_message"]  # re-exported from ._group_lines
 
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 24 * _HOUR_MS
@@ -48,10 +55,6 @@ def groups() -> None:
     """
 
 
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
-
-
 def _short(hex_id: str) -> str:
     return hex_id[:8]
 
@@ -61,23 +64,6 @@ def _names(client: SyncClient) -> dict[str, str]:
     names = {c["account"]: c["name"] for c in client.call("contacts.list", timeout=CALL_TIMEOUT)}
     names[str(client.info.node["account_key"])] = "me"
     return names
-
-
-def format_group_message(message: dict[str, Any], names: dict[str, str]) -> str:
-    """One line for a person: time, short id, author, text, reply and reaction marks."""
-    who = names.get(message["author"], _short(message["author"]))
-    if message["deleted"]:
-        text = "(deleted)"
-    elif message["sealed"]:
-        text = "(encrypted: no key yet)"
-    else:
-        text = message["text"] or f"[{message['kind']}]"
-    reply = f"↪ {_short(message['reply_to'])} " if message.get("reply_to") else ""
-    edited = " (edited)" if message.get("edited") else ""
-    reactions = message.get("reactions") or {}
-    marks = "  " + " ".join(f"{e}{n}" for e, n in reactions.items()) if reactions else ""
-    stamp = f"{_time(message['ts'])}  {_short(message['event_id'])}"
-    return f"{stamp}  {who}: {reply}{text}{edited}{marks}"
 
 
 def _event_of(client: SyncClient, group: str, text: str) -> str:
@@ -155,11 +141,12 @@ def create(
     if state.json:
         emit_json({"group": group})
     else:
-        say(f"Created {group['kind']} group {group['name']} ({group['group_id']}).")
+        say(f"Created {group['kind']} group {one_line(group['name'])} ({group['group_id']}).")
         say("Invite people with `p2pchat groups invite GROUP`.")
 
 
 @groups.command("list")
+@wide_option
 @json_option
 @pass_state
 def list_(state: CliState) -> None:
@@ -214,6 +201,7 @@ def info(state: CliState, group: str) -> None:
 
 @groups.command()
 @click.argument("group")
+@wide_option
 @json_option
 @pass_state
 def members(state: CliState, group: str) -> None:
@@ -285,7 +273,7 @@ def join(state: CliState, invite: str) -> None:
     if state.json:
         emit_json({"group": group})
     else:
-        say(f"Joined {group['name']} ({group['group_id']}) as {group['role']}.")
+        say(f"Joined {one_line(group['name'])} ({group['group_id']}) as {group['role']}.")
 
 
 @groups.command()
@@ -460,6 +448,7 @@ def promote(state: CliState, group: str, account: str, role: str) -> None:
 
 @groups.command()
 @click.argument("tag")
+@wide_option
 @json_option
 @pass_state
 def search(state: CliState, tag: str) -> None:
@@ -530,22 +519,25 @@ def read(
             history = client.call("groups.history", params, timeout=CALL_TIMEOUT)
             names = _names(client)
             if state.json:
-                emit_json({"group_id": group_id, "messages": history})
+                first = {"group_id": group_id, "messages": history}
+                (emit_json_line if follow else emit_json)(first)
             elif history:
+                view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
                 for message in history:
-                    say(format_group_message(message, names))
+                    say(format_group_message(message, names, view, now_ms()))
             elif subscription is None:
                 say("No messages yet.")
             if subscription is not None:
                 if not state.json:
                     say("Waiting for new messages (Ctrl-C to stop)...")
-                _follow(subscription, group_id, names, as_json=state.json, count=count)
+                _follow(client, subscription, group_id, names, as_json=state.json, count=count)
         finally:
             if subscription is not None:
                 subscription.close()
 
 
 def _follow(
+    client: SyncClient,
     subscription: SyncSubscription,
     group_id: str,
     names: dict[str, str],
@@ -557,26 +549,27 @@ def _follow(
     from ..client import Gap
 
     seen = 0
-    try:
-        for item in subscription:
-            if isinstance(item, Gap):
-                warn("some events were missed; run `p2pchat groups read` again to see everything")
-                continue
-            data = item.data
-            if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
-                continue
-            if as_json:
-                click.echo(json.dumps({"event": data}, sort_keys=True, ensure_ascii=False))
-            else:
-                shown = {**data, "deleted": False, "sealed": False, "reply_to": None}
-                say(format_group_message(shown, names))
-            seen += 1
-            if count is not None and seen >= count:
-                return
-    except KeyboardInterrupt:
-        return  # Ctrl-C is how a person stops following: not an error
+    for item in subscription:
+        if isinstance(item, Gap):
+            warn("some events were missed; run `p2pchat groups read` again to see everything")
+            continue
+        data = item.data
+        if data.get("group_id") != group_id or data.get("kind") not in _SHOWN:
+            continue
+        if as_json:
+            emit_json_line({"event": data})
+        else:
+            shown = {"deleted": False, "sealed": False, "reply_to": None, **data}
+            view = None
+            if data.get("kind") in ("poll", "buy"):
+                view = client.call("groups.view", {"group": group_id}, timeout=CALL_TIMEOUT)
+            say(format_group_message(shown, names, view, now_ms()))
+        seen += 1
+        if count is not None and seen >= count:
+            return
 
 
-from .groups_live import live_read  # noqa: E402 - a sibling module adds one command
+from .groups_live import live_post, live_read, media_hash_command  # noqa: E402 - sibling
 
-groups.add_command(live_read)
+for _live_command in (live_post, live_read, media_hash_command):
+    groups.add_command(_live_command)

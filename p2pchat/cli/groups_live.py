@@ -1,22 +1,88 @@
-"""``p2pchat groups live-read``: the live comments of the part of a video you play.
+"""``p2pchat groups live-post`` / ``live-read`` / ``media-hash``: watch-together comments.
+
+Live comments are anchored to a position in a media file, named by its BLAKE2b-256 hash
+(the ``MediaRef`` of wire.md section 7). MEDIA may be given as that hash (64 hex
+digits), as a local file (hashed here: everyone with the same file meets at the same
+hash), or as an http(s) URL (named by the hash of the URL's text, so everyone playing
+the same URL meets there; nothing is downloaded). ``media-hash`` prints the hash.
 
 Live comments are gossiped only: a node holds those made while it was online. So by
-default the command first asks members for the range (``groups.live_fetch``), then
+default ``live-read`` first asks members for the range (``groups.live_fetch``), then
 prints what the node holds (``groups.live_comments``), in timeline order: a late joiner
 sees the comments of the minutes it plays.
 """
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ._client import CALL_TIMEOUT, connected
-from ._output import emit_json, say
+from ..errors import ConfigError
+from ._client import CALL_TIMEOUT, call, connected
+from ._output import emit_json, message_body, say
 from ._state import CliState, json_option, pass_state
 
-__all__ = ["live_read", "format_offset"]
+__all__ = ["live_read", "live_post", "media_hash_command", "format_offset", "Media", "media_of"]
+
+_HEX = frozenset("0123456789abcdef")
+_URL_MIME = "text/uri-list"
+
+
+@dataclass(frozen=True)
+class Media:
+    """What names a media file: its hash, type, size and (for a URL) where it is."""
+
+    hash: str
+    mime: str
+    size: int
+    url: str | None = None
+
+
+def media_of(text: str) -> Media:
+    """MEDIA as a hash, a file (hashed) or an http(s) URL (its text hashed)."""
+    cleaned = text.strip()
+    if len(cleaned) == 64 and set(cleaned.lower()) <= _HEX:
+        return Media(cleaned.lower(), "application/octet-stream", 0)
+    if cleaned.startswith(("http://", "https://")):
+        digest = hashlib.blake2b(cleaned.encode(), digest_size=32).hexdigest()
+        return Media(digest, _URL_MIME, 0, cleaned)
+    path = Path(cleaned).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{text!r} is not a media file, an http(s) URL or a 64-hex media hash")
+    hasher = hashlib.blake2b(digest_size=32)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Media(hasher.hexdigest(), mime, path.stat().st_size)
+
+
+def parse_offset(text: str) -> int:
+    """``[h:]mm:ss`` or seconds (``754``, ``12.5``) as milliseconds."""
+    parts = text.strip().split(":")
+    try:
+        if len(parts) == 1:
+            seconds = float(parts[0])
+        elif len(parts) in (2, 3):
+            numbers = [int(p) for p in parts[:-1]] + [float(parts[-1])]
+            if any(n < 0 for n in numbers) or any(n >= 60 for n in numbers[1:]):
+                raise ValueError
+            seconds = 0.0
+            for number in numbers:
+                seconds = seconds * 60 + number
+        else:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a position: use mm:ss, h:mm:ss or seconds") from None
+    if seconds < 0:
+        raise ConfigError("a position cannot be negative")
+    return round(seconds * 1000)
+
 
 _MS_PER_MIN = 60_000
 #: A day of media; enough for any film, and the node's bound on offsets is far higher.
@@ -31,9 +97,61 @@ def format_offset(ms: int) -> str:
     return f"{hours}:{mins:02d}:{sec:02d}" if hours else f"{mins:02d}:{sec:02d}"
 
 
+@click.command("media-hash")
+@click.argument("media")
+@json_option
+@pass_state
+def media_hash_command(state: CliState, media: str) -> None:
+    """Print the hash that names MEDIA (a file, an http(s) URL) in live groups.
+
+    \b
+    JSON: {"media_hash", "mime", "size", "url"}
+    """
+    found = media_of(media)
+    if state.json:
+        emit_json(
+            {"media_hash": found.hash, "mime": found.mime, "size": found.size, "url": found.url}
+        )
+    else:
+        click.echo(found.hash)
+
+
+@click.command("live-post")
+@click.argument("group")
+@click.argument("media")
+@click.argument("at", metavar="POSITION")
+@click.argument("text", nargs=-1, required=True)
+@json_option
+@pass_state
+def live_post(state: CliState, group: str, media: str, at: str, text: tuple[str, ...]) -> None:
+    """Comment TEXT at POSITION (mm:ss, h:mm:ss or seconds) of MEDIA in live GROUP.
+
+    MEDIA is a local file, an http(s) URL or a media hash (see `groups media-hash`).
+
+    \b
+    JSON: {"group_id", "event_id"}
+    """
+    found = media_of(media)
+    params: dict[str, Any] = {
+        "group": group,
+        "media_hash": found.hash,
+        "mime": found.mime,
+        "size": found.size,
+        "offset_ms": parse_offset(at),
+        "text": " ".join(text),
+    }
+    if found.url is not None:
+        params["url"] = found.url
+    result = call(state, "groups.live", params)
+    if state.json:
+        emit_json(result)
+    else:
+        say(f"Commented at {format_offset(params['offset_ms'])} (event {result['event_id'][:8]}).")
+
+
 @click.command("live-read")
 @click.argument("group")
-@click.argument("media_hash")
+@click.argument("media")
 @click.option(
     "--from", "start", type=click.IntRange(0), default=0, show_default=True, help="Start, ms."
 )
@@ -48,10 +166,11 @@ def format_offset(ms: int) -> str:
 @json_option
 @pass_state
 def live_read(
-    state: CliState, group: str, media_hash: str, start: int, end: int, no_fetch: bool
+    state: CliState, group: str, media: str, start: int, end: int, no_fetch: bool
 ) -> None:
-    """Print the live comments of GROUP on the media MEDIA_HASH (hex) between --from and
-    --to, by timeline offset; first fetches from members those made before you joined.
+    """Print the live comments of GROUP on MEDIA (a file, an http(s) URL or a media hash)
+    between --from and --to, by timeline offset; first fetches from members those made
+    before you joined.
 
     \b
     JSON: {"fetched": int (null with --no-fetch), "comments": [{"event_id", "author",
@@ -61,7 +180,7 @@ def live_read(
         raise click.BadParameter("--to must be after --from", param_hint="--to")
     span: dict[str, Any] = {
         "group": group,
-        "media_hash": media_hash,
+        "media_hash": media_of(media).hash,
         "start_ms": start,
         "end_ms": end,
     }
@@ -81,4 +200,4 @@ def live_read(
         return
     for c in comments:
         who = "me" if c["author"] == me else c["author"][:8]
-        say(f"{format_offset(c['offset'])}  {who}: {c['text']}")
+        say(f"{format_offset(c['offset'])}  {who}: {message_body(c['text'])}")

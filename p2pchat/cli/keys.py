@@ -1,6 +1,6 @@
 """``p2pchat keys``: create, inspect, back up, restore and re-protect the identity.
 
-Every command is a thin shell over :mod:`p2pchat.keystore`; errors travel up as
+Every command is a thin shell over :mod:`p2pchat.identity.keystore`; errors travel up as
 ``P2PChatError`` subclasses and become messages and exit codes in one place (the root
 group). None of these commands imports libp2p or trio.
 """
@@ -16,18 +16,16 @@ import click
 from p2pchat_crypto import cbor
 
 from ..errors import ConfigError, KeystoreExistsError
-from ..home import atomic_write
-from ..keystore import (
+from ..identity.home import atomic_write
+from ..identity.keyfile import PassphrasePurpose, read_keystore, write_keystore
+from ..identity.keystore import (
     BACKUP_KIND,
     KEYSTORE_KIND,
     UNPROTECTED,
     LockedKeystore,
     Passphrase,
-    PassphrasePurpose,
     Protection,
     UnlockedIdentity,
-    read_keystore,
-    write_keystore,
 )
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
 from ._passphrase import (

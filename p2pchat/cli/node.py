@@ -1,6 +1,6 @@
 """``p2pchat node run``: load (or create) the identity, start the node, serve until a signal.
 
-The identity comes from :func:`p2pchat.keystore.open_or_create`; options are saved in
+The identity comes from :func:`p2pchat.identity.keyfile.open_or_create`; options are saved in
 the home's ``config.json`` and read back with :meth:`NodeConfig.from_mapping`, so a node
 restarted without options behaves as before. The node itself is the embedding API
 (:class:`p2pchat.node.Node`) with its RPC server on ``<home>/rpc.sock``: every other
@@ -21,7 +21,8 @@ import click
 
 from ..config import NodeConfig
 from ..errors import ConfigError, KeystoreMissingError, NetworkError
-from ..keystore import UnlockedIdentity, open_or_create
+from ..identity.keyfile import open_or_create
+from ..identity.keystore import UnlockedIdentity
 from ..net.config import DEFAULT_PORT
 from ._logging import configure_logging
 from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
@@ -30,6 +31,7 @@ from ._state import CliState, json_option, now_ms, pass_state, system_rng
 
 if TYPE_CHECKING:
     from ..node import Node
+    from ..rpc import RpcServer
 
 __all__ = ["node", "DEFAULT_LISTEN", "DEFAULT_PORT", "serve", "run_until_signal"]
 
@@ -83,9 +85,10 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     "--mailbox-use",
     "mailbox_use",
     multiple=True,
-    metavar="PEER_ID",
-    help="A contact's node whose mailbox you use while offline (repeatable; saved, "
-    "replacing the saved list).",
+    metavar="PEER_ID|MULTIADDR",
+    help="A contact's node whose mailbox you use while offline: its peer id (found in the "
+    "DHT) or its address /ip4/.../tcp/PORT/p2p/12D3KooW... (repeatable; saved, replacing "
+    "the saved list).",
 )
 @click.option("--display-name", metavar="NAME", help="Shown to contacts [saved].")
 @click.option(
@@ -110,7 +113,8 @@ def run(
 ) -> None:
     """Start the node and serve until Ctrl-C or SIGTERM.
 
-    Options given here are saved in the home's config.json and used on later starts.
+    Options given here are checked first, then saved in the home's config.json once the
+    node has started with them (a failed start saves nothing), and used on later starts.
     While the node runs, the other commands (contacts, dm, peers, status) talk to it.
     Logs go to stderr.
 
@@ -159,14 +163,13 @@ def run(
             f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
         ) from None
     warn_if_exposed(home)
-    if values != saved:
-        home.write_config(values)
     configure_logging(state.verbose)
     effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **values}
 
-    def announce(running: Node) -> None:
+    def announce(running: Node, server: RpcServer | None) -> None:
         configure_logging(state.verbose)  # again: importing libp2p reset its logger
-        server = running.rpc_server
+        if values != saved:
+            home.write_config(values)  # only options that started a node (and its API) are kept
         socket = str(server.unix_path) if server and server.unix_path else None
         tcp = list(server.tcp_address) if server and server.tcp_address else None
         if state.json:
@@ -194,7 +197,11 @@ def run(
     serve(config, identity, announce)
 
 
-def serve(config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[Node], None]) -> None:
+def serve(
+    config: NodeConfig,
+    identity: UnlockedIdentity,
+    announce: Callable[[Node, RpcServer | None], None],
+) -> None:
     """Run the node in trio until SIGINT or SIGTERM (tests replace this function)."""
     import trio
 
@@ -204,11 +211,12 @@ def serve(config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[No
 async def run_until_signal(
     config: NodeConfig,
     identity: UnlockedIdentity,
-    announce: Callable[[Node], None],
+    announce: Callable[[Node, RpcServer | None], None],
     *,
     node_factory: Callable[[NodeConfig, UnlockedIdentity], Node] | None = None,
 ) -> None:
-    """Start the node, call ``announce`` once it is up, stop cleanly on the first signal.
+    """Start the node and its RPC API (``config.rpc``), call ``announce`` once both are
+    up, stop cleanly on the first signal.
 
     A signal during start-up cancels the start (the node cleans up what it opened); once
     the node is up, the first signal closes it gracefully and a second one cancels the
@@ -247,12 +255,15 @@ def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _run_until_signal(
     config: NodeConfig,
     identity: UnlockedIdentity,
-    announce: Callable[[Node], None],
+    announce: Callable[[Node, RpcServer | None], None],
     make: Callable[[NodeConfig, UnlockedIdentity], Node],
 ) -> None:
     import signal
 
     import trio
+
+    from ..api.serve import open_api  # the RPC stack, only for a node that runs
+    from ._narrate import narrate
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -284,8 +295,12 @@ async def _run_until_signal(
                             f"the node could not listen on {config.net.listen_hosts[0]} port "
                             f"{config.net.port}: is the port in use? Choose another with --port."
                         )
-                    announce(running)
-                    await stop.wait()
+                    async with open_api(running) as server:
+                        announce(running, server)
+                        async with trio.open_nursery() as talking:  # ends before the node closes
+                            talking.start_soon(narrate, running)
+                            await stop.wait()
+                            talking.cancel_scope.cancel()
                 logger.info("node stopped")
             nursery.cancel_scope.cancel()
 

@@ -8,7 +8,7 @@ import click
 
 from ._client import call
 from ._output import emit_json, show_panel, show_table
-from ._state import CliState, json_option, pass_state
+from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["status", "peers"]
 
@@ -20,6 +20,13 @@ def _duration(ms: int) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    """``bad-signature 3, not-member 1`` (group messages refused, most frequent first)."""
+    if not counts:
+        return "none"
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items())
+
+
 @click.command()
 @json_option
 @pass_state
@@ -29,7 +36,9 @@ def status(state: CliState) -> None:
     \b
     JSON: {"version", "account_key", "fingerprint", "device_key", "peer_id",
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
-           "conversations", "unread", "contact_requests", "records_published_at"}
+           "conversations", "unread", "contact_requests", "records_published_at",
+           "rejected": {reason: count},  (group messages refused, by reason)
+           "unreachable": [{"peer_id", "reason"}, ...]}  (peers whose last dial failed)
     """
     info = call(state, "node.status")
     if state.json:
@@ -51,12 +60,19 @@ def status(state: CliState) -> None:
             if published
             else "not yet",
         ),
+        ("Rejected", _reasons(info.get("rejected") or {})),
         ("Version", info["version"]),
     ]
+    unreachable = info.get("unreachable") or []
+    if unreachable:
+        lines = [f"{u['peer_id'][-8:]}: {u['reason']}" for u in unreachable[:5]]
+        more = len(unreachable) - len(lines)
+        rows.append(("Unreachable", "\n".join(lines) + (f"\n… and {more} more" if more else "")))
     show_panel("p2pchat node", rows)
 
 
 @click.command()
+@wide_option
 @json_option
 @pass_state
 def peers(state: CliState) -> None:

@@ -9,9 +9,9 @@ validators and ordered best first by its ``select``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
@@ -19,10 +19,9 @@ from p2pchat.errors import ClosedError, LocalProtocolError
 
 from .base import PeerInfo, RecordValidator, TopicValidator
 
-if TYPE_CHECKING:
-    from .memory import MemoryHub, MemoryNetwork
-
 __all__ = [
+    "MemoryLinks",
+    "MemoryNode",
     "MemoryRecords",
     "MemoryDht",
     "MemoryPubSub",
@@ -30,6 +29,54 @@ __all__ = [
     "namespace_of",
     "order_best_first",
 ]
+
+
+class MemoryNode(Protocol):
+    """What the services need from their :class:`~p2pchat.net.memory.MemoryNetwork`
+    (described here, so that this module does not import the one that imports it)."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    @property
+    def listen_addrs(self) -> list[str]: ...
+
+    @property
+    def pubsub(self) -> MemoryPubSub: ...
+
+    def check_open(self) -> None: ...
+
+    def learn(self, peer_id: str) -> None: ...
+
+
+class MemoryLinks(Protocol):
+    """What the services need from the :class:`~p2pchat.net.memory.MemoryHub`."""
+
+    @property
+    def records(self) -> MemoryRecords: ...
+
+    def faults(self, a: str, b: str) -> _Latency: ...
+
+    def reachable(self, a: str, b: str) -> bool: ...
+
+    def lose(self, a: str, b: str) -> bool: ...
+
+    def delay(self, a: str, b: str) -> float: ...
+
+    def copies(self, a: str, b: str) -> int: ...
+
+    def count(self, counter: str) -> None: ...
+
+    def node(self, peer_id: str) -> MemoryNode | None: ...
+
+    def connected_to(self, peer_id: str) -> list[str]: ...
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None: ...
+
+
+class _Latency(Protocol):
+    @property
+    def latency(self) -> float: ...
 
 
 def namespace_of(key: str) -> str:
@@ -63,7 +110,7 @@ class MemoryRecords:
 class MemoryDht:
     """Satisfies :class:`p2pchat.net.base.Dht`; strict: unknown namespaces are refused."""
 
-    def __init__(self, hub: MemoryHub, node: MemoryNetwork) -> None:
+    def __init__(self, hub: MemoryLinks, node: MemoryNode) -> None:
         self._hub = hub
         self._node = node
         self._validators: dict[str, RecordValidator] = {}
@@ -131,7 +178,7 @@ class MemoryDht:
         return PeerInfo(peer_id, tuple(_addrs(self._hub, peer_id)))
 
 
-def _addrs(hub: MemoryHub, peer_id: str) -> list[str]:
+def _addrs(hub: MemoryLinks, peer_id: str) -> list[str]:
     node = hub.node(peer_id)
     return node.listen_addrs if node is not None else []
 
@@ -183,7 +230,7 @@ class MemoryPubSub:
     topic validator accepts it. Full subscription queues drop, as py-libp2p's do.
     """
 
-    def __init__(self, hub: MemoryHub, node: MemoryNetwork, *, queue_size: int) -> None:
+    def __init__(self, hub: MemoryLinks, node: MemoryNode, *, queue_size: int) -> None:
         self._hub = hub
         self._node = node
         self._queue_size = queue_size
@@ -272,7 +319,7 @@ async def _deliver_later(
     pubsub.deliver(topic, origin, data)
 
 
-def _reachable_component(hub: MemoryHub, start: str) -> list[str]:
+def _reachable_component(hub: MemoryLinks, start: str) -> list[str]:
     """Every node connected to ``start`` through a chain of connections (BFS order)."""
     seen = [start]
     frontier = [start]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "PeerInfo",
@@ -195,6 +195,11 @@ class Network(Protocol):
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
 
     async def open_stream(self, peer_id: str, protocol: str) -> FramedStream: ...
+
+    def statistics(self) -> dict[str, Any]:
+        """Dial counters (``dials``, ``dial_failures``, ...) and ``unreachable``: the peers
+        whose last dial failed, newest first, as ``{"peer_id", "reason"}``."""
+        ...
 
     async def start_discovery(self) -> None:
         """Join the network (bootstrap peers, DHT refresh, opt-in mDNS); idempotent.

@@ -28,6 +28,7 @@ from libp2p.abc import IHost
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from libp2p.records.utils import InvalidRecordType
 from libp2p.records.validator import NamespacedValidator, Validator
 from libp2p.tools.anyio_service import background_trio_service
@@ -80,10 +81,17 @@ class Libp2pDht:
     """Satisfies :class:`p2pchat.net.base.Dht`."""
 
     def __init__(
-        self, kad: KadDHT, host: IHost, *, policy: RetryConfig, jitter: random.Random
+        self,
+        kad: KadDHT,
+        host: IHost,
+        *,
+        policy: RetryConfig,
+        jitter: random.Random,
+        unreachable: Callable[[str], bool] = lambda peer_id: False,
     ) -> None:
         self._kad = kad
         self._host = host
+        self._unreachable = unreachable
         self._policy = policy
         self._jitter = jitter
         self._validators: dict[str, RecordValidator] = {}
@@ -182,6 +190,14 @@ class Libp2pDht:
         async def once() -> PeerInfo | None:
             with map_exceptions(DHT_ERRORS, what="DHT find peer"):
                 found = await self._kad.find_peer(target)
+                if self._unreachable(peer_id) and target not in self._host.get_connected_peers():
+                    # py-libp2p answers from its routing table or peerstore when it knows
+                    # the peer, so a node that came back at a new address is looked for at
+                    # the old one for ever. The addresses it knows failed: ask the network.
+                    await self._kad.peer_routing.find_closest_peers_network(target.to_bytes())
+                    fresh = self._host.get_peerstore().addrs(target)
+                    known = list(found.addrs) if found is not None else []
+                    found = Libp2pPeerInfo(target, [*fresh, *known])
             if found is None or not found.addrs:
                 return None
             return self._remember([found])[0]
@@ -203,7 +219,11 @@ class Libp2pDht:
 
 @asynccontextmanager
 async def start_dht(
-    host: IHost, config: NetConfig, *, jitter: random.Random
+    host: IHost,
+    config: NetConfig,
+    *,
+    jitter: random.Random,
+    unreachable: Callable[[str], bool] = lambda peer_id: False,
 ) -> AsyncIterator[Libp2pDht]:
     """Run the DHT service for the duration of the block."""
     mode = DHTMode.SERVER if config.dht_mode == "server" else DHTMode.CLIENT
@@ -215,4 +235,4 @@ async def start_dht(
         strict_validation=True,
     )
     async with background_trio_service(kad):
-        yield Libp2pDht(kad, host, policy=config.dht_retry, jitter=jitter)
+        yield Libp2pDht(kad, host, policy=config.dht_retry, jitter=jitter, unreachable=unreachable)

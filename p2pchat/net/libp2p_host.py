@@ -27,8 +27,9 @@ import logging
 import random
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +63,9 @@ from p2pchat.errors import (
     P2PChatError,
     PeerUnreachableError,
 )
-from p2pchat.net._addrs import expand_wildcards, interface_ipv4s
 
+from ._addrs import LocalInterfaces, advertised, local_interfaces
+from ._dialer import Dialer, DialFailure, remote_ip
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
@@ -181,9 +183,10 @@ def _framed(stream: INetStream, protocol: str) -> FramedByteStream:
 class _ConnectionEvents(INotifee):
     """Turns swarm notifications into PeerConnected / PeerDisconnected (first / last)."""
 
-    def __init__(self, network: INetwork, bus: EventBus) -> None:
+    def __init__(self, network: INetwork, bus: EventBus, dialer: Dialer) -> None:
         self._network = network
         self._bus = bus
+        self._dialer = dialer
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         return None
@@ -193,6 +196,9 @@ class _ConnectionEvents(INotifee):
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
+        ip = remote_ip(conn)
+        if ip is not None:
+            self._dialer.observed(peer.to_base58(), ip)
         if len(network.get_connections(peer)) <= 1:
             self._bus.emit(PeerConnected(peer.to_base58()))
 
@@ -220,9 +226,11 @@ class Libp2pNetwork:
         pubsub: Libp2pPubSub,
         bus: EventBus,
         nursery: trio.Nursery,
+        dialer: Dialer,
         jitter: random.Random | None = None,
     ) -> None:
         self._host = host
+        self._dialer = dialer
         self._nursery = nursery
         self._jitter = jitter or random.Random()
         self._discovering = False
@@ -243,12 +251,23 @@ class Libp2pNetwork:
 
     @property
     def listen_addrs(self) -> list[str]:
-        """Where peers can dial us: a wildcard listener is shown as each interface's
-        address (loopback included), since ``0.0.0.0`` itself is not dialable."""
-        listening = [str(addr) for addr in self._host.get_addrs()]
-        if not any(a.startswith("/ip4/0.0.0.0/") for a in listening):
-            return listening
-        return expand_wildcards(listening, interface_ipv4s(), loopback=True)
+        """The addresses we advertise (with ``/p2p/<peer id>``): what identify, the DHT
+        and our records tell other hosts. A wildcard listener is shown as the interfaces'
+        addresses; loopback only when it is all we listen on (see :mod:`._addrs`)."""
+        return [str(addr) for addr in self._host.get_addrs()]
+
+    def dial_failure(self, peer_id: str) -> DialFailure | None:
+        """Why the last dial of ``peer_id`` failed, per address (None once it succeeds)."""
+        return self._dialer.failure(peer_id)
+
+    def statistics(self) -> dict[str, Any]:
+        """Dial counters and the peers we last failed to reach, with their reasons."""
+        return {
+            **self._dialer.stats,
+            "unreachable": [
+                {"peer_id": f.peer_id, "reason": f.summary} for f in self._dialer.failures()[:16]
+            ],
+        }
 
     @property
     def dht(self) -> Libp2pDht:
@@ -282,7 +301,7 @@ class Libp2pNetwork:
         peerstore = self._host.get_peerstore()
         peerstore.clear_addrs(pid)
         _unblock(self._host, pid)
-        with map_exceptions(DIAL_ERRORS, what="dial"), trio.fail_after(self._config.dial_timeout):
+        with _reasoned(), trio.fail_after(self._config.dial_timeout):
             await self._host.connect(Libp2pPeerInfo(pid, dial))
 
     async def disconnect(self, peer_id: str) -> None:
@@ -321,10 +340,7 @@ class Libp2pNetwork:
         """Open a stream, dialing first if needed (with addresses already known)."""
         self._check_open()
         pid = parse_peer_id(peer_id)
-        with (
-            map_exceptions(DIAL_ERRORS, what="stream open"),
-            trio.fail_after(self._config.dial_timeout),
-        ):
+        with _reasoned("stream open"), trio.fail_after(self._config.dial_timeout):
             stream = await self._host.new_stream(pid, [TProtocol(protocol)])
         return _framed(stream, protocol)
 
@@ -349,6 +365,20 @@ class Libp2pNetwork:
     def shut(self) -> None:
         self._closed = True
         self._bus.close()
+
+
+@contextmanager
+def _reasoned(what: str = "dial") -> Iterator[None]:
+    """:data:`DIAL_ERRORS` mapping, keeping our dialer's per-address reasons in the message
+    (a person reading "cannot reach X: addr: connection refused" knows what to fix)."""
+    try:
+        with map_exceptions(DIAL_ERRORS, what=what):
+            yield
+    except PeerUnreachableError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, SwarmException) and str(cause).startswith("cannot reach "):
+            raise PeerUnreachableError(str(cause)) from cause
+        raise
 
 
 def _unblock(host: IHost, peer: ID) -> None:
@@ -380,6 +410,23 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         await stream.close()
     except NetworkError:
         logger.debug("closing a handled stream failed (peer went away)")
+
+
+class _Interfaces:
+    """This machine's interfaces, re-read at most every few seconds (they change: a
+    laptop moves between networks; py-libp2p asks for our addresses very often)."""
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self._ttl = ttl
+        self._read_at = -ttl
+        self._value = LocalInterfaces()
+
+    def get(self) -> LocalInterfaces:
+        now = time.monotonic()
+        if now - self._read_at >= self._ttl:
+            self._value = local_interfaces()
+            self._read_at = now
+        return self._value
 
 
 def _check_ports_free(config: NetConfig) -> None:
@@ -421,6 +468,7 @@ async def open_libp2p_network(
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     listen = [Multiaddr(addr) for addr in config.listen_addrs]
+    interfaces = _Interfaces()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
@@ -434,16 +482,29 @@ async def open_libp2p_network(
             high_watermark=config.high_watermark,
             max_connections=config.max_connections,
         ),
+        addrs_factory=lambda candidates: [
+            Multiaddr(a) for a in advertised((str(c) for c in candidates), interfaces.get())
+        ],
     )
+    dialer = Dialer(
+        host.get_network(),
+        own_addrs=lambda: (
+            [str(a) for a in host.get_transport_addrs()] + [str(a) for a in host.get_addrs()]
+        ),
+        local=interfaces.get,
+    )
+    dialer.install()
     bus = EventBus(buffer=config.event_buffer)
-    host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus))
+    host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus, dialer))
     # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
     # the py-libp2p services: cancelling it must not cancel their shutdown, or the
     # Cancelled raised there would replace (and so swallow) the body's exception.
     with unwrap_sole_exception():
         async with (
             _running(host, listen),
-            start_dht(host, config, jitter=jitter) as dht,
+            start_dht(
+                host, config, jitter=jitter, unreachable=lambda p: dialer.failure(p) is not None
+            ) as dht,
             start_pubsub(host, config.gossip) as pubsub,
             AsyncExitStack() as stack,
         ):
@@ -455,7 +516,14 @@ async def open_libp2p_network(
                 relay = await stack.enter_async_context(start_relay(host, config))
             async with trio.open_nursery() as nursery:
                 network = Libp2pNetwork(
-                    host, config, dht=dht, pubsub=pubsub, bus=bus, nursery=nursery, jitter=jitter
+                    host,
+                    config,
+                    dht=dht,
+                    pubsub=pubsub,
+                    bus=bus,
+                    nursery=nursery,
+                    dialer=dialer,
+                    jitter=jitter,
                 )
                 network.relay = relay
                 if discover:

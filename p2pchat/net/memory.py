@@ -31,6 +31,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -369,6 +370,8 @@ class MemoryNetwork:
         self._closed = False
         self._dht = MemoryDht(hub, self)
         self._pubsub = MemoryPubSub(hub, self, queue_size=subscription_buffer)
+        self._dials = {"dials": 0, "dial_failures": 0}
+        self._unreachable: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryNetwork {self._peer_id}>"
@@ -416,11 +419,21 @@ class MemoryNetwork:
 
     async def connect(self, peer_id: str, addrs: Sequence[str]) -> None:
         self.check_open()
+        self._dials["dials"] += 1
         if memory_addr(peer_id) not in addrs:
-            raise PeerUnreachableError("no usable address for the peer")
+            self._dials["dial_failures"] += 1
+            self._unreachable.pop(peer_id, None)
+            self._unreachable[peer_id] = "no usable address for the peer"
+            raise PeerUnreachableError(f"cannot reach {peer_id}: no usable address for the peer")
         await self._delay(peer_id)
         self._hub.connect(self._peer_id, peer_id)
+        self._unreachable.pop(peer_id, None)
         self.learn(peer_id)
+
+    def statistics(self) -> dict[str, Any]:
+        """Dial counters and the peers whose last dial failed (see ``Network``)."""
+        failed = [{"peer_id": p, "reason": r} for p, r in reversed(self._unreachable.items())]
+        return {**self._dials, "unreachable": failed[:16]}
 
     def connected_peers(self) -> list[str]:
         return self._hub.connected_to(self._peer_id)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from p2pchat.errors import WireError
+from p2pchat.errors import ConfigError, WireError
 
 from .codec import AnyMap, Bytes, Nested, Struct, Text, UInt, wire
 
@@ -26,7 +26,12 @@ __all__ = [
     "TextBody",
     "ImageBody",
     "parse_known_body",
+    "MAX_TEXT_BYTES",
+    "check_outgoing",
 ]
+
+#: The most a content's ``text`` may hold, in bytes of UTF-8 (not characters).
+MAX_TEXT_BYTES = 16_384
 
 TYPE_PATTERN_DOC = "namespace/name, e.g. p2pchat/text or com.example/recipe"
 
@@ -64,7 +69,7 @@ class Content(Struct):
     type: str = wire("type", Text(3, 64), TYPE_PATTERN_DOC)
     body: Mapping[str, Any] = wire("body", AnyMap(64), "type-specific fields")
     text: str = wire(
-        "text", Text(0, 16384), "plain-text fallback shown by nodes that do not know type"
+        "text", Text(0, MAX_TEXT_BYTES), "plain-text fallback shown by nodes that do not know type"
     )
 
     def __post_init__(self) -> None:
@@ -109,3 +114,25 @@ def parse_known_body(content: Content) -> Struct | None:
     if not isinstance(body, Struct):  # pragma: no cover - from_value always builds cls
         raise WireError("invalid", "body")
     return body
+
+
+def check_outgoing(content: Content, *, max_size: int = 64 * 1024) -> None:
+    """Refuse, before anything is signed or stored, content every recipient would refuse.
+
+    One rule for direct messages and group posts: a text message needs some text (not
+    only spaces), and every field is checked in the unit the wire checks it in (a
+    text's limit is :data:`MAX_TEXT_BYTES` bytes of UTF-8, so 9,000 "é" are too many).
+    Raises :class:`ConfigError` with a message for the person who typed it.
+    """
+    size = len(content.text.encode())
+    if size > MAX_TEXT_BYTES:
+        raise ConfigError(
+            f"the message is too long: {size:,} bytes of UTF-8 text, the limit is "
+            f"{MAX_TEXT_BYTES:,} bytes (non-ASCII characters take 2 to 4 bytes each)"
+        )
+    if content.type == "p2pchat/text" and not content.text.strip():
+        raise ConfigError("the message is empty: write some text (not only spaces)")
+    try:
+        Content.from_bytes(content.to_bytes(), max_size=max_size)
+    except (WireError, ValueError) as exc:
+        raise ConfigError(f"invalid content: {exc}") from None

@@ -20,6 +20,8 @@ __all__ = [
     "DmInit",
     "DmMessage",
     "DmAck",
+    "DmRefuse",
+    "REFUSE_REASONS",
     "ContactRequest",
     "ContactAccept",
     "ContactDecline",
@@ -59,6 +61,25 @@ class DmAck(Struct):
 
     KIND: ClassVar[str] = "dm.ack"
     ids: tuple[bytes, ...] = wire("ids", ListOf(MESSAGE_ID, 1, 256), "acknowledged message ids")
+
+
+#: Why a recipient refuses messages (``dm.refuse``); a receiver of another value shows it.
+REFUSE_REASONS = {
+    "invalid-content": "the recipient's node cannot accept its content (too large or malformed)",
+    "declined": "the recipient declined your contact request",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DmRefuse(Struct):
+    """Signed refusal: the recipient decrypted these messages and will never store them.
+
+    The sender marks them ``failed`` with the reason and stops retrying them.
+    """
+
+    KIND: ClassVar[str] = "dm.refuse"
+    ids: tuple[bytes, ...] = wire("ids", ListOf(MESSAGE_ID, 1, 256), "refused message ids")
+    reason: str = wire("why", Text(1, 64), "invalid-content, declined (or a newer reason)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,4 +124,5 @@ DM_KINDS: tuple[type[Struct], ...] = (
     ContactRequest,
     ContactAccept,
     ContactDecline,
+    DmRefuse,
 )

@@ -12,7 +12,8 @@ that holds the same events shows the same thing (``protocol-spec/groups.md`` §6
   of an account replaces its earlier ones (an empty vote retracts);
 * a **group-buy join** counts if its ``ts`` is at most the deadline; the last one of an
   account replaces its earlier ones (quantity 0 withdraws);
-* a reference to an event that is not *earlier in the order* (unknown, or later) is void:
+* a reference to a message that is not *earlier in the order* (unknown, later, or an
+  event that is not a message) is void, replies included:
   an honest author references only what it holds, which its ``deps`` cover, so the
   target always sorts first.
 
@@ -224,6 +225,8 @@ class ContentFold:
     def apply(self, ref: EventRef, kind: str, body: Any, role: str) -> bool:
         """Fold one content event of a member with ``role``; return whether it had effect."""
         if kind in POST_KINDS:
+            if isinstance(body, Reply) and body.target not in self.messages:
+                return False  # a reply names a message that sorts earlier (deleted or not)
             if not self._may_post(ref, role):
                 return False
             if isinstance(body, Post):

@@ -10,11 +10,12 @@ Layers inside (``protocol-spec/groups.md``):
 
 * :class:`~.group_log.GroupLog` accepts an event iff it is a structurally valid,
   authentic continuation of its device chain with every ancestor held (else buffers it);
-* a *fold* replays the accepted events in the total order ``(lt, event id)`` through
-  :class:`~.group_state.MembershipFold` and :class:`~.group_content.ContentFold`. Events
-  appended at the end of the order are folded incrementally; an event that sorts into
-  the middle (a late arrival) makes the next read replay from the start, which is what
-  guarantees that every replica computes the same state from the same set of events.
+* a *fold* (:mod:`.group_fold`) replays the accepted events in the total order
+  ``(lt, event id)`` through :class:`~.group_state.MembershipFold` and
+  :class:`~.group_content.ContentFold`. Events appended at the end of the order are
+  folded incrementally; an event that sorts into the middle (a late arrival) makes the
+  next read replay from the newest checkpoint before it, which is what guarantees that
+  every replica computes the same state from the same set of events.
 
 Effects are computed by comparing the membership before and after each call, so they
 are right whichever path (incremental or replay) produced the new state.
@@ -30,11 +31,10 @@ from nacl.signing import SigningKey
 
 from p2pchat.errors import LocalProtocolError, RateLimitedError, WireError
 from p2pchat_crypto.identity import Device
-from p2pchat_crypto.kdf import blake2b
 from p2pchat_crypto.sealed import Rng
 
 from .codec import Struct
-from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView, Message
+from .group_content import CONTENT_KINDS, GroupView, Message
 from .group_effects import (
     Effect,
     ForkDetected,
@@ -47,7 +47,8 @@ from .group_effects import (
     SealedReceived,
     SenderKeyNeeded,
 )
-from .group_events import Genesis, GroupDescriptor, GroupEvent, InnerEvent, LiveComment, sign_event
+from .group_events import Genesis, GroupDescriptor, InnerEvent, LiveComment, sign_event
+from .group_fold import Folding
 from .group_live import LiveConfig, LiveEntry, LiveIndex
 from .group_log import (
     MAX_TS_SKEW_MS,
@@ -60,7 +61,7 @@ from .group_log import (
     decode_stored,
     order_key,
 )
-from .group_state import MEMBERSHIP_KINDS, Membership, MembershipFold
+from .group_state import Membership
 from .limits import PeerLimiter
 from .sync_messages import Head, Run, SyncBatch, SyncFrontier
 
@@ -80,19 +81,6 @@ __all__ = [
 ]
 
 _MAX_DEPS = 32
-#: Fold checkpoints: one every this many events near the end of the order, two kept.
-_CHECKPOINT_EVERY = 256
-_CHECKPOINTS_KEPT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    """The fold state after the first ``index`` events of the total order."""
-
-    index: int
-    mfold: MembershipFold
-    cfold: ContentFold
-    history: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +92,7 @@ class EngineConfig:
 # --- the engine ----------------------------------------------------------------------
 
 
-class GroupEngine:
+class GroupEngine(Folding):
     """One group's replicated state. Build with :meth:`create`, :meth:`from_genesis` or
     :meth:`load`; never shares mutable state with its callers."""
 
@@ -130,7 +118,7 @@ class GroupEngine:
         self._unreported_forks: list[tuple[bytes, int, ForkProof]] = []
         self._view: GroupView | None = None
         self._effective: set[bytes] = set()
-        self._checkpoints: list[_Checkpoint] = []
+        self._checkpoints = []
         self._reset_fold()
         self._ensure()
         self._before = self._membership
@@ -240,10 +228,6 @@ class GroupEngine:
         return engine
 
     # --- reading --------------------------------------------------------------------
-
-    @property
-    def group_id(self) -> bytes:
-        return self._log.group_id
 
     @property
     def descriptor(self) -> GroupDescriptor:
@@ -565,75 +549,3 @@ class GroupEngine:
                 effects.append(SenderKeyNeeded(after.epoch, new))
         self._known_devices = frozenset(recipients)
         return effects
-
-    def _reset_fold(self) -> None:
-        rules = self._descriptor.rules
-        self._mfold = MembershipFold.start(self._descriptor, self._owner)
-        self._cfold = ContentFold(slow_ms=rules.slow * 1000, post_role=rules.post)
-        self._folded = 0
-        self._effective = set()
-        self._history = b"\x00" * 32
-        self._view = None
-        self._checkpoints = []
-
-    def _invalidate(self, index: int | None) -> None:
-        """Events at ``index`` and after changed: rewind the fold to the newest checkpoint
-        at or before it (or to the start). Concurrent events sort near the end of the
-        order, so a rewind usually replays a few hundred events, not the history."""
-        if index is None or index >= self._folded:
-            return
-        while self._checkpoints and self._checkpoints[-1].index > index:
-            self._checkpoints.pop()
-        if not self._checkpoints:
-            self._reset_fold()
-            return
-        checkpoint = self._checkpoints[-1]
-        for stored in self._log.ordered(checkpoint.index):
-            self._effective.discard(stored.event_id)
-        self._mfold = checkpoint.mfold.clone()
-        self._cfold = checkpoint.cfold.clone()
-        self._history = checkpoint.history
-        self._folded = checkpoint.index
-        self._view = None
-
-    def _ensure(self) -> None:
-        total = len(self._log)
-        if self._folded == total:
-            return
-        frozen = self._log.frozen
-        position = self._folded
-        for stored in self._log.ordered(self._folded):
-            event = stored.event
-            fork_seq = frozen.get(event.author_device)
-            if (fork_seq is None or event.seq < fork_seq) and self._fold_event(event):
-                self._effective.add(event.event_id)
-                self._history = blake2b(self._history + event.event_id, person=b"p2pchat-hist")
-            position += 1
-            if position % _CHECKPOINT_EVERY == 0 and position >= total - 2 * _CHECKPOINT_EVERY:
-                self._checkpoints.append(
-                    _Checkpoint(position, self._mfold.clone(), self._cfold.clone(), self._history)
-                )
-                del self._checkpoints[:-_CHECKPOINTS_KEPT]
-        self._folded = total
-        self._membership = self._mfold.snapshot()
-        self._view = None
-
-    def _fold_event(self, event: GroupEvent) -> bool:
-        kind = event.kind
-        if kind == "genesis":
-            return event.event_id == self.group_id
-        if kind in MEMBERSHIP_KINDS:
-            return self._mfold.apply(event, event.parsed)
-        role = self._mfold.role_of(event.author_account)
-        if role is None:
-            return False
-        ref = EventRef(event.event_id, event.author_account, event.author_device, event.ts)
-        if kind == "sealed":
-            opened = self._plaintexts.get(event.event_id)
-            if opened is None:
-                return self._cfold.placeholder(ref, role)
-            inner_kind, parsed = opened
-            return inner_kind in CONTENT_KINDS and self._cfold.apply(ref, inner_kind, parsed, role)
-        if kind in CONTENT_KINDS:
-            return self._cfold.apply(ref, kind, event.parsed, role)
-        return True  # skey.dist, or a kind this version does not interpret

@@ -139,7 +139,7 @@ class MemberAdd(Struct):
 @dataclass(frozen=True, kw_only=True)
 class MemberInvite(Struct):
     KIND: ClassVar[str] = "member.invite"
-    invite: bytes = wire("inv", Bytes(32), "BLAKE2b-256 of the invite secret")
+    invite: bytes = wire("inv", Bytes(32), "invite hash of the secret (groups.md section 5)")
     role: str = wire("role", _ROLE, "role granted on join")
     expires: int = wire("exp", UInt(), "invite expiry, ms since the epoch")
     account: bytes | None = wire("acct", _KEY, "the only account that may use it", optional=True)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 from p2pchat.errors import WireError
+from p2pchat_crypto.kdf import blake2b, constant_time_equal
 from p2pchat_crypto.sealed import Rng
 
 from .codec import Bytes, ListOf, Struct, Text, UInt, wire
@@ -32,6 +34,13 @@ __all__ = ["INVITE_PREFIX", "MAX_TOKEN", "InviteToken", "new_invite"]
 INVITE_PREFIX = "p2pchat-invite:"
 #: Cap on the CBOR of a token (before base64).
 MAX_TOKEN = 2048
+_CHECK_PERSON = b"p2pchat-inv-ck"
+
+
+def _checksum(token: InviteToken) -> bytes:
+    return blake2b(
+        dataclasses.replace(token, checksum=None).to_bytes(), size=4, person=_CHECK_PERSON
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,19 +49,27 @@ class InviteToken(Struct):
 
     CDDL_NAME: ClassVar[str] = "invite-token"
     group: bytes = wire("g", Bytes(32), "group id")
-    secret: bytes = wire("s", Bytes(32), "the invite secret (BLAKE2b-256 of it is inv)")
+    secret: bytes = wire("s", Bytes(32), "the invite secret (its invite hash is inv)")
     inviter: bytes = wire("by", Bytes(32), "inviter account key")
     expires: int = wire("exp", UInt(), "expiry, ms since the epoch (as in the invite)")
     peers: tuple[str, ...] = wire("peers", ListOf(Text(1, 128), 0, 8), "peer ids to sync from")
     name: str | None = wire("name", Text(1, 64), "group name, for display", optional=True)
+    checksum: bytes | None = wire(
+        "ck",
+        Bytes(4),
+        "BLAKE2b-32 of the token without ck: a changed link is invalid",
+        optional=True,
+    )
 
     def __repr__(self) -> str:
         # The secret is a bearer capability: never in logs or tracebacks.
         return f"InviteToken(group={self.group.hex()[:16]}…, expires={self.expires})"
 
     def to_text(self) -> str:
-        """``p2pchat-invite:`` followed by unpadded base64url of the token's CBOR."""
-        return INVITE_PREFIX + base64.urlsafe_b64encode(self.to_bytes()).rstrip(b"=").decode()
+        """``p2pchat-invite:`` followed by unpadded base64url of the token's CBOR (with
+        its checksum, so that a link changed or cut on the way is refused at once)."""
+        sealed = dataclasses.replace(self, checksum=_checksum(self))
+        return INVITE_PREFIX + base64.urlsafe_b64encode(sealed.to_bytes()).rstrip(b"=").decode()
 
     @classmethod
     def from_text(cls, text: str) -> InviteToken:
@@ -68,7 +85,10 @@ class InviteToken(Struct):
             raise WireError("bad-token", "not base64url") from None
         if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != payload:
             raise WireError("bad-token", "non-canonical base64url")
-        return cls.from_bytes(raw, max_size=MAX_TOKEN)
+        token = cls.from_bytes(raw, max_size=MAX_TOKEN)
+        if token.checksum is not None and not constant_time_equal(token.checksum, _checksum(token)):
+            raise WireError("bad-token", "checksum mismatch: the link was changed or cut")
+        return dataclasses.replace(token, checksum=None)  # checked: part of the link only
 
 
 def new_invite(

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .codec import Struct
+from .counters import ReasonCounter
 from .group_engine import GroupEngine, ReceiveResult
 from .group_log import GroupError, StoredEvent, order_key
 from .sync_messages import Head, Run, SyncBatch, SyncEnd, SyncFrontier, SyncWant, WantRange
@@ -80,8 +81,15 @@ def wants_for(mine: SyncFrontier, theirs: SyncFrontier) -> list[WantRange]:
 class SyncSession:
     """One exchange with one peer for one group. Not reusable: start a new one to resync."""
 
-    def __init__(self, engine: GroupEngine, *, limits: SyncLimits | None = None) -> None:
+    def __init__(
+        self,
+        engine: GroupEngine,
+        *,
+        limits: SyncLimits | None = None,
+        rejections: ReasonCounter | None = None,
+    ) -> None:
         self._engine = engine
+        self._rejections = rejections
         self._limits = limits or SyncLimits()
         self.state = SyncState.IDLE
         self._frontier: SyncFrontier | None = None
@@ -159,6 +167,9 @@ class SyncSession:
             raise GroupError("unexpected-message", "a batch we did not ask for")
         result, errors = self._engine.apply_runs(message, now=now)
         self.refused_runs += len(errors)
+        if self._rejections is not None:
+            for error in errors:
+                self._rejections.add_error(error)
         return SyncStep(result=result)
 
     def _on_end(self, message: Struct, now: int) -> SyncStep:

@@ -8,6 +8,7 @@ on, so a DHT server stores nothing that fails them.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -48,6 +49,8 @@ __all__ = [
     "RECORD_BODIES",
     "DHT_KEY_BYTES",
     "dht_key",
+    "fold_tag",
+    "check_tag",
     "topic_key",
     "parse_dht_key",
     "decode_record",
@@ -155,9 +158,33 @@ def dht_key(ns: str, key: bytes) -> str:
     return f"/p2pchat/{ns}/{key[:DHT_KEY_BYTES].hex()}"
 
 
+#: The Unicode version that defines :func:`fold_tag` (wire.md section 10.1).
+TAG_UNICODE_VERSION = "14.0.0"
+
+
+def fold_tag(tag: str) -> str:
+    """The form of a topic tag that is hashed (wire.md section 10.1): NFKC, then every code
+    point replaced by its full lowercase mapping *without context* (Unicode 14.0).
+
+    Per code point, so no language-specific rule applies (Python's ``str.casefold`` folds
+    'Straße' to 'strasse', JavaScript has no case folding at all; ``lower()`` of a whole
+    string applies the Final_Sigma context). JavaScript gets the same result with
+    ``[...tag.normalize("NFKC")].map((c) => c.toLowerCase()).join("")``.
+    """
+    return "".join(ch.lower() for ch in unicodedata.normalize("NFKC", tag))
+
+
+def check_tag(tag: str) -> None:
+    """Refuse (``LocalProtocolError``) a tag a node must not publish: one with a code point
+    unassigned in its Unicode data, whose folding may differ across implementations."""
+    if any(unicodedata.category(ch) in ("Cn", "Cs") for ch in tag):
+        raise LocalProtocolError("a topic tag may hold only assigned Unicode code points")
+
+
 def topic_key(tag: str) -> bytes:
-    """The 32-byte key of a topic: BLAKE2b-256 of the tag, case-folded (Unicode)."""
-    return blake2b(tag.casefold().encode(), size=32, person=b"p2pchat-topic")
+    """The 32-byte key of a topic: BLAKE2b-256 (person ``p2pchat-topic``) of the UTF-8 of
+    :func:`fold_tag`."""
+    return blake2b(fold_tag(tag).encode(), size=32, person=b"p2pchat-topic")
 
 
 def parse_dht_key(text: str) -> tuple[str, bytes]:
@@ -246,6 +273,8 @@ def sign_record(
     """Encode and sign a record; refuses (``LocalProtocolError``) a body of the wrong kind."""
     if RECORD_BODIES.get(ns) is not type(body):
         raise LocalProtocolError(f"{type(body).__name__} is not a {ns} record body")
+    if isinstance(body, TopicRecord):
+        check_tag(body.tag)
     value: dict[str, Any] = {
         "v": 1,
         "ns": ns,

@@ -2,8 +2,8 @@
 
 Modules: :mod:`.protocol` (sans-IO frames and messages), :mod:`.errors` (the one code
 table), :mod:`.schema` and :mod:`.registry` (methods and their params), :mod:`.auth`
-(tokens and scopes), :mod:`.events` (cursor log), :mod:`.transport` (listeners),
-:mod:`.session` (one connection) and :mod:`.server`.
+(tokens and scopes), :mod:`.events` (cursor log), :mod:`.config` (limits),
+:mod:`.transport` (listeners), :mod:`.session` (one connection) and :mod:`.server`.
 
 The names below are loaded on first use (PEP 562), so that a client importing only the
 sans-IO codec (``p2pchat.rpc.protocol``, e.g. the asyncio client) does not load trio.
@@ -20,21 +20,21 @@ if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from p2pchat.rpc.auth import mint_token as mint_token
     from p2pchat.rpc.auth import read_admin_token as read_admin_token
     from p2pchat.rpc.auth import revoke_token as revoke_token
+    from p2pchat.rpc.config import ServerConfig as ServerConfig
+    from p2pchat.rpc.config import ServerStatistics as ServerStatistics
     from p2pchat.rpc.registry import Method as Method
     from p2pchat.rpc.registry import Registry as Registry
     from p2pchat.rpc.registry import Scope as Scope
     from p2pchat.rpc.schema import Bounds as Bounds
     from p2pchat.rpc.schema import NoParams as NoParams
     from p2pchat.rpc.server import RpcServer as RpcServer
-    from p2pchat.rpc.server import ServerConfig as ServerConfig
-    from p2pchat.rpc.server import ServerStatistics as ServerStatistics
     from p2pchat.rpc.server import open_rpc_server as open_rpc_server
 
 _HOMES = {
     "open_rpc_server": "server",
     "RpcServer": "server",
-    "ServerConfig": "server",
-    "ServerStatistics": "server",
+    "ServerConfig": "config",
+    "ServerStatistics": "config",
     "Registry": "registry",
     "Method": "registry",
     "Scope": "registry",

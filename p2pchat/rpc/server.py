@@ -28,16 +28,16 @@ from typing import Annotated, Any, Final
 
 import trio
 
-from p2pchat.errors import ConfigError, RateLimitedError
-from p2pchat.protocol.framing import MAX_FRAME
+from p2pchat.errors import RateLimitedError
 from p2pchat.rpc.auth import TokenStore
+from p2pchat.rpc.config import ServerConfig, ServerStatistics
 from p2pchat.rpc.errors import (
     AuthenticationError,
     InvalidParamsError,
     InvalidRequestError,
     VersionMismatchError,
 )
-from p2pchat.rpc.events import EventLog, TokenBucket
+from p2pchat.rpc.events import EventLog
 from p2pchat.rpc.protocol import (
     PROTOCOL_VERSION_MAX,
     PROTOCOL_VERSION_MIN,
@@ -56,50 +56,6 @@ __all__ = ["ServerConfig", "ServerStatistics", "RpcServer", "open_rpc_server", "
 log = logging.getLogger("p2pchat.rpc")
 _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_RETRY: Final = 0.1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerConfig:
-    """Limits and listeners. The defaults suit a desktop node; tests shrink them."""
-
-    max_frame: int = MAX_FRAME
-    max_in_flight: int = 64
-    max_subscriptions: int = 16
-    max_connections: int = 64
-    rate: float = 500.0  # requests per second per connection, on average
-    burst: int = 1000
-    event_log_capacity: int = 10_000
-    event_queue: int = 1_000  # live events pending per connection before slow-consumer
-    hello_timeout: float = 10.0
-    close_grace: float = 5.0  # seconds a closing connection may take to flush its last frame
-    tcp_host: str = "127.0.0.1"
-    tcp_port: int | None = None  # None: unix socket only; 0: any free port
-
-    def __post_init__(self) -> None:
-        positive = (
-            "max_frame",
-            "max_in_flight",
-            "max_subscriptions",
-            "max_connections",
-            "burst",
-            "event_log_capacity",
-            "event_queue",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ServerConfig.{name} must be positive")
-        if min(self.rate, self.hello_timeout, self.close_grace) <= 0:
-            raise ConfigError("ServerConfig.rate, hello_timeout and close_grace must be positive")
-        if self.tcp_port is not None and not 0 <= self.tcp_port <= 65535:
-            raise ConfigError("ServerConfig.tcp_port must be 0..65535")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerStatistics:
-    connections: int
-    events_published: int
-    last_cursor: int
-    slow_consumer_disconnects: int
 
 
 _ID: Final = Bounds(min=0, max=(1 << 53) - 1)
@@ -211,9 +167,6 @@ class RpcServer:
             self._sessions.discard(session)
 
     # -- called by sessions -----------------------------------------------------------
-
-    def new_bucket(self) -> TokenBucket:
-        return TokenBucket(rate=self.config.rate, burst=self.config.burst, now=trio.current_time())
 
     def hello(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str], str]:
         """Check a hello's params; returns (result, granted scopes, client name)."""

@@ -15,9 +15,9 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -30,6 +30,7 @@ from p2pchat.errors import (
     WireError,
 )
 from p2pchat.protocol.framing import FrameDecoder, encode_frame
+from p2pchat.rpc.config import ServerConfig, new_bucket
 from p2pchat.rpc.errors import (
     AuthenticationError,
     InternalServerError,
@@ -51,11 +52,9 @@ from p2pchat.rpc.protocol import (
     parse_request,
     unpack_payload,
 )
+from p2pchat.rpc.registry import Registry
 
-if TYPE_CHECKING:
-    from p2pchat.rpc.server import RpcServer, ServerConfig
-
-__all__ = ["Session", "Subscription"]
+__all__ = ["Session", "SessionHost", "Subscription"]
 
 log = logging.getLogger("p2pchat.rpc")
 _incidents: Final = itertools.count(1)
@@ -130,10 +129,23 @@ class _Outbox:
         self._drained.set()
 
 
+class SessionHost(Protocol):
+    """What a session needs from its server (:class:`~p2pchat.rpc.server.RpcServer`)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def hello(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str], str]: ...
+
+    def builtin(
+        self, session: Session, name: str
+    ) -> Callable[[Mapping[str, Any]], Callable[[], Awaitable[Any]]] | None: ...
+
+
 class Session:
     """Serves one accepted stream until the peer leaves, breaks a rule, or the server stops."""
 
-    def __init__(self, server: RpcServer, stream: trio.abc.Stream, *, config: ServerConfig):
+    def __init__(self, server: SessionHost, stream: trio.abc.Stream, *, config: ServerConfig):
         self._server = server
         self._stream = stream
         self._config = config
@@ -143,7 +155,7 @@ class Session:
         self._in_flight = 0
         self._subs: dict[int, Subscription] = {}
         self._next_sub = 1
-        self._bucket = server.new_bucket()
+        self._bucket = new_bucket(config)
         self._cancel = trio.CancelScope()
         self.client_name = ""
 

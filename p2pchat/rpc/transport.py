@@ -24,14 +24,12 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
 from p2pchat.errors import ConfigError
-
-if TYPE_CHECKING:
-    from p2pchat.rpc.server import ServerConfig
+from p2pchat.rpc.config import ServerConfig
 
 __all__ = ["SOCKET_FILE", "check_loopback", "open_listeners", "unix_path_ok"]
 

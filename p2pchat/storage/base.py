@@ -21,7 +21,7 @@ instead of deadlocking. Other tasks' calls wait until the transaction ends.
 Errors::
 
     StorageError (p2pchat.errors)       the store failed or the file is corrupt
-    └── QuotaExceededError              a mailbox put would exceed a quota (nothing stored)
+    └── QuotaExceededError (p2pchat.errors)  a mailbox put would exceed a quota (nothing stored)
     ClosedError (p2pchat.errors)        the store was closed by its owner
     NotFoundError (p2pchat.errors)      updating a row that does not exist
     LocalProtocolError (p2pchat.errors) store used inside its own transaction
@@ -32,9 +32,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Literal, Protocol, Self
+from typing import Protocol, Self
 
-from p2pchat.errors import StorageError
+from p2pchat.errors import QuotaExceededError
 
 from .records import (
     AddedMessage,
@@ -59,17 +59,6 @@ from .records import (
 )
 
 __all__ = ["QuotaExceededError", "Transaction", "Store"]
-
-
-class QuotaExceededError(StorageError):
-    """A mailbox item was refused because it would exceed a quota; nothing was stored.
-
-    ``scope`` is ``"sender"`` (this sender tag's share) or ``"total"`` (the whole mailbox).
-    """
-
-    def __init__(self, scope: Literal["sender", "total"], detail: str) -> None:
-        self.scope = scope
-        super().__init__(f"mailbox quota exceeded ({scope}): {detail}")
 
 
 class Transaction(Protocol):

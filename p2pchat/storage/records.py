@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from p2pchat.errors import QuotaExceededError
+
 __all__ = [
     "KEY_LEN",
     "MAX_ID_BYTES",
@@ -423,7 +425,6 @@ class MailboxQuota:
     ) -> None:
         """Raise :class:`QuotaExceededError` unless one more item of ``size`` bytes fits,
         given the ``(items, bytes)`` already held for its sender and in total."""
-        from .base import QuotaExceededError  # base imports this module
 
         items, used = sender_usage
         if items + 1 > self.max_items_per_sender or used + size > self.max_bytes_per_sender:

@@ -93,6 +93,17 @@ class ChatApp(App[None]):
     async def refresh_names(self) -> None:
         self.names.load(await self.link.call("contacts.list"))
 
+    async def contacts_edited(self) -> None:
+        """After this app renamed, verified or removed a contact: re-read the names and the
+        screens that show them (the node sends ``contact.changed`` for no rename or
+        verification)."""
+        await self.refresh_names()
+        for screen in list(self.screen_stack):
+            if isinstance(screen, ContactsScreen | InboxScreen):
+                await screen.reload()
+            elif isinstance(screen, ConversationScreen):
+                screen.show_title()
+
     async def _on_item(self, item: Event | Gap) -> None:
         if isinstance(item, Gap):
             self.notify("The node restarted or we fell behind: reloading")

@@ -24,6 +24,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 from p2pchat_crypto import cbor
+from p2pchat_crypto.identity import Account
 from p2pchat_crypto.kdf import blake2b
 
 from p2pchat.errors import WireError
@@ -35,6 +36,7 @@ from p2pchat.protocol.dm_messages import (
     ContactDecline,
     ContactRequest,
     DmAck,
+    DmRefuse,
     DmInit,
     DmMessage,
     DmPlaintext,
@@ -68,6 +70,7 @@ from p2pchat.protocol.group_events import (
     ShareCard,
     Vote,
     decode_event,
+    event_id_of,
     sign_event,
 )
 from p2pchat.protocol.live_messages import LiveBatch, LiveWant
@@ -121,6 +124,14 @@ def ident(name: str, size: int = 16) -> bytes:
 
 ALICE, BOB, CAROL = key("alice-device"), key("bob-device"), key("carol-device")
 ALICE_ACCT, BOB_ACCT, CAROL_ACCT = (bytes(key(n).verify_key) for n in ("alice", "bob", "carol"))
+
+
+def certificate(account: str, device: SigningKey) -> bytes:
+    """The device certificate (crypto.md §3.2) a device's first event carries (wire.md §8)."""
+    seed = blake2b(account.encode(), size=32, person=b"p2pchat-vectors")
+    holder = Account(signing_seed=seed, identity_dh_secret=blake2b(seed, size=32))
+    cert = holder.certify_device(bytes(device.verify_key), now=NOW - 86_400_000)
+    return cert.encode()
 TAG_SEED = blake2b(b"bob-mailbox-tag", size=32, person=b"p2pchat-vectors")
 TAG_KEY = SigningKey(TAG_SEED)
 
@@ -247,6 +258,7 @@ def _genesis(kind: str = "private") -> bytes:
         prev=None,
         lamport=1,
         now=NOW,
+        cert=certificate("alice", ALICE),
     )
 
 
@@ -331,6 +343,7 @@ def _envelope_messages() -> list[Struct]:
         ContactRequest(request_id=ident("r1"), account=ALICE_ACCT, name="Alice", note="Hi Bob!"),
         ContactAccept(request_id=ident("r1"), account=BOB_ACCT, name="Bob"),
         ContactDecline(request_id=ident("r1")),
+        DmRefuse(ids=(ident("m3"),), reason="declined"),
         SyncFrontier(group=GROUP, heads=(Head(device=bytes(ALICE.verify_key), seq=3, hash=head.event_id),)),
         SyncWant(group=GROUP, ranges=(WantRange(device=bytes(ALICE.verify_key), first=1, last=3),)),
         SyncBatch(group=GROUP, runs=(Run(device=bytes(ALICE.verify_key), events=tuple(chain)),)),
@@ -400,6 +413,11 @@ def valid_vectors() -> list[dict[str, Any]]:
     value["x-future"] = {"hint": 1}
     value["sig"] = sign_map("envelope", value, BOB)
     add("envelope with an unknown field", "envelope", "envelope-contact-decline", cbor.encode(value), kind="contact.decline")
+    # Nesting depth (wire.md §3): the top-level item is at depth 0; an item at depth 16 is
+    # the deepest allowed. Here: the map (0), its unknown field's 15 nested arrays (1-15),
+    # and the innermost array's element (16).
+    add("nesting at the maximum depth (16)", "envelope", "envelope-contact-decline",
+        _resign({**value, "x-future": _nested(15)}, signer=BOB), kind="contact.decline")
 
     add("genesis", "event", "event-genesis", GENESIS, kind="genesis")
     prev = GROUP
@@ -409,7 +427,7 @@ def valid_vectors() -> list[dict[str, Any]]:
         prev = decode_event(data).event_id
     unknown = sign_event(
         _Future(), signing_key=BOB, account=BOB_ACCT, group=GROUP, seq=1, prev=None,
-        deps=(GROUP,), lamport=2, now=NOW,
+        deps=(GROUP,), lamport=2, now=NOW, cert=certificate("bob", BOB),
     )  # fmt: skip
     add("event of an unknown kind (kept, not interpreted)", "event", "", unknown, kind="x.future")
     inner = InnerEvent(kind="post", body=Post(content=TEXT).to_value()).to_bytes()
@@ -432,6 +450,14 @@ def valid_vectors() -> list[dict[str, Any]]:
     add("sealed mailbox blob (opens to a dm.msg envelope)", "mailbox-blob", "", sealed_blob(),
         tag_seed=TAG_SEED.hex())  # fmt: skip
     return vectors
+
+
+def _nested(arrays: int) -> Any:
+    """``arrays`` nested arrays around a 0."""
+    inner: Any = 0
+    for _ in range(arrays):
+        inner = [inner]
+    return inner
 
 
 class _Future(Struct):
@@ -492,6 +518,17 @@ def invalid_vectors() -> list[dict[str, Any]]:
     bad("signature in another context", "envelope", _resign(value, context="event"), "bad-signature")
     bad("unsupported version", "envelope", _resign({**value, "v": 2}), "unsupported-version")
     bad("unknown kind", "envelope", _resign({**value, "k": "dm.future"}), "unknown-kind")
+    # The order of checks (wire.md §3, "Which reason"): profile, then v, then fields in
+    # table order, then rules across fields.
+    deep = {k: v for k, v in value.items() if k != "sig"} | {"x-future": _nested(16)}
+    bad("nesting deeper than 16", "envelope",
+        cbor.encode(deep | {"sig": bytes(64)}, max_depth=40), "too-deep")
+    bad("byte-string map key (profile)", "envelope", b"\xa7" + good[1:] + b"\x41\x00\x01", "key-type")
+    bad("negative integer map key (message)", "envelope", _resign({**value, -1: 1}), "key-type")
+    bad("v = 0", "envelope", _resign({**value, "v": 0}), "out-of-range")
+    bad("v = 2 and s missing: version first", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"v": 2}), "unsupported-version")
+    bad("v = 0 and s missing: v is the first field", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"v": 0}), "out-of-range")
+    bad("s missing and t text: fields in table order", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"t": "now"}), "missing-field")
     bad("payload: empty ack list", "envelope", _resign({**value, "p": cbor.encode({"ids": []})}), "bad-length")
     bad("payload: non-canonical", "envelope", _resign({**value, "p": b"\xa1\x63ids\x81\x58\x10" + ident("m1")}), "non-canonical")
     bad("payload: not a map", "envelope", _resign({**value, "p": cbor.encode("x")}), "wrong-type")
@@ -508,6 +545,12 @@ def invalid_vectors() -> list[dict[str, Any]]:
     bad("event: duplicate deps", "event", _resign({**ev, "deps": [GROUP, GROUP]}, "event"), "invalid")
     gen = cbor.decode(GENESIS, max_size=MAX_FRAME)
     bad("event: genesis with a group id", "event", _resign({**gen, "g": GROUP}, "event"), "invalid")
+    # Genesis shape (wire.md §8): a rule across fields, so `invalid` (whatever a CDDL
+    # validator says about the same bytes).
+    bad("event: genesis with seq 2", "event", _resign({**gen, "seq": 2}, "event"), "invalid")
+    bad("event: genesis with lt 2", "event", _resign({**gen, "lt": 2}, "event"), "invalid")
+    bad("event: genesis with deps", "event", _resign({**gen, "deps": [ident("d", 32)]}, "event"), "invalid")
+    bad("event: non-genesis kind without g", "event", _resign({k: v for k, v in ev.items() if k != "g"}, "event"), "invalid")
     bad("event: slow mode beyond one day", "event", _resign({**gen, "b": {**gen["b"], "desc": {**gen["b"]["desc"], "rules": {**gen["b"]["desc"]["rules"], "slow": 86401}}}}, "event"), "out-of-range")
 
     chain = _chain(3)
@@ -523,6 +566,17 @@ def invalid_vectors() -> list[dict[str, Any]]:
     last = cbor.decode(chain[2], max_size=MAX_FRAME)
     bad("batch: last event's signature is bad", "envelope", batch([chain[0], chain[1], cbor.encode({**last, "sig": bytes(64)})]), "bad-signature")
     bad("batch: run does not start at seq 1", "envelope", batch(chain[1:]), "broken-chain")
+    # wire.md §9.1 rule 1: one device and one account per run.
+    other = cbor.decode(chain[1], max_size=MAX_FRAME)
+    relinked = cbor.decode(chain[2], max_size=MAX_FRAME)
+    moved = _resign({**other, "aa": BOB_ACCT}, "event")
+    bad("batch: author account changes inside a run", "envelope",
+        batch([chain[0], moved, _resign({**relinked, "prev": event_id_of(moved)}, "event")]), "broken-chain")
+    bad("batch: run of another device than its d", "envelope",
+        seal(SyncBatch(group=GROUP, runs=(Run(device=bytes(BOB.verify_key), events=tuple(chain)),)), signing_key=BOB, now=NOW),
+        "broken-chain")
+    bad("batch: Lamport time does not increase", "envelope",
+        batch([chain[0], _resign({**other, "lt": 1}, "event")]), "broken-chain")
 
     records = {ns: (k, d) for ns, k, d in _records()}
     k, d = records["prekeys"]
@@ -545,6 +599,12 @@ def invalid_vectors() -> list[dict[str, Any]]:
     fvalue = cbor.decode(frame, max_size=MAX_FRAME)
     payload = cbor.decode(fvalue["p"], max_size=MAX_FRAME)
     bad("mailbox: fetch with a bad signature", "mailbox", cbor.encode({**fvalue, "p": cbor.encode({**payload, "max": 51})}), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
+    # A tag that is not an Ed25519 point: a mailbox stores for it (it cannot tell), a
+    # fetch by it fails its signature check, after the mailbox and time checks.
+    not_a_point = bytes(31) + b"\x80"
+    odd = mb.MailboxFetch(tag=not_a_point, mailbox=MAILBOX_PEER, ts=NOW, limit=5, sig=bytes(64))
+    bad("mailbox: fetch by a tag that is not a curve point", "mailbox", mb.encode_mailbox_frame(odd), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
+    bad("mailbox: ... and for another mailbox", "mailbox", mb.encode_mailbox_frame(odd), "wrong-mailbox", mailbox="12D3KooWOther", now=NOW)
     bad("mailbox: unknown kind", "mailbox", cbor.encode({**fvalue, "k": "mbox.future"}), "unknown-kind", mailbox=MAILBOX_PEER, now=NOW)
     blob = bytearray(sealed_blob())
     blob[40] ^= 0x01
@@ -555,6 +615,41 @@ def invalid_vectors() -> list[dict[str, Any]]:
 
 
 # --- files ---------------------------------------------------------------------------------
+
+
+VALID_NOTE = (
+    "Decode vectors: each is valid for its `check` pipeline only. An `event` vector also "
+    "says under `engine` what a group replica holding the genesis and the event vectors "
+    "before it (in file order, at now + 1 day) does with it (groups.md §2): several are "
+    "refused there (content kinds unsealed in a private group, a live comment, which is "
+    "no log entry). Engine-valid material: vectors/groups/."
+)
+
+
+def _annotate_engine(vectors: list[dict[str, Any]]) -> None:
+    from p2pchat.protocol.group_engine import GroupEngine
+    from p2pchat.protocol.group_log import GroupError
+
+    engine = GroupEngine.from_genesis(GENESIS)
+    verdicts: dict[int, str] = {}
+    for index, vector in enumerate(vectors):
+        data = bytes.fromhex(vector["hex"])
+        if vector["check"] != "event" or data == GENESIS:
+            continue
+        try:
+            result = engine.receive(data, now=NOW + 86_400_000)
+        except (GroupError, WireError) as exc:
+            verdicts[index] = f"refused: {exc.reason}"
+            continue
+        verdicts[index] = "accepted" if result.accepted else "buffered: an ancestor was refused"
+    for index, verdict in verdicts.items():
+        if verdict == "accepted":
+            effective = engine.is_effective(decode_event(bytes.fromhex(vectors[index]["hex"])).event_id)
+            verdict = "accepted, effective" if effective else "accepted, void"
+        vectors[index]["engine"] = verdict
+    for vector in vectors:
+        if vector["check"] == "event" and bytes.fromhex(vector["hex"]) == GENESIS:
+            vector["engine"] = "the genesis (group id = its event id)"
 
 
 def _dump(obj: Any) -> str:
@@ -580,7 +675,8 @@ def generate() -> dict[str, str]:
                 raise AssertionError(f"{vector['name']}: got {exc.reason}") from exc
         else:
             raise AssertionError(f"invalid vector accepted: {vector['name']}")
-    files["wire/valid.json"] = _dump({"now": NOW, "vectors": valid})
+    _annotate_engine(valid)
+    files["wire/valid.json"] = _dump({"now": NOW, "note": VALID_NOTE, "vectors": valid})
     files["wire/invalid.json"] = _dump({"now": NOW, "vectors": invalid})
     # The CDDL is generated from the same classes, so `make vectors` refreshes it too.
     for name, text in schema_files().items():

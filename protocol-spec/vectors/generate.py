@@ -26,6 +26,7 @@ def generators() -> list[ModuleType]:
         spec = importlib.util.spec_from_file_location(f"_vectors_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while executing it
         spec.loader.exec_module(module)
         modules.append(module)
     return modules

@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
-from p2pchat.keystore import LockedKeystore, UnlockedIdentity
+from p2pchat.identity.keystore import LockedKeystore, UnlockedIdentity
 from p2pchat.net.config import NetConfig, RetryConfig
 from p2pchat.node import Node
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from p2pchat.aio import AsyncioClient, Event, TrioThread, run_node_in_thread, start_trio_thread
+from p2pchat.api.serve import serve_node
 from p2pchat.config import NodeConfig
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node, wall_clock_ms
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.storage.memory import MemoryStore
 from tests.conftest import DeterministicRng
 from tests.node.harness import FAST, hub, memory_opener
@@ -60,6 +61,7 @@ async def open_two_nodes(root: Path) -> AsyncIterator[TwoNodes]:
                 seed=1,
             )
             nodes.append(await stack.enter_async_context(node))
+            await stack.enter_async_context(serve_node(node, rng=DeterministicRng(f"{name}-rpc")))
         for node in nodes:
             await node.wait_published()
         yield TwoNodes(nodes[0], nodes[1], root / "alice", root / "bob")

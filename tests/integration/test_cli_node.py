@@ -96,3 +96,62 @@ def test_node_run_serves_status_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
     after = p2pchat(home, "status")
     assert after.returncode == 9
     assert "no node is running" in after.stderr
+
+
+def _start(home: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "p2pchat.cli", "node", "run", "--create-identity",
+         "--listen", "127.0.0.1", "--port", "0", *args],
+        env=env_for(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate(timeout=LIMIT)
+    return err
+
+
+def test_issue16_item20_the_node_terminal_is_quiet_and_says_what_happens(tmp_path: Path) -> None:
+    """Two real nodes: Bob writes to Alice. Alice's terminal shows one line for the
+    message (and Bob's for the receipt), and nothing of py-libp2p's chatter."""
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    alice = _start(alice_home)
+    bob: subprocess.Popen[str] | None = None
+    errors: dict[str, str] = {}
+    try:
+        wait_for_rpc(alice_home, alice)
+        info = json.loads(p2pchat(alice_home, "status", "--json").stdout)
+        bob = _start(bob_home, "--bootstrap", info["listen_addrs"][0])
+        wait_for_rpc(bob_home, bob)
+        added = p2pchat(bob_home, "contacts", "add", info["account_key"], "--name", "alice")
+        assert added.returncode == 0, added.stderr
+        sent = p2pchat(bob_home, "dm", "send", "alice", "hi Alice, it's Bob")
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + LIMIT
+        while True:
+            read = json.loads(p2pchat(bob_home, "dm", "read", "alice", "--json").stdout)
+            if [m["state"] for m in read["messages"]] == ["delivered"]:
+                break
+            assert time.monotonic() < deadline, read
+            time.sleep(0.3)
+    finally:
+        errors["alice"] = _stop(alice)
+        if bob is not None:
+            errors["bob"] = _stop(bob)
+    for who, err in errors.items():
+        lines = err.splitlines()
+        assert all(" p2pchat." in line for line in lines if line.strip()), (who, err)
+        assert "auto_connector" not in err
+        assert "Failed to read DHT message" not in err
+    assert "message from " in errors["alice"]
+    assert "18 characters (a contact request" in errors["alice"]
+    assert "delivered ✓✓" in errors["bob"]

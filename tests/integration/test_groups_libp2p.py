@@ -15,7 +15,7 @@ import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
 from p2pchat.events import Event, GroupChanged, GroupMessage
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 from p2pchat.protocol.content import Content

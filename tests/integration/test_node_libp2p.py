@@ -14,7 +14,7 @@ import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
 from p2pchat.events import DeliveryChanged, Event, MessageReceived
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 

@@ -38,12 +38,12 @@ import pytest
 import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
-from p2pchat.dm import dm_conversation_id
+from p2pchat.dm.service import dm_conversation_id
 from p2pchat.events import DeliveryChanged
-from p2pchat.keystore import UNPROTECTED, UnlockedIdentity
+from p2pchat.identity.keystore import UNPROTECTED, UnlockedIdentity
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.config import NetConfig, RetryConfig
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.storage import SqliteStore
 from p2pchat.storage.records import Direction
 

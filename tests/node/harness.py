@@ -10,13 +10,14 @@ from pathlib import Path
 
 import trio
 
+from p2pchat.api.serve import serve_node
 from p2pchat.config import DeliveryConfig, MailboxConfig, NodeConfig
 from p2pchat.events import Event
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import Network
 from p2pchat.net.memory import MemoryHub, open_memory_hub
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.storage.memory import MemoryStore
 from p2pchat_crypto.identity import Device
 from tests.conftest import NOW_MS, DeterministicRng
@@ -66,7 +67,7 @@ async def running(
     delivery: DeliveryConfig = FAST,
     mailbox: MailboxConfig | None = None,
 ) -> AsyncIterator[Node]:
-    """Run ``peer`` as a node, recording its events, until the block exits."""
+    """Run ``peer`` as a node serving its RPC API, recording its events, until the block exits."""
     config = NodeConfig(home=tmp / peer.name, delivery=delivery, mailbox=mailbox or MailboxConfig())
     node = Node(
         config,
@@ -77,7 +78,8 @@ async def running(
         rng=DeterministicRng(f"{peer.name}-node-{trio.current_time()}"),
         seed=1,
     )
-    async with node, trio.open_nursery() as nursery:
+    api = serve_node(node, rng=DeterministicRng(f"{peer.name}-rpc"))
+    async with node, api, trio.open_nursery() as nursery:
         peer.node = node
         stream = node.events()
 

@@ -16,12 +16,12 @@ from typing import Any, cast
 import trio
 
 from p2pchat.config import NodeConfig
-from p2pchat.dm import DM_PROTOCOL
+from p2pchat.dm.service import DM_PROTOCOL
 from p2pchat.events import DeliveryChanged, Event, MessageReceived
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import FramedStream, Network, StreamHandler
 from p2pchat.net.memory import MemoryHub
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.protocol.dm_messages import DmAck
 from p2pchat.protocol.envelope import decode_envelope
 from p2pchat.storage.base import Transaction

@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from p2pchat.dm_streams import FrameBatches
+from p2pchat.dm.streams import FrameBatches
 from p2pchat.errors import P2PChatError, WireError
 
 

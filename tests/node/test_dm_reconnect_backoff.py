@@ -18,10 +18,10 @@ import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
 from p2pchat.events import DeliveryChanged
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import Network
 from p2pchat.net.memory import memory_addr
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat_crypto.identity import Device
 from tests.conftest import DeterministicRng
 from tests.node.harness import Peer, hub, mock_clock_ms, new_peer, running, wait_for

@@ -11,12 +11,12 @@ from typing import Any, cast
 import trio
 
 from p2pchat.config import NodeConfig
-from p2pchat.dm import DM_PROTOCOL
+from p2pchat.dm.service import DM_PROTOCOL
 from p2pchat.events import DeliveryChanged
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import FramedStream, Network
 from p2pchat.net.memory import MemoryHub
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat_crypto.identity import Device
 from tests.conftest import DeterministicRng
 from tests.node.harness import FAST, hub, mock_clock_ms, new_peer, running, wait_for

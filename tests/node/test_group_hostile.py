@@ -16,14 +16,14 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from p2pchat import group_net
 from p2pchat.errors import NetworkError, WireError
 from p2pchat.events import GroupMessage
-from p2pchat.group_net import SYNC_PROTOCOL, topic_of
+from p2pchat.groups import gossip
+from p2pchat.groups.gossip import SYNC_PROTOCOL, topic_of
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import Network
 from p2pchat.net.memory import memory_addr
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.protocol import envelope as envelope_module
 from p2pchat.protocol import group_events
 from p2pchat.protocol.content import Content
@@ -195,8 +195,8 @@ async def test_gossip_flood_is_graylisted_bounded_and_honest_delivery_unaffected
 
 def verification_budget() -> float:
     """The most signature checks one peer can cost a node in its first second."""
-    burst = max(FAST.peer_burst * 5, group_net._MAX_VERIFIES_PER_MESSAGE)
-    return burst + FAST.peer_rate * group_net._VERIFY_FACTOR
+    burst = max(FAST.peer_burst * 5, gossip._MAX_VERIFIES_PER_MESSAGE)
+    return burst + FAST.peer_rate * gossip._VERIFY_FACTOR
 
 
 async def test_sync_stream_flood_is_graylisted_and_bounded(
@@ -247,7 +247,7 @@ async def test_sync_stream_flood_is_graylisted_and_bounded(
                         await trio.sleep(1 / FLOOD_RATE)
                 except NetworkError:
                     refused += 1  # Alice reset the stream
-                await group_net._reset(stream)
+                await gossip._reset(stream)
                 await trio.sleep(1 / FLOOD_RATE)
 
         async def chatter() -> None:
@@ -278,7 +278,7 @@ async def test_an_honest_maximal_batch_still_fits_the_budget(
         running(h, peers[1], tmp_path) as b,
     ):
         group = await open_group([a, b])
-        sent = [f"burst {i}" for i in range(group_net._MAX_BATCH_EVENTS)]
+        sent = [f"burst {i}" for i in range(gossip._MAX_BATCH_EVENTS)]
         # Joining spent a few of Bob's tokens for Alice; the claim is about a full bucket,
         # so let it refill (mock time: this costs nothing real).
         await trio.sleep(FAST.peer_burst / FAST.peer_rate)

@@ -12,13 +12,13 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
+from p2pchat.api.methods import build_registry
 from p2pchat.errors import ConfigError, NetworkError, WireError
 from p2pchat.events import GroupLiveComment
-from p2pchat.live_net import LIVE_PROTOCOL, LiveBacklog
+from p2pchat.groups.live import LIVE_PROTOCOL, LiveBacklog
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import FramedStream
 from p2pchat.net.memory import memory_addr
-from p2pchat.node_rpc import build_registry
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.protocol.content import MediaRef
 from p2pchat.protocol.envelope import decode_envelope, seal
 from p2pchat.protocol.group_effects import ReceiveResult

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from p2pchat.config import MailboxConfig
+from p2pchat.dm.mailbox import MailboxKeys
 from p2pchat.errors import WireError
 from p2pchat.events import DeliveryChanged, MessageReceived
-from p2pchat.mailbox import MailboxKeys
 from p2pchat.protocol.mailbox import MailboxFetch, sign_request, verify_request
 from tests.node.harness import Peer, hub, new_peer, running, wait_for
 

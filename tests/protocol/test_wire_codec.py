@@ -334,3 +334,29 @@ def test_a_sealed_blob_is_libsodium_crypto_box_seal(now: int, rng: Deterministic
         mb.open_for_tag(blob[:20], tag_key=tag_key)
     with pytest.raises(WireError, match="bad-key"):
         mb.seal_for_tag(envelope, tag=b"\x01" * 31, rng=rng)
+
+
+def test_topic_tags_fold_per_code_point_without_case_folding() -> None:
+    from p2pchat.protocol.records import fold_tag
+
+    assert fold_tag("Straße") == "straße" != fold_tag("STRASSE")
+    assert fold_tag("ΟΔΟΣ") == "οδοσ"  # no final-sigma context
+    assert fold_tag("ﬁlm") == "film"
+    assert topic_key("Café") == topic_key("Cafe\u0301")
+
+
+def test_a_tag_with_an_unassigned_code_point_is_not_published() -> None:
+    from p2pchat.protocol.records import TopicEntry, TopicRecord, sign_record
+
+    body = TopicRecord(
+        tag="x\U000e0080", groups=(TopicEntry(group=bytes(32), name="g", kind="public"),)
+    )
+    with pytest.raises(LocalProtocolError):
+        sign_record(
+            body,
+            ns="topic",
+            key=topic_key(body.tag),
+            seq=1,
+            expires=2,
+            signing_key=SigningKey(bytes(32)),
+        )

@@ -9,7 +9,7 @@ import pytest
 
 from p2pchat.errors import NetworkError
 from p2pchat.events import GroupMessage
-from p2pchat.groups import GROUP_KEY_CONTENT_TYPE
+from p2pchat.groups.service import GROUP_KEY_CONTENT_TYPE
 from p2pchat.net.memory import LinkFaults
 from p2pchat.protocol.content import Content
 from p2pchat.storage.records import GroupStatus

@@ -24,11 +24,11 @@ import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
 from p2pchat.events import Event, EventStream, GroupMessage
-from p2pchat.keystore import UnlockedIdentity
+from p2pchat.identity.keystore import UnlockedIdentity
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import Network
 from p2pchat.net.memory import MemoryHub
 from p2pchat.node import Node
-from p2pchat.peerid import peer_id_from_ed25519
 from p2pchat.storage.memory import MemoryStore
 from p2pchat_crypto.identity import Device
 from tests.conftest import NOW_MS, DeterministicRng

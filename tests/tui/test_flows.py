@@ -57,7 +57,7 @@ def test_a_request_is_accepted_then_a_dm_goes_both_ways(nodes: TrioThread[TwoNod
                 bob.call("dm.send", {"to": alice_key, "text": "got it \x1b[2J[bold]x"})
             await until(pilot, lambda: "got it" in screen_text(app), "the live message")
             shown = screen_text(app)
-            assert "\u241b[2J[bold]x" in shown  # escape inert, markup not interpreted
+            assert "\\x1b[2J[bold]x" in shown  # escape inert, markup not interpreted
             assert "\x1b" not in shown
             assert conv.thread.target == f"dm:{bob_key}"
 

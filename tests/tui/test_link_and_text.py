@@ -26,10 +26,10 @@ from tests.integration.test_rpc_fakes import running
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [
-        ("\x1b[2J\x1b]0;pwned\x07", "\u241b[2J\u241b]0;pwned\u2407"),
-        ("a\u202eb\u200bc", "a\u27e8U+202E\u27e9b\u27e8U+200B\u27e9c"),
-        ("\x9b31m\x7f", "\u27e8U+009B\u27e931m\u2421"),
-        ("line\r\nnext\rz", "line\u240d\u23cenext\u240dz"),
+        ("\x1b[2J\x1b]0;pwned\x07", "\\x1b[2J\\x1b]0;pwned\\x07"),
+        ("a\u202eb\u200bc", "a\\u202eb\\u200bc"),
+        ("\x9b31m\x7f", "\\x9b31m\\x7f"),
+        ("line\r\nnext\rz", "line\\x0d\\x0anext\\x0dz"),
         ("[bold]x[/] :smile: 👩‍💻 日本", "[bold]x[/] :smile: 👩‍💻 日本"),
     ],
 )

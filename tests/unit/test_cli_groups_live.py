@@ -30,9 +30,13 @@ def test_a_late_joiner_reads_the_comments_of_the_range_it_plays(nodes: Nodes) ->
     wait_until(lambda: len(p2p_json(alice, "groups", "members", group)["members"]) == 2)
 
     held = p2p_json(bob, "groups", "live-read", group, MEDIA, "--to", "10000", "--no-fetch")
-    assert held == {"fetched": None, "comments": []}  # gossip only: nothing yet
+    # Without a fetch, only what gossip brought (gossipsub may replay its recent message
+    # cache to a new subscriber, so that can already be some of them): nothing fetched.
+    assert held["fetched"] is None
+    early = {(1_000, "it starts"), (5_000, "here")}
+    assert {(c["offset"], c["text"]) for c in held["comments"]} <= early
     read = p2p_json(bob, "groups", "live-read", group, MEDIA, "--to", "10000")
-    assert read["fetched"] == 2
+    assert read["fetched"] is not None
     assert [(c["offset"], c["text"]) for c in read["comments"]] == [
         (1_000, "it starts"),
         (5_000, "here"),

@@ -15,9 +15,11 @@ import pytest
 from click.testing import CliRunner, Result
 from nacl.pwhash import argon2id
 
-from p2pchat import __version__, keystore
+from p2pchat import __version__
 from p2pchat.cli import _passphrase, cli
-from p2pchat.keystore import KdfLimits
+from p2pchat.identity import keystore
+from p2pchat.identity.keyfile import read_keystore
+from p2pchat.identity.keystore import KdfLimits
 from p2pchat_crypto import cbor
 
 FAST = KdfLimits(opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
@@ -326,9 +328,7 @@ def test_no_secret_in_any_output(home: Path, tmp_path: Path) -> None:
     for result in results:
         assert PASS not in result.output
         assert "bsecret" not in result.output
-    identity = keystore.read_keystore(Path(made["keystore"])).unlock(
-        keystore.Passphrase.from_text(PASS)
-    )
+    identity = read_keystore(Path(made["keystore"])).unlock(keystore.Passphrase.from_text(PASS))
     seed = identity.device.signing_seed().hex()
     assert all(seed not in r.output for r in results)
 

@@ -23,11 +23,11 @@ import trio
 from click.testing import CliRunner, Result
 from nacl.pwhash import argon2id
 
-from p2pchat import keystore
 from p2pchat.cli import cli
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NetworkError
-from p2pchat.keystore import KdfLimits, UnlockedIdentity
+from p2pchat.identity import keystore
+from p2pchat.identity.keystore import KdfLimits, UnlockedIdentity
 from p2pchat.net.memory import open_memory_hub
 from p2pchat.node import Node
 from p2pchat.storage.memory import MemoryStore
@@ -48,7 +48,6 @@ class FakeNode:
     def __init__(self, identity: UnlockedIdentity) -> None:
         self.peer_id = identity.public.peer_id
         self.listen_addrs = [f"/ip4/127.0.0.1/tcp/4242/p2p/{self.peer_id}"]
-        self.rpc_server = None
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +61,10 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[NodeConfig]:
     configs: list[NodeConfig] = []
 
     def serve(
-        config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[Any], None]
+        config: NodeConfig, identity: UnlockedIdentity, announce: Callable[[Any, None], None]
     ) -> None:
         configs.append(config)
-        announce(FakeNode(identity))
+        announce(FakeNode(identity), None)
 
     monkeypatch.setattr(node_cli, "serve", serve)
     return configs
@@ -185,9 +184,10 @@ async def test_run_until_signal_stops_cleanly_on_sigterm(tmp_path: Path) -> None
                 rng=DeterministicRng("runner"),
             )
 
-        def announce(running: Any) -> None:
+        def announce(running: Any, server: Any) -> None:
             seen.append(running.peer_id)
             assert (tmp_path / "h" / "rpc.sock").is_socket()
+            assert server.unix_path == tmp_path / "h" / "rpc.sock"
             os.kill(os.getpid(), signal.SIGTERM)  # trio's receiver holds SIGTERM here
 
         with trio.fail_after(20):
@@ -265,7 +265,7 @@ async def _run_stub(stub: StubNode, tmp_path: Path) -> list[object]:
         await node_cli.run_until_signal(
             NodeConfig(home=tmp_path / "h"),
             make_identity("stub"),
-            announced.append,
+            lambda running, _server: announced.append(running),
             node_factory=lambda _c, _i: cast(Node, stub),
         )
     return announced
@@ -292,3 +292,31 @@ async def test_a_signal_during_start_up_gives_up_the_start(tmp_path: Path) -> No
         await trio.sleep_forever()
 
     assert await _run_stub(StubNode(start=hang, listen=["/ip4/127.0.0.1/tcp/1"]), tmp_path) == []
+
+
+def test_issue16_item15_bad_values_and_failed_starts_save_nothing(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    garbage = run(home, "--create-identity", "--mailbox-use", "garbage")
+    assert garbage.exit_code == 2, garbage.output
+    assert "'garbage' is not a mailbox" in garbage.stderr
+    assert not (home / "config.json").exists()
+
+    def port_in_use(config: NodeConfig, identity: UnlockedIdentity, announce: Any) -> None:
+        raise NetworkError("the node could not listen on 0.0.0.0 port 4001: is the port in use?")
+
+    monkeypatch.setattr(node_cli, "serve", port_in_use)
+    failed = run(home, "--create-identity", "--port", "4001")
+    assert failed.exit_code == 1, failed.output
+    assert "port in use" in failed.stderr
+    assert not (home / "config.json").exists()  # the next plain start is not broken by it
+
+
+def test_issue16_item16_a_mailbox_may_be_named_by_its_address(
+    home: Path, served: list[NodeConfig]
+) -> None:
+    assert run(home, "--create-identity", "--mailbox-use", BOOTSTRAP).exit_code == 0
+    assert served[0].mailbox.use_peers == ((MAILBOX, ("/ip4/192.0.2.7/tcp/4001",)),)
+    cut = run(home, "--mailbox-use", "/ip4/192.0.2.7/tcp/4001")
+    assert cut.exit_code == 2
+    assert "must end in /p2p/<peer id>" in cut.stderr

@@ -122,10 +122,12 @@ def test_status_and_peers(nodes: Nodes) -> None:
     status = p2p_json(nodes.home("alice"), "status")
     assert status["peer_id"] == nodes.peers["alice"].peer_id
     assert status["account_key"] == nodes.account("alice")
+    assert status["rejected"] == {}
     assert p2p_json(nodes.home("alice"), "peers") == {"connected": [], "nearby": []}
     human = p2p(nodes.home("alice"), "status")
     assert human.exit_code == 0
     assert nodes.peers["alice"].peer_id in human.stdout
+    assert "Rejected" in human.stdout
     assert "No peers" in p2p(nodes.home("alice"), "peers").stdout
     token = (nodes.home("alice") / "rpc.token").read_text().strip()
     assert token not in human.output + json.dumps(status)
@@ -137,7 +139,8 @@ def test_contacts_add_list_block_by_name(nodes: Nodes) -> None:
     assert (added["contact"]["account"], added["contact"]["state"]) == (bob, "accepted")
     listed = p2p(home, "contacts", "list")
     assert "Bob" in listed.stdout
-    assert bob in listed.stdout
+    assert bob[:12] + "…" in listed.stdout  # short in tables; in full with --wide
+    assert bob in p2p(home, "contacts", "list", "--wide").stdout
     assert p2p_json(home, "contacts", "block", "bob")["contact"]["state"] == "blocked"
     blocked = p2p_json(home, "contacts", "list", "--state", "blocked")["contacts"]
     assert [c["account"] for c in blocked] == [bob]

@@ -11,7 +11,7 @@ import platformdirs
 import pytest
 
 from p2pchat.errors import ConfigError
-from p2pchat.home import HOME_ENV, Home, atomic_write, default_home, resolve_home
+from p2pchat.identity.home import HOME_ENV, Home, atomic_write, default_home, resolve_home
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.pwhash import argon2id
 
-from p2pchat import keystore
 from p2pchat.errors import (
     ConfigError,
     KeystoreCorruptError,
@@ -23,21 +22,24 @@ from p2pchat.errors import (
     UnsupportedVersionError,
     WrongPassphraseError,
 )
-from p2pchat.home import Home
-from p2pchat.keystore import (
+from p2pchat.identity import keystore
+from p2pchat.identity.home import Home
+from p2pchat.identity.keyfile import (
+    PassphrasePurpose,
+    open_or_create,
+    read_keystore,
+    write_keystore,
+)
+from p2pchat.identity.keystore import (
     BACKUP_KIND,
     UNPROTECTED,
     KdfLimits,
     LockedKeystore,
     Passphrase,
-    PassphrasePurpose,
     Protection,
     UnlockedIdentity,
-    open_or_create,
-    read_keystore,
-    write_keystore,
 )
-from p2pchat.peerid import peer_id_from_ed25519
+from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat_crypto import cbor
 from tests.conftest import NOW_MS, DeterministicRng
 
@@ -385,7 +387,9 @@ def test_open_unprotected_asks_for_nothing(tmp_path: Path, rng: DeterministicRng
     assert source.asked == []
 
 
-@pytest.mark.parametrize("module", ["p2pchat.keystore", "p2pchat.home", "p2pchat.peerid"])
+@pytest.mark.parametrize(
+    "module", ["p2pchat.identity.keystore", "p2pchat.identity.home", "p2pchat.identity.peerid"]
+)
 def test_public_surface_exists(module: str) -> None:
     imported = importlib.import_module(module)
     missing = [name for name in imported.__all__ if not hasattr(imported, name)]

@@ -10,7 +10,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.secp256k1 import create_new_key_pair as create_secp256k1_key_pair
 from libp2p.peer.id import ID
 
-from p2pchat.peerid import peer_id_bytes, peer_id_from_ed25519, peer_id_to_key
+from p2pchat.identity.peerid import peer_id_bytes, peer_id_from_ed25519, peer_id_to_key
 
 
 @given(seed=st.binary(min_size=32, max_size=32))

@@ -8,8 +8,9 @@ import pytest
 import trio
 
 from p2pchat.errors import ConfigError, LocalProtocolError
+from p2pchat.rpc.config import ServerConfig
 from p2pchat.rpc.registry import Registry
-from p2pchat.rpc.server import RpcServer, ServerConfig
+from p2pchat.rpc.server import RpcServer
 from p2pchat.rpc.transport import check_loopback, open_listeners, unix_path_ok
 from tests.conftest import DeterministicRng
 

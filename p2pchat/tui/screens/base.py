@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from textual.app import App
 from textual.screen import ModalScreen, Screen
 
 from p2pchat.errors import P2PChatError
 
+from ..host import ChatHost
 from ..inert import inert
 from ..link import Event
-
-if TYPE_CHECKING:
-    from ..app import ChatApp
 
 __all__ = ["NodeScreen", "NodeModal", "run_io"]
 
@@ -35,8 +33,8 @@ class NodeScreen(Screen[None]):
     """A screen that shows node state: ``reload`` re-reads it, ``node_event`` follows it."""
 
     @property
-    def chat(self) -> ChatApp:
-        return cast("ChatApp", self.app)
+    def chat(self) -> ChatHost:
+        return cast("ChatHost", self.app)
 
     async def reload(self) -> None:
         """Re-read everything shown (on connect, after a gap)."""
@@ -52,8 +50,8 @@ class NodeModal(ModalScreen[None]):
     """A dialog over another screen, with the same helpers."""
 
     @property
-    def chat(self) -> ChatApp:
-        return cast("ChatApp", self.app)
+    def chat(self) -> ChatHost:
+        return cast("ChatHost", self.app)
 
     async def reload(self) -> None:
         """Re-read everything shown."""

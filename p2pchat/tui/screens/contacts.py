@@ -111,8 +111,7 @@ class ContactsScreen(NodeScreen):
     async def _call(self, method: str, params: dict[str, Any], done: str) -> None:
         await self.chat.link.call(method, params)
         self.notify(done)
-        await self.chat.refresh_names()
-        await self.reload()
+        await self.chat.contacts_edited()
 
     def _on_selected(self, method: str, done: str) -> None:
         if self.selected is not None:
@@ -181,7 +180,12 @@ class SafetyScreen(NodeModal):
             yield Footer()
 
     async def reload(self) -> None:
-        self.safety = await self.chat.link.call("contacts.safety", {"contact": self.account})
+        link = self.chat.link
+        number = await link.call("contacts.safety_number", {"contact": self.account})
+        contacts: list[dict[str, Any]] = await link.call("contacts.list")
+        theirs = next((c["fingerprint"] for c in contacts if c["account"] == self.account), "")
+        mine = link.node.get("fingerprint", "")
+        self.safety = {**number, "mine": mine, "theirs": theirs}
 
     def watch_safety(self, safety: dict[str, Any] | None) -> None:
         if safety is None:
@@ -204,7 +208,7 @@ class SafetyScreen(NodeModal):
         async def mark() -> None:
             params = {"contact": self.account, "verified": verified}
             await self.chat.link.call("contacts.verify", params)
-            await self.chat.refresh_names()
+            await self.chat.contacts_edited()  # before the pop, which ends this worker
             self.notify("Verified" if verified else "Marked not verified")
             self.app.pop_screen()
 

@@ -1,0 +1,121 @@
+"""What the API's results look like, and how a person names a contact in params.
+
+Conventions, so every language can use the API without bytes in params:
+
+* keys and ids in params and results are lower-case hex strings (an account key is 64
+  hex digits, a message id 32); times are ints of milliseconds since the Unix epoch;
+* a *contact* param takes an account key in hex or a contact's display name, if exactly
+  one contact has it (case-insensitive), so people can type names;
+* lists come back oldest or alphabetically first, and never contain raw ``bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
+from p2pchat.protocol.content import Content
+from p2pchat.storage.records import Contact, Conversation, Message
+from p2pchat_crypto.identity import fingerprint_of
+
+__all__ = [
+    "plain",
+    "contact_to_dict",
+    "message_to_dict",
+    "conversation_to_dict",
+    "resolve_contact",
+]
+
+_ACCOUNT_HEX: Final = 64
+_CONTENT_MAX: Final = 64 * 1024
+
+
+def plain(value: Any) -> Any:
+    """``value`` with bytes as hex and tuples as lists, recursively (msgpack and JSON safe)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def contact_to_dict(contact: Contact) -> dict[str, Any]:
+    return {
+        "account": contact.account.hex(),
+        "fingerprint": fingerprint_of(contact.account),
+        "name": contact.display_name,
+        "state": contact.state.value,
+        "verified": contact.verified,
+        "created_at": contact.created_at,
+        "updated_at": contact.updated_at,
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """A stored message with its content decoded; an undecodable body keeps only its type."""
+    try:
+        content: Content | None = Content.from_bytes(message.body, max_size=_CONTENT_MAX)
+    except (P2PChatError, ValueError):
+        content = None  # stored by a newer version or damaged: still list the message
+    return {
+        "conversation_id": message.conversation_id,
+        "message_id": message.message_id.hex(),
+        "seq": message.seq,
+        "direction": message.direction.value,
+        "state": message.state.value,
+        "failure_reason": message.failure_reason,
+        "sender": message.sender_account.hex(),
+        "sender_device": message.sender_device.hex(),
+        "content_type": message.content_type,
+        "text": content.text if content is not None else "",
+        "body": plain(content.body) if content is not None else {},
+        "sent_at": message.sent_at,
+        "received_at": message.received_at,
+    }
+
+
+def conversation_to_dict(conversation: Conversation, name: str | None) -> dict[str, Any]:
+    peer = conversation.peer_account
+    return {
+        "conversation_id": conversation.conversation_id,
+        "kind": conversation.kind.value,
+        "peer": peer.hex() if peer is not None else None,
+        "name": name,
+        "last_activity": conversation.last_activity,
+        "unread": conversation.unread,
+    }
+
+
+def _hex_account(text: str) -> bytes | None:
+    cleaned = text.strip().replace(" ", "").lower()
+    if len(cleaned) != _ACCOUNT_HEX:
+        return None
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        return None
+
+
+def resolve_contact(text: str, contacts: Iterable[Contact]) -> bytes:
+    """The account a person means by ``text``: 64 hex digits, or a unique display name.
+
+    Hex wins even if someone is named like a key: keys are what scripts pass.
+    """
+    account = _hex_account(text)
+    if account is not None:
+        return account
+    wanted = text.strip().casefold()
+    matches = [c for c in contacts if c.display_name.casefold() == wanted]
+    if len(matches) == 1:
+        return matches[0].account
+    if not matches:
+        raise NotFoundError(
+            f"no contact named {text!r}; give the account key (64 hex digits) "
+            "or see `p2pchat contacts list`"
+        )
+    raise ConfigError(
+        f"{len(matches)} contacts are named {text!r}; give the account key (64 hex digits)"
+    )

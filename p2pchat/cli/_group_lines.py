@@ -1,0 +1,94 @@
+"""How ``groups read`` shows one message: time, short id, author, text, and for polls,
+group buys and share cards their content and tallies. Everything a peer wrote is made
+inert (:func:`._output.one_line`, :func:`._output.message_body`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ._output import message_body, one_line
+
+__all__ = ["format_group_message", "format_poll", "format_buy", "short"]
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def short(hex_id: str) -> str:
+    return hex_id[:8]
+
+
+def _money(price: dict[str, Any] | None) -> str:
+    if not price:
+        return ""
+    return f" {price['amount'] / 100:.2f} {price['currency']}"
+
+
+def format_poll(poll: dict[str, Any], now: int) -> str:
+    """A poll with its question, numbered options and their counts (what `vote` takes)."""
+    state = f"open until {_time(poll['deadline'])}" if now <= poll["deadline"] else "closed"
+    kind = "several choices" if poll["multi"] else "one choice"
+    options = "  ".join(
+        f"{n}) {one_line(option)}: {count}"
+        for n, (option, count) in enumerate(zip(poll["options"], poll["counts"], strict=True), 1)
+    )
+    return f"[poll] {one_line(poll['question'])}  {options}  ({kind}, {state})"
+
+
+def format_buy(buy: dict[str, Any], now: int) -> str:
+    """A group buy: title, price, units joined of the quota and its state."""
+    if buy["reached"]:
+        state = "reached"
+    else:
+        state = f"open until {_time(buy['deadline'])}" if now <= buy["deadline"] else "failed"
+    return (
+        f"[group buy] {one_line(buy['title'])}{_money(buy['price'])}  "
+        f"{buy['total']}/{buy['quota']} units ({state})"
+    )
+
+
+def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) -> str:
+    """What a poll, group buy or share card says (its text alone says little)."""
+    share = message.get("share")
+    if share:
+        note = f"  {message_body(share['note'])}" if share.get("note") else ""
+        return (
+            f"[share] {one_line(share['title'])}{_money(share['price'])}  "
+            f"{one_line(share['url'])}{note}"
+        )
+    for key, id_key, render in (
+        ("polls", "poll_id", format_poll),
+        ("buys", "buy_id", format_buy),
+    ):
+        for item in (view or {}).get(key, ()):
+            if item[id_key] == message["event_id"]:
+                return render(item, now)
+    if message["text"]:
+        return message_body(message["text"])
+    return f"[{message['kind']}]"
+
+
+def format_group_message(
+    message: dict[str, Any],
+    names: dict[str, str],
+    view: dict[str, Any] | None = None,
+    now: int = 0,
+) -> str:
+    """One line for a person: time, short id, author, text, reply and reaction marks;
+    a poll, group buy or share card with its content (and, given the group's ``view``,
+    its tally)."""
+    who = one_line(names.get(message["author"], short(message["author"])))
+    if message["deleted"]:
+        text = "(deleted)"
+    elif message["sealed"]:
+        text = "(encrypted: no key yet)"
+    else:
+        text = _content_of(message, view, now)
+    reply = f"↪ {short(message['reply_to'])} " if message.get("reply_to") else ""
+    edited = " (edited)" if message.get("edited") else ""
+    reactions = message.get("reactions") or {}
+    marks = "  " + " ".join(f"{one_line(e)}{n}" for e, n in reactions.items()) if reactions else ""
+    stamp = f"{_time(message['ts'])}  {short(message['event_id'])}"
+    return f"{stamp}  {who}: {reply}{text}{edited}{marks}"

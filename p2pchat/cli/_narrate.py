@@ -1,0 +1,68 @@
+"""What a running node's terminal says: one readable line per event a person cares about.
+
+``p2pchat node run`` prints, through the ``p2pchat.node.events`` logger, a line for a
+message received (who, and its size: the text itself stays in the store), a receipt or
+a failure with its reason, a contact request, a peer connecting or leaving, a group
+message. Names are the contacts' names; everything a peer chose is made inert by the
+log formatter (:mod:`._logging`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..events import (
+    ContactRequestReceived,
+    DeliveryChanged,
+    Event,
+    GroupMessage,
+    MessageReceived,
+    PeerConnected,
+    PeerDisconnected,
+)
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["describe", "narrate"]
+
+logger = logging.getLogger("p2pchat.node.events")
+
+
+def describe(event: Event, names: dict[bytes, str]) -> str | None:
+    """The line for ``event`` (``None``: not worth a line)."""
+
+    def who(account: bytes) -> str:
+        return names.get(account) or account.hex()[:9]
+
+    if isinstance(event, MessageReceived):
+        request = " (a contact request: `p2pchat contacts requests`)" if event.is_request else ""
+        size = len(event.text)
+        return f"message from {who(event.sender)}: {size} characters{request}"
+    if isinstance(event, DeliveryChanged):
+        short = event.message_id.hex()[:8]
+        if event.state == "delivered":
+            return f"message {short} delivered ✓✓"
+        if event.state == "failed":
+            return f"message {short} failed: {event.reason or 'no reason given'}"
+        return None  # queued/sent: the sender's own command already said so
+    if isinstance(event, ContactRequestReceived):
+        return f"contact request from {event.fingerprint[:9]}"
+    if isinstance(event, PeerConnected):
+        return f"peer connected: {event.peer_id}"
+    if isinstance(event, PeerDisconnected):
+        return f"peer disconnected: {event.peer_id}"
+    if isinstance(event, GroupMessage):
+        return f"group {event.group_id.hex()[:8]}: {event.kind} from {who(event.author)}"
+    return None
+
+
+async def narrate(node: Node) -> None:
+    """Log :func:`describe` of every event until cancelled."""
+    async with node.events() as stream:
+        async for event in stream:
+            names = {c.account: c.display_name for c in await node.contacts()}
+            line = describe(event, names)
+            if line is not None:
+                logger.info("%s", line)

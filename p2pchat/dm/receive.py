@@ -1,0 +1,575 @@
+"""Direct messages, the receiving side: batches of frames, one commit, one ack.
+
+Per remote peer, a token bucket runs before any signature check; blocked accounts are
+dropped before any decryption. The frames a stream delivered so far form a batch
+(:class:`~p2pchat.dm.streams.FrameBatches`): they are decrypted in order (each may
+advance the session the next needs, so the batch keeps the sessions it changed), then
+the sessions, the replay cache, the messages (deduplicated by id) and the contacts are
+committed in ONE transaction, and only then is ONE ``dm.ack`` sent naming them all: an
+acknowledged message is durable, and a batch costs one fsync and one signature. A
+message already stored is re-acknowledged without being shown again. The first bad
+frame stops the batch: what came before it is still committed and acknowledged, the
+stream is reset, and the sender retries the rest (same ciphertext), in order.
+
+:class:`Receiving` is a base of :class:`p2pchat.dm.service.DirectMessages`, which owns the
+state declared here and the sending side (``_delivered``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import trio
+from nacl.signing import SigningKey
+
+from p2pchat_crypto.errors import CryptoError, DuplicateMessageError
+from p2pchat_crypto.identity import Account, fingerprint_of
+from p2pchat_crypto.ratchet import Session
+from p2pchat_crypto.x3dh import InitialMessage
+
+from ..errors import (
+    P2PChatError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    WireError,
+)
+from ..events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
+from ..identity.local_keys import LocalKeys
+from ..identity.peerid import peer_id_to_key
+from ..net.base import FramedStream
+from ..protocol.content import Content
+from ..protocol.dm_messages import (
+    ContactAccept,
+    ContactDecline,
+    ContactRequest,
+    DmAck,
+    DmInit,
+    DmMessage,
+    DmPlaintext,
+    DmRefuse,
+)
+from ..protocol.envelope import Envelope, decode_envelope, seal
+from ..protocol.limits import PeerLimiter
+from ..storage.base import Store, Transaction
+from ..storage.records import (
+    AddedMessage,
+    Contact,
+    ContactState,
+    Conversation,
+    ConversationKind,
+    DeliveryState,
+    Direction,
+    NewMessage,
+    SessionRecord,
+)
+from .sessions import Inbound, ReceiveBatch, SessionCache, SessionKey
+from .streams import FrameBatches
+
+__all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "Receiving", "dm_conversation_id"]
+
+logger = logging.getLogger("p2pchat.dm")
+
+DM_PROTOCOL = "/p2pchat/dm/1.0.0"
+#: Cap on one DM frame (a message is at most 16 KiB of text plus crypto overhead).
+MAX_DM_FRAME = 256 * 1024
+#: Outbox items looked at per pass (the sending side's batch).
+OUTBOX_BATCH = 200
+#: Frames a receiver commits (and acknowledges) together at most; <= DmAck's 256 ids.
+RECEIVE_BATCH = 64
+
+
+def dm_conversation_id(account: bytes) -> str:
+    return "dm:" + account.hex()
+
+
+class Receiving:
+    """The receive path of :class:`p2pchat.dm.service.DirectMessages` (see the module docstring)."""
+
+    _account: Account
+    _signing_key: SigningKey
+    _store: Store
+    _keys: LocalKeys
+    _events: EventBus
+    _clock: Callable[[], int]
+    _limiter: PeerLimiter
+    _device_accounts: dict[bytes, bytes]
+    _account_locks: defaultdict[bytes, trio.Lock]
+    _receive_lock: trio.Lock
+    _sessions: SessionCache
+    _conversations: set[str]
+    stats: dict[str, int]
+    control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]]
+
+    async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
+        """Receipts arrived (the sending side marks its messages delivered)."""
+        raise NotImplementedError
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _handle_stream(self, stream: FramedStream) -> None:
+        """Serve one inbound DM stream: batches of frames, one commit and one ack each.
+
+        Frames that arrive while a batch is being processed form the next batch
+        (:class:`FrameBatches`). A bad frame ends the stream (reset) only after the
+        frames before it were committed and acknowledged; the frames after it are not
+        acknowledged, so the sender retries them, in order.
+        """
+        peer_id = stream.remote_peer
+        try:
+            device = peer_id_to_key(peer_id)
+        except ValueError:
+            await stream.reset()
+            return
+        batches = FrameBatches(stream, max_size=MAX_DM_FRAME, max_batch=RECEIVE_BATCH)
+        failure: P2PChatError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(batches.run)
+            try:
+                await self._serve(stream, batches, device=device, peer_id=peer_id)
+            except P2PChatError as exc:
+                failure = exc  # raised below, outside the nursery (not as a group)
+            finally:
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure  # the adapter resets the stream
+
+    async def _serve(
+        self, stream: FramedStream, batches: FrameBatches, *, device: bytes, peer_id: str
+    ) -> None:
+        while frames := await batches.next():
+            replies, error = await self._receive_batch(frames, device=device, peer_id=peer_id)
+            for reply in replies:
+                await stream.write_frame(reply)
+            if error is not None:
+                self._count_rejection(error, peer_id)
+                await stream.reset()
+                return
+
+    def _count_rejection(self, error: P2PChatError, peer_id: str) -> None:
+        if isinstance(error, RateLimitedError):
+            self.stats["rate_limited"] += 1
+        else:
+            self.stats["rejected"] += 1
+            logger.info("dropped a frame from %s: %s", peer_id, error)
+
+    async def receive_frame(
+        self, frame: bytes, *, device: bytes | None, peer_id: str
+    ) -> list[bytes]:
+        """Process one inbound frame; return the reply frames (a receipt or a refusal).
+
+        ``device`` is the transport-authenticated sender (the stream's peer); ``None`` for
+        a frame fetched from a mailbox, which only its envelope signature authenticates.
+
+        Raises :class:`RateLimitedError`, :class:`ProtocolError` (bad frame, signature or
+        ciphertext) or :class:`PermissionDeniedError` (blocked sender).
+        """
+        replies, error = await self._receive_batch([frame], device=device, peer_id=peer_id)
+        if error is not None:
+            raise error
+        return replies
+
+    async def _receive_batch(
+        self, frames: list[bytes], *, device: bytes | None, peer_id: str
+    ) -> tuple[list[bytes], P2PChatError | None]:
+        """Process ``frames`` in order; return the replies and the error that stopped it.
+
+        Messages are decrypted one after the other (each may advance the session the
+        next one needs, so the batch keeps the sessions it changed), then committed in
+        one transaction, and only then acknowledged, by one ``dm.ack`` naming them all
+        and the duplicates met on the way. Any other frame first flushes the messages
+        before it, which keeps the order of effects. Processing stops at the first bad
+        frame: what came before it is still committed and acknowledged.
+        """
+        replies: list[bytes] = []
+        error: P2PChatError | None = None
+        async with self._receive_lock:
+            batch = ReceiveBatch()
+            try:
+                for frame in frames:
+                    try:
+                        envelope, message = await self._open_frame(frame, device, peer_id, batch)
+                        if isinstance(message, DmInit | DmMessage):
+                            await self._decrypt_into(batch, envelope, message)
+                            continue
+                        replies += await self._flush(batch)
+                        batch = ReceiveBatch()
+                        await self._receive_other(envelope.sender, message)
+                    except (RateLimitedError, ProtocolError, PermissionDeniedError) as exc:
+                        error = exc
+                        break
+                replies += await self._flush(batch)
+            finally:
+                for key in batch.sessions:  # advanced, not committed (an error)
+                    self._sessions.forget(key)
+                batch.release()
+        return replies, error
+
+    async def _open_frame(
+        self, frame: bytes, device: bytes | None, peer_id: str, batch: ReceiveBatch
+    ) -> tuple[Envelope, object]:
+        """Rate limit, then decode and verify: cheap checks before the signature."""
+        if not self._limiter.allow(peer_id, self._clock()):
+            raise RateLimitedError("too many frames from this peer")
+        envelope = decode_envelope(frame, max_size=MAX_DM_FRAME)
+        if device is None:
+            device = envelope.sender
+        elif envelope.sender != device:
+            raise WireError("wrong-sender", "envelope sender is not the connected device")
+        known_account = self._device_accounts.get(device)
+        if known_account is not None and known_account not in batch.not_blocked:
+            if await self._store.is_blocked(known_account):
+                raise PermissionDeniedError("sender is blocked")
+            batch.not_blocked.add(known_account)
+        envelope.verify()
+        message = envelope.open()
+        self.stats["frames_in"] += 1
+        return envelope, message
+
+    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+        """Refusals arrived (the sending side fails its messages)."""
+        raise NotImplementedError
+
+    async def _receive_other(self, device: bytes, message: object) -> None:
+        if isinstance(message, DmAck):
+            for message_id in message.ids:
+                await self._acknowledged(message_id, device)
+        elif isinstance(message, DmRefuse):
+            for message_id in message.ids:
+                await self._acknowledged(message_id, device, refused=message.reason)
+        elif isinstance(message, ContactAccept | ContactDecline | ContactRequest):
+            await self._receive_contact_control(device, message)
+        else:
+            raise WireError("unexpected-kind", "this kind is not used on this protocol")
+
+    async def _acknowledged(
+        self, message_id: bytes, device: bytes, *, refused: str | None = None
+    ) -> None:
+        """A receipt (or a refusal): only a device of the recipient account may settle a
+        message."""
+        account = self._device_accounts.get(device)
+        if account is None:
+            return
+        waiting = await self._store.due_outbox(2**62, limit=OUTBOX_BATCH)
+        item = next((i for i in waiting if i.message_id == message_id), None)
+        if item is not None and item.destination_account != account:
+            return
+        message = await self._store.get_message(message_id)
+        if message is not None and message.conversation_id != dm_conversation_id(account):
+            return
+        settled: list[tuple[bytes | None, int | None]] = [
+            (message_id, None if item is None else item.item_id)
+        ]
+        if refused is not None:
+            await self._refused(settled, refused)
+        else:
+            await self._delivered(settled)
+
+    async def _decrypt_into(
+        self, batch: ReceiveBatch, envelope: Envelope, message: DmInit | DmMessage
+    ) -> None:
+        """Decrypt one message into ``batch`` (or note it as a duplicate to re-ack)."""
+        device = envelope.sender
+        if message.id in batch.ids:
+            self.stats["duplicates"] += 1  # acknowledged with the first copy
+            return
+        stored = await self._store.get_message(message.id)
+        if stored is not None and stored.direction is Direction.IN:
+            self.stats["duplicates"] += 1
+            batch.ack_ids.append(message.id)
+            return
+        try:
+            if isinstance(message, DmInit):
+                account, session, plaintext, reused = await self._decrypt_initial(
+                    batch, device, message
+                )
+            else:
+                found = batch.device_accounts.get(device) or self._device_accounts.get(device)
+                if found is None:
+                    raise WireError("unknown-session", "no session with this device")
+                account = found
+                await batch.lock(self._account_locks[account])
+                session, plaintext, reused = await self._decrypt_with_any(
+                    batch, account, device, message
+                )
+        except DuplicateMessageError:
+            # The message key was used by a decryption that committed (state changes only
+            # on success, and the session is stored with the message): we have it.
+            self.stats["duplicates"] += 1
+            batch.ack_ids.append(message.id)
+            return
+        except CryptoError as exc:
+            raise WireError("undecryptable", type(exc).__name__) from None
+        key = (account, device, session.session_id)
+        try:
+            plain = DmPlaintext.from_bytes(plaintext, max_size=len(plaintext) or 1)
+        except ProtocolError as exc:
+            # Authentic (it decrypted) but not a message we can store, say a text over
+            # the limit: retrying could never help. The session moves past it (committed
+            # with the batch) and the sender gets a signed refusal instead of a receipt.
+            logger.info("refused message %s from %s: %s", message.id.hex()[:8], account.hex(), exc)
+            batch.refuse(key, session, account, device, message.id, "invalid-content")
+            return
+        if plain.id != message.id:
+            if reused:
+                # This decryption advanced a shared session object: neither it nor the
+                # messages decrypted with it may be committed (the sender retries them).
+                batch.discard(key)
+                self._sessions.forget(key)
+            raise WireError("id-mismatch", "encrypted id differs from the envelope's")
+        batch.add(key, session, Inbound(account=account, device=device, plain=plain))
+
+    async def _decrypt_initial(
+        self, batch: ReceiveBatch, device: bytes, message: DmInit
+    ) -> tuple[bytes, Session, bytes, bool]:
+        """An X3DH initial message: continue the session it names, or respond to it."""
+        initial = InitialMessage.decode(message.x3dh)
+        account = initial.initiator.account_key
+        if initial.initiator_device is None or initial.initiator_device.device_key != device:
+            raise WireError("wrong-sender", "initial message names another device")
+        if account not in batch.not_blocked:
+            if await self._store.is_blocked(account):
+                raise PermissionDeniedError("sender is blocked")
+            batch.not_blocked.add(account)
+        await batch.lock(self._account_locks[account])
+        key = (account, device, initial.session_id)
+        session = batch.sessions.get(key) or self._sessions.get(key)
+        if session is not None:
+            return account, session, session.decrypt(message.x3dh), True
+        existing = await self._store.get_session(*key)
+        if existing is not None:
+            session = self._keys.open_session(existing.pickle)
+            return account, session, session.decrypt(message.x3dh), False
+        session, plaintext = Session.respond(
+            self._account,
+            self._keys.prekeys,
+            initial,
+            self._keys.replay_cache,
+            now=self._clock(),
+        )
+        batch.replay_changed = True
+        return account, session, plaintext, False
+
+    async def _decrypt_with_any(
+        self, batch: ReceiveBatch, account: bytes, device: bytes, message: DmMessage
+    ) -> tuple[Session, bytes, bool]:
+        """Try the device's sessions, most recent first (headers are encrypted): first
+        those this batch advanced, then the stored ones. The flag: the session object is
+        shared (the batch's or the cache's), so a failure after this must forget it."""
+        last: CryptoError | None = None
+        tried: set[bytes] = set()
+        for session in batch.sessions_of(account, device):
+            tried.add(session.session_id)
+            try:
+                return session, session.decrypt(message.ratchet), True
+            except DuplicateMessageError:
+                raise
+            except CryptoError as exc:
+                last = exc
+        for record in await self._store.list_sessions(account, device=device):
+            if record.session_id in tried:
+                continue
+            cached = self._sessions.get((account, device, record.session_id))
+            session = cached or self._keys.open_session(record.pickle)
+            try:
+                return session, session.decrypt(message.ratchet), cached is not None
+            except DuplicateMessageError:
+                raise
+            except CryptoError as exc:
+                last = exc
+        raise last or WireError("unknown-session", "no session with this device")
+
+    async def _flush(self, batch: ReceiveBatch) -> list[bytes]:
+        """Commit the batch in one transaction, then (only then) build its one ack.
+
+        The account locks the batch took (sessions are shared with ``send``) are
+        released after the commit, before the effects: a control handler may send.
+        """
+        outcomes = await self._store_received(batch) if batch.messages or batch.sessions else []
+        batch.release()
+        now = self._clock()
+        for outcome in outcomes:
+            await self._after_commit(*outcome, now=now)
+        replies = []
+        if batch.ack_ids:
+            ack = DmAck(ids=tuple(batch.ack_ids))
+            replies.append(seal(ack, signing_key=self._signing_key, now=self._clock()))
+        for reason, ids in batch.refused.items():
+            refusal = DmRefuse(ids=tuple(ids), reason=reason)
+            replies.append(seal(refusal, signing_key=self._signing_key, now=self._clock()))
+        return replies
+
+    async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
+        """Sessions, replay cache, contacts and messages of a batch: one transaction."""
+        now = self._clock()
+        contacts: dict[bytes, Contact | None] = {}
+        conversations: set[bytes] = set()
+        outcomes: list[Outcome] = []
+        async with self._store.transaction() as tx:
+            for key, session in batch.sessions.items():
+                await tx.put_session(self._session_record(key, session, now))
+            if batch.replay_changed:
+                await self._keys.save_replay_cache(tx)
+            for inbound in batch.messages:
+                account = inbound.account
+                if account not in contacts:
+                    contacts[account] = await tx.get_contact(account)
+                contact = contacts[account]
+                if inbound.plain.content.type in self.control_handlers:
+                    batch.ack_ids.append(inbound.plain.id)
+                    outcomes.append((inbound, contact, False, False, None))
+                    continue
+                new_request = contact is None
+                is_request = contact is None or contact.state is ContactState.REQUESTED_IN
+                if contact is None:
+                    contact = self._new_contact(account, ContactState.REQUESTED_IN, now)
+                    await tx.put_contact(contact)
+                elif contact.state is ContactState.REQUESTED_OUT:
+                    # They answered our first message: consent both ways.
+                    contact = _with_state(contact, ContactState.ACCEPTED, now)
+                    await tx.put_contact(contact)
+                contacts[account] = contact
+                if contact.state is ContactState.DECLINED:
+                    # Not stored, so not acknowledged: the sender learns it was declined.
+                    batch.refused["declined"].append(inbound.plain.id)
+                    continue
+                if account not in conversations:
+                    await self._ensure_conversation(tx, account, now)
+                    conversations.add(account)
+                added = await tx.add_message(self._inbound_record(inbound, now))
+                batch.ack_ids.append(inbound.plain.id)
+                outcomes.append((inbound, contact, new_request, is_request, added))
+        # Committed: only now may the sender learn that we have them.
+        for key, session in batch.sessions.items():
+            self._sessions.stored(key, session)
+        batch.sessions.clear()
+        self._device_accounts.update(batch.device_accounts)
+        return outcomes
+
+    async def _after_commit(
+        self,
+        inbound: Inbound,
+        contact: Contact | None,
+        new_request: bool,
+        is_request: bool,
+        added: AddedMessage | None,
+        *,
+        now: int,
+    ) -> None:
+        account, plain = inbound.account, inbound.plain
+        handler = self.control_handlers.get(plain.content.type)
+        if handler is not None:
+            if contact is None or contact.state is not ContactState.BLOCKED:
+                try:
+                    await handler(account, plain.content)
+                except P2PChatError as exc:
+                    # Committed (the session moved past it): acknowledged either way, or
+                    # the sender would retry a frame we can no longer decrypt.
+                    logger.info("control content from %s refused: %s", account.hex(), exc)
+                    return
+                self.stats["control"] += 1
+            return
+        self.stats["received"] += 1
+        if new_request:
+            self._events.publish(
+                ContactRequestReceived(account=account, fingerprint=fingerprint_of(account))
+            )
+        if added is not None and not added.duplicate:
+            self._events.publish(
+                MessageReceived(
+                    conversation_id=dm_conversation_id(account),
+                    message_id=plain.id,
+                    sender=account,
+                    seq=added.message.seq,
+                    content_type=plain.content.type,
+                    text=plain.content.text,
+                    sent_at=plain.ts,
+                    received_at=now,
+                    is_request=is_request,
+                )
+            )
+
+    def _inbound_record(self, inbound: Inbound, now: int) -> NewMessage:
+        plain = inbound.plain
+        return NewMessage(
+            conversation_id=dm_conversation_id(inbound.account),
+            message_id=plain.id,
+            sender_account=inbound.account,
+            sender_device=inbound.device,
+            direction=Direction.IN,
+            content_type=plain.content.type,
+            body=plain.content.to_bytes(),
+            sent_at=plain.ts,
+            received_at=now,
+            state=DeliveryState.DELIVERED,
+        )
+
+    async def _receive_contact_control(
+        self, device: bytes, message: ContactAccept | ContactDecline | ContactRequest
+    ) -> None:
+        account = self._device_accounts.get(device)
+        if isinstance(message, ContactAccept | ContactRequest):
+            if account is not None and account != message.account:
+                raise WireError("wrong-sender", "contact message for another account")
+            account = message.account
+        if account is None:
+            return
+        contact = await self._store.get_contact(account)
+        now = self._clock()
+        if contact is None or contact.state is ContactState.BLOCKED:
+            return
+        if isinstance(message, ContactAccept) and contact.state is ContactState.REQUESTED_OUT:
+            await self._store.put_contact(_with_state(contact, ContactState.ACCEPTED, now))
+            self._events.publish(ContactChanged(account=account, state="accepted"))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _ensure_conversation(self, tx: Transaction, account: bytes, now: int) -> None:
+        """Create the account's conversation if needed. Conversations are never deleted,
+        so one seen in the store (committed: callers ask once per transaction) is
+        remembered, which saves a store call per message."""
+        conversation_id = dm_conversation_id(account)
+        if conversation_id in self._conversations:
+            return
+        if await tx.get_conversation(conversation_id) is not None:
+            self._conversations.add(conversation_id)
+        else:
+            await tx.put_conversation(
+                Conversation(
+                    conversation_id=conversation_id,
+                    kind=ConversationKind.DM,
+                    peer_account=account,
+                    last_activity=now,
+                )
+            )
+
+    def _session_record(self, key: SessionKey, session: Session, now: int) -> SessionRecord:
+        """The sealed form of ``session`` as the store keeps it."""
+        account, device, session_id = key
+        return SessionRecord(
+            account=account,
+            device=device,
+            session_id=session_id,
+            pickle=self._keys.seal_session(session),
+            updated_at=now,
+        )
+
+    def _new_contact(self, account: bytes, state: ContactState, now: int) -> Contact:
+        return Contact(
+            account=account,
+            display_name=fingerprint_of(account)[:9],
+            state=state,
+            created_at=now,
+            updated_at=now,
+        )
+
+
+def _with_state(contact: Contact, state: ContactState, now: int) -> Contact:
+    return dataclasses.replace(contact, state=state, updated_at=now)
+
+
+#: A committed inbound message: (message, contact, new request, is request, added).
+Outcome = tuple[Inbound, Contact | None, bool, bool, AddedMessage | None]

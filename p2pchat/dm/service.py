@@ -1,0 +1,336 @@
+"""Direct messages: the ``/p2pchat/dm/1.0.0`` protocol driver (sending here, the outbox
+worker in :mod:`p2pchat.dm.outbox`, the receiving side in :mod:`p2pchat.dm.receive`).
+
+Sending. ``send`` stores the message (``queued``) and its outbox entry in one
+transaction. With a session to the account (and no older entry still waiting to be
+encrypted) the message is encrypted right there, so that one commit holds the message,
+the advanced session and the frame; otherwise (the first message: X3DH needs the
+peer's DHT bundle) the outbox worker encrypts it, storing session and frame *before*
+the ciphertext leaves the node. Either way a frame is encrypted exactly once, and
+retried (never re-encrypted) with backoff until a signed ``dm.ack`` arrives
+(``delivered``), a mailbox takes it (``sent``), or it gives up (``failed``): retrying
+the same ciphertext keeps the receiver's skipped-key window small however long a peer
+stays away.
+
+Pipelining. The worker writes up to ``_SEND_WINDOW`` ready frames for one device on
+one stream without waiting, then reads acks (the receiver acknowledges each batch it
+committed with one ``dm.ack``) and marks each ack's messages delivered in one
+transaction. ``sent`` is announced when the frames are written but stored only if
+their ack does not come (it is a display state; the outbox entry is what makes the
+message durable), so a delivered message costs the sender one commit for ``send``
+and a share of one per ack, instead of four.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import trio
+from nacl.signing import SigningKey
+
+from p2pchat_crypto import cbor
+from p2pchat_crypto.errors import CryptoError
+from p2pchat_crypto.ratchet import Session
+from p2pchat_crypto.sealed import Rng
+
+from ..config import DeliveryConfig
+from ..errors import (
+    LocalProtocolError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+)
+from ..events import DeliveryChanged, EventBus
+from ..identity.directory import Directory
+from ..identity.keystore import UnlockedIdentity
+from ..identity.local_keys import LocalKeys
+from ..net.base import Network
+from ..protocol.content import Content, check_outgoing
+from ..protocol.dm_messages import (
+    ContactAccept,
+    ContactDecline,
+    DmPlaintext,
+)
+from ..protocol.envelope import decode_envelope, seal
+from ..protocol.limits import PeerLimiter
+from ..storage.base import Store, Transaction
+from ..storage.records import (
+    ContactState,
+    DeliveryState,
+    Direction,
+    Message,
+    NewMessage,
+    NewOutboxItem,
+)
+from .outbox import OUTBOX_KIND, Outbox
+from .receive import (
+    DM_PROTOCOL,
+    MAX_DM_FRAME,
+    dm_conversation_id,
+)
+from .sessions import SessionCache, SessionKey
+from .streams import StreamPool, closing
+
+__all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "DirectMessages", "dm_conversation_id"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+#: A DM stream unused this long is closed (the receiver keeps a task per stream).
+_STREAM_IDLE_S = 10.0
+
+
+class DirectMessages(Outbox):
+    """Sessions, outbox and acknowledgements for one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        identity: UnlockedIdentity,
+        store: Store,
+        network: Network,
+        directory: Directory,
+        local_keys: LocalKeys,
+        events: EventBus,
+        config: DeliveryConfig,
+        clock: Callable[[], int],
+        rng: Rng,
+        jitter: random.Random,
+        display_name: str | None = None,
+    ) -> None:
+        self._identity = identity
+        self._account = identity.account
+        self._device = identity.device
+        self._signing_key = SigningKey(identity.device.signing_seed())
+        self._store = store
+        self._network = network
+        self._directory = directory
+        self._keys = local_keys
+        self._events = events
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._jitter = jitter
+        self._display_name = display_name
+        self._limiter = PeerLimiter(rate=config.peer_rate, burst=config.peer_burst)
+        self._wakeup = trio.Event()
+        self._reachable: set[str] = set()
+        self._streams = StreamPool(self._open, idle_s=_STREAM_IDLE_S)
+        # Outbox item id -> its attempt count when its peer last (re)connected. A new
+        # connection restarts the backoff: a restarting node connects (bootstrap) before
+        # it registers its protocol handlers, so the attempt made on connection can fail,
+        # and the next one must come after ``retry_initial_ms``, not after the delay
+        # grown while the peer was away (up to ``retry_max_ms``).
+        self._backoff_base: dict[int, int] = {}
+        self._device_accounts: dict[bytes, bytes] = {}
+        # Plaintext outbox entries per account (the worker must encrypt them first):
+        # while any waits, ``send`` does not encrypt (see ``_queue``).
+        self._plaintext_items: Counter[bytes] = Counter()
+        # Sessions as last committed, used under the account locks (see dm_sessions).
+        self._sessions = SessionCache()
+        self._conversations: set[str] = set()
+        # Our messages in the outbox, by what is known of ``sent`` (see ``_sent``):
+        # stored ``queued`` and not announced; announced (``sent`` event published);
+        # announced but not stored. Ids leave when delivered, failed or mailed.
+        self._unsent: set[bytes | None] = set()
+        self._announced: set[bytes | None] = set()
+        self._sent_volatile: set[bytes | None] = set()
+        self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
+        # Serialises the receive path: sessions and the replay cache are read-modify-write.
+        self._receive_lock = trio.Lock()
+        self.stats: dict[str, int] = defaultdict(int)
+        #: Set by the node when mailboxes are in use: ``await deposit(account, frame)``
+        #: returns whether a mailbox took the frame.
+        self.mailbox_deposit: Callable[[bytes, bytes], Awaitable[bool]] | None = None
+        #: Content types consumed by the node itself (never shown, never stored as
+        #: messages): ``type -> await handler(account, content)``.
+        self.control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Index every session by device (contacts and group members alike: a member of a
+        shared group who is not a contact still sends us sender keys) and start
+        accepting streams."""
+        for account, device in await self._store.list_session_peers():
+            self._device_accounts[device] = account
+        for item in await self._store.due_outbox(2**62, limit=2**31):
+            if item.destination_device is None:
+                self._plaintext_items[item.destination_account] += 1
+        self._network.set_stream_handler(DM_PROTOCOL, self._handle_stream)
+
+    def peer_reachable(self, peer_id: str) -> None:
+        """A peer connected (or was found nearby): retry what waits for it now."""
+        self._reachable.add(peer_id)
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(
+        self, account: bytes, content: Content, *, reply_to: bytes | None = None
+    ) -> Message:
+        """Queue a message to ``account``; returns it in state ``queued``."""
+        if account == self._account.account_key:
+            raise LocalProtocolError("you cannot send a direct message to yourself")
+        check_outgoing(content)  # what the recipient would refuse is refused here
+        contact = await self._store.get_contact(account)
+        if contact is not None and contact.state is ContactState.BLOCKED:
+            raise PermissionDeniedError("this contact is blocked; unblock it to send")
+        now = self._clock()
+        message_id = self._rng(16)
+        plaintext = DmPlaintext(id=message_id, ts=now, content=content, reply_to=reply_to)
+        conversation_id = dm_conversation_id(account)
+
+        async def record(tx: Transaction) -> Message:
+            await self._ensure_conversation(tx, account, now)
+            if contact is None:
+                await tx.put_contact(self._new_contact(account, ContactState.REQUESTED_OUT, now))
+            added = await tx.add_message(
+                NewMessage(
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    sender_account=self._account.account_key,
+                    sender_device=self._device.public_key,
+                    direction=Direction.OUT,
+                    content_type=content.type,
+                    body=content.to_bytes(),
+                    sent_at=now,
+                    received_at=now,
+                    state=DeliveryState.QUEUED,
+                )
+            )
+            return added.message
+
+        message = await self._queue(
+            account, plaintext, conversation_id=conversation_id, now=now, record=record
+        )
+        self._unsent.add(message_id)
+        self._events.publish(
+            DeliveryChanged(conversation_id=conversation_id, message_id=message_id, state="queued")
+        )
+        self.stats["queued"] += 1
+        self._wakeup.set()
+        return message
+
+    async def send_hidden(self, account: bytes, content: Content) -> None:
+        """Queue node-to-node content (e.g. our mailbox tag): encrypted and retried like a
+        message, but not stored in any conversation."""
+        now = self._clock()
+        plaintext = DmPlaintext(id=self._rng(16), ts=now, content=content)
+
+        async def record(tx: Transaction) -> None:
+            return None
+
+        await self._queue(account, plaintext, conversation_id=None, now=now, record=record)
+        self._wakeup.set()
+
+    async def _queue(
+        self,
+        account: bytes,
+        plaintext: DmPlaintext,
+        *,
+        conversation_id: str | None,
+        now: int,
+        record: Callable[[Transaction], Awaitable[_T]],
+    ) -> _T:
+        """Store what ``record`` writes and the outbox entry in one transaction.
+
+        With a session, the message is encrypted here and the entry holds the frame: one
+        commit per message, where encrypting in the outbox worker cost a second one.
+        Not while an older entry to the account waits to be encrypted (its place in the
+        ratchet comes first), nor without a session (X3DH needs the peer's bundle from
+        the DHT): the worker encrypts those, in order.
+        """
+        async with self._account_locks[account]:
+            sealed = None
+            if self._plaintext_items[account] <= 0:
+                sealed = await self._encrypt_now(account, plaintext, now)
+            device = None
+            try:
+                async with self._store.transaction() as tx:
+                    result = await record(tx)
+                    if sealed is None:
+                        body: dict[str, cbor.Value] = {"pt": plaintext.to_bytes()}
+                    else:
+                        key, session, frame = sealed
+                        device = key[1]
+                        await tx.put_session(self._session_record(key, session, now))
+                        body = {"frame": frame}
+                    await tx.add_outbox(
+                        NewOutboxItem(
+                            destination_account=account,
+                            destination_device=device,
+                            conversation_id=conversation_id,
+                            message_id=plaintext.id,
+                            payload=self._keys.seal_blob(OUTBOX_KIND, body),
+                            created_at=now,
+                        )
+                    )
+            except BaseException:
+                if sealed is not None:
+                    self._sessions.forget(sealed[0])  # advanced, never stored
+                raise
+            if sealed is None:
+                self._plaintext_items[account] += 1
+            else:
+                self._sessions.stored(sealed[0], sealed[1])
+                self._device_accounts[sealed[0][1]] = account
+        return result
+
+    async def _encrypt_now(
+        self, account: bytes, plaintext: DmPlaintext, now: int
+    ) -> tuple[SessionKey, Session, bytes] | None:
+        """With the most recent session to ``account``: (its key, session, frame)."""
+        latest = await self._latest_session(account)
+        if latest is None:
+            return None
+        key, session = latest
+        try:
+            wire = session.encrypt(plaintext.to_bytes(), self._rng)
+        except CryptoError:
+            self._sessions.forget(key)
+            return None  # the worker will try (and report) it
+        return key, session, self._dm_frame(plaintext.id, wire, now)
+
+    async def queue_frame(self, account: bytes, device: bytes, frame: bytes) -> None:
+        """Queue a ready frame that expects no reply (a receipt for mail fetched from a
+        mailbox): delivered when the device is reachable."""
+        await self._store.add_outbox(
+            NewOutboxItem(
+                destination_account=account,
+                destination_device=device,
+                payload=self._keys.seal_blob(OUTBOX_KIND, {"frame": frame, "oneway": True}),
+                created_at=self._clock(),
+            )
+        )
+        self._wakeup.set()
+
+    async def queue_receipt(self, receipt: bytes, original: bytes) -> None:
+        """Send the receipt for a frame that came through a mailbox back to its sender."""
+        sender = decode_envelope(original, max_size=MAX_DM_FRAME).sender
+        account = self._device_accounts.get(sender)
+        if account is not None:
+            await self.queue_frame(account, sender, receipt)
+
+    async def send_control(self, account: bytes, message: ContactAccept | ContactDecline) -> None:
+        """Best effort: tell the account's devices about a consent decision."""
+        try:
+            devices = await self._directory.devices_of(account)
+        except NotFoundError:
+            return
+        frame = seal(message, signing_key=self._signing_key, now=self._clock())
+        for cert in devices:
+            try:
+                stream = await self._open(cert.device_key)
+                async with closing(stream):
+                    await stream.write_frame(frame)
+            except (NetworkError, ProtocolError) as exc:
+                logger.debug("could not deliver %s: %s", type(message).__name__, exc)

@@ -1,0 +1,175 @@
+"""What a group's accepted events do on a node: stored, announced, their effects run.
+
+:class:`GroupEffects` is a base of :class:`~p2pchat.groups.service.Groups`, which owns
+the state: the transport hands every result of an engine here (``_on_result``); the
+raw events are stored, the view's changes become node events, and the engine's effects
+(new sender-key epochs, decrypting what waited for a key, our removal) are run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ..errors import (
+    NotFoundError,
+)
+from ..events import (
+    EventBus,
+    GroupChanged,
+    GroupLiveComment,
+    GroupMessage,
+)
+from ..protocol.group_effects import (
+    ForkDetected,
+    LiveCommentReceived,
+    MemberJoined,
+    MemberLeft,
+    NewEpochNeeded,
+    ReceiveResult,
+    RoleChanged,
+    SealedReceived,
+    SenderKeyNeeded,
+)
+from ..protocol.group_engine import GroupEngine
+from ..protocol.group_log import StoredEvent
+from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
+from .gossip import GroupTransport
+from .sender_keys import SenderKeys
+
+__all__ = ["CONTENT_KINDS", "GroupEffects", "with_status"]
+
+logger = logging.getLogger(__name__)
+
+#: Event kinds announced as group messages (besides ``sealed`` ones we can open).
+CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
+
+
+def with_status(info: GroupInfo, *, status: GroupStatus, now: int) -> GroupInfo:
+    return dataclasses.replace(info, status=status, updated_at=now)
+
+
+class GroupEffects(SenderKeys):
+    """Persistence and effects of :class:`~p2pchat.groups.service.Groups`."""
+
+    _events: EventBus
+    _departing: set[bytes]
+    transport: GroupTransport
+
+    def engine(self, group_id: bytes) -> GroupEngine:
+        """The group's engine, for reading (also of a group we left or were removed from)."""
+        engine = self._engines.get(group_id) or self._archived.get(group_id)
+        if engine is None:
+            raise NotFoundError("you are not in that group")
+        return engine
+
+    # -- persistence and effects ----------------------------------------------------------
+
+    async def _on_result(self, group_id: bytes, result: ReceiveResult) -> None:
+        async with self._lock:
+            await self._store_events(group_id, result.accepted)
+            if group_id in self._departing:
+                return  # we left: we only relay until our leave is handed over
+            for stored in result.accepted:
+                if stored.event.kind != "sealed":  # sealed: announced once decrypted
+                    self._announce(group_id, stored)
+            for effect in result.effects:
+                await self._run_effect(group_id, effect)
+            await self._release_held_keys(group_id)
+
+    async def _store_events(self, group_id: bytes, accepted: tuple[StoredEvent, ...]) -> None:
+        chain = [s for s in accepted if s.event.kind != "live.comment"]
+        if not chain:
+            return
+        now = self._clock()
+        await self._store.add_group_events(
+            group_id,
+            [
+                StoredGroupEvent(
+                    event_id=s.event_id,
+                    device=s.event.author_device,
+                    seq=s.event.seq,
+                    lamport=s.event.lamport,
+                    data=s.data,
+                    received_at=now,
+                )
+                for s in chain
+            ],
+        )
+
+    def _announce(self, group_id: bytes, stored: StoredEvent) -> None:
+        event = stored.event
+        if event.kind in CONTENT_KINDS or event.kind == "sealed":
+            self._events.publish(
+                GroupMessage(
+                    group_id=group_id,
+                    event_id=stored.event_id,
+                    author=event.author_account,
+                    kind=event.kind,
+                    text=self._text_of(group_id, stored.event_id),
+                    ts=event.ts,
+                )
+            )
+
+    def _text_of(self, group_id: bytes, event_id: bytes) -> str:
+        message = self.engine(group_id).message(event_id)
+        if message is None or message.content is None:
+            return ""
+        return message.content.text
+
+    async def _run_effect(self, group_id: bytes, effect: object) -> None:
+        if isinstance(effect, MemberJoined):
+            self._changed(group_id, "joined", effect.account, effect.role)
+        elif isinstance(effect, MemberLeft):
+            self._changed(group_id, "banned" if effect.banned else "left", effect.account, None)
+            if effect.account == self._account:
+                await self._mark_removed(group_id)
+        elif isinstance(effect, RoleChanged):
+            self._changed(group_id, "role", effect.account, effect.role)
+        elif isinstance(effect, NewEpochNeeded):
+            await self._new_epoch(group_id, effect.epoch, effect.recipients)
+        elif isinstance(effect, SenderKeyNeeded):
+            await self._send_sender_key(group_id, effect.recipients)
+        elif isinstance(effect, SealedReceived):
+            self._undecrypted.setdefault(group_id, set()).add(effect.event_id)
+            await self._decrypt_pending(group_id)
+        elif isinstance(effect, LiveCommentReceived):
+            entry = effect.entry
+            self._events.publish(
+                GroupLiveComment(
+                    group_id=group_id,
+                    event_id=entry.event_id,
+                    author=entry.account,
+                    offset=entry.offset,
+                    text=entry.text,
+                )
+            )
+        elif isinstance(effect, ForkDetected):
+            self._changed(group_id, "forked", b"", None, device=effect.device)
+
+    def _changed(
+        self,
+        group_id: bytes,
+        change: str,
+        account: bytes,
+        role: str | None,
+        *,
+        device: bytes = b"",
+    ) -> None:
+        self._events.publish(
+            GroupChanged(
+                group_id=group_id, change=change, account=account, role=role, device=device
+            )
+        )
+
+    async def _mark_removed(self, group_id: bytes) -> None:
+        """We were removed or banned: keep the history readable, stop taking part."""
+        info = await self._store.get_group(group_id)
+        if info is not None and info.status is GroupStatus.ACTIVE:
+            await self._store.put_group(
+                with_status(info, status=GroupStatus.REMOVED, now=self._clock())
+            )
+        engine = self._engines.pop(group_id, None)
+        if engine is not None:
+            self._archived[group_id] = engine
+            await self.transport.unsubscribe(group_id)

@@ -1,0 +1,130 @@
+"""The fold of a group engine: accepted events, in their total order, into state.
+
+:class:`Folding` is a base of :class:`~.group_engine.GroupEngine` (which owns the
+state). It replays the accepted events in the order ``(lt, event id)`` through
+:class:`~.group_state.MembershipFold` and :class:`~.group_content.ContentFold`: events
+appended at the end are folded incrementally; an event that sorts into the middle
+rewinds the fold to the newest checkpoint before it (or to the start), which is what
+guarantees that every replica computes the same state from the same set of events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from p2pchat_crypto.kdf import blake2b
+
+from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView
+from .group_events import GroupDescriptor, GroupEvent
+from .group_log import GroupLog
+from .group_state import MEMBERSHIP_KINDS, Membership, MembershipFold
+
+__all__ = ["Folding"]
+
+#: Fold checkpoints: one every this many events near the end of the order, two kept.
+_CHECKPOINT_EVERY = 256
+_CHECKPOINTS_KEPT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    """The fold state after the first ``index`` events of the total order."""
+
+    index: int
+    mfold: MembershipFold
+    cfold: ContentFold
+    history: bytes
+
+
+class Folding:
+    """The fold of :class:`~.group_engine.GroupEngine` (see the module docstring)."""
+
+    _descriptor: GroupDescriptor
+    _owner: bytes
+    _log: GroupLog
+    _plaintexts: dict[bytes, tuple[str, Any]]
+    _mfold: MembershipFold
+    _cfold: ContentFold
+    _folded: int
+    _effective: set[bytes]
+    _history: bytes
+    _view: GroupView | None
+    _checkpoints: list[_Checkpoint]
+    _membership: Membership
+
+    @property
+    def group_id(self) -> bytes:
+        return self._log.group_id
+
+    def _reset_fold(self) -> None:
+        rules = self._descriptor.rules
+        self._mfold = MembershipFold.start(self._descriptor, self._owner)
+        self._cfold = ContentFold(slow_ms=rules.slow * 1000, post_role=rules.post)
+        self._folded = 0
+        self._effective = set()
+        self._history = b"\x00" * 32
+        self._view = None
+        self._checkpoints = []
+
+    def _invalidate(self, index: int | None) -> None:
+        """Events at ``index`` and after changed: rewind the fold to the newest checkpoint
+        at or before it (or to the start). Concurrent events sort near the end of the
+        order, so a rewind usually replays a few hundred events, not the history."""
+        if index is None or index >= self._folded:
+            return
+        while self._checkpoints and self._checkpoints[-1].index > index:
+            self._checkpoints.pop()
+        if not self._checkpoints:
+            self._reset_fold()
+            return
+        checkpoint = self._checkpoints[-1]
+        for stored in self._log.ordered(checkpoint.index):
+            self._effective.discard(stored.event_id)
+        self._mfold = checkpoint.mfold.clone()
+        self._cfold = checkpoint.cfold.clone()
+        self._history = checkpoint.history
+        self._folded = checkpoint.index
+        self._view = None
+
+    def _ensure(self) -> None:
+        total = len(self._log)
+        if self._folded == total:
+            return
+        frozen = self._log.frozen
+        position = self._folded
+        for stored in self._log.ordered(self._folded):
+            event = stored.event
+            fork_seq = frozen.get(event.author_device)
+            if (fork_seq is None or event.seq < fork_seq) and self._fold_event(event):
+                self._effective.add(event.event_id)
+                self._history = blake2b(self._history + event.event_id, person=b"p2pchat-hist")
+            position += 1
+            if position % _CHECKPOINT_EVERY == 0 and position >= total - 2 * _CHECKPOINT_EVERY:
+                self._checkpoints.append(
+                    _Checkpoint(position, self._mfold.clone(), self._cfold.clone(), self._history)
+                )
+                del self._checkpoints[:-_CHECKPOINTS_KEPT]
+        self._folded = total
+        self._membership = self._mfold.snapshot()
+        self._view = None
+
+    def _fold_event(self, event: GroupEvent) -> bool:
+        kind = event.kind
+        if kind == "genesis":
+            return event.event_id == self.group_id
+        if kind in MEMBERSHIP_KINDS:
+            return self._mfold.apply(event, event.parsed)
+        role = self._mfold.role_of(event.author_account)
+        if role is None:
+            return False
+        ref = EventRef(event.event_id, event.author_account, event.author_device, event.ts)
+        if kind == "sealed":
+            opened = self._plaintexts.get(event.event_id)
+            if opened is None:
+                return self._cfold.placeholder(ref, role)
+            inner_kind, parsed = opened
+            return inner_kind in CONTENT_KINDS and self._cfold.apply(ref, inner_kind, parsed, role)
+        if kind in CONTENT_KINDS:
+            return self._cfold.apply(ref, kind, event.parsed, role)
+        return True  # skey.dist, or a kind this version does not interpret
