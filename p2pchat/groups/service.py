@@ -46,7 +46,7 @@ from ..identity.peerid import peer_id_from_ed25519
 from ..net.base import Network
 from ..protocol.codec import Struct
 from ..protocol.content import Content, MediaRef, check_outgoing
-from ..protocol.group_engine import GroupEngine
+from ..protocol.group_engine import EngineConfig, GroupEngine
 from ..protocol.group_events import (
     GroupDescriptor,
     InnerEvent,
@@ -106,6 +106,7 @@ class Groups(GroupEffects, GroupDiscovery):
         peer_rate: float,
         peer_burst: int,
         record_lifetime_ms: int,
+        engine_config: EngineConfig | None = None,
     ) -> None:
         self._identity = identity
         self._device = identity.device
@@ -119,6 +120,7 @@ class Groups(GroupEffects, GroupDiscovery):
         self._rng = rng
         self._jitter = jitter
         self._record_lifetime = record_lifetime_ms
+        self._engine_config = engine_config or EngineConfig()
         self._engines: dict[bytes, GroupEngine] = {}
         #: Groups we left or were removed from: readable history, nothing more (we do not
         #: write, gossip or serve their sync).
@@ -162,7 +164,10 @@ class Groups(GroupEffects, GroupDiscovery):
     async def _load(self, info: GroupInfo, *, active: bool) -> None:
         rows = await self._store.group_events(info.group_id)
         engine = GroupEngine.load(
-            [event.data for _, event in rows], trusted=True, local_device=self._device.public_key
+            [event.data for _, event in rows],
+            trusted=True,
+            local_device=self._device.public_key,
+            config=self._engine_config,
         )
         (self._engines if active else self._archived)[info.group_id] = engine
         if info.keyring is not None:
@@ -191,11 +196,14 @@ class Groups(GroupEffects, GroupDiscovery):
                 await self._release_held_keys(info.group_id)
         await self.transport.subscribe(info.group_id)
 
-    def peer_connected(self, peer_id: str) -> None:
-        """A peer connected: sync the groups it is a member of, soon."""
+    def peer_connected(self, peer_id: str) -> bool:
+        """A peer connected: sync the groups it is a member of, soon; True if it is one."""
+        member = False
         for group_id, engine in self._engines.items():
             if any(peer_id_from_ed25519(d) == peer_id for d in engine.member_devices()):
                 self._spawn_sync(group_id, peer_id)
+                member = True
+        return member
 
     def _spawn_sync(self, group_id: bytes, peer_id: str) -> None:
         nursery = self.transport._nursery
@@ -278,7 +286,7 @@ class Groups(GroupEffects, GroupDiscovery):
             raise ConfigError(f"invalid group: {exc}") from None
         now = self._clock()
         engine, genesis = GroupEngine.create(
-            descriptor, device=self._device, now=now, rng=self._rng
+            descriptor, device=self._device, now=now, rng=self._rng, config=self._engine_config
         )
         group_id = engine.group_id
         async with self._lock:
@@ -339,7 +347,10 @@ class Groups(GroupEffects, GroupDiscovery):
         self._archived.pop(group_id, None)  # rejoining: start afresh from the genesis
         genesis, record_peers = await self._fetch_genesis(group_id)
         engine = GroupEngine.from_genesis(
-            genesis, group_id=group_id, local_device=self._device.public_key
+            genesis,
+            group_id=group_id,
+            local_device=self._device.public_key,
+            config=self._engine_config,
         )
         descriptor = engine.descriptor
         if secret is None and descriptor.rules.join != "open":
