@@ -32,7 +32,9 @@ from ..protocol.group_effects import (
     SenderKeyNeeded,
 )
 from ..protocol.group_engine import GroupEngine
+from ..protocol.group_events import GroupDescriptor, MemberInvite
 from ..protocol.group_log import StoredEvent
+from ..protocol.group_state import invite_hash
 from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from .gossip import GroupTransport
 from .sender_keys import SenderKeys
@@ -173,3 +175,28 @@ class GroupEffects(SenderKeys):
         if engine is not None:
             self._archived[group_id] = engine
             await self.transport.unsubscribe(group_id)
+
+
+def knows_invite(engine: GroupEngine, secret: bytes) -> bool:
+    """Whether the group's log holds an invite whose hash this secret matches."""
+    wanted = invite_hash(secret)
+    return any(
+        isinstance(s.event.parsed, MemberInvite) and s.event.parsed.invite == wanted
+        for s in engine.ordered_events()
+    )
+
+
+def new_group_info(
+    group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now: int
+) -> GroupInfo:
+    """The record of a group we just created or joined."""
+    return GroupInfo(
+        group_id=group_id,
+        kind=descriptor.kind,
+        name=descriptor.name,
+        genesis=genesis,
+        status=GroupStatus.ACTIVE,
+        joined_at=now,
+        updated_at=now,
+        tags=tuple(descriptor.tags),
+    )

@@ -52,7 +52,6 @@ from ..protocol.group_events import (
     InnerEvent,
     LiveComment,
     MemberBan,
-    MemberInvite,
     MemberJoin,
     MemberLeave,
     MemberRemove,
@@ -65,11 +64,11 @@ from ..protocol.group_events import (
 )
 from ..protocol.group_invite import InviteToken, new_invite
 from ..protocol.group_log import GroupError
-from ..protocol.group_state import invite_hash, may_change_role, may_moderate
+from ..protocol.group_state import may_change_role, may_moderate
 from ..storage.base import Store
 from ..storage.records import GroupInfo, GroupStatus
 from .discovery import GroupDiscovery
-from .effects import CONTENT_KINDS, GroupEffects, with_status
+from .effects import CONTENT_KINDS, GroupEffects, knows_invite, new_group_info, with_status
 from .gossip import GroupTransport
 from .sender_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE
 
@@ -290,7 +289,7 @@ class Groups(GroupEffects, GroupDiscovery):
         )
         group_id = engine.group_id
         async with self._lock:
-            await self._store.put_group(_new_info(group_id, descriptor, genesis, now))
+            await self._store.put_group(new_group_info(group_id, descriptor, genesis, now))
             self._engines[group_id] = engine
             await self._store_events(group_id, tuple(engine.ordered_events()))
         if kind == "private":
@@ -357,7 +356,7 @@ class Groups(GroupEffects, GroupDiscovery):
             raise PermissionDeniedError("this group is joined by invitation only")
         now = self._clock()
         async with self._lock:
-            await self._store.put_group(_new_info(group_id, descriptor, genesis, now))
+            await self._store.put_group(new_group_info(group_id, descriptor, genesis, now))
             self._engines[group_id] = engine
             await self._store_events(group_id, tuple(engine.ordered_events()))
         await self.transport.subscribe(group_id)
@@ -367,7 +366,7 @@ class Groups(GroupEffects, GroupDiscovery):
                 await trio.sleep(self._jitter.uniform(0.5, 1.5))
             for peer_id in sources:
                 await self._connect_and_sync(group_id, peer_id)
-            if secret is None or _knows_invite(engine, secret):
+            if secret is None or knows_invite(engine, secret):
                 break
         else:
             # A join ordered before its invite is void for good: do not author it.
@@ -585,24 +584,3 @@ class Groups(GroupEffects, GroupDiscovery):
             "transport": dict(self.transport.stats),
             "rejected": self.transport.rejections.snapshot(),
         }
-
-
-def _knows_invite(engine: GroupEngine, secret: bytes) -> bool:
-    wanted = invite_hash(secret)
-    return any(
-        isinstance(s.event.parsed, MemberInvite) and s.event.parsed.invite == wanted
-        for s in engine.ordered_events()
-    )
-
-
-def _new_info(group_id: bytes, descriptor: GroupDescriptor, genesis: bytes, now: int) -> GroupInfo:
-    return GroupInfo(
-        group_id=group_id,
-        kind=descriptor.kind,
-        name=descriptor.name,
-        genesis=genesis,
-        status=GroupStatus.ACTIVE,
-        joined_at=now,
-        updated_at=now,
-        tags=tuple(descriptor.tags),
-    )

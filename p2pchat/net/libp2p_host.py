@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
@@ -65,17 +65,16 @@ from p2pchat.errors import (
 from p2pchat.protocol.counters import reason_of
 
 from ._addrs import advertised
-from ._dialer import Dialer, DialFailure, remote_ip
+from ._dialer import Dialer, DialFailure
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from ._inbound import InboundGate
+from ._notify import ConnectionEvents
 from ._penalties import Graylist
 from ._startup import Interfaces, bootstrap, check_ports_free, refresh_forever
 from .base import (
     FramedStream,
-    PeerConnected,
-    PeerDisconnected,
     PeerDiscovered,
     PeerInfo,
     StreamHandler,
@@ -188,38 +187,6 @@ def _framed(stream: INetStream, protocol: str, config: NetConfig) -> FramedByteS
         frame_timeout=config.stream_frame_timeout,
         idle_timeout=config.stream_idle_timeout,
     )
-
-
-class _ConnectionEvents(INotifee):
-    """Turns swarm notifications into PeerConnected / PeerDisconnected (first / last)."""
-
-    def __init__(self, network: INetwork, bus: EventBus, dialer: Dialer) -> None:
-        self._network = network
-        self._bus = bus
-        self._dialer = dialer
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        peer = conn.muxed_conn.peer_id
-        self._dialer.connected(peer.to_base58(), remote_ip(conn))
-        if len(network.get_connections(peer)) <= 1:
-            self._bus.emit(PeerConnected(peer.to_base58()))
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        peer = conn.muxed_conn.peer_id
-        if not [c for c in network.get_connections(peer) if c is not conn]:
-            self._bus.emit(PeerDisconnected(peer.to_base58()))
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
 
 
 class Libp2pNetwork:
@@ -522,7 +489,7 @@ async def open_libp2p_network(
     )
     inbound.install()
     bus = EventBus(buffer=config.event_buffer)
-    host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus, dialer))
+    host.get_network().register_notifee(ConnectionEvents(host.get_network(), bus, dialer))
     # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
     # the py-libp2p services: cancelling it must not cancel their shutdown, or the
     # Cancelled raised there would replace (and so swallow) the body's exception.
