@@ -13,7 +13,7 @@ BOOTSTRAP ?=
 ARGS      ?=
 RUN_OPTS  := $(if $(PORT),--port $(PORT)) $(foreach b,$(BOOTSTRAP),--bootstrap $(b)) $(ARGS)
 
-.PHONY: run shell test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean
+.PHONY: run shell test setup lint typecheck pytest netns-deps fuzz sim bench vectors node-test clean testnet
 
 setup: $(STAMP)
 
@@ -59,6 +59,13 @@ pytest: $(STAMP) netns-deps
 	exit $$rc
 
 test: lint typecheck pytest
+
+# The testnet (tests/testnet, docs/testnet.md): 24 real nodes in network namespaces for 20
+# minutes, report under testnet-reports/. Another scenario or options:
+# make testnet TESTNET_ARGS="smoke --report /tmp/r"; `$(BIN)/python -m tests.testnet --help`.
+TESTNET_ARGS ?= default
+testnet: $(STAMP) netns-deps
+	$(BIN)/python -m tests.testnet $(TESTNET_ARGS)
 
 vectors: $(STAMP)
 	$(BIN)/python protocol-spec/vectors/generate.py

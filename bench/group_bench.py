@@ -53,7 +53,13 @@ RAW_TOPIC = "/p2pchat/bench/raw"
 #: 50 signatures/s per peer, caps one author's gossip at 50 events/s per receiver; the
 #: hostile-peer test covers that policy).
 BENCH_DELIVERY = DeliveryConfig(
-    retry_initial_ms=200, retry_max_ms=1_000, ack_timeout_ms=3_000, peer_rate=1e6, peer_burst=10**6
+    retry_initial_ms=200,
+    retry_max_ms=1_000,
+    ack_timeout_ms=3_000,
+    peer_rate=1e6,
+    peer_burst=10**6,
+    author_rate=1e6,  # nor by the author ceiling (tests/node/test_group_flood.py)
+    author_burst=10**6,
 )
 
 

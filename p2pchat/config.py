@@ -95,6 +95,12 @@ class DeliveryConfig:
     #: Per remote peer, before any signature check: sustained frames/s and burst.
     peer_rate: float = 50.0
     peer_burst: int = 200
+    #: Per group author (account): events/s accepted, and burst, however the group's
+    #: slow mode is set. The rest is deferred: not stored or relayed now, fetched by a
+    #: later sync at this rate, so a flooding member costs every other member a bounded
+    #: rate and nothing is lost.
+    author_rate: float = 50.0
+    author_burst: int = 1000
     #: Signed prekeys live this long and are replaced after half of it.
     prekey_lifetime_ms: int = 14 * DAY_MS
     #: DHT records (bundle, device list, mailbox) expire after this and are re-published
@@ -104,6 +110,8 @@ class DeliveryConfig:
     def __post_init__(self) -> None:
         if not 0 < self.retry_initial_ms <= self.retry_max_ms:
             raise ConfigError("retry delays must satisfy 0 < initial <= max")
+        if self.author_rate <= 0 or self.author_burst < 1:
+            raise ConfigError("the author ceiling's rate and burst must be positive")
         if self.peer_rate <= 0 or self.peer_burst < 1 or self.ack_timeout_ms <= 0:
             raise ConfigError("rates, bursts and timeouts must be positive")
 
@@ -141,13 +149,17 @@ class NodeConfig:
         """Build from ``config.json``-style values (the keys ``p2pchat node run`` saves).
 
         Known keys: ``listen`` (host), ``port``, ``bootstrap`` (list of multiaddrs),
-        ``dht_mode``, ``mdns``/``nearby`` (bool), ``relay`` (bool), ``display_name``,
+        ``dht_mode``, ``mdns``/``nearby`` (bool), ``relay`` (bool: dial through relays and,
+        behind NAT, reserve with them; default on), ``relay_service`` (bool: relay for
+        others while publicly reachable; default on), ``hole_punching`` (bool, default
+        on), ``upnp`` (bool, default off), ``display_name``,
         ``mailbox`` (bool), ``mailbox_use`` (list of peer ids), ``rpc_tcp_port``.
         Unknown keys are refused, so a typo is not silently ignored.
         """
         known = {
             "listen", "port", "bootstrap", "dht_mode", "mdns", "nearby", "relay",
-            "display_name", "mailbox", "mailbox_use", "rpc_tcp_port",
+            "relay_service", "hole_punching", "upnp", "display_name", "mailbox",
+            "mailbox_use", "rpc_tcp_port",
         }  # fmt: skip
         unknown = set(values) - known
         if unknown:
@@ -159,7 +171,12 @@ class NodeConfig:
                 bootstrap=tuple(str(a) for a in values.get("bootstrap") or ()),
                 dht_mode=values.get("dht_mode", "server"),
                 mdns=bool(values.get("mdns", values.get("nearby", False))),
-                relay_client=bool(values.get("relay", False)),
+                autonat=True,
+                relay_client=bool(values.get("relay", True)),
+                auto_relay=bool(values.get("relay", True)),
+                relay_hop=bool(values.get("relay_service", True)),
+                hole_punching=bool(values.get("hole_punching", True)),
+                upnp=bool(values.get("upnp", False)),
             )
             return cls(
                 home=home,

@@ -30,6 +30,7 @@ __all__ = [
     "PeerConnected",
     "PeerDisconnected",
     "PeerNearby",
+    "ReachabilityChanged",
     "GroupMessage",
     "GroupChanged",
     "GroupLiveComment",
@@ -101,6 +102,16 @@ class PeerConnected(Event):
 class PeerDisconnected(Event):
     type: ClassVar[str] = "peer.disconnected"
     peer_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReachabilityChanged(Event):
+    """Whether others can dial this node changed (``public``, ``private``, ``unknown``),
+    or the relayed addresses it advertises did (a node behind NAT is reached there)."""
+
+    type: ClassVar[str] = "node.reachability"
+    reachability: str
+    relayed_addrs: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,7 +54,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("p2pchat.groups",),
     ("p2pchat.node",),  # the embedding API; never the RPC layer
     ("p2pchat.api", "p2pchat.client"),  # the node's RPC methods; RPC clients
-    ("p2pchat.aio", "p2pchat.cli"),  # runners and front ends
+    ("p2pchat.aio",),  # the asyncio client and runner
+    ("p2pchat.tui",),  # `p2pchat chat`: a client of the RPC (through aio) only
+    ("p2pchat.cli",),  # the front end (`p2pchat chat` opens the tui)
 )
 ROOT_PACKAGE = "p2pchat"
 

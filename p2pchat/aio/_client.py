@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from p2pchat.client._types import Event, Gap, ServerInfo, server_info
+from p2pchat.client._types import Event, Gap, Page, ServerInfo, server_info
 from p2pchat.errors import (
     ClosedError,
     ConfigError,
@@ -182,6 +182,7 @@ class AsyncioSubscription:
 class _Pending:
     future: asyncio.Future[Any]
     on_result: Callable[[Any], None] | None = None
+    page: bool = False
 
 
 class AsyncioClient:
@@ -347,7 +348,7 @@ class AsyncioClient:
             except (KeyError, TypeError, ValueError):
                 pending.future.set_exception(NetworkError("the node sent a malformed result"))
                 return
-        pending.future.set_result(msg.result)
+        pending.future.set_result(Page(msg.result, msg.next) if pending.page else msg.result)
 
     def _lose(self, reason: P2PChatError) -> None:
         if self._lost is None:
@@ -371,12 +372,19 @@ class AsyncioClient:
         """
         return await self._request(method, params or {})
 
+    async def call_page(self, method: str, params: dict[str, Any] | None = None) -> Page:
+        """Like :meth:`call`, with the ``next`` params a result cut to fit one frame
+        carries (``None`` when it is whole): call again with ``{**params, **page.next}``."""
+        page: Page = await self._request(method, params or {}, page=True)
+        return page
+
     async def _request(
         self,
         method: str,
         params: dict[str, Any],
         *,
         on_result: Callable[[Any], None] | None = None,
+        page: bool = False,
     ) -> Any:
         if self._closed:
             raise ClosedError("the client is closed")
@@ -384,7 +392,7 @@ class AsyncioClient:
             raise self._lost.with_traceback(None)
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(future, on_result)
+        self._pending[request_id] = _Pending(future, on_result, page)
         try:
             async with asyncio.timeout(self._call_timeout):
                 await self._send(Request(request_id, method, params))

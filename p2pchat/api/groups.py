@@ -269,8 +269,11 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         return [group_to_dict(g, state_or_none(g.group_id), me) for g in found]
 
     async def groups_info(p: _GroupParams) -> dict[str, Any]:
-        """The descriptor, rules, our role, members by role, bans and the epoch."""
-        return await described(await group_of(p.group))
+        """The descriptor, rules, our role, members by role, bans and the epoch, and the
+        digest of the history we hold (equal on members that show the same history)."""
+        group_id = await group_of(p.group)
+        digest, events = node.group_history_digest(group_id)
+        return {**await described(group_id), "history_hash": digest.hex(), "events": events}
 
     async def groups_members(p: _GroupParams) -> list[dict[str, Any]]:
         """Members with their roles (owners first) and, if they are contacts, names."""
@@ -541,6 +544,15 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     registry.add("groups.ban", groups_ban, scope="admin", params=_BanParams)
     registry.add("groups.set_role", groups_set_role, scope="admin", params=_RoleParams)
     registry.add("groups.search", groups_search, scope="read", params=_SearchParams)
-    registry.add("groups.history", groups_history, scope="read", params=_HistoryParams)
+    registry.add(
+        "groups.history",
+        groups_history,
+        scope="read",
+        params=_HistoryParams,
+        pager=lambda p: (
+            "last",
+            lambda first, kept: {"before": first["event_id"], "limit": p.limit - kept},
+        ),
+    )
     registry.add("groups.view", groups_view, scope="read", params=_GroupParams)
     registry.add("groups.sync", groups_sync, scope="send", params=_GroupParams)

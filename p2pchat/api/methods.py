@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from p2pchat import __version__
 from p2pchat.api.groups import register_group_methods
@@ -105,6 +105,15 @@ class _HistoryParams:
     limit: Annotated[int, Bounds(min=1, max=500)] = 50
 
 
+def _dm_history_pager(
+    p: _HistoryParams,
+) -> tuple[Literal["first", "last"], Callable[[Any, int], dict[str, Any]]]:
+    """Catching up (``after_seq`` alone) keeps the oldest; otherwise keep the newest."""
+    if p.after_seq is not None and p.before_seq is None:
+        return "first", lambda last, kept: {"after_seq": last["seq"], "limit": p.limit - kept}
+    return "last", lambda first, kept: {"before_seq": first["seq"], "limit": p.limit - kept}
+
+
 @dataclass(frozen=True, slots=True)
 class _ConversationParams:
     conversation: Annotated[str, Bounds(max_len=256)]
@@ -180,6 +189,10 @@ def register_node_methods(registry: Registry, node: Node) -> None:
             "records_published_at": stats["records_published_at"],
             "rejected": stats["groups"]["rejected"],
             "unreachable": stats["network"]["unreachable"],
+            "reachability": stats["network"].get("reachability", "unknown"),
+            "relays": stats["network"].get("relays", []),
+            "penalties": stats["network"].get("penalties", {}),
+            "graylisted": stats["network"].get("graylisted", 0),
         }
 
     async def statistics(_: object) -> dict[str, Any]:
@@ -335,7 +348,9 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         return {"conversation_id": conversation_id}
 
     registry.add("dm.send", dm_send, scope="send", params=_SendParams)
-    registry.add("dm.history", dm_history, scope="read", params=_HistoryParams)
+    registry.add(
+        "dm.history", dm_history, scope="read", params=_HistoryParams, pager=_dm_history_pager
+    )
     registry.add("dm.cancel", dm_cancel, scope="send", params=_MessageParams)
     registry.add("dm.conversations", dm_conversations, scope="read", params=NoParams)
     registry.add("dm.mark_read", dm_mark_read, scope="send", params=_ConversationParams)

@@ -20,6 +20,7 @@ from ..errors import P2PChatError
 from ._logging import configure_logging
 from ._output import EXIT_CODES_HELP, report_error
 from ._state import CliState
+from .chat import chat
 from .contacts import contacts
 from .dm import dm
 from .groups import groups
@@ -80,5 +81,5 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, contacts, dm, groups, peers, status):
+for _command in (keys, node, chat, contacts, dm, groups, peers, status):
     cli.add_command(_command)

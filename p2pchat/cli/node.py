@@ -80,6 +80,13 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     "(repeatable; saved, replacing the saved list).",
 )
 @_flag("nearby", "Find and announce peers on the local network (mDNS).")
+@_flag(
+    "relay-service",
+    "Relay for others (circuit relay v2, within limits) while publicly reachable [default on].",
+)
+@_flag("relay", "Behind NAT, reserve with relays and be reached through them [default on].")
+@_flag("hole-punching", "Try to turn relayed connections into direct ones [default on].")
+@_flag("upnp", "Ask a UPnP router to forward the listening port [default off].")
 @_flag("mailbox", "Volunteer as a mailbox: hold sealed messages for accepted contacts.")
 @click.option(
     "--mailbox-use",
@@ -106,6 +113,10 @@ def run(
     port: int | None,
     bootstrap: Sequence[str],
     nearby: bool | None,
+    relay_service: bool | None,
+    relay: bool | None,
+    hole_punching: bool | None,
+    upnp: bool | None,
     mailbox: bool | None,
     mailbox_use: Sequence[str],
     display_name: str | None,
@@ -148,6 +159,12 @@ def run(
         mailbox_use=mailbox_use,
         display_name=display_name,
         rpc_tcp_port=rpc_tcp_port,
+        nat={
+            "relay_service": relay_service,
+            "relay": relay,
+            "hole_punching": hole_punching,
+            "upnp": upnp,
+        },
     )
     config = NodeConfig.from_mapping(home.path, values)  # refuse bad values before unlocking
     try:
@@ -332,8 +349,10 @@ def _update_config(
     mailbox_use: Sequence[str],
     display_name: str | None,
     rpc_tcp_port: int | None,
+    nat: dict[str, bool | None] | None = None,
 ) -> dict[str, Any]:
     updated = dict(config)
+    updated.update({key: value for key, value in (nat or {}).items() if value is not None})
     given: dict[str, Any] = {
         "listen": listen,
         "port": port,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -38,7 +39,11 @@ def status(state: CliState) -> None:
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
            "conversations", "unread", "contact_requests", "records_published_at",
            "rejected": {reason: count},  (group messages refused, by reason)
-           "unreachable": [{"peer_id", "reason"}, ...]}  (peers whose last dial failed)
+           "unreachable": [{"peer_id", "reason"}, ...],  (peers whose last dial failed)
+           "reachability": "public" | "private" | "unknown",  (AutoNAT)
+           "relays": [peer_id, ...],  (relays we hold reservations with, behind NAT)
+           "penalties": {reason: count},  (invalid gossip or stream frames, by reason)
+           "graylisted": int}  (repeat offenders disconnected and not dialled for now)
     """
     info = call(state, "node.status")
     if state.json:
@@ -52,6 +57,7 @@ def status(state: CliState) -> None:
         ("Listening", "\n".join(info["listen_addrs"]) or "nowhere"),
         ("Up for", _duration(info["uptime_ms"])),
         ("Peers", f"{info['connected_peers']} connected, {info['nearby_peers']} nearby"),
+        ("Reachable", _reachable(info)),
         ("Messages", f"{info['unread']} unread in {info['conversations']} conversations"),
         ("Requests", str(info["contact_requests"])),
         (
@@ -61,6 +67,11 @@ def status(state: CliState) -> None:
             else "not yet",
         ),
         ("Rejected", _reasons(info.get("rejected") or {})),
+        (
+            "Penalised",
+            _reasons(info.get("penalties") or {})
+            + (f"; {info['graylisted']} peers graylisted" if info.get("graylisted") else ""),
+        ),
         ("Version", info["version"]),
     ]
     unreachable = info.get("unreachable") or []
@@ -71,6 +82,16 @@ def status(state: CliState) -> None:
     show_panel("p2pchat node", rows)
 
 
+def _reachable(info: dict[str, Any]) -> str:
+    """AutoNAT's verdict, and the relays a node behind NAT is reached through."""
+    status = info.get("reachability") or "unknown"
+    relays = info.get("relays") or []
+    if status == "private":
+        via = ", ".join(r[-8:] for r in relays) if relays else "no relay yet"
+        return f"behind NAT, through relays: {via}"
+    return {"public": "yes, directly", "unknown": "not known yet"}.get(status, status)
+
+
 @click.command()
 @wide_option
 @json_option
@@ -79,13 +100,17 @@ def peers(state: CliState) -> None:
     """List connected peers and peers seen on the local network (--nearby).
 
     \b
-    JSON: {"connected": [{"peer_id"}, ...], "nearby": [{"peer_id", "addrs"}, ...]}
+    JSON: {"connected": [{"peer_id", "path": "direct" | "relayed"}, ...],
+           "nearby": [{"peer_id", "addrs"}, ...]}
     """
     found = call(state, "peers.list")
     if state.json:
         emit_json(found)
         return
-    connected = [(p["peer_id"], "connected", "") for p in found["connected"]]
+    connected = [
+        (p["peer_id"], "connected" + (" (relayed)" if p.get("path") == "relayed" else ""), "")
+        for p in found["connected"]
+    ]
     nearby = [(p["peer_id"], "nearby", "\n".join(p["addrs"])) for p in found["nearby"]]
     show_table(
         None,

@@ -20,6 +20,7 @@ if _typing.TYPE_CHECKING:  # the explicit "as" re-exports them for type checkers
     from p2pchat.client._trio import Subscription as Subscription
     from p2pchat.client._types import Event as Event
     from p2pchat.client._types import Gap as Gap
+    from p2pchat.client._types import Page as Page
     from p2pchat.client._types import ServerInfo as ServerInfo
 
 _HOMES = {
@@ -29,6 +30,7 @@ _HOMES = {
     "SyncSubscription": "_sync",
     "Event": "_types",
     "Gap": "_types",
+    "Page": "_types",
     "ServerInfo": "_types",
 }
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import trio
 
-from p2pchat.client._types import ServerInfo, server_info
+from p2pchat.client._types import Page, ServerInfo, server_info
 from p2pchat.errors import NetworkError, P2PChatError, WireError
 from p2pchat.protocol.framing import MAX_FRAME, FrameDecoder, encode_frame
 from p2pchat.rpc.errors import exception_for
@@ -44,6 +44,7 @@ class _Pending:
     result: Any = None
     error: P2PChatError | None = None
     on_result: Callable[[Any], None] | None = None
+    next: dict[str, Any] | None = None
 
 
 class Connection:
@@ -103,8 +104,12 @@ class Connection:
         params: dict[str, Any],
         *,
         on_result: Callable[[Any], None] | None = None,
+        page: bool = False,
     ) -> Any:
-        """Send a request and wait for its reply; ``on_result`` runs in the reader, in order."""
+        """Send a request and wait for its reply; ``on_result`` runs in the reader, in order.
+
+        With ``page``, a :class:`Page` (the result and the response's ``next``).
+        """
         if self._lost is not None:
             raise self._lost
         request_id = next(self._ids)
@@ -117,7 +122,7 @@ class Connection:
             self._pending.pop(request_id, None)
         if pending.error is not None:
             raise pending.error
-        return pending.result
+        return Page(pending.result, pending.next) if page else pending.result
 
     async def read_loop(self, on_event: Callable[[EventMessage], Awaitable[None]]) -> None:
         """Dispatch frames until the connection ends; pending requests then fail."""
@@ -150,6 +155,7 @@ class Connection:
             pending.error = exception_for(msg.error.code, msg.error.message, msg.error.data)
         else:
             pending.result = msg.result
+            pending.next = msg.next
             if pending.on_result is not None:
                 pending.on_result(msg.result)
         pending.done.set()

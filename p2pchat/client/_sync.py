@@ -29,6 +29,7 @@ from p2pchat.errors import ClosedError, NetworkError
 
 from ._connection import ServerInfo
 from ._trio import Client, Event, Gap, Subscription
+from ._types import Page
 
 __all__ = ["SyncClient", "SyncSubscription"]
 
@@ -158,6 +159,16 @@ class SyncClient:
         if client is None:
             raise ClosedError("the client is closed")
         return self._run(client.call, method, params, timeout=timeout)
+
+    def call_page(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Page:
+        """:meth:`call` with the ``next`` params of a cut result (see ``Client.call_page``)."""
+        client = self._client
+        if client is None:
+            raise ClosedError("the client is closed")
+        page: Page = self._run(client.call_page, method, params, timeout=timeout)
+        return page
 
     def subscribe(
         self,

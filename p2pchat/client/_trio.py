@@ -43,7 +43,7 @@ from p2pchat.rpc.protocol import EventMessage
 from p2pchat.rpc.transport import SOCKET_FILE
 
 from ._connection import Connection, ServerInfo, open_connection
-from ._types import Event, Gap
+from ._types import Event, Gap, Page
 
 __all__ = ["Client", "Subscription", "Event", "Gap"]
 
@@ -344,6 +344,13 @@ class Client:
         """Call ``method``; raises the same ``p2pchat.errors`` class the handler raised."""
         conn = await self._ready()
         return await conn.request(method, params or {})
+
+    async def call_page(self, method: str, params: dict[str, Any] | None = None) -> Page:
+        """Like :meth:`call`, with the ``next`` params a result cut to fit one frame
+        carries (``None`` when it is whole): call again with ``{**params, **page.next}``."""
+        conn = await self._ready()
+        page: Page = await conn.request(method, params or {}, page=True)
+        return page
 
     def subscribe(
         self,

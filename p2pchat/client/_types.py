@@ -7,7 +7,7 @@ from typing import Any
 
 from p2pchat.errors import NetworkError
 
-__all__ = ["ServerInfo", "Event", "Gap", "server_info"]
+__all__ = ["ServerInfo", "Event", "Gap", "Page", "server_info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,15 @@ class ServerInfo:
     node: dict[str, Any]
     scopes: frozenset[str]
     limits: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A result and, if the node cut it to fit one frame, the params for the rest: call the
+    same method again with ``{**params, **next}`` (see ``call_page``)."""
+
+    result: Any
+    next: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from ..errors import (
     NetworkError,
     NotFoundError,
     ProtocolError,
+    StorageError,
     WireError,
 )
 from ..events import DeliveryChanged
@@ -126,8 +127,14 @@ class Outbox(Receiving):
         try:
             while True:
                 self._wakeup = trio.Event()
-                await self._streams.close_idle()
-                await self._deliver_due()
+                try:
+                    await self._streams.close_idle()
+                    await self._deliver_due()
+                except* StorageError as failed:
+                    # A full disk, say: what failed was not committed, so the items are
+                    # still queued; the next round tries again (the node stays up).
+                    self.stats["store_failures"] += 1
+                    logger.warning("outbox: the store failed, retrying: %s", failed.exceptions[0])
                 with trio.move_on_after(_POLL_S):
                     await self._wakeup.wait()
         finally:
@@ -383,6 +390,7 @@ class Outbox(Receiving):
 
     async def _open(self, device: bytes) -> FramedStream:
         peer_id = peer_id_from_ed25519(device)
+        self._network.protect(peer_id, "contact")  # kept when idle connections are trimmed
         if peer_id not in self._network.connected_peers():
             info = await self._directory.locate(device)
             addrs = info.addrs if info is not None else ()

@@ -13,6 +13,7 @@ import logging
 
 from ..errors import (
     NotFoundError,
+    PermissionDeniedError,
 )
 from ..events import (
     EventBus,
@@ -32,7 +33,13 @@ from ..protocol.group_effects import (
     SenderKeyNeeded,
 )
 from ..protocol.group_engine import GroupEngine
-from ..protocol.group_events import GroupDescriptor, MemberInvite, Reaction
+from ..protocol.group_events import (
+    GroupDescriptor,
+    MemberBan,
+    MemberInvite,
+    MemberRemove,
+    Reaction,
+)
 from ..protocol.group_log import StoredEvent
 from ..protocol.group_state import invite_hash
 from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
@@ -44,6 +51,7 @@ __all__ = [
     "GroupEffects",
     "knows_invite",
     "new_group_info",
+    "refuse_expired",
     "with_status",
 ]
 
@@ -76,6 +84,14 @@ def new_group_info(
         updated_at=now,
         tags=tuple(descriptor.tags),
     )
+
+
+def refuse_expired(expires: int, now: int) -> None:
+    """An invite past its expiry is refused before anything is fetched or stored."""
+    if expires <= now:
+        raise PermissionDeniedError(
+            "this invite link has expired; ask a member of the group for a fresh one"
+        )
 
 
 def with_status(info: GroupInfo, *, status: GroupStatus, now: int) -> GroupInfo:
@@ -185,6 +201,12 @@ class GroupEffects(SenderKeys):
             )
         elif isinstance(effect, ForkDetected):
             self._changed(group_id, "forked", b"", None, device=effect.device)
+
+    def _announce_own_removal(self, group_id: bytes, body: object) -> None:
+        """Our own removal or ban: no effect runs for what we author, so say it here."""
+        if isinstance(body, MemberRemove | MemberBan):
+            change = "banned" if isinstance(body, MemberBan) else "left"
+            self._changed(group_id, change, body.account, None)
 
     def _changed(
         self,

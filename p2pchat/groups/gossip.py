@@ -271,18 +271,25 @@ class GroupTransport:
             result, errors = engine.apply_runs(batch, now=now, source=origin)
         except (WireError, GroupError, RateLimitedError) as exc:
             self.stats["gossip_rejected"] += 1
-            self.rejections.add_error(exc)
+            reason = self.rejections.add_error(exc)
             logger.debug("rejected gossip from %s: %s", origin, exc)
+            # Gossipsub verified the publisher's signature: the origin sent it.
+            self._network.penalize(origin, reason)
             return False
         self.stats["gossip_events"] += len(result.accepted)
         if result.accepted or result.effects:
             # Room was checked above and nothing else runs in between (no await).
             self._results_in.send_nowait((group_id, result))
+        if result.deferred:
+            # An author over the ceiling: neither relayed nor held against the relay
+            # (it may be honest); a later sync fetches the rest. The author hears nothing.
+            self.stats["gossip_author_deferred"] += result.deferred
+            self._forget(data)
         if errors:
             self.stats["gossip_rejected"] += 1
             for error in errors:
                 self.rejections.add_error(error)
-        return not errors
+        return not errors and not result.deferred
 
     async def _drain(self, group_id: bytes, subscription: Subscription) -> None:
         """Consume the topic. Validators usually did the work; anything that skipped them

@@ -46,7 +46,7 @@ from ..identity.peerid import peer_id_from_ed25519
 from ..net.base import Network
 from ..protocol.codec import Struct
 from ..protocol.content import Content, MediaRef, check_outgoing
-from ..protocol.group_engine import GroupEngine
+from ..protocol.group_engine import EngineConfig, GroupEngine
 from ..protocol.group_events import (
     GroupDescriptor,
     InnerEvent,
@@ -67,8 +67,9 @@ from ..protocol.group_log import GroupError
 from ..protocol.group_state import may_change_role, may_moderate
 from ..storage.base import Store
 from ..storage.records import GroupInfo, GroupStatus
+from . import effects
 from .discovery import GroupDiscovery
-from .effects import CONTENT_KINDS, GroupEffects, knows_invite, new_group_info, with_status
+from .effects import CONTENT_KINDS, GroupEffects, with_status
 from .gossip import GroupTransport
 from .sender_keys import _KEYRING_KIND, _PLAIN_KIND, _PLAIN_META, GROUP_KEY_CONTENT_TYPE
 
@@ -105,6 +106,7 @@ class Groups(GroupEffects, GroupDiscovery):
         peer_rate: float,
         peer_burst: int,
         record_lifetime_ms: int,
+        engine_config: EngineConfig | None = None,
     ) -> None:
         self._identity = identity
         self._device = identity.device
@@ -118,6 +120,7 @@ class Groups(GroupEffects, GroupDiscovery):
         self._rng = rng
         self._jitter = jitter
         self._record_lifetime = record_lifetime_ms
+        self._engine_config = engine_config or EngineConfig()
         self._engines: dict[bytes, GroupEngine] = {}
         #: Groups we left or were removed from: readable history, nothing more (we do not
         #: write, gossip or serve their sync).
@@ -161,7 +164,10 @@ class Groups(GroupEffects, GroupDiscovery):
     async def _load(self, info: GroupInfo, *, active: bool) -> None:
         rows = await self._store.group_events(info.group_id)
         engine = GroupEngine.load(
-            [event.data for _, event in rows], trusted=True, local_device=self._device.public_key
+            [event.data for _, event in rows],
+            trusted=True,
+            local_device=self._device.public_key,
+            config=self._engine_config,
         )
         (self._engines if active else self._archived)[info.group_id] = engine
         if info.keyring is not None:
@@ -190,11 +196,14 @@ class Groups(GroupEffects, GroupDiscovery):
                 await self._release_held_keys(info.group_id)
         await self.transport.subscribe(info.group_id)
 
-    def peer_connected(self, peer_id: str) -> None:
-        """A peer connected: sync the groups it is a member of, soon."""
+    def peer_connected(self, peer_id: str) -> bool:
+        """A peer connected: sync the groups it is a member of, soon; True if it is one."""
+        member = False
         for group_id, engine in self._engines.items():
             if any(peer_id_from_ed25519(d) == peer_id for d in engine.member_devices()):
                 self._spawn_sync(group_id, peer_id)
+                member = True
+        return member
 
     def _spawn_sync(self, group_id: bytes, peer_id: str) -> None:
         nursery = self.transport._nursery
@@ -277,11 +286,11 @@ class Groups(GroupEffects, GroupDiscovery):
             raise ConfigError(f"invalid group: {exc}") from None
         now = self._clock()
         engine, genesis = GroupEngine.create(
-            descriptor, device=self._device, now=now, rng=self._rng
+            descriptor, device=self._device, now=now, rng=self._rng, config=self._engine_config
         )
         group_id = engine.group_id
         async with self._lock:
-            await self._store.put_group(new_group_info(group_id, descriptor, genesis, now))
+            await self._store.put_group(effects.new_group_info(group_id, descriptor, genesis, now))
             self._engines[group_id] = engine
             await self._store_events(group_id, tuple(engine.ordered_events()))
         if kind == "private":
@@ -325,10 +334,7 @@ class Groups(GroupEffects, GroupDiscovery):
         peers: tuple[str, ...] = ()
         if text.startswith("p2pchat-invite:"):
             token = InviteToken.from_text(text)
-            if token.expires <= self._clock():
-                raise PermissionDeniedError(
-                    "this invite link has expired; ask a member of the group for a fresh one"
-                )
+            effects.refuse_expired(token.expires, self._clock())
             group_id, secret, peers = token.group, token.secret, token.peers
         else:
             try:
@@ -342,14 +348,17 @@ class Groups(GroupEffects, GroupDiscovery):
         self._archived.pop(group_id, None)  # rejoining: start afresh from the genesis
         genesis, record_peers = await self._fetch_genesis(group_id)
         engine = GroupEngine.from_genesis(
-            genesis, group_id=group_id, local_device=self._device.public_key
+            genesis,
+            group_id=group_id,
+            local_device=self._device.public_key,
+            config=self._engine_config,
         )
         descriptor = engine.descriptor
         if secret is None and descriptor.rules.join != "open":
             raise PermissionDeniedError("this group is joined by invitation only")
         now = self._clock()
         async with self._lock:
-            await self._store.put_group(new_group_info(group_id, descriptor, genesis, now))
+            await self._store.put_group(effects.new_group_info(group_id, descriptor, genesis, now))
             self._engines[group_id] = engine
             await self._store_events(group_id, tuple(engine.ordered_events()))
         await self.transport.subscribe(group_id)
@@ -359,7 +368,7 @@ class Groups(GroupEffects, GroupDiscovery):
                 await trio.sleep(self._jitter.uniform(0.5, 1.5))
             for peer_id in sources:
                 await self._connect_and_sync(group_id, peer_id)
-            if secret is None or knows_invite(engine, secret):
+            if secret is None or effects.knows_invite(engine, secret):
                 break
         else:
             # A join ordered before its invite is void for good: do not author it.
@@ -370,10 +379,7 @@ class Groups(GroupEffects, GroupDiscovery):
             # The invite was used up (or its join came too late): the join is void on
             # every replica. Nothing stays half-joined; a fresh invite starts afresh.
             await self._forget(group_id, drop=True)
-            raise PermissionDeniedError(
-                "this invite link is used up (or expired); ask a member of the group for a "
-                "fresh one"
-            )
+            raise PermissionDeniedError("this invite link is used up; ask for a fresh one")
         for peer_id in sources:  # hand our join over right away
             await self._try_sync(group_id, peer_id)
         return group_id
@@ -568,9 +574,7 @@ class Groups(GroupEffects, GroupDiscovery):
             await self._store_events(group_id, (stored,))
         self.transport.queue(group_id, data)
         self._announce(group_id, stored)
-        if isinstance(body, MemberRemove | MemberBan):  # our own: no effect runs for it
-            change = "banned" if isinstance(body, MemberBan) else "left"
-            self._changed(group_id, change, body.account, None)
+        self._announce_own_removal(group_id, body)
         return stored.event_id
 
     async def sync(self, group_id: bytes) -> int:

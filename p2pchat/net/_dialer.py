@@ -20,13 +20,18 @@ Upstream description: "Swarm.dial_peer dials a single TCP address per peer and m
 whole peer as failed when it fails; it should try all (filtered, ranked) addresses and
 keep failures per address, as go-libp2p's dial worker does. Hosts listening on 0.0.0.0
 advertise 0.0.0.0 (and dialling it reaches the local host)."
+
+The peer's relayed addresses (``/p2p-circuit``, which the swarm's TCP transport cannot
+dial) come last in the same race and are dialled through the circuit relay transport
+(``Dialer.relay_dial``), so that a peer behind NAT is reached through its relays by every
+caller of ``dial_peer``, while its unroutable private addresses are still timing out.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +44,7 @@ from multiaddr import Multiaddr
 
 from ._addrs import LocalInterfaces, dial_order
 
-__all__ = ["DialFailure", "Dialer", "describe_dial_error", "remote_ip"]
+__all__ = ["DialFailure", "Dialer", "describe_dial_error", "relay_circuits", "remote_ip"]
 
 logger = logging.getLogger("p2pchat.net.dial")
 
@@ -51,6 +56,23 @@ _LOG_EVERY = 60.0
 _CLOSE_WITHIN = 5.0
 #: Addresses kept per peer in the failure report.
 _MAX_REPORTED = 8
+#: Relayed addresses tried per dial, and the time each may take.
+_MAX_CIRCUITS = 3
+_RELAY_DIAL_TIMEOUT = 10.0
+
+
+def relay_circuits(peer_id: str, known: list[str]) -> list[str]:
+    """The peer's relayed addresses, each as ``…/p2p/<relay>/p2p-circuit/p2p/<peer>``."""
+    suffix = f"/p2p/{peer_id}"
+    out = []
+    for addr in known:
+        base = addr[: -len(suffix)] if addr.endswith(suffix) else addr
+        if not base.endswith("/p2p-circuit") or "/p2p/" not in base:
+            continue
+        circuit = base + suffix
+        if circuit not in out:
+            out.append(circuit)
+    return out[:_MAX_CIRCUITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +159,11 @@ class Dialer:
         *,
         own_addrs: Callable[[], list[str]],
         local: Callable[[], LocalInterfaces],
+        blocked: Callable[[str], bool] = lambda _peer: False,
         stagger: float = 0.25,
     ) -> None:
         self._swarm = swarm
+        self._blocked = blocked
         self._own_addrs = own_addrs
         self._local = local
         self._stagger = stagger
@@ -148,15 +172,28 @@ class Dialer:
         self._failures: dict[str, DialFailure] = {}
         self._logged: dict[str, float] = {}
         self._observed: dict[str, str] = {}
-        self.stats = {"dials": 0, "dial_failures": 0, "addresses_tried": 0, "own_skipped": 0}
+        self.stats = {
+            "dials": 0,
+            "dial_failures": 0,
+            "addresses_tried": 0,
+            "own_skipped": 0,
+            "relay_dials": 0,
+        }
+        #: Dials a full ``…/p2p-circuit/p2p/<peer>`` address through the relay transport
+        #: (set by :mod:`p2pchat.net.nat` when the relay client runs).
+        self.relay_dial: Callable[[str], Awaitable[INetConn]] | None = None
 
     def install(self) -> None:
         """Route every dial of the swarm through us (py-libp2p's per-address retries, 3
         with backoff from 0.1 s, stay: fewer made node shutdowns hang in tests)."""
         self._swarm.dial_peer = self.dial_peer
 
-    def observed(self, peer_id: str, ip: str) -> None:
-        """Remember where a peer's connection came from (a candidate for redialling it)."""
+    def connected(self, peer_id: str, ip: str | None) -> None:
+        """A connection to ``peer_id`` exists (either direction): it is reachable again,
+        and ``ip`` (where its connection came from) is a candidate for redialling it."""
+        self._failures.pop(peer_id, None)
+        if ip is None:
+            return
         self._observed[peer_id] = ip
         if len(self._observed) > 4096:
             self._observed.pop(next(iter(self._observed)))
@@ -172,7 +209,12 @@ class Dialer:
         return [c for c in self._swarm.get_connections(peer_id) if not c.is_closed]
 
     async def dial_peer(self, peer_id: ID) -> list[INetConn]:
-        """py-libp2p's ``dial_peer`` contract: connections to the peer, or SwarmException."""
+        """py-libp2p's ``dial_peer`` contract: connections to the peer, or SwarmException.
+
+        A graylisted peer (it sent invalid messages) is not dialled at all."""
+        if self._blocked(peer_id.to_base58()):
+            self.stats["graylisted_refused"] = self.stats.get("graylisted_refused", 0) + 1
+            raise SwarmException(f"cannot reach {peer_id}: graylisted for invalid messages")
         live = self._live(peer_id)
         if live:
             return live
@@ -212,6 +254,10 @@ class Dialer:
         self.stats["own_skipped"] += len(set(known) - set(order))
         reasons: dict[str, str] = {}
         winner: list[INetConn] = []
+        if self.relay_dial is not None:
+            # Relayed addresses last: tried while slow direct ones (a private address
+            # behind someone else's NAT times out) are still pending.
+            order += relay_circuits(pid, known)
         if order:
             await self._race(peer_id, order, winner, reasons)
         if winner:
@@ -223,7 +269,7 @@ class Dialer:
                 self._swarm.peerstore.add_addrs(peer_id, keep, 3600)
             return winner
         self.stats["dial_failures"] += 1
-        if not order:
+        if not reasons:
             skipped = ", ".join(known[:4]) or "none"
             reasons = {"(none)": f"no usable address (known: {skipped})"}
         failure = DialFailure(pid, now, tuple(reasons.items()))
@@ -242,10 +288,18 @@ class Dialer:
 
         async def attempt(addr: str, failed: trio.Event, scope: trio.CancelScope) -> None:
             self.stats["addresses_tried"] += 1
+            relayed = "/p2p-circuit" in addr
             try:
-                conn = await self._swarm.dial_addr(Multiaddr(addr), peer_id)
+                if relayed and self.relay_dial is not None:
+                    self.stats["relay_dials"] += 1
+                    with trio.fail_after(_RELAY_DIAL_TIMEOUT):
+                        conn = await self.relay_dial(addr)
+                else:
+                    conn = await self._swarm.dial_addr(Multiaddr(addr), peer_id)
             except (SwarmException, BaseLibp2pError, OSError, trio.TooSlowError) as exc:
-                reasons[addr] = describe_dial_error(exc)
+                reasons[addr] = ("through the relay: " if relayed else "") + describe_dial_error(
+                    exc
+                )
                 self._failed_addrs[(pid, addr)] = trio.current_time()
                 logger.debug("dial %s at %s failed: %s", pid, addr, reasons[addr])
                 failed.set()

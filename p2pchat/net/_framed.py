@@ -5,18 +5,31 @@ channels; both hand this class a :class:`ByteStream`, so the framing rules (mini
 varint prefix, a cap checked before the body is buffered, truncation detected at EOF)
 are implemented and tested once. The varint codec itself is the sans-IO one in
 :mod:`p2pchat.protocol.framing`.
+
+Deadlines, the same for every protocol (DM, sync, live backlog, mailbox): once a frame's
+first byte has arrived, the whole frame must arrive within ``frame_timeout``; between
+frames, a reader waits at most ``idle_timeout`` for the next one. Past either, the read
+raises ``WireError("read-timeout")``, so a peer trickling one byte a second (or never
+writing) cannot keep a stream, its handler task and its buffers for as long as it likes.
+Protocols keep their own, shorter, exchange deadlines on top.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+import trio
+
 from p2pchat.errors import ClosedError, WireError
 from p2pchat.protocol.framing import MAX_FRAME, decode_varint, encode_frame
 
-__all__ = ["ByteStream", "FramedByteStream"]
+__all__ = ["DEFAULT_FRAME_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "ByteStream", "FramedByteStream"]
 
 _READ_CHUNK = 64 * 1024
+#: Seconds for one frame once it started (1 MiB in 30 s: 35 KB/s, a slow but real link).
+DEFAULT_FRAME_TIMEOUT = 30.0
+#: Seconds a reader waits for the next frame (DM senders close kept streams after 10 s).
+DEFAULT_IDLE_TIMEOUT = 60.0
 
 
 class ByteStream(Protocol):
@@ -40,8 +53,19 @@ class FramedByteStream:
     caller bug, as with any trio stream.
     """
 
-    def __init__(self, raw: ByteStream, *, remote_peer: str, protocol: str) -> None:
+    def __init__(
+        self,
+        raw: ByteStream,
+        *,
+        remote_peer: str,
+        protocol: str,
+        frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
         self._raw = raw
+        self._frame_timeout = frame_timeout
+        self._idle_timeout = idle_timeout
+        self._frame_started = 0.0  # trio clock: when the buffered partial frame began
         self._remote_peer = remote_peer
         self._protocol = protocol
         self._buffer = bytearray()
@@ -64,11 +88,12 @@ class FramedByteStream:
         """The next frame, or ``None`` at a clean end of stream.
 
         Raises ``WireError("frame-too-large")`` as soon as a prefix announces more than
-        ``max_size`` bytes, and ``WireError("truncated-frame")`` if the stream ends
-        inside a frame.
+        ``max_size`` bytes, ``WireError("truncated-frame")`` if the stream ends inside a
+        frame, and ``WireError("read-timeout")`` past a deadline (module docstring).
         """
         if self._reset:
             raise ClosedError("stream was reset")
+        idle_deadline = trio.current_time() + self._idle_timeout
         while True:
             header = decode_varint(self._buffer)
             if header is not None:
@@ -79,13 +104,25 @@ class FramedByteStream:
                 if len(self._buffer) >= end:
                     frame = bytes(self._buffer[start:end])
                     del self._buffer[:end]
+                    if self._buffer:  # the next frame began with the last chunk
+                        self._frame_started = trio.current_time()
                     return frame
             if self._eof:
                 if self._buffer:
                     raise WireError("truncated-frame", "stream ended inside a frame")
                 return None
-            chunk = await self._raw.receive_some(_READ_CHUNK)
+            partial = bool(self._buffer)
+            deadline = self._frame_started + self._frame_timeout if partial else idle_deadline
+            chunk = b""
+            with trio.move_on_at(deadline) as waited:
+                chunk = await self._raw.receive_some(_READ_CHUNK)
+            if waited.cancelled_caught:
+                what = "a frame took" if partial else "no frame came within"
+                limit = self._frame_timeout if partial else self._idle_timeout
+                raise WireError("read-timeout", f"{what} {limit:g} s")
             if chunk:
+                if not partial:
+                    self._frame_started = trio.current_time()
                 self._buffer += chunk
             else:
                 self._eof = True

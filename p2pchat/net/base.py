@@ -26,6 +26,7 @@ __all__ = [
     "PeerConnected",
     "PeerDisconnected",
     "PeerDiscovered",
+    "ReachabilityChanged",
     "NetEvent",
     "FramedStream",
     "StreamHandler",
@@ -69,7 +70,16 @@ class PeerDiscovered:
     peer: PeerInfo
 
 
-NetEvent = PeerConnected | PeerDisconnected | PeerDiscovered
+@dataclass(frozen=True, slots=True)
+class ReachabilityChanged:
+    """Whether others can dial us changed (AutoNAT: ``unknown``/``public``/``private``),
+    or the relayed addresses we advertise did."""
+
+    reachability: str
+    relayed_addrs: tuple[str, ...] = ()
+
+
+NetEvent = PeerConnected | PeerDisconnected | PeerDiscovered | ReachabilityChanged
 
 
 @runtime_checkable
@@ -191,6 +201,26 @@ class Network(Protocol):
     async def disconnect(self, peer_id: str) -> None: ...
 
     def connected_peers(self) -> list[str]: ...
+
+    def connection_paths(self) -> dict[str, str]:
+        """For each connected peer, ``direct`` or ``relayed`` (through a circuit relay)."""
+        ...
+
+    def penalize(self, peer_id: str, reason: str) -> None:
+        """``peer_id`` sent something invalid (``reason``, a slug): its score drops; a
+        repeated offender is disconnected and not dialled for a while."""
+        ...
+
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Keep connections to ``peer_id`` when trimming idle ones above the high
+        watermark (one tag per reason: ``contact``, ``group``, ``relay``)."""
+        ...
+
+    def unprotect(self, peer_id: str, tag: str) -> bool:
+        """Drop one reason; True while other tags still protect the peer."""
+        ...
+
+    def is_protected(self, peer_id: str, tag: str = "") -> bool: ...
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from p2pchat.errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "GossipConfig", "RetryConfig", "NetConfig"]
+__all__ = ["DEFAULT_PORT", "GossipConfig", "RetryConfig", "RelayLimitsConfig", "NetConfig"]
 
 #: A fixed default port, so that a contact's address stays stable across restarts.
 DEFAULT_PORT = 4242
@@ -54,12 +54,43 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RelayLimitsConfig:
+    """What this node gives others as a circuit relay (``NetConfig.relay_hop``).
+
+    Relayed chat is small and bursty; the limits keep a home node from carrying someone
+    else's bulk traffic: per circuit a time and byte cap, and caps on reservations and
+    circuits held at once.
+    """
+
+    reservation_ttl: int = 3600
+    max_reservations: int = 16
+    max_circuits: int = 16
+    circuit_duration: int = 3600
+    circuit_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        values = (
+            self.reservation_ttl,
+            self.max_reservations,
+            self.max_circuits,
+            self.circuit_duration,
+            self.circuit_bytes,
+        )
+        if min(values) < 1:
+            raise ConfigError("relay limits must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetConfig:
     """Everything the libp2p adapter needs to know besides the device key.
 
     ``port=0`` picks a free port (tests); ``bootstrap`` holds full multiaddrs ending in
-    ``/p2p/<peer id>``. ``relay_hop`` makes this node a circuit-relay v2 relay for others;
-    ``relay_client`` lets it dial through relays (see docs/networking.md).
+    ``/p2p/<peer id>``. NAT traversal (docs/networking.md, "Behind NAT"): ``autonat``
+    serves dial-backs to others and finds out whether we are publicly reachable;
+    ``relay_hop`` makes this node a circuit-relay v2 relay for others, within
+    ``relay_limits`` and only while it is not known to be private; ``relay_client`` lets it
+    dial through relays and, with ``auto_relay``, reserve with up to ``auto_relays``
+    relays while it is private; ``upnp`` asks a UPnP router for a port mapping.
     """
 
     # All interfaces by default: a chat node must be reachable from its LAN peers.
@@ -73,8 +104,18 @@ class NetConfig:
     mdns: bool = False
     #: Announced with mDNS so that people nearby see who is there (opt-in with ``mdns``).
     display_name: str | None = None
+    # Off for library users and tests; ``p2pchat node run`` turns them on
+    # (NodeConfig.from_mapping). See docs/networking.md, "Behind NAT", for a known issue.
     relay_hop: bool = False
     relay_client: bool = False
+    relay_limits: RelayLimitsConfig = field(default_factory=RelayLimitsConfig)
+    autonat: bool = False
+    #: Seconds between reachability checks once the answer is known.
+    autonat_interval: float = 300.0
+    auto_relay: bool = True
+    auto_relays: int = 2
+    hole_punching: bool = True
+    upnp: bool = False
     dial_timeout: float = 10.0
     event_buffer: int = 256
     #: py-libp2p's connection manager dials peers from its peerstore until it holds
@@ -84,6 +125,17 @@ class NetConfig:
     low_watermark: int = 16
     high_watermark: int = 64
     max_connections: int = 128
+    #: Inbound connections held at once from one IP address (many peers may share a
+    #: NAT, so not 1; one host must not take every inbound slot).
+    max_inbound_per_ip: int = 16
+    #: Above ``high_watermark`` connections, idle (no open stream) connections to peers
+    #: nobody protected (contacts, group members, mailboxes, relays: ``Network.protect``)
+    #: are closed down to ``low_watermark``; never one younger than this (seconds).
+    trim_grace_period: float = 20.0
+    #: Every stream protocol: a frame must arrive within this once begun, and the next
+    #: frame within ``stream_idle_timeout`` (see :mod:`p2pchat.net._framed`).
+    stream_frame_timeout: float = 30.0
+    stream_idle_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -94,6 +146,8 @@ class NetConfig:
             raise ConfigError(f"unknown DHT mode {self.dht_mode!r}")
         if self.dial_timeout <= 0 or self.dht_refresh_interval <= 0:
             raise ConfigError("timeouts and intervals must be positive")
+        if self.autonat_interval <= 0 or not 1 <= self.auto_relays <= 8:
+            raise ConfigError("autonat_interval must be positive and auto_relays 1 to 8")
         if self.event_buffer < 1:
             raise ConfigError("event buffer must hold at least one event")
         if not (
@@ -104,6 +158,10 @@ class NetConfig:
             <= self.max_connections
         ):
             raise ConfigError("connection limits must satisfy min <= low <= high <= max")
+        if min(self.stream_frame_timeout, self.stream_idle_timeout) <= 0:
+            raise ConfigError("stream timeouts must be positive")
+        if self.max_inbound_per_ip < 1:
+            raise ConfigError("max_inbound_per_ip must be at least 1")
         for addr in self.bootstrap:
             if not addr.startswith("/") or "/p2p/" not in addr:
                 raise ConfigError("bootstrap addresses are multiaddrs ending in /p2p/<peer id>")

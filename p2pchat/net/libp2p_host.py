@@ -23,12 +23,10 @@ is needed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-import socket
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
@@ -62,17 +60,21 @@ from p2pchat.errors import (
     NetworkError,
     P2PChatError,
     PeerUnreachableError,
+    ProtocolError,
 )
+from p2pchat.protocol.counters import reason_of
 
-from ._addrs import LocalInterfaces, advertised, local_interfaces
-from ._dialer import Dialer, DialFailure, remote_ip
+from ._addrs import advertised
+from ._dialer import Dialer, DialFailure
 from ._errors import ErrorTable, map_exceptions, unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
+from ._inbound import InboundGate
+from ._notify import ConnectionEvents
+from ._penalties import Graylist
+from ._startup import Interfaces, bootstrap, check_ports_free, refresh_forever
 from .base import (
     FramedStream,
-    PeerConnected,
-    PeerDisconnected,
     PeerDiscovered,
     PeerInfo,
     StreamHandler,
@@ -82,6 +84,7 @@ from .dht import Libp2pDht, start_dht
 from .pubsub import Libp2pPubSub, start_pubsub
 
 if TYPE_CHECKING:
+    from .nat import NatServices
     from .relay import RelayDialer
 
 __all__ = ["Libp2pNetwork", "open_libp2p_network", "key_pair_from_seed", "parse_peer_id"]
@@ -175,43 +178,15 @@ class _Libp2pByteStream:
             await self._stream.reset()
 
 
-def _framed(stream: INetStream, protocol: str) -> FramedByteStream:
+def _framed(stream: INetStream, protocol: str, config: NetConfig) -> FramedByteStream:
     remote = stream.muxed_conn.peer_id.to_base58()
-    return FramedByteStream(_Libp2pByteStream(stream), remote_peer=remote, protocol=protocol)
-
-
-class _ConnectionEvents(INotifee):
-    """Turns swarm notifications into PeerConnected / PeerDisconnected (first / last)."""
-
-    def __init__(self, network: INetwork, bus: EventBus, dialer: Dialer) -> None:
-        self._network = network
-        self._bus = bus
-        self._dialer = dialer
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        peer = conn.muxed_conn.peer_id
-        ip = remote_ip(conn)
-        if ip is not None:
-            self._dialer.observed(peer.to_base58(), ip)
-        if len(network.get_connections(peer)) <= 1:
-            self._bus.emit(PeerConnected(peer.to_base58()))
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        peer = conn.muxed_conn.peer_id
-        if not [c for c in network.get_connections(peer) if c is not conn]:
-            self._bus.emit(PeerDisconnected(peer.to_base58()))
-
-    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
-
-    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
-        return None
+    return FramedByteStream(
+        _Libp2pByteStream(stream),
+        remote_peer=remote,
+        protocol=protocol,
+        frame_timeout=config.stream_frame_timeout,
+        idle_timeout=config.stream_idle_timeout,
+    )
 
 
 class Libp2pNetwork:
@@ -227,10 +202,14 @@ class Libp2pNetwork:
         bus: EventBus,
         nursery: trio.Nursery,
         dialer: Dialer,
+        graylist: Graylist,
+        inbound: InboundGate | None = None,
         jitter: random.Random | None = None,
     ) -> None:
         self._host = host
+        self._graylist = graylist
         self._dialer = dialer
+        self._inbound = inbound
         self._nursery = nursery
         self._jitter = jitter or random.Random()
         self._discovering = False
@@ -241,6 +220,8 @@ class Libp2pNetwork:
         self._closed = False
         #: Set when ``NetConfig.relay_client`` is on (see :mod:`p2pchat.net.relay`).
         self.relay: RelayDialer | None = None
+        #: AutoNAT, relays, hole punching (see :mod:`p2pchat.net.nat`).
+        self.nat: NatServices | None = None
 
     def __repr__(self) -> str:
         return f"<Libp2pNetwork {self.peer_id}>"
@@ -264,6 +245,10 @@ class Libp2pNetwork:
         """Dial counters and the peers we last failed to reach, with their reasons."""
         return {
             **self._dialer.stats,
+            **(self.nat.statistics(self._host) if self.nat is not None else {}),
+            **(self._inbound.stats if self._inbound is not None else {}),
+            **self._graylist.statistics(trio.current_time()),
+            "connections": len(self._host.get_network().get_connections()),
             "unreachable": [
                 {"peer_id": f.peer_id, "reason": f.summary} for f in self._dialer.failures()[:16]
             ],
@@ -312,6 +297,39 @@ class Libp2pNetwork:
     def connected_peers(self) -> list[str]:
         return sorted(peer.to_base58() for peer in self._host.get_connected_peers())
 
+    def connection_paths(self) -> dict[str, str]:
+        from .nat import connection_paths
+
+        return connection_paths(self._host)
+
+    def penalize(self, peer_id: str, reason: str) -> None:
+        """``peer_id`` sent something invalid (``reason``: its slug); a repeated offender
+        is disconnected and not dialled for a while (see :mod:`p2pchat.net._penalties`)."""
+        if self._graylist.penalize(peer_id, reason, trio.current_time()):
+            logger.info("peer %s graylisted (invalid messages: %s)", peer_id, reason)
+            if not self._closed:
+                self._nursery.start_soon(self._drop, peer_id)
+
+    async def _drop(self, peer_id: str) -> None:
+        with contextlib.suppress(NetworkError):
+            await self.disconnect(peer_id)
+
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Keep connections to ``peer_id`` when trimming above the high watermark (py-libp2p's
+        connection pruner trims idle, unprotected connections down to the low watermark)."""
+        self._swarm.protect(parse_peer_id(peer_id), tag)
+
+    def unprotect(self, peer_id: str, tag: str) -> bool:
+        """Drop one reason to keep ``peer_id``; True while other tags still protect it."""
+        return bool(self._swarm.unprotect(parse_peer_id(peer_id), tag))
+
+    def is_protected(self, peer_id: str, tag: str = "") -> bool:
+        return bool(self._swarm.is_protected(parse_peer_id(peer_id), tag))
+
+    @property
+    def _swarm(self) -> Any:
+        return self._host.get_network()
+
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Route inbound streams of ``protocol`` to ``handler`` (see :data:`StreamHandler`).
 
@@ -323,9 +341,13 @@ class Libp2pNetwork:
         """
 
         async def on_stream(stream: INetStream) -> None:
-            framed = _framed(stream, protocol)
+            framed = _framed(stream, protocol, self._config)
+            if self._graylist.blocked(framed.remote_peer, trio.current_time()):
+                with contextlib.suppress(NetworkError):
+                    await framed.reset()
+                return
             try:
-                await _run_handler(handler, framed)
+                await _run_handler(handler, framed, self.penalize)
             except Exception as bug:  # noqa: BLE001 - moved to our nursery, not swallowed
                 with trio.CancelScope(shield=True):
                     try:
@@ -342,7 +364,7 @@ class Libp2pNetwork:
         pid = parse_peer_id(peer_id)
         with _reasoned("stream open"), trio.fail_after(self._config.dial_timeout):
             stream = await self._host.new_stream(pid, [TProtocol(protocol)])
-        return _framed(stream, protocol)
+        return _framed(stream, protocol, self._config)
 
     async def start_discovery(self) -> None:
         """Connect to the bootstrap peers, start the DHT refresh and (opt-in) mDNS.
@@ -354,8 +376,8 @@ class Libp2pNetwork:
         if self._discovering:
             return
         self._discovering = True
-        await _bootstrap(self, self._config, jitter=self._jitter)
-        self._nursery.start_soon(_refresh_forever, self._dht, self._config.dht_refresh_interval)
+        await bootstrap(self, self._config, jitter=self._jitter)
+        self._nursery.start_soon(refresh_forever, self._dht, self._config.dht_refresh_interval)
         if self._config.mdns:
             await _start_mdns(self._nursery, self, self._config, self._bus)
 
@@ -392,8 +414,11 @@ async def _reraise(bug: Exception) -> None:
     raise bug
 
 
-async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
-    """Close the stream when the handler returns (py-libp2p does not), reset on our errors.
+async def _run_handler(
+    handler: StreamHandler, stream: FramedStream, penalize: Callable[[str, str], None]
+) -> None:
+    """Close the stream when the handler returns (py-libp2p does not), reset on our errors;
+    a peer that broke the protocol (``ProtocolError``) is penalised.
 
     Other exceptions are bugs in the handler: they propagate.
     """
@@ -401,6 +426,8 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         await handler(stream)
     except P2PChatError as exc:
         logger.debug("stream handler for %s failed: %s", stream.protocol, type(exc).__name__)
+        if isinstance(exc, ProtocolError):
+            penalize(stream.remote_peer, reason_of(exc))
         try:
             await stream.reset()
         except NetworkError:
@@ -410,48 +437,6 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         await stream.close()
     except NetworkError:
         logger.debug("closing a handled stream failed (peer went away)")
-
-
-class _Interfaces:
-    """This machine's interfaces, re-read at most every few seconds (they change: a
-    laptop moves between networks; py-libp2p asks for our addresses very often)."""
-
-    def __init__(self, ttl: float = 10.0) -> None:
-        self._ttl = ttl
-        self._read_at = -ttl
-        self._value = LocalInterfaces()
-
-    def get(self) -> LocalInterfaces:
-        now = time.monotonic()
-        if now - self._read_at >= self._ttl:
-            self._value = local_interfaces()
-            self._read_at = now
-        return self._value
-
-
-def _check_ports_free(config: NetConfig) -> None:
-    """Refuse a fixed port that another process already listens on.
-
-    py-libp2p listens with ``SO_REUSEPORT``, so a second node on the same port would
-    start without error while the kernel split incoming connections between the two.
-    A bind without ``SO_REUSEPORT`` tells the truth. The probe does set ``SO_REUSEADDR``
-    (as every listener does): without it, the ``TIME_WAIT`` connections a node leaves
-    when it stops or crashes would refuse its own restart on its port for a minute.
-    """
-    if config.port == 0:
-        return
-    for host in config.listen_hosts:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            if sys.platform != "win32":  # on Windows, SO_REUSEADDR means sharing the port
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, config.port))
-            except OSError as exc:
-                raise NetworkError(
-                    f"cannot listen on {host} port {config.port}: {exc.strerror} "
-                    "(is another node running? choose another --port)"
-                ) from None
 
 
 @asynccontextmanager
@@ -464,11 +449,11 @@ async def open_libp2p_network(
     are logged and skipped: a node must start offline). ``jitter`` drives the retry
     backoff of DHT lookups.
     """
-    _check_ports_free(config)
+    check_ports_free(config)
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     listen = [Multiaddr(addr) for addr in config.listen_addrs]
-    interfaces = _Interfaces()
+    interfaces = Interfaces()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
@@ -481,21 +466,30 @@ async def open_libp2p_network(
             low_watermark=config.low_watermark,
             high_watermark=config.high_watermark,
             max_connections=config.max_connections,
+            grace_period=config.trim_grace_period,
         ),
         addrs_factory=lambda candidates: [
             Multiaddr(a) for a in advertised((str(c) for c in candidates), interfaces.get())
         ],
     )
+    graylist = Graylist()
     dialer = Dialer(
         host.get_network(),
+        blocked=lambda peer: graylist.blocked(peer, trio.current_time()),
         own_addrs=lambda: (
             [str(a) for a in host.get_transport_addrs()] + [str(a) for a in host.get_addrs()]
         ),
         local=interfaces.get,
     )
     dialer.install()
+    inbound = InboundGate(
+        host.get_network(),
+        per_ip=config.max_inbound_per_ip,
+        handshake_timeout=config.dial_timeout,
+    )
+    inbound.install()
     bus = EventBus(buffer=config.event_buffer)
-    host.get_network().register_notifee(_ConnectionEvents(host.get_network(), bus, dialer))
+    host.get_network().register_notifee(ConnectionEvents(host.get_network(), bus, dialer))
     # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
     # the py-libp2p services: cancelling it must not cancel their shutdown, or the
     # Cancelled raised there would replace (and so swallow) the body's exception.
@@ -508,12 +502,17 @@ async def open_libp2p_network(
             start_pubsub(host, config.gossip) as pubsub,
             AsyncExitStack() as stack,
         ):
-            relay = None
-            if config.relay_hop or config.relay_client:
-                from .relay import start_relay
+            from .nat import start_nat
 
-                # Entered before our nursery opens: trio scopes must nest strictly.
-                relay = await stack.enter_async_context(start_relay(host, config))
+            # Entered before our nursery opens: trio scopes must nest strictly.
+            nat = await stack.enter_async_context(
+                start_nat(
+                    host,
+                    config,
+                    set_relay_dial=lambda relay: setattr(dialer, "relay_dial", relay.dial_circuit),
+                    emit=bus.emit,
+                )
+            )
             async with trio.open_nursery() as nursery:
                 network = Libp2pNetwork(
                     host,
@@ -523,9 +522,12 @@ async def open_libp2p_network(
                     bus=bus,
                     nursery=nursery,
                     dialer=dialer,
+                    graylist=graylist,
+                    inbound=inbound,
                     jitter=jitter,
                 )
-                network.relay = relay
+                network.relay = nat.relay
+                network.nat = nat
                 if discover:
                     await network.start_discovery()
                 try:
@@ -573,31 +575,3 @@ async def _start_mdns(
             name=config.display_name,
         )
     )
-
-
-async def _bootstrap(network: Libp2pNetwork, config: NetConfig, *, jitter: random.Random) -> None:
-    """Connect to the bootstrap peers, add them to the routing table, refresh it."""
-    reached = 0
-    for addr in config.bootstrap:
-        peer_id = addr.rsplit("/p2p/", 1)[-1]
-        try:
-            await network.connect(peer_id, [addr])
-            await network.dht.add_peer(peer_id)
-        except NetworkError as exc:
-            logger.info("bootstrap peer unreachable: %s", type(exc).__name__)
-            continue
-        reached += 1
-    if reached:
-        try:
-            await network.dht.refresh()
-        except NetworkError as exc:
-            logger.info("initial routing table refresh failed: %s", type(exc).__name__)
-
-
-async def _refresh_forever(dht: Libp2pDht, interval: float) -> None:
-    while True:
-        await trio.sleep(interval)
-        try:
-            await dht.refresh()
-        except NetworkError as exc:
-            logger.info("routing table refresh failed: %s", type(exc).__name__)

@@ -40,12 +40,15 @@ from p2pchat.errors import (
     NetworkError,
     P2PChatError,
     PeerUnreachableError,
+    ProtocolError,
 )
+from p2pchat.protocol.counters import reason_of
 
 from ._errors import unwrap_sole_exception
 from ._events import EventBus, EventFeed
 from ._framed import FramedByteStream
 from ._memory_services import MemoryDht, MemoryPubSub, MemoryRecords
+from ._penalties import Graylist
 from .base import (
     FramedStream,
     NetEvent,
@@ -372,6 +375,8 @@ class MemoryNetwork:
         self._pubsub = MemoryPubSub(hub, self, queue_size=subscription_buffer)
         self._dials = {"dials": 0, "dial_failures": 0}
         self._unreachable: dict[str, str] = {}
+        self._protected: dict[str, set[str]] = {}
+        self.graylist = Graylist()
 
     def __repr__(self) -> str:
         return f"<MemoryNetwork {self._peer_id}>"
@@ -420,6 +425,8 @@ class MemoryNetwork:
     async def connect(self, peer_id: str, addrs: Sequence[str]) -> None:
         self.check_open()
         self._dials["dials"] += 1
+        if self.graylist.blocked(peer_id, trio.current_time()):
+            raise PeerUnreachableError(f"cannot reach {peer_id}: graylisted for invalid messages")
         if memory_addr(peer_id) not in addrs:
             self._dials["dial_failures"] += 1
             self._unreachable.pop(peer_id, None)
@@ -433,13 +440,37 @@ class MemoryNetwork:
     def statistics(self) -> dict[str, Any]:
         """Dial counters and the peers whose last dial failed (see ``Network``)."""
         failed = [{"peer_id": p, "reason": r} for p, r in reversed(self._unreachable.items())]
-        return {**self._dials, "unreachable": failed[:16]}
+        graylist = self.graylist.statistics(trio.current_time())
+        return {**self._dials, **graylist, "unreachable": failed[:16]}
+
+    def connection_paths(self) -> dict[str, str]:
+        return {peer: "direct" for peer in self.connected_peers()}
 
     def connected_peers(self) -> list[str]:
         return self._hub.connected_to(self._peer_id)
 
     async def disconnect(self, peer_id: str) -> None:
         self._hub.disconnect(self._peer_id, peer_id)
+
+    def penalize(self, peer_id: str, reason: str) -> None:
+        """As :meth:`Libp2pNetwork.penalize`: a repeated offender is disconnected, refused."""
+        if self.graylist.penalize(peer_id, reason, trio.current_time()):
+            self._hub.disconnect(self._peer_id, peer_id)
+
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Recorded only: a memory hub never trims connections."""
+        self._protected.setdefault(peer_id, set()).add(tag)
+
+    def unprotect(self, peer_id: str, tag: str) -> bool:
+        tags = self._protected.get(peer_id, set())
+        tags.discard(tag)
+        if not tags:
+            self._protected.pop(peer_id, None)
+        return bool(tags)
+
+    def is_protected(self, peer_id: str, tag: str = "") -> bool:
+        tags = self._protected.get(peer_id, set())
+        return bool(tags) if not tag else tag in tags
 
     async def start_discovery(self) -> None:
         """Nothing to join: the hub is the whole network (see ``announce_nearby``)."""
@@ -478,7 +509,9 @@ class MemoryNetwork:
             remote_peer=self._peer_id,
             protocol=protocol,
         )
-        remote.nursery.start_soon(_run_handler, handler, theirs)
+        if remote.graylist.blocked(self._peer_id, trio.current_time()):
+            raise PeerUnreachableError("the peer refuses us (graylisted)")
+        remote.nursery.start_soon(_run_handler, handler, theirs, remote.penalize)
         return ours
 
     def events(self) -> EventFeed:
@@ -490,8 +523,11 @@ class MemoryNetwork:
             await trio.sleep(latency)
 
 
-async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
-    """Run an inbound handler; close on return, reset on a p2pchat error.
+async def _run_handler(
+    handler: StreamHandler, stream: FramedStream, penalize: Callable[[str, str], None]
+) -> None:
+    """Run an inbound handler; close on return, reset on a p2pchat error (a peer that broke
+    the protocol is penalised, as on the libp2p network).
 
     Errors other than p2pchat's are bugs in the handler and propagate.
     """
@@ -499,6 +535,8 @@ async def _run_handler(handler: StreamHandler, stream: FramedStream) -> None:
         await handler(stream)
     except P2PChatError as exc:
         logger.debug("stream handler for %s failed: %s", stream.protocol, type(exc).__name__)
+        if isinstance(exc, ProtocolError):
+            penalize(stream.remote_peer, reason_of(exc))
         await stream.reset()
         return
     try:

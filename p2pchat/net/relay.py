@@ -11,16 +11,18 @@ verified and what was not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetConn
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
@@ -30,7 +32,7 @@ from p2pchat.errors import PeerUnreachableError
 from ._errors import ErrorTable, map_exceptions
 from .config import NetConfig
 
-__all__ = ["RelayDialer", "start_relay"]
+__all__ = ["HOP_PROTOCOL_ID", "RelayDialer", "relay_limits", "start_relay"]
 
 
 _RELAY_ERRORS: ErrorTable = [
@@ -48,9 +50,12 @@ class RelayDialer:
         self._host = host
         self._transport = transport
 
-    async def reserve(self, relay_peer_id: str) -> None:
-        """Ask a connected relay to accept circuits for us (so peers can reach us)."""
+    async def reserve(self, relay_peer_id: str) -> float:
+        """Ask a connected relay to accept circuits for us (so peers can reach us); returns
+        when the reservation expires (Unix seconds, as the relay said)."""
         relay = ID.from_base58(relay_peer_id)
+        # Our reachability depends on this connection: never trim it.
+        self._host.get_network().protect(relay, "relay")
         with map_exceptions(_RELAY_ERRORS, what="relay reservation"):
             stream = await self._host.new_stream(relay, [HOP_PROTOCOL_ID])
             try:
@@ -59,6 +64,8 @@ class RelayDialer:
                 await stream.close()
         if not accepted:
             raise PeerUnreachableError("the relay refused the reservation")
+        expires = self._transport._reservations.get(relay)
+        return float(expires) if expires else time.time() + 60.0
 
     async def dial(self, relay_addr: str, target_peer_id: str) -> None:
         """Open a relayed connection to ``target_peer_id`` via ``relay_addr`` (with /p2p/)."""
@@ -66,11 +73,29 @@ class RelayDialer:
         with map_exceptions(_RELAY_ERRORS, what="relayed dial"):
             await self._transport.dial(circuit)
 
+    async def dial_circuit(self, circuit: str) -> INetConn:
+        """Dial a full ``…/p2p/<relay>/p2p-circuit/p2p/<target>`` address (for our dialer)."""
+        return await self._transport.dial(Multiaddr(circuit))
+
+
+def relay_limits(config: NetConfig) -> RelayLimits:
+    """py-libp2p's limits for the hop service, from ``NetConfig.relay_limits``."""
+    limits = config.relay_limits
+    return RelayLimits(
+        duration=limits.circuit_duration,
+        data=limits.circuit_bytes,
+        max_circuit_conns=limits.max_circuits,
+        max_reservations=limits.max_reservations,
+        reservation_ttl=limits.reservation_ttl,
+    )
+
 
 @asynccontextmanager
-async def start_relay(host: IHost, config: NetConfig) -> AsyncIterator[RelayDialer | None]:
-    """Run the relay protocol for the block; yield a dialer when ``relay_client`` is set."""
-    protocol = CircuitV2Protocol(host, allow_hop=config.relay_hop)
+async def start_relay(
+    host: IHost, config: NetConfig
+) -> AsyncIterator[tuple[CircuitV2Protocol, RelayDialer | None]]:
+    """Run the relay protocol for the block; yield it and a dialer when ``relay_client``."""
+    protocol = CircuitV2Protocol(host, limits=relay_limits(config), allow_hop=config.relay_hop)
     roles = RelayRole.STOP | (RelayRole.HOP if config.relay_hop else RelayRole(0))
     if config.relay_client:
         roles |= RelayRole.CLIENT
@@ -79,4 +104,4 @@ async def start_relay(host: IHost, config: NetConfig) -> AsyncIterator[RelayDial
         if config.relay_client:
             transport = CircuitV2Transport(host, protocol, RelayConfig(roles=roles))
             dialer = RelayDialer(host, transport)
-        yield dialer
+        yield protocol, dialer

@@ -45,6 +45,7 @@ from ..events import (
     PeerConnected,
     PeerDisconnected,
     PeerNearby,
+    ReachabilityChanged,
 )
 from ..groups.service import Groups
 from ..identity.directory import Directory
@@ -54,6 +55,7 @@ from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
 from ..protocol.content import Content
+from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
 from ..storage.base import Store
 from ..storage.records import (
@@ -172,7 +174,9 @@ class Node(ContactsApi, GroupsApi):
             from ..storage.sqlite import SqliteStore
 
             config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store = await SqliteStore.open(config.home / "store.sqlite3")
+            store = await SqliteStore.open(
+                config.home / "store.sqlite3", seal_key=identity.local_key
+            )
             self._store = await self._stack.enter_async_context(store)
             store_check = store.check_file
         # A home that exists is watched (with a given store it may not: tests, embedding).
@@ -244,6 +248,10 @@ class Node(ContactsApi, GroupsApi):
             peer_rate=config.delivery.peer_rate,
             peer_burst=config.delivery.peer_burst,
             record_lifetime_ms=config.delivery.record_lifetime_ms,
+            engine_config=EngineConfig(
+                author_rate=config.delivery.author_rate,
+                author_burst=config.delivery.author_burst,
+            ),
         )
         await self._nursery.start(self._groups.run)
         # Every protocol handler is registered: only now may peers find us.
@@ -330,12 +338,20 @@ class Node(ContactsApi, GroupsApi):
         async for event in self._network.events():
             if isinstance(event, netbase.PeerConnected):
                 self._dm.peer_reachable(event.peer_id)
-                self._groups.peer_connected(event.peer_id)
+                if self._groups.peer_connected(event.peer_id):
+                    self._network.protect(event.peer_id, "group")
                 if any(event.peer_id == p for p, _ in self._config.mailbox.use_peers):
+                    self._network.protect(event.peer_id, "mailbox")
                     self._mail_due.set()
                 self._events.publish(PeerConnected(peer_id=event.peer_id))
             elif isinstance(event, netbase.PeerDisconnected):
                 self._events.publish(PeerDisconnected(peer_id=event.peer_id))
+            elif isinstance(event, netbase.ReachabilityChanged):
+                self._events.publish(
+                    ReachabilityChanged(
+                        reachability=event.reachability, relayed_addrs=event.relayed_addrs
+                    )
+                )
             elif isinstance(event, netbase.PeerDiscovered):
                 info = event.peer
                 if info.peer_id == self.peer_id:
@@ -402,8 +418,11 @@ class Node(ContactsApi, GroupsApi):
     async def peers(self) -> dict[str, list[dict[str, Any]]]:
         """Connected peers and peers seen nearby (mDNS)."""
         connected = self._net.connected_peers()
+        paths = self._net.connection_paths()
         return {
-            "connected": [{"peer_id": p} for p in sorted(connected)],
+            "connected": [
+                {"peer_id": p, "path": paths.get(p, "direct")} for p in sorted(connected)
+            ],
             "nearby": [
                 {"peer_id": info.peer_id, "addrs": list(info.addrs), "name": info.name}
                 for info in sorted(self._nearby.values(), key=lambda i: i.peer_id)

@@ -262,6 +262,12 @@ class GroupsApi:
         ordered = self._g.engine(group_id).ordered_events()
         return {stored.event_id: position for position, stored in enumerate(ordered)}
 
+    def group_history_digest(self, group_id: bytes) -> tuple[bytes, int]:
+        """A digest of the ids of every effective event in the group's total order (equal on
+        two members exactly when they show the same history), and how many events we hold."""
+        engine = self._g.engine(group_id)
+        return engine.history_hash(), len(engine.ordered_events())
+
     def group_view(self, group_id: bytes) -> GroupView:
         """The whole materialised view: messages, poll tallies, group-buy states."""
         return self._g.engine(group_id).view

@@ -98,8 +98,11 @@ Effect = (
 
 @dataclass(frozen=True, slots=True)
 class ReceiveResult:
-    """Events newly accepted (store and relay them), effects, and how many were buffered."""
+    """Events newly accepted (store and relay them), effects, and how many were buffered
+    or deferred (not stored, not to be relayed: sync fetches them later)."""
 
     accepted: tuple[StoredEvent, ...] = ()
     effects: tuple[Effect, ...] = ()
     buffered: int = 0
+    #: Valid-looking events left for a later sync: their author is over the ceiling.
+    deferred: int = 0

@@ -24,7 +24,7 @@ are right whichever path (incremental or replay) produced the new state.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nacl.signing import SigningKey
@@ -62,7 +62,7 @@ from .group_log import (
     order_key,
 )
 from .group_state import Membership
-from .limits import PeerLimiter
+from .limits import AuthorCeiling, PeerLimiter
 from .sync_messages import Head, Run, SyncBatch, SyncFrontier
 
 __all__ = [
@@ -87,6 +87,11 @@ _MAX_DEPS = 32
 class EngineConfig:
     log: LogLimits = field(default_factory=LogLimits)
     live: LiveConfig = field(default_factory=LiveConfig)
+    #: The author ceiling: events per second (and burst) accepted from one account,
+    #: whatever the group's slow mode. What is over it is *deferred*: not stored, not
+    #: relayed, fetched by a later sync (so at most this rate, and nothing is lost).
+    author_rate: float = 50.0
+    author_burst: int = 1000
 
 
 # --- the engine ----------------------------------------------------------------------
@@ -110,6 +115,7 @@ class GroupEngine(Folding):
         self._owner = genesis.event.author_account
         self._config = config
         self._limiter = limiter
+        self._ceiling = AuthorCeiling(rate=config.author_rate, burst=config.author_burst)
         self._local = local_device
         self._log = GroupLog(genesis, kind=self._descriptor.kind, limits=config.log)
         self._live = LiveIndex(config.live)
@@ -397,7 +403,9 @@ class GroupEngine(Folding):
             return ReceiveResult()
         return self._receive_live(stored, now=now, paced=False)
 
-    def receive(self, data: bytes, *, now: int, source: str | None = None) -> ReceiveResult:
+    def receive(
+        self, data: bytes, *, now: int, source: str | None = None, catch_up: bool = False
+    ) -> ReceiveResult:
         """One event (e.g. from gossip). Decodes, rate-limits on ``source`` (or the
         claimed author device), then verifies and applies. Raises :class:`WireError`,
         :class:`GroupError` or :class:`RateLimitedError`; a refused event is not stored
@@ -410,16 +418,56 @@ class GroupEngine(Folding):
         if event.kind == "live.comment":
             return self._receive_live(stored, now=now)
         self._rate_limit(source or event.author_device.hex(), now)
-        return self._apply(lambda: self._log.add(stored, verified=False, now=now))
+        author = self._log.account_of(event.author_device) or event.author_account
+        charged = int(
+            self._log.id_at(event.author_device, event.seq) != event.event_id
+            and (not catch_up or self._ceiling.is_behind(author, now))
+        )
+        if charged and not self._ceiling.grant(author, now, 1):
+            return ReceiveResult(deferred=1)
+        try:
+            return self._apply(lambda: self._log.add(stored, verified=False, now=now))
+        except (GroupError, WireError):
+            self._ceiling.refund(author, charged)
+            raise
 
-    def apply_run(self, run: Run, *, now: int, source: str | None = None) -> ReceiveResult:
+    def apply_run(
+        self, run: Run, *, now: int, source: str | None = None, catch_up: bool = False
+    ) -> ReceiveResult:
         """A sync or gossip run: one signature check for the whole run."""
         if len(run.events) == 1:
             if decode_stored(run.events[0]).event.author_device != run.device:
                 raise WireError("broken-chain", "event of another device in the run")
-            return self.receive(run.events[0], now=now, source=source)
+            return self.receive(run.events[0], now=now, source=source, catch_up=catch_up)
         self._rate_limit(source or run.device.hex(), now)
-        return self._apply(lambda: self._log.add_run(run, now=now))
+        first = decode_stored(run.events[0]).event
+        author = self._log.account_of(run.device) or first.author_account
+        if (
+            first.seq > 1
+            and self._log.id_at(run.device, first.seq - 1) is None
+            and self._ceiling.is_behind(author, now)
+        ):
+            # It continues events we deferred: not an error, the gap is ours.
+            return ReceiveResult(deferred=len(run.events))
+        head = self._log.head_of(run.device)
+        held = 0 if head is None else max(0, min(len(run.events), head[0] - first.seq + 1))
+        # Sync (``catch_up``) is paced only for authors whose live events we deferred: a
+        # joiner fetching history is bounded by the sync limits alone.
+        fresh = len(run.events) - held
+        paced = not catch_up or self._ceiling.is_behind(author, now)
+        granted = self._ceiling.grant(author, now, fresh) if paced else fresh
+        keep = held + granted
+        deferred = len(run.events) - keep
+        if keep == 0:
+            return ReceiveResult(deferred=deferred)
+        part = run if not deferred else Run(device=run.device, events=run.events[:keep])
+        try:
+            result = self._apply(lambda: self._log.add_run(part, now=now))
+        except (GroupError, WireError):
+            if paced:
+                self._ceiling.refund(author, granted)
+            raise
+        return replace(result, deferred=deferred) if deferred else result
 
     def apply_batch(
         self, batch: SyncBatch, *, now: int, source: str | None = None
@@ -433,25 +481,26 @@ class GroupEngine(Folding):
         return result
 
     def apply_runs(
-        self, batch: SyncBatch, *, now: int, source: str | None = None
+        self, batch: SyncBatch, *, now: int, source: str | None = None, catch_up: bool = False
     ) -> tuple[ReceiveResult, list[WireError | GroupError | RateLimitedError]]:
         """Like :meth:`apply_batch` but returns the per-run errors instead of raising."""
         if batch.group != self.group_id:
             raise GroupError("wrong-group", "batch of another group")
         accepted: list[StoredEvent] = []
         effects: list[Effect] = []
-        buffered = 0
+        buffered = deferred = 0
         errors: list[WireError | GroupError | RateLimitedError] = []
         for run in batch.runs:
             try:
-                result = self.apply_run(run, now=now, source=source)
+                result = self.apply_run(run, now=now, source=source, catch_up=catch_up)
             except (WireError, GroupError, RateLimitedError) as exc:
                 errors.append(exc)
                 continue
             accepted += result.accepted
             effects += result.effects
             buffered += result.buffered
-        return ReceiveResult(tuple(accepted), tuple(effects), buffered), errors
+            deferred += result.deferred
+        return ReceiveResult(tuple(accepted), tuple(effects), buffered, deferred), errors
 
     def receive_fork_proof(self, proof: ForkProof) -> ReceiveResult:
         """A gossiped fork proof: verify it (two signatures) and freeze the device."""

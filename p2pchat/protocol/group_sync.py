@@ -165,7 +165,7 @@ class SyncSession:
         assert isinstance(message, SyncBatch)
         if not self._sent_want or self._peer_end:
             raise GroupError("unexpected-message", "a batch we did not ask for")
-        result, errors = self._engine.apply_runs(message, now=now)
+        result, errors = self._engine.apply_runs(message, now=now, catch_up=True)
         self.refused_runs += len(errors)
         if self._rejections is not None:
             for error in errors:

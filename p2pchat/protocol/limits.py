@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TokenBucket", "PeerLimiter", "backoff_ms"]
+__all__ = ["TokenBucket", "PeerLimiter", "AuthorCeiling", "backoff_ms"]
 
 
 @dataclass(slots=True)
@@ -90,6 +90,56 @@ class PeerLimiter:
     def is_graylisted(self, peer: str, now: int) -> bool:
         until = self._graylisted_until.get(peer)
         return until is not None and now < until
+
+
+class AuthorCeiling:
+    """How many events each author may have accepted: ``rate`` per second, ``burst`` banked.
+
+    Unlike :class:`PeerLimiter` it grants part of a request (a prefix of a run) and
+    refunds what a later check refused, so a forged run naming an author cannot spend
+    that author's budget. Memory is bounded by ``max_authors`` (least recently seen
+    forgotten first, which only ever gives an author a fresh, full budget).
+    """
+
+    def __init__(
+        self, *, rate: float, burst: float, max_authors: int = 10_000, behind_ms: int = 600_000
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("an author ceiling needs a positive rate and burst")
+        self._rate = rate
+        self._burst = burst
+        self._max = max_authors
+        self._behind_ms = behind_ms
+        self._buckets: dict[bytes, TokenBucket] = {}
+        #: When each author was last refused part of what they asked for.
+        self._behind: dict[bytes, int] = {}
+
+    def grant(self, author: bytes, now: int, wanted: int) -> int:
+        """Spend up to ``wanted`` whole tokens of ``author``; return how many were granted."""
+        bucket = self._buckets.pop(author, None)
+        if bucket is None:
+            bucket = TokenBucket.full(rate=self._rate, burst=self._burst, now=now)
+            if len(self._buckets) >= self._max:
+                oldest = next(iter(self._buckets))
+                del self._buckets[oldest]
+                self._behind.pop(oldest, None)
+        self._buckets[author] = bucket
+        bucket.take(now, 0)  # refill
+        granted = max(0, min(wanted, int(bucket.tokens)))
+        bucket.tokens -= granted
+        if granted < wanted:
+            self._behind[author] = now
+        return granted
+
+    def refund(self, author: bytes, count: int) -> None:
+        bucket = self._buckets.get(author)
+        if bucket is not None:
+            bucket.tokens = min(self._burst, bucket.tokens + count)
+
+    def is_behind(self, author: bytes, now: int) -> bool:
+        """Whether some of ``author``'s events were deferred in the last ``behind_ms``."""
+        since = self._behind.get(author)
+        return since is not None and now - since < self._behind_ms
 
 
 def backoff_ms(attempts: int, *, initial: int, maximum: int, jitter: float) -> int:

@@ -24,12 +24,15 @@ class ServerConfig:
     max_frame: int = MAX_FRAME
     max_in_flight: int = 64
     max_subscriptions: int = 16
-    max_connections: int = 64
+    max_connections: int = 64  # authenticated clients
+    #: Connections that have not said ``rpc.hello`` yet; the oldest is dropped for a new one
+    #: (they never count against ``max_connections``, so they cannot lock the owner out).
+    max_unauthenticated: int = 8
     rate: float = 500.0  # requests per second per connection, on average
     burst: int = 1000
     event_log_capacity: int = 10_000
     event_queue: int = 1_000  # live events pending per connection before slow-consumer
-    hello_timeout: float = 10.0
+    hello_timeout: float = 3.0
     close_grace: float = 5.0  # seconds a closing connection may take to flush its last frame
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = None  # None: unix socket only; 0: any free port
@@ -40,6 +43,7 @@ class ServerConfig:
             "max_in_flight",
             "max_subscriptions",
             "max_connections",
+            "max_unauthenticated",
             "burst",
             "event_log_capacity",
             "event_queue",

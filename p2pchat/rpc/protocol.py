@@ -9,7 +9,7 @@ with a stable ``reason`` slug (see ``protocol-spec/rpc.md``).
 Frames (payloads of :mod:`p2pchat.protocol.framing`)::
 
     client -> server   {"type": "request",  "id": int, "method": str, "params": map}
-    server -> client   {"type": "response", "id": int, "result": any}
+    server -> client   {"type": "response", "id": int, "result": any, ?"next": map}
                        {"type": "response", "id": int | nil, "error": ERROR}
                        {"type": "event",    "sub": int, "cursor": int, "event": map}
                        {"type": "close",    "error": ERROR}      (then the server hangs up)
@@ -97,8 +97,12 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A result. ``next``: the result (a list) was cut to fit one frame; call the same
+    method again with these params merged in for the rest."""
+
     id: int
     result: Any
+    next: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +232,7 @@ def _id(obj: Mapping[str, Any], key: str) -> int:
 
 
 _REQUEST_KEYS: Final = frozenset({"type", "id", "method", "params"})
-_RESPONSE_KEYS: Final = frozenset({"type", "id", "result"})
+_RESPONSE_KEYS: Final = frozenset({"type", "id", "result", "next"})
 _ERROR_RESPONSE_KEYS: Final = frozenset({"type", "id", "error"})
 _EVENT_KEYS: Final = frozenset({"type", "sub", "cursor", "event"})
 _CLOSE_KEYS: Final = frozenset({"type", "error"})
@@ -269,7 +273,8 @@ def parse_server_message(obj: Mapping[str, Any]) -> ServerMessage:
         _only(obj, _RESPONSE_KEYS)
         if "result" not in obj:
             _fail("missing-field", "result")
-        return Response(_id(obj, "id"), obj["result"])
+        cursor: dict[str, Any] | None = _get(obj, "next", dict) if "next" in obj else None
+        return Response(_id(obj, "id"), obj["result"], cursor)
     if kind == "event":
         _only(obj, _EVENT_KEYS)
         return EventMessage(_id(obj, "sub"), _id(obj, "cursor"), _get(obj, "event", dict))
@@ -291,7 +296,10 @@ def _to_map(msg: Message) -> dict[str, Any]:
         case Request():
             return {"type": "request", "id": msg.id, "method": msg.method, "params": msg.params}
         case Response():
-            return {"type": "response", "id": msg.id, "result": msg.result}
+            out = {"type": "response", "id": msg.id, "result": msg.result}
+            if msg.next is not None:
+                out["next"] = msg.next
+            return out
         case ErrorResponse():
             return {"type": "response", "id": msg.id, "error": _error_map(msg.error)}
         case EventMessage():

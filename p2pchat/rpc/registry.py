@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, TypeVar, get_args
 
 from p2pchat.rpc.schema import NoParams, ParamsSchema
 
-__all__ = ["Scope", "SCOPES", "Method", "Registry", "RESERVED_PREFIXES"]
+__all__ = ["Scope", "SCOPES", "Method", "Pager", "Registry", "RESERVED_PREFIXES"]
 
 Scope = Literal["read", "send", "admin"]
 SCOPES: Final[frozenset[str]] = frozenset(get_args(Scope))
@@ -30,6 +30,11 @@ _NAME: Final = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 P = TypeVar("P")
 Handler = Callable[[P], Awaitable[Any]]
+#: How a method's list result is cut when it does not fit in one frame: given the call's
+#: params, which end to keep (``"first"`` or ``"last"`` items) and, from the kept item at
+#: the cut and how many were kept, the params of the call that returns exactly the rest
+#: (the response's ``next``, merged into the original params by the client).
+Pager = Callable[[Any], tuple[Literal["first", "last"], Callable[[Any, int], dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,7 @@ class Method:
     schema: ParamsSchema[Any]
     handler: Handler[Any]
     doc: str
+    pager: Pager | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"scope": self.scope, "params": self.schema.describe(), "doc": self.doc}
@@ -58,6 +64,7 @@ class Registry:
         scope: Scope,
         params: type[P],
         doc: str | None = None,
+        pager: Pager | None = None,
     ) -> Method:
         if not _NAME.fullmatch(name):
             raise ValueError(f"method name {name!r} is not dotted lower-case")
@@ -68,7 +75,7 @@ class Registry:
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
         text = doc if doc is not None else (handler.__doc__ or "").strip().split("\n")[0]
-        method = Method(name, scope, ParamsSchema(params), handler, text)
+        method = Method(name, scope, ParamsSchema(params), handler, text, pager)
         self._methods[name] = method
         return method
 

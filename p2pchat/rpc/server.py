@@ -28,7 +28,6 @@ from typing import Annotated, Any, Final
 
 import trio
 
-from p2pchat.errors import RateLimitedError
 from p2pchat.rpc.auth import TokenStore
 from p2pchat.rpc.config import ServerConfig, ServerStatistics
 from p2pchat.rpc.errors import (
@@ -114,7 +113,9 @@ class RpcServer:
         #: Names this run's cursor sequence: cursors restart with the server, so a cursor
         #: from another epoch says nothing about what the client has seen.
         self.epoch = rng(8).hex()
-        self._sessions: set[Session] = set()
+        self._sessions: set[Session] = set()  # authenticated
+        self._pending: dict[Session, None] = {}  # not yet: oldest first
+        self.unauthenticated_dropped = 0
         self._published = 0
         self._overflows = 0
         self.unix_path: Path | None = None
@@ -158,13 +159,27 @@ class RpcServer:
 
     async def _serve_one(self, stream: trio.SocketStream) -> None:
         session = Session(self, stream, config=self.config)
-        if len(self._sessions) >= self.config.max_connections:
-            session.close_with(RateLimitedError("too many RPC connections"))
-        self._sessions.add(session)
+        if len(self._pending) >= self.config.max_unauthenticated:
+            # Drop the oldest silent connection, never the newcomer: a client that says
+            # hello at once always gets in, however many others connect and say nothing.
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            self.unauthenticated_dropped += 1
+            oldest.close_with(AuthenticationError("too many connections without rpc.hello"))
+        self._pending[session] = None
         try:
             await session.run()
         finally:
+            self._pending.pop(session, None)
             self._sessions.discard(session)
+
+    def admit(self, session: Session) -> bool:
+        """A session said a valid hello: count it as a client, if there is room."""
+        self._pending.pop(session, None)
+        if len(self._sessions) >= self.config.max_connections:
+            return False
+        self._sessions.add(session)
+        return True
 
     # -- called by sessions -----------------------------------------------------------
 

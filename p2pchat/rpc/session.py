@@ -137,6 +137,8 @@ class SessionHost(Protocol):
 
     def hello(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str], str]: ...
 
+    def admit(self, session: Session) -> bool: ...
+
     def builtin(
         self, session: Session, name: str
     ) -> Callable[[Mapping[str, Any]], Callable[[], Awaitable[Any]]] | None: ...
@@ -285,6 +287,8 @@ class Session:
             return False
         try:
             result, self._scopes, self.client_name = self._server.hello(request.params)
+            if not self._server.admit(self):
+                raise RateLimitedError("too many RPC connections")
         except P2PChatError as exc:
             self._reply_error(request.id, exc)
             self._finish()
@@ -313,8 +317,9 @@ class Session:
             self._in_flight -= 1
 
     async def _handle_inner(self, request: Request) -> None:
+        pager: Any = None
         try:
-            call = self._resolve(request)
+            call, pager = self._resolve(request)
             result = await call()
         except P2PChatError as exc:
             self._reply_error(request.id, exc)
@@ -325,12 +330,41 @@ class Session:
             self._internal(request, "raised")
             return
         try:
-            payload = encode_message(Response(request.id, result))
-            frame = encode_frame(payload, max_frame=self._config.max_frame)
-        except (LocalProtocolError, WireError):
+            frame = self._encode(request.id, result)
+            if frame is None and pager is not None and isinstance(result, list):
+                frame = self._encode_page(request.id, result, pager)
+        except LocalProtocolError:
+            frame = None
+        if frame is None:
             self._internal(request, "returned a result that cannot be sent")
             return
         self._outbox.put_control(frame)
+
+    def _encode(self, request_id: int, result: Any, cursor: Any = None) -> bytes | None:
+        """The response frame, or None if it exceeds the frame size."""
+        payload = encode_message(Response(request_id, result, cursor))
+        try:
+            return encode_frame(payload, max_frame=self._config.max_frame)
+        except WireError:
+            return None
+
+    def _encode_page(self, request_id: int, items: list[Any], pager: Any) -> bytes | None:
+        """The most items that fit in one frame (cut at the end the method says), with the
+        params that fetch the rest as ``next``."""
+        params, method_pager = pager
+        keep, next_params = method_pager(params)
+        best: bytes | None = None
+        low, high = 1, len(items) - 1  # binary search on the number of items kept
+        while low <= high:
+            n = (low + high) // 2
+            page = items[:n] if keep == "first" else items[len(items) - n :]
+            beyond = items[n - 1] if keep == "first" else items[len(items) - n]
+            frame = self._encode(request_id, page, next_params(beyond, n))
+            if frame is None:
+                high = n - 1
+            else:
+                best, low = frame, n + 1
+        return best
 
     def _internal(self, request: Request, what: str) -> None:
         incident = next(_incidents)
@@ -338,17 +372,19 @@ class Session:
         bug = InternalServerError(f"internal error (incident {incident})")
         self._reply_error(request.id, bug)
 
-    def _resolve(self, request: Request) -> Callable[[], Awaitable[Any]]:
-        """The bound call for ``request`` after scope and params checks (raises P2PChatError)."""
+    def _resolve(self, request: Request) -> tuple[Callable[[], Awaitable[Any]], Any]:
+        """The bound call for ``request`` after scope and params checks (raises
+        P2PChatError), and ``(params, pager)`` if the method's results can be cut."""
         builtin = self._server.builtin(self, request.method)
         if builtin is not None:
-            return builtin(request.params)
+            return builtin(request.params), None
         method = self._server.registry.get(request.method)
         if method is None:
             raise MethodNotFoundError(f"no method {request.method!r}")
         self.require(method.scope)
         params = method.schema.validate(request.params)
-        return lambda: method.handler(params)
+        pager = None if method.pager is None else (params, method.pager)
+        return (lambda: method.handler(params)), pager
 
     def require(self, scope: str) -> None:
         if scope not in self._scopes and "admin" not in self._scopes:

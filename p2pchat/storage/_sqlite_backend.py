@@ -18,6 +18,7 @@ from typing import Any
 
 from p2pchat.errors import NotFoundError
 
+from ._at_rest import AtRest
 from ._facade import Backend
 from ._sqlite_groups import SqliteGroups
 from .records import (
@@ -52,17 +53,20 @@ _OUTBOX_COLUMNS = (
     "payload, created_at, attempts, next_attempt_at, last_error"
 )
 _CONTACT_COLUMNS = (
-    "account, display_name, state, verified, identity, devices, created_at, updated_at"
+    "account, display_name, state, verified, identity, devices, created_at, updated_at, private"
 )
 _SESSION_COLUMNS = "account, device, session_id, pickle, updated_at"
-_PEER_COLUMNS = "peer_id, addrs, account, last_seen, display_name, source"
+_PEER_COLUMNS = "peer_id, addrs, account, last_seen, display_name, source, private"
 _MAILBOX_COLUMNS = "item_id, recipient_tag, sender_tag, blob, stored_at, expires_at"
 
 
-def _contact(row: Any) -> Contact:
+def _contact(row: Any, rest: AtRest) -> Contact:
+    name = row[1]
+    if row[8] is not None:
+        name = rest.open_fields("contacts.private", row[8])["display_name"]
     return Contact(
         account=row[0],
-        display_name=row[1],
+        display_name=name,  # checked by Contact
         state=ContactState(row[2]),
         verified=bool(row[3]),
         identity=row[4],
@@ -88,7 +92,7 @@ def _conversation(row: Any) -> Conversation:
     )
 
 
-def _message(row: Any) -> Message:
+def _message(row: Any, rest: AtRest) -> Message:
     return Message(
         conversation_id=row[0],
         message_id=row[1],
@@ -96,7 +100,7 @@ def _message(row: Any) -> Message:
         sender_device=row[3],
         direction=Direction(row[4]),
         content_type=row[5],
-        body=row[6],
+        body=rest.open("messages.body", row[6]),
         sent_at=row[7],
         received_at=row[8],
         state=DeliveryState(row[9]),
@@ -131,13 +135,16 @@ def _mailbox(row: Any) -> MailboxItem:
     )
 
 
-def _peer(row: Any) -> Peer:
+def _peer(row: Any, rest: AtRest) -> Peer:
+    name = row[4]
+    if row[6] is not None:
+        name = rest.open_fields("peers.private", row[6])["display_name"]
     return Peer(
         peer_id=row[0],
         addrs=tuple(json.loads(row[1])),
         account=row[2],
         last_seen=row[3],
-        display_name=row[4],
+        display_name=name,
         source=PeerSource(row[5]),
     )
 
@@ -148,8 +155,9 @@ class SqliteBackend(SqliteGroups, Backend):
     The group operations come from :class:`SqliteGroups`.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, rest: AtRest | None = None) -> None:
         self._conn = conn
+        self._rest = AtRest(None) if rest is None else rest
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(sql, params).fetchone()
@@ -175,24 +183,29 @@ class SqliteBackend(SqliteGroups, Backend):
     # -- contacts ---------------------------------------------------------------------
 
     def put_contact(self, contact: Contact) -> None:
+        name, private = contact.display_name, None
+        if self._rest.sealing:
+            private = self._rest.seal_fields("contacts.private", {"display_name": name})
+            name = ""
         self._conn.execute(
             "INSERT OR REPLACE INTO contacts (account, display_name, state, verified, identity,"
-            " devices, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " devices, created_at, updated_at, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 contact.account,
-                contact.display_name,
+                name,
                 contact.state.value,
                 int(contact.verified),
                 contact.identity,
                 contact.devices,
                 contact.created_at,
                 contact.updated_at,
+                private,
             ),
         )
 
     def get_contact(self, account: bytes) -> Contact | None:
         row = self._one(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE account = ?", (account,))
-        return None if row is None else _contact(row)
+        return None if row is None else _contact(row, self._rest)
 
     def list_contacts(self, *, state: ContactState | None = None) -> list[Contact]:
         if state is None:
@@ -202,7 +215,7 @@ class SqliteBackend(SqliteGroups, Backend):
                 f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE state = ? ORDER BY account",
                 (state.value,),
             )
-        return [_contact(row) for row in rows]
+        return [_contact(row, self._rest) for row in rows]
 
     def delete_contact(self, account: bytes) -> bool:
         return self._changes("DELETE FROM contacts WHERE account = ?", (account,)) > 0
@@ -317,7 +330,7 @@ class SqliteBackend(SqliteGroups, Backend):
                 stored.sender_device,
                 stored.direction.value,
                 stored.content_type,
-                stored.body,
+                self._rest.seal("messages.body", stored.body),
                 stored.sent_at,
                 stored.received_at,
                 stored.state.value,
@@ -331,7 +344,7 @@ class SqliteBackend(SqliteGroups, Backend):
         row = self._one(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
         )
-        return None if row is None else _message(row)
+        return None if row is None else _message(row, self._rest)
 
     def list_messages(
         self,
@@ -350,7 +363,7 @@ class SqliteBackend(SqliteGroups, Backend):
             f" AND seq > ? AND seq < ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
             (conversation_id, low, high, limit),
         )
-        messages = [_message(row) for row in rows]
+        messages = [_message(row, self._rest) for row in rows]
         return messages[::-1] if newest else messages
 
     def set_delivery(
@@ -459,7 +472,12 @@ class SqliteBackend(SqliteGroups, Backend):
             return False
         self._conn.execute(
             "INSERT OR REPLACE INTO dht_cache (key, value, seq, expires_at) VALUES (?, ?, ?, ?)",
-            (record.key, record.value, record.seq, record.expires_at),
+            (
+                record.key,
+                self._rest.seal("dht_cache.value", record.value),
+                record.seq,
+                record.expires_at,
+            ),
         )
         return True
 
@@ -471,7 +489,12 @@ class SqliteBackend(SqliteGroups, Backend):
         return (
             None
             if row is None
-            else DhtRecord(key=row[0], value=row[1], seq=row[2], expires_at=row[3])
+            else DhtRecord(
+                key=row[0],
+                value=self._rest.open("dht_cache.value", row[1]),
+                seq=row[2],
+                expires_at=row[3],
+            )
         )
 
     def expire_dht(self, now: int) -> int:
@@ -480,22 +503,27 @@ class SqliteBackend(SqliteGroups, Backend):
     # -- peers ------------------------------------------------------------------------
 
     def put_peer(self, peer: Peer) -> None:
+        name, private = peer.display_name, None
+        if self._rest.sealing and name is not None:
+            private = self._rest.seal_fields("peers.private", {"display_name": name})
+            name = None
         self._conn.execute(
             "INSERT OR REPLACE INTO peers (peer_id, addrs, account, last_seen, display_name,"
-            " source) VALUES (?, ?, ?, ?, ?, ?)",
+            " source, private) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 peer.peer_id,
                 json.dumps(list(peer.addrs)),
                 peer.account,
                 peer.last_seen,
-                peer.display_name,
+                name,
                 peer.source.value,
+                private,
             ),
         )
 
     def get_peer(self, peer_id: str) -> Peer | None:
         row = self._one(f"SELECT {_PEER_COLUMNS} FROM peers WHERE peer_id = ?", (peer_id,))
-        return None if row is None else _peer(row)
+        return None if row is None else _peer(row, self._rest)
 
     def list_peers(self, *, source: PeerSource | None = None) -> list[Peer]:
         order = " ORDER BY last_seen DESC, peer_id"
@@ -504,7 +532,7 @@ class SqliteBackend(SqliteGroups, Backend):
         else:
             sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE source = ?" + order
             rows = self._all(sql, (source.value,))
-        return [_peer(row) for row in rows]
+        return [_peer(row, self._rest) for row in rows]
 
     def delete_peer(self, peer_id: str) -> bool:
         return self._changes("DELETE FROM peers WHERE peer_id = ?", (peer_id,)) > 0

@@ -17,35 +17,42 @@ from typing import Any
 
 from p2pchat.errors import NotFoundError
 
+from ._at_rest import AtRest
 from .records import GroupInfo, GroupStatus, StoredGroupEvent
 
 __all__ = ["SqliteGroups"]
 
-_GROUP_COLUMNS = "group_id, kind, name, genesis, status, joined_at, updated_at, tags, keyring"
+_GROUP_COLUMNS = (
+    "group_id, kind, name, genesis, status, joined_at, updated_at, tags, keyring, private"
+)
 _EVENT_COLUMNS = "event_id, device, seq, lamport, data, received_at"
 
 
-def _group(row: Any) -> GroupInfo:
+def _group(row: Any, rest: AtRest) -> GroupInfo:
+    name, genesis, tags = row[2], row[3], json.loads(row[7])
+    if row[9] is not None:
+        private = rest.open_fields("groups.private", row[9])
+        name, genesis, tags = private["name"], private["genesis"], private["tags"]
     return GroupInfo(
         group_id=row[0],
         kind=row[1],
-        name=row[2],
-        genesis=row[3],
+        name=name,
+        genesis=genesis,
         status=GroupStatus(row[4]),
         joined_at=row[5],
         updated_at=row[6],
-        tags=tuple(json.loads(row[7])),
+        tags=tuple(tags),
         keyring=row[8],
     )
 
 
-def _event(row: Any) -> StoredGroupEvent:
+def _event(row: Any, rest: AtRest) -> StoredGroupEvent:
     return StoredGroupEvent(
         event_id=row[0],
         device=row[1],
         seq=row[2],
         lamport=row[3],
-        data=row[4],
+        data=rest.open("group_events.data", row[4]),
         received_at=row[5],
     )
 
@@ -54,27 +61,34 @@ class SqliteGroups:
     """Group operations on ``self._conn``, inside the caller's transaction."""
 
     _conn: sqlite3.Connection
+    _rest: AtRest
 
     def put_group(self, group: GroupInfo) -> None:
         # An upsert, not INSERT OR REPLACE: replacing would delete the row, and with it
         # (through the cascade) every stored event of the group.
         g = group
+        name, genesis, tags, private = g.name, g.genesis, list(g.tags), None
+        if self._rest.sealing:
+            fields = {"name": name, "genesis": genesis, "tags": tags}
+            private = self._rest.seal_fields("groups.private", fields)  # type: ignore[arg-type]
+            name, genesis, tags = "", b"", []
         self._conn.execute(
-            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (group_id) DO UPDATE SET kind = excluded.kind,"
             " name = excluded.name, genesis = excluded.genesis, status = excluded.status,"
             " joined_at = excluded.joined_at, updated_at = excluded.updated_at,"
-            " tags = excluded.tags, keyring = excluded.keyring",
+            " tags = excluded.tags, keyring = excluded.keyring, private = excluded.private",
             (
                 g.group_id,
                 g.kind,
-                g.name,
-                g.genesis,
+                name,
+                genesis,
                 g.status.value,
                 g.joined_at,
                 g.updated_at,
-                json.dumps(list(g.tags)),
+                json.dumps(tags),
                 g.keyring,
+                private,
             ),
         )
 
@@ -82,7 +96,7 @@ class SqliteGroups:
         row = self._conn.execute(
             f"SELECT {_GROUP_COLUMNS} FROM groups WHERE group_id = ?", (group_id,)
         ).fetchone()
-        return None if row is None else _group(row)
+        return None if row is None else _group(row, self._rest)
 
     def list_groups(self, *, status: GroupStatus | None = None) -> list[GroupInfo]:
         order = " ORDER BY joined_at, group_id"
@@ -91,7 +105,7 @@ class SqliteGroups:
         else:
             sql = f"SELECT {_GROUP_COLUMNS} FROM groups WHERE status = ?" + order
             cursor = self._conn.execute(sql, (status.value,))
-        return [_group(row) for row in cursor.fetchall()]
+        return [_group(row, self._rest) for row in cursor.fetchall()]
 
     def set_group_keyring(self, group_id: bytes, keyring: bytes | None) -> None:
         sql = "UPDATE groups SET keyring = ? WHERE group_id = ?"
@@ -110,7 +124,15 @@ class SqliteGroups:
                 " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS"
                 " (SELECT 1 FROM group_events WHERE group_id = ?1 AND event_id = ?2)",
                 (
-                    (group_id, e.event_id, e.device, e.seq, e.lamport, e.data, e.received_at)
+                    (
+                        group_id,
+                        e.event_id,
+                        e.device,
+                        e.seq,
+                        e.lamport,
+                        self._rest.seal("group_events.data", e.data),
+                        e.received_at,
+                    )
                     for e in events
                 ),
             )
@@ -125,7 +147,7 @@ class SqliteGroups:
             " WHERE group_id = ? AND row_id > ? ORDER BY row_id LIMIT ?",
             (group_id, after_rowid, -1 if limit is None else limit),
         ).fetchall()
-        return [(row[0], _event(row[1:])) for row in rows]
+        return [(row[0], _event(row[1:], self._rest)) for row in rows]
 
     def count_group_events(self, group_id: bytes) -> int:
         sql = "SELECT count(*) FROM group_events WHERE group_id = ?"

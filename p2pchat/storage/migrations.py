@@ -167,8 +167,22 @@ _V2 = Migration(
     ),
 )
 
+_V3 = Migration(
+    3,
+    "a sealed 'private' column for contacts, groups and peers (data at rest)",
+    (
+        # Names, tags and the group genesis move into one sealed blob per row when the
+        # store is opened with its key (see _at_rest.py); the old columns are then left
+        # empty. Adding a column needs no table rebuild, so the foreign key from
+        # group_events to groups (with its cascade) is never touched.
+        "ALTER TABLE contacts ADD COLUMN private BLOB",
+        "ALTER TABLE groups ADD COLUMN private BLOB",
+        "ALTER TABLE peers ADD COLUMN private BLOB",
+    ),
+)
+
 #: The schema, oldest first; ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

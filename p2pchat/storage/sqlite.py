@@ -38,7 +38,9 @@ import trio
 
 from p2pchat.errors import ClosedError, StorageError
 
+from ._at_rest import AtRest
 from ._facade import Backend, Facade, serialized
+from ._seal_pass import check_or_seal
 from ._sqlite_backend import SqliteBackend
 from .base import Transaction
 from .migrations import MIGRATIONS, Migration, migrate
@@ -67,8 +69,36 @@ def _map_sqlite_errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: {text}") from exc
 
 
-def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection:
+#: The store file and SQLite's companions (WAL, shared memory, rollback journal).
+_SUFFIXES = ("", "-wal", "-shm", "-journal")
+FILE_MODE = 0o600
+
+
+def _make_private(path: str) -> None:
+    """Create the store file 0600 if missing; tighten it and its companions to 0600.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the mode of the database file,
+    so a 0600 database keeps them 0600 whatever the umask.
+    """
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise StorageError(f"cannot open the store at {path}: {exc.strerror}") from None
+    os.close(fd)
+    for suffix in _SUFFIXES:
+        try:
+            os.chmod(path + suffix, FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot make {path + suffix} private: {exc.strerror}") from None
+
+
+def _connect(path: str, migrations: tuple[Migration, ...], rest: AtRest) -> sqlite3.Connection:
     what = f"cannot open the store at {path}"
+    _make_private(path)
     with _map_sqlite_errors(what):
         # Autocommit mode: the store issues BEGIN/COMMIT itself. One connection is used
         # from worker threads one at a time (under the store's lock), hence no
@@ -83,7 +113,10 @@ def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA trusted_schema = OFF")
+            # Deleted and overwritten content is zeroed, not left in free pages.
+            conn.execute("PRAGMA secure_delete = ON")
             migrate(conn, migrations)
+            check_or_seal(conn, rest)
             # Cheap structural check (no full scan): catches a truncated or garbled file.
             result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if result != "ok":
@@ -97,26 +130,39 @@ def _connect(path: str, migrations: tuple[Migration, ...]) -> sqlite3.Connection
 class SqliteStore(Facade):
     """The default store. Open it with ``async with await SqliteStore.open(path) as store``."""
 
-    def __init__(self, conn: sqlite3.Connection, *, path: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, *, path: str, seal_key: bytes | None = None
+    ) -> None:
         """Use :meth:`open`; this wraps a connection that is already migrated."""
         self._conn: sqlite3.Connection | None = conn
-        self._backend = SqliteBackend(conn)
+        self._backend = SqliteBackend(conn, AtRest(seal_key))
         self._lock = trio.Lock()
         self._path = path
         self._file = _file_id(path)
 
     @classmethod
     async def open(
-        cls, path: str | PathLike[str], *, migrations: tuple[Migration, ...] = MIGRATIONS
+        cls,
+        path: str | PathLike[str],
+        *,
+        seal_key: bytes | None = None,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
     ) -> Self:
-        """Open (creating and migrating if needed) the store at ``path``.
+        """Open (creating and migrating if needed) the store at ``path``, mode 0600.
+
+        With ``seal_key`` (32 bytes; the node passes its keystore's local key) message
+        bodies, names and group content are sealed at rest, and a store written without
+        it is sealed on the way in (see ``_seal_pass.py``). A sealed store refuses to
+        open without its key.
 
         Raises :class:`StorageError` if the file is corrupt, not a p2pchat store, from a
-        newer release, or held by another process. ``migrations`` is for tests.
+        newer release, held by another process, or sealed under another key.
+        ``migrations`` is for tests.
         """
         name = str(path)
-        conn = await trio.to_thread.run_sync(_connect, name, migrations)
-        return cls(conn, path=name)
+        rest = AtRest(seal_key)
+        conn = await trio.to_thread.run_sync(_connect, name, migrations, rest)
+        return cls(conn, path=name, seal_key=seal_key)
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else "open"

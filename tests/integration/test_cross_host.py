@@ -10,94 +10,16 @@ peer's real address (docs/networking.md, "Addresses").
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from subprocess import Popen
-from typing import Any, TypeVar
 
 import pytest
 
-from p2pchat.client import SyncClient
-from p2pchat.errors import P2PChatError
 from p2pchat.net.config import DEFAULT_PORT
-from tests.netns import Host, NetnsWorld
+from tests.netns import NetnsWorld
+from tests.testnet.nodes import NodeProcess, group_texts, history, node, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
-
-START_LIMIT = 60.0  # a first start derives the keystore key (Argon2id) and loads libp2p
-LIMIT = 45.0  # any one exchange between started nodes
-T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], *, limit: float = LIMIT) -> T:
-    """Poll ``probe`` until it returns something truthy (the nodes offer no event for it)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-class Person:
-    """A node on a machine, and an RPC client to it (the home's socket is on the shared
-    filesystem, so the test talks to every node from outside their namespaces)."""
-
-    def __init__(self, host: Host, home: Path, process: Popen[Any]) -> None:
-        self.host = host
-        self.home = home
-        self.process = process
-        self.client: SyncClient | None = None
-
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        assert self.client is not None
-        return self.client.call(method, params, timeout=30.0)
-
-    def connect(self) -> None:
-        def ready() -> SyncClient | None:
-            assert self.process.poll() is None, f"{self.host.name}'s node exited"
-            if not (self.home / "rpc.sock").exists():
-                return None
-            try:
-                client = SyncClient.connect(home=self.home, reconnect_timeout=1.0)
-                client.call("rpc.ping", timeout=5.0)
-            except P2PChatError:
-                return None  # bound a moment before the token check passes
-            return client
-
-        self.client = wait_until(f"{self.host.name}'s RPC", ready, limit=START_LIMIT)
-
-
-@contextmanager
-def person(host: Host, home: Path, *bootstrap: str) -> Iterator[Person]:
-    env = {**os.environ, "P2PCHAT_HOME": str(home), "P2PCHAT_PASSPHRASE": f"{host.name} pass"}
-    args = [sys.executable, "-m", "p2pchat.cli", "node", "run", "--create-identity"]
-    args += [option for addr in bootstrap for option in ("--bootstrap", addr)]
-    home.parent.mkdir(parents=True, exist_ok=True)
-    log = (home.parent / f"{host.name}.log").open("w")
-    process = host.run(args, env=env, stdout=log, stderr=log)
-    who = Person(host, home, process)
-    try:
-        who.connect()
-        yield who
-    finally:
-        if who.client is not None:
-            who.client.close()
-        log.close()  # the world stops the process
-
-
-def history(who: Person, conversation: str) -> list[str]:
-    return [m["text"] for m in who.call("dm.history", {"conversation": conversation})]
-
-
-def group_texts(who: Person, group: str) -> list[str]:
-    return [m["text"] for m in who.call("groups.history", {"group": group})]
 
 
 def test_three_machines_on_the_default_port_talk_by_dm_and_in_a_group(
@@ -105,19 +27,19 @@ def test_three_machines_on_the_default_port_talk_by_dm_and_in_a_group(
 ) -> None:
     machines = [netns_world.add_host(name) for name in ("a", "b", "c")]
     with ExitStack() as stack:
-        a = stack.enter_context(person(machines[0], tmp_path / "a" / "home"))
+        a = stack.enter_context(node(machines[0], tmp_path / "a" / "home"))
         a_status = a.call("node.status")
         # A advertises its real address on the default port, and nothing else.
         assert a_status["listen_addrs"] == [
             f"/ip4/{machines[0].ip}/tcp/{DEFAULT_PORT}/p2p/{a_status['peer_id']}"
         ]
         boot = a_status["listen_addrs"][0]
-        b = stack.enter_context(person(machines[1], tmp_path / "b" / "home", boot))
-        c = stack.enter_context(person(machines[2], tmp_path / "c" / "home", boot))
+        b = stack.enter_context(node(machines[1], tmp_path / "b" / "home", boot))
+        c = stack.enter_context(node(machines[2], tmp_path / "c" / "home", boot))
         b_status, c_status = b.call("node.status"), c.call("node.status")
-        for who, status in ((b, b_status), (c, c_status)):
+        for machine, status in ((machines[1], b_status), (machines[2], c_status)):
             addrs = status["listen_addrs"]
-            assert addrs == [f"/ip4/{who.host.ip}/tcp/{DEFAULT_PORT}/p2p/{status['peer_id']}"]
+            assert addrs == [f"/ip4/{machine.ip}/tcp/{DEFAULT_PORT}/p2p/{status['peer_id']}"]
 
         # B writes to C knowing only C's account key: bundle and address from the DHT.
         b.call("contacts.add", {"address": c_status["account_key"], "name": "carol"})
@@ -150,10 +72,10 @@ def test_three_machines_on_the_default_port_talk_by_dm_and_in_a_group(
         both = {"b posts to the group", "c posts to the group"}
         for who in (a, b, c):
 
-            def has_both(w: Person = who) -> bool:
+            def has_both(w: NodeProcess = who) -> bool:
                 return both <= set(group_texts(w, gid))
 
-            wait_until(f"both posts at {who.host.name}", has_both)
+            wait_until(f"both posts at {who.name}", has_both)
 
         # Nobody reached another node (or itself) at an address advertised for a peer.
         for who in (a, b, c):

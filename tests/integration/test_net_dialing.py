@@ -94,3 +94,16 @@ async def test_loopback_nodes_advertise_loopback_and_wildcard_nodes_do_not() -> 
             assert not any("/ip4/127." in a for a in wild.listen_addrs)
         # what identify tells peers is the same list
         assert [str(m) for m in wild.host.get_addrs()] == wild.listen_addrs
+
+
+async def test_a_peer_that_connects_to_us_is_no_longer_listed_unreachable() -> None:
+    async with hosts(2) as (a, b):
+        dead = f"/ip4/127.0.0.1/tcp/{_closed_port()}"
+        with trio.fail_after(10), pytest.raises(PeerUnreachableError):
+            await a.connect(b.peer_id, [dead])
+        assert [u["peer_id"] for u in a.statistics()["unreachable"]] == [b.peer_id]
+        with trio.fail_after(10):
+            await b.connect(a.peer_id, a.listen_addrs)  # inbound, from a's point of view
+            while a.dial_failure(b.peer_id) is not None:  # noqa: ASYNC110 - no event for it
+                await trio.sleep(0.02)
+        assert a.statistics()["unreachable"] == []

@@ -40,7 +40,11 @@ async def test_a_peer_is_reached_through_a_relay_it_reserved_on() -> None:
             open_libp2p_network(
                 b"\x23" * 32, config(relay_client=True), jitter=random.Random(3)
             ) as source,
-            open_libp2p_network(b"\x24" * 32, config(), jitter=random.Random(4)) as plain,
+            open_libp2p_network(
+                b"\x24" * 32,
+                config(relay_client=False, relay_hop=False),
+                jitter=random.Random(4),
+            ) as plain,
         ):
             assert plain.relay is None
             assert source.relay is not None

@@ -180,9 +180,11 @@ class Receiver:
                     await pipe.aclose()
 
 
-async def check_store(path: Path, sender: bytes, acks: Acks, *, all_sent: bool = False) -> int:
+async def check_store(
+    path: Path, sender: bytes, acks: Acks, seal_key: bytes, *, all_sent: bool = False
+) -> int:
     """Open the dead receiver's store as the next start would; returns its message count."""
-    async with await SqliteStore.open(path) as store:
+    async with await SqliteStore.open(path, seal_key=seal_key) as store:
         conversation = dm_conversation_id(sender)
         found = await store.get_conversation(conversation) is not None
         messages = await store.list_messages(conversation, limit=1_000_000) if found else []
@@ -256,7 +258,12 @@ async def test_receiver_sigkilled_mid_stream_keeps_every_acked_message_once(
                     # Not a wait for a condition: a random kill point between frames.
                     await trio.sleep(rnd.uniform(0, 0.06))
                     await child.sigkill()
-                    stored = await check_store(home / "store.sqlite3", sender.account_key, acks)
+                    stored = await check_store(
+                        home / "store.sqlite3",
+                        sender.account_key,
+                        acks,
+                        receiver_identity.local_key,
+                    )
                     # More stored than acked: killed between a commit and its ack (or the
                     # ack was still on its way); that message must not arrive twice.
                     commits_unacked += stored > len(acks.acked)
@@ -271,7 +278,11 @@ async def test_receiver_sigkilled_mid_stream_keeps_every_acked_message_once(
                     await acks.wait(lambda: acks.all_acked)
                 await following.sigkill()
                 stored = await check_store(
-                    home / "store.sqlite3", sender.account_key, acks, all_sent=True
+                    home / "store.sqlite3",
+                    sender.account_key,
+                    acks,
+                    receiver_identity.local_key,
+                    all_sent=True,
                 )
                 nursery.cancel_scope.cancel()
     finally:

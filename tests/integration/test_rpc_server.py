@@ -428,3 +428,15 @@ async def _receive_or_none(raw: RawConnection) -> Any:
         return await raw.receive()
     except (trio.BrokenResourceError, WireError):
         return None  # reset by the server, or a frame cut off by the hang-up
+
+
+async def test_silent_connections_never_lock_the_owner_out(tmp_path: Path) -> None:
+    """Issue 12: 64 connections that never say hello filled the cap (close 1003)."""
+    with trio.fail_after(LIMIT):
+        async with running(tmp_path / "h", max_connections=4) as r:
+            for _ in range(70):  # connected, never a word (closed when the server stops)
+                await r.raw()
+            for _ in range(3):  # repeatably, and without waiting for the hello deadline
+                async with await Client.connect(home=r.home) as client:
+                    assert await client.call("rpc.ping") is not None
+            assert r.server.unauthenticated_dropped >= 70 - r.server.config.max_unauthenticated

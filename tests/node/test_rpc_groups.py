@@ -128,6 +128,28 @@ async def test_create_invite_join_post_reply_react_and_page_history(tmp_path: Pa
         [listed] = await b.call("groups.list")
         assert (listed["group_id"], listed["status"], listed["members"]) == (group, "active", 2)
 
+        # The history digest: equal once both hold the same events, different after a post
+        # only one of them has seen.
+        a_info = await a.call("groups.info", {"group": group})
+        with trio.fail_after(LIMIT):
+            while (await b.call("groups.info", {"group": group}))["events"] < a_info["events"]:  # noqa: ASYNC110 - polled over RPC, bounded
+                await trio.sleep(0.01)
+        b_info = await b.call("groups.info", {"group": group})
+        assert len(a_info["history_hash"]) == 64
+        assert (b_info["history_hash"], b_info["events"]) == (
+            a_info["history_hash"],
+            a_info["events"],
+        )
+        async with b.subscribe(["group.message"]) as inbox:
+            await a.call("groups.post", {"group": group, "text": "one more"})
+            await group_text(inbox, "one more")
+        after = await a.call("groups.info", {"group": group})
+        assert after["events"] == a_info["events"] + 1  # b saw it: a has it too
+        assert after["history_hash"] != a_info["history_hash"]
+        assert (await b.call("groups.info", {"group": group}))["history_hash"] == after[
+            "history_hash"
+        ]
+
         await b.call("groups.leave", {"group": "Vinyl collectors"})
         [left] = await b.call("groups.list")
         # A group we left stays readable: its last known state, without us.

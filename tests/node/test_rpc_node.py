@@ -280,3 +280,38 @@ async def test_the_spec_documents_every_method_with_its_scope_and_params(
         registry = build_registry(node)
     actual = {m.name: (m.scope, {f.name for f in m.schema.fields}) for m in registry}
     assert _documented_methods() == actual
+
+
+async def test_a_history_too_large_for_one_frame_is_cut_and_says_where_to_go_on(
+    tmp_path: Path,
+) -> None:
+    """Issue 12: 500 messages of 2 KiB made dm.history fail with -32603."""
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path), client_of(tmp_path, alice) as c:
+        await c.call("contacts.add", {"address": bob.account.hex(), "name": "bob"})
+        with trio.fail_after(60):
+            sent = [
+                (await c.call("dm.send", {"to": "bob", "text": f"{i:04d}" + "x" * 2044}))[
+                    "message_id"
+                ]
+                for i in range(500)
+            ]
+            params: dict[str, Any] = {"conversation": "bob", "limit": 500}
+            first = await c.call_page("dm.history", params)
+            assert first.next is not None
+            assert 0 < len(first.result) < 500
+            assert [m["message_id"] for m in first.result] == sent[-len(first.result) :]
+            got = list(first.result)
+            page = first
+            while page.next is not None:  # scrolling back: each page is older
+                page = await c.call_page("dm.history", {**params, **page.next})
+                got = list(page.result) + got
+            assert [m["message_id"] for m in got] == sent
+            # Catching up from the start keeps the oldest first.
+            forward = await c.call_page("dm.history", {**params, "after_seq": 0})
+            assert forward.next is not None
+            assert [m["message_id"] for m in forward.result] == sent[: len(forward.result)]
+            # A result that fits says nothing more.
+            small = await c.call_page("dm.history", {"conversation": "bob", "limit": 5})
+            assert small.next is None
+            assert len(small.result) == 5

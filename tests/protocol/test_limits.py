@@ -55,3 +55,21 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     assert backoff_ms(10_000, initial=100, maximum=1000, jitter=1.0) == 1000
     with pytest.raises(ValueError, match="1-based"):
         backoff_ms(0, initial=1, maximum=1, jitter=1)
+
+
+def test_author_ceiling_grants_a_prefix_refunds_and_remembers_who_is_behind() -> None:
+    from p2pchat.protocol.limits import AuthorCeiling
+
+    ceiling = AuthorCeiling(rate=10, burst=5, max_authors=2, behind_ms=1000)
+    assert not ceiling.is_behind(b"a", 0)
+    assert ceiling.grant(b"a", 0, 8) == 5  # a prefix of the run
+    assert ceiling.is_behind(b"a", 0)
+    assert ceiling.grant(b"a", 0, 1) == 0
+    assert ceiling.grant(b"a", 100, 3) == 1  # 10/s: one more after 100 ms
+    ceiling.refund(b"a", 2)  # a forged run's grant comes back
+    assert ceiling.grant(b"a", 100, 2) == 2
+    assert ceiling.is_behind(b"a", 999)
+    assert not ceiling.is_behind(b"a", 1100)  # no deferral for behind_ms
+    assert ceiling.grant(b"b", 0, 5) == 5  # authors have their own budgets
+    assert ceiling.grant(b"c", 0, 1) == 1  # bounded: "a" is forgotten, not "b"
+    assert ceiling.grant(b"a", 100, 5) == 5

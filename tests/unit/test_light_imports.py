@@ -13,7 +13,8 @@ import pytest
     [
         ("p2pchat.aio", ("trio", "libp2p", "p2pchat.node")),
         ("p2pchat.client", ("libp2p", "p2pchat.node")),
-        ("p2pchat.cli", ("trio", "libp2p")),
+        ("p2pchat.cli", ("trio", "libp2p", "textual")),
+        ("p2pchat.tui", ("trio", "libp2p", "p2pchat.node")),
     ],
 )
 def test_importing_a_client_loads_no_network_stack(module: str, forbidden: tuple[str, ...]) -> None:

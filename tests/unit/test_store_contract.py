@@ -133,10 +133,11 @@ QUOTA = MailboxQuota(
 )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "sqlite-sealed", "memory"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        async with await SqliteStore.open(tmp_path / "store.db") as sqlite_store:
+    if request.param.startswith("sqlite"):
+        seal_key = bytes(range(32)) if request.param == "sqlite-sealed" else None
+        async with await SqliteStore.open(tmp_path / "store.db", seal_key=seal_key) as sqlite_store:
             yield sqlite_store
     else:
         async with MemoryStore() as memory_store:

@@ -468,7 +468,7 @@ async def test_v1_store_migrates_to_groups_with_its_data(tmp_path: Path) -> None
     async with await SqliteStore.open(path) as store:
         conn = store._conn
         assert conn is not None
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert await store.list_messages("dm-1") == before
         assert await store.get_meta("owner") == b"account"
         assert (await store.add_message(message(b"m2"))).message.seq == 2

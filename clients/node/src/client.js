@@ -453,6 +453,22 @@ export class Client {
   }
 
   /**
+   * Like {@link call}, resolving with `{result, next}`: `next` is null when the result is
+   * whole; when the node cut a list to fit one frame (rpc.md, "Results larger than a
+   * frame") call again with `{...params, ...next}` for the rest.
+   * @param {string} method
+   * @param {Record<string, unknown>} [params]
+   * @param {{timeoutMs?: number}} [options]
+   * @returns {Promise<{result: any, next: Record<string, unknown> | null}>}
+   */
+  async callPage(method, params = {}, { timeoutMs = this.callTimeoutMs } = {}) {
+    const conn = await this.#ready();
+    return /** @type {Promise<{result: any, next: Record<string, unknown> | null}>} */ (
+      conn.request(method, params, { timeoutMs, page: true })
+    );
+  }
+
+  /**
    * Subscribe to node events (all types if `types` is not given), optionally resuming
    * after a cursor of the run named `epoch` (rpc.md §7). Resolves once the node
    * confirmed: every event published after that is delivered.

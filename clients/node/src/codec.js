@@ -285,7 +285,7 @@ export function encodeRequest(id, method, params) {
 
 /**
  * @typedef {{code: number, name: string, message: string, data?: unknown}} WireErrorInfo
- * @typedef {{kind: "response", id: number, result: unknown}} ResponseMessage
+ * @typedef {{kind: "response", id: number, result: unknown, next?: Record<string, unknown>}} ResponseMessage
  * @typedef {{kind: "error", id: number | null, error: WireErrorInfo}} ErrorMessage
  * @typedef {{kind: "event", sub: number, cursor: number, event: Record<string, unknown>}} EventMessage
  * @typedef {{kind: "close", error: WireErrorInfo}} CloseMessage
@@ -349,9 +349,12 @@ export function parseServerMessage(obj) {
       const rawId = obj.id ?? null;
       return { kind: "error", id: rawId === null ? null : id(obj, "id"), error: errorInfo(obj.error) };
     }
-    only(obj, ["type", "id", "result"]);
+    only(obj, ["type", "id", "result", "next"]);
     if (!("result" in obj)) throw wireError("missing-field", "result");
-    return { kind: "response", id: id(obj, "id"), result: obj.result };
+    const next = obj.next ?? null;
+    if (next !== null && !isMap(next)) throw wireError("bad-field", "next must be a map");
+    const msg = { kind: /** @type {const} */ ("response"), id: id(obj, "id"), result: obj.result };
+    return next === null ? msg : { ...msg, next };
   }
   if (kind === "event") {
     only(obj, ["type", "sub", "cursor", "event"]);

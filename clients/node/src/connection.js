@@ -23,7 +23,7 @@ const HELLO_ID = 0;
 
 /**
  * @typedef {{resolve: (value: unknown) => void, reject: (err: P2PChatError) => void,
- *            onResult?: (result: unknown) => void, timer?: NodeJS.Timeout}} Pending
+ *            onResult?: (result: unknown) => void, page?: boolean, timer?: NodeJS.Timeout}} Pending
  */
 
 /**
@@ -125,7 +125,7 @@ export class Connection {
       pending.reject(networkError(`the node sent a malformed result to request ${msg.id}`, "malformed"));
       throw err; // a node that breaks the protocol loses the connection
     }
-    pending.resolve(msg.result);
+    pending.resolve(pending.page ? { result: msg.result, next: msg.next ?? null } : msg.result);
   }
 
   /** @param {P2PChatError} reason */
@@ -145,16 +145,17 @@ export class Connection {
    * Send a request and wait for its reply.
    * @param {string} method
    * @param {Record<string, unknown>} params
-   * @param {{timeoutMs: number, onResult?: (result: unknown) => void, id?: number}} options
+   * @param {{timeoutMs: number, onResult?: (result: unknown) => void, id?: number, page?: boolean}} options
+   *   `page`: resolve with `{result, next}` (`next`: params for the rest of a cut result, or null)
    * @returns {Promise<unknown>}
    */
-  request(method, params, { timeoutMs, onResult, id }) {
+  request(method, params, { timeoutMs, onResult, id, page = false }) {
     if (this.lost) return Promise.reject(this.lost);
     const requestId = id ?? this.nextId++;
     const frame = encodeFrame(encodeRequest(requestId, method, params), { maxFrame: this.maxFrame });
     return new Promise((resolve, reject) => {
       /** @type {Pending} */
-      const pending = { resolve, reject, onResult };
+      const pending = { resolve, reject, onResult, page };
       pending.timer = setTimeout(() => {
         this.pending.delete(requestId);
         reject(networkError(`${method} timed out after ${timeoutMs} ms`, "timeout"));

@@ -1,0 +1,1 @@
+"""One Screen class per screen of the chat TUI."""
