@@ -73,6 +73,7 @@ from ._inbound import InboundGate
 from ._notify import ConnectionEvents
 from ._penalties import Graylist
 from ._startup import Interfaces, bootstrap, check_ports_free, refresh_forever
+from ._trim import Trimmer
 from .base import (
     FramedStream,
     PeerDiscovered,
@@ -222,6 +223,8 @@ class Libp2pNetwork:
         self.relay: RelayDialer | None = None
         #: AutoNAT, relays, hole punching (see :mod:`p2pchat.net.nat`).
         self.nat: NatServices | None = None
+        #: Our pass over idle connections above the high watermark (:mod:`._trim`).
+        self.trimmer: Trimmer | None = None
 
     def __repr__(self) -> str:
         return f"<Libp2pNetwork {self.peer_id}>"
@@ -249,6 +252,7 @@ class Libp2pNetwork:
             **(self._inbound.stats if self._inbound is not None else {}),
             **self._graylist.statistics(trio.current_time()),
             "connections": len(self._host.get_network().get_connections()),
+            "connections_trimmed": self.trimmer.trimmed if self.trimmer is not None else 0,
             "unreachable": [
                 {"peer_id": f.peer_id, "reason": f.summary} for f in self._dialer.failures()[:16]
             ],
@@ -488,6 +492,13 @@ async def open_libp2p_network(
         handshake_timeout=config.dial_timeout,
     )
     inbound.install()
+    trimmer = Trimmer(
+        host.get_network(),
+        low=config.low_watermark,
+        high=config.high_watermark,
+        grace_period=config.trim_grace_period,
+    )
+    trimmer.install()
     bus = EventBus(buffer=config.event_buffer)
     host.get_network().register_notifee(ConnectionEvents(host.get_network(), bus, dialer))
     # Our own tasks (refresh, mDNS, re-raised handler bugs) live in a nursery *inside*
@@ -526,6 +537,7 @@ async def open_libp2p_network(
                     inbound=inbound,
                     jitter=jitter,
                 )
+                network.trimmer = trimmer
                 network.relay = nat.relay
                 network.nat = nat
                 if discover:

@@ -14,7 +14,7 @@ from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 
 from ._raw_dial import raw_connection
-from .test_net_libp2p import hosts, wait_for
+from .test_net_libp2p import PROTO, echo, hosts, wait_for
 from .test_node_libp2p import FAST, address, identity, received, started
 
 pytestmark = pytest.mark.integration
@@ -114,3 +114,35 @@ async def test_protection_tags_are_kept_per_reason() -> None:
             assert server.unprotect(peer.peer_id, "contact") is True  # still a group member
             assert server.unprotect(peer.peer_id, "group") is False
             assert not server.is_protected(peer.peer_id)
+
+
+async def test_above_the_high_watermark_idle_unprotected_connections_are_trimmed() -> None:
+    """The connection manager policy: above ``high_watermark``, connections past their
+    grace period are closed down towards ``low_watermark``, except those to protected
+    peers (contacts, group members, relays) and those with an open stream. Every
+    connection between these hosts carries gossipsub's long-lived streams: py-libp2p's
+    own pass counted them as activity and never trimmed anything."""
+    watermarks = {"min_connections": 0, "low_watermark": 1, "high_watermark": 4}
+    with trio.fail_after(30):
+        async with (
+            hosts(1, trim_grace_period=0.3, **watermarks) as (server,),
+            hosts(5, first=1) as peers,
+        ):
+            server.set_stream_handler(PROTO, echo)
+            contact, busy, *idle = peers
+            server.protect(contact.peer_id, "contact")
+            for peer in peers[:4]:
+                await peer.connect(server.peer_id, server.listen_addrs)
+            stream = await busy.open_stream(server.peer_id, PROTO)
+            await stream.write_frame(b"still talking")
+            assert await stream.read_frame(64) == b"still talking"
+            await wait_for(lambda: len(server.connected_peers()) == 4)
+            # Past the grace period (and py-libp2p's one-second debounce of pruning), one
+            # more connection puts the node above the high watermark: a prune runs.
+            await trio.sleep(1.2)
+            await idle[-1].connect(server.peer_id, server.listen_addrs)
+            kept = {contact.peer_id, busy.peer_id, idle[-1].peer_id}  # the last: in grace
+            await wait_for(lambda: set(server.connected_peers()) == kept)
+            assert server.statistics()["connections_trimmed"] == 2
+            await stream.write_frame(b"untouched")
+            assert await stream.read_frame(64) == b"untouched"
