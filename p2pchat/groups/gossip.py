@@ -78,6 +78,19 @@ def _device_of(peer_id: str) -> bytes | None:
         return None
 
 
+#: Refusals of a run that prove its sender misbehaved (see ``_proves_misbehaviour``).
+_PROOF_REASONS = frozenset({"bad-signature", "bad-cert"})
+
+
+def _proves_misbehaviour(error: Exception) -> bool:
+    """Malformed bytes (``WireError``) or a signature that does not verify: an honest
+    node never sends either (it verified what it relays). A missing ancestor, a full
+    buffer or a rate limit may be ours, or ordinary churn: never penalised."""
+    if isinstance(error, WireError):
+        return True
+    return isinstance(error, GroupError) and error.reason in _PROOF_REASONS
+
+
 def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -287,8 +300,13 @@ class GroupTransport:
             self._forget(data)
         if errors:
             self.stats["gossip_rejected"] += 1
-            for error in errors:
-                self.rejections.add_error(error)
+            reasons = [self.rejections.add_error(error) for error in errors]
+            # A run refused for what only its sender can have caused (bytes no honest
+            # node emits, a signature that does not verify: a relay verified it) costs
+            # the sender, once per message; a gap or a full buffer of ours does not.
+            proven = [r for e, r in zip(errors, reasons, strict=True) if _proves_misbehaviour(e)]
+            if proven:
+                self._network.penalize(origin, proven[0])
         return not errors and not result.deferred
 
     async def _drain(self, group_id: bytes, subscription: Subscription) -> None:

@@ -16,7 +16,7 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from p2pchat.errors import NetworkError, WireError
+from p2pchat.errors import NetworkError, PeerUnreachableError, WireError
 from p2pchat.events import GroupMessage
 from p2pchat.groups import gossip
 from p2pchat.groups.gossip import SYNC_PROTOCOL, topic_of
@@ -180,9 +180,14 @@ async def test_gossip_flood_is_graylisted_bounded_and_honest_delivery_unaffected
         spent = verifications.counts["hostile"] - before["hostile"]
         for node in nodes:
             transport = node._groups.transport
-            assert transport._limiter.is_graylisted(mallory, now)
-            # Nearly every message was refused before any decode or signature check.
-            assert transport._limiter.refused >= 0.95 * FLOOD_RATE * FLOOD_SECONDS
+            # Mallory's messages are invalid: after a few, his node's network graylists
+            # and drops him (peer penalties); whatever still arrives meets the message
+            # gate's own graylist. Nearly every message was refused before any decode or
+            # signature check.
+            dropped = node._net.graylist.blocked(mallory, trio.current_time())  # type: ignore[attr-defined]
+            assert dropped or transport._limiter.is_graylisted(mallory, now)
+            checked = transport.stats["gossip_rejected"]
+            assert checked <= 0.05 * FLOOD_RATE * FLOOD_SECONDS, checked
         # A message is charged one token per signature it may cost (its envelope and
         # each run) from a verification budget, so each honest node spends at most that
         # budget's burst plus a second of its sustained rate on the attacker before the
@@ -340,3 +345,60 @@ async def test_a_lively_honest_author_is_never_graylisted(
         transport = b._groups.transport
         assert not transport._limiter.is_graylisted(a.peer_id, b._clock())
         assert transport.stats["gossip_rate_limited"] == 0
+
+
+async def test_invalid_gossip_costs_its_sender_a_score_then_the_connection(
+    tmp_path: Path, autojump_clock: object, mallory_key: SigningKey
+) -> None:
+    """Fix 7 with gossip: each invalid message (a tampered event, garbage in a valid
+    envelope) lowers its sender's score; a repeated offender is disconnected and neither
+    dialled nor accepted for a while; the node counts its rejections by reason. Slow
+    enough that no rate limit refuses anything first: only the penalties act."""
+    peers = [new_peer(name) for name in ("alice", "bob")]
+    mallory = peer_id_from_ed25519(bytes(mallory_key.verify_key))
+    async with (
+        hub() as h,
+        running(h, peers[0], tmp_path) as a,
+        running(h, peers[1], tmp_path) as b,
+        h.open_node(mallory) as evil,
+    ):
+        group = await open_group([a, b])
+        await connect_all(evil, peers[:1])
+        graylist = a._net.graylist  # type: ignore[attr-defined]
+        forged = Run(device=a.device_key, events=(forged_event(a, group, mallory_key),))
+        # A valid event of Alice's with one byte of its body changed: its signature fails.
+        last = a._groups.engine(group).ordered_events()[-1]
+        flipped = bytearray(last.data)
+        flipped[-70] ^= 1
+        tampered = Run(device=last.event.author_device, events=(bytes(flipped),))
+        sent = 0
+        while mallory in a._net.connected_peers():
+            assert sent < 15, "never disconnected"
+            runs = (forged,) if sent % 2 else (tampered,)
+            data = seal(SyncBatch(group=group, runs=runs), signing_key=mallory_key, now=sent)
+            await evil.pubsub.publish(topic_of(group), data)
+            sent += 1
+            await wait_for(lambda n=sent: a._groups.transport.stats["gossip_rejected"] >= n)
+            if sent == 1:
+                assert graylist.score(mallory, trio.current_time()) >= 1.0
+            await trio.sleep(2)
+        assert 10 <= sent <= 12  # the threshold, less a little decay
+        stats = await a.statistics()
+        penalties = stats["network"]["penalties"]
+        assert sum(penalties.values()) == sent
+        assert stats["groups"]["rejected"] == penalties
+        assert len(penalties) >= 1
+        assert stats["network"]["graylisted"] == 1
+        # Not redialled: the node's own dials to Mallory are refused for a while ...
+        with pytest.raises(PeerUnreachableError, match="graylisted"):
+            await a._net.connect(mallory, [memory_addr(mallory)])
+        # ... and Mallory cannot come back by dialling Alice either: his streams are refused.
+        await evil.connect(a.peer_id, [memory_addr(a.peer_id)])
+        with pytest.raises(PeerUnreachableError, match="graylisted"):
+            await evil.open_stream(a.peer_id, SYNC_PROTOCOL)
+        # The group still works between Alice and Bob.
+        await a.post(group, "still here")
+        await wait_for(has_all(peers[1], group, ["still here"]))
+        # A while later (the graylist's duration), Mallory may be dialled again.
+        await trio.sleep(601)
+        await a._net.connect(mallory, [memory_addr(mallory)])
