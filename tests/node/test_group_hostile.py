@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,10 @@ async def test_gossip_flood_is_graylisted_bounded_and_honest_delivery_unaffected
         assert len({n._groups.engine(group).history_hash() for n in nodes}) == 1
 
 
+def rejected_at_least(node: Node, count: int) -> bool:
+    return node._groups.transport.stats["gossip_rejected"] >= count
+
+
 def verification_budget() -> float:
     """The most signature checks one peer can cost a node in its first second."""
     burst = max(FAST.peer_burst * 5, gossip._MAX_VERIFIES_PER_MESSAGE)
@@ -378,7 +383,7 @@ async def test_invalid_gossip_costs_its_sender_a_score_then_the_connection(
             data = seal(SyncBatch(group=group, runs=runs), signing_key=mallory_key, now=sent)
             await evil.pubsub.publish(topic_of(group), data)
             sent += 1
-            await wait_for(lambda n=sent: a._groups.transport.stats["gossip_rejected"] >= n)
+            await wait_for(partial(rejected_at_least, a, sent))
             if sent == 1:
                 assert graylist.score(mallory, trio.current_time()) >= 1.0
             await trio.sleep(2)
