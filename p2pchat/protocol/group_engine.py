@@ -210,7 +210,8 @@ class GroupEngine(Folding):
         and Lamport rules are still checked); otherwise ``now`` is required."""
         if not trusted and now is None:
             raise LocalProtocolError("an untrusted load needs now")
-        decoded = [decode_stored(data) for data in events]
+        # Verified events are held slim (see GroupEvent.slim): decoded so from the start.
+        decoded = [decode_stored(data, slim=trusted) for data in events]
         genesis = [s for s in decoded if s.event.kind == "genesis"]
         if len(genesis) != 1:
             raise LocalProtocolError("a group's events hold exactly one genesis")

@@ -344,7 +344,7 @@ class GroupLog:
             if held is not None:
                 # The held event may have come inside a run (its own signature unchecked);
                 # a proof others can verify needs both signatures.
-                self._verify(self._events[held].event, reason="forked-device")
+                self._verify(decode_event(self._events[held].data), reason="forked-device")
                 self._freeze(
                     device, event.seq, ForkProof(first=self._events[held].data, second=stored.data)
                 )
@@ -352,8 +352,7 @@ class GroupLog:
         self._check_cert(event, check_signature=now is not None)
         if not verified:
             self._verify(event)
-        self._insert(stored)
-        outcome.accepted.append(stored)
+        outcome.accepted.append(self._insert(stored))
         return True
 
     def _check_kind(self, event: GroupEvent) -> None:
@@ -432,8 +431,12 @@ class GroupLog:
         self._waiting.setdefault(missing, []).append(stored.event_id)
         outcome.buffered += 1
 
-    def _insert(self, stored: StoredEvent) -> None:
-        event = stored.event
+    def _insert(self, stored: StoredEvent) -> StoredEvent:
+        """Hold an accepted event; returns it as held: slim (see :meth:`GroupEvent.slim`),
+        since nothing verifies it again from memory."""
+        event = stored.event.slim()
+        if event is not stored.event:
+            stored = StoredEvent(event, stored.data)
         self._events[event.event_id] = stored
         device = event.author_device
         key = (device, event.seq)
@@ -454,6 +457,7 @@ class GroupLog:
         self._order.insert(index, key_order)
         if self._min_insert is None or index < self._min_insert:
             self._min_insert = index
+        return stored
 
     def take_min_insert(self) -> int | None:
         """The lowest position in the total order where an event was inserted since the
@@ -466,6 +470,7 @@ class GroupLog:
         return bisect.bisect_left(self._order, order_key(event))
 
 
-def decode_stored(data: bytes) -> StoredEvent:
-    """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed)."""
-    return StoredEvent(decode_event(data), data)
+def decode_stored(data: bytes, *, slim: bool = False) -> StoredEvent:
+    """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed);
+    ``slim`` for bytes already verified (see :meth:`GroupEvent.slim`)."""
+    return StoredEvent(decode_event(data, slim=slim), data)
