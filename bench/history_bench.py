@@ -43,7 +43,7 @@ from p2pchat.protocol.group_log import decode_stored
 from p2pchat.storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from p2pchat.storage.sqlite import SqliteStore
 
-__all__ = ["Figures", "main", "measure", "setup_history"]
+__all__ = ["Figures", "bench_identity", "main", "measure", "setup_history"]
 
 _NOW = 1_760_000_000_000
 _BATCH = 5_000
@@ -51,7 +51,7 @@ START_GOAL_S = 3.0
 RSS_GOAL_MB = 150.0
 
 
-def _identity(seed: str) -> UnlockedIdentity:
+def bench_identity(seed: str) -> UnlockedIdentity:
     rng = random.Random(seed)
     return UnlockedIdentity.generate(rng=rng.randbytes, now=_NOW)
 
@@ -59,7 +59,7 @@ def _identity(seed: str) -> UnlockedIdentity:
 async def setup_history(home: Path, seed: str, events: int) -> float:
     """Write a public group with ``events`` posts into ``home``'s store; return seconds."""
     started = time.perf_counter()
-    identity = _identity(seed)
+    identity = bench_identity(seed)
     rng = random.Random(seed + "-group")
     rules = Rules(join="open", post="member", invite="member", slow=0)
     descriptor = GroupDescriptor(kind="public", name="history bench", rules=rules, tags=("bench",))
@@ -128,7 +128,7 @@ def _rss_mb() -> float:
 
 
 async def _start_once(home: Path, seed: str) -> dict[str, float]:
-    identity = _identity(seed)
+    identity = bench_identity(seed)
     net = NetConfig(listen_hosts=("127.0.0.1",), port=0, bootstrap=())
     config = NodeConfig(home=home, net=net, rpc=False)
     started = time.perf_counter()

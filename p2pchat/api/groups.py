@@ -493,17 +493,22 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         """Messages in the group's order, oldest first: the latest ``limit`` before ``before``."""
         group_id = await group_of(p.group)
         before = None if p.before is None else parse_event_id(p.before, "before")
-        if before is not None and node.group_view(group_id).message(before) is None:
+        if before is not None and node.group_message(group_id, before) is None:
             raise NotFoundError("no such message in that group")
         messages = node.group_history(group_id, limit=p.limit, before=before)
         shown = [group_message_to_dict(m) for m in messages]
         if not p.notices:
             return shown
+
         # Removals and bans in the same window of the group order, among the messages.
-        positions = node.group_positions(group_id)
-        placed = [(positions.get(bytes.fromhex(m["event_id"]), -1), m) for m in shown]
+        # (Positions looked up one by one: a page never costs O(history).)
+        def position_of(event_id: bytes) -> int:
+            found = node.group_position(group_id, event_id)
+            return -1 if found is None else found
+
+        placed = [(position_of(m.ref.event_id), shown[i]) for i, m in enumerate(messages)]
         low = placed[0][0] if len(messages) == p.limit else -1
-        high = positions.get(before, len(positions)) if before is not None else len(positions)
+        high = position_of(before) if before is not None else 1 << 62
         for position, event in node.group_notices(group_id):
             if low < position < high:
                 placed.append((position, group_notice_to_dict(event)))
@@ -512,7 +517,7 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_view(p: _GroupParams) -> dict[str, Any]:
         """Poll tallies and group-buy states."""
         group_id = await group_of(p.group)
-        return {"group_id": group_id.hex(), **group_view_to_dict(node.group_view(group_id))}
+        return {"group_id": group_id.hex(), **group_view_to_dict(node.group_tallies(group_id))}
 
     async def groups_sync(p: _GroupParams) -> dict[str, Any]:
         """Catch up with the connected members now; returns how many events came."""

@@ -21,8 +21,6 @@ from ..protocol.group_events import (
     GroupBuy,
     GroupBuyJoin,
     GroupEvent,
-    MemberBan,
-    MemberRemove,
     Poll,
     ShareCard,
     Vote,
@@ -133,7 +131,7 @@ class GroupsApi:
         A vote every member would ignore (not a poll, an option out of range, several
         options on a single-choice poll, a closed poll) is refused here, before signing.
         """
-        tally = self.group_view(group_id).polls.get(poll)
+        tally = self.group_tallies(group_id).polls.get(poll)
         if tally is None:
             raise NotFoundError("that message is not a poll in this group")
         count = len(tally.poll.options)
@@ -242,23 +240,25 @@ class GroupsApi:
     ) -> list[GroupViewMessage]:
         """Visible messages in the deterministic group order, oldest first (the
         ``limit`` newest before ``before``, an event id, if given)."""
-        messages = list(self._g.engine(group_id).view.messages)
-        if before is not None:
-            ids = [m.ref.event_id for m in messages]
-            messages = messages[: ids.index(before)] if before in ids else messages
-        return messages[-limit:] if limit > 0 else []
+        # One page, built alone: the whole view (every message of the group) never is.
+        return self._g.engine(group_id).history(limit, before)
+
+    def group_message(self, group_id: bytes, event_id: bytes) -> GroupViewMessage | None:
+        """One visible message, current (edits, reactions, deletion), or ``None``."""
+        return self._g.engine(group_id).message(event_id)
 
     def group_notices(self, group_id: bytes) -> list[tuple[int, GroupEvent]]:
         """Removals and bans, each with its position in the group order (what members
         are shown next to the messages)."""
-        return [
-            (position, stored.event)
-            for position, stored in enumerate(self._g.engine(group_id).ordered_events())
-            if isinstance(stored.event.parsed, MemberRemove | MemberBan)
-        ]
+        return [(position, s.event) for position, s in self._g.engine(group_id).notices()]
+
+    def group_position(self, group_id: bytes, event_id: bytes) -> int | None:
+        """An accepted event's position in the group order (``None``: not held)."""
+        return self._g.engine(group_id).position(event_id)
 
     def group_positions(self, group_id: bytes) -> dict[bytes, int]:
-        """Every accepted event's position in the group order."""
+        """Every accepted event's position in the group order (O(history): for one or a
+        few, :meth:`group_position`)."""
         ordered = self._g.engine(group_id).ordered_events()
         return {stored.event_id: position for position, stored in enumerate(ordered)}
 
@@ -266,8 +266,14 @@ class GroupsApi:
         """A digest of the ids of every effective event in the group's total order (equal on
         two members exactly when they show the same history), and how many events we hold."""
         engine = self._g.engine(group_id)
-        return engine.history_hash(), len(engine.ordered_events())
+        return engine.history_hash(), len(engine.log)
 
     def group_view(self, group_id: bytes) -> GroupView:
-        """The whole materialised view: messages, poll tallies, group-buy states."""
+        """The whole materialised view: messages, poll tallies, group-buy states (every
+        message of the group: page them with :meth:`group_history`, and take the tallies
+        alone from :meth:`group_tallies`)."""
         return self._g.engine(group_id).view
+
+    def group_tallies(self, group_id: bytes) -> GroupView:
+        """Poll tallies and group-buy states; ``messages`` is empty."""
+        return self._g.engine(group_id).tallies()

@@ -318,8 +318,28 @@ class ContentFold:
         m = self.messages.get(event_id)
         return None if m is None else _shown(m)
 
-    def view(self) -> GroupView:
-        messages = tuple(_shown(m) for m in self.messages.values())
+    def page(self, limit: int, before: bytes | None = None) -> list[Message]:
+        """The ``limit`` newest messages (before the message ``before``, if it is one),
+        oldest first: what one page of history shows, in O(page) memory (the whole view
+        is never built for it). Walks back from the newest message."""
+        out: list[Message] = []
+        if limit <= 0:
+            return out
+        skipping = before is not None and before in self.messages
+        for event_id in reversed(self.messages):
+            if skipping:
+                skipping = event_id != before
+                continue
+            out.append(_shown(self.messages[event_id]))
+            if len(out) == limit:
+                break
+        out.reverse()
+        return out
+
+    def view(self, *, messages: bool = True) -> GroupView:
+        """The materialised view; ``messages=False`` leaves the messages out (tallies
+        only: building every message costs O(history))."""
+        shown = tuple(_shown(m) for m in self.messages.values()) if messages else ()
         polls = {}
         for poll_id, (poll, votes) in self.polls.items():
             counts = [0] * len(poll.options)
@@ -333,7 +353,7 @@ class ContentFold:
             for option, quantity in joins.values():
                 units[option] += quantity
             buys[buy_id] = BuyState(buy_id, buy, tuple(units), MappingProxyType(dict(joins)))
-        return GroupView(messages, MappingProxyType(polls), MappingProxyType(buys))
+        return GroupView(shown, MappingProxyType(polls), MappingProxyType(buys))
 
 
 def _shown(m: _Msg) -> Message:

@@ -34,7 +34,7 @@ from p2pchat_crypto.identity import Device
 from p2pchat_crypto.sealed import Rng
 
 from .codec import Struct
-from .group_content import CONTENT_KINDS, GroupView, Message
+from .group_content import CONTENT_KINDS, GroupView
 from .group_effects import (
     Effect,
     ForkDetected,
@@ -244,29 +244,6 @@ class GroupEngine(Folding):
     def state(self) -> Membership:
         self._ensure()
         return self._membership
-
-    @property
-    def view(self) -> GroupView:
-        self._ensure()
-        if self._view is None:
-            self._view = self._cfold.view()
-        return self._view
-
-    def message(self, event_id: bytes) -> Message | None:
-        """One visible message, current (edits, reactions, deletion) — without rebuilding
-        the whole view, which costs O(history) after every change."""
-        self._ensure()
-        return self._cfold.message(event_id)
-
-    def history_hash(self) -> bytes:
-        """A digest of the ids of every *effective* event in the total order: two
-        replicas with the same value show the same history."""
-        self._ensure()
-        return self._history
-
-    def is_effective(self, event_id: bytes) -> bool:
-        self._ensure()
-        return event_id in self._effective
 
     def event_bytes(self, event_id: bytes) -> bytes | None:
         stored = self._log.get(event_id)

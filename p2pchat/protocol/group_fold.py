@@ -15,9 +15,9 @@ from typing import Any
 
 from p2pchat_crypto.kdf import blake2b
 
-from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView
+from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView, Message
 from .group_events import GroupDescriptor, GroupEvent
-from .group_log import GroupLog
+from .group_log import GroupLog, StoredEvent
 from .group_state import MEMBERSHIP_KINDS, Membership, MembershipFold
 
 __all__ = ["Folding"]
@@ -56,6 +56,58 @@ class Folding:
     @property
     def group_id(self) -> bytes:
         return self._log.group_id
+
+    # --- reading the fold (what a node shows) -------------------------------------
+
+    @property
+    def view(self) -> GroupView:
+        self._ensure()
+        if self._view is None:
+            self._view = self._cfold.view()
+        return self._view
+
+    def history(self, limit: int, before: bytes | None = None) -> list[Message]:
+        """One page of visible messages, oldest first: the ``limit`` newest before
+        ``before`` (a message id; ignored if it is not one). O(page) memory, unlike
+        :attr:`view`, which holds every message of the group."""
+        self._ensure()
+        return self._cfold.page(limit, before)
+
+    def tallies(self) -> GroupView:
+        """Poll tallies and group-buy states, without the messages (``messages`` is
+        empty: page them with :meth:`history`); not cached."""
+        self._ensure()
+        return self._cfold.view(messages=False)
+
+    def position(self, event_id: bytes) -> int | None:
+        """An accepted event's position in the total order (``None`` if not held)."""
+        stored = self._log.get(event_id)
+        return None if stored is None else self._log.index_of(stored.event)
+
+    def notices(self) -> list[tuple[int, StoredEvent]]:
+        """Removals and bans (what members are shown among the messages), each with its
+        position in the total order, in that order (from an index, not a scan)."""
+        held = (self._log.get(event_id) for event_id in self._log.of_kinds())
+        found = [(self._log.index_of(s.event), s) for s in held if s is not None]
+        return sorted(found, key=lambda item: item[0])
+
+    def message(self, event_id: bytes) -> Message | None:
+        """One visible message, current (edits, reactions, deletion) — without rebuilding
+        the whole view, which costs O(history) after every change."""
+        self._ensure()
+        return self._cfold.message(event_id)
+
+    def history_hash(self) -> bytes:
+        """A digest of the ids of every *effective* event in the total order: two
+        replicas with the same value show the same history."""
+        self._ensure()
+        return self._history
+
+    def is_effective(self, event_id: bytes) -> bool:
+        self._ensure()
+        return event_id in self._effective
+
+    # --- folding ---------------------------------------------------------------
 
     def _reset_fold(self) -> None:
         rules = self._descriptor.rules

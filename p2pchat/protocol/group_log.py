@@ -51,6 +51,9 @@ _CONTENT_KINDS = frozenset(
     {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy", "buy.join"}
 )
 
+#: Kinds whose events the log indexes by kind (see :meth:`GroupLog.of_kinds`).
+_INDEXED_KINDS = frozenset({"member.remove", "member.ban"})
+
 
 class GroupError(ProtocolError):
     """A group event or sync message refused by the engine (the peer's fault).
@@ -158,6 +161,7 @@ class GroupLog:
         self._branch_events: dict[bytes, int] = {}
         self._min_insert: int | None = None
         self._new_forks: list[tuple[bytes, int, ForkProof]] = []
+        self._indexed: dict[bytes, None] = {}  # ids of events of _INDEXED_KINDS
         self._insert(genesis)
 
     # --- queries -------------------------------------------------------------------
@@ -226,6 +230,11 @@ class GroupLog:
 
     def id_at(self, device: bytes, seq: int) -> bytes | None:
         return self._at.get((device, seq))
+
+    def of_kinds(self) -> list[bytes]:
+        """Ids of the held events of the few kinds indexed by kind (removals and bans:
+        rare, and listed among the messages), in acceptance order."""
+        return list(self._indexed)
 
     def tips(self) -> list[StoredEvent]:
         """Events no held event references yet: what a new event should name in ``deps``."""
@@ -438,6 +447,8 @@ class GroupLog:
         if event is not stored.event:
             stored = StoredEvent(event, stored.data)
         self._events[event.event_id] = stored
+        if event.kind in _INDEXED_KINDS:
+            self._indexed[event.event_id] = None
         device = event.author_device
         key = (device, event.seq)
         if key not in self._at:
