@@ -42,6 +42,7 @@ from ..protocol.group_events import (
 )
 from ..protocol.group_log import StoredEvent
 from ..protocol.group_state import invite_hash
+from ..storage.base import Store
 from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from .gossip import GroupTransport
 from .sender_keys import SenderKeys
@@ -52,6 +53,7 @@ __all__ = [
     "knows_invite",
     "new_group_info",
     "refuse_expired",
+    "stored_event_bytes",
     "with_status",
 ]
 
@@ -59,6 +61,22 @@ logger = logging.getLogger(__name__)
 
 #: Event kinds announced as group messages (besides ``sealed`` ones we can open).
 CONTENT_KINDS = {"post", "reply", "react", "edit", "delete", "share", "poll", "vote", "buy"}
+
+
+#: Stored events read per query when a group is loaded.
+_LOAD_PAGE = 5000
+
+
+async def stored_event_bytes(store: Store, group_id: bytes) -> list[bytes]:
+    """A group's stored event bytes, read a page at a time: only the bytes are kept
+    (every row's record and sealed copy at once doubled the peak of a start, and a
+    Python process rarely gives such a peak back)."""
+    out: list[bytes] = []
+    after = 0
+    while page := await store.group_events(group_id, after_rowid=after, limit=_LOAD_PAGE):
+        out += [event.data for _, event in page]
+        after = page[-1][0]
+    return out
 
 
 def knows_invite(engine: GroupEngine, secret: bytes) -> bool:

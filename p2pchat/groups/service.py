@@ -162,9 +162,8 @@ class Groups(GroupEffects, GroupDiscovery):
             nursery.start_soon(self._publish_loop)
 
     async def _load(self, info: GroupInfo, *, active: bool) -> None:
-        rows = await self._store.group_events(info.group_id)
         engine = GroupEngine.load(
-            [event.data for _, event in rows],
+            await effects.stored_event_bytes(self._store, info.group_id),
             trusted=True,
             local_device=self._device.public_key,
             config=self._engine_config,
