@@ -64,7 +64,8 @@ class GroupDiscovery:
             return
         now = self._clock()
         expires = now + self._record_lifetime
-        genesis = engine.ordered_events()[0]
+        genesis = engine.log.get(group_id)  # (held from the start: the log begins with it)
+        assert genesis is not None
         signer = SigningKey(self._device.signing_seed())
         if genesis.event.author_device == self._device.public_key:
             record = sign_dht_record(
