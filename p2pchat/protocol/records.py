@@ -40,7 +40,10 @@ __all__ = [
     "Record",
     "PrekeyRecord",
     "DeviceEntry",
+    "Revocation",
     "DeviceListRecord",
+    "MAX_DEVICES",
+    "MAX_REVOCATIONS",
     "GroupRecord",
     "TopicEntry",
     "TopicRecord",
@@ -84,11 +87,60 @@ class DeviceEntry(Struct):
     cert: bytes = wire("cert", Bytes(low=1, high=256), "device certificate (crypto.md section 3.2)")
 
 
+#: At most this many current devices per account, and this many kept revocations.
+MAX_DEVICES = 16
+MAX_REVOCATIONS = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class Revocation(Struct):
+    """A device revoked by its account (devices.md section 2), signed alone so that it can
+    be copied elsewhere (context ``revocation``)."""
+
+    account: bytes = wire("acct", _KEY, "the account key")
+    device: bytes = wire("dev", _KEY, "the revoked device key")
+    at: int = wire("at", UInt(), "when it was revoked, ms since the epoch")
+    sig: bytes = wire("sig", Bytes(64), "Ed25519 by acct, context revocation")
+
+    @classmethod
+    def sign(cls, *, device: bytes, at: int, signing_key: AnySigner) -> Revocation:
+        """A revocation of ``device`` by the account whose key signs."""
+        value: dict[str, Any] = {"acct": public_key_of(signing_key), "dev": device, "at": at}
+        value["sig"] = sign_map("revocation", value, signing_key)
+        return cls.from_value(value)
+
+    def verify(self) -> None:
+        """Raise ``WireError("bad-signature")`` unless the account signed it."""
+        value = self.to_value()
+        verify_signature(signed_bytes("revocation", value), self.sig, self.account)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeviceListRecord(Struct):
     devices: tuple[DeviceEntry, ...] = wire(
-        "devs", ListOf(Nested(DeviceEntry), 1, 16), "the account's current devices"
+        "devs", ListOf(Nested(DeviceEntry), 1, MAX_DEVICES), "the account's current devices"
     )
+    revoked: tuple[Revocation, ...] | None = wire(
+        "revoked",
+        ListOf(Nested(Revocation), 0, MAX_REVOCATIONS),
+        "devices the account revoked (devices.md section 2)",
+        optional=True,
+    )
+
+    def check_list(self, account_key: bytes) -> None:
+        """The device-list rules of devices.md section 2 (``WireError``)."""
+        keys = [entry.device for entry in self.devices]
+        if len(set(keys)) != len(keys):
+            raise WireError("duplicate", "a device appears twice in the list")
+        revoked = [rev.device for rev in self.revoked or ()]
+        if len(set(revoked)) != len(revoked):
+            raise WireError("duplicate", "a device is revoked twice")
+        for rev in self.revoked or ():
+            if rev.account != account_key:
+                raise WireError("wrong-signer", "a revocation by another account")
+            rev.verify()
+        if set(keys) & set(revoked):
+            raise WireError("revoked-device", "a revoked device is listed as current")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +299,8 @@ def validate_record(key: str, data: bytes, *, now: int, full_key: bytes | None =
         raise WireError("out-of-range", "expiry too far in the future")
     _authorised_signer(record)
     verify_signature(signed_bytes("record", record.raw), record.sig, record.signer)
+    if isinstance(record.parsed, DeviceListRecord):
+        record.parsed.check_list(record.key)
     return record
 
 

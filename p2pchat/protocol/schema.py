@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
+from .device_link import LINK_MESSAGES, GrantContent
 from .dm_messages import DM_KINDS, DmPlaintext
 from .envelope import Envelope
 from .group_events import EVENT_KINDS, GroupEvent, InnerEvent
@@ -147,7 +148,12 @@ def schema_files() -> dict[str, str]:
         *mb_variants,
         *_kind_payload_rules(MAILBOX_KINDS.values(), done),
     ]
+    files["devices.cddl"] = [
+        _choice("link-message", [cls.cddl_name() for cls in LINK_MESSAGES.values()]),
+        *_rules([*LINK_MESSAGES.values(), GrantContent], done),
+    ]
     titles = {
+        "devices.cddl": "device linking (devices.md)",
         "common.cddl": "content and shared structures",
         "envelope.cddl": "signed envelope, direct messages, sync",
         "group.cddl": "group log events",

@@ -37,7 +37,7 @@ __all__ = [
 
 SIG_KEY = "sig"
 #: Every signing context in use; a new one must be added to protocol-spec/wire.md.
-CONTEXTS = frozenset({"envelope", "event", "record", "mailbox"})
+CONTEXTS = frozenset({"envelope", "event", "record", "mailbox", "revocation"})
 
 
 def signed_bytes(context: str, value: Mapping[str, Any]) -> bytes:
