@@ -34,6 +34,9 @@ __all__ = [
     "GroupMessage",
     "GroupChanged",
     "GroupLiveComment",
+    "DeviceLinkRequest",
+    "DeviceLinked",
+    "DeviceRevoked",
     "EventsDropped",
     "EventBus",
     "EventStream",
@@ -165,6 +168,36 @@ class GroupLiveComment(Event):
     author: bytes
     offset: int
     text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceLinkRequest(Event):
+    """A new device used our link code: compare ``confirm`` with the one it shows, then
+    accept or refuse (``devices.confirm``)."""
+
+    type: ClassVar[str] = "device.link_request"
+    device: bytes
+    name: str
+    confirm: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceLinked(Event):
+    """A device joined our account (``refused``: the link was refused or timed out)."""
+
+    type: ClassVar[str] = "device.linked"
+    device: bytes
+    name: str
+    refused: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRevoked(Event):
+    """A device of our account was revoked (``this_device``: it is this one)."""
+
+    type: ClassVar[str] = "device.revoked"
+    device: bytes
+    this_device: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

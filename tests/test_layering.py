@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("p2pchat.identity",),
     ("p2pchat.dm",),
     ("p2pchat.groups",),
+    ("p2pchat.devices",),  # multi-device accounts: linking, the device list, revocation
     ("p2pchat.node",),  # the embedding API; never the RPC layer
     ("p2pchat.api", "p2pchat.client"),  # the node's RPC methods; RPC clients
     ("p2pchat.aio",),  # the asyncio client and runner

@@ -84,7 +84,10 @@ class Directory:
         device: Device,
         local_keys: LocalKeys,
         record_lifetime_ms: int,
+        device_list: Callable[[], DeviceListRecord] | None = None,
     ) -> None:
+        """``device_list``: the account's device list to publish (devices.md section 2);
+        by default a list of this one device."""
         self._network = network
         self._store = store
         self._clock = clock
@@ -94,36 +97,51 @@ class Directory:
         self._account_signer = ExternalSigner(account.account_key, account.sign)
         self._device_signer = ExternalSigner(device.public_key, device.sign)
         self._lifetime = record_lifetime_ms
+        self._device_list = device_list or self._single_device
         self._seq = 0
         self.published_at: int | None = None
         network.dht.register_namespace(DHT_NAMESPACE, RecordRules(clock))
 
     # -- publishing ---------------------------------------------------------------------
 
-    async def publish(self, *, mailboxes: Sequence[PeerInfo] = ()) -> None:
-        """(Re-)publish the device list, the prekey bundle and, if any, mailboxes."""
+    def _single_device(self) -> DeviceListRecord:
+        entry = DeviceEntry(device=self._device.public_key, cert=self._device.certificate.encode())
+        return DeviceListRecord(devices=(entry,))
+
+    def _next_seq(self) -> tuple[int, int]:
         now = self._clock()
         # A strictly increasing seq across restarts without storing it: the clock.
         self._seq = max(self._seq + 1, now)
-        expires = now + self._lifetime
+        return self._seq, now + self._lifetime
+
+    def sign_device_list(
+        self, devices: DeviceListRecord, seq_expires: tuple[int, int] | None = None
+    ) -> bytes:
+        """The signed ``devices`` record of our account for ``devices`` (the next seq)."""
+        seq, expires = seq_expires or self._next_seq()
         account_key = self._account.account_key
-        devices = DeviceListRecord(
-            devices=(
-                DeviceEntry(device=self._device.public_key, cert=self._device.certificate.encode()),
-            )
+        return sign_record(
+            devices,
+            ns="devices",
+            key=account_key,
+            seq=seq,
+            expires=expires,
+            signing_key=self._account_signer,
         )
+
+    async def publish_device_list(self) -> None:
+        """Publish the account's device list now (after a link or a revocation)."""
+        key = dht_key("devices", self._account.account_key)
+        await self._network.dht.put(key, self.sign_device_list(self._device_list()))
+
+    async def publish(self, *, mailboxes: Sequence[PeerInfo] = ()) -> None:
+        """(Re-)publish the device list, the prekey bundle and, if any, mailboxes."""
+        account_key = self._account.account_key
+        now = self._clock()
+        seq, expires = self._next_seq()
+        devices = self.sign_device_list(self._device_list(), (seq, expires))
         records = [
-            (
-                dht_key("devices", account_key),
-                sign_record(
-                    devices,
-                    ns="devices",
-                    key=account_key,
-                    seq=self._seq,
-                    expires=expires,
-                    signing_key=self._account_signer,
-                ),
-            ),
+            (dht_key("devices", account_key), devices),
             (
                 dht_key("prekeys", self._device.public_key),
                 sign_record(
@@ -189,6 +207,15 @@ class Directory:
             except WireError:
                 pass
         raise NotFoundError(f"no valid {ns} record for {key.hex()[:16]}… in the DHT")
+
+    async def device_list_of(self, account_key: bytes) -> DeviceListRecord | None:
+        """The account's validated device list (with its revocations), None if none."""
+        try:
+            record = await self._record("devices", account_key)
+        except NotFoundError:
+            return None
+        assert isinstance(record.parsed, DeviceListRecord)
+        return record.parsed
 
     async def devices_of(self, account_key: bytes) -> list[DeviceCertificate]:
         """The account's currently certified devices (each certificate verified)."""

@@ -30,6 +30,7 @@ import trio
 from p2pchat_crypto.identity import Device
 
 from ..config import NodeConfig
+from ..devices import DeviceService
 from ..dm.mailbox import Mailbox, MailboxKeys
 from ..dm.service import DirectMessages, dm_conversation_id
 from ..errors import (
@@ -66,6 +67,7 @@ from ..storage.records import (
     PeerSource,
 )
 from .contacts import ContactsApi, parse_account
+from .devices import DevicesApi
 from .groups import GroupsApi
 from .health import HomeWatch, watch_home
 
@@ -94,7 +96,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(ContactsApi, GroupsApi):
+class Node(ContactsApi, GroupsApi, DevicesApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -126,6 +128,7 @@ class Node(ContactsApi, GroupsApi):
         self._network: Network | None = None
         self._dm: DirectMessages | None = None
         self._directory: Directory | None = None
+        self._devices: DeviceService | None = None
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
@@ -195,6 +198,14 @@ class Node(ContactsApi, GroupsApi):
                 keys.rotate(self._clock())
                 await keys.save_prekeys(tx)
         self._keys = keys
+        self._devices = DeviceService(
+            identity=identity,
+            store=self._store,
+            network=self._network,
+            events=self._events,
+            clock=self._clock,
+            rng=self._rng,
+        )
         self._directory = Directory(
             network=self._network,
             store=self._store,
@@ -203,7 +214,9 @@ class Node(ContactsApi, GroupsApi):
             device=identity.device,
             local_keys=keys,
             record_lifetime_ms=config.delivery.record_lifetime_ms,
+            device_list=self._devices.device_list,
         )
+        await self._devices.start(self._directory)
         self._dm = DirectMessages(
             identity=identity,
             store=self._store,
@@ -299,6 +312,7 @@ class Node(ContactsApi, GroupsApi):
                 async with self._store.transaction() as tx:
                     await self._keys.save_prekeys(tx)
             try:
+                await self._devices_before_publish()
                 await self._directory.publish(mailboxes=await self._mailbox_infos())
                 self._published.set()
                 failures, delay_ms = 0, lifetime // 3
@@ -307,6 +321,11 @@ class Node(ContactsApi, GroupsApi):
                 logger.info("publishing records failed (will retry): %s", exc)
                 delay_ms = backoff_ms(failures, initial=2_000, maximum=lifetime // 3, jitter=1.0)
             await trio.sleep(delay_ms / 1000 * self._jitter.uniform(0.9, 1.1))
+
+    async def _devices_before_publish(self) -> None:
+        """Merge the account's device list from the DHT first (devices.md section 2)."""
+        assert self._devices is not None
+        await self._devices.refresh()
 
     async def _mailbox_loop(self) -> None:
         """Collect our mail now and every minute (or when a mailbox connects); tell accepted

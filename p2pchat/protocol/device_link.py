@@ -294,10 +294,16 @@ class LinkOffer:
         return LinkGrant(t="grant", v=1, box=nonce + sealed).to_bytes()
 
     def deny(self, why: str = "refused") -> bytes:
-        """A deny frame; a refused offer is spent (a bad proof or a busy one is not)."""
+        """A deny frame. ``refused`` (the user said no) spends the offer; other reasons
+        (the join was bad) do not. A reason without its own slug is sent as ``bad-proof``."""
         if why == "refused":
             self.state = "denied"
-        return LinkDeny(t="deny", v=1, why=why if why in _DENY_REASONS else "refused").to_bytes()
+        return self.deny_frame(why)
+
+    @staticmethod
+    def deny_frame(why: str) -> bytes:
+        """A deny frame without an offer (none is open, or one is in use)."""
+        return LinkDeny(t="deny", v=1, why=why if why in _DENY_REASONS else "bad-proof").to_bytes()
 
     def receive_done(self, data: bytes) -> None:
         if not isinstance(decode_link_message(data), LinkDone):
