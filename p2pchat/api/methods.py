@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from p2pchat import __version__
+from p2pchat.api.devices import register_device_methods
 from p2pchat.api.groups import register_group_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
@@ -366,6 +367,7 @@ SECTIONS: tuple[Section, ...] = (
     register_contact_methods,
     register_dm_methods,
     register_group_methods,
+    register_device_methods,
 )
 
 

@@ -22,6 +22,7 @@ from ._output import EXIT_CODES_HELP, report_error
 from ._state import CliState
 from .chat import chat
 from .contacts import contacts
+from .devices import devices
 from .dm import dm
 from .groups import groups
 from .keys import keys
@@ -81,5 +82,5 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, chat, contacts, dm, groups, peers, status):
+for _command in (keys, node, chat, contacts, devices, dm, groups, peers, status):
     cli.add_command(_command)

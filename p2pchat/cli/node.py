@@ -103,6 +103,13 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     type=click.IntRange(0, 65535),
     help="Also serve the local API on 127.0.0.1:PORT (0: any) [saved; default: unix socket only].",
 )
+@click.option(
+    "--link",
+    "link_code",
+    metavar="CODE",
+    help="First join the account of the device that shows CODE (`p2pchat devices link` "
+    "there); this home must have no keystore yet.",
+)
 @json_option
 @pass_state
 def run(
@@ -121,6 +128,7 @@ def run(
     mailbox_use: Sequence[str],
     display_name: str | None,
     rpc_tcp_port: int | None,
+    link_code: str | None,
 ) -> None:
     """Start the node and serve until Ctrl-C or SIGTERM.
 
@@ -134,8 +142,10 @@ def run(
       "identity": {...}, "listen_addrs", "rpc": {"socket", "tcp"}, "config"}
     (the "identity" keys are listed in `p2pchat keys --help`)
     """
-    if insecure and not create_identity:
-        raise ConfigError("--insecure-no-passphrase only applies with --create-identity.")
+    if insecure and not (create_identity or link_code):
+        raise ConfigError("--insecure-no-passphrase only applies with --create-identity or --link.")
+    if link_code and create_identity:
+        raise ConfigError("--link receives an identity: it does not go with --create-identity.")
     for address in bootstrap:
         if not address.startswith("/") or "/p2p/" not in address:
             raise ConfigError(
@@ -167,18 +177,14 @@ def run(
         },
     )
     config = NodeConfig.from_mapping(home.path, values)  # refuse bad values before unlocking
-    try:
-        identity, created = open_or_create(
-            home,
-            passphrase=keystore_passphrase(state.passphrase_file, insecure=insecure),
-            create=create_identity,
-            rng=system_rng,
-            now=now_ms(),
-        )
-    except KeystoreMissingError as exc:
-        raise KeystoreMissingError(
-            f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
-        ) from None
+    if link_code:
+        from .devices import join_new_home
+
+        name = display_name or socket.gethostname()[:64] or "new device"
+        identity = join_new_home(state, link_code, name=name, insecure=insecure, values=values)
+        created = True
+    else:
+        identity, created = _open_identity(state, create_identity, insecure)
     warn_if_exposed(home)
     configure_logging(state.verbose)
     effective = {"listen": DEFAULT_LISTEN, "port": DEFAULT_PORT, "bootstrap": [], **values}
@@ -208,10 +214,28 @@ def run(
             ("Bootstrap", "\n".join(effective["bootstrap"]) or "none"),
             ("Local API", socket or "off"),
         ]
-        show_panel("New identity created" if created else "p2pchat node", rows)
+        title = "Linked to the account" if link_code else "New identity created"
+        show_panel(title if created else "p2pchat node", rows)
         say("The node is running. Press Ctrl-C to stop it.")
 
     serve(config, identity, announce)
+
+
+def _open_identity(
+    state: CliState, create_identity: bool, insecure: bool
+) -> tuple[UnlockedIdentity, bool]:
+    try:
+        return open_or_create(
+            state.home,
+            passphrase=keystore_passphrase(state.passphrase_file, insecure=insecure),
+            create=create_identity,
+            rng=system_rng,
+            now=now_ms(),
+        )
+    except KeystoreMissingError as exc:
+        raise KeystoreMissingError(
+            f"{exc} To create one on first start, run `p2pchat node run --create-identity`."
+        ) from None
 
 
 def serve(

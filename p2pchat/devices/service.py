@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from ..errors import (
+    ConfigError,
     LocalProtocolError,
     NetworkError,
     NotFoundError,
@@ -170,7 +171,7 @@ class DeviceService:
     async def rename(self, device: bytes, name: str) -> DeviceInfo:
         name = name.strip()
         if not name or len(name.encode()) > _MAX_NAME:
-            raise LocalProtocolError(f"a device name has 1 to {_MAX_NAME} bytes")
+            raise ConfigError(f"a device name has 1 to {_MAX_NAME} bytes")
         self.find(device)
         self._names[device] = name
         await save_names(self._store, self._names)

@@ -5,6 +5,8 @@ devices of our account, link codes for new ones, renaming and revoking
 
 from __future__ import annotations
 
+import trio
+
 from ..devices import DeviceInfo, DeviceService, LinkInvite
 from ..errors import LocalProtocolError
 from ..protocol.device_link import LINK_TTL_MS, JoinRequest
@@ -51,7 +53,9 @@ class DevicesApi:
         """Revoke a device of our account and publish the new device list."""
         return await self._dev().revoke(device)
 
-    async def refresh_devices(self) -> list[DeviceInfo]:
-        """Merge the account's device list from the DHT, then list."""
-        await self._dev().refresh()
+    async def refresh_devices(self, *, within_s: float = 5.0) -> list[DeviceInfo]:
+        """Merge the account's device list from the DHT (for at most ``within_s``), then
+        list; a slow DHT leaves the list as this device knows it."""
+        with trio.move_on_after(within_s):
+            await self._dev().refresh()
         return self._dev().devices()
