@@ -241,7 +241,7 @@ def join_new_home(
                 say("Check that the other device shows the same code, and confirm there.")
 
         async with open_libp2p_network(seed, net, jitter=random.Random(), discover=False) as nw:
-            result = await join_account(
+            joined = await join_account(
                 nw,
                 link,
                 device_key=device_key,
@@ -250,11 +250,16 @@ def join_new_home(
                 rng=system_rng,
                 show_confirm=show,
             )
-        identity = linked_identity(result, device_seed=seed, rng=system_rng)
+        identity = linked_identity(joined, device_seed=seed, rng=system_rng)
         write_keystore(home, identity.lock(protection, rng=system_rng), force=False, now=now_ms())
         store = await SqliteStore.open(home.path / "store.sqlite3", seal_key=identity.local_key)
         async with store:
-            await save_granted(store, result, names={device_key: name})
+            await save_granted(store, joined, names={device_key: name}, now=now_ms())
+        if joined.sync is not None and not state.json:
+            say(
+                f"Received {len(joined.sync.contacts)} contacts and "
+                f"{len(joined.sync.groups)} groups (joined once the node runs)."
+            )
         return identity
 
     try:

@@ -9,9 +9,11 @@ the keystore (:func:`linked_identity`) and starts the node.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
+from p2pchat_crypto import cbor
 from p2pchat_crypto.identity import Device
 
 from ..dm.streams import reset_quietly
@@ -26,10 +28,34 @@ from ..protocol.device_link import (
     LinkJoiner,
     LinkResult,
 )
+from ..protocol.device_sync import (
+    MAX_SYNC_FRAME,
+    SyncContent,
+    decode_sync_content,
+    decode_sync_frame,
+)
 from ..storage.base import Store
+from ..storage.records import Contact, ContactState
 from .roster import save_list, save_names
 
-__all__ = ["join_account", "linked_identity", "save_granted"]
+__all__ = ["Joined", "join_account", "linked_identity", "save_granted", "ADOPT_META"]
+
+#: Groups the new device still has to join: a CBOR list of invite links or group ids.
+ADOPT_META = "devices.adopt"
+#: How long the new device waits for the contacts and groups after ``done``.
+_SYNC_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The account (``result``) and, if it came, the state synced from the other device."""
+
+    result: LinkResult
+    sync: SyncContent | None
+
+    def __repr__(self) -> str:
+        return f"<Joined {self.result!r}>"
+
 
 _DIAL_TIMEOUT_S = 30.0
 #: How long we wait for the other device's user to compare the codes (and a margin).
@@ -46,7 +72,7 @@ async def join_account(
     rng: Callable[[int], bytes],
     show_confirm: Callable[[str], None],
     grant_timeout_s: float = _GRANT_TIMEOUT_S,
-) -> LinkResult:
+) -> Joined:
     """Link this device (``device_key``, the network's host key) to the account of the
     device that shows ``code``. ``show_confirm`` gets the confirmation code to display as
     soon as the join is sent. Raises ``WireError`` (a bad code or grant),
@@ -72,8 +98,14 @@ async def join_account(
                 raise NetworkError("the other device closed the link without an answer")
             result = joiner.receive(frame, now=clock())
             await stream.write_frame(joiner.done_message())
+            sync = None
+            with trio.move_on_after(_SYNC_TIMEOUT_S):
+                data = await stream.read_frame(MAX_SYNC_FRAME)
+                if data is not None:
+                    box = decode_sync_frame(data).box
+                    sync = decode_sync_content(joiner.open(box))
             await stream.close()
-            return result
+            return Joined(result=result, sync=sync)
         raise NetworkError("no answer from the other device (was the link confirmed there?)")
     except BaseException:
         with trio.CancelScope(shield=True):
@@ -82,16 +114,35 @@ async def join_account(
 
 
 def linked_identity(
-    result: LinkResult, *, device_seed: bytes, rng: Callable[[int], bytes]
+    joined: Joined, *, device_seed: bytes, rng: Callable[[int], bytes]
 ) -> UnlockedIdentity:
     """The identity this device runs under after linking: the received account, its own
     device key (``device_seed``) under the received certificate, a fresh store key."""
+    result = joined.result
     device = Device(signing_seed=device_seed, certificate=result.certificate)
     return UnlockedIdentity(account=result.account, device=device, local_key=rng(LOCAL_KEY_LEN))
 
 
-async def save_granted(store: Store, result: LinkResult, *, names: dict[bytes, str]) -> None:
-    """Keep the granted device list in the new device's store, so that its first publish
-    carries every device even when the DHT is not reachable yet."""
-    await save_list(store, result.devices)
+async def save_granted(store: Store, joined: Joined, *, names: dict[bytes, str], now: int) -> None:
+    """Keep what linking gave in the new device's store: the device list (so that its first
+    publish carries every device even when the DHT is not reachable yet), the contacts,
+    and the groups to join once the node runs (:data:`ADOPT_META`)."""
+    await save_list(store, joined.result.devices)
     await save_names(store, names)
+    if joined.sync is None:
+        return
+    for item in joined.sync.contacts:
+        if await store.get_contact(item.account) is None:
+            await store.put_contact(
+                Contact(
+                    account=item.account,
+                    display_name=item.name,
+                    state=ContactState(item.state),
+                    verified=item.verified,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    pending = [g.invite or g.group.hex() for g in joined.sync.groups]
+    if pending:
+        await store.put_meta(ADOPT_META, cbor.encode(pending))

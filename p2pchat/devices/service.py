@@ -9,7 +9,7 @@ confirmation code (:meth:`DeviceService.confirm`) for at most two minutes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -41,6 +41,7 @@ from ..protocol.device_list import (
     revoked_devices,
     single_device_list,
 )
+from ..protocol.device_sync import LinkSync, SyncContent
 from ..protocol.records import DeviceEntry, DeviceListRecord
 from ..protocol.signing import ExternalSigner
 from ..storage.base import Store
@@ -87,8 +88,11 @@ class DeviceService:
         events: EventBus,
         clock: Callable[[], int],
         rng: Callable[[int], bytes],
+        collect_sync: Callable[[], Awaitable[SyncContent]] | None = None,
     ) -> None:
+        """``collect_sync``: what a new device receives after linking (contacts, groups)."""
         self._identity = identity
+        self._collect_sync = collect_sync
         self._store = store
         self._network = network
         self._events = events
@@ -125,6 +129,10 @@ class DeviceService:
                 await save_list(self._store, self._list)
         self._names = await load_names(self._store)
         self._network.set_stream_handler(LINK_PROTOCOL, self._serve)
+
+    @property
+    def account_key(self) -> bytes:
+        return self._identity.account.account_key
 
     def device_list(self) -> DeviceListRecord:
         """The list to publish (the directory's provider)."""
@@ -200,6 +208,14 @@ class DeviceService:
         await self._publish_list()
         self._events.publish(DeviceRevoked(device=device))
         return self.find(device)
+
+    async def _send_sync(self, stream: FramedStream, offer: LinkOffer) -> None:
+        """Contacts and group memberships for the new device (devices.md section 4.3)."""
+        if self._collect_sync is None:
+            return
+        content = await self._collect_sync()
+        box = offer.seal(content.to_bytes(), rng=self._rng)
+        await stream.write_frame(LinkSync(t="sync", v=1, box=box).to_bytes())
 
     async def _publish_list(self) -> None:
         try:
@@ -302,5 +318,6 @@ class DeviceService:
             done = await stream.read_frame(MAX_LINK_FRAME)
             if done is not None:
                 offer.receive_done(done)
+                await self._send_sync(stream, offer)
         await self._publish_list()
         self._events.publish(DeviceLinked(device=request.device, name=request.name))

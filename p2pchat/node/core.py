@@ -205,6 +205,7 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
             events=self._events,
             clock=self._clock,
             rng=self._rng,
+            collect_sync=self._collect_sync,
         )
         self._directory = Directory(
             network=self._network,
@@ -267,6 +268,7 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
             ),
         )
         await self._nursery.start(self._groups.run)
+        self._nursery.start_soon(self._adopt_groups)  # a new device's synced groups
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)

@@ -5,11 +5,30 @@ devices of our account, link codes for new ones, renaming and revoking
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
-from ..devices import DeviceInfo, DeviceService, LinkInvite
-from ..errors import LocalProtocolError
+from p2pchat_crypto import cbor
+from p2pchat_crypto.errors import CryptoError
+
+from ..devices import ADOPT_META, DeviceInfo, DeviceService, LinkInvite
+from ..errors import LocalProtocolError, NetworkError, P2PChatError
+from ..groups.service import Groups
 from ..protocol.device_link import LINK_TTL_MS, JoinRequest
+from ..protocol.device_sync import (
+    MAX_SYNC_CONTACTS,
+    MAX_SYNC_GROUPS,
+    SyncContact,
+    SyncContent,
+    SyncGroup,
+)
+from ..storage.base import Store
+from ..storage.records import GroupStatus
+
+logger = logging.getLogger(__name__)
+#: How often a new device tries to join a synced group before leaving it for the next start.
+_ADOPT_ATTEMPTS = 3
 
 __all__ = ["DevicesApi"]
 
@@ -18,9 +37,69 @@ class DevicesApi:
     """List, link, confirm, rename and revoke the devices of our account."""
 
     _devices: DeviceService | None
+    _store: Store | None
+    _groups: Groups
 
     def _check(self) -> None:
         raise NotImplementedError
+
+    async def _collect_sync(self) -> SyncContent:
+        """What a newly linked device receives: contacts, and our active groups (with an
+        invite for our own account where the group is not open to all)."""
+        assert self._store is not None
+        contacts = tuple(
+            SyncContact(
+                account=c.account,
+                name=c.display_name[:256],
+                state=str(c.state),
+                verified=c.verified,
+            )
+            for c in (await self._store.list_contacts())[:MAX_SYNC_CONTACTS]
+        )
+        groups: list[SyncGroup] = []
+        for info in await self._store.list_groups(status=GroupStatus.ACTIVE):
+            if len(groups) >= MAX_SYNC_GROUPS:
+                break
+            invite = None
+            try:
+                if self._groups.engine(info.group_id).descriptor.rules.join != "open":
+                    account = self._dev().account_key
+                    invite = await self._groups.invite(info.group_id, uses=1, account=account)
+            except P2PChatError as exc:
+                logger.info("group %s not synced to the new device: %s", info.group_id.hex(), exc)
+                continue
+            groups.append(SyncGroup(group=info.group_id, invite=invite))
+        return SyncContent(contacts=contacts, groups=tuple(groups))
+
+    async def _adopt_groups(self) -> None:
+        """A new device joins the groups synced to it (kept in the store until joined)."""
+        assert self._store is not None
+        data = await self._store.get_meta(ADOPT_META)
+        if data is None:
+            return
+        try:
+            pending = [w for w in cbor.decode(data, max_size=1 << 20) if isinstance(w, str)]
+        except (CryptoError, TypeError):
+            pending = []
+        for attempt in range(_ADOPT_ATTEMPTS):
+            if attempt:
+                await trio.sleep(5 * attempt)
+            left = []
+            for what in pending:
+                try:
+                    await self._groups.join(what)
+                except NetworkError as exc:
+                    logger.info("joining a synced group failed (will retry): %s", exc)
+                    left.append(what)
+                except P2PChatError as exc:
+                    logger.warning("could not join a synced group: %s", exc)
+            pending = left
+            if not pending:
+                break
+        if pending:
+            await self._store.put_meta(ADOPT_META, cbor.encode(pending))
+        else:
+            await self._store.delete_meta(ADOPT_META)
 
     def _dev(self) -> DeviceService:
         self._check()

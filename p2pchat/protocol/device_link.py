@@ -188,6 +188,11 @@ def _confirmation(secret: bytes, transcript: bytes) -> str:
     return f"{text[:3]} {text[3:]}"
 
 
+def _seal(key: bytes, transcript: bytes, plaintext: bytes, rng: Rng) -> bytes:
+    nonce = rng(24)
+    return nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, transcript, nonce, key)
+
+
 @dataclass(frozen=True, slots=True)
 class JoinRequest:
     """A valid join, waiting for the user of the existing device to compare ``confirm``."""
@@ -285,13 +290,9 @@ class LinkOffer:
         content = GrantContent(
             account=account.to_bytes(), cert=certificate.encode(), devices=devices_record
         )
-        key = _derive(self.code.secret, self._transcript, b"p2pchat-linkkey")
-        nonce = rng(24)
-        sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(
-            content.to_bytes(), self._transcript, nonce, key
-        )
+        box = self.seal(content.to_bytes(), rng=rng)
         self.state = "granted"
-        return LinkGrant(t="grant", v=1, box=nonce + sealed).to_bytes()
+        return LinkGrant(t="grant", v=1, box=box).to_bytes()
 
     def deny(self, why: str = "refused") -> bytes:
         """A deny frame. ``refused`` (the user said no) spends the offer; other reasons
@@ -304,6 +305,17 @@ class LinkOffer:
     def deny_frame(why: str) -> bytes:
         """A deny frame without an offer (none is open, or one is in use)."""
         return LinkDeny(t="deny", v=1, why=why if why in _DENY_REASONS else "bad-proof").to_bytes()
+
+    def seal(self, plaintext: bytes, *, rng: Rng) -> bytes:
+        """``nonce || XChaCha20-Poly1305`` under the link key (after a valid join)."""
+        if self.state not in ("joined", "granted"):
+            raise LocalProtocolError("no join to seal for")
+        return _seal(
+            _derive(self.code.secret, self._transcript, b"p2pchat-linkkey"),
+            self._transcript,
+            plaintext,
+            rng,
+        )
 
     def receive_done(self, data: bytes) -> None:
         if not isinstance(decode_link_message(data), LinkDone):
@@ -351,13 +363,7 @@ class LinkJoiner:
             raise PermissionDeniedError(_DENIED[message.why])
         if not isinstance(message, LinkGrant):
             raise WireError("unexpected", "expected a grant or a deny")
-        key = _derive(self.code.secret, self._transcript, b"p2pchat-linkkey")
-        try:
-            plain = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                message.box[24:], self._transcript, message.box[:24], key
-            )
-        except NaclError:
-            raise WireError("bad-proof", "the grant does not open with the link key") from None
+        plain = self.open(message.box)
         content = GrantContent.from_value(decode_map(plain, max_size=MAX_LINK_FRAME))
         try:
             account = Account.from_bytes(content.account)
@@ -378,6 +384,18 @@ class LinkJoiner:
         return LinkResult(
             account=account, certificate=cert, devices=devices, devices_record=content.devices
         )
+
+    def open(self, box: bytes) -> bytes:
+        """Open a box sealed under the link key (``WireError("bad-proof")``)."""
+        key = _derive(self.code.secret, self._transcript, b"p2pchat-linkkey")
+        try:
+            return bytes(
+                crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    box[24:], self._transcript, box[:24], key
+                )
+            )
+        except NaclError:
+            raise WireError("bad-proof", "the box does not open with the link key") from None
 
     def done_message(self) -> bytes:
         return LinkDone(t="done", v=1).to_bytes()

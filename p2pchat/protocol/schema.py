@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
 from .device_link import LINK_MESSAGES, GrantContent
+from .device_sync import LinkSync, SyncContent
 from .dm_messages import DM_KINDS, DmPlaintext
 from .envelope import Envelope
 from .group_events import EVENT_KINDS, GroupEvent, InnerEvent
@@ -58,6 +59,10 @@ def _kind_payload_rules(
 
 def _choice(name: str, alternatives: Iterable[str]) -> str:
     return f"{name} = " + "\n  / ".join(alternatives)
+
+
+def _link_frames() -> list[type[Struct]]:
+    return [*LINK_MESSAGES.values(), LinkSync]
 
 
 def schema_files() -> dict[str, str]:
@@ -149,8 +154,8 @@ def schema_files() -> dict[str, str]:
         *_kind_payload_rules(MAILBOX_KINDS.values(), done),
     ]
     files["devices.cddl"] = [
-        _choice("link-message", [cls.cddl_name() for cls in LINK_MESSAGES.values()]),
-        *_rules([*LINK_MESSAGES.values(), GrantContent], done),
+        _choice("link-message", [c.cddl_name() for c in _link_frames()]),
+        *_rules([*LINK_MESSAGES.values(), GrantContent, LinkSync, SyncContent], done),
     ]
     titles = {
         "devices.cddl": "device linking (devices.md)",

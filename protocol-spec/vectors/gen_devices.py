@@ -9,6 +9,8 @@ Each vector names a ``check`` (a pipeline, implemented by :func:`run_check`):
   gives ``confirm``;
 * ``link-grant``: the new device (key ``remote``, nonce ``nonce``) opens the grant ``hex`` for the
   code (``existing``, ``secret``) at ``now`` (step 4);
+* ``link-sync``: the new device (as for ``link-grant``) opens the sync frame ``hex`` (devices.md
+  section 4.3); a valid one gives the contacts and groups it holds;
 * ``link-message``: strict decoding of one link frame;
 * ``record``: the DHT validator of wire.md section 10 with devices.md section 2's additions, for
   ``dht_key`` at ``now``.
@@ -36,6 +38,14 @@ from p2pchat.protocol.device_link import (
     decode_link_message,
 )
 from p2pchat.protocol.device_list import add_device, revoke_device, single_device_list
+from p2pchat.protocol.device_sync import (
+    LinkSync,
+    SyncContact,
+    SyncContent,
+    SyncGroup,
+    decode_sync_content,
+    decode_sync_frame,
+)
 from p2pchat.protocol.records import (
     DeviceEntry,
     DeviceListRecord,
@@ -97,11 +107,17 @@ def run_check(vector: dict[str, Any]) -> dict[str, Any]:
         offer = LinkOffer(device_key=existing, now=NOW, rng=lambda n: secret)
         request = offer.receive_join(data, remote_device=remote, now=vector["now"])
         return {"confirm": request.confirm}
+    nonce = bytes.fromhex(vector["nonce"])
+    joiner = LinkJoiner(
+        LinkCode(device_key=existing, secret=secret), device_key=remote, name="x", rng=lambda n: nonce
+    )
+    if check == "link-sync":
+        content = decode_sync_content(joiner.open(decode_sync_frame(data).box))
+        return {
+            "contacts": [[c.account.hex(), c.name, c.state, c.verified] for c in content.contacts],
+            "groups": [[g.group.hex(), g.invite] for g in content.groups],
+        }
     if check == "link-grant":
-        nonce = bytes.fromhex(vector["nonce"])
-        joiner = LinkJoiner(
-            LinkCode(device_key=existing, secret=secret), device_key=remote, name="x", rng=lambda n: nonce
-        )
         try:
             result = joiner.receive(data, now=vector["now"])
         except PermissionDeniedError:
@@ -129,6 +145,11 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     listed = add_device(single_device_list(_entry(first)), DeviceEntry(device=new_key, cert=cert.encode()))
     list_record = _record(account, listed)
     grant = offer.grant(account=account, certificate=cert, devices_record=list_record, rng=_Seeded("box-nonce"))
+    sync = SyncContent(
+        contacts=(SyncContact(account=b"\x0b" * 32, name="Bob", state="accepted", verified=True),),
+        groups=(SyncGroup(group=b"\x0c" * 32), SyncGroup(group=b"\x0d" * 32, invite="p2pchat-invite:example")),
+    )
+    sync_frame = LinkSync(t="sync", v=1, box=offer.seal(sync.to_bytes(), rng=_Seeded("sync-nonce"))).to_bytes()
     common = {
         "existing": first.public_key.hex(),
         "secret": offer.code.secret.hex(),
@@ -145,6 +166,7 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"name": "link code", "check": "link-code", "code": offer.code.encode()},
         {"name": "link join", "check": "link-join", "rule": "link-join", "hex": join.hex(), **common},
         {"name": "link grant", "check": "link-grant", "rule": "link-grant", "hex": grant.hex(), **common},
+        {"name": "link sync", "check": "link-sync", "rule": "link-sync", "hex": sync_frame.hex(), **common},
         {"name": "link deny", "check": "link-message", "rule": "link-deny", "hex": LinkDeny(t="deny", v=1, why="refused").to_bytes().hex()},
         {"name": "link done", "check": "link-message", "rule": "link-done", "hex": LinkDone(t="done", v=1).to_bytes().hex()},
         {"name": "device list after a link", "check": "record", "rule": "record", "hex": list_record.hex(), "dht_key": devices_key, "now": NOW},
@@ -171,6 +193,7 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"name": "link join: after 5 minutes", "check": "link-join", "hex": join.hex(), **{**common, "now": NOW + 300_000}, "reason": "expired"},
         {"name": "link grant: damaged box", "check": "link-grant", "hex": bytes(damaged).hex(), **common, "reason": "bad-proof"},
         {"name": "link grant: for another device", "check": "link-grant", "hex": grant.hex(), **{**common, "remote": third.public_key.hex()}, "reason": "bad-proof"},
+        {"name": "link sync: sealed for another join", "check": "link-sync", "hex": sync_frame.hex(), **{**common, "nonce": "00" * 16}, "reason": "bad-proof"},
         {"name": "link message: unknown kind", "check": "link-message", "hex": cbor.encode({"t": "hello", "v": 1}).hex(), "reason": "unknown-kind"},
         {"name": "link message: join without proof", "check": "link-message", "hex": cbor.encode({k: v for k, v in cbor.decode(join, max_size=8192).items() if k != "proof"}).hex(), "reason": "missing-field"},
     ]
