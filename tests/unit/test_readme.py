@@ -38,6 +38,7 @@ PLACEHOLDERS = {
     "<group id>": "ef" * 32,
     "<poll id>": "1234abcd",
     "p2pchat-invite:...": "p2pchat-invite:AAAA",
+    "p2pchat-link:...": "p2pchat-link:AAAA",
 }
 
 
