@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import ConfigError, KeystoreExistsError
+from ..errors import ConfigError, KeystoreExistsError, PermissionDeniedError
 from ..identity.keyfile import PassphrasePurpose, write_keystore
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, one_line, say, show_table, warn
@@ -144,7 +144,12 @@ def link(state: CliState, yes: bool) -> None:
             _show_code(invite["code"], invite["expires"])
         with subscription:
             while True:
-                item = subscription.next(timeout=_LINK_WAIT_S)
+                try:
+                    item = subscription.next(timeout=_LINK_WAIT_S)
+                except TimeoutError:
+                    raise PermissionDeniedError(
+                        "no new device used the code in time; run `p2pchat devices link` again"
+                    ) from None
                 if isinstance(item, Gap):
                     continue
                 data = item.data

@@ -302,9 +302,17 @@ class DeviceService:
             return
         account = self._identity.account
         certificate = offer.certify(account, now=self._clock())
-        devices = add_device(
-            self._list, DeviceEntry(device=request.device, cert=certificate.encode())
-        )
+        try:
+            devices = add_device(
+                self._list, DeviceEntry(device=request.device, cert=certificate.encode())
+            )
+        except LocalProtocolError as exc:  # a full list, or a device revoked before
+            logger.warning("cannot link that device: %s", exc)
+            await stream.write_frame(offer.deny("revoked" if "revoked" in str(exc) else "full"))
+            self._events.publish(
+                DeviceLinked(device=request.device, name=request.name, refused=True)
+            )
+            return
         record = self._dir().sign_device_list(devices)
         grant = offer.grant(
             account=account, certificate=certificate, devices_record=record, rng=self._rng

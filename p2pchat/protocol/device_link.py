@@ -60,7 +60,7 @@ _NONCE_LEN = 16
 _MAX_BAD_PROOFS = 3
 _LABEL = "p2pchat/link/v1"
 _KEY = Bytes(32)
-_DENY_REASONS = ("refused", "expired", "bad-proof", "busy", "revoked")
+_DENY_REASONS = ("refused", "expired", "bad-proof", "busy", "revoked", "full")
 
 
 # -- the code ---------------------------------------------------------------------------
@@ -330,6 +330,7 @@ _DENIED = {
     "bad-proof": "the other device did not accept this link code (mistyped?)",
     "busy": "that link code was already used: run `p2pchat devices link` again",
     "revoked": "this device was revoked from that account",
+    "full": "that account already has 16 devices: revoke one of them first",
 }
 
 

@@ -219,3 +219,13 @@ def test_device_list_merge_is_sticky_and_commutative() -> None:
     with pytest.raises(WireError) as info:
         validate_record(dht_key("devices", account.account_key), _record(account, listed), now=NOW)
     assert info.value.reason == "revoked-device"
+
+
+def test_a_full_list_refuses_a_seventeenth_device() -> None:
+    account, first, rng = _setup()
+    body = single_device_list(_entry(first))
+    for _ in range(15):
+        body = add_device(body, _entry(Device.generate(account, rng, now=NOW)))
+    assert len(body.devices) == 16
+    with pytest.raises(LocalProtocolError, match="at most 16"):
+        add_device(body, _entry(Device.generate(account, rng, now=NOW)))
