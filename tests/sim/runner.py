@@ -22,7 +22,9 @@ import trio
 import trio.testing
 from trio._core import _run as trio_run_module
 
+from p2pchat.devices.roster import save_list
 from p2pchat.net.memory import LinkFaults, open_memory_hub
+from p2pchat.protocol.records import DeviceEntry, DeviceListRecord
 
 from .properties import Expectations, converged, delivery_counts, violations
 from .scenarios import Scenario, carry_out, plan
@@ -125,8 +127,33 @@ class _Outcome:
     trace_lines: int
 
 
+async def _peers(scenario: Scenario) -> list[SimPeer]:
+    """The run's nodes; with ``scenario.devices`` > 1, accounts of 1..devices nodes, each
+    store holding the account's whole device list (as linking leaves it)."""
+    peers: list[SimPeer] = []
+    account = 0
+    while len(peers) < scenario.nodes:
+        first = SimPeer.named(f"n{len(peers):04d}")
+        group = [first]
+        for _ in range(account % scenario.devices):
+            if len(peers) + len(group) < scenario.nodes:
+                group.append(SimPeer.linked(f"n{len(peers) + len(group):04d}", first))
+        if len(group) > 1:
+            entries = tuple(
+                DeviceEntry(
+                    device=p.identity.device.public_key, cert=p.identity.device.certificate.encode()
+                )
+                for p in group
+            )
+            for peer in group:
+                await save_list(peer.store, DeviceListRecord(devices=entries))
+        peers.extend(group)
+        account += 1
+    return peers
+
+
 async def _main(scenario: Scenario, seed: int, home: Path) -> _Outcome:
-    peers = [SimPeer.named(f"n{index:04d}") for index in range(scenario.nodes)]
+    peers = await _peers(scenario)
     actions = plan(scenario, seed)
     async with open_memory_hub(rng=random.Random(f"hub-{seed}")) as hub:
         hub.set_default_faults(

@@ -59,6 +59,9 @@ class Scenario:
     remove_one: bool = True
     #: Mock seconds allowed for convergence after everything heals.
     settle_limit_s: float = 900.0
+    #: Devices per account: account k runs on ``1 + k % devices`` of the nodes (issue 18;
+    #: every device of a member is a member's node, posting and reading).
+    devices: int = 1
 
     def __post_init__(self) -> None:
         if self.nodes < 2 or self.kind not in ("public", "private"):

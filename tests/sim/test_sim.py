@@ -74,6 +74,19 @@ def test_a_leave_during_a_partition_still_reaches_everyone() -> None:
     assert result.ok, explain(result)
 
 
+def test_accounts_of_one_to_three_devices_all_post_and_read() -> None:
+    """Issue 18: an account is the member; each of its devices (1-3 per account here)
+    joins, posts and gets every post exactly once, under loss, crashes and churn."""
+    scenario = Scenario(
+        nodes=12, posts=24, active_s=80.0, crashes=2, late_joiners=2, leavers=0, devices=3
+    )
+    result = run_seed(scenario, 11)
+    assert result.ok, explain(result)
+    assert result.members == 6  # accounts of 1, 2, 3, 1, 2, 3 devices
+    assert result.deliveries == result.deliveries_expected > result.posts * result.members
+    assert result.duplicates == 0
+
+
 def test_a_seed_replays_exactly() -> None:
     scenario = Scenario(nodes=12, posts=20, active_s=80.0, crashes=2, late_joiners=2, leavers=0)
     first, second = run_seed(scenario, 7), run_seed(scenario, 7)

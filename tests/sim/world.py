@@ -98,6 +98,15 @@ class SimPeer:
     def named(cls, name: str) -> SimPeer:
         return cls(name=name, identity=_identity(name))
 
+    @classmethod
+    def linked(cls, name: str, first: SimPeer) -> SimPeer:
+        """Another device of ``first``'s account (as ``devices link`` would make it)."""
+        account = first.identity.account
+        rng = DeterministicRng(f"sim-device-{name}")
+        device = Device.generate(account, rng, now=NOW_MS)
+        identity = UnlockedIdentity(account=account, device=device, local_key=rng(32))
+        return cls(name=name, identity=identity)
+
 
 class World:
     """Starts, crashes and restarts the peers of one run (all in one nursery)."""
