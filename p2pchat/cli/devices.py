@@ -110,7 +110,7 @@ def revoke(state: CliState, device: str, yes: bool) -> None:
 
 def _show_code(code: str, expires: int) -> None:
     say("On the new device, run:")
-    say(f"    p2pchat node run --link {code}")
+    click.echo(f"    p2pchat node run --link {code}")  # one line, never wrapped: copy it whole
     try:
         import segno
     except ImportError:
