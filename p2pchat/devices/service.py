@@ -108,6 +108,7 @@ class DeviceService:
         self._offer: LinkOffer | None = None
         self._pending: _Pending | None = None
         self._busy = False
+        self._publishes = 0
         #: True once our own device appears revoked in the account's list.
         self.revoked = False
 
@@ -142,6 +143,14 @@ class DeviceService:
         if self._directory is None:
             raise LocalProtocolError("the device service is not started")
         return self._directory
+
+    async def before_publish(self) -> None:
+        """Merge before every publish but the first: at start our stored list is what we
+        publish (nothing to merge yet), and the node's first DHT lookup waits until it is
+        up (py-libp2p logs a missing value before the runner has quieted its logger)."""
+        if self._publishes:
+            await self.refresh()
+        self._publishes += 1
 
     async def refresh(self) -> None:
         """Merge the account's list from the DHT into ours (devices.md section 2)."""

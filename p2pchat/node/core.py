@@ -327,7 +327,7 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
     async def _devices_before_publish(self) -> None:
         """Merge the account's device list from the DHT first (devices.md section 2)."""
         assert self._devices is not None
-        await self._devices.refresh()
+        await self._devices.before_publish()
 
     async def _mailbox_loop(self) -> None:
         """Collect our mail now and every minute (or when a mailbox connects); tell accepted
