@@ -15,7 +15,7 @@ from typing import Any
 
 from p2pchat.errors import ConfigError, WireError
 
-from .codec import AnyMap, Bytes, Nested, Struct, Text, UInt, wire
+from .codec import AnyMap, Bytes, ListOf, Nested, Struct, Text, UInt, wire
 
 __all__ = [
     "TYPE_PATTERN_DOC",
@@ -27,8 +27,16 @@ __all__ = [
     "ImageBody",
     "parse_known_body",
     "MAX_TEXT_BYTES",
+    "MAX_THUMB_BYTES",
+    "MAX_ATTACHMENTS",
+    "attachments_of",
     "check_outgoing",
 ]
+
+#: The most an inline thumbnail (``media-ref`` ``th``) may hold.
+MAX_THUMB_BYTES = 8192
+#: The most attachments one text message carries.
+MAX_ATTACHMENTS = 16
 
 #: The most a content's ``text`` may hold, in bytes of UTF-8 (not characters).
 MAX_TEXT_BYTES = 16_384
@@ -46,6 +54,19 @@ class MediaRef(Struct):
     url: str | None = wire(
         "url", Text(1, 2048), "where to fetch it (https or /p2p/...)", optional=True
     )
+    key: bytes | None = wire(
+        "k", Bytes(32), "per-file key of an encrypted blob (h is then its blob id)", optional=True
+    )
+    name: str | None = wire("fn", Text(1, 255), "file name, for display only", optional=True)
+    thumb: bytes | None = wire(
+        "th",
+        Bytes(low=1, high=MAX_THUMB_BYTES),
+        "small JPEG preview of an image, inline",
+        optional=True,
+    )
+
+    def __repr__(self) -> str:  # the key is a secret: never in logs or exceptions
+        return f"MediaRef(hash={self.hash.hex()[:16]}, mime={self.mime!r}, size={self.size})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +106,9 @@ class TextBody(Struct):
     """``p2pchat/text``: the text is in ``Content.text``; the body may name a format."""
 
     format: str | None = wire("fmt", Text(1, 16), "markup: plain or markdown", optional=True)
+    attachments: tuple[MediaRef, ...] | None = wire(
+        "att", ListOf(Nested(MediaRef), 1, MAX_ATTACHMENTS), "attached files", optional=True
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +140,20 @@ def parse_known_body(content: Content) -> Struct | None:
     return body
 
 
+def attachments_of(content: Content) -> tuple[MediaRef, ...]:
+    """The media a content names (attachments, an image, a share card's picture);
+    a malformed body names none."""
+    try:
+        if content.type == "p2pchat/text" and "att" in content.body:
+            body = TextBody.from_value(dict(content.body), path="body")
+            return body.attachments or ()
+        if content.type == "p2pchat/image":
+            return (ImageBody.from_value(dict(content.body), path="body").media,)
+    except WireError:
+        return ()
+    return ()
+
+
 def check_outgoing(content: Content, *, max_size: int = 64 * 1024) -> None:
     """Refuse, before anything is signed or stored, content every recipient would refuse.
 
@@ -130,7 +168,7 @@ def check_outgoing(content: Content, *, max_size: int = 64 * 1024) -> None:
             f"the message is too long: {size:,} bytes of UTF-8 text, the limit is "
             f"{MAX_TEXT_BYTES:,} bytes (non-ASCII characters take 2 to 4 bytes each)"
         )
-    if content.type == "p2pchat/text" and not content.text.strip():
+    if content.type == "p2pchat/text" and not content.text.strip() and "att" not in content.body:
         raise ConfigError("the message is empty: write some text (not only spaces)")
     try:
         Content.from_bytes(content.to_bytes(), max_size=max_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .blob import BLOB_KINDS, BlobFrame, Manifest
 from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
 from .device_link import LINK_MESSAGES, GrantContent
@@ -67,7 +68,7 @@ def _link_frames() -> list[type[Struct]]:
 
 def schema_files() -> dict[str, str]:
     """File name (under ``protocol-spec/schemas/``) -> CDDL text."""
-    done: set[type[Struct]] = {Envelope, GroupEvent, Record, MailboxFrame}
+    done: set[type[Struct]] = {Envelope, GroupEvent, Record, MailboxFrame, BlobFrame}
     files: dict[str, list[str]] = {}
 
     common = _rules([Content, *KNOWN_TYPES.values()], done)
@@ -157,6 +158,19 @@ def schema_files() -> dict[str, str]:
         _choice("link-message", [c.cddl_name() for c in _link_frames()]),
         *_rules([*LINK_MESSAGES.values(), GrantContent, LinkSync, SyncContent], done),
     ]
+    files["blob.cddl"] = [
+        _choice("blob-frame", [f"blob-frame-{kind_rule(k)}" for k in BLOB_KINDS]),
+        *[
+            cddl_rule(
+                BlobFrame,
+                name=f"blob-frame-{kind_rule(k)}",
+                fixed={"k": f'"{k}"', "p": f"bstr .cbor {kind_rule(k)}"},
+            )
+            for k in BLOB_KINDS
+        ],
+        *_kind_payload_rules(BLOB_KINDS.values(), done),
+        *_rules([Manifest], done),
+    ]
     titles = {
         "devices.cddl": "device linking (devices.md)",
         "common.cddl": "content and shared structures",
@@ -164,6 +178,7 @@ def schema_files() -> dict[str, str]:
         "group.cddl": "group log events",
         "records.cddl": "DHT records",
         "mailbox.cddl": "mailbox (store-and-forward)",
+        "blob.cddl": "encrypted blobs (attachments)",
     }
     return {
         name: _HEADER.format(title=titles[name]) + "\n" + "\n\n".join(rules) + "\n"

@@ -1,0 +1,216 @@
+"""Encrypted blobs (attachments): the manifest, the ``/p2pchat/blob/1.0.0`` frames.
+
+A file is sealed chunk by chunk under a per-file key (:mod:`p2pchat_crypto.blob`). The
+**manifest** lists the hash of every sealed chunk; the **blob id** is the BLAKE2b-256
+(personalisation ``p2pchat-blob``) of the manifest's canonical CBOR, so it commits to
+every ciphertext byte. A fetcher first gets the manifest (from any holder) and checks it
+against the id, then checks every chunk against its hash on arrival: a holder can
+neither substitute nor corrupt a single bit without being caught, and chunks may come
+from several holders at once. The per-file key and the id travel inside an end-to-end
+encrypted message (``media-ref`` fields ``h`` and ``k``): holders store bytes they cannot
+read. Sans-IO: the download scheduler lives in :mod:`p2pchat.protocol.blob_fetch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from p2pchat.errors import LocalProtocolError, WireError
+from p2pchat_crypto.blob import CHUNK_SIZE, TAG_LEN, chunk_hash, open_chunk, seal_chunk
+from p2pchat_crypto.kdf import blake2b, constant_time_equal
+
+from .codec import Bool, Bytes, ListOf, Struct, Text, UInt, decode_map, encode_value, wire
+from .framing import MAX_FRAME
+
+__all__ = [
+    "BLOB_PROTOCOL",
+    "CHUNK_SIZE",
+    "TAG_LEN",
+    "MAX_BLOB_SIZE",
+    "MAX_CHUNKS",
+    "MAX_WANT",
+    "chunk_count",
+    "Manifest",
+    "blob_id_of",
+    "seal_bytes",
+    "open_bytes",
+    "BlobFrame",
+    "BlobWant",
+    "BlobManifest",
+    "BlobChunk",
+    "BlobNone",
+    "BLOB_KINDS",
+    "NONE_REASONS",
+    "decode_blob_frame",
+    "encode_blob_frame",
+]
+
+BLOB_PROTOCOL = "/p2pchat/blob/1.0.0"
+#: Largest file (plaintext) v1 moves: 2 GiB, 8,192 chunks (a 256 KiB manifest).
+MAX_BLOB_SIZE = 2 * 1024**3
+MAX_CHUNKS = MAX_BLOB_SIZE // CHUNK_SIZE
+#: Most chunk indexes in one ``blob.want``.
+MAX_WANT = 64
+_ID = Bytes(32)
+
+
+def chunk_count(size: int) -> int:
+    """Chunks of a file of ``size`` plaintext bytes (an empty file has one, empty)."""
+    return max(1, -(-size // CHUNK_SIZE))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest(Struct):
+    """The chunk list of a blob; its hash is the blob id."""
+
+    version: int = wire("v", UInt(1, 1), "manifest version, 1")
+    size: int = wire("size", UInt(0, MAX_BLOB_SIZE), "plaintext bytes of the file")
+    chunk_size: int = wire("cs", UInt(CHUNK_SIZE, CHUNK_SIZE), "plaintext bytes per chunk")
+    hashes: bytes = wire(
+        "hs", Bytes(low=32, high=32 * MAX_CHUNKS), "BLAKE2b-256 of each sealed chunk, concatenated"
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.hashes) != 32 * chunk_count(self.size):
+            raise ValueError("hs must hold one 32-byte hash per chunk")
+
+    @classmethod
+    def build(cls, size: int, hashes: list[bytes]) -> Manifest:
+        return cls(version=1, size=size, chunk_size=CHUNK_SIZE, hashes=b"".join(hashes))
+
+    @property
+    def blob_id(self) -> bytes:
+        return blob_id_of(self.to_bytes())
+
+    @property
+    def chunks(self) -> int:
+        return len(self.hashes) // 32
+
+    @property
+    def cipher_size(self) -> int:
+        """Bytes of ciphertext a holder stores (plaintext plus one tag per chunk)."""
+        return self.size + TAG_LEN * self.chunks
+
+    def plain_len(self, index: int) -> int:
+        if not 0 <= index < self.chunks:
+            raise IndexError(index)
+        if index < self.chunks - 1:
+            return CHUNK_SIZE
+        return self.size - CHUNK_SIZE * (self.chunks - 1)
+
+    def cipher_len(self, index: int) -> int:
+        return self.plain_len(index) + TAG_LEN
+
+    def chunk_hash(self, index: int) -> bytes:
+        return self.hashes[32 * index : 32 * index + 32]
+
+    def verify(self, index: int, data: bytes) -> bool:
+        """True if ``data`` is exactly sealed chunk ``index`` of this blob."""
+        if not 0 <= index < self.chunks or len(data) != self.cipher_len(index):
+            return False
+        return constant_time_equal(chunk_hash(data), self.chunk_hash(index))
+
+
+def blob_id_of(manifest_bytes: bytes) -> bytes:
+    """The blob id: BLAKE2b-256, personalisation ``p2pchat-blob``, of the manifest's CBOR."""
+    return blake2b(manifest_bytes, size=32, person=b"p2pchat-blob")
+
+
+def seal_bytes(key: bytes, plaintext: bytes) -> tuple[Manifest, list[bytes]]:
+    """Seal a whole file held in memory: its manifest and its sealed chunks."""
+    n = chunk_count(len(plaintext))
+    chunks = [
+        seal_chunk(key, i, plaintext[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE], last=i == n - 1)
+        for i in range(n)
+    ]
+    return Manifest.build(len(plaintext), [chunk_hash(c) for c in chunks]), chunks
+
+
+def open_bytes(key: bytes, manifest: Manifest, chunks: list[bytes]) -> bytes:
+    """The plaintext of verified sealed chunks (``AuthenticationError`` on a wrong key)."""
+    last = manifest.chunks - 1
+    return b"".join(open_chunk(key, i, c, last=i == last) for i, c in enumerate(chunks))
+
+
+# -- /p2pchat/blob/1.0.0 frames -------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobFrame(Struct):
+    version: int = wire("v", UInt(1, 1), "protocol version, 1")
+    kind: str = wire("k", Text(1, 64), "blob.* kind")
+    payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobWant(Struct):
+    """Ask for a blob's manifest and/or some of its chunks."""
+
+    KIND: ClassVar[str] = "blob.want"
+    blob: bytes = wire("b", _ID, "blob id")
+    manifest: bool = wire("man", Bool(), "send the manifest first")
+    chunks: tuple[int, ...] = wire(
+        "i", ListOf(UInt(0, MAX_CHUNKS - 1), 0, MAX_WANT), "chunk indexes wanted, in order"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobManifest(Struct):
+    KIND: ClassVar[str] = "blob.man"
+    blob: bytes = wire("b", _ID, "blob id")
+    manifest: bytes = wire(
+        "m", Bytes(low=1, high=32 * MAX_CHUNKS + 64), "canonical CBOR of the manifest"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobChunk(Struct):
+    KIND: ClassVar[str] = "blob.chunk"
+    blob: bytes = wire("b", _ID, "blob id")
+    index: int = wire("i", UInt(0, MAX_CHUNKS - 1), "chunk index")
+    data: bytes = wire("d", Bytes(low=TAG_LEN, high=CHUNK_SIZE + TAG_LEN), "the sealed chunk")
+
+
+#: Why a holder does not serve (``blob.none``): it has not the blob, lacks some chunks
+#: (a partial holder), or refuses for now (``rate-limited``, ``busy``: try later).
+NONE_REASONS = ("not-found", "missing", "rate-limited", "busy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlobNone(Struct):
+    KIND: ClassVar[str] = "blob.none"
+    blob: bytes = wire("b", _ID, "blob id")
+    why: str = wire("why", Text(1, 32), "not-found, missing, rate-limited or busy")
+    chunks: tuple[int, ...] = wire(
+        "i", ListOf(UInt(0, MAX_CHUNKS - 1), 0, MAX_WANT), "the wanted chunks not sent"
+    )
+    retry: int | None = wire("retry", UInt(), "ask again after this many ms", optional=True)
+
+
+BLOB_KINDS: dict[str, type[Struct]] = {
+    cls.KIND: cls for cls in (BlobWant, BlobManifest, BlobChunk, BlobNone)
+}
+
+
+def decode_blob_frame(data: bytes, *, max_size: int = MAX_FRAME) -> Struct:
+    """Strictly decode a blob frame and its payload (the hashes are checked by the caller)."""
+    raw = decode_map(data, max_size=max_size)
+    version = raw.get("v")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
+        raise WireError("unsupported-version", f"blob version {version}")
+    frame = BlobFrame.from_value(raw)
+    cls = BLOB_KINDS.get(frame.kind)
+    if cls is None:
+        raise WireError("unknown-kind", f"{frame.kind!r} is not a blob kind")
+    return cls.from_bytes(frame.payload, max_size=len(frame.payload) or 1)
+
+
+def encode_blob_frame(message: Struct) -> bytes:
+    kind: Any = getattr(message, "KIND", None)
+    if BLOB_KINDS.get(kind) is not type(message):
+        raise LocalProtocolError(f"{type(message).__name__} is not a blob message")
+    try:
+        return encode_value({"v": 1, "k": kind, "p": message.to_bytes()})
+    except WireError as exc:
+        raise LocalProtocolError(f"refusing to send an invalid message: {exc}") from exc
