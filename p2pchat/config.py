@@ -19,7 +19,14 @@ from typing import Any
 from .errors import ConfigError
 from .net.config import DEFAULT_PORT, NetConfig
 
-__all__ = ["DAY_MS", "MailboxConfig", "DeliveryConfig", "NodeConfig", "mailbox_address"]
+__all__ = [
+    "DAY_MS",
+    "MailboxConfig",
+    "DeliveryConfig",
+    "BlobConfig",
+    "NodeConfig",
+    "mailbox_address",
+]
 
 DAY_MS = 24 * 3600 * 1000
 #: The text form of an Ed25519 libp2p peer id (an identity multihash in base58btc): what
@@ -117,11 +124,42 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class BlobConfig:
+    """Attachments: what we keep, how fast we serve, what we fetch without being asked
+    (protocol-spec/blobs.md §4)."""
+
+    #: Our own sends are kept this long after sending.
+    own_keep_ms: int = 30 * DAY_MS
+    #: Blobs we fetched are kept this long after their last use.
+    received_keep_ms: int = 30 * DAY_MS
+    #: Group media fetched to show a group's images: least recently used beyond this.
+    cache_bytes: int = 256 * 1024 * 1024
+    #: Blobs held for others (mailbox role), per peer that stored them.
+    mailbox_bytes_per_peer: int = 64 * 1024 * 1024
+    mailbox_keep_ms: int = 7 * DAY_MS
+    #: Serving: a token bucket per requesting peer (bytes per second, burst bytes).
+    serve_rate: int = 8 * 1024 * 1024
+    serve_burst: int = 32 * 1024 * 1024
+    #: Attachments up to this size are fetched as soon as their message arrives.
+    auto_fetch_bytes: int = 16 * 1024 * 1024
+    #: Chunks asked ahead per holder, and holders used at once by one download.
+    window: int = 8
+    max_sources: int = 4
+    #: How long a holder may stay silent before it counts as gone (ms).
+    idle_timeout_ms: int = 20_000
+
+    def __post_init__(self) -> None:
+        if min(self.serve_rate, self.serve_burst, self.window, self.max_sources) < 1:
+            raise ConfigError("blob serving rate, burst, window and sources must be positive")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NodeConfig:
     home: Path
     net: NetConfig = field(default_factory=NetConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    blobs: BlobConfig = field(default_factory=BlobConfig)
     #: Shown to contacts and to nearby peers; optional.
     display_name: str | None = None
     #: Events held per ``node.events()`` stream before it starts dropping (see events.py).

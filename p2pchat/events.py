@@ -37,6 +37,7 @@ __all__ = [
     "DeviceLinkRequest",
     "DeviceLinked",
     "DeviceRevoked",
+    "FileProgress",
     "EventsDropped",
     "EventBus",
     "EventStream",
@@ -198,6 +199,25 @@ class DeviceRevoked(Event):
     type: ClassVar[str] = "device.revoked"
     device: bytes
     this_device: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileProgress(Event):
+    """An attachment is being sealed (``up``) or fetched (``down``): ``done`` of ``total``
+    bytes; ``state`` is ``running``, ``done`` or ``failed`` (with ``reason``). At most a
+    few per second per file; ``sources``: holders serving it now (downloads). While a
+    file is being sealed its id is not known yet: ``blob_id`` is empty, ``name`` says
+    which file it is."""
+
+    type: ClassVar[str] = "file.progress"
+    blob_id: bytes
+    direction: str
+    done: int
+    total: int
+    state: str = "running"
+    reason: str = ""
+    sources: int = 0
+    name: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("p2pchat.net", "p2pchat.storage", "p2pchat.rpc"),  # adapters and the RPC framework
     ("p2pchat.config", "p2pchat.events"),  # shared by the services
     ("p2pchat.identity",),
+    ("p2pchat.blobs",),  # attachments: sealed blobs, their transfer and serving
     ("p2pchat.dm",),
     ("p2pchat.groups",),
     ("p2pchat.devices",),  # multi-device accounts: linking, the device list, revocation

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -29,6 +29,7 @@ import trio
 
 from p2pchat_crypto.identity import Device
 
+from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
 from ..dm.mailbox import Mailbox, MailboxKeys
@@ -68,6 +69,7 @@ from ..storage.records import (
 )
 from .contacts import ContactsApi, parse_account
 from .devices import DevicesApi
+from .files import FilesApi, PathLike
 from .groups import GroupsApi
 from .health import HomeWatch, watch_home
 
@@ -96,7 +98,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(ContactsApi, GroupsApi, DevicesApi):
+class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -127,6 +129,7 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
         self._store: Store | None = None
         self._network: Network | None = None
         self._dm: DirectMessages | None = None
+        self._blobs: Blobs | None = None
         self._directory: Directory | None = None
         self._devices: DeviceService | None = None
         self._nursery: trio.Nursery | None = None
@@ -242,8 +245,21 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
             clock=self._clock,
             rng=self._rng,
         )
+        self._blobs = Blobs(
+            root=config.home / "blobs",
+            seal_key=identity.local_key,
+            network=self._network,
+            events=self._events,
+            config=config.blobs,
+            clock=self._clock,
+            rng=self._rng,
+            peer_id=peer_id_from_ed25519(identity.device.public_key),
+        )
+        self._stack.callback(self._blobs.close)
         self._started_at = self._clock()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        await self._nursery.start(self._attachments_loop)
+        self._nursery.start_soon(self._blobs.run_gc)
         if home is not None:
             self._nursery.start_soon(watch_home, home, config.home_check_ms / 1000, store_check)
         self._nursery.start_soon(self._dm.run_outbox)
@@ -463,13 +479,19 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
         *,
         content: Content | None = None,
         reply_to: bytes | None = None,
+        attachments: Sequence[PathLike] = (),
     ) -> Message:
-        """Queue a direct message; delivery continues in the background (see events)."""
+        """Queue a direct message; delivery continues in the background (see events).
+
+        ``attachments``: files sealed into our blob store and named in the message; the
+        recipient fetches them from us (protocol-spec/blobs.md)."""
         account = parse_account(to)
         if content is None:
-            if text is None:
-                raise ConfigError("send_dm needs text or content")
-            content = Content(type="p2pchat/text", body={}, text=text)
+            if text is None and not attachments:
+                raise ConfigError("send_dm needs text, content or attachments")
+            content = self._with_attachments(text or "", await self._attach(attachments))
+        elif attachments:
+            raise ConfigError("give either content or attachments, not both")
         return await self._dms.send(account, content, reply_to=reply_to)
 
     async def cancel_dm(self, message_id: bytes) -> Message:
@@ -524,6 +546,7 @@ class Node(ContactsApi, GroupsApi, DevicesApi):
             "dm": dict(self._dms.stats),
             "mailbox": dict(self._mailbox.stats),
             "groups": self._groups.statistics(),
+            "files": self._files.statistics(),
             "events_published": self._events.published,
             "event_streams": self._events.stream_count,
             "store": dataclasses.asdict(store_stats),

@@ -6,7 +6,8 @@ account keys are ``bytes``. Rules and semantics: ``protocol-spec/groups.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import DAY_MS
@@ -32,6 +33,8 @@ from ..storage.records import GroupInfo
 
 __all__ = ["GroupsApi"]
 
+PathLike = str | os.PathLike[str]
+
 
 class GroupsApi:
     """Create, find, join and use interest groups (public, private, live)."""
@@ -44,6 +47,12 @@ class GroupsApi:
 
     @property
     def _s(self) -> Store:
+        raise NotImplementedError
+
+    async def _attach(self, paths: Sequence[PathLike]) -> list[MediaRef]:
+        raise NotImplementedError
+
+    def _with_attachments(self, text: str, refs: list[MediaRef]) -> Content:
         raise NotImplementedError
 
     @property
@@ -99,8 +108,14 @@ class GroupsApi:
         *,
         reply_to: bytes | None = None,
         content: Content | None = None,
+        attachments: Sequence[PathLike] = (),
     ) -> bytes:
-        """Post (or reply) in a group; returns the event id."""
+        """Post (or reply) in a group; returns the event id. ``attachments``: files sealed
+        into our blob store and named in the post (members fetch them from holders)."""
+        if attachments:
+            if content is not None:
+                raise ConfigError("give either content or attachments, not both")
+            content = self._with_attachments(text, await self._attach(attachments))
         return await self._g.post(group_id, text, reply_to=reply_to, content=content)
 
     async def react(self, group_id: bytes, target: bytes, emoji: str, *, on: bool = True) -> bytes:
@@ -156,9 +171,13 @@ class GroupsApi:
         *,
         price: Price | None = None,
         note: str | None = None,
+        image: PathLike | None = None,
     ) -> bytes:
-        """A share card (e.g. a product link with its price, for shopping groups)."""
-        body = ShareCard(title=title, url=url, price=price, note=note)
+        """A share card (e.g. a product link with its price, for shopping groups);
+        ``image``: a picture file (sealed, with an inline thumbnail when Pillow is
+        installed) shown on the card."""
+        img = (await self._attach([image]))[0] if image is not None else None
+        body = ShareCard(title=title, url=url, price=price, note=note, image=img)
         return await self._g.author_content(group_id, body)
 
     async def group_buy(

@@ -6,7 +6,8 @@ arrives, and says when the blob is complete or why it cannot be. The trio code i
 
 * the manifest is taken from the first holder that sends one matching the blob id;
 * a chunk is requested from one holder at a time (no duplicates in flight), the lowest
-  missing index first, each holder at most ``window`` chunks ahead;
+  missing index first, each holder at most ``window`` chunks ahead and at most its fair
+  share of what is left (so that every holder takes part from the start);
 * a chunk whose hash does not match the manifest drops the holder that sent it
   (``bad-chunk``), and the chunk is asked elsewhere; a holder that lacks a chunk
   (``blob.none`` ``missing``) is not asked for it again;
@@ -91,7 +92,10 @@ class Download:
         state = self.sources.get(peer)
         if state is None or state.failed is not None or self.manifest is None:
             return []
-        room = self.window - len(state.in_flight)
+        # A fair share of what is left, so that every holder takes part from the start.
+        live = len(self.live_sources())
+        share = -(-(self.manifest.chunks - len(self.have)) // live)
+        room = min(self.window, share) - len(state.in_flight)
         if room <= 0:
             return []
         picked = [i for i in self._missing() if i not in state.lacks][:room]

@@ -1,0 +1,135 @@
+"""The attachments half of the embedding API (mixed into :class:`p2pchat.node.Node`).
+
+Files are sealed into the blob store when sent (``send_dm(..., attachments=[path])``,
+``post(..., attachments=[path])``, ``share(..., image=path)``) and named in the message
+by a ``media-ref`` holding the blob id and its key; a receiving node remembers every
+attachment it sees, fetches the small ones at once (``BlobConfig.auto_fetch_bytes``)
+and the rest on demand (:meth:`FilesApi.save_file`). Formats: protocol-spec/blobs.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from ..blobs.service import Blobs
+from ..errors import ConfigError, NotFoundError, P2PChatError, WireError
+from ..events import EventBus, GroupMessage, MessageReceived
+from ..groups.service import Groups
+from ..identity.peerid import peer_id_from_ed25519
+from ..protocol.content import MAX_ATTACHMENTS, Content, MediaRef, attachments_of
+from ..storage.base import Store
+from ..storage.blobs import BlobInfo
+
+__all__ = ["FilesApi", "PathLike"]
+
+logger = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+
+class FilesApi:
+    """Send, list, fetch and save attachments."""
+
+    _blobs: Blobs | None
+    _groups: Groups
+    _events: EventBus
+    _clock: Callable[[], int]
+
+    def _check(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def _s(self) -> Store:
+        raise NotImplementedError
+
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        raise NotImplementedError
+
+    @property
+    def _files(self) -> Blobs:
+        self._check()
+        assert self._blobs is not None
+        return self._blobs
+
+    async def add_file(self, path: PathLike, *, mime: str | None = None) -> MediaRef:
+        """Seal a file into our blob store (kept as ``own``); the ``media-ref`` to send."""
+        return await self._files.add_file(path, mime=mime)
+
+    async def _attach(self, paths: Sequence[PathLike]) -> list[MediaRef]:
+        if len(paths) > MAX_ATTACHMENTS:
+            raise ConfigError(f"at most {MAX_ATTACHMENTS} files go with one message")
+        return [await self._files.add_file(p) for p in paths]
+
+    def _with_attachments(self, text: str, refs: list[MediaRef]) -> Content:
+        body: dict[str, object] = {"att": [r.to_value() for r in refs]} if refs else {}
+        return Content(type="p2pchat/text", body=body, text=text)
+
+    def files(self) -> list[BlobInfo]:
+        """Every blob this node holds or knows how to open, newest first."""
+        return self._files.store.list()
+
+    def file_info(self, file_id: str | bytes) -> BlobInfo:
+        """A blob by id (bytes) or by a hex prefix of at least 8 digits."""
+        if isinstance(file_id, bytes):
+            return self._files.info(file_id)
+        return self._files.store.find(file_id)
+
+    async def fetch_file(self, file_id: str | bytes, *, sources: Sequence[str] = ()) -> BlobInfo:
+        """Download a blob from its holders (several at once) unless we hold it whole."""
+        info = self.file_info(file_id)
+        return await self._files.fetch(info.blob_id, sources=sources)
+
+    async def save_file(
+        self, file_id: str | bytes, out: PathLike, *, overwrite: bool = False
+    ) -> Path:
+        """Fetch if needed and write the plain file (``out`` may be a directory)."""
+        info = self.file_info(file_id)
+        return await self._files.save(info.blob_id, Path(out), overwrite=overwrite)
+
+    def collect_files(self) -> tuple[int, int]:
+        """Garbage-collect blobs retention no longer covers: (blobs, bytes) freed."""
+        return self._files.gc()
+
+    # -- background: what arrives -----------------------------------------------------
+
+    async def _attachments_loop(self, task_status: trio.TaskStatus[None]) -> None:
+        """Remember the attachments of every message we receive; fetch the small ones."""
+        async with self._events.stream() as stream:
+            task_status.started()
+            async for event in stream:
+                try:
+                    if isinstance(event, MessageReceived):
+                        await self._note_dm(event)
+                    elif isinstance(event, GroupMessage):
+                        self._note_group(event)
+                except (WireError, NotFoundError) as exc:
+                    logger.debug("attachments of %s not noted: %s", event.type, exc)
+                except P2PChatError as exc:
+                    logger.info("attachments of %s not noted: %s", event.type, exc)
+
+    async def _note_dm(self, event: MessageReceived) -> None:
+        message = await self._s.get_message(event.message_id)
+        if message is None:
+            return
+        content = Content.from_bytes(message.body, max_size=len(message.body) or 1)
+        refs = attachments_of(content)
+        if refs:
+            sender = peer_id_from_ed25519(message.sender_device)
+            for ref in self._files.note(refs, sources=(sender,)):
+                self._spawn(self._files.fetch_quietly, ref.hash, "received")
+
+    def _note_group(self, event: GroupMessage) -> None:
+        shown = self._groups.engine(event.group_id).message(event.event_id)
+        if shown is None:
+            return
+        refs = list(attachments_of(shown.content)) if shown.content is not None else []
+        if shown.share is not None and shown.share.image is not None:
+            refs.append(shown.share.image)
+        if refs:
+            author = peer_id_from_ed25519(shown.ref.device)
+            for ref in self._files.note(refs, sources=(author,)):
+                self._spawn(self._files.fetch_quietly, ref.hash, "cache")

@@ -1,0 +1,130 @@
+"""Attachments between real nodes on the in-memory network: a DM with a file, and a
+download from three holders while one of them vanishes mid-transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from p2pchat.blobs.serve import BlobServer
+from p2pchat.events import FileProgress, MessageReceived
+from p2pchat.net.base import FramedStream
+from p2pchat.net.memory import memory_addr
+from p2pchat.protocol.blob import BLOB_PROTOCOL, CHUNK_SIZE, BlobChunk, decode_blob_frame
+from p2pchat.protocol.content import Content, attachments_of
+from tests.node.harness import hub, new_peer, running, wait_for
+
+
+def _file(tmp: Path, name: str, size: int) -> Path:
+    path = tmp / name
+    path.write_bytes(bytes((i * 31 + 7) % 256 for i in range(size)))
+    return path
+
+
+async def test_a_dm_attachment_is_fetched_from_the_sender_and_opens(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    photo = _file(tmp_path, "holiday.jpg", 2 * CHUNK_SIZE + 5)
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        await a.send_dm(bob.account, "a picture", attachments=[photo])
+        await wait_for(lambda: any(isinstance(e, MessageReceived) for e in bob.events))
+        received = next(e for e in bob.events if isinstance(e, MessageReceived))
+        stored = await b._s.get_message(received.message_id)
+        assert stored is not None
+        content = Content.from_bytes(stored.body, max_size=1 << 16)
+        (ref,) = attachments_of(content)
+        assert (ref.name, ref.mime, ref.size) == ("holiday.jpg", "image/jpeg", photo.stat().st_size)
+        assert ref.url == f"/p2p/{alice.peer_id}"
+        # Small enough to be fetched at once (auto_fetch_bytes).
+        await wait_for(
+            lambda: any(
+                isinstance(e, FileProgress) and e.state == "done" and e.direction == "down"
+                for e in bob.events
+            )
+        )
+        info = b.file_info(ref.hash.hex()[:12])
+        assert info.complete
+        assert info.reason == "received"
+        out = await b.save_file(ref.hash, tmp_path / "out")
+        assert out == tmp_path / "out"
+        assert out.read_bytes() == photo.read_bytes()
+        # Bob's copy is ciphertext: the plaintext appears nowhere in his blob store.
+        for held in (tmp_path / "bob" / "blobs").iterdir():
+            assert photo.read_bytes()[:4096] not in held.read_bytes()
+
+
+class _VanishingHolder:
+    """Serves through the real server, then resets its stream after ``chunks`` chunks."""
+
+    def __init__(self, server: BlobServer, chunks: int) -> None:
+        self._server = server
+        self._left = chunks
+        self.vanished = False
+
+    async def handle(self, stream: FramedStream) -> None:
+        outer = self
+
+        class Cut:
+            remote_peer = stream.remote_peer
+            protocol = stream.protocol
+
+            async def read_frame(self, max_size: int) -> bytes | None:
+                return await stream.read_frame(max_size)
+
+            async def write_frame(self, data: bytes) -> None:
+                if isinstance(decode_blob_frame(data), BlobChunk):
+                    if outer._left <= 0:
+                        outer.vanished = True
+                        await stream.reset()
+                        raise ConnectionError("gone")
+                    outer._left -= 1
+                await stream.write_frame(data)
+
+            async def close(self) -> None:
+                await stream.close()
+
+            async def reset(self) -> None:
+                await stream.reset()
+
+        try:
+            await self._server.handle(Cut())
+        except ConnectionError:
+            return
+
+
+async def test_three_holders_share_a_download_and_one_vanishing_is_survived(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    peers = [new_peer(n) for n in ("alice", "bob", "carol", "dave")]
+    data = _file(tmp_path, "video.bin", 12 * CHUNK_SIZE + 77)
+    async with (
+        hub() as h,
+        running(h, peers[0], tmp_path) as a,
+        running(h, peers[1], tmp_path) as b,
+        running(h, peers[2], tmp_path) as c,
+        running(h, peers[3], tmp_path) as d,
+    ):
+        for node in (b, c, d):
+            for other in peers:
+                if other.node is not node and other.node is not None:
+                    await node._net.connect(other.peer_id, [memory_addr(other.peer_id)])
+        ref = await a.add_file(data)
+        for node in (b, c):  # two more holders, fetched from alice
+            node._files.note([ref])
+            await node.fetch_file(ref.hash)
+            assert node.file_info(ref.hash).complete
+        served_before = {p.name: p.node._files.server.stats["chunks_served"] for p in peers[:3]}  # type: ignore[union-attr]
+        cut = _VanishingHolder(b._files.server, chunks=2)
+        b._net.set_stream_handler(BLOB_PROTOCOL, cut.handle)
+        d._files.note([ref], sources=(peers[1].peer_id, peers[0].peer_id, peers[2].peer_id))
+        out = await d.save_file(ref.hash, tmp_path / "got.bin")
+        assert out.read_bytes() == data.read_bytes()
+        assert cut.vanished
+        served = {
+            p.name: p.node._files.server.stats["chunks_served"] - served_before[p.name]  # type: ignore[union-attr]
+            for p in peers[:3]
+        }
+        assert served["bob"] == 2
+        assert served["alice"] > 0
+        assert served["carol"] > 0
+        assert served["alice"] + served["carol"] == 13 - 2
