@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final, TypeVar
 
+from p2pchat.api.shapes import files_of, media_to_dict
 from p2pchat.errors import ConfigError, NotFoundError, WireError
 from p2pchat.protocol.codec import Struct
 from p2pchat.protocol.content import Price
@@ -166,6 +167,7 @@ def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
         "sealed": message.sealed,
         "reactions": {emoji: len(who) for emoji, who in sorted(message.reactions.items()) if who},
         "share": _share_dict(message.share) if message.share and not message.deleted else None,
+        "files": [] if message.deleted else files_of(content),
     }
 
 
@@ -191,6 +193,7 @@ def _share_dict(card: ShareCard) -> dict[str, Any]:
         "url": card.url,
         "price": _price_dict(card.price),
         "note": card.note,
+        "image": None if card.image is None else media_to_dict(card.image),
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+from p2pchat.api.files import FILE_IDS, refs_for
 from p2pchat.api.group_shapes import (
     checked,
     event_result,
@@ -105,6 +106,7 @@ class _PostParams:
     content_type: Annotated[str | None, Bounds(max_len=64)] = None
     body: Annotated[dict[str, Any] | None, Bounds(max_len=64)] = None
     reply_to: Annotated[str | None, _ID] = None
+    files: FILE_IDS = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,8 @@ class _ShareParams:
     price: Annotated[int | None, Bounds(min=0, max=_MAX_MS)] = None
     currency: Annotated[str | None, Bounds(max_len=3)] = None
     note: Annotated[str | None, Bounds(max_len=1000)] = None
+    #: Id of an image added with files.add, shown on the card.
+    image: Annotated[str | None, Bounds(max_len=64)] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +333,13 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_post(p: _PostParams) -> dict[str, Any]:
         """Post, or reply to ``reply_to``: text, or any content type and body."""
         group_id = await group_of(p.group)
+        if p.files:
+            reply = None if p.reply_to is None else parse_event_id(p.reply_to, "reply_to")
+            refs = refs_for(node, p.files)
+            return event_result(
+                group_id,
+                await node.post(group_id, p.text or "", reply_to=reply, attachments=refs),
+            )
         try:
             content = Content(
                 type=p.content_type or "p2pchat/text", body=p.body or {}, text=p.text or ""
@@ -389,7 +400,10 @@ def register_group_methods(registry: Registry, node: Node) -> None:
             title=p.title, url=p.url, price=price_param(p.price, p.currency), note=p.note
         )
         checked(card, "share card")
-        event_id = await node.share(group_id, p.title, p.url, price=card.price, note=p.note)
+        image = refs_for(node, [p.image])[0] if p.image else None
+        event_id = await node.share(
+            group_id, p.title, p.url, price=card.price, note=p.note, image=image
+        )
         return event_result(group_id, event_id)
 
     async def groups_buy(p: _BuyParams) -> dict[str, Any]:

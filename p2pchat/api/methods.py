@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from p2pchat import __version__
 from p2pchat.api.devices import register_device_methods
+from p2pchat.api.files import FILE_IDS, refs_for, register_file_methods
 from p2pchat.api.groups import register_group_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
@@ -96,6 +97,8 @@ class _SendParams:
     content_type: Annotated[str | None, Bounds(max_len=64)] = None
     body: Annotated[dict[str, Any] | None, Bounds(max_len=64)] = None
     reply_to: Annotated[str | None, Bounds(max_len=128)] = None
+    #: Ids of files added with files.add (or received) to attach.
+    files: FILE_IDS = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +302,16 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
     async def dm_send(p: _SendParams) -> dict[str, Any]:
         """Queue a direct message; delivery continues in the background (dm.delivery events)."""
         account = resolve_contact(p.to, await node.contacts())
+        if p.files:
+            if p.content_type is not None or p.body is not None:
+                raise ConfigError("give either files or a content type and body, not both")
+            sent = await node.send_dm(
+                account,
+                p.text or "",
+                attachments=refs_for(node, p.files),
+                reply_to=_parse_id(p.reply_to, "reply_to"),
+            )
+            return message_to_dict(sent)
         if p.content_type is None and p.body is None:
             content = Content(type="p2pchat/text", body={}, text=p.text or "")
         else:
@@ -368,6 +381,7 @@ SECTIONS: tuple[Section, ...] = (
     register_dm_methods,
     register_group_methods,
     register_device_methods,
+    register_file_methods,
 )
 
 

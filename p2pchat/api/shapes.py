@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
-from p2pchat.protocol.content import Content
+from p2pchat.protocol.content import Content, MediaRef, attachments_of
 from p2pchat.storage.records import Contact, Conversation, DeliveryState, Direction, Message
 from p2pchat_crypto.identity import fingerprint_of
 
@@ -54,6 +54,28 @@ def contact_to_dict(contact: Contact) -> dict[str, Any]:
     }
 
 
+def media_to_dict(ref: MediaRef) -> dict[str, Any]:
+    """A ``media-ref`` for clients (``files.get`` takes its ``file_id``): never its key."""
+    return {
+        "file_id": ref.hash.hex(),
+        "name": ref.name,
+        "mime": ref.mime,
+        "size": ref.size,
+        "encrypted": ref.key is not None,
+        "thumbnail": ref.thumb.hex() if ref.thumb else None,
+    }
+
+
+def files_of(content: Content | None) -> list[dict[str, Any]]:
+    """The attachments of a content, as :func:`media_to_dict` maps."""
+    return [] if content is None else [media_to_dict(r) for r in attachments_of(content)]
+
+
+def _body(content: Content) -> Any:
+    """A content's body for clients: attachments appear in ``files``, keys nowhere."""
+    return plain({k: v for k, v in content.body.items() if k != "att"})
+
+
 def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, Any]:
     """A stored message with its content decoded; an undecodable body keeps only its type.
     ``waiting``: why our queued or sent message is not delivered yet (the outbox's last
@@ -77,7 +99,8 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         "sender_device": message.sender_device.hex(),
         "content_type": message.content_type,
         "text": content.text if content is not None else "",
-        "body": plain(content.body) if content is not None else {},
+        "body": _body(content) if content is not None else {},
+        "files": files_of(content),
         "sent_at": message.sent_at,
         "received_at": message.received_at,
     }

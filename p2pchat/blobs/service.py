@@ -189,6 +189,10 @@ class Blobs:
     def store(self) -> BlobStore:
         return self._store
 
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
     # -- sending ----------------------------------------------------------------------
 
     async def add_file(

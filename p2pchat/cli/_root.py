@@ -24,6 +24,7 @@ from .chat import chat
 from .contacts import contacts
 from .devices import devices
 from .dm import dm
+from .files import files
 from .groups import groups
 from .keys import keys
 from .node import node
@@ -82,5 +83,5 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, chat, contacts, devices, dm, groups, peers, status):
+for _command in (keys, node, chat, contacts, devices, dm, groups, files, peers, status):
     cli.add_command(_command)

@@ -17,6 +17,7 @@ from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
 from ._state import CliState, json_option, pass_state, wide_option
+from .files import add_files, files_line
 
 if TYPE_CHECKING:
     from ..client import SyncClient, SyncSubscription
@@ -42,23 +43,46 @@ def dm() -> None:
 
 @dm.command()
 @click.argument("peer")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1)
+@click.option(
+    "--file",
+    "-f",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Attach a file (repeat for several); PEER fetches it from you.",
+)
 @json_option
 @pass_state
-def send(state: CliState, peer: str, text: tuple[str, ...]) -> None:
-    """Send TEXT to PEER (words are joined with spaces).
+def send(state: CliState, peer: str, text: tuple[str, ...], paths: tuple[str, ...]) -> None:
+    """Send TEXT to PEER (words are joined with spaces), with --file attachments.
 
     The message is queued at once and delivered in the background, also while PEER is
-    offline (retries, and their mailbox if they use one).
+    offline (retries, and their mailbox if they use one). Attached files are encrypted
+    and served by your node; PEER's node fetches them (small ones at once).
 
     \b
     JSON: {"message": message}
     """
-    message = call(state, "dm.send", {"to": peer, "text": " ".join(text)})
+    if not text and not paths:
+        raise click.UsageError("give some TEXT, a --file, or both")
+    params: dict[str, Any] = {"to": peer, "text": " ".join(text)}
+    if paths:
+        with connected(state) as client:
+            params["files"] = add_files(client, paths, show=not state.json and _tty())
+            message = client.call("dm.send", params, timeout=CALL_TIMEOUT)
+    else:
+        message = call(state, "dm.send", params)
     if state.json:
         emit_json({"message": message})
     else:
         say(f"Queued {MARKS['queued']} (message {message['message_id'][:8]}).")
+
+
+def _tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
 
 
 def _time(ms: int) -> str:
@@ -69,7 +93,9 @@ def format_message(message: dict[str, Any], peer_name: str) -> str:
     """One line for a person: time, who, text, and a delivery mark on what we sent."""
     mine = message["direction"] == "out"
     who = "me" if mine else one_line(peer_name)
-    text = message_body(message["text"]) if message["text"] else f"[{message['content_type']}]"
+    text = message_body(message["text"]) if message["text"] else ""
+    attached = files_line(message)
+    text = " ".join(t for t in (text, attached) if t) or f"[{message['content_type']}]"
     mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
     if mine and message["state"] == "failed" and message.get("failure_reason"):
         mark += f" failed: {one_line(message['failure_reason'])}"

@@ -11,6 +11,7 @@ so no message falls between the two.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +30,7 @@ from ._output import (
     show_table,
 )
 from ._state import CliState, json_option, now_ms, pass_state, wide_option
+from .files import add_files
 
 if TYPE_CHECKING:
     from ..client import SyncClient
@@ -293,20 +295,34 @@ def leave(state: CliState, group: str) -> None:
 
 @groups.command()
 @click.argument("group")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1)
 @click.option("--reply-to", metavar="EVENT", help="The message this answers.")
+@click.option(
+    "--file",
+    "-f",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Attach a file (repeat for several); members fetch it from every holder.",
+)
 @json_option
 @pass_state
-def post(state: CliState, group: str, text: tuple[str, ...], reply_to: str | None) -> None:
-    """Post TEXT in GROUP (words are joined with spaces).
+def post(
+    state: CliState, group: str, text: tuple[str, ...], reply_to: str | None, paths: tuple[str, ...]
+) -> None:
+    """Post TEXT in GROUP (words are joined with spaces), with --file attachments.
 
     \b
     JSON: {"group_id", "event_id"}
     """
+    if not text and not paths:
+        raise click.UsageError("give some TEXT, a --file, or both")
     with connected(state) as client:
         params: dict[str, Any] = {"group": group, "text": " ".join(text)}
         if reply_to is not None:
             params["reply_to"] = _event_of(client, group, reply_to)
+        if paths:
+            params["files"] = add_files(client, paths, show=not state.json and sys.stderr.isatty())
         result = client.call("groups.post", params, timeout=CALL_TIMEOUT)
     _show_event(state, result, "Posted")
 
@@ -543,6 +559,7 @@ def read(
 
 
 from .groups_live import live_post, live_read, media_hash_command  # noqa: E402 - sibling
+from .groups_share import share  # noqa: E402 - sibling
 
-for _live_command in (live_post, live_read, media_hash_command):
+for _live_command in (live_post, live_read, media_hash_command, share):
     groups.add_command(_live_command)

@@ -56,7 +56,7 @@ from ..identity.local_keys import LocalKeys
 from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
-from ..protocol.content import Content
+from ..protocol.content import Content, MediaRef
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
 from ..storage.base import Store
@@ -479,7 +479,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         *,
         content: Content | None = None,
         reply_to: bytes | None = None,
-        attachments: Sequence[PathLike] = (),
+        attachments: Sequence[PathLike | MediaRef] = (),
     ) -> Message:
         """Queue a direct message; delivery continues in the background (see events).
 

@@ -9,6 +9,7 @@ and the rest on demand (:meth:`FilesApi.save_file`). Formats: protocol-spec/blob
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -59,10 +60,20 @@ class FilesApi:
         """Seal a file into our blob store (kept as ``own``); the ``media-ref`` to send."""
         return await self._files.add_file(path, mime=mime)
 
-    async def _attach(self, paths: Sequence[PathLike]) -> list[MediaRef]:
-        if len(paths) > MAX_ATTACHMENTS:
+    async def _attach(self, files: Sequence[PathLike | MediaRef]) -> list[MediaRef]:
+        """Paths are sealed now; a ``media-ref`` (a file added before, or received) is
+        attached as is, naming us as a holder when we hold it whole."""
+        if len(files) > MAX_ATTACHMENTS:
             raise ConfigError(f"at most {MAX_ATTACHMENTS} files go with one message")
-        return [await self._files.add_file(p) for p in paths]
+        refs = []
+        for f in files:
+            if isinstance(f, MediaRef):
+                if self._files.store.complete(f.hash):
+                    f = dataclasses.replace(f, url=f"/p2p/{self._files.peer_id}")
+                refs.append(f)
+            else:
+                refs.append(await self._files.add_file(f))
+        return refs
 
     def _with_attachments(self, text: str, refs: list[MediaRef]) -> Content:
         body: dict[str, object] = {"att": [r.to_value() for r in refs]} if refs else {}

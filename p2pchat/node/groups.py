@@ -49,7 +49,7 @@ class GroupsApi:
     def _s(self) -> Store:
         raise NotImplementedError
 
-    async def _attach(self, paths: Sequence[PathLike]) -> list[MediaRef]:
+    async def _attach(self, files: Sequence[PathLike | MediaRef]) -> list[MediaRef]:
         raise NotImplementedError
 
     def _with_attachments(self, text: str, refs: list[MediaRef]) -> Content:
@@ -108,7 +108,7 @@ class GroupsApi:
         *,
         reply_to: bytes | None = None,
         content: Content | None = None,
-        attachments: Sequence[PathLike] = (),
+        attachments: Sequence[PathLike | MediaRef] = (),
     ) -> bytes:
         """Post (or reply) in a group; returns the event id. ``attachments``: files sealed
         into our blob store and named in the post (members fetch them from holders)."""
@@ -171,7 +171,7 @@ class GroupsApi:
         *,
         price: Price | None = None,
         note: str | None = None,
-        image: PathLike | None = None,
+        image: PathLike | MediaRef | None = None,
     ) -> bytes:
         """A share card (e.g. a product link with its price, for shopping groups);
         ``image``: a picture file (sealed, with an inline thumbnail when Pillow is
