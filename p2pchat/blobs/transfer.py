@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import trio
 
-from p2pchat.errors import NetworkError, P2PChatError, WireError
+from p2pchat.errors import NetworkError, P2PChatError, PeerUnreachableError, WireError
 from p2pchat.net.base import FramedStream, Network
 from p2pchat.protocol.blob import (
     BLOB_PROTOCOL,
@@ -81,7 +81,7 @@ async def _holder(
 ) -> None:
     stream: FramedStream | None = None
     try:
-        stream = await network.open_stream(peer, BLOB_PROTOCOL)
+        stream = await _open(network, peer)
         await _exchange(download, peer, stream, store, network, idle_timeout_ms, pulse, on_progress)
     except trio.TooSlowError:
         download.source_failed(peer, "timeout")
@@ -100,6 +100,18 @@ async def _holder(
                 contextlib.suppress(P2PChatError),
             ):
                 await stream.close()
+
+
+async def _open(network: Network, peer: str) -> FramedStream:
+    """A blob stream to ``peer``; a holder we know no address of is looked up first."""
+    try:
+        return await network.open_stream(peer, BLOB_PROTOCOL)
+    except PeerUnreachableError:
+        found = await network.dht.find_peer(peer)
+        if found is None or not found.addrs:
+            raise
+        await network.connect(peer, found.addrs)
+        return await network.open_stream(peer, BLOB_PROTOCOL)
 
 
 async def _exchange(

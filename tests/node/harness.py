@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from p2pchat.api.serve import serve_node
-from p2pchat.config import DeliveryConfig, MailboxConfig, NodeConfig
+from p2pchat.config import BlobConfig, DeliveryConfig, MailboxConfig, NodeConfig
 from p2pchat.events import Event
 from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.identity.peerid import peer_id_from_ed25519
@@ -66,9 +66,15 @@ async def running(
     *,
     delivery: DeliveryConfig = FAST,
     mailbox: MailboxConfig | None = None,
+    blobs: BlobConfig | None = None,
 ) -> AsyncIterator[Node]:
     """Run ``peer`` as a node serving its RPC API, recording its events, until the block exits."""
-    config = NodeConfig(home=tmp / peer.name, delivery=delivery, mailbox=mailbox or MailboxConfig())
+    config = NodeConfig(
+        home=tmp / peer.name,
+        delivery=delivery,
+        mailbox=mailbox or MailboxConfig(),
+        blobs=blobs or BlobConfig(),
+    )
     node = Node(
         config,
         peer.identity,

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from p2pchat.blobs.serve import BlobServer
+from p2pchat.config import BlobConfig
 from p2pchat.events import FileProgress, MessageReceived
 from p2pchat.net.base import FramedStream
 from p2pchat.net.memory import memory_addr
@@ -128,3 +131,23 @@ async def test_three_holders_share_a_download_and_one_vanishing_is_survived(
         assert served["alice"] > 0
         assert served["carol"] > 0
         assert served["alice"] + served["carol"] == 13 - 2
+
+
+async def test_a_holder_serves_each_peer_within_its_rate_and_the_fetch_still_completes(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    data = _file(tmp_path, "big.bin", 4 * CHUNK_SIZE)
+    slow = BlobConfig(serve_rate=CHUNK_SIZE, serve_burst=CHUNK_SIZE + 64)  # a chunk a second
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path, blobs=slow) as a,
+        running(h, bob, tmp_path) as b,
+    ):
+        ref = await a.add_file(data)
+        b._files.note([ref])
+        started = trio.current_time()
+        out = await b.save_file(ref.hash, tmp_path / "got.bin")
+        assert out.read_bytes() == data.read_bytes()
+        assert a._files.server.stats["rate_limited"] > 0
+        assert trio.current_time() - started >= 3  # four chunks at one a second (mock time)
