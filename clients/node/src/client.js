@@ -491,6 +491,75 @@ export class Client {
     return sub;
   }
 
+  /**
+   * Send a direct message with files of the node's machine attached (`files.add` for
+   * each, then `dm.send`; needs the admin scope to add files). Resolves with the message.
+   * @param {string} to contact name or account key
+   * @param {string} text may be empty when files are given
+   * @param {{files?: string[]}} [options] absolute paths on the node's machine
+   */
+  async sendDm(to, text, { files = [] } = {}) {
+    const ids = await this.#addFiles(files);
+    return this.call("dm.send", ids.length ? { to, text, files: ids } : { to, text });
+  }
+
+  /**
+   * Post in a group, with files attached (as {@link sendDm}).
+   * @param {string} group
+   * @param {string} text
+   * @param {{files?: string[]}} [options]
+   */
+  async post(group, text, { files = [] } = {}) {
+    const ids = await this.#addFiles(files);
+    return this.call("groups.post", ids.length ? { group, text, files: ids } : { group, text });
+  }
+
+  /**
+   * A share card, optionally with a product photo (`image`: a path on the node's machine).
+   * @param {string} group
+   * @param {{title: string, url: string, price?: number, currency?: string, note?: string, image?: string}} card
+   */
+  async share(group, { image, ...card }) {
+    const params = { group, ...card };
+    if (image !== undefined) params.image = (await this.#addFiles([image]))[0];
+    return this.call("groups.share", params);
+  }
+
+  /**
+   * Fetch a file from its holders and save it at `out` (a path on the node's machine; a
+   * directory gets the file's own name). `onProgress` receives each `file.progress`
+   * event of this file (`{done, total, state, sources}`).
+   * @param {string} fileId hex id, or a prefix of at least 8 digits
+   * @param {string} out
+   * @param {{overwrite?: boolean, onProgress?: (p: any) => void, timeoutMs?: number}} [options]
+   */
+  async getFile(fileId, out, { overwrite = false, onProgress, timeoutMs = 3_600_000 } = {}) {
+    const sub = onProgress ? await this.subscribe({ types: ["file.progress"] }) : null;
+    const pump = sub
+      ? (async () => {
+          for await (const item of sub) {
+            if (item.kind === "event" && String(item.data.blob_id).startsWith(fileId)) onProgress?.(item.data);
+          }
+        })()
+      : null;
+    try {
+      return await this.call("files.get", { file: fileId, out, overwrite }, { timeoutMs });
+    } finally {
+      if (sub) {
+        await this.unsubscribe(sub);
+        sub.end(null);
+        await pump;
+      }
+    }
+  }
+
+  /** @param {string[]} paths */
+  async #addFiles(paths) {
+    const ids = [];
+    for (const path of paths) ids.push((await this.call("files.add", { path })).file_id);
+    return ids;
+  }
+
   /** @param {Subscription} sub */
   async unsubscribe(sub) {
     this.subs.delete(sub);

@@ -226,3 +226,38 @@ test("while the node is gone calls fail after reconnectTimeoutMs, and close() en
     await client.close();
   }
 });
+
+test("files: sendDm adds each file then sends their ids; getFile reports progress", async () => {
+  const node = await fakeNode((req, send) => {
+    const ok = (result) => send({ type: "response", id: req.id, result });
+    if (req.method === "files.add") ok({ file_id: req.params.path === "/tmp/a.jpg" ? "aa11" : "bb22" });
+    else if (req.method === "dm.send") ok({ message_id: "m1", files: req.params.files });
+    else if (req.method === "events.subscribe") {
+      ok({ sub: 7, epoch: "e1", gap: false, last_cursor: 0, oldest_cursor: 1 });
+    } else if (req.method === "files.get") {
+      const progress = (cursor, done) => send({
+        type: "event", sub: 7, cursor,
+        event: { type: "file.progress", blob_id: "aa11ff", direction: "down", done, total: 100, state: done === 100 ? "done" : "running", sources: 2 },
+      });
+      progress(1, 40);
+      progress(2, 100);
+      setTimeout(() => ok({ file_id: "aa11ff", path: req.params.out }), 20);
+    } else ok({});
+  });
+  const client = await Client.connect({ home: node.home });
+  try {
+    const sent = await client.sendDm("bob", "two files", { files: ["/tmp/a.jpg", "/tmp/b.pdf"] });
+    assert.deepEqual(sent.files, ["aa11", "bb22"]);
+    const dm = node.requests.find((r) => r.method === "dm.send");
+    assert.deepEqual(dm.params, { to: "bob", text: "two files", files: ["aa11", "bb22"] });
+    const seen = [];
+    const saved = await client.getFile("aa11", "/tmp/out", { onProgress: (p) => seen.push(p.done) });
+    assert.equal(saved.path, "/tmp/out");
+    assert.deepEqual(seen, [40, 100]);
+    const get = node.requests.find((r) => r.method === "files.get");
+    assert.deepEqual(get.params, { file: "aa11", out: "/tmp/out", overwrite: false });
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});
