@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from p2pchat.blobs.serve import BlobServer
 from p2pchat.config import BlobConfig
+from p2pchat.errors import NetworkError
 from p2pchat.events import FileProgress, MessageReceived
 from p2pchat.net.base import FramedStream
 from p2pchat.net.memory import memory_addr
@@ -151,3 +153,31 @@ async def test_a_holder_serves_each_peer_within_its_rate_and_the_fetch_still_com
         assert out.read_bytes() == data.read_bytes()
         assert a._files.server.stats["rate_limited"] > 0
         assert trio.current_time() - started >= 3  # four chunks at one a second (mock time)
+
+
+async def test_a_download_gives_up_with_a_reason_and_later_resumes_where_it_stopped(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    data = _file(tmp_path, "film.bin", 8 * CHUNK_SIZE + 1)
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        ref = await a.add_file(data)
+        server = a._files.server
+        cut = _VanishingHolder(server, chunks=3)
+        a._net.set_stream_handler(BLOB_PROTOCOL, cut.handle)
+        b._files.note([ref])
+        with pytest.raises(NetworkError, match="no holder could send it"):
+            await b.fetch_file(ref.hash)
+        def failures() -> list[str]:
+            return [
+                e.reason for e in bob.events if isinstance(e, FileProgress) and e.state == "failed"
+            ]
+
+        await wait_for(lambda: bool(failures()))
+        assert failures() == ["no holder could send it (closed)"]
+        assert b._files.store.have(ref.hash) == {0, 1, 2}
+        a._net.set_stream_handler(BLOB_PROTOCOL, server.handle)  # alice is back
+        before = server.stats["chunks_served"]
+        out = await b.save_file(ref.hash, tmp_path / "film-copy.bin")
+        assert out.read_bytes() == data.read_bytes()
+        assert server.stats["chunks_served"] - before == 9 - 3  # only the rest was asked
