@@ -168,6 +168,7 @@ async def test_a_download_gives_up_with_a_reason_and_later_resumes_where_it_stop
         b._files.note([ref])
         with pytest.raises(NetworkError, match="no holder could send it"):
             await b.fetch_file(ref.hash)
+
         def failures() -> list[str]:
             return [
                 e.reason for e in bob.events if isinstance(e, FileProgress) and e.state == "failed"
