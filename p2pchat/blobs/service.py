@@ -245,9 +245,12 @@ class Blobs:
 
     # -- receiving --------------------------------------------------------------------
 
-    def note(self, refs: Iterable[MediaRef], *, sources: Iterable[str] = ()) -> list[MediaRef]:
-        """Remember encrypted blobs named by a message we received; returns those small
-        enough to fetch at once (``auto_fetch_bytes``) and not held yet."""
+    def note(
+        self, refs: Iterable[MediaRef], *, sources: Iterable[str] = (), reason: str = "received"
+    ) -> list[MediaRef]:
+        """Remember encrypted blobs named by a message we received (held for ``reason``:
+        ``received`` for DMs, ``cache`` for group media); returns those small enough to
+        fetch at once (``auto_fetch_bytes``) and not held yet."""
         hints = tuple(sources)
         auto = []
         for ref in refs:
@@ -255,7 +258,7 @@ class Blobs:
                 continue  # not an encrypted blob (a plain media hash): nothing to fetch here
             url_peer = _peer_of(ref.url)
             peers = tuple(p for p in (url_peer, *hints) if p and p != self._peer_id)
-            self._store.remember(ref, sources=peers, now=self._clock())
+            self._store.remember(ref, sources=peers, now=self._clock(), reason=reason)
             if ref.size <= self._config.auto_fetch_bytes and not self._store.complete(ref.hash):
                 auto.append(ref)
         return auto

@@ -142,5 +142,5 @@ class FilesApi:
             refs.append(shown.share.image)
         if refs:
             author = peer_id_from_ed25519(shown.ref.device)
-            for ref in self._files.note(refs, sources=(author,)):
+            for ref in self._files.note(refs, sources=(author,), reason="cache"):
                 self._spawn(self._files.fetch_quietly, ref.hash, "cache")

@@ -248,9 +248,12 @@ class BlobStore:
                 (reason, keep_until, now, size, blob_id),
             )
 
-    def remember(self, ref: MediaRef, *, sources: tuple[str, ...] = (), now: int) -> None:
+    def remember(
+        self, ref: MediaRef, *, sources: tuple[str, ...] = (), now: int, reason: str = "received"
+    ) -> None:
         """Remember how to open a blob (its ``media-ref``, key included, sealed at rest)
-        and which peers may hold it (merged with what we knew)."""
+        and which peers may hold it (merged with what we knew); a new row is held for
+        ``reason``."""
         known = self.get(ref.hash)
         merged = tuple(dict.fromkeys((*(known.sources if known else ()), *sources)))[:32]
         private = self._rest.seal(
@@ -260,8 +263,8 @@ class BlobStore:
         if known is None:
             self._db.execute(
                 "INSERT INTO blobs (id, reason, size, created, last_used, private)"
-                " VALUES (?, 'received', ?, ?, ?, ?)",
-                (ref.hash, ref.size, now, now, private),
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (ref.hash, reason, ref.size, now, now, private),
             )
         else:
             self._db.execute("UPDATE blobs SET private = ? WHERE id = ?", (private, ref.hash))

@@ -10,10 +10,11 @@ import trio
 
 from p2pchat.blobs.serve import BlobServer
 from p2pchat.config import BlobConfig
-from p2pchat.errors import NetworkError
+from p2pchat.errors import NetworkError, NotFoundError
 from p2pchat.events import FileProgress, MessageReceived
 from p2pchat.net.base import FramedStream
 from p2pchat.net.memory import memory_addr
+from p2pchat.node import Node
 from p2pchat.protocol.blob import BLOB_PROTOCOL, CHUNK_SIZE, BlobChunk, decode_blob_frame
 from p2pchat.protocol.content import Content, attachments_of
 from tests.node.harness import hub, new_peer, running, wait_for
@@ -182,3 +183,46 @@ async def test_a_download_gives_up_with_a_reason_and_later_resumes_where_it_stop
         out = await b.save_file(ref.hash, tmp_path / "film-copy.bin")
         assert out.read_bytes() == data.read_bytes()
         assert server.stats["chunks_served"] - before == 9 - 3  # only the rest was asked
+
+
+async def test_a_group_of_four_gets_a_posted_file_and_a_share_card_photo(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    peers = [new_peer(n) for n in ("alice", "bob", "carol", "dave")]
+    video = _file(tmp_path, "clip.mp4", 6 * CHUNK_SIZE + 3)
+    photo = _file(tmp_path, "record.jpg", 70_000)
+    async with (
+        hub() as h,
+        running(h, peers[0], tmp_path) as a,
+        running(h, peers[1], tmp_path) as b,
+        running(h, peers[2], tmp_path) as c,
+        running(h, peers[3], tmp_path) as d,
+    ):
+        group = await a.create_group("Vinyl collectors", tags=("vinyl",))
+        for node in (b, c, d):
+            await node.join_group(await a.invite(group))
+        members = {p.account for p in peers}
+        nodes = (a, b, c, d)
+        await wait_for(lambda: all(set(n.group_state(group).members) == members for n in nodes))
+        await a.post(group, "the clip", attachments=[video])
+        card = await a.share(group, "Blue Note", "https://shop.example/bn", image=photo)
+        (post,) = [m for m in a.group_history(group) if m.content is not None]
+        (ref,) = attachments_of(post.content)  # type: ignore[arg-type]
+        shown = a._groups.engine(group).message(card)
+        assert shown is not None
+        assert shown.share is not None
+        image = shown.share.image
+        assert image is not None
+        assert image.key is not None
+
+        # Every member fetches both at once (group media cache), verified, and opens them.
+        def holds(node: Node, blob: bytes) -> bool:
+            try:
+                return node.file_info(blob).complete
+            except NotFoundError:
+                return False
+
+        await wait_for(lambda: all(holds(n, ref.hash) and holds(n, image.hash) for n in nodes))
+        assert {n.file_info(ref.hash).reason for n in (b, c, d)} == {"cache"}
+        saved = await d.save_file(image.hash, tmp_path / "card.jpg")
+        assert saved.read_bytes() == photo.read_bytes()
