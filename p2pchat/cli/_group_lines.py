@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ._output import message_body, one_line
+from .files import files_line
 
 __all__ = [
     "format_group_message",
@@ -63,7 +64,7 @@ def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) 
         note = f"  {message_body(share['note'])}" if share.get("note") else ""
         return (
             f"[share] {one_line(share['title'])}{_money(share['price'])}  "
-            f"{one_line(share['url'])}{note}"
+            f"{one_line(share['url'])}{note}{_photo(share)}"
         )
     for key, id_key, render in (
         ("polls", "poll_id", format_poll),
@@ -72,9 +73,15 @@ def _content_of(message: dict[str, Any], view: dict[str, Any] | None, now: int) 
         for item in (view or {}).get(key, ()):
             if item[id_key] == message["event_id"]:
                 return render(item, now)
+    attached = files_line(message)
     if message["text"]:
-        return message_body(message["text"])
-    return f"[{message['kind']}]"
+        return " ".join(t for t in (message_body(message["text"]), attached) if t)
+    return attached or f"[{message['kind']}]"
+
+
+def _photo(share: dict[str, Any]) -> str:
+    image = share.get("image")
+    return f"  [photo {image['file_id'][:12]}]" if image else ""
 
 
 def format_notice(notice: dict[str, Any], names: dict[str, str]) -> str:

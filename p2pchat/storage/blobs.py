@@ -29,7 +29,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2pchat.errors import NotFoundError, StorageError, WireError
+from p2pchat.errors import ClosedError, NotFoundError, StorageError, WireError
 from p2pchat.protocol.blob import CHUNK_SIZE, TAG_LEN, Manifest
 from p2pchat.protocol.content import MediaRef
 from p2pchat_crypto import cbor
@@ -88,11 +88,23 @@ class BlobStore:
         index = root / "index.sqlite3"
         fd = os.open(index, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
-        self._db = sqlite3.connect(index, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(index, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the blob index: {exc}") from exc
         self._closed = False
+
+    def _sql(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """One statement; ``ClosedError`` once closed (a late stream handler at shutdown)."""
+        if self._closed:
+            raise ClosedError("the blob store is closed")
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"the blob index failed: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"<BlobStore {self._root}>"
@@ -119,6 +131,8 @@ class BlobStore:
             data = self._path(blob_id, "man").read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StorageError(f"cannot read a blob manifest: {exc.strerror or exc}") from exc
         try:
             manifest = Manifest.from_bytes(data, max_size=len(data) or 1)
         except WireError:
@@ -134,10 +148,13 @@ class BlobStore:
         path = self._path(blob_id, "man")
         if not path.exists():
             tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(manifest.to_bytes())
-            tmp.replace(path)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(manifest.to_bytes())
+                tmp.replace(path)
+            except OSError as exc:
+                raise StorageError(f"cannot write a manifest: {exc.strerror or exc}") from exc
         self._manifests[blob_id] = manifest
         return blob_id
 
@@ -145,7 +162,10 @@ class BlobStore:
         """Take a data file of sealed chunks we wrote ourselves (all of them, at their
         offsets) as the blob of ``manifest``; returns the blob id."""
         blob_id = self.put_manifest(manifest)
-        data_file.replace(self._path(blob_id, "dat"))
+        try:
+            data_file.replace(self._path(blob_id, "dat"))
+        except OSError as exc:
+            raise StorageError(f"cannot store the sealed file: {exc.strerror or exc}") from exc
         self._have[blob_id] = set(range(manifest.chunks))
         return blob_id
 
@@ -168,7 +188,7 @@ class BlobStore:
                     f.seek(i * _SLOT)
                     if manifest.verify(i, f.read(manifest.cipher_len(i))):
                         found.add(i)
-        except FileNotFoundError:
+        except OSError:  # no data file yet (or unreadable): nothing held
             pass
         return found
 
@@ -182,11 +202,14 @@ class BlobStore:
         if manifest is None or not manifest.verify(index, data):
             raise StorageError("refusing to store a chunk that does not match its manifest")
         path = self._path(blob_id, "dat")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.pwrite(fd, data, index * _SLOT)
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.pwrite(fd, data, index * _SLOT)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write a chunk: {exc.strerror or exc}") from exc
         self.have(blob_id)  # load before adding, so a scan does not run later
         self._have[blob_id].add(index)
 
@@ -195,9 +218,13 @@ class BlobStore:
         manifest = self.manifest(blob_id)
         if manifest is None or index not in self._have.get(blob_id, self.have(blob_id)):
             return None
-        with self._path(blob_id, "dat").open("rb") as f:
-            f.seek(index * _SLOT)
-            return f.read(manifest.cipher_len(index))
+        try:
+            with self._path(blob_id, "dat").open("rb") as f:
+                f.seek(index * _SLOT)
+                return f.read(manifest.cipher_len(index))
+        except OSError:  # deleted meanwhile (gc): we no longer hold it
+            self._have.pop(blob_id, None)
+            return None
 
     def held_bytes(self, blob_id: bytes) -> int:
         manifest = self.manifest(blob_id)
@@ -224,7 +251,7 @@ class BlobStore:
         if reason not in HOLD_REASONS:
             raise ValueError(f"unknown hold reason {reason!r}")
         if quota is not None:
-            (used,) = self._db.execute(
+            (used,) = self._sql(
                 "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner = ? AND id != ?",
                 (owner, blob_id),
             ).fetchone()
@@ -232,9 +259,9 @@ class BlobStore:
                 raise QuotaExceededError(
                     "sender", f"holding this blob would exceed the {quota:,}-byte quota of its peer"
                 )
-        row = self._db.execute("SELECT reason FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        row = self._sql("SELECT reason FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         if row is None:
-            self._db.execute(
+            self._sql(
                 "INSERT INTO blobs (id, reason, size, created, last_used, keep_until, owner)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (blob_id, reason, size, now, now, keep_until, owner),
@@ -242,7 +269,7 @@ class BlobStore:
             return
         rank = HOLD_REASONS.index
         if rank(reason) <= rank(row[0]):
-            self._db.execute(
+            self._sql(
                 "UPDATE blobs SET reason = ?, keep_until = ?, last_used = ?,"
                 " size = MAX(size, ?) WHERE id = ?",
                 (reason, keep_until, now, size, blob_id),
@@ -261,19 +288,19 @@ class BlobStore:
             _encode_private(ref, merged),
         )
         if known is None:
-            self._db.execute(
+            self._sql(
                 "INSERT INTO blobs (id, reason, size, created, last_used, private)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (ref.hash, reason, ref.size, now, now, private),
             )
         else:
-            self._db.execute("UPDATE blobs SET private = ? WHERE id = ?", (private, ref.hash))
+            self._sql("UPDATE blobs SET private = ? WHERE id = ?", (private, ref.hash))
 
     def touch(self, blob_id: bytes, now: int) -> None:
-        self._db.execute("UPDATE blobs SET last_used = ? WHERE id = ?", (now, blob_id))
+        self._sql("UPDATE blobs SET last_used = ? WHERE id = ?", (now, blob_id))
 
     def get(self, blob_id: bytes) -> BlobInfo | None:
-        row = self._db.execute(
+        row = self._sql(
             "SELECT id, reason, size, created, last_used, keep_until, owner, private"
             " FROM blobs WHERE id = ?",
             (blob_id,),
@@ -293,7 +320,7 @@ class BlobStore:
         return matches[0]
 
     def list(self) -> list[BlobInfo]:
-        rows = self._db.execute(
+        rows = self._sql(
             "SELECT id, reason, size, created, last_used, keep_until, owner, private"
             " FROM blobs ORDER BY created DESC"
         ).fetchall()
@@ -329,7 +356,7 @@ class BlobStore:
                 self._path(blob_id, ext).unlink()
         self._have.pop(blob_id, None)
         self._manifests.pop(blob_id, None)
-        self._db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        self._sql("DELETE FROM blobs WHERE id = ?", (blob_id,))
 
     def gc(
         self, now: int, *, own_keep_ms: int, received_keep_ms: int, cache_bytes: int
