@@ -214,10 +214,10 @@ class Blobs:
 
         try:
             hashes = await trio.to_thread.run_sync(_seal_file, source, part, key, size, on_chunk)
-            blob_id = self._store.adopt(Manifest.build(size, hashes), part)
+            manifest = Manifest.build(size, hashes)
+            blob_id = self._store.adopt(manifest, part)
         finally:
             part.unlink(missing_ok=True)
-        manifest = Manifest.build(size, hashes)
         now = self._clock()
         self._store.hold(
             blob_id,
