@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,9 +40,16 @@ def size_text(size: int) -> str:
 
 
 def call_with_progress(
-    client: SyncClient, method: str, params: dict[str, Any], *, label: str, show: bool
+    client: SyncClient,
+    method: str,
+    params: dict[str, Any],
+    *,
+    label: str,
+    show: bool,
+    match: Callable[[dict[str, Any]], bool] = lambda _: True,
 ) -> Any:
-    """Call ``method`` while drawing a progress bar from ``file.progress`` events."""
+    """Call ``method`` while drawing a progress bar from the ``file.progress`` events
+    that ``match`` (other transfers may run at the same time)."""
     if not show:
         return client.call(method, params, timeout=_TRANSFER_TIMEOUT)
     from rich.console import Console
@@ -80,7 +88,7 @@ def call_with_progress(
                 except TimeoutError:
                     continue
                 data = getattr(event, "data", None)
-                if data and data.get("total"):
+                if data and data.get("total") and match(data):
                     sources = data.get("sources") or 0
                     suffix = f" ({sources} sources)" if sources > 1 else ""
                     bar.update(
@@ -100,8 +108,14 @@ def add_files(client: SyncClient, paths: tuple[str, ...], *, show: bool) -> list
     ids = []
     for path in paths:
         absolute = str(Path(path).expanduser().resolve())
+        name = Path(path).name
         info = call_with_progress(
-            client, "files.add", {"path": absolute}, label=f"sealing {Path(path).name}", show=show
+            client,
+            "files.add",
+            {"path": absolute},
+            label=f"sealing {name}",
+            show=show,
+            match=lambda e, name=name: e.get("direction") == "up" and e.get("name") == name,  # type: ignore[misc]
         )
         ids.append(info["file_id"])
     return ids
@@ -174,8 +188,14 @@ def get(state: CliState, file_id: str, out: Path, overwrite: bool) -> None:
     params = {"file": file_id, "out": str(out.expanduser().resolve()), "overwrite": overwrite}
     with connected(state) as client:
         show = not state.json and sys.stderr.isatty()
+        prefix = file_id.lower()
         result = call_with_progress(
-            client, "files.get", params, label=f"fetching {file_id[:12]}", show=show
+            client,
+            "files.get",
+            params,
+            label=f"fetching {file_id[:12]}",
+            show=show,
+            match=lambda e: str(e.get("blob_id", "")).startswith(prefix),
         )
     if state.json:
         emit_json({"file": result, "path": result["path"]})

@@ -67,3 +67,20 @@ def test_a_share_card_carries_a_product_photo(nodes: Nodes, tmp_path: Path) -> N
     assert share["price"] == {"amount": 8900, "currency": "EUR"}
     assert share["image"]["name"] == "record.jpg"
     assert f"[photo {share['image']['file_id'][:12]}]" in p2p(alice, "groups", "read", group).output
+
+
+def test_the_progress_bar_follows_the_transfer_and_returns_its_result(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    from p2pchat.cli.files import call_with_progress
+    from p2pchat.client import SyncClient
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(3 * 256 * 1024))
+    with SyncClient.connect(home=nodes.home("alice"), reconnect_timeout=1.0) as client:
+        info = call_with_progress(
+            client, "files.add", {"path": str(big)}, label="sealing", show=True
+        )
+    assert info["size"] == 3 * 256 * 1024
+    assert info["reason"] == "own"
+    assert info["complete"]
