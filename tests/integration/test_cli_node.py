@@ -8,6 +8,7 @@ a ``finally`` whatever happens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -120,9 +121,38 @@ def _stop(process: subprocess.Popen[str]) -> str:
     return err
 
 
+def _a_file_goes_from_bob_to_alice(tmp: Path, alice_home: Path, bob_home: Path) -> None:
+    """Issue 19 on the same two processes (starting nodes is what costs): ``dm send
+    --file`` on Bob's node, ``files get`` on Alice's; the bytes arrive intact and Alice's
+    blob store holds only ciphertext."""
+    payload = tmp / "report.pdf"
+    payload.write_bytes(hashlib.shake_256(b"attachment").digest(8 * 1024 * 1024 + 123))
+    sent = p2pchat(bob_home, "dm", "send", "alice", "the report", "--file", str(payload))
+    assert sent.returncode == 0, sent.stderr
+    bob_key = json.loads(p2pchat(bob_home, "status", "--json").stdout)["account_key"]
+    deadline = time.monotonic() + LIMIT
+    while True:
+        read = json.loads(p2pchat(alice_home, "dm", "read", bob_key, "--json").stdout)
+        files = [f for m in read["messages"] for f in m["files"]]
+        if files:
+            break
+        assert time.monotonic() < deadline, read
+        time.sleep(0.3)
+    (attached,) = files
+    assert (attached["name"], attached["size"]) == ("report.pdf", payload.stat().st_size)
+    out = tmp / "downloads"
+    out.mkdir()
+    got = p2pchat(alice_home, "files", "get", attached["file_id"][:12], "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    assert (out / "report.pdf").read_bytes() == payload.read_bytes()
+    for held in (alice_home / "blobs").glob("*.dat"):
+        assert payload.read_bytes()[:65536] not in held.read_bytes()
+
+
 def test_issue16_item20_the_node_terminal_is_quiet_and_says_what_happens(tmp_path: Path) -> None:
     """Two real nodes: Bob writes to Alice. Alice's terminal shows one line for the
-    message (and Bob's for the receipt), and nothing of py-libp2p's chatter."""
+    message (and Bob's for the receipt), and nothing of py-libp2p's chatter. Then Bob
+    sends a file (issue 19: :func:`_a_file_goes_from_bob_to_alice`)."""
     alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
     alice = _start(alice_home)
     bob: subprocess.Popen[str] | None = None
@@ -143,6 +173,7 @@ def test_issue16_item20_the_node_terminal_is_quiet_and_says_what_happens(tmp_pat
                 break
             assert time.monotonic() < deadline, read
             time.sleep(0.3)
+        _a_file_goes_from_bob_to_alice(tmp_path, alice_home, bob_home)
     finally:
         errors["alice"] = _stop(alice)
         if bob is not None:
