@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from PIL import Image
 
 from p2pchat.blobs.thumbs import MAX_EDGE, make_thumbnail
 from p2pchat.protocol.content import MAX_THUMB_BYTES
-
-Image = pytest.importorskip("PIL.Image")
 
 
 def test_a_large_noisy_picture_gets_a_small_jpeg_thumbnail(tmp_path: Path) -> None:
