@@ -75,10 +75,15 @@ class DmThroughput:
     messages: int
     seconds: float
     frame_bytes: int  # size of one DM frame on the wire (envelope + ratchet message)
+    cpu_seconds: float = 0.0  # process CPU (both nodes, every thread) over the run
 
     @property
     def messages_per_second(self) -> float:
         return self.messages / self.seconds
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        return self.cpu_seconds / self.messages * 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +231,11 @@ async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, 
     with tempfile.TemporaryDirectory(prefix="dmb") as tmp:
         async with _two_nodes(Path(tmp), frame_sizes) as (sender, receiver, delivered):
             account = receiver.account_key
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             ids = [(await sender.send_dm(account, TEXT)).message_id for _ in range(messages)]
             await delivered.wait(lambda: delivered.ids.issuperset(ids))
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
             samples = []
             for _ in range(round_trips):
                 t0 = time.perf_counter()
@@ -238,7 +244,7 @@ async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, 
                 samples.append((time.perf_counter() - t0) * 1000)
             frame = int(statistics.median(frame_sizes[1:]))  # [0]: the X3DH message
     return (
-        DmThroughput(messages=messages, seconds=elapsed, frame_bytes=frame),
+        DmThroughput(messages=messages, seconds=elapsed, frame_bytes=frame, cpu_seconds=cpu),
         DmLatency(
             samples=round_trips,
             p50_ms=statistics.median(samples),
@@ -344,7 +350,14 @@ def report(throughput: DmThroughput, latency: DmLatency, raw: NetBaseline, rss: 
     header = ("DM between two nodes (127.0.0.1)", "DM", "raw libp2p", "DM/raw")
     lines = [f"{header[0]:<44} {header[1]:>10} {header[2]:>11} {header[3]:>8}"]
     lines += [f"{a:<44} {b:>10} {c:>11} {d:>8}" for a, b, c, d in rows]
+    cpu = throughput.cpu_us_per_message
+    rtt_ratio = latency.p50_ms / raw.rtt_p50_ms
     lines.append(f"goal: DM throughput >= 60 % of raw ({ratio:.2%} measured)")
+    lines.append(
+        f"goal: CPU per DM (both ends) <= 600 us ({cpu:,.0f} us measured, "
+        f"{cpu / 600:.1f}x the goal)"
+    )
+    lines.append(f"goal: latency p50 <= 2x raw RTT (x{rtt_ratio:.1f} measured)")
     mib = 1024
     lines.append(
         f"idle node RSS: {rss.node_kib / mib:.1f} MiB (peak {rss.node_peak_kib / mib:.1f}); "

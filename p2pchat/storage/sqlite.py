@@ -3,6 +3,8 @@
 One connection, one writer. Every call runs in a worker thread
 (``trio.to_thread.run_sync``) while holding a :class:`trio.Lock`, so the trio thread never
 blocks on disk and statements never interleave. A call is one ``BEGIN IMMEDIATE … COMMIT``;
+:meth:`SqliteStore.atomically` runs a whole unit of work (an async function that awaits
+only its transaction, driven to completion in the worker) the same way, in one hop;
 :meth:`SqliteStore.transaction` spans several calls (each its own thread hop) and commits
 or rolls back once, at the end. Worker threads are not abandoned on cancellation: a
 statement that started finishes, and a cancelled transaction rolls back (shielded).
@@ -39,10 +41,10 @@ import trio
 from p2pchat.errors import ClosedError, StorageError
 
 from ._at_rest import AtRest
-from ._facade import Backend, Facade, serialized
+from ._facade import Backend, Facade, run_unit, serialized
 from ._seal_pass import check_or_seal
 from ._sqlite_backend import SqliteBackend
-from .base import Transaction
+from .base import Transaction, UnitOfWork
 from .migrations import MIGRATIONS, Migration, migrate
 
 __all__ = ["SqliteStore"]
@@ -229,6 +231,16 @@ class SqliteStore(Facade):
                 raise
             self._commit(conn)
             return result
+
+    async def atomically(self, work: UnitOfWork[T]) -> T:
+        """Run a whole unit of work in ONE worker-thread hop, as one transaction; see
+        :meth:`p2pchat.storage.base.Store.atomically`."""
+        self._check_open()
+        async with serialized(self._lock):
+            conn = self._check_open()
+            return await trio.to_thread.run_sync(
+                self._run_atomically, conn, lambda backend: run_unit(backend, work)
+            )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
