@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -253,6 +253,47 @@ async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FirstDm:
+    nodes: int
+    #: send_dm to a stranger until ``delivered`` (DHT lookups, X3DH, dial), one per pair
+    first_ms: tuple[float, ...]
+    second_ms: tuple[float, ...]  # the next message on that session
+    connected: int  # pairs whose sender already had a connection to the stranger
+
+
+async def measure_first_dm(*, nodes: int = 10, pairs: int = 3) -> FirstDm:
+    """``nodes`` libp2p nodes bootstrapped to the first one, their records published;
+    then ``pairs`` distinct pairs (node i to node N - i) exchange their first DM, each
+    sender knowing the stranger only by its account key."""
+    first: list[float] = []
+    second: list[float] = []
+    connected = 0
+    with tempfile.TemporaryDirectory(prefix="dmf") as tmp, trio.fail_after(STEP_TIMEOUT):
+        async with AsyncExitStack() as stack:
+            hub = await stack.enter_async_context(Node(_config(Path(tmp) / "n0"), _identity()))
+            boot = (f"{hub.listen_addrs[0]}/p2p/{hub.peer_id}",)
+            started = [hub]
+            for index in range(1, nodes):
+                config = _config(Path(tmp) / f"n{index}", bootstrap=boot)
+                started.append(await stack.enter_async_context(Node(config, _identity())))
+            for node in started:
+                await node.wait_published()
+            for index in range(1, min(pairs, (nodes - 1) // 2) + 1):
+                sender, stranger = started[index], started[nodes - index]
+                connected += stranger.peer_id in sender._net.connected_peers()
+                delivered = _Delivered()
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(delivered.record, sender)
+                    for times in (first, second):
+                        t0 = time.perf_counter()
+                        message = await sender.send_dm(stranger.account_key, TEXT)
+                        await delivered.wait(lambda: message.message_id in delivered.ids)  # noqa: B023
+                        times.append((time.perf_counter() - t0) * 1000)
+                    nursery.cancel_scope.cancel()
+    return FirstDm(nodes=nodes, first_ms=tuple(first), second_ms=tuple(second), connected=connected)
+
+
 _IDLE_NODE = """
 import logging, sys, tempfile, time
 from pathlib import Path
@@ -324,6 +365,17 @@ async def measure_idle_rss() -> IdleRss:
     return IdleRss(node_kib=node_kib, node_peak_kib=peak_kib, import_only_kib=import_kib)
 
 
+def report_first_dm(first: FirstDm) -> str:
+    median = statistics.median(first.first_ms)
+    samples = ", ".join(f"{ms:,.0f}" for ms in first.first_ms)
+    return (
+        f"goal: first DM to a stranger <= 300 ms at N = {first.nodes}: median {median:,.0f} ms "
+        f"({median / 300:.1f}x the goal; {samples} ms; {first.connected} of "
+        f"{len(first.first_ms)} senders were already connected); the next DM: median "
+        f"{statistics.median(first.second_ms):,.1f} ms"
+    )
+
+
 def report(throughput: DmThroughput, latency: DmLatency, raw: NetBaseline, rss: IdleRss) -> str:
     (one_way,) = raw.one_way
     ratio = throughput.messages_per_second / one_way.messages_per_second
@@ -377,6 +429,32 @@ async def main(*, quick: bool) -> None:
     )
     rss = await measure_idle_rss()
     print(report(throughput, latency, raw, rss))
+    print(report_first_dm(await measure_first_dm(nodes=3 if quick else 10)))
+
+
+def _count_hops(messages: int) -> None:
+    """Worker-thread hops and SQLite commits per DM (both nodes), over a throughput run
+    (a one-message run subtracted: node start, publishing, the session's setup)."""
+    import p2pchat.storage.sqlite as sqlite_store
+
+    counts = {"thread hops": 0, "commits": 0}
+    run_sync, commit = trio.to_thread.run_sync, sqlite_store._commit
+
+    async def counting_run_sync(*args: Any, **kwargs: Any) -> Any:
+        counts["thread hops"] += 1
+        return await run_sync(*args, **kwargs)
+
+    def counting_commit(conn: Any) -> None:
+        counts["commits"] += 1
+        commit(conn)
+
+    trio.to_thread.run_sync = counting_run_sync  # type: ignore[assignment]
+    sqlite_store._commit = counting_commit
+    trio.run(lambda: measure_dm(messages=1, round_trips=1))
+    base = dict(counts)
+    trio.run(lambda: measure_dm(messages=messages + 1, round_trips=1))
+    per = {name: (counts[name] - 2 * base[name]) / messages for name in counts}
+    print("per DM (both ends): " + ", ".join(f"{v:.2f} {k}" for k, v in per.items()))
 
 
 def _profile(messages: int) -> None:
@@ -396,10 +474,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--profile", type=int, metavar="N", help="profile N messages instead")
+    parser.add_argument("--hops", type=int, metavar="N", help="count thread hops over N DMs")
+    parser.add_argument(
+        "--first-dm", type=int, metavar="N", help="only the first DM to a stranger among N nodes"
+    )
     args = parser.parse_args()
     # py-libp2p logs expected stream resets at ERROR level.
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     if args.profile:
         _profile(args.profile)
+    elif args.hops:
+        _count_hops(args.hops)
+    elif args.first_dm:
+        print(report_first_dm(trio.run(lambda: measure_first_dm(nodes=args.first_dm))))
     else:
         trio.run(lambda: main(quick=args.quick))
