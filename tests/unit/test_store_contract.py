@@ -687,6 +687,50 @@ async def test_a_unit_of_work_cannot_call_the_store_itself(store: Store) -> None
     assert await store.get_meta("k") is None
 
 
+async def test_concurrent_units_of_work_each_get_their_own_outcome(store: Store) -> None:
+    """Units that run together (SqliteStore commits them as one batch) still succeed or
+    fail one by one: a failing unit takes none of the others with it."""
+    await store.put_conversation(dm())
+    outcomes: dict[int, object] = {}
+
+    async def one(n: int) -> None:
+        async def work(tx: Transaction) -> int:
+            added = await tx.add_message(message(b"m%d" % n))
+            if n % 3 == 0:
+                raise Boom
+            return added.message.seq
+
+        try:
+            outcomes[n] = await store.atomically(work)
+        except Boom:
+            outcomes[n] = "boom"
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 10):
+            nursery.start_soon(one, n)
+    kept = {m.message_id: m.seq for m in await store.list_messages("dm-1")}
+    assert set(kept) == {b"m%d" % n for n in range(1, 10) if n % 3}
+    assert sorted(kept.values()) == list(range(1, 7))  # the failed ones took no seq
+    for n, outcome in outcomes.items():
+        assert outcome == ("boom" if n % 3 == 0 else kept[b"m%d" % n])
+
+
+async def test_a_unit_of_work_inside_the_callers_own_transaction_is_refused(
+    store: Store,
+) -> None:
+    async def work(tx: Transaction) -> None:
+        await tx.put_meta("k", b"w")
+
+    async def misuse() -> None:
+        async with store.transaction() as tx:
+            await tx.put_meta("k", b"v")
+            await store.atomically(work)
+
+    with pytest.raises(LocalProtocolError):
+        await misuse()
+    assert await store.get_meta("k") is None
+
+
 async def test_the_transaction_of_a_unit_of_work_is_dead_after_it(store: Store) -> None:
     kept: list[Transaction] = []
 
