@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -75,10 +75,15 @@ class DmThroughput:
     messages: int
     seconds: float
     frame_bytes: int  # size of one DM frame on the wire (envelope + ratchet message)
+    cpu_seconds: float = 0.0  # process CPU (both nodes, every thread) over the run
 
     @property
     def messages_per_second(self) -> float:
         return self.messages / self.seconds
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        return self.cpu_seconds / self.messages * 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +231,11 @@ async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, 
     with tempfile.TemporaryDirectory(prefix="dmb") as tmp:
         async with _two_nodes(Path(tmp), frame_sizes) as (sender, receiver, delivered):
             account = receiver.account_key
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             ids = [(await sender.send_dm(account, TEXT)).message_id for _ in range(messages)]
             await delivered.wait(lambda: delivered.ids.issuperset(ids))
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
             samples = []
             for _ in range(round_trips):
                 t0 = time.perf_counter()
@@ -238,13 +244,54 @@ async def measure_dm(*, messages: int, round_trips: int) -> tuple[DmThroughput, 
                 samples.append((time.perf_counter() - t0) * 1000)
             frame = int(statistics.median(frame_sizes[1:]))  # [0]: the X3DH message
     return (
-        DmThroughput(messages=messages, seconds=elapsed, frame_bytes=frame),
+        DmThroughput(messages=messages, seconds=elapsed, frame_bytes=frame, cpu_seconds=cpu),
         DmLatency(
             samples=round_trips,
             p50_ms=statistics.median(samples),
             p99_ms=_percentile(samples, 0.99),
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FirstDm:
+    nodes: int
+    #: send_dm to a stranger until ``delivered`` (DHT lookups, X3DH, dial), one per pair
+    first_ms: tuple[float, ...]
+    second_ms: tuple[float, ...]  # the next message on that session
+    connected: int  # pairs whose sender already had a connection to the stranger
+
+
+async def measure_first_dm(*, nodes: int = 10, pairs: int = 3) -> FirstDm:
+    """``nodes`` libp2p nodes bootstrapped to the first one, their records published;
+    then ``pairs`` distinct pairs (node i to node N - i) exchange their first DM, each
+    sender knowing the stranger only by its account key."""
+    first: list[float] = []
+    second: list[float] = []
+    connected = 0
+    with tempfile.TemporaryDirectory(prefix="dmf") as tmp, trio.fail_after(STEP_TIMEOUT):
+        async with AsyncExitStack() as stack:
+            hub = await stack.enter_async_context(Node(_config(Path(tmp) / "n0"), _identity()))
+            boot = (f"{hub.listen_addrs[0]}/p2p/{hub.peer_id}",)
+            started = [hub]
+            for index in range(1, nodes):
+                config = _config(Path(tmp) / f"n{index}", bootstrap=boot)
+                started.append(await stack.enter_async_context(Node(config, _identity())))
+            for node in started:
+                await node.wait_published()
+            for index in range(1, min(pairs, (nodes - 1) // 2) + 1):
+                sender, stranger = started[index], started[nodes - index]
+                connected += stranger.peer_id in sender._net.connected_peers()
+                delivered = _Delivered()
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(delivered.record, sender)
+                    for times in (first, second):
+                        t0 = time.perf_counter()
+                        message = await sender.send_dm(stranger.account_key, TEXT)
+                        await delivered.wait(lambda: message.message_id in delivered.ids)  # noqa: B023
+                        times.append((time.perf_counter() - t0) * 1000)
+                    nursery.cancel_scope.cancel()
+    return FirstDm(nodes=nodes, first_ms=tuple(first), second_ms=tuple(second), connected=connected)
 
 
 _IDLE_NODE = """
@@ -318,6 +365,17 @@ async def measure_idle_rss() -> IdleRss:
     return IdleRss(node_kib=node_kib, node_peak_kib=peak_kib, import_only_kib=import_kib)
 
 
+def report_first_dm(first: FirstDm) -> str:
+    median = statistics.median(first.first_ms)
+    samples = ", ".join(f"{ms:,.0f}" for ms in first.first_ms)
+    return (
+        f"goal: first DM to a stranger <= 300 ms at N = {first.nodes}: median {median:,.0f} ms "
+        f"({median / 300:.1f}x the goal; {samples} ms; {first.connected} of "
+        f"{len(first.first_ms)} senders were already connected); the next DM: median "
+        f"{statistics.median(first.second_ms):,.1f} ms"
+    )
+
+
 def report(throughput: DmThroughput, latency: DmLatency, raw: NetBaseline, rss: IdleRss) -> str:
     (one_way,) = raw.one_way
     ratio = throughput.messages_per_second / one_way.messages_per_second
@@ -344,7 +402,14 @@ def report(throughput: DmThroughput, latency: DmLatency, raw: NetBaseline, rss: 
     header = ("DM between two nodes (127.0.0.1)", "DM", "raw libp2p", "DM/raw")
     lines = [f"{header[0]:<44} {header[1]:>10} {header[2]:>11} {header[3]:>8}"]
     lines += [f"{a:<44} {b:>10} {c:>11} {d:>8}" for a, b, c, d in rows]
+    cpu = throughput.cpu_us_per_message
+    rtt_ratio = latency.p50_ms / raw.rtt_p50_ms
     lines.append(f"goal: DM throughput >= 60 % of raw ({ratio:.2%} measured)")
+    lines.append(
+        f"goal: CPU per DM (both ends) <= 600 us ({cpu:,.0f} us measured, "
+        f"{cpu / 600:.1f}x the goal)"
+    )
+    lines.append(f"goal: latency p50 <= 2x raw RTT (x{rtt_ratio:.1f} measured)")
     mib = 1024
     lines.append(
         f"idle node RSS: {rss.node_kib / mib:.1f} MiB (peak {rss.node_peak_kib / mib:.1f}); "
@@ -364,6 +429,32 @@ async def main(*, quick: bool) -> None:
     )
     rss = await measure_idle_rss()
     print(report(throughput, latency, raw, rss))
+    print(report_first_dm(await measure_first_dm(nodes=3 if quick else 10)))
+
+
+def _count_hops(messages: int) -> None:
+    """Worker-thread hops and SQLite commits per DM (both nodes), over a throughput run
+    (a one-message run subtracted: node start, publishing, the session's setup)."""
+    import p2pchat.storage.sqlite as sqlite_store
+
+    counts = {"thread hops": 0, "commits": 0}
+    run_sync, commit = trio.to_thread.run_sync, sqlite_store._commit
+
+    async def counting_run_sync(*args: Any, **kwargs: Any) -> Any:
+        counts["thread hops"] += 1
+        return await run_sync(*args, **kwargs)
+
+    def counting_commit(conn: Any) -> None:
+        counts["commits"] += 1
+        commit(conn)
+
+    trio.to_thread.run_sync = counting_run_sync  # type: ignore[assignment]
+    sqlite_store._commit = counting_commit
+    trio.run(lambda: measure_dm(messages=1, round_trips=1))
+    base = dict(counts)
+    trio.run(lambda: measure_dm(messages=messages + 1, round_trips=1))
+    per = {name: (counts[name] - 2 * base[name]) / messages for name in counts}
+    print("per DM (both ends): " + ", ".join(f"{v:.2f} {k}" for k, v in per.items()))
 
 
 def _profile(messages: int) -> None:
@@ -383,10 +474,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--profile", type=int, metavar="N", help="profile N messages instead")
+    parser.add_argument("--hops", type=int, metavar="N", help="count thread hops over N DMs")
+    parser.add_argument(
+        "--first-dm", type=int, metavar="N", help="only the first DM to a stranger among N nodes"
+    )
     args = parser.parse_args()
     # py-libp2p logs expected stream resets at ERROR level.
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     if args.profile:
         _profile(args.profile)
+    elif args.hops:
+        _count_hops(args.hops)
+    elif args.first_dm:
+        print(report_first_dm(trio.run(lambda: measure_first_dm(nodes=args.first_dm))))
     else:
         trio.run(lambda: main(quick=args.quick))

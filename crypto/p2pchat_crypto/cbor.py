@@ -16,6 +16,7 @@ the value and requires the same bytes, so any accepted input is canonical.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn, TypeAlias
 
@@ -85,6 +86,13 @@ def _prepare(value: object, depth: int, max_depth: int) -> object:
 def _key_bytes(key: int | str) -> bytes:
     if isinstance(key, int) and not _INT_MIN <= key <= _INT_MAX:
         raise DecodeError("int-range", "integer map key outside the 64-bit CBOR range")
+    return _key_encoding(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_encoding(key: int | str) -> bytes:
+    """Map keys come from a small vocabulary (field names): each is encoded once, not
+    once per map. Bounded, so keys from untrusted input cannot grow it."""
     return cbor2.dumps(key)
 
 

@@ -43,6 +43,7 @@ from ..protocol.dm_messages import (
 )
 from ..protocol.envelope import decode_envelope, seal
 from ..protocol.limits import backoff_ms
+from ..storage.base import Transaction
 from ..storage.records import (
     DeliveryState,
     Direction,
@@ -358,20 +359,23 @@ class Outbox(Receiving):
             frame = self._dm_frame(item.message_id, wire, now)
             key = (account, device, session.session_id)
             try:
-                async with self._store.transaction() as tx:
-                    await tx.put_session(self._session_record(key, session, now))
+                session_record = self._session_record(key, session, now)
+                new_entry = NewOutboxItem(
+                    destination_account=account,
+                    destination_device=device,
+                    conversation_id=item.conversation_id,
+                    message_id=item.message_id,
+                    payload=self._keys.seal_blob(OUTBOX_KIND, {"frame": frame}),
+                    created_at=item.created_at,
+                )
+
+                async def unit(tx: Transaction) -> OutboxItem:
+                    await tx.put_session(session_record)
                     if not await tx.remove_outbox(item.item_id):
                         raise NotFoundError("the message was cancelled")
-                    new_item = await tx.add_outbox(
-                        NewOutboxItem(
-                            destination_account=account,
-                            destination_device=device,
-                            conversation_id=item.conversation_id,
-                            message_id=item.message_id,
-                            payload=self._keys.seal_blob(OUTBOX_KIND, {"frame": frame}),
-                            created_at=item.created_at,
-                        )
-                    )
+                    return await tx.add_outbox(new_entry)
+
+                new_item = await self._store.atomically(unit)
             except BaseException:
                 self._sessions.forget(key)
                 raise
@@ -486,12 +490,15 @@ class Outbox(Receiving):
         ids = [i.message_id for i in items if i.message_id in self._sent_volatile]
         if not ids:
             return
-        async with self._store.transaction() as tx:
+
+        async def unit(tx: Transaction) -> None:
             for message_id in ids:
                 assert message_id is not None
                 message = await tx.get_message(message_id)
                 if message is not None and message.state is DeliveryState.QUEUED:
                     await tx.set_delivery(message_id, DeliveryState.SENT)
+
+        await self._store.atomically(unit)
         self._sent_volatile.difference_update(ids)
 
     async def _mark(self, item: OutboxItem, state: DeliveryState) -> None:
@@ -520,8 +527,8 @@ class Outbox(Receiving):
         state: DeliveryState,
         reason: str | None,
     ) -> None:
-        newly: list[tuple[bytes, str]] = []
-        async with self._store.transaction() as tx:
+        async def unit(tx: Transaction) -> list[tuple[bytes, str]]:
+            newly: list[tuple[bytes, str]] = []
             for message_id, item_id in receipts:
                 if item_id is not None:
                     await tx.remove_outbox(item_id)
@@ -536,6 +543,9 @@ class Outbox(Receiving):
                 ):
                     await tx.set_delivery(message_id, state, reason=reason)
                     newly.append((message_id, message.conversation_id))
+            return newly
+
+        newly = await self._store.atomically(unit)
         for message_id, item_id in receipts:
             if item_id is not None:
                 self._backoff_base.pop(item_id, None)

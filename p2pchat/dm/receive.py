@@ -276,11 +276,9 @@ class Receiving:
         if message.id in batch.ids:
             self.stats["duplicates"] += 1  # acknowledged with the first copy
             return
-        stored = await self._store.get_message(message.id)
-        if stored is not None and stored.direction is Direction.IN:
-            self.stats["duplicates"] += 1
-            batch.ack_ids.append(message.id)
-            return
+        # A message we already stored is not looked up first (a store call per
+        # message): its session moved past it when it was stored, so it fails to
+        # decrypt, and only then is the store asked whether we have it.
         try:
             if isinstance(message, DmInit):
                 account, session, plaintext, reused = await self._decrypt_initial(
@@ -301,7 +299,16 @@ class Receiving:
             self.stats["duplicates"] += 1
             batch.ack_ids.append(message.id)
             return
-        except CryptoError as exc:
+        except (CryptoError, WireError) as exc:
+            if isinstance(exc, WireError) and exc.reason != "unknown-session":
+                raise
+            stored = await self._store.get_message(message.id)
+            if stored is not None and stored.direction is Direction.IN:
+                self.stats["duplicates"] += 1  # say, its session was replaced since
+                batch.ack_ids.append(message.id)
+                return
+            if isinstance(exc, WireError):
+                raise
             raise WireError("undecryptable", type(exc).__name__) from None
         key = (account, device, session.session_id)
         try:
@@ -403,14 +410,23 @@ class Receiving:
         return replies
 
     async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
-        """Sessions, replay cache, contacts and messages of a batch: one transaction."""
+        """Sessions, replay cache, contacts and messages of a batch: one transaction (one
+        unit of work, one thread hop)."""
         now = self._clock()
-        contacts: dict[bytes, Contact | None] = {}
-        conversations: set[bytes] = set()
-        outcomes: list[Outcome] = []
-        async with self._store.transaction() as tx:
-            for key, session in batch.sessions.items():
-                await tx.put_session(self._session_record(key, session, now))
+        records = [
+            self._session_record(key, session, now) for key, session in batch.sessions.items()
+        ]
+        acked: list[bytes] = []
+        declined: list[bytes] = []
+
+        async def unit(tx: Transaction) -> list[Outcome]:
+            acked.clear()
+            declined.clear()
+            contacts: dict[bytes, Contact | None] = {}
+            conversations: set[bytes] = set()
+            outcomes: list[Outcome] = []
+            for record in records:
+                await tx.put_session(record)
             if batch.replay_changed:
                 await self._keys.save_replay_cache(tx)
             for inbound in batch.messages:
@@ -419,7 +435,7 @@ class Receiving:
                     contacts[account] = await tx.get_contact(account)
                 contact = contacts[account]
                 if inbound.plain.content.type in self.control_handlers:
-                    batch.ack_ids.append(inbound.plain.id)
+                    acked.append(inbound.plain.id)
                     outcomes.append((inbound, contact, False, False, None))
                     continue
                 new_request = contact is None
@@ -434,14 +450,20 @@ class Receiving:
                 contacts[account] = contact
                 if contact.state is ContactState.DECLINED:
                     # Not stored, so not acknowledged: the sender learns it was declined.
-                    batch.refused["declined"].append(inbound.plain.id)
+                    declined.append(inbound.plain.id)
                     continue
                 if account not in conversations:
                     await self._ensure_conversation(tx, account, now)
                     conversations.add(account)
                 added = await tx.add_message(self._inbound_record(inbound, now))
-                batch.ack_ids.append(inbound.plain.id)
+                acked.append(inbound.plain.id)
                 outcomes.append((inbound, contact, new_request, is_request, added))
+            return outcomes
+
+        outcomes = await self._store.atomically(unit)
+        batch.ack_ids += acked
+        if declined:
+            batch.refused["declined"] += declined
         # Committed: only now may the sender learn that we have them.
         for key, session in batch.sessions.items():
             self._sessions.stored(key, session)

@@ -227,32 +227,32 @@ class DirectMessages(Outbox):
         if account == self._account.account_key:
             raise LocalProtocolError("you cannot send a direct message to yourself")
         check_outgoing(content)  # what the recipient would refuse is refused here
-        contact = await self._store.get_contact(account)
-        if contact is not None and contact.state is ContactState.BLOCKED:
-            raise PermissionDeniedError("this contact is blocked; unblock it to send")
         now = self._clock()
         message_id = self._rng(16)
         plaintext = DmPlaintext(id=message_id, ts=now, content=content, reply_to=reply_to)
         conversation_id = dm_conversation_id(account)
+        record_new = NewMessage(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            sender_account=self._account.account_key,
+            sender_device=self._device.public_key,
+            direction=Direction.OUT,
+            content_type=content.type,
+            body=content.to_bytes(),
+            sent_at=now,
+            received_at=now,
+            state=DeliveryState.QUEUED,
+        )
+        requested = self._new_contact(account, ContactState.REQUESTED_OUT, now)
 
         async def record(tx: Transaction) -> Message:
-            await self._ensure_conversation(tx, account, now)
+            contact = await tx.get_contact(account)
             if contact is None:
-                await tx.put_contact(self._new_contact(account, ContactState.REQUESTED_OUT, now))
-            added = await tx.add_message(
-                NewMessage(
-                    conversation_id=conversation_id,
-                    message_id=message_id,
-                    sender_account=self._account.account_key,
-                    sender_device=self._device.public_key,
-                    direction=Direction.OUT,
-                    content_type=content.type,
-                    body=content.to_bytes(),
-                    sent_at=now,
-                    received_at=now,
-                    state=DeliveryState.QUEUED,
-                )
-            )
+                await tx.put_contact(requested)
+            elif contact.state is ContactState.BLOCKED:
+                raise PermissionDeniedError("this contact is blocked; unblock it to send")
+            await self._ensure_conversation(tx, account, now)
+            added = await tx.add_message(record_new)
             return added.message
 
         message = await self._queue(
@@ -287,7 +287,8 @@ class DirectMessages(Outbox):
         now: int,
         record: Callable[[Transaction], Awaitable[_T]],
     ) -> _T:
-        """Store what ``record`` writes and the outbox entry in one transaction.
+        """Store what ``record`` writes and the outbox entry in one transaction (one unit
+        of work: ``record`` may await only the transaction).
 
         With a session, the message is encrypted here and the entry holds the frame: one
         commit per message, where encrypting in the outbox worker cost a second one.
@@ -301,25 +302,31 @@ class DirectMessages(Outbox):
                 sealed = await self._encrypt_now(account, plaintext, now)
             device = None
             try:
-                async with self._store.transaction() as tx:
+                if sealed is None:
+                    body: dict[str, cbor.Value] = {"pt": plaintext.to_bytes()}
+                    session_record = None
+                else:
+                    key, session, frame = sealed
+                    device = key[1]
+                    session_record = self._session_record(key, session, now)
+                    body = {"frame": frame}
+                item = NewOutboxItem(
+                    destination_account=account,
+                    destination_device=device,
+                    conversation_id=conversation_id,
+                    message_id=plaintext.id,
+                    payload=self._keys.seal_blob(OUTBOX_KIND, body),
+                    created_at=now,
+                )
+
+                async def unit(tx: Transaction) -> _T:
                     result = await record(tx)
-                    if sealed is None:
-                        body: dict[str, cbor.Value] = {"pt": plaintext.to_bytes()}
-                    else:
-                        key, session, frame = sealed
-                        device = key[1]
-                        await tx.put_session(self._session_record(key, session, now))
-                        body = {"frame": frame}
-                    await tx.add_outbox(
-                        NewOutboxItem(
-                            destination_account=account,
-                            destination_device=device,
-                            conversation_id=conversation_id,
-                            message_id=plaintext.id,
-                            payload=self._keys.seal_blob(OUTBOX_KIND, body),
-                            created_at=now,
-                        )
-                    )
+                    if session_record is not None:
+                        await tx.put_session(session_record)
+                    await tx.add_outbox(item)
+                    return result
+
+                result = await self._store.atomically(unit)
             except BaseException:
                 if sealed is not None:
                     self._sessions.forget(sealed[0])  # advanced, never stored

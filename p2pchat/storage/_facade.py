@@ -12,11 +12,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from p2pchat.errors import LocalProtocolError
+from p2pchat.errors import (
+    ClosedError,
+    LocalProtocolError,
+    NotFoundError,
+    QuotaExceededError,
+    StorageError,
+)
 
 from .records import (
     GROUP_ID_LEN,
@@ -52,7 +58,10 @@ from .records import (
     session_key,
 )
 
-__all__ = ["Backend", "Facade", "serialized"]
+if TYPE_CHECKING:
+    from .base import UnitOfWork
+
+__all__ = ["Backend", "Facade", "run_unit", "serialized"]
 
 T = TypeVar("T")
 
@@ -472,3 +481,61 @@ class Facade(ABC):
 
     async def statistics(self) -> StoreStatistics:
         return await self._call(lambda b: b.statistics())
+
+
+class _Direct(Facade):
+    """The ``tx`` of a unit of work: each call runs at once, on the calling thread.
+
+    Its coroutines never suspend, so :func:`run_unit` drives the whole unit in one go.
+    A call that failed part-way (an SQLite error, say) may have left half its writes:
+    the unit then cannot commit, even if the work caught the error and carried on.
+    Refusals the backend makes before changing anything (not found, over quota, a bad
+    argument) are only raised.
+    """
+
+    __slots__ = ("_backend", "failed")
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend: Backend | None = backend
+        self.failed: BaseException | None = None
+
+    def finish(self) -> None:
+        self._backend = None
+
+    async def _call(self, op: Callable[[Backend], T]) -> T:
+        backend = self._backend
+        if backend is None:
+            raise ClosedError("the unit of work has ended")
+        try:
+            return op(backend)
+        except (NotFoundError, QuotaExceededError, ValueError, TypeError):
+            raise
+        except BaseException as exc:
+            self.failed = exc
+            raise
+
+
+def run_unit(backend: Backend, work: UnitOfWork[T]) -> T:
+    """Run ``work`` against ``backend`` to completion, synchronously (the caller supplies
+    the transaction around it and commits only if this returns).
+
+    Raises :class:`LocalProtocolError` if the work awaited anything but its transaction
+    (it would have suspended), :class:`StorageError` if one of its calls failed part-way.
+    """
+    tx = _Direct(backend)
+    coro = work(tx)
+    try:
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            result: T = done.value
+        else:
+            coro.close()
+            raise LocalProtocolError(
+                "a unit of work may await only its transaction (it tried to suspend)"
+            )
+    finally:
+        tx.finish()
+    if tx.failed is not None:
+        raise StorageError(f"store operation failed: {tx.failed}") from tx.failed
+    return result

@@ -25,8 +25,8 @@ import trio
 
 from p2pchat.errors import ClosedError, NotFoundError
 
-from ._facade import Backend, Facade, serialized
-from .base import Transaction
+from ._facade import Backend, Facade, run_unit, serialized
+from .base import Transaction, UnitOfWork
 from .records import (
     AddedMessage,
     Contact,
@@ -439,6 +439,18 @@ class MemoryStore(Facade):
             # scheduling points whichever store they run against.
             await trio.lowlevel.checkpoint()
             return op(_MemoryBackend(self._check_open()))
+
+    async def atomically(self, work: UnitOfWork[T]) -> T:
+        """All-or-nothing, in one step: the unit works on a copy of the tables that
+        replaces them once it returned."""
+        self._check_open()
+        async with serialized(self._lock):
+            await trio.lowlevel.checkpoint()  # as the SQLite store's thread hop
+            scratch = self._check_open().copy()
+            result = run_unit(_MemoryBackend(scratch), work)
+            self._check_open()
+            self._tables = scratch
+            return result
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

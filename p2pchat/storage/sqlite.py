@@ -3,6 +3,8 @@
 One connection, one writer. Every call runs in a worker thread
 (``trio.to_thread.run_sync``) while holding a :class:`trio.Lock`, so the trio thread never
 blocks on disk and statements never interleave. A call is one ``BEGIN IMMEDIATE … COMMIT``;
+:meth:`SqliteStore.atomically` runs a whole unit of work (an async function that awaits
+only its transaction, driven to completion in the worker) the same way, in one hop;
 :meth:`SqliteStore.transaction` spans several calls (each its own thread hop) and commits
 or rolls back once, at the end. Worker threads are not abandoned on cancellation: a
 statement that started finishes, and a cancelled transaction rolls back (shielded).
@@ -32,17 +34,17 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from os import PathLike
-from typing import Self, TypeVar
+from typing import Self, TypeVar, cast
 
 import trio
 
-from p2pchat.errors import ClosedError, StorageError
+from p2pchat.errors import ClosedError, LocalProtocolError, StorageError
 
 from ._at_rest import AtRest
-from ._facade import Backend, Facade, serialized
+from ._facade import Backend, Facade, run_unit, serialized
 from ._seal_pass import check_or_seal
 from ._sqlite_backend import SqliteBackend
-from .base import Transaction
+from .base import Transaction, UnitOfWork
 from .migrations import MIGRATIONS, Migration, migrate
 
 __all__ = ["SqliteStore"]
@@ -137,6 +139,10 @@ class SqliteStore(Facade):
         self._conn: sqlite3.Connection | None = conn
         self._backend = SqliteBackend(conn, AtRest(seal_key))
         self._lock = trio.Lock()
+        # Group commit (see ``atomically``): units waiting for the next batch.
+        self._pending: list[_Job] = []
+        self._flushing = False
+        self._flushed = trio.Event()
         self._path = path
         self._file = _file_id(path)
 
@@ -230,6 +236,84 @@ class SqliteStore(Facade):
             self._commit(conn)
             return result
 
+    async def atomically(self, work: UnitOfWork[T]) -> T:
+        """Run a whole unit of work in one worker-thread hop; see
+        :meth:`p2pchat.storage.base.Store.atomically`.
+
+        Group commit: units that arrive while one batch is being committed form the next
+        batch, run in ONE transaction (each in its own savepoint: a unit that raises is
+        rolled back alone) with one commit, so concurrent callers share the fsync. Each
+        caller returns only after the commit that holds its unit: nothing is reported
+        stored before it is durable. Once its batch started, a caller waits for it even
+        if cancelled (as for a thread hop), so a unit's outcome is never lost.
+        """
+        self._check_open()
+        if self._lock.statistics().owner is trio.lowlevel.current_task():
+            raise LocalProtocolError(
+                "the store was called inside its own transaction: call the transaction instead"
+            )
+        job: _Job = _Job(work)
+        self._pending.append(job)
+        try:
+            while not job.done:
+                if self._flushing:
+                    await self._flushed.wait()
+                else:
+                    await self._flush()
+        except BaseException:
+            if not job.taken:
+                self._pending.remove(job)
+                raise
+            with trio.CancelScope(shield=True):
+                while not job.done:
+                    await self._flushed.wait()
+        if job.error is not None:
+            raise job.error
+        return cast(T, job.result)
+
+    async def _flush(self) -> None:
+        """Commit every pending unit as one batch (the caller is one of them)."""
+        self._flushing = True
+        try:
+            async with serialized(self._lock):
+                batch, self._pending = self._pending, []
+                for job in batch:
+                    job.taken = True
+                with trio.CancelScope(shield=True):
+                    try:
+                        conn = self._check_open()
+                        await trio.to_thread.run_sync(self._run_batch, conn, batch)
+                    except BaseException as exc:  # noqa: BLE001 (each caller raises it)
+                        for job in batch:  # the batch was not committed
+                            if job.error is None:
+                                job.error = exc
+                            job.done = True
+        finally:
+            self._flushing = False
+            self._flushed.set()
+            self._flushed = trio.Event()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """In the worker: every unit of ``batch`` in one transaction, one commit."""
+        with _map_sqlite_errors("store operation failed"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for job in batch:
+                    _run_job(conn, self._backend, job, savepoint=len(batch) > 1)
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (I/O error, disk full):
+                        # the units before this one are gone too.
+                        raise StorageError("the transaction was rolled back by SQLite")
+            except BaseException:
+                _rollback(conn)
+                raise
+            if any(job.error is None for job in batch):
+                self._commit(conn)
+            else:
+                _rollback(conn)
+        for job in batch:
+            job.done = True
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """One atomic, durable unit of several calls; see the module docstring."""
@@ -248,6 +332,39 @@ class SqliteStore(Facade):
             tx.finish()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_in_map, self._commit, conn)
+
+
+class _Job:
+    """One unit of work waiting for, or in, a batch."""
+
+    __slots__ = ("done", "error", "result", "taken", "work")
+
+    def __init__(self, work: UnitOfWork[object]) -> None:
+        self.work = work
+        self.taken = False  # in a batch: its outcome will come, whatever the caller does
+        self.done = False
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+def _run_job(
+    conn: sqlite3.Connection, backend: SqliteBackend, job: _Job, *, savepoint: bool
+) -> None:
+    """Run one unit inside the open transaction; its failure is its own (rolled back to
+    its savepoint), recorded on the job for its caller."""
+    if savepoint:
+        conn.execute("SAVEPOINT unit")
+    try:
+        with _map_sqlite_errors("store operation failed"):
+            job.result = run_unit(backend, job.work)
+    except Exception as exc:  # noqa: BLE001 (its caller raises it)
+        job.error = exc
+        if savepoint and conn.in_transaction:
+            conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
+        return
+    if savepoint:
+        conn.execute("RELEASE unit")
 
 
 def _file_id(path: str) -> tuple[int, int] | None:

@@ -32,3 +32,12 @@ async def test_idle_rss_is_read_from_live_processes() -> None:
         rss = await dm_bench.measure_idle_rss()
     assert rss.import_only_kib > 0
     assert rss.node_peak_kib >= rss.node_kib > 0
+
+
+async def test_first_dm_to_a_stranger_is_timed() -> None:
+    with trio.fail_after(120):
+        first = await dm_bench.measure_first_dm(nodes=3, pairs=1)
+    assert len(first.first_ms) == len(first.second_ms) == 1
+    assert first.first_ms[0] > 0
+    assert first.second_ms[0] > 0
+    assert "first DM to a stranger" in dm_bench.report_first_dm(first)

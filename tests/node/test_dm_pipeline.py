@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -24,7 +24,7 @@ from p2pchat.net.memory import MemoryHub
 from p2pchat.node import Node
 from p2pchat.protocol.dm_messages import DmAck
 from p2pchat.protocol.envelope import decode_envelope
-from p2pchat.storage.base import Transaction
+from p2pchat.storage.base import Transaction, UnitOfWork
 from p2pchat.storage.memory import MemoryStore
 from p2pchat.storage.records import DeliveryState
 from p2pchat_crypto.identity import Device
@@ -32,6 +32,7 @@ from tests.conftest import DeterministicRng
 from tests.node.harness import FAST, Peer, hub, make_identity, mock_clock_ms, wait_for
 
 MESSAGES = 30
+T = TypeVar("T")
 
 
 class CountingStore(MemoryStore):
@@ -48,6 +49,12 @@ class CountingStore(MemoryStore):
             yield tx
             self.transactions += 1
             await trio.sleep(self.commit_s)
+
+    async def atomically(self, work: UnitOfWork[T]) -> T:
+        result = await super().atomically(work)
+        self.transactions += 1
+        await trio.sleep(self.commit_s)
+        return result
 
 
 class TappedStream:

@@ -33,6 +33,7 @@ from p2pchat.storage import (
     SessionRecord,
     SqliteStore,
     Store,
+    Transaction,
 )
 from tests.conftest import NOW_MS
 
@@ -617,6 +618,131 @@ async def test_other_tasks_wait_for_the_transaction_and_are_not_part_of_it(store
     assert order == ["tx-end", "outsider-done"]
     assert await store.get_meta("a") is None
     assert await store.get_meta("b") == b"outsider"
+
+
+# -- units of work (Store.atomically) ---------------------------------------------------
+
+
+async def test_a_unit_of_work_commits_all_writes_and_returns_its_result(store: Store) -> None:
+    await store.put_conversation(dm())
+
+    async def work(tx: Transaction) -> int:
+        await _write_session_and_message(tx, 1)
+        stored = await tx.get_message(b"m1")  # reads see the unit's writes
+        assert stored is not None
+        return stored.seq
+
+    assert await store.atomically(work) == 1
+    got = await store.get_session(key(1), key(2), b"s")
+    assert got is not None
+    assert got.pickle == b"state-1"
+    assert await store.get_meta("replay") == b"1"
+
+
+async def test_a_unit_of_work_that_raises_changes_nothing(store: Store) -> None:
+    await store.put_conversation(dm())
+    before = await store.statistics()
+
+    async def work(tx: Transaction) -> None:
+        await _write_session_and_message(tx, 2)
+        raise Boom
+
+    with pytest.raises(Boom):
+        await store.atomically(work)
+    assert await store.statistics() == before
+    assert (await store.add_message(message(b"m3"))).message.seq == 1
+
+
+async def test_a_unit_of_work_may_catch_a_refusal_and_go_on(store: Store) -> None:
+    await store.put_conversation(dm())
+
+    async def work(tx: Transaction) -> None:
+        await tx.add_message(message(b"kept"))
+        with pytest.raises(NotFoundError):
+            await tx.add_message(message(b"orphan", "no-such-conversation"))
+        with pytest.raises(ValueError, match="account"):
+            await tx.get_contact(b"short")
+
+    await store.atomically(work)
+    assert [m.message_id for m in await store.list_messages("dm-1")] == [b"kept"]
+
+
+async def test_a_unit_of_work_that_suspends_is_refused_and_rolled_back(store: Store) -> None:
+    async def work(tx: Transaction) -> None:
+        await tx.put_meta("k", b"v")
+        await trio.lowlevel.checkpoint()  # not the transaction: refused
+
+    with pytest.raises((LocalProtocolError, RuntimeError)):
+        await store.atomically(work)
+    assert await store.get_meta("k") is None
+
+
+async def test_a_unit_of_work_cannot_call_the_store_itself(store: Store) -> None:
+    async def work(tx: Transaction) -> None:
+        await tx.put_meta("k", b"v")
+        await store.put_meta("k", b"w")
+
+    with pytest.raises((LocalProtocolError, RuntimeError)):
+        await store.atomically(work)
+    assert await store.get_meta("k") is None
+
+
+async def test_concurrent_units_of_work_each_get_their_own_outcome(store: Store) -> None:
+    """Units that run together (SqliteStore commits them as one batch) still succeed or
+    fail one by one: a failing unit takes none of the others with it."""
+    await store.put_conversation(dm())
+    outcomes: dict[int, object] = {}
+
+    async def one(n: int) -> None:
+        async def work(tx: Transaction) -> int:
+            added = await tx.add_message(message(b"m%d" % n))
+            if n % 3 == 0:
+                raise Boom
+            return added.message.seq
+
+        try:
+            outcomes[n] = await store.atomically(work)
+        except Boom:
+            outcomes[n] = "boom"
+
+    async with trio.open_nursery() as nursery:
+        for n in range(1, 10):
+            nursery.start_soon(one, n)
+    kept = {m.message_id: m.seq for m in await store.list_messages("dm-1")}
+    assert set(kept) == {b"m%d" % n for n in range(1, 10) if n % 3}
+    assert sorted(kept.values()) == list(range(1, 7))  # the failed ones took no seq
+    for n, outcome in outcomes.items():
+        assert outcome == ("boom" if n % 3 == 0 else kept[b"m%d" % n])
+
+
+async def test_a_unit_of_work_inside_the_callers_own_transaction_is_refused(
+    store: Store,
+) -> None:
+    async def work(tx: Transaction) -> None:
+        await tx.put_meta("k", b"w")
+
+    async def misuse() -> None:
+        async with store.transaction() as tx:
+            await tx.put_meta("k", b"v")
+            await store.atomically(work)
+
+    with pytest.raises(LocalProtocolError):
+        await misuse()
+    assert await store.get_meta("k") is None
+
+
+async def test_the_transaction_of_a_unit_of_work_is_dead_after_it(store: Store) -> None:
+    kept: list[Transaction] = []
+
+    async def work(tx: Transaction) -> None:
+        kept.append(tx)
+
+    await store.atomically(work)
+    with pytest.raises(ClosedError):
+        await kept[0].put_meta("k", b"v")
+    await store.aclose()
+    with pytest.raises(ClosedError):
+        await store.atomically(work)
 
 
 # -- lifecycle and bad input ------------------------------------------------------------

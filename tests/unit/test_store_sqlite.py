@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2pchat.errors import StorageError
-from p2pchat.storage import SqliteStore
+from p2pchat.storage import SqliteStore, Transaction
 from p2pchat.storage.migrations import APPLICATION_ID, MIGRATIONS, Migration, migrate
 from tests.unit.test_store_contract import dm, message
 
@@ -218,3 +218,29 @@ async def test_transaction_rolled_back_under_us_never_autocommits(tmp_path: Path
         assert await store.get_meta("b") is None
         await store.put_meta("c", b"3")  # the store itself is fine
         assert await store.get_meta("c") == b"3"
+
+
+async def test_a_unit_whose_call_failed_part_way_cannot_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that wrote and then failed (disk full, say) may have left half its writes:
+    even if the unit catches the error and carries on, nothing of it is committed."""
+    async with await SqliteStore.open(tmp_path / "s.db") as store:
+        backend = store._backend
+        real = backend.put_meta
+
+        def half_done(key: str, value: bytes) -> None:
+            real(key, value)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        async def work(tx: Transaction) -> None:
+            await tx.put_meta("first", b"1")
+            monkeypatch.setattr(backend, "put_meta", half_done)
+            with pytest.raises(sqlite3.OperationalError):
+                await tx.put_meta("second", b"2")
+            monkeypatch.setattr(backend, "put_meta", real)
+
+        with pytest.raises(StorageError, match="disk is full"):
+            await store.atomically(work)
+        assert await store.get_meta("first") is None
+        assert await store.get_meta("second") is None
