@@ -25,17 +25,21 @@ def contacts() -> None:
     """Manage contacts (needs a running node: `p2pchat node run`).
 
     CONTACT is an account key (64 hex digits) or the display name of one contact.
-    With --json, a contact is {"account", "fingerprint", "name", "state", "verified",
-    "created_at", "updated_at"} (keys in hex, times in ms since the Unix epoch).
-    "verified" is set by `p2pchat contacts verify` once you compared safety numbers.
+    With --json, a contact is {"account", "fingerprint", "name", "claimed_name",
+    "label", "state", "verified", "created_at", "updated_at"} (keys in hex, times in
+    ms since the Unix epoch). "name" is yours for them, "claimed_name" the one they
+    give themselves, "label" how they are shown: "Bob" (verified), "Bob?" (not
+    verified yet), "~Bob" (only their own claim). "verified" is set by
+    `p2pchat contacts verify` once you compared safety numbers.
     """
 
 
 def contact_rows(found: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """Name, state, verified mark and account key (the fingerprint is in ``--json``)."""
+    """Label (README "Names"), state, verified mark and account key (the fingerprint
+    is in ``--json``)."""
     return [
         (
-            c["name"],
+            c["label"],
             c["state"].replace("_", " "),
             "✓" if c["verified"] else "",
             c["account"],

@@ -232,7 +232,9 @@ class DirectMessages(Outbox):
             raise PermissionDeniedError("this contact is blocked; unblock it to send")
         now = self._clock()
         message_id = self._rng(16)
-        plaintext = DmPlaintext(id=message_id, ts=now, content=content, reply_to=reply_to)
+        plaintext = DmPlaintext(
+            id=message_id, ts=now, content=content, reply_to=reply_to, name=self._display_name
+        )
         conversation_id = dm_conversation_id(account)
 
         async def record(tx: Transaction) -> Message:

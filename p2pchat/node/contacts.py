@@ -113,6 +113,7 @@ class ContactsApi:
             display_name=display,
             state=state,
             verified=existing.verified if existing else False,
+            claimed_name=existing.claimed_name if existing else None,
             created_at=existing.created_at if existing else now,
             updated_at=now,
         )

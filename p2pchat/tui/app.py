@@ -77,7 +77,7 @@ class ChatApp(App[None]):
             if inbox is not None:
                 inbox.status = f"not connected: {inert(why, limit=120)} (retrying)"
             return
-        self.names.me = str(self.link.node.get("account_key", ""))
+        self.names.me = str(self.link.node.get("account", ""))
         await self.reload_all()
 
     async def reload_all(self) -> None:
@@ -120,11 +120,11 @@ class ChatApp(App[None]):
     async def _follow(self, event: Event) -> None:
         """App-wide bookkeeping for one event: names, group unread counts, the bell."""
         data = event.data
-        if event.type == "contact.changed":
-            await self.refresh_names()
+        if event.type in ("contact.changed", "contact.request", "dm.received"):
+            await self.refresh_names()  # a message may carry the name its sender claims
         if event.type == "group.message":
             gid = str(data.get("group_id"))
-            self.group_activity[gid] = max(self.group_activity.get(gid, 0), int(data["ts"]))
+            self.group_activity[gid] = max(self.group_activity.get(gid, 0), int(data["sent_at"]))
             if data.get("author") == self.names.me or self._viewing(f"group:{gid}"):
                 return
             self.group_unread[gid] = self.group_unread.get(gid, 0) + 1
@@ -188,7 +188,7 @@ class ChatApp(App[None]):
             wanted = who.strip().lower().replace(" ", "")
             found = [c for c in contacts if wanted in (c["account"], str(c["name"]).lower())]
             account = str(found[0]["account"]) if len(found) == 1 else wanted
-            title = str(found[0]["name"]) if len(found) == 1 else account[:8]
+            title = str(found[0]["label"]) if len(found) == 1 else self.names.label(account)
             target = "dm:" + account
             self._open(
                 ConversationScreen(DmThread(self.link, key=target, target=target, title=title))

@@ -66,9 +66,15 @@ async def running(
     *,
     delivery: DeliveryConfig = FAST,
     mailbox: MailboxConfig | None = None,
+    display_name: str | None = None,
 ) -> AsyncIterator[Node]:
     """Run ``peer`` as a node serving its RPC API, recording its events, until the block exits."""
-    config = NodeConfig(home=tmp / peer.name, delivery=delivery, mailbox=mailbox or MailboxConfig())
+    config = NodeConfig(
+        home=tmp / peer.name,
+        delivery=delivery,
+        mailbox=mailbox or MailboxConfig(),
+        display_name=display_name,
+    )
     node = Node(
         config,
         peer.identity,

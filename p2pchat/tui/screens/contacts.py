@@ -29,7 +29,7 @@ _STATE_LABELS = {
 
 class ContactRow(ListItem):
     def __init__(self, contact: dict[str, Any]) -> None:
-        text = peer_text(str(contact["name"]), "bold", limit=40)
+        text = peer_text(str(contact["label"]), "bold", limit=40)
         if contact["verified"]:
             text.append(" \u2713 verified", style="green")
         state = _STATE_LABELS.get(contact["state"], contact["state"])

@@ -112,7 +112,7 @@ class InboxScreen(NodeScreen):
             InboxEntry(
                 key=f"request:{r['account']}",
                 kind="request",
-                title=str(r["name"]),
+                title=str(r["label"]),
                 target=str(r["account"]),
                 last_activity=int(r["updated_at"]),
                 unread=unread.get(r["account"], 0),
@@ -128,7 +128,7 @@ class InboxScreen(NodeScreen):
                 InboxEntry(
                     key=key,
                     kind="dm",
-                    title=str(c["name"] or (c["peer"] or "?")[:8]),
+                    title=str(c["label"] or c["conversation_id"]),
                     target=key,
                     last_activity=int(c["last_activity"]),
                     unread=int(c["unread"]),
@@ -140,7 +140,7 @@ class InboxScreen(NodeScreen):
             key = f"group:{gid}"
             if gid not in app.group_activity and g["status"] == "active":
                 last = await link.call("groups.history", {"group": gid, "limit": 1})
-                app.group_activity[gid] = max([int(m["ts"]) for m in last] or [0])
+                app.group_activity[gid] = max([int(m["sent_at"]) for m in last] or [0])
             entries.append(
                 InboxEntry(
                     key=key,
