@@ -46,7 +46,7 @@ CLOCK_AND_RANDOM = {("time", "time"), ("time", "monotonic"), ("os", "urandom"), 
 #: from its own package, never from a higher layer nor from a sibling in its own layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # the exception tree; pure text helpers and the API's vocabulary (stdlib only)
-    ("p2pchat.errors", "p2pchat.text", "p2pchat.vocabulary"),
+    ("p2pchat.errors", "p2pchat.text", "p2pchat.vocabulary", "p2pchat.qr"),
     ("p2pchat.protocol",),  # sans-IO
     ("p2pchat.net", "p2pchat.storage", "p2pchat.rpc"),  # adapters and the RPC framework
     ("p2pchat.config", "p2pchat.events"),  # shared by the services

@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
+from ..qr import contact_link
 from ._client import call
-from ._output import emit_json, one_line, say, show_table
+from ._output import emit_json, one_line, say, show_qr, show_table
 from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["contacts", "contact_rows"]
@@ -100,7 +101,8 @@ def requests(state: CliState) -> None:
 @json_option
 @pass_state
 def add(state: CliState, address: str, name: str | None) -> None:
-    """Add a contact by account key (64 hex digits) or peer id (12D3KooW...).
+    """Add a contact by account key (64 hex digits), contact link (p2pchat-contact:...,
+    what `p2pchat contacts share` prints) or peer id (12D3KooW...).
 
     Adding is consent: they may write to you, and you to them.
 
@@ -111,6 +113,28 @@ def add(state: CliState, address: str, name: str | None) -> None:
     if name is not None:
         params["name"] = name
     _show_one(state, call(state, "contacts.add", params), "added")
+
+
+@contacts.command()
+@click.option("--qr", is_flag=True, help="Also draw the link as a QR code to scan.")
+@json_option
+@pass_state
+def share(state: CliState, qr: bool) -> None:
+    """Print your contact link: others add you with `p2pchat contacts add LINK` (or scan
+    it with --qr). It holds only your account key, which is public.
+
+    \b
+    JSON: {"link", "account", "fingerprint"}
+    """
+    info = call(state, "node.info")
+    link = contact_link(str(info["account"]))
+    if state.json:
+        emit_json({"link": link, "account": info["account"], "fingerprint": info["fingerprint"]})
+        return
+    click.echo(link)
+    if qr:
+        show_qr(link)
+    say(f"Fingerprint: {info['fingerprint']} (compare it when you meet)")
 
 
 def _state_command(verb: str, done: str, summary: str) -> click.Command:

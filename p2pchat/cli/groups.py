@@ -26,6 +26,7 @@ from ._output import (
     one_line,
     say,
     show_panel,
+    show_qr,
     show_table,
 )
 from ._state import CliState, json_option, now_ms, pass_state, wide_option
@@ -235,12 +236,20 @@ def members(state: CliState, group: str) -> None:
     "--days", type=click.IntRange(1, 365), default=7, show_default=True, help="Valid for."
 )
 @click.option("--for", "account", metavar="ACCOUNT", help="Only this account may use it.")
+@click.option("--qr", is_flag=True, help="Also draw the link as a QR code to scan.")
 @json_option
 @pass_state
 def invite(
-    state: CliState, group: str, role: str, uses: int, days: int, account: str | None
+    state: CliState,
+    group: str,
+    role: str,
+    uses: int,
+    days: int,
+    account: str | None,
+    qr: bool,
 ) -> None:
-    """Print an invite link for GROUP (send it to people over a DM).
+    """Print an invite link for GROUP (send it to people over a DM, or let them scan it
+    with --qr).
 
     \b
     JSON: {"group_id", "link"}
@@ -258,6 +267,8 @@ def invite(
         emit_json(result)
     else:
         click.echo(result["link"])  # on one line, never folded: people copy it whole
+        if qr:
+            show_qr(result["link"])
 
 
 @groups.command()
