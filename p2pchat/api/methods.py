@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from p2pchat import __version__
 from p2pchat.api.groups import register_group_methods
+from p2pchat.api.search import register_search_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
     conversation_to_dict,
@@ -368,6 +369,7 @@ SECTIONS: tuple[Section, ...] = (
     register_contact_methods,
     register_dm_methods,
     register_group_methods,
+    register_search_methods,
 )
 
 

@@ -26,6 +26,7 @@ from .dm import dm
 from .groups import groups
 from .keys import keys
 from .node import node
+from .search import search
 from .status import peers, status
 
 __all__ = ["cli", "INTERRUPTED"]
@@ -81,5 +82,5 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, chat, contacts, dm, groups, peers, status):
+for _command in (keys, node, chat, contacts, dm, groups, peers, status, search):
     cli.add_command(_command)
