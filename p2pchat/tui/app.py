@@ -25,6 +25,7 @@ from .screens.discover import DiscoverScreen
 from .screens.group import GroupScreen
 from .screens.inbox import InboxScreen
 from .screens.live import LiveScreen
+from .screens.search import SearchScreen
 from .settings import Settings
 from .threads import DmThread, GroupThread, Thread
 
@@ -204,6 +205,9 @@ class ChatApp(App[None]):
 
     def open_discover(self) -> None:
         self._open(DiscoverScreen())
+
+    def open_search(self, query: str) -> None:
+        self._open(SearchScreen(query))
 
     def open_group_info(self, thread: GroupThread, *, invite: bool = False) -> None:
         self._open(GroupScreen(thread, make_invite=invite))

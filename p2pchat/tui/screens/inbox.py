@@ -57,6 +57,7 @@ class InboxScreen(NodeScreen):
         Binding("g", "new_group", "New group"),
         Binding("j", "join", "Join"),
         Binding("s", "search", "Find groups"),
+        Binding("slash", "find_messages", "Search"),
         Binding("a", "accept", "Accept", show=False),
         Binding("x", "decline", "Decline", show=False),
         Binding("b", "block", "Block", show=False),
@@ -181,6 +182,13 @@ class InboxScreen(NodeScreen):
 
     def action_search(self) -> None:
         self.chat.open_discover()
+
+    def action_find_messages(self) -> None:
+        def then(query: str | None) -> None:
+            if query:
+                self.chat.open_search(query)
+
+        self.app.push_screen(Prompt("Search your messages for:", placeholder="words"), then)
 
     def action_new_dm(self) -> None:
         def then(who: str | None) -> None:

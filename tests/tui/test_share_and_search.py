@@ -1,5 +1,5 @@
-"""Sharing by scanning in the chat TUI: our contact link and a group's invite link shown
-as QR codes (issue 17), against two real nodes."""
+"""Issue 17 in the chat TUI against two real nodes: our contact link and a group's invite
+link shown as QR codes; full-text search of our messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from p2pchat.aio import TrioThread
 from p2pchat.qr import QR_STYLE, contact_link, qr_text
 from p2pchat.tui.screens.contacts import ContactsScreen
+from p2pchat.tui.screens.conversation import ConversationScreen
 from p2pchat.tui.screens.group import GroupScreen
+from p2pchat.tui.screens.inbox import InboxScreen
+from p2pchat.tui.screens.search import SearchScreen
 from p2pchat.tui.screens.share import ShareScreen
 from p2pchat.tui.threads import GroupThread
 from tests.integration.test_asyncio_client import TwoNodes
@@ -65,5 +68,38 @@ def test_our_contact_link_and_an_invite_as_qr_codes(nodes: TrioThread[TwoNodes])
             assert joined["group_id"] == gid
             await pilot.press("escape")
             await until(pilot, lambda: "Members (2)" in screen_text(app), "Bob among members")
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_search_finds_a_message_and_opens_its_conversation(
+    nodes: TrioThread[TwoNodes],
+) -> None:
+    alice_key = nodes.value.alice.account_key.hex()
+    bob_key = nodes.value.bob.account_key.hex()
+    with client(nodes.value.bob_home) as bob:
+        bob.call("dm.send", {"to": alice_key, "text": "meet the quokka at noon"})
+        bob.call("dm.send", {"to": alice_key, "text": "nothing to see"})
+    app = app_for(nodes.value.alice_home)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.link.connected, "the connection")
+            inbox = app.screen
+            assert isinstance(inbox, InboxScreen)
+            await until(pilot, lambda: len(inbox.entries) == 1, "Bob's messages")
+            await pilot.press("slash", *"Quokka", "enter")
+            await until(pilot, lambda: isinstance(app.screen, SearchScreen), "the results")
+            results = app.screen
+            assert isinstance(results, SearchScreen)
+            await until(pilot, lambda: bool(results.hits), "a hit")
+            assert [h["text"] for h in results.hits] == ["meet the quokka at noon"]
+            assert "~Bob: meet the quokka at noon" in screen_text(app)
+            assert "1 found in 2 messages" in screen_text(app)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ConversationScreen), "opened")
+            conversation = app.screen
+            assert isinstance(conversation, ConversationScreen)
+            assert conversation.thread.target == f"dm:{bob_key}"
 
     asyncio.run(asyncio.wait_for(main(), 60))
