@@ -137,6 +137,7 @@ def node_info(node: Node) -> dict[str, Any]:
         "fingerprint": node.fingerprint,
         "device": node.device_key.hex(),
         "peer_id": node.peer_id,
+        "display_name": node.config.display_name,
     }
     return dict(add_deprecated(record, "account_key", "device_key"))
 

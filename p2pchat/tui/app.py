@@ -17,7 +17,7 @@ from p2pchat.errors import P2PChatError
 
 from .inert import inert
 from .link import Event, Gap, NodeLink
-from .model import Clock, InboxEntry, Names
+from .model import Clock, InboxEntry, Names, mentions
 from .screens.base import NodeModal, NodeScreen, run_io
 from .screens.contacts import ContactsScreen, SafetyScreen
 from .screens.conversation import ConversationScreen
@@ -57,6 +57,8 @@ class ChatApp(App[None]):
         self.settings = settings if settings is not None else Settings.in_home(home)
         self.names = Names()
         self.group_unread: dict[str, int] = {}
+        #: Per group: unread messages that mention us (``@`` and our display name).
+        self.group_mentions: dict[str, int] = {}
         self.group_activity: dict[str, int] = {}
         self.connected = False
         self.bells = 0
@@ -129,7 +131,10 @@ class ChatApp(App[None]):
             if data.get("author") == self.names.me or self._viewing(f"group:{gid}"):
                 return
             self.group_unread[gid] = self.group_unread.get(gid, 0) + 1
-            self._ring(f"group:{gid}")
+            mentioned = mentions(str(data.get("text", "")), self.link.node.get("display_name"))
+            if mentioned:
+                self.group_mentions[gid] = self.group_mentions.get(gid, 0) + 1
+            self._ring(f"group:{gid}", mentioned=mentioned)
         elif event.type == "dm.received" and not self._viewing(str(data["conversation_id"])):
             self._ring(str(data["conversation_id"]))
         elif event.type == "contact.request":
@@ -139,8 +144,9 @@ class ChatApp(App[None]):
         screen = self.screen
         return isinstance(screen, ConversationScreen) and screen.thread.key == key
 
-    def _ring(self, key: str) -> None:
-        if key in self.settings.muted:
+    def _ring(self, key: str, *, mentioned: bool = False) -> None:
+        """The bell, unless the conversation is muted (a mention rings even then)."""
+        if key in self.settings.muted and not mentioned:
             return
         self.bells += 1
         self.bell()
@@ -154,6 +160,7 @@ class ChatApp(App[None]):
     def mark_read(self, thread: Thread) -> None:
         if isinstance(thread, GroupThread):
             self.group_unread.pop(thread.target, None)
+            self.group_mentions.pop(thread.target, None)
 
     # -- navigation ---------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ class ChatHost(Protocol):
     settings: Settings
     names: Names
     group_unread: dict[str, int]
+    group_mentions: dict[str, int]
     group_activity: dict[str, int]
 
     def now_ms(self) -> int: ...

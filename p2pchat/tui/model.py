@@ -9,6 +9,7 @@ do not depend on the day they run); :func:`parse_command` reads ``/commands``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "Clock",
     "InboxEntry",
     "Names",
+    "mentions",
     "dm_line",
     "group_line",
     "sort_inbox",
@@ -106,6 +108,7 @@ class InboxEntry:
     unread: int = 0
     muted: bool = False
     status: str = "active"  # a group's: active, left or removed
+    mentions: int = 0  # unread messages that mention us (@our display name)
 
     @property
     def is_group(self) -> bool:
@@ -118,6 +121,14 @@ def sort_inbox(entries: Iterable[InboxEntry]) -> list[InboxEntry]:
         entries,
         key=lambda e: (e.kind != "request", -e.last_activity, e.title.casefold(), e.key),
     )
+
+
+def mentions(text: str, name: str | None) -> bool:
+    """Whether ``text`` mentions ``name`` as ``@name`` (case-folded, not inside a word)."""
+    if not name or not name.strip():
+        return False
+    pattern = r"(?<!\w)@" + re.escape(name.strip().casefold()) + r"(?!\w)"
+    return re.search(pattern, text.casefold()) is not None
 
 
 class Names:

@@ -34,6 +34,9 @@ class InboxRow(ListItem):
         meta = Text()
         if entry.muted:
             meta.append("muted ", style="dim")
+        if entry.mentions:
+            meta.append(f" @{entry.mentions} ", style="reverse bold")
+            meta.append(" ")
         if entry.unread:
             meta.append(f" {entry.unread} ", style="reverse bold")
             meta.append(" ")
@@ -150,6 +153,7 @@ class InboxScreen(NodeScreen):
                     target=gid,
                     last_activity=max(app.group_activity.get(gid, 0), int(g["joined_at"])),
                     unread=app.group_unread.get(gid, 0),
+                    mentions=app.group_mentions.get(gid, 0),
                     muted=key in app.settings.muted,
                     status=str(g["status"]),
                 )
