@@ -4,8 +4,8 @@ The store is sealed at rest (``storage/_at_rest.py``): message bodies are encryp
 the keystore's local key, so a copied home reveals no text. A full-text index (SQLite
 FTS5) would be a second, *unsealed* copy of every word, which is exactly what sealing
 prevents; so there is none. Search reads what the node can read: DM bodies opened from
-the store page by page, and the group messages the node holds in memory (private groups'
-messages once decrypted). Every word of the query must occur in a message's text (case
+the store page by page, and the groups' messages page by page (private groups' messages
+once decrypted). Every word of the query must occur in a message's text (case
 and accents as typed are folded with ``str.casefold``). The cost is linear in the
 history; it is bounded by the ``limit`` of results and by the number of messages read,
 ``scanned`` in the result says how many. What cannot be searched: messages whose body
@@ -31,8 +31,6 @@ __all__ = ["register_search_methods", "matches"]
 
 #: Messages read per store page while scanning a conversation.
 _PAGE: Final = 500
-#: A group's whole in-memory history, newest last.
-_ALL: Final = 1 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +98,28 @@ def register_search_methods(registry: Registry, node: Node) -> None:
         for group in await node.groups():
             if group.status is not GroupStatus.ACTIVE:
                 continue
-            messages = node.group_history(group.group_id, limit=_ALL)
-            scanned += len(messages)
-            for g in messages:
-                if g.text and matches(g.text, words):
-                    hits.append(
-                        {
-                            "kind": "group",
-                            "conversation_id": None,
-                            "group_id": group.group_id.hex(),
-                            "title": group.name,
-                            "id": g.ref.event_id.hex(),
-                            "author": g.ref.account.hex(),
-                            "label": label(g.ref.account),
-                            "sent_at": g.ref.ts,
-                            "text": g.text,
-                        }
-                    )
+            cursor: bytes | None = None
+            while True:  # a page at a time, newest first: never the whole history at once
+                posts = node.group_history(group.group_id, limit=_PAGE, before=cursor)
+                scanned += len(posts)
+                for g in posts:
+                    if g.text and matches(g.text, words):
+                        hits.append(
+                            {
+                                "kind": "group",
+                                "conversation_id": None,
+                                "group_id": group.group_id.hex(),
+                                "title": group.name,
+                                "id": g.ref.event_id.hex(),
+                                "author": g.ref.account.hex(),
+                                "label": label(g.ref.account),
+                                "sent_at": g.ref.ts,
+                                "text": g.text,
+                            }
+                        )
+                if len(posts) < _PAGE:
+                    break
+                cursor = posts[0].ref.event_id
         hits.sort(key=lambda h: (-h["sent_at"], h["id"]))
         return {"hits": hits[: p.limit], "total": len(hits), "scanned": scanned}
 

@@ -356,7 +356,7 @@ def test_item18_one_vocabulary_in_results_events_clients_and_docs(nodes: Nodes) 
                 assert record[key] == record[DEPRECATED[key]], (shape, key)
 
     assert p2p(bob, "dm", "send", alice_key, "hello").exit_code == 0
-    wait_until(lambda: bool(p2p_json(alice, "dm", "read", bob_key)["messages"]))
+    wait_until(lambda: bool(p2p_json(alice, "dm", "list")["conversations"]))  # with the message
     group = p2p_json(alice, "groups", "create", "Words")["group"]["group_id"]
     p2p_json(alice, "groups", "post", group, "a post")
     with SyncClient.connect(home=alice) as client:
