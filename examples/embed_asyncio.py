@@ -44,7 +44,7 @@ async def chat(alice_home: Path, bob_home: Path) -> int:
         await AsyncioClient.connect(home=bob_home, client_name="embed-asyncio") as bob,
         bob.subscribe(["dm.received"]) as inbox,  # subscribed when the block is entered
     ):
-        bob_account = (await bob.call("node.info"))["account_key"]
+        bob_account = (await bob.call("node.info"))["account"]
         sent = await alice.call("dm.send", {"to": bob_account, "text": "hello from asyncio"})
         print(f"alice queued message {sent['message_id'][:16]}")
         async for item in inbox:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import trio
 
 from .errors import ClosedError
+from .vocabulary import add_canonical
 
 __all__ = [
     "Event",
@@ -65,6 +66,11 @@ class MessageReceived(Event):
     received_at: int
     #: True when the sender is not an accepted contact (the message sits in "requests").
     is_request: bool = False
+
+    @property
+    def author(self) -> bytes:
+        """The canonical name of ``sender`` (:mod:`p2pchat.vocabulary`)."""
+        return self.sender
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +151,11 @@ class GroupMessage(Event):
     #: The event a reaction refers to (empty otherwise); ``on``: added, not taken back.
     target: bytes = b""
     on: bool = True
+
+    @property
+    def sent_at(self) -> int:
+        """The canonical name of ``ts`` (:mod:`p2pchat.vocabulary`)."""
+        return self.ts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,7 +240,8 @@ class EventsDropped(Event):
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    """A plain, JSON/msgpack-friendly dict: ``{"type": ..., field: value}``, bytes as hex."""
+    """A plain, JSON/msgpack-friendly dict: ``{"type": ..., field: value}``, bytes as hex;
+    a field with an older name also under its canonical one (:mod:`p2pchat.vocabulary`)."""
     out: dict[str, Any] = {"type": event.type}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
@@ -238,6 +250,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         out[field.name] = value
+    add_canonical(out)
     return out
 
 

@@ -17,7 +17,14 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["terminal_safe", "json_safe", "is_unsafe"]
+__all__ = [
+    "terminal_safe",
+    "json_safe",
+    "is_unsafe",
+    "person_label",
+    "CLAIMED_MARK",
+    "UNVERIFIED_MARK",
+]
 
 #: Format characters people need: joiners in emoji sequences and in many scripts.
 _ALLOWED_FORMAT = frozenset({"\u200c", "\u200d"})
@@ -82,3 +89,28 @@ def json_safe(encoded: str) -> str:
         return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
     return _CANDIDATES.sub(replace, encoded)
+
+
+#: Marks of a name on screen (:func:`person_label`): a name they gave themselves, and a
+#: contact whose safety number has not been compared yet.
+CLAIMED_MARK = "~"
+UNVERIFIED_MARK = "?"
+
+
+def person_label(*, name: str | None, claimed: str | None, verified: bool, fallback: str) -> str:
+    """How a person is named on screen: one rule for the CLI, the TUI, RPC results and
+    notifications (README "Names").
+
+    * ``Alice``: your contact, named by you, safety number verified;
+    * ``Alice?``: your contact, named by you, not verified yet;
+    * ``~Alice``: only the name they gave themselves (sent with their messages): a claim;
+    * ``fallback`` (a fingerprint prefix) when neither is known.
+
+    The result is exact (JSON stays exact): pass it through :func:`terminal_safe` before
+    printing it.
+    """
+    if name:
+        return name if verified else name + UNVERIFIED_MARK
+    if claimed:
+        return CLAIMED_MARK + claimed
+    return fallback

@@ -45,7 +45,8 @@ CLOCK_AND_RANDOM = {("time", "time"), ("time", "monotonic"), ("os", "urandom"), 
 #: belongs to the entry that names it or its package; it may import from lower layers and
 #: from its own package, never from a higher layer nor from a sibling in its own layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("p2pchat.errors", "p2pchat.text"),  # the exception tree; pure text helpers (stdlib only)
+    # the exception tree; pure text helpers and the API's vocabulary (stdlib only)
+    ("p2pchat.errors", "p2pchat.text", "p2pchat.vocabulary", "p2pchat.qr"),
     ("p2pchat.protocol",),  # sans-IO
     ("p2pchat.net", "p2pchat.storage", "p2pchat.rpc"),  # adapters and the RPC framework
     ("p2pchat.config", "p2pchat.events"),  # shared by the services

@@ -19,6 +19,7 @@ from p2pchat.protocol.group_events import GroupEvent, MemberBan, MemberRemove, S
 from p2pchat.protocol.group_invite import INVITE_PREFIX
 from p2pchat.protocol.group_state import Membership
 from p2pchat.storage.records import GroupInfo, GroupStatus
+from p2pchat.vocabulary import add_deprecated
 
 __all__ = [
     "group_notice_to_dict",
@@ -153,11 +154,11 @@ def group_info_to_dict(info: GroupInfo, state: Membership, me: bytes) -> dict[st
 def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
     """One visible message with everything later already folded in (edits, reactions)."""
     content = message.content
-    return {
+    record = {
         "event_id": message.ref.event_id.hex(),
         "author": message.ref.account.hex(),
         "device": message.ref.device.hex(),
-        "ts": message.ref.ts,
+        "sent_at": message.ref.ts,
         "kind": message.kind,
         "text": message.text,
         "content_type": None if content is None or message.deleted else content.type,
@@ -169,6 +170,7 @@ def group_message_to_dict(message: GroupViewMessage) -> dict[str, Any]:
         "share": _share_dict(message.share) if message.share and not message.deleted else None,
         "files": [] if message.deleted else files_of(content),
     }
+    return dict(add_deprecated(record, "ts"))
 
 
 def group_notice_to_dict(event: GroupEvent) -> dict[str, Any]:
@@ -176,15 +178,16 @@ def group_notice_to_dict(event: GroupEvent) -> dict[str, Any]:
     ``kind`` "member.remove" / "member.ban", ``author`` who did it, ``account`` whom."""
     parsed = event.parsed
     assert isinstance(parsed, MemberRemove | MemberBan)
-    return {
+    record = {
         "event_id": event.event_id.hex(),
         "author": event.author_account.hex(),
-        "ts": event.ts,
+        "sent_at": event.ts,
         "kind": event.kind,
         "account": parsed.account.hex(),
         "reason": parsed.reason,
         "until": parsed.until if isinstance(parsed, MemberBan) else None,
     }
+    return dict(add_deprecated(record, "ts"))
 
 
 def _share_dict(card: ShareCard) -> dict[str, Any]:

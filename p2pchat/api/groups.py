@@ -30,7 +30,7 @@ from p2pchat.api.group_shapes import (
     price_param,
     resolve_group,
 )
-from p2pchat.api.shapes import plain, resolve_contact
+from p2pchat.api.shapes import account_label, plain, resolve_contact
 from p2pchat.errors import ConfigError, NotFoundError, PermissionDeniedError, WireError
 from p2pchat.protocol.content import Content, MediaRef
 from p2pchat.protocol.group_events import (
@@ -47,6 +47,7 @@ from p2pchat.protocol.group_events import (
 from p2pchat.protocol.group_invite import INVITE_PREFIX, InviteToken
 from p2pchat.protocol.group_state import Membership
 from p2pchat.rpc import Bounds, NoParams, Registry
+from p2pchat.vocabulary import add_deprecated
 
 if TYPE_CHECKING:
     from p2pchat.node import Node
@@ -282,10 +283,16 @@ def register_group_methods(registry: Registry, node: Node) -> None:
     async def groups_members(p: _GroupParams) -> list[dict[str, Any]]:
         """Members with their roles (owners first) and, if they are contacts, names."""
         state = node.group_state(await group_of(p.group))
-        names = {c.account: c.display_name for c in await node.contacts()}
+        contacts = {c.account: c for c in await node.contacts()}
         ordered = sorted(state.members.items(), key=lambda kv: (_ROLE_RANK[kv[1]], kv[0]))
         return [
-            {"account": a.hex(), "role": role, "name": names.get(a), "me": a == me}
+            {
+                "account": a.hex(),
+                "role": role,
+                "name": contacts[a].display_name if a in contacts else None,
+                "label": account_label(a, contacts.get(a)),
+                "me": a == me,
+            }
             for a, role in ordered
         ]
 
@@ -451,14 +458,19 @@ def register_group_methods(registry: Registry, node: Node) -> None:
         media_hash = parse_event_id(p.media_hash, "media_hash")
         found = node.live_comments(group_id, media_hash, p.start_ms, p.end_ms)
         return [
-            {
-                "event_id": c.event_id.hex(),
-                "author": c.account.hex(),
-                "ts": c.ts,
-                "offset": c.offset,
-                "text": c.text,
-                "color": c.color,
-            }
+            dict(
+                add_deprecated(
+                    {
+                        "event_id": c.event_id.hex(),
+                        "author": c.account.hex(),
+                        "sent_at": c.ts,
+                        "offset": c.offset,
+                        "text": c.text,
+                        "color": c.color,
+                    },
+                    "ts",
+                )
+            )
             for c in found
         ]
 

@@ -23,6 +23,7 @@ from p2pchat import __version__
 from p2pchat.api.devices import register_device_methods
 from p2pchat.api.files import FILE_IDS, refs_for, register_file_methods
 from p2pchat.api.groups import register_group_methods
+from p2pchat.api.search import register_search_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
     conversation_to_dict,
@@ -34,6 +35,7 @@ from p2pchat.errors import ConfigError
 from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry
 from p2pchat.storage.records import Contact, ContactState
+from p2pchat.vocabulary import add_deprecated
 from p2pchat_crypto.identity import safety_number
 
 if TYPE_CHECKING:
@@ -133,13 +135,15 @@ class _MessageParams:
 
 def node_info(node: Node) -> dict[str, Any]:
     """The public description sent in the ``rpc.hello`` reply (no secrets, no network)."""
-    return {
+    record = {
         "version": __version__,
-        "account_key": node.account_key.hex(),
+        "account": node.account_key.hex(),
         "fingerprint": node.fingerprint,
-        "device_key": node.device_key.hex(),
+        "device": node.device_key.hex(),
         "peer_id": node.peer_id,
+        "display_name": node.config.display_name,
     }
+    return dict(add_deprecated(record, "account_key", "device_key"))
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -347,10 +351,10 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
 
     async def dm_conversations(_: object) -> list[dict[str, Any]]:
         """Conversations, most recent activity first, with unread counts and contact names."""
-        names = {c.account: c.display_name for c in await node.contacts()}
+        contacts = {c.account: c for c in await node.contacts()}
         found = sorted(await node.conversations(), key=lambda c: -c.last_activity)
         return [
-            conversation_to_dict(c, names.get(c.peer_account) if c.peer_account else None)
+            conversation_to_dict(c, contacts.get(c.peer_account) if c.peer_account else None)
             for c in found
         ]
 
@@ -382,6 +386,7 @@ SECTIONS: tuple[Section, ...] = (
     register_group_methods,
     register_device_methods,
     register_file_methods,
+    register_search_methods,
 )
 
 

@@ -17,11 +17,14 @@ from typing import Any, Final
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.protocol.content import Content, MediaRef, attachments_of
 from p2pchat.storage.records import Contact, Conversation, DeliveryState, Direction, Message
+from p2pchat.text import person_label
+from p2pchat.vocabulary import add_deprecated
 from p2pchat_crypto.identity import fingerprint_of
 
 __all__ = [
     "plain",
     "contact_to_dict",
+    "account_label",
     "message_to_dict",
     "conversation_to_dict",
     "resolve_contact",
@@ -42,11 +45,27 @@ def plain(value: Any) -> Any:
     return value
 
 
+def account_label(account: bytes, contact: Contact | None) -> str:
+    """How ``account`` is named on screen (:func:`p2pchat.text.person_label`): the name we
+    gave the contact (marked until verified), else the name they claim (marked as a
+    claim), else the first two groups of the fingerprint. A contact still carrying its
+    default name (that fingerprint prefix) counts as not named by us."""
+    fallback = fingerprint_of(account)[:9]
+    if contact is None:
+        return fallback
+    named = contact.display_name if contact.display_name not in ("", fallback) else None
+    return person_label(
+        name=named, claimed=contact.claimed_name, verified=contact.verified, fallback=fallback
+    )
+
+
 def contact_to_dict(contact: Contact) -> dict[str, Any]:
     return {
         "account": contact.account.hex(),
         "fingerprint": fingerprint_of(contact.account),
         "name": contact.display_name,
+        "claimed_name": contact.claimed_name,
+        "label": account_label(contact.account, contact),
         "state": contact.state.value,
         "verified": contact.verified,
         "created_at": contact.created_at,
@@ -84,7 +103,7 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         content: Content | None = Content.from_bytes(message.body, max_size=_CONTENT_MAX)
     except (P2PChatError, ValueError):
         content = None  # stored by a newer version or damaged: still list the message
-    return {
+    record = {
         "conversation_id": message.conversation_id,
         "message_id": message.message_id.hex(),
         "seq": message.seq,
@@ -95,8 +114,8 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         if message.state in (DeliveryState.QUEUED, DeliveryState.SENT)
         and message.direction is Direction.OUT
         else None,
-        "sender": message.sender_account.hex(),
-        "sender_device": message.sender_device.hex(),
+        "author": message.sender_account.hex(),
+        "device": message.sender_device.hex(),
         "content_type": message.content_type,
         "text": content.text if content is not None else "",
         "body": _body(content) if content is not None else {},
@@ -104,15 +123,17 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         "sent_at": message.sent_at,
         "received_at": message.received_at,
     }
+    return dict(add_deprecated(record, "sender", "sender_device"))
 
 
-def conversation_to_dict(conversation: Conversation, name: str | None) -> dict[str, Any]:
+def conversation_to_dict(conversation: Conversation, contact: Contact | None) -> dict[str, Any]:
     peer = conversation.peer_account
     return {
         "conversation_id": conversation.conversation_id,
         "kind": conversation.kind.value,
         "peer": peer.hex() if peer is not None else None,
-        "name": name,
+        "name": contact.display_name if contact is not None else None,
+        "label": account_label(peer, contact) if peer is not None else None,
         "last_activity": conversation.last_activity,
         "unread": conversation.unread,
     }

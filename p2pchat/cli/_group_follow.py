@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from ._client import CALL_TIMEOUT
-from ._group_lines import format_group_message, format_notice, format_reaction
-from ._output import emit_json_line, one_line, say, warn
+from ._group_lines import format_group_message, format_notice, format_reaction, person
+from ._output import emit_json_line, say, warn
 from ._state import now_ms
 
 if TYPE_CHECKING:
@@ -83,4 +83,4 @@ def _follow_notice(
     elif notices:
         say(format_notice(notices[-1], names))
     else:
-        say(f"  — {one_line(names.get(change['account'], change['account'][:8]))} left the group")
+        say(f"  — {person(change['account'], names)} left the group")

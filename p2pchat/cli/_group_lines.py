@@ -4,8 +4,11 @@ inert (:func:`._output.one_line`, :func:`._output.message_body`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from p2pchat_crypto.identity import fingerprint_of
 
 from ._output import message_body, one_line
 from .files import files_line
@@ -17,6 +20,7 @@ __all__ = [
     "format_poll",
     "format_buy",
     "short",
+    "person",
 ]
 
 
@@ -26,6 +30,18 @@ def _time(ms: int) -> str:
 
 def short(hex_id: str) -> str:
     return hex_id[:8]
+
+
+def person(account: str, names: Mapping[str, str]) -> str:
+    """How a person is named, inert: their label (``contacts.list``'s ``label``, README
+    "Names"), else the start of their fingerprint, as for a contact with no name."""
+    label = names.get(account)
+    if label is None:
+        try:
+            label = fingerprint_of(bytes.fromhex(account))[:9]
+        except ValueError:
+            label = short(account)
+    return one_line(label)
 
 
 def _money(price: dict[str, Any] | None) -> str:
@@ -86,22 +102,21 @@ def _photo(share: dict[str, Any]) -> str:
 
 def format_notice(notice: dict[str, Any], names: dict[str, str]) -> str:
     """A removal or ban, as members see it among the messages."""
-    by = one_line(names.get(notice["author"], short(notice["author"])))
-    whom = one_line(names.get(notice["account"], short(notice["account"])))
+    by = person(notice["author"], names)
+    whom = person(notice["account"], names)
     done = "banned" if notice["kind"] == "member.ban" else "removed"
     until = f" until {_time(notice['until'])}" if notice.get("until") else ""
     reason = f": {one_line(notice['reason'])}" if notice.get("reason") else ""
-    return (
-        f"{_time(notice['ts'])}  {short(notice['event_id'])}  — {by} {done} {whom}{until}{reason}"
-    )
+    stamp = f"{_time(notice['sent_at'])}  {short(notice['event_id'])}"
+    return f"{stamp}  — {by} {done} {whom}{until}{reason}"
 
 
 def format_reaction(event: dict[str, Any], names: dict[str, str]) -> str:
     """A reaction as ``read --follow`` prints it (the event of a ``group.message``)."""
-    who = one_line(names.get(event["author"], short(event["author"])))
+    who = person(event["author"], names)
     did = "reacted" if event.get("on", True) else "took back"
     target = short(event.get("target") or "")
-    return f"{_time(event['ts'])}  {who} {did} {one_line(event['text'])} on {target}"
+    return f"{_time(event['sent_at'])}  {who} {did} {one_line(event['text'])} on {target}"
 
 
 def format_group_message(
@@ -113,7 +128,7 @@ def format_group_message(
     """One line for a person: time, short id, author, text, reply and reaction marks;
     a poll, group buy or share card with its content (and, given the group's ``view``,
     its tally)."""
-    who = one_line(names.get(message["author"], short(message["author"])))
+    who = person(message["author"], names)
     if message["deleted"]:
         text = "(deleted)"
     elif message["sealed"]:
@@ -124,5 +139,5 @@ def format_group_message(
     edited = " (edited)" if message.get("edited") else ""
     reactions = message.get("reactions") or {}
     marks = "  " + " ".join(f"{one_line(e)}{n}" for e, n in reactions.items()) if reactions else ""
-    stamp = f"{_time(message['ts'])}  {short(message['event_id'])}"
+    stamp = f"{_time(message['sent_at'])}  {short(message['event_id'])}"
     return f"{stamp}  {who}: {reply}{text}{edited}{marks}"

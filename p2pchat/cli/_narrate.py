@@ -3,8 +3,9 @@
 ``p2pchat node run`` prints, through the ``p2pchat.node.events`` logger, a line for a
 message received (who, and its size: the text itself stays in the store), a receipt or
 a failure with its reason, a contact request, a peer connecting or leaving, a group
-message. Names are the contacts' names; everything a peer chose is made inert by the
-log formatter (:mod:`._logging`).
+message. People are named by their labels (README "Names": our name for a contact,
+marked until verified, or the name they claim, marked as a claim); everything a peer
+chose is made inert by the log formatter (:mod:`._logging`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from p2pchat_crypto.identity import fingerprint_of
+
+from ..api.shapes import account_label
 from ..events import (
     ContactRequestReceived,
     DeliveryChanged,
@@ -34,7 +38,7 @@ def describe(event: Event, names: dict[bytes, str]) -> str | None:
     """The line for ``event`` (``None``: not worth a line)."""
 
     def who(account: bytes) -> str:
-        return names.get(account) or account.hex()[:9]
+        return names.get(account) or fingerprint_of(account)[:9]
 
     if isinstance(event, MessageReceived):
         request = " (a contact request: `p2pchat contacts requests`)" if event.is_request else ""
@@ -48,7 +52,7 @@ def describe(event: Event, names: dict[bytes, str]) -> str | None:
             return f"message {short} failed: {event.reason or 'no reason given'}"
         return None  # queued/sent: the sender's own command already said so
     if isinstance(event, ContactRequestReceived):
-        return f"contact request from {event.fingerprint[:9]}"
+        return f"contact request from {who(event.account)}"
     if isinstance(event, PeerConnected):
         return f"peer connected: {event.peer_id}"
     if isinstance(event, PeerDisconnected):
@@ -62,7 +66,7 @@ async def narrate(node: Node) -> None:
     """Log :func:`describe` of every event until cancelled."""
     async with node.events() as stream:
         async for event in stream:
-            names = {c.account: c.display_name for c in await node.contacts()}
+            names = {c.account: account_label(c.account, c) for c in await node.contacts()}
             line = describe(event, names)
             if line is not None:
                 logger.info("%s", line)

@@ -160,6 +160,15 @@ def identity_rows(public: KeystorePublic) -> list[tuple[str, str]]:
     ]
 
 
+def show_qr(data: str) -> None:
+    """``data`` as a QR code to scan from the screen (dark on light, any terminal theme)."""
+    from rich.text import Text
+
+    from ..qr import QR_STYLE, qr_text
+
+    _console().print(Text(qr_text(data), style=QR_STYLE), soft_wrap=True)
+
+
 def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "green") -> None:
     from rich.panel import Panel
     from rich.table import Table

@@ -28,6 +28,7 @@ from .files import files
 from .groups import groups
 from .keys import keys
 from .node import node
+from .search import search
 from .status import peers, status
 
 __all__ = ["cli", "INTERRUPTED"]
@@ -83,5 +84,17 @@ def cli(
         configure_logging(verbose)
 
 
-for _command in (keys, node, chat, contacts, devices, dm, groups, files, peers, status):
+for _command in (
+    keys,
+    node,
+    chat,
+    contacts,
+    devices,
+    dm,
+    groups,
+    files,
+    search,
+    peers,
+    status,
+):
     cli.add_command(_command)

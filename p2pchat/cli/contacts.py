@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
+from ..qr import contact_link
 from ._client import call
-from ._output import emit_json, one_line, say, show_table
+from ._output import emit_json, one_line, say, show_qr, show_table
 from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["contacts", "contact_rows"]
@@ -25,17 +26,21 @@ def contacts() -> None:
     """Manage contacts (needs a running node: `p2pchat node run`).
 
     CONTACT is an account key (64 hex digits) or the display name of one contact.
-    With --json, a contact is {"account", "fingerprint", "name", "state", "verified",
-    "created_at", "updated_at"} (keys in hex, times in ms since the Unix epoch).
-    "verified" is set by `p2pchat contacts verify` once you compared safety numbers.
+    With --json, a contact is {"account", "fingerprint", "name", "claimed_name",
+    "label", "state", "verified", "created_at", "updated_at"} (keys in hex, times in
+    ms since the Unix epoch). "name" is yours for them, "claimed_name" the one they
+    give themselves, "label" how they are shown: "Bob" (verified), "Bob?" (not
+    verified yet), "~Bob" (only their own claim). "verified" is set by
+    `p2pchat contacts verify` once you compared safety numbers.
     """
 
 
 def contact_rows(found: Sequence[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """Name, state, verified mark and account key (the fingerprint is in ``--json``)."""
+    """Label (README "Names"), state, verified mark and account key (the fingerprint
+    is in ``--json``)."""
     return [
         (
-            c["name"],
+            c["label"],
             c["state"].replace("_", " "),
             "✓" if c["verified"] else "",
             c["account"],
@@ -96,7 +101,8 @@ def requests(state: CliState) -> None:
 @json_option
 @pass_state
 def add(state: CliState, address: str, name: str | None) -> None:
-    """Add a contact by account key (64 hex digits) or peer id (12D3KooW...).
+    """Add a contact by account key (64 hex digits), contact link (p2pchat-contact:...,
+    what `p2pchat contacts share` prints) or peer id (12D3KooW...).
 
     Adding is consent: they may write to you, and you to them.
 
@@ -107,6 +113,28 @@ def add(state: CliState, address: str, name: str | None) -> None:
     if name is not None:
         params["name"] = name
     _show_one(state, call(state, "contacts.add", params), "added")
+
+
+@contacts.command()
+@click.option("--qr", is_flag=True, help="Also draw the link as a QR code to scan.")
+@json_option
+@pass_state
+def share(state: CliState, qr: bool) -> None:
+    """Print your contact link: others add you with `p2pchat contacts add LINK` (or scan
+    it with --qr). It holds only your account key, which is public.
+
+    \b
+    JSON: {"link", "account", "fingerprint"}
+    """
+    info = call(state, "node.info")
+    link = contact_link(str(info["account"]))
+    if state.json:
+        emit_json({"link": link, "account": info["account"], "fingerprint": info["fingerprint"]})
+        return
+    click.echo(link)
+    if qr:
+        show_qr(link)
+    say(f"Fingerprint: {info['fingerprint']} (compare it when you meet)")
 
 
 def _state_command(verb: str, done: str, summary: str) -> click.Command:

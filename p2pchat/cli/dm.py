@@ -36,8 +36,9 @@ def dm() -> None:
     PEER is an account key (64 hex digits) or the display name of one contact. With
     --json, a message is {"conversation_id", "message_id", "seq", "direction" (in/out),
     "state" (queued/sent/delivered/failed), "failure_reason", "waiting" (why a
-    queued or sent message is not delivered yet), "sender", "sender_device",
-    "content_type", "text", "body", "sent_at", "received_at"}.
+    queued or sent message is not delivered yet), "author", "device",
+    "content_type", "text", "body", "sent_at", "received_at"} (the words of
+    `p2pchat.vocabulary`; "sender", "sender_device" are older names, deprecated).
     """
 
 
@@ -107,8 +108,7 @@ def format_message(message: dict[str, Any], peer_name: str) -> str:
 def _peer_name(client: SyncClient, conversation_id: str) -> str:
     for conversation in client.call("dm.conversations", timeout=CALL_TIMEOUT):
         if conversation["conversation_id"] == conversation_id:
-            name: str | None = conversation["name"]
-            return name or str(conversation["peer"])[:9]
+            return str(conversation["label"] or conversation["conversation_id"])
     return conversation_id.removeprefix("dm:")[:9]
 
 
@@ -274,7 +274,7 @@ def list_(state: CliState) -> None:
     """List conversations, most recent first, with unread counts.
 
     \b
-    JSON: {"conversations": [{"conversation_id", "kind", "peer", "name",
+    JSON: {"conversations": [{"conversation_id", "kind", "peer", "name", "label",
            "last_activity", "unread"}, ...]}
     """
     found = call(state, "dm.conversations")
@@ -283,7 +283,7 @@ def list_(state: CliState) -> None:
         return
     rows = [
         (
-            c["name"] or "",
+            c["label"] or "",
             str(c["unread"]) if c["unread"] else "",
             _time(c["last_activity"]),
             c["peer"] or c["conversation_id"],

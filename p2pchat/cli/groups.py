@@ -27,6 +27,7 @@ from ._output import (
     one_line,
     say,
     show_panel,
+    show_qr,
     show_table,
 )
 from ._state import CliState, json_option, now_ms, pass_state, wide_option
@@ -50,8 +51,9 @@ def groups() -> None:
     an account key or a contact's name. EVENT is a message id (the short form that
     `groups read` prints is enough). With --json, a group is {"group_id", "name",
     "kind", "tags", "status", "role", "members", "epoch", ...}; a message is
-    {"event_id", "author", "ts", "kind", "text", "reply_to", "edited", "deleted",
-    "sealed", "reactions"} (keys in hex, times in ms since the Unix epoch).
+    {"event_id", "author", "device", "sent_at", "kind", "text", "reply_to", "edited",
+    "deleted", "sealed", "reactions"} (keys in hex, times in ms since the Unix epoch;
+    "ts" is the older, deprecated name of "sent_at").
     """
 
 
@@ -60,9 +62,11 @@ def _short(hex_id: str) -> str:
 
 
 def _names(client: SyncClient) -> dict[str, str]:
-    """Account key -> how to show it: "me", a contact's name, else the key's start."""
-    names = {c["account"]: c["name"] for c in client.call("contacts.list", timeout=CALL_TIMEOUT)}
-    names[str(client.info.node["account_key"])] = "me"
+    """Account key -> how to show it: "me", a contact's label (README "Names"); others
+    are named by :func:`._group_lines.who`."""
+    found = client.call("contacts.list", timeout=CALL_TIMEOUT)
+    names = {c["account"]: c["label"] for c in found}
+    names[str(client.info.node["account"])] = "me"
     return names
 
 
@@ -208,13 +212,13 @@ def members(state: CliState, group: str) -> None:
     """List a group's members, highest role first.
 
     \b
-    JSON: {"members": [{"account", "role", "name", "me"}, ...]}
+    JSON: {"members": [{"account", "role", "name", "label", "me"}, ...]}
     """
     found = call(state, "groups.members", {"group": group})
     if state.json:
         emit_json({"members": found})
         return
-    rows = [("me" if m["me"] else m["name"] or "", m["role"], m["account"]) for m in found]
+    rows = [("me" if m["me"] else m["label"], m["role"], m["account"]) for m in found]
     show_table(
         None, ("Name", "Role", "Account key"), rows, empty="No members.", no_wrap=("Account key",)
     )
@@ -234,12 +238,20 @@ def members(state: CliState, group: str) -> None:
     "--days", type=click.IntRange(1, 365), default=7, show_default=True, help="Valid for."
 )
 @click.option("--for", "account", metavar="ACCOUNT", help="Only this account may use it.")
+@click.option("--qr", is_flag=True, help="Also draw the link as a QR code to scan.")
 @json_option
 @pass_state
 def invite(
-    state: CliState, group: str, role: str, uses: int, days: int, account: str | None
+    state: CliState,
+    group: str,
+    role: str,
+    uses: int,
+    days: int,
+    account: str | None,
+    qr: bool,
 ) -> None:
-    """Print an invite link for GROUP (send it to people over a DM).
+    """Print an invite link for GROUP (send it to people over a DM, or let them scan it
+    with --qr).
 
     \b
     JSON: {"group_id", "link"}
@@ -257,6 +269,8 @@ def invite(
         emit_json(result)
     else:
         click.echo(result["link"])  # on one line, never folded: people copy it whole
+        if qr:
+            show_qr(result["link"])
 
 
 @groups.command()

@@ -174,7 +174,7 @@ def live_read(
 
     \b
     JSON: {"fetched": int (null with --no-fetch), "comments": [{"event_id", "author",
-    "ts", "offset", "text", "color"}, ...]}
+    "sent_at", "offset", "text", "color"}, ...]} ("ts": deprecated name of "sent_at")
     """
     if end <= start:
         raise click.BadParameter("--to must be after --from", param_hint="--to")
@@ -189,7 +189,7 @@ def live_read(
         if not no_fetch:
             fetched = client.call("groups.live_fetch", span, timeout=CALL_TIMEOUT)
         comments = client.call("groups.live_comments", span, timeout=CALL_TIMEOUT)
-        me = str(client.info.node["account_key"])
+        me = str(client.info.node["account"])
     if state.json:
         emit_json(
             {"fetched": None if fetched is None else fetched["received"], "comments": comments}

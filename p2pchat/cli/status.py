@@ -35,7 +35,7 @@ def status(state: CliState) -> None:
     """Show the running node: who it is, where it listens, peers and unread messages.
 
     \b
-    JSON: {"version", "account_key", "fingerprint", "device_key", "peer_id",
+    JSON: {"version", "account", "fingerprint", "device", "peer_id",
            "listen_addrs", "uptime_ms", "connected_peers", "nearby_peers",
            "conversations", "unread", "contact_requests", "records_published_at",
            "rejected": {reason: count},  (group messages refused, by reason)
@@ -52,7 +52,7 @@ def status(state: CliState) -> None:
     published = info["records_published_at"]
     rows = [
         ("Fingerprint", info["fingerprint"]),
-        ("Account key", info["account_key"]),
+        ("Account key", info["account"]),
         ("Peer ID", info["peer_id"]),
         ("Listening", "\n".join(info["listen_addrs"]) or "nowhere"),
         ("Up for", _duration(info["uptime_ms"])),

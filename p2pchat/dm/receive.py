@@ -447,6 +447,7 @@ class Receiving:
                     # They answered our first message: consent both ways.
                     contact = _with_state(contact, ContactState.ACCEPTED, now)
                     await tx.put_contact(contact)
+                contact = await self._claimed_name(tx, contact, inbound.plain.name, now)
                 contacts[account] = contact
                 if contact.state is ContactState.DECLINED:
                     # Not stored, so not acknowledged: the sender learns it was declined.
@@ -497,7 +498,11 @@ class Receiving:
         self.stats["received"] += 1
         if new_request:
             self._events.publish(
-                ContactRequestReceived(account=account, fingerprint=fingerprint_of(account))
+                ContactRequestReceived(
+                    account=account,
+                    fingerprint=fingerprint_of(account),
+                    name=contact.claimed_name if contact is not None else None,
+                )
             )
         if added is not None and not added.duplicate:
             self._events.publish(
@@ -578,6 +583,17 @@ class Receiving:
             pickle=self._keys.seal_session(session),
             updated_at=now,
         )
+
+    async def _claimed_name(
+        self, tx: Transaction, contact: Contact, name: str | None, now: int
+    ) -> Contact:
+        """Remember the name the sender gives themselves (a claim: shown marked as one)."""
+        claimed = " ".join(name.split()) if name is not None else ""
+        if not claimed or claimed == contact.claimed_name:
+            return contact
+        contact = dataclasses.replace(contact, claimed_name=claimed, updated_at=now)
+        await tx.put_contact(contact)
+        return contact
 
     def _new_contact(self, account: bytes, state: ContactState, now: int) -> Contact:
         return Contact(

@@ -229,7 +229,9 @@ class DirectMessages(Outbox):
         check_outgoing(content)  # what the recipient would refuse is refused here
         now = self._clock()
         message_id = self._rng(16)
-        plaintext = DmPlaintext(id=message_id, ts=now, content=content, reply_to=reply_to)
+        plaintext = DmPlaintext(
+            id=message_id, ts=now, content=content, reply_to=reply_to, name=self._display_name
+        )
         conversation_id = dm_conversation_id(account)
         record_new = NewMessage(
             conversation_id=conversation_id,

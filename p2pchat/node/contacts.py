@@ -21,6 +21,7 @@ from ..events import ContactChanged, EventBus
 from ..identity.directory import Directory
 from ..identity.peerid import peer_id_to_key
 from ..protocol.dm_messages import ContactAccept, ContactDecline
+from ..qr import CONTACT_PREFIX
 from ..storage.base import Store
 from ..storage.records import Contact, ContactState
 
@@ -28,12 +29,13 @@ __all__ = ["ContactsApi", "parse_account"]
 
 
 def parse_account(text: str | bytes) -> bytes:
-    """An account key from its 64-hex-digit form (what ``p2pchat keys show`` prints)."""
+    """An account key from its 64-hex-digit form (what ``p2pchat keys show`` prints), or
+    a contact link (``p2pchat-contact:`` and those digits)."""
     if isinstance(text, bytes):
         if len(text) != 32:
             raise ConfigError("an account key is 32 bytes")
         return text
-    cleaned = text.strip().replace(" ", "").lower()
+    cleaned = text.strip().replace(" ", "").lower().removeprefix(CONTACT_PREFIX)
     try:
         key = bytes.fromhex(cleaned)
     except ValueError:
@@ -113,6 +115,7 @@ class ContactsApi:
             display_name=display,
             state=state,
             verified=existing.verified if existing else False,
+            claimed_name=existing.claimed_name if existing else None,
             created_at=existing.created_at if existing else now,
             updated_at=now,
         )

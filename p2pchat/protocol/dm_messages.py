@@ -115,6 +115,9 @@ class DmPlaintext(Struct):
     ts: int = wire("ts", UInt(), "sender's clock, ms since the Unix epoch")
     content: Content = wire("c", Nested(Content), "the message content")  # noqa: RUF009 (wire() is a dataclasses.field)
     reply_to: bytes | None = wire("re", MESSAGE_ID, "id of the message replied to", optional=True)
+    name: str | None = wire(
+        "name", Text(1, 64), "the sender's display name, as they call themselves", optional=True
+    )
 
 
 DM_KINDS: tuple[type[Struct], ...] = (

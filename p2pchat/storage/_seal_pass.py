@@ -17,6 +17,7 @@ import json
 import sqlite3
 
 from p2pchat.errors import StorageError
+from p2pchat_crypto import cbor
 
 from ._at_rest import SEALED_MARK, SEALED_META, AtRest
 
@@ -85,11 +86,18 @@ def _seal_in_place(
 
 def _seal_contacts(conn: sqlite3.Connection, rest: AtRest) -> None:
     rows = conn.execute(
-        "SELECT account, display_name FROM contacts WHERE private IS NULL"
+        "SELECT account, display_name, claimed_name FROM contacts WHERE private IS NULL"
     ).fetchall()
+
+    def fields(name: str, claimed: str | None) -> dict[str, cbor.Value]:
+        found: dict[str, cbor.Value] = {"display_name": name}
+        if claimed is not None:
+            found["claimed_name"] = claimed
+        return found
+
     conn.executemany(
-        "UPDATE contacts SET display_name = '', private = ? WHERE account = ?",
-        [(rest.seal_fields("contacts.private", {"display_name": n}), a) for a, n in rows],
+        "UPDATE contacts SET display_name = '', claimed_name = NULL, private = ? WHERE account = ?",
+        [(rest.seal_fields("contacts.private", fields(n, c)), a) for a, n, c in rows],
     )
 
 

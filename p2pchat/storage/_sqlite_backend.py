@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from p2pchat.errors import NotFoundError
+from p2pchat_crypto import cbor
 
 from ._at_rest import AtRest
 from ._facade import Backend
@@ -53,7 +54,8 @@ _OUTBOX_COLUMNS = (
     "payload, created_at, attempts, next_attempt_at, last_error"
 )
 _CONTACT_COLUMNS = (
-    "account, display_name, state, verified, identity, devices, created_at, updated_at, private"
+    "account, display_name, state, verified, identity, devices, created_at, updated_at, private,"
+    " claimed_name"
 )
 _SESSION_COLUMNS = "account, device, session_id, pickle, updated_at"
 _PEER_COLUMNS = "peer_id, addrs, account, last_seen, display_name, source, private"
@@ -61,12 +63,15 @@ _MAILBOX_COLUMNS = "item_id, recipient_tag, sender_tag, blob, stored_at, expires
 
 
 def _contact(row: Any, rest: AtRest) -> Contact:
-    name = row[1]
+    name, claimed = row[1], row[9]
     if row[8] is not None:
-        name = rest.open_fields("contacts.private", row[8])["display_name"]
+        fields = rest.open_fields("contacts.private", row[8])
+        name, claimed = fields["display_name"], fields.get("claimed_name")
+        claimed = claimed if isinstance(claimed, str) else None
     return Contact(
         account=row[0],
         display_name=name,  # checked by Contact
+        claimed_name=claimed,
         state=ContactState(row[2]),
         verified=bool(row[3]),
         identity=row[4],
@@ -183,13 +188,17 @@ class SqliteBackend(SqliteGroups, Backend):
     # -- contacts ---------------------------------------------------------------------
 
     def put_contact(self, contact: Contact) -> None:
-        name, private = contact.display_name, None
+        name, claimed, private = contact.display_name, contact.claimed_name, None
         if self._rest.sealing:
-            private = self._rest.seal_fields("contacts.private", {"display_name": name})
-            name = ""
+            fields: dict[str, cbor.Value] = {"display_name": name}
+            if claimed is not None:
+                fields["claimed_name"] = claimed
+            private = self._rest.seal_fields("contacts.private", fields)
+            name, claimed = "", None
         self._conn.execute(
             "INSERT OR REPLACE INTO contacts (account, display_name, state, verified, identity,"
-            " devices, created_at, updated_at, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " devices, created_at, updated_at, private, claimed_name)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 contact.account,
                 name,
@@ -200,6 +209,7 @@ class SqliteBackend(SqliteGroups, Backend):
                 contact.created_at,
                 contact.updated_at,
                 private,
+                claimed,
             ),
         )
 

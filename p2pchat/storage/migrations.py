@@ -181,8 +181,18 @@ _V3 = Migration(
     ),
 )
 
+_V4 = Migration(
+    4,
+    "the name a contact gives themselves (signed in their messages), beside ours for them",
+    (
+        # Kept in the sealed 'private' blob when the store has its key; this column only
+        # holds it in a store without one (tests, tools).
+        "ALTER TABLE contacts ADD COLUMN claimed_name TEXT",
+    ),
+)
+
 #: The schema, oldest first; ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

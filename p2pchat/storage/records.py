@@ -202,10 +202,14 @@ class Contact:
     devices: bytes = field(default=b"", repr=False)
     created_at: int
     updated_at: int
+    #: The name they give themselves (sent, authenticated, in their messages): a claim,
+    #: shown marked as one; ``display_name`` is the name we chose for them.
+    claimed_name: str | None = None
 
     def __post_init__(self) -> None:
         check_key("account", self.account)
         check_text("display_name", self.display_name, allow_empty=True)
+        check_optional("claimed_name", self.claimed_name, "text")
         check_type("state", self.state, ContactState)
         if not isinstance(self.verified, bool):
             raise TypeError("verified must be bool")

@@ -17,7 +17,7 @@ from p2pchat.errors import P2PChatError
 
 from .inert import inert
 from .link import Event, Gap, NodeLink
-from .model import Clock, InboxEntry, Names
+from .model import Clock, InboxEntry, Names, mentions
 from .screens.base import NodeModal, NodeScreen, run_io
 from .screens.contacts import ContactsScreen, SafetyScreen
 from .screens.conversation import ConversationScreen
@@ -25,6 +25,7 @@ from .screens.discover import DiscoverScreen
 from .screens.group import GroupScreen
 from .screens.inbox import InboxScreen
 from .screens.live import LiveScreen
+from .screens.search import SearchScreen
 from .settings import Settings
 from .threads import DmThread, GroupThread, Thread
 
@@ -56,6 +57,8 @@ class ChatApp(App[None]):
         self.settings = settings if settings is not None else Settings.in_home(home)
         self.names = Names()
         self.group_unread: dict[str, int] = {}
+        #: Per group: unread messages that mention us (``@`` and our display name).
+        self.group_mentions: dict[str, int] = {}
         self.group_activity: dict[str, int] = {}
         self.connected = False
         self.bells = 0
@@ -77,7 +80,7 @@ class ChatApp(App[None]):
             if inbox is not None:
                 inbox.status = f"not connected: {inert(why, limit=120)} (retrying)"
             return
-        self.names.me = str(self.link.node.get("account_key", ""))
+        self.names.me = str(self.link.node.get("account", ""))
         await self.reload_all()
 
     async def reload_all(self) -> None:
@@ -120,15 +123,18 @@ class ChatApp(App[None]):
     async def _follow(self, event: Event) -> None:
         """App-wide bookkeeping for one event: names, group unread counts, the bell."""
         data = event.data
-        if event.type == "contact.changed":
-            await self.refresh_names()
+        if event.type in ("contact.changed", "contact.request", "dm.received"):
+            await self.refresh_names()  # a message may carry the name its sender claims
         if event.type == "group.message":
             gid = str(data.get("group_id"))
-            self.group_activity[gid] = max(self.group_activity.get(gid, 0), int(data["ts"]))
+            self.group_activity[gid] = max(self.group_activity.get(gid, 0), int(data["sent_at"]))
             if data.get("author") == self.names.me or self._viewing(f"group:{gid}"):
                 return
             self.group_unread[gid] = self.group_unread.get(gid, 0) + 1
-            self._ring(f"group:{gid}")
+            mentioned = mentions(str(data.get("text", "")), self.link.node.get("display_name"))
+            if mentioned:
+                self.group_mentions[gid] = self.group_mentions.get(gid, 0) + 1
+            self._ring(f"group:{gid}", mentioned=mentioned)
         elif event.type == "dm.received" and not self._viewing(str(data["conversation_id"])):
             self._ring(str(data["conversation_id"]))
         elif event.type == "contact.request":
@@ -138,8 +144,9 @@ class ChatApp(App[None]):
         screen = self.screen
         return isinstance(screen, ConversationScreen) and screen.thread.key == key
 
-    def _ring(self, key: str) -> None:
-        if key in self.settings.muted:
+    def _ring(self, key: str, *, mentioned: bool = False) -> None:
+        """The bell, unless the conversation is muted (a mention rings even then)."""
+        if key in self.settings.muted and not mentioned:
             return
         self.bells += 1
         self.bell()
@@ -153,6 +160,7 @@ class ChatApp(App[None]):
     def mark_read(self, thread: Thread) -> None:
         if isinstance(thread, GroupThread):
             self.group_unread.pop(thread.target, None)
+            self.group_mentions.pop(thread.target, None)
 
     # -- navigation ---------------------------------------------------------------------
 
@@ -188,7 +196,7 @@ class ChatApp(App[None]):
             wanted = who.strip().lower().replace(" ", "")
             found = [c for c in contacts if wanted in (c["account"], str(c["name"]).lower())]
             account = str(found[0]["account"]) if len(found) == 1 else wanted
-            title = str(found[0]["name"]) if len(found) == 1 else account[:8]
+            title = str(found[0]["label"]) if len(found) == 1 else self.names.label(account)
             target = "dm:" + account
             self._open(
                 ConversationScreen(DmThread(self.link, key=target, target=target, title=title))
@@ -204,6 +212,9 @@ class ChatApp(App[None]):
 
     def open_discover(self) -> None:
         self._open(DiscoverScreen())
+
+    def open_search(self, query: str) -> None:
+        self._open(SearchScreen(query))
 
     def open_group_info(self, thread: GroupThread, *, invite: bool = False) -> None:
         self._open(GroupScreen(thread, make_invite=invite))

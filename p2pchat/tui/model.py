@@ -9,9 +9,12 @@ do not depend on the day they run); :func:`parse_command` reads ``/commands``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from p2pchat_crypto.identity import fingerprint_of
 
 __all__ = [
     "DELIVERY_MARKS",
@@ -19,6 +22,7 @@ __all__ = [
     "Clock",
     "InboxEntry",
     "Names",
+    "mentions",
     "dm_line",
     "group_line",
     "sort_inbox",
@@ -62,7 +66,7 @@ def dm_line(m: Mapping[str, Any]) -> ChatLine:
     mine = m["direction"] == "out"
     return ChatLine(
         key=str(m["message_id"]),
-        author=str(m["sender"]),
+        author=str(m["author"]),
         ts=int(m["sent_at"]),
         text=str(m["text"]),
         mine=mine,
@@ -79,7 +83,7 @@ def group_line(m: Mapping[str, Any], me: str) -> ChatLine:
     return ChatLine(
         key=str(m["event_id"]),
         author=str(m["author"]),
-        ts=int(m["ts"]),
+        ts=int(m["sent_at"]),
         text=str(m["text"]),
         mine=m["author"] == me,
         kind=str(m["kind"]),
@@ -104,6 +108,7 @@ class InboxEntry:
     unread: int = 0
     muted: bool = False
     status: str = "active"  # a group's: active, left or removed
+    mentions: int = 0  # unread messages that mention us (@our display name)
 
     @property
     def is_group(self) -> bool:
@@ -118,8 +123,17 @@ def sort_inbox(entries: Iterable[InboxEntry]) -> list[InboxEntry]:
     )
 
 
+def mentions(text: str, name: str | None) -> bool:
+    """Whether ``text`` mentions ``name`` as ``@name`` (case-folded, not inside a word)."""
+    if not name or not name.strip():
+        return False
+    pattern = r"(?<!\w)@" + re.escape(name.strip().casefold()) + r"(?!\w)"
+    return re.search(pattern, text.casefold()) is not None
+
+
 class Names:
-    """Account keys to names: contacts' display names, and who is verified."""
+    """Account keys to names: the node's labels for contacts (README "Names": "Bob",
+    "Bob?" until verified, "~Bob" for a name they only claim), and who is verified."""
 
     def __init__(self) -> None:
         self.me = ""
@@ -127,7 +141,7 @@ class Names:
         self._verified: set[str] = set()
 
     def load(self, contacts: Iterable[Mapping[str, Any]]) -> None:
-        self._names = {str(c["account"]): str(c["name"]) for c in contacts}
+        self._names = {str(c["account"]): str(c["label"]) for c in contacts}
         self._verified = {str(c["account"]) for c in contacts if c.get("verified")}
 
     def add(self, account: str, name: str | None) -> None:
@@ -135,10 +149,17 @@ class Names:
             self._names[account] = name
 
     def label(self, account: str) -> str:
-        """``you``, the contact's name, or the start of the key (unknown people)."""
+        """``you``, the contact's label, or the start of the fingerprint (unknown people,
+        as the node names a contact it knows no name for)."""
         if account == self.me:
             return "you"
-        return self._names.get(account) or account[:8]
+        found = self._names.get(account)
+        if found:
+            return found
+        try:
+            return fingerprint_of(bytes.fromhex(account))[:9]
+        except ValueError:
+            return account[:8]
 
     def verified(self, account: str) -> bool:
         return account in self._verified

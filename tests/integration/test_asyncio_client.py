@@ -53,7 +53,7 @@ async def open_two_nodes(root: Path) -> AsyncIterator[TwoNodes]:
         nodes = []
         for name in ("alice", "bob"):
             node = Node(
-                NodeConfig(home=root / name, delivery=FAST),
+                NodeConfig(home=root / name, delivery=FAST, display_name=name.title()),
                 identity(name),
                 network=memory_opener(h),
                 store=MemoryStore(),

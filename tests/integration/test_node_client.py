@@ -168,11 +168,12 @@ def test_nodejs_app_sends_a_dm_and_the_recipient_prints_it(
     assert listener.returncode == 0, err
     [line] = out.splitlines()
     event = json.loads(line)
-    assert (event["type"], event["text"], event["sender"]) == (
+    assert (event["type"], event["text"], event["author"]) == (
         "dm.received",
         "hello from node",
         alice_account,
     )
+    assert event["sender"] == event["author"]  # the older name, deprecated (rpc.md)
     assert event["message_id"] == sent.stdout.split()[1]
     assert event["cursor"] >= 1
 
@@ -234,7 +235,7 @@ def test_nodejs_app_joins_a_group_and_receives_its_messages(
 
 
 def _dm(server: TrioThread[Running], text: str) -> None:
-    event = {"type": "dm.received", "sender": "ab" * 32, "text": text}
+    event = {"type": "dm.received", "author": "ab" * 32, "text": text}
     server.run_sync(server.value.server.publish, event)
 
 

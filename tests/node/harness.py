@@ -67,6 +67,7 @@ async def running(
     delivery: DeliveryConfig = FAST,
     mailbox: MailboxConfig | None = None,
     blobs: BlobConfig | None = None,
+    display_name: str | None = None,
 ) -> AsyncIterator[Node]:
     """Run ``peer`` as a node serving its RPC API, recording its events, until the block exits."""
     config = NodeConfig(
@@ -74,6 +75,7 @@ async def running(
         delivery=delivery,
         mailbox=mailbox or MailboxConfig(),
         blobs=blobs or BlobConfig(),
+        display_name=display_name,
     )
     node = Node(
         config,

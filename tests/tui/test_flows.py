@@ -32,6 +32,8 @@ def test_a_request_is_accepted_then_a_dm_goes_both_ways(nodes: TrioThread[TwoNod
             assert isinstance(inbox, InboxScreen)
             await until(pilot, lambda: any(e.kind == "request" for e in inbox.entries), "request")
             assert app.bells >= 1  # the request rang the bell
+            # Bob runs with --display-name Bob: his message carried it; a claim ("~").
+            assert [e.title for e in inbox.entries] == ["~Bob"]
             await pilot.press("a")
             await until(
                 pilot,
@@ -43,6 +45,7 @@ def test_a_request_is_accepted_then_a_dm_goes_both_ways(nodes: TrioThread[TwoNod
             conv = app.screen
             assert isinstance(conv, ConversationScreen)
             await until(pilot, lambda: "hi, it's Bob" in screen_text(app), "Bob's message")
+            assert "~Bob  " in screen_text(app)  # the title and the author line
             await pilot.press(*"hello Bob", "enter")
             await until(
                 pilot,

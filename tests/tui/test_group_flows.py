@@ -118,3 +118,40 @@ def test_search_public_groups_by_tag_and_join(nodes: TrioThread[TwoNodes]) -> No
             await until(pilot, lambda: any(e.target == gid for e in inbox.entries), "joined")
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_mention_is_marked_in_the_inbox_and_rings_a_muted_group(
+    nodes: TrioThread[TwoNodes],
+) -> None:
+    """Alice runs with --display-name Alice; Bob's "@alice" marks the group and rings
+    although Alice muted it; opening the group clears the mark."""
+    gid = _shared_group(nodes, "public", [])
+    app = app_for(nodes.value.alice_home)
+    app.settings.toggle_mute(f"group:{gid}")
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.link.connected, "the connection")
+            inbox = app.screen
+            assert isinstance(inbox, InboxScreen)
+            await until(pilot, lambda: any(e.target == gid for e in inbox.entries), "the group")
+            with client(nodes.value.bob_home) as bob:
+                bob.call("groups.post", {"group": gid, "text": "no one in particular"})
+                bob.call("groups.post", {"group": gid, "text": "email@alice.example"})
+            await until(pilot, lambda: app.group_unread.get(gid) == 2, "two unread posts")
+            assert app.bells == 0  # muted, and nobody mentioned her
+            with client(nodes.value.bob_home) as bob:
+                bob.call("groups.post", {"group": gid, "text": "hey @ALICE, look"})
+            await until(pilot, lambda: app.group_mentions.get(gid) == 1, "the mention")
+            assert app.bells == 1  # a mention rings even in a muted group
+            await until(
+                pilot,
+                lambda: [e.mentions for e in inbox.entries if e.target == gid] == [1],
+                "the inbox to show it",
+            )
+            await until(pilot, lambda: "@1" in screen_text(app), "the mark drawn")
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ConversationScreen), "open")
+            assert gid not in app.group_mentions
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -33,13 +33,13 @@ def test_item13_removal_and_ban_are_shown_in_read_with_their_reason(nodes: Nodes
     notice = entries[1]
     assert (notice["account"], notice["reason"]) == (nodes.account("bob"), "spoilers")
     text = p2p(alice, "groups", "read", group).stdout
-    assert "— me removed bob: spoilers" in text
+    assert "— me removed bob?: spoilers" in text  # "?": not verified
     # bob, removed, still reads the history up to his removal, with the reason
     wait_until(lambda: "spoilers" in p2p(bob, "groups", "read", group).stdout)
 
     banned = p2p(alice, "groups", "ban", group, "bob", "--reason", "spam")
     assert banned.exit_code == 0, banned.output
-    assert "— me banned bob" in p2p(alice, "groups", "read", group).stdout
+    assert "— me banned bob?" in p2p(alice, "groups", "read", group).stdout
 
 
 def _follow_then(home: Path, group: str, act: Callable[[], None]) -> dict[str, Any]:

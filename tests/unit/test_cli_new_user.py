@@ -22,9 +22,12 @@ from click.testing import CliRunner
 
 from p2pchat.cli import _passphrase, cli
 from p2pchat.client import SyncClient
+from p2pchat.events import MessageReceived, event_to_dict
 from p2pchat.identity import keystore
+from p2pchat.vocabulary import DEPRECATED
+from tests.unit.test_cli_groups import _create_and_join
 from tests.unit.test_cli_keys import FAST, PASS
-from tests.unit.test_cli_rpc import LIMIT, Nodes, nodes, p2p, p2p_json
+from tests.unit.test_cli_rpc import LIMIT, Nodes, nodes, p2p, p2p_json, wait_until
 
 __all__ = ["nodes"]
 
@@ -242,6 +245,67 @@ def test_item8_contacts_keep_names_unique_and_can_be_renamed_removed_and_verifie
     assert p2p(alice, "contacts", "remove", "Caro").exit_code == 10
 
 
+def test_item12_names_travel_and_are_marked_until_verified(nodes: Nodes) -> None:
+    """Alice and Bob run with --display-name Alice / Bob. The name travels inside their
+    (end-to-end authenticated) messages; each side shows one label everywhere: "~Bob"
+    while it is only Bob's claim, "bob?" once named by us but not verified, "bob" after
+    the safety numbers were compared."""
+    alice, bob = nodes.home("alice"), nodes.home("bob")
+    alice_key, bob_key = nodes.account("alice"), nodes.account("bob")
+    evil = "Eve\x1b[2J\u202e"
+    assert p2p(bob, "dm", "send", alice_key, "hello from", evil).exit_code == 0
+
+    def request() -> dict[str, object] | None:
+        found = p2p_json(alice, "contacts", "requests")["contacts"]
+        return found[0] if found and found[0]["claimed_name"] else None
+
+    wait_until(lambda: request() is not None)
+    asked = request()
+    assert asked is not None
+    assert (asked["name"], asked["claimed_name"], asked["label"]) == (
+        asked["fingerprint"][:9],  # type: ignore[index]
+        "Bob",
+        "~Bob",
+    )
+    assert "~Bob" in p2p(alice, "contacts", "requests").stdout
+    assert "~Bob" in p2p(alice, "dm", "list").stdout
+    read = p2p(alice, "dm", "read", bob_key).stdout
+    assert "~Bob: hello from Eve\\x1b[2J\\u202e" in read  # the text inert, the name too
+    [conversation] = p2p_json(alice, "dm", "list")["conversations"]
+    assert conversation["label"] == "~Bob"
+
+    # Named by Alice: her name, marked until verified; his own claim stays in --json.
+    assert p2p(alice, "contacts", "accept", bob_key).exit_code == 0
+    assert p2p(alice, "contacts", "rename", bob_key, "bob").exit_code == 0
+    [contact] = p2p_json(alice, "contacts", "list")["contacts"]
+    assert (contact["name"], contact["claimed_name"], contact["label"]) == ("bob", "Bob", "bob?")
+    assert "bob?: hello from" in p2p(alice, "dm", "read", "bob").stdout
+    monkey = pytest.MonkeyPatch()
+    with monkey.context() as m:
+        m.setattr(_passphrase, "stdin_is_tty", lambda: True)
+        verified = CliRunner().invoke(cli, ["--home", str(alice), "contacts", "verify", "bob"],
+                                      input="y\n")  # fmt: skip
+    assert verified.exit_code == 0, verified.output
+    [contact] = p2p_json(alice, "contacts", "list")["contacts"]
+    assert contact["label"] == "bob"
+    assert "bob: hello from" in p2p(alice, "dm", "read", "bob").stdout
+
+    # In a group the same labels: Bob's posts in Alice's terminal say "bob"; Alice, who
+    # is not Bob's contact by name, is "~Alice" to him once her DM carried her name.
+    group = _create_and_join(nodes)
+    p2p_json(bob, "groups", "post", group, "a post")
+    wait_until(lambda: "bob  " in p2p(alice, "groups", "members", group).stdout)
+    wait_until(lambda: "bob: a post" in p2p(alice, "groups", "read", group).stdout)
+    assert p2p(alice, "dm", "send", "bob", "hi bob").exit_code == 0
+    wait_until(
+        lambda: any(c["label"] == "~Alice" for c in p2p_json(bob, "contacts", "list")["contacts"])
+    )
+    p2p_json(alice, "groups", "post", group, "from alice")
+    wait_until(lambda: "~Alice: from alice" in p2p(bob, "groups", "read", group).stdout)
+    members = p2p_json(bob, "groups", "members", group)["members"]
+    assert [m["label"] for m in members if not m["me"]] == ["~Alice"]
+
+
 def test_item18_follow_json_is_json_lines(nodes: Nodes) -> None:
     alice = nodes.home("alice")
     group = p2p_json(alice, "groups", "create", "Lines")["group"]["group_id"]
@@ -270,3 +334,60 @@ def test_item18_follow_json_is_json_lines(nodes: Nodes) -> None:
     assert objects[0]["group_id"] == group
     assert objects[0]["messages"][0]["text"] == "before"
     assert [o["event"]["type"] for o in objects[1:]] == ["group.message"]
+    event = objects[1]["event"]
+    assert (event["sent_at"], event["author"]) == (event["ts"], nodes.account("alice"))
+
+
+SPEC = Path(__file__).resolve().parents[2] / "protocol-spec"
+
+
+def test_item18_one_vocabulary_in_results_events_clients_and_docs(nodes: Nodes) -> None:
+    """The canonical words (p2pchat.vocabulary) in every shape rpc.schema.json describes,
+    the older names beside them with the same value, and the same table in rpc.md."""
+    alice, bob = nodes.home("alice"), nodes.home("bob")
+    alice_key, bob_key = nodes.account("alice"), nodes.account("bob")
+    shapes = json.loads((SPEC / "schemas" / "rpc.schema.json").read_text())["$defs"]
+
+    def check(shape: str, record: dict[str, object]) -> None:
+        properties = shapes[shape]["properties"]
+        assert set(record) == set(properties), shape
+        for key, spec in properties.items():
+            if spec.get("deprecated"):
+                assert record[key] == record[DEPRECATED[key]], (shape, key)
+
+    assert p2p(bob, "dm", "send", alice_key, "hello").exit_code == 0
+    wait_until(lambda: bool(p2p_json(alice, "dm", "list")["conversations"]))  # with the message
+    group = p2p_json(alice, "groups", "create", "Words")["group"]["group_id"]
+    p2p_json(alice, "groups", "post", group, "a post")
+    with SyncClient.connect(home=alice) as client:
+        hello = dict(client.info.node)  # rpc.hello's IDENTITY
+        check("identity", hello)
+        assert hello["account"] == alice_key
+        info = client.call("node.info", timeout=LIMIT)  # IDENTITY and listen_addrs
+        assert {k: info[k] for k in hello} == hello
+        [message] = client.call("dm.history", {"conversation": bob_key}, timeout=LIMIT)
+        check("message", message)
+        assert message["author"] == bob_key
+        [contact] = client.call("contacts.list", timeout=LIMIT)
+        check("contact", contact)
+        [post] = client.call("groups.history", {"group": group}, timeout=LIMIT)
+        check("group_message", post)
+    # The CLI's --json is the RPC's result, so it speaks the same words.
+    [shown] = p2p_json(alice, "dm", "read", bob_key)["messages"]
+    check("message", shown)
+    event = event_to_dict(
+        MessageReceived(
+            conversation_id="dm:" + bob_key,
+            message_id=bytes(16),
+            sender=bytes.fromhex(bob_key),
+            seq=1,
+            content_type="p2pchat/text",
+            text="hi",
+            sent_at=1,
+            received_at=2,
+        )
+    )
+    assert event["author"] == event["sender"] == bob_key
+    documented = (SPEC / "rpc.md").read_text()
+    for old, new in DEPRECATED.items():
+        assert f"| `{old}` | `{new}` |" in documented

@@ -56,7 +56,11 @@ class Nodes:
 def _serve(nodes: Nodes) -> None:
     async def main() -> None:
         alice, bob = nodes.peers["alice"], nodes.peers["bob"]
-        async with hub() as h, running(h, alice, nodes.tmp), running(h, bob, nodes.tmp):
+        async with (
+            hub() as h,
+            running(h, alice, nodes.tmp, display_name="Alice"),
+            running(h, bob, nodes.tmp, display_name="Bob"),
+        ):
             nodes.stop = trio.Event()
             nodes.token = trio.lowlevel.current_trio_token()
             nodes.ready.set()

@@ -147,15 +147,25 @@ async def test_new_records_are_sealed_and_read_back(tmp_path: Path) -> None:
         display_name="peer Nym",
         source=PeerSource.MDNS,
     )
+    claimed = Contact(
+        account=key(7),
+        display_name="our name 31337",
+        claimed_name="Claimed Nym 42",
+        state=ContactState.ACCEPTED,
+        created_at=NOW_MS,
+        updated_at=NOW_MS,
+    )
     async with await SqliteStore.open(path, seal_key=KEY) as store:
+        await store.put_contact(claimed)
         await store.put_group(group)
         await store.add_group_events(group.group_id, [event])
         await store.put_peer(peer)
         await store.put_conversation(dm())
         await store.add_message(message(b"m1", body=b"DM body 0815"))
     data = raw_bytes(tmp_path)
-    assert not [s for s in (*SECRETS, b"DM body 0815") if s in data]
+    assert not [s for s in (*SECRETS, b"DM body 0815", b"Claimed Nym", b"31337") if s in data]
     async with await SqliteStore.open(path, seal_key=KEY) as store:
+        assert await store.get_contact(key(7)) == claimed
         assert await store.get_group(group.group_id) == group
         assert await store.group_events(group.group_id) == [(1, event)]
         assert await store.get_peer("12D3peer") == peer

@@ -5,6 +5,7 @@ The record builders at the top are imported by the other ``test_store_*`` module
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,15 @@ async def test_contacts_upsert_list_filter_and_block(store: Store) -> None:
     assert await store.delete_contact(key(3)) is True
     assert await store.delete_contact(key(3)) is False
     assert [c.account for c in await store.list_contacts()] == [key(1), key(2)]
+
+
+async def test_a_contacts_claimed_name_is_kept_beside_ours(store: Store) -> None:
+    """Issue 16 item 12: the name they give themselves, next to the one we chose."""
+    claimed = dataclasses.replace(contact(4), claimed_name="Quentin \u202e")
+    await store.put_contact(claimed)
+    assert await store.get_contact(key(4)) == claimed
+    await store.put_contact(dataclasses.replace(claimed, claimed_name=None))
+    assert (await store.list_contacts())[0].claimed_name is None
 
 
 async def test_several_sessions_per_peer_most_recent_first(store: Store) -> None:

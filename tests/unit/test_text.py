@@ -8,7 +8,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pchat.text import is_unsafe, json_safe, terminal_safe
+from p2pchat.text import is_unsafe, json_safe, person_label, terminal_safe
 
 
 def test_escape_sequences_and_controls_become_visible() -> None:
@@ -70,3 +70,14 @@ def test_every_control_and_format_code_point_is_unsafe() -> None:
             assert not is_unsafe(char)
         elif category in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             assert is_unsafe(char), hex(code)
+
+
+def test_person_label_marks_where_a_name_comes_from() -> None:
+    """Issue 16 item 12: one rule for every screen (README "Names")."""
+    assert person_label(name="bob", claimed="Bob", verified=True, fallback="ABCD EFGH") == "bob"
+    assert person_label(name="bob", claimed=None, verified=False, fallback="x") == "bob?"
+    assert person_label(name=None, claimed="Bob", verified=False, fallback="x") == "~Bob"
+    assert person_label(name=None, claimed="Bob", verified=True, fallback="x") == "~Bob"
+    assert person_label(name=None, claimed=None, verified=False, fallback="ABCD EFGH") == (
+        "ABCD EFGH"
+    )

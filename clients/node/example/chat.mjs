@@ -30,7 +30,7 @@ const USAGE = `usage: chat.mjs --home HOME <command>
 /** @param {Client} client */
 async function info(client) {
   const me = await client.call("node.info");
-  console.log(`account     ${me.account_key}`);
+  console.log(`account     ${me.account}`);
   console.log(`fingerprint ${me.fingerprint}`);
   console.log(`peer id     ${me.peer_id}`);
 }
@@ -60,7 +60,8 @@ async function groupPost(client, args) {
 }
 
 /**
- * Print events of the given types; `sender` (DMs) or `author` (groups) says who wrote.
+ * Print events of the given types; `author` says who wrote (DMs and groups alike: the
+ * words of rpc.md "Vocabulary").
  * @param {Client} client @param {{count?: number, json: boolean, types: string[]}} options
  */
 async function listen(client, { count, json, types }) {
@@ -74,8 +75,8 @@ async function listen(client, { count, json, types }) {
       console.error("(some messages may have been missed while disconnected)");
       continue;
     }
-    const data = /** @type {{sender?: string, author?: string, text: string}} */ (item.data);
-    const who = data.sender ?? data.author ?? "?";
+    const data = /** @type {{author?: string, text: string}} */ (item.data);
+    const who = data.author ?? "?";
     if (json) {
       console.log(JSON.stringify({ cursor: item.cursor, ...item.data }));
     } else {

@@ -11,10 +11,13 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, ListItem, ListView, Static
 
+from p2pchat.qr import contact_link
+
 from ..inert import peer_text
 from ..link import Event
 from .base import NodeModal, NodeScreen
 from .prompt import Prompt
+from .share import ShareScreen
 
 __all__ = ["ContactsScreen", "SafetyScreen"]
 
@@ -29,7 +32,7 @@ _STATE_LABELS = {
 
 class ContactRow(ListItem):
     def __init__(self, contact: dict[str, Any]) -> None:
-        text = peer_text(str(contact["name"]), "bold", limit=40)
+        text = peer_text(str(contact["label"]), "bold", limit=40)
         if contact["verified"]:
             text.append(" \u2713 verified", style="green")
         state = _STATE_LABELS.get(contact["state"], contact["state"])
@@ -51,6 +54,7 @@ class ContactsScreen(NodeScreen):
         Binding("x", "decline", "Decline", show=False),
         Binding("b", "block", "Block/unblock"),
         Binding("delete,d", "remove", "Remove"),
+        Binding("s", "share", "Share mine"),
     ]
 
     contacts: reactive[tuple[dict[str, Any], ...]] = reactive(())
@@ -147,6 +151,12 @@ class ContactsScreen(NodeScreen):
     def action_verify(self) -> None:
         if self.selected is not None:
             self.chat.open_safety(str(self.selected["account"]))
+
+    def action_share(self) -> None:
+        """Our contact link, to copy or to scan: others add us with it."""
+        link = contact_link(str(self.chat.link.node.get("account", "")))
+        hint = "They add you with it: Contacts, a, paste (or p2pchat contacts add LINK)."
+        self.app.push_screen(ShareScreen("Your contact link", link, hint))
 
 
 class SafetyScreen(NodeModal):

@@ -134,8 +134,8 @@ class ConversationScreen(NodeScreen):
     async def node_event(self, event: Event) -> None:
         if event.type in _MESSAGE_EVENTS and self.thread.concerns(event):
             await self.reload()
-        elif event.type == "contact.changed":
-            self.show_title()
+        elif event.type == "contact.changed" and self.is_mounted:
+            self.show_title()  # (on_mount shows it for a screen pushed but not yet mounted)
 
     async def load_older(self) -> int:
         if not self.lines or self.no_more:

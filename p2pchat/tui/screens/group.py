@@ -16,6 +16,7 @@ from ..link import Event
 from ..threads import GroupThread
 from ..widgets.render import render_buy, render_poll
 from .base import NodeScreen
+from .share import ShareScreen
 
 __all__ = ["GroupScreen"]
 
@@ -24,6 +25,7 @@ class GroupScreen(NodeScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "invite", "Invite link"),
+        Binding("q", "qr", "QR code"),
         Binding("l", "leave", "Leave"),
     ]
 
@@ -81,7 +83,7 @@ class GroupScreen(NodeScreen):
         text = Text(f"Members ({len(members)})\n", style="bold")
         for m in members:
             text.append(f"{m['role']:<9} ", style="dim")
-            label = "you" if m["me"] else (m["name"] or str(m["account"])[:8])
+            label = "you" if m["me"] else str(m["label"])
             text.append_text(peer_text(str(label), limit=24))
             text.append("\n")
         self.query_one("#members", Static).update(text)
@@ -91,6 +93,7 @@ class GroupScreen(NodeScreen):
         if link:
             text.append("Invite link (one use, 7 days; send it privately):\n", style="bold")
             text.append(link)
+            text.append("\nq: show it as a QR code to scan", style="dim")
         else:
             text.append("i: make an invite link", style="dim")
         self.query_one("#invite", Static).update(text)
@@ -105,6 +108,20 @@ class GroupScreen(NodeScreen):
 
     def action_invite(self) -> None:
         self.io(self._invite())
+
+    def action_qr(self) -> None:
+        """The invite link as a QR code (made first if there is none yet)."""
+
+        async def show() -> None:
+            if not self.invite:
+                await self._invite()
+            await self.app.push_screen(
+                ShareScreen(
+                    "Invite link", self.invite, "Scan it with the phone or laptop that joins."
+                )
+            )
+
+        self.io(show())
 
     def action_leave(self) -> None:
         async def leave() -> None:

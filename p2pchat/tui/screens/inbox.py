@@ -34,6 +34,9 @@ class InboxRow(ListItem):
         meta = Text()
         if entry.muted:
             meta.append("muted ", style="dim")
+        if entry.mentions:
+            meta.append(f" @{entry.mentions} ", style="reverse bold")
+            meta.append(" ")
         if entry.unread:
             meta.append(f" {entry.unread} ", style="reverse bold")
             meta.append(" ")
@@ -57,6 +60,7 @@ class InboxScreen(NodeScreen):
         Binding("g", "new_group", "New group"),
         Binding("j", "join", "Join"),
         Binding("s", "search", "Find groups"),
+        Binding("slash", "find_messages", "Search"),
         Binding("a", "accept", "Accept", show=False),
         Binding("x", "decline", "Decline", show=False),
         Binding("b", "block", "Block", show=False),
@@ -112,7 +116,7 @@ class InboxScreen(NodeScreen):
             InboxEntry(
                 key=f"request:{r['account']}",
                 kind="request",
-                title=str(r["name"]),
+                title=str(r["label"]),
                 target=str(r["account"]),
                 last_activity=int(r["updated_at"]),
                 unread=unread.get(r["account"], 0),
@@ -128,7 +132,7 @@ class InboxScreen(NodeScreen):
                 InboxEntry(
                     key=key,
                     kind="dm",
-                    title=str(c["name"] or (c["peer"] or "?")[:8]),
+                    title=str(c["label"] or c["conversation_id"]),
                     target=key,
                     last_activity=int(c["last_activity"]),
                     unread=int(c["unread"]),
@@ -140,7 +144,7 @@ class InboxScreen(NodeScreen):
             key = f"group:{gid}"
             if gid not in app.group_activity and g["status"] == "active":
                 last = await link.call("groups.history", {"group": gid, "limit": 1})
-                app.group_activity[gid] = max([int(m["ts"]) for m in last] or [0])
+                app.group_activity[gid] = max([int(m["sent_at"]) for m in last] or [0])
             entries.append(
                 InboxEntry(
                     key=key,
@@ -149,6 +153,7 @@ class InboxScreen(NodeScreen):
                     target=gid,
                     last_activity=max(app.group_activity.get(gid, 0), int(g["joined_at"])),
                     unread=app.group_unread.get(gid, 0),
+                    mentions=app.group_mentions.get(gid, 0),
                     muted=key in app.settings.muted,
                     status=str(g["status"]),
                 )
@@ -181,6 +186,13 @@ class InboxScreen(NodeScreen):
 
     def action_search(self) -> None:
         self.chat.open_discover()
+
+    def action_find_messages(self) -> None:
+        def then(query: str | None) -> None:
+            if query:
+                self.chat.open_search(query)
+
+        self.app.push_screen(Prompt("Search your messages for:", placeholder="words"), then)
 
     def action_new_dm(self) -> None:
         def then(who: str | None) -> None:

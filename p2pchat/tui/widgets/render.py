@@ -16,10 +16,7 @@ _BAR = 12
 
 
 def _author(line: ChatLine, names: Names) -> Text:
-    label = peer_text(names.label(line.author), "bold" if not line.mine else "bold italic")
-    if not line.mine and names.verified(line.author):
-        label.append(" \u2713", style="green")
-    return label
+    return peer_text(names.label(line.author), "bold" if not line.mine else "bold italic")
 
 
 def render_message(
