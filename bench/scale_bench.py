@@ -50,7 +50,7 @@ from typing import IO, Any
 import trio
 
 from p2pchat.client import Client
-from p2pchat.errors import P2PChatError
+from p2pchat.errors import NotFoundError, P2PChatError
 
 __all__ = ["Side", "main", "run_bare", "run_group"]
 
@@ -205,16 +205,17 @@ class NodeProc:
                 self.addrs = json.loads(text)["listen_addrs"]
                 return
 
-    def stop(self) -> None:
-        _stop(self.proc)
 
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
+def _stop(*procs: subprocess.Popen[Any]) -> None:
+    """SIGTERM every process group at once, then wait (SIGKILL after 10 s)."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in running:
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -236,8 +237,7 @@ def _nodes(root: Path, count: int) -> Iterator[list[NodeProc]]:
                 proc.wait_ready()
             yield procs
         finally:
-            for proc in procs:
-                proc.stop()
+            _stop(*(proc.proc for proc in procs))
 
 
 async def _wait(what: str, probe: Any, limit: float) -> None:
@@ -256,27 +256,45 @@ async def _group_side(procs: list[NodeProc], posts: int, settle: float, side: Si
         owner = clients[0]
         group = (await owner.call("groups.create", {"name": "scale", "kind": "public"}))["group_id"]
 
+        errors: list[str] = []
+
         async def join(client: Client) -> None:
+            # Bootstrap dials can time out when 20 nodes start at once on 2 cores: dial the
+            # owner explicitly, then join by id.
             async def joined() -> bool:
                 try:
+                    await client.call("peers.connect", {"address": procs[0].addrs[0]})
                     await client.call("groups.join", {"invite": group})
-                except P2PChatError:  # not found yet: the DHT is still filling
+                except P2PChatError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
                     return False
                 return True
 
-            await _wait("a join", joined, 120)
+            try:
+                await _wait("a join", joined, 180)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; last errors: {errors[-3:]}") from None
 
         async with trio.open_nursery() as nursery:
             for client in clients[1:]:
                 nursery.start_soon(join, client)
 
-        async def everyone_in() -> bool:
-            for client in clients:
-                if len(await client.call("groups.members", {"group": group})) < len(clients):
-                    return False
-            return True
+        counts: list[int] = []
 
-        await _wait("every member at every node", everyone_in, 180)
+        async def members(client: Client) -> int:
+            try:
+                return len(await client.call("groups.members", {"group": group}))
+            except NotFoundError:  # joined, not stored yet
+                return 0
+
+        async def everyone_in() -> bool:
+            counts[:] = [await members(client) for client in clients]
+            return min(counts) == len(clients)
+
+        try:
+            await _wait("every member at every node", everyone_in, 180)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: members seen per node {counts}") from None
         await trio.sleep(3.0)  # a few gossip heartbeats: meshes form
         arrivals = Arrivals(len(clients) - 1, posts)
         async with trio.open_nursery() as nursery:
@@ -404,7 +422,7 @@ def run_bare(nodes: int, posts: int, size: int, settle: float, root: Path) -> Si
             for peer in peers:
                 with contextlib.suppress(OSError):
                     peer.send("quit")
-                _stop(peer.proc)
+            _stop(*(peer.proc for peer in peers))
     return side
 
 
