@@ -181,6 +181,9 @@ class NodeProc:
     def __init__(self, home: Path, log: IO[str], bootstrap: Sequence[str] = ()) -> None:
         self.home = home
         home.mkdir(parents=True)
+        # Every node dials from 127.0.0.1: the default per-IP inbound limit (16) would
+        # refuse a 17th neighbour on one host.
+        (home / "config.json").write_text(json.dumps({"max_inbound_per_ip": 256}))
         argv = [sys.executable, "-m", "p2pchat.cli", "node", "run", *_NODE_ARGS]
         argv += [arg for addr in bootstrap for arg in ("--bootstrap", addr)]
         env = {**os.environ, "P2PCHAT_HOME": str(home)}
