@@ -24,7 +24,7 @@ issue 15 (N = 20: <= 1 ms CPU per node per delivered message, p99 <= 1 s).
     .venv/bin/python -m bench.scale_bench                  # N = 20, 200 posts (~3-5 min)
     .venv/bin/python -m bench.scale_bench --quick          # N = 4, 40 posts
     .venv/bin/python -m bench.scale_bench --only group --keep /tmp/scale  # keep homes/logs
-    .venv/bin/python -m bench.scale_bench --py-spy 30      # + py-spy of node 1 (30 s)
+    .venv/bin/python -m bench.scale_bench --py-spy 30 --keep /tmp/s  # + py-spy, 2 nodes
 
 The machine is shared: the load average is printed before each side; compare ratios
 from one run rather than absolute figures across runs.
@@ -251,7 +251,26 @@ async def _wait(what: str, probe: Any, limit: float) -> None:
         await trio.sleep(0.25)
 
 
-async def _group_side(procs: list[NodeProc], posts: int, settle: float, side: Side) -> None:
+def _spy(root: Path, pids: list[int], seconds: float) -> list[subprocess.Popen[Any]]:
+    """py-spy (if asked for, and installed beside this Python) on ``pids`` for ``seconds``:
+    collapsed stacks in ``<root>/spy-<pid>.txt``."""
+    binary = Path(sys.executable).parent / "py-spy"
+    if seconds <= 0 or not binary.exists():
+        return []
+    options = ["-d", str(int(seconds)), "-r", "100", "-f", "raw", "--nonblocking"]
+    return [
+        subprocess.Popen(
+            [str(binary), "record", "-p", str(pid), *options, "-o", str(root / f"spy-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
+async def _group_side(
+    procs: list[NodeProc], posts: int, settle: float, side: Side, spy: float
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(await Client.connect(home=p.home)) for p in procs
@@ -305,6 +324,7 @@ async def _group_side(procs: list[NodeProc], posts: int, settle: float, side: Si
                 sub = client.subscribe(["group.message"])
                 await stack.enter_async_context(sub)
                 nursery.start_soon(_follow, sub, index, arrivals)
+            spies = _spy(procs[0].home.parent, [procs[0].pid, procs[1].pid], spy)
             cpu0 = [cpu_seconds(p.pid) for p in procs]
             started = time.time()
             for seq in range(posts):
@@ -315,6 +335,8 @@ async def _group_side(procs: list[NodeProc], posts: int, settle: float, side: Si
             window_end = time.time()
             cpu1 = [cpu_seconds(p.pid) for p in procs]
             nursery.cancel_scope.cancel()
+        for proc in spies:
+            proc.wait()
         _fill(side, arrivals, started, window_end, cpu0, cpu1, [rss_mb(p.pid) for p in procs])
 
 
@@ -345,10 +367,10 @@ async def _follow(sub: Any, index: int, arrivals: Arrivals) -> None:
         arrivals.note(index, data["text"], data["ts"] / 1000, time.time())
 
 
-def run_group(nodes: int, posts: int, settle: float, root: Path) -> Side:
+def run_group(nodes: int, posts: int, settle: float, root: Path, spy: float = 0.0) -> Side:
     side = Side("group", nodes, posts, load())
     with _nodes(root, nodes) as procs:
-        trio.run(_group_side, procs, posts, settle, side)
+        trio.run(_group_side, procs, posts, settle, side, spy)
     return side
 
 
@@ -471,6 +493,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", choices=("group", "bare"))
     parser.add_argument("--quick", action="store_true", help="N = 4, 40 posts")
     parser.add_argument("--keep", type=Path, help="keep homes and logs in this directory")
+    parser.add_argument(
+        "--py-spy",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="profile the poster (node 0) and a receiver (node 1) while posting "
+        "(collapsed stacks in the --keep directory; needs py-spy in this venv)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.posts, args.settle = 4, 40, 30.0
@@ -479,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         group = bare = None
         if args.only in (None, "group"):
-            group = run_group(args.nodes, args.posts, args.settle, root / "group")
+            group = run_group(args.nodes, args.posts, args.settle, root / "group", args.py_spy)
             print(group.line(), flush=True)
         if args.only in (None, "bare"):
             bare = run_bare(args.nodes, args.posts, args.size, args.settle, root)
