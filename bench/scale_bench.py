@@ -204,9 +204,14 @@ class NodeProc:
             if not line:
                 raise RuntimeError(f"node in {self.home} exited: see its log")
             text += line
-            with contextlib.suppress(json.JSONDecodeError):
-                self.addrs = json.loads(text)["listen_addrs"]
-                return
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(value, dict) or "listen_addrs" not in value:
+                raise RuntimeError(f"node in {self.home} did not start: {text[:300]}")
+            self.addrs = value["listen_addrs"]
+            return
 
 
 def _stop(*procs: subprocess.Popen[Any]) -> None:
