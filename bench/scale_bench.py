@@ -113,6 +113,8 @@ class Side:
     publisher_cpu_s: float = 0.0
     rss: list[float] = field(default_factory=list)
     window_s: float = 0.0
+    #: Group side: the receivers' gossip/sync counters, summed.
+    transport: dict[str, int] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
@@ -342,6 +344,13 @@ async def _group_side(
             nursery.cancel_scope.cancel()
         for proc in spies:
             proc.wait()
+        # How the receivers got their events (gossip, sync, deferred, rate limited).
+        totals: dict[str, int] = {}
+        for client in clients[1:]:
+            stats = await client.call("node.statistics")
+            for key, value in stats.get("groups", {}).get("transport", {}).items():
+                totals[key] = totals.get(key, 0) + int(value)
+        side.transport = totals
         _fill(side, arrivals, started, window_end, cpu0, cpu1, [rss_mb(p.pid) for p in procs])
 
 
@@ -478,6 +487,8 @@ def report(group: Side | None, bare: Side | None) -> None:
             f"cpu/node/msg={_ratio(group.cpu_ms_per_delivery, bare.cpu_ms_per_delivery)} "
             f"rss={_ratio(max(group.rss, default=0), max(bare.rss, default=0))}"
         )
+    if group is not None and group.transport:
+        print("group receivers' transport counters:", json.dumps(group.transport, sort_keys=True))
     if group is not None:
         ok_cpu = group.cpu_ms_per_delivery <= GOAL_CPU_MS
         ok_p99 = group.p99 <= GOAL_P99_S and group.share == 1.0
