@@ -191,13 +191,15 @@ class NodeConfig:
         behind NAT, reserve with them; default on), ``relay_service`` (bool: relay for
         others while publicly reachable; default on), ``hole_punching`` (bool, default
         on), ``upnp`` (bool, default off), ``display_name``,
-        ``mailbox`` (bool), ``mailbox_use`` (list of peer ids), ``rpc_tcp_port``.
-        Unknown keys are refused, so a typo is not silently ignored.
+        ``mailbox`` (bool), ``mailbox_use`` (list of peer ids), ``rpc_tcp_port``,
+        ``max_inbound_per_ip`` (inbound connections held from one IP; default 16: many
+        nodes on one host, as in ``bench/scale_bench.py``, need more). Unknown keys are
+        refused, so a typo is not silently ignored.
         """
         known = {
             "listen", "port", "bootstrap", "dht_mode", "mdns", "nearby", "relay",
             "relay_service", "hole_punching", "upnp", "display_name", "mailbox",
-            "mailbox_use", "rpc_tcp_port",
+            "mailbox_use", "rpc_tcp_port", "max_inbound_per_ip",
         }  # fmt: skip
         unknown = set(values) - known
         if unknown:
@@ -216,6 +218,8 @@ class NodeConfig:
                 hole_punching=bool(values.get("hole_punching", True)),
                 upnp=bool(values.get("upnp", False)),
             )
+            if "max_inbound_per_ip" in values:
+                net = dataclasses.replace(net, max_inbound_per_ip=int(values["max_inbound_per_ip"]))
             return cls(
                 home=home,
                 net=net,

@@ -8,7 +8,7 @@ validators and ordered best first by its ``select``.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -321,12 +321,13 @@ async def _deliver_later(
 
 def _reachable_component(hub: MemoryLinks, start: str) -> list[str]:
     """Every node connected to ``start`` through a chain of connections (BFS order)."""
-    seen = [start]
-    frontier = [start]
+    order = [start]
+    seen = {start}
+    frontier = deque((start,))
     while frontier:
-        peer = frontier.pop(0)
-        for other in hub.connected_to(peer):
+        for other in hub.connected_to(frontier.popleft()):
             if other not in seen:
-                seen.append(other)
+                seen.add(other)
+                order.append(other)
                 frontier.append(other)
-    return seen
+    return order

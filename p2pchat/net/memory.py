@@ -183,6 +183,9 @@ class MemoryHub:
         self._default_faults = LinkFaults()
         self._link_faults: dict[frozenset[str], LinkFaults] = {}
         self._connections: dict[frozenset[str], list[_Pipe]] = {}
+        #: Each node's connected peers, in the order the connections were made (the
+        #: order ``_connections`` lists them in): lookups per node, not per connection.
+        self._adjacent: dict[str, dict[str, None]] = {}
         self.records = MemoryRecords()
         self._counters = {"dials_lost": 0, "gossip_lost": 0, "gossip_duplicated": 0, "full": 0}
 
@@ -212,8 +215,8 @@ class MemoryHub:
     def set_down(self, peer_id: str) -> None:
         """Take a node off the network: its connections drop and nobody reaches it."""
         self._down.add(peer_id)
-        for pair in [pair for pair in self._connections if peer_id in pair]:
-            self._drop_connection(pair)
+        for other in list(self._adjacent.get(peer_id, ())):
+            self._drop_connection(frozenset((peer_id, other)))
 
     def set_up(self, peer_id: str) -> None:
         self._down.discard(peer_id)
@@ -296,8 +299,8 @@ class MemoryHub:
                 try:
                     yield node
                 finally:
-                    for pair in [pair for pair in self._connections if peer_id in pair]:
-                        self._drop_connection(pair)
+                    for other in list(self._adjacent.get(peer_id, ())):
+                        self._drop_connection(frozenset((peer_id, other)))
                     del self._nodes[peer_id]
                     node.shut()
                     nursery.cancel_scope.cancel()
@@ -321,6 +324,8 @@ class MemoryHub:
             self.count("dials_lost")
             raise PeerUnreachableError("dial failed")
         self._connections[pair] = []
+        self._adjacent.setdefault(a, {})[b] = None
+        self._adjacent.setdefault(b, {})[a] = None
         self._nodes[b].learn(a)
         self._nodes[a].emit(PeerConnected(b))
         self._nodes[b].emit(PeerConnected(a))
@@ -335,12 +340,13 @@ class MemoryHub:
             pipe.abort()
         for peer in pair:
             other = next(iter(pair - {peer}))
+            self._adjacent.get(peer, {}).pop(other, None)
             node = self._nodes.get(peer)
             if node is not None:
                 node.emit(PeerDisconnected(other))
 
     def connected_to(self, peer_id: str) -> list[str]:
-        return sorted(next(iter(pair - {peer_id})) for pair in self._connections if peer_id in pair)
+        return sorted(self._adjacent.get(peer_id, ()))
 
     def open_pipe(self, a: str, b: str) -> _Pipe:
         pipe = _Pipe(self, a, b)

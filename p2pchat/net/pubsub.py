@@ -27,13 +27,14 @@ import trio
 from libp2p.abc import IHost
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2pchat.errors import ClosedError, LocalProtocolError, NetworkError
 
+from . import _pubsub_costs
 from ._errors import ErrorTable, map_exceptions
 from .base import TopicValidator
 from .config import GossipConfig
@@ -128,9 +129,15 @@ class Libp2pPubSub:
 
 @asynccontextmanager
 async def start_pubsub(host: IHost, config: GossipConfig) -> AsyncIterator[Libp2pPubSub]:
-    """Run gossipsub for the duration of the block."""
+    """Run gossipsub for the duration of the block.
+
+    Gossipsub v1.1 and v1.0 only: py-libp2p's v1.2 sends an IDONTWANT to every mesh
+    peer for every message received, whatever its size (the spec means it for large
+    ones), which doubled the per-message cost of our small batches.
+    """
+    _pubsub_costs.install()
     router = GossipSub(
-        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+        protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=config.degree,
         degree_low=config.degree_low,
         degree_high=config.degree_high,
