@@ -211,7 +211,6 @@ class NodeConfig:
                 bootstrap=tuple(str(a) for a in values.get("bootstrap") or ()),
                 dht_mode=values.get("dht_mode", "server"),
                 mdns=bool(values.get("mdns", values.get("nearby", False))),
-                autonat=True,
                 relay_client=bool(values.get("relay", True)),
                 auto_relay=bool(values.get("relay", True)),
                 relay_hop=bool(values.get("relay_service", True)),

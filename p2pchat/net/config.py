@@ -104,12 +104,11 @@ class NetConfig:
     mdns: bool = False
     #: Announced with mDNS so that people nearby see who is there (opt-in with ``mdns``).
     display_name: str | None = None
-    # Off for library users and tests; ``p2pchat node run`` turns them on
-    # (NodeConfig.from_mapping). See docs/networking.md, "Behind NAT", for a known issue.
-    relay_hop: bool = False
-    relay_client: bool = False
+    # On by default, as in ``p2pchat node run`` (docs/networking.md, "Behind NAT").
+    relay_hop: bool = True
+    relay_client: bool = True
     relay_limits: RelayLimitsConfig = field(default_factory=RelayLimitsConfig)
-    autonat: bool = False
+    autonat: bool = True
     #: Seconds between reachability checks once the answer is known.
     autonat_interval: float = 300.0
     auto_relay: bool = True

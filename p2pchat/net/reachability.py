@@ -128,13 +128,15 @@ class DialBackServer(AutoNATService):
                     except Exception as exc:  # noqa: BLE001 - any failure is a verdict
                         logger.debug("dial-back to %s failed: %s", addr, type(exc).__name__)
                         continue
+                    # Closed whatever happens, also when the timeout or a shutdown cancels
+                    # the handshake (a Cancelled is no Exception: the socket leaked).
                     try:
-                        secured = await swarm.upgrader.upgrade_security(conn, True, peer_id)
+                        await swarm.upgrader.upgrade_security(conn, True, peer_id)
                     except Exception as exc:  # noqa: BLE001 - wrong peer or no handshake
                         logger.debug("dial-back handshake at %s failed: %s", addr, exc)
-                        await _close(conn)
                         continue
-                    await _close(secured)
+                    finally:
+                        await _close(conn)
                     self.stats["dialback_ok"] += 1
                     return bytes(raw)
         self.stats["dialback_failed"] += 1

@@ -17,6 +17,7 @@ from p2pchat.events import DeliveryChanged, Event, MessageReceived
 from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
+from p2pchat.protocol.content import Content
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +75,17 @@ def delivered(message_id: bytes) -> object:
     )
 
 
+async def in_history(node: Node, peer: bytes, texts: set[str]) -> None:
+    """Wait until the conversation with ``peer`` holds every one of ``texts`` (stored)."""
+
+    async def stored() -> set[str]:
+        history = await node.history(peer, limit=100)
+        return {Content.from_bytes(m.body, max_size=1 << 16).text for m in history}
+
+    while not texts <= await stored():  # noqa: ASYNC110 - polls the store, under fail_after
+        await trio.sleep(0.05)
+
+
 def received(text: str) -> object:
     return lambda e: isinstance(e, MessageReceived) and e.text == text
 
@@ -106,8 +118,10 @@ async def test_four_nodes_dht_discovery_offline_delivery_and_restart(tmp_path: P
                 async with started(Node(config(tmp_path / "b", boot), ids["b"])) as (b, b_ev):
                     for message in waiting:
                         await c_events.wait(delivered(message.message_id))
-                    for i in range(3):
-                        await b_ev.wait(received(f"while away {i}"))
+                    # C may deliver while B is still starting, before B's recorder has
+                    # subscribed to its events: the store is the source of truth.
+                    texts = {f"while away {i}" for i in range(3)}
+                    await in_history(b, c.account_key, texts)
                     # The Double Ratchet session survived the restart: no new X3DH.
                     again = await b.send_dm(c.account_key, "back again")
                     await b_ev.wait(delivered(again.message_id))
