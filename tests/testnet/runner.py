@@ -601,10 +601,9 @@ class Run:
                     final["dm_inbox"][key] = [m["text"] for m in theirs if m["direction"] == "in"]
                     peers = self.call(a, "peers.list")
                     peer_id = self.data.nodes[b]["peer_id"]
+                    paths = {p["peer_id"]: p.get("path", "direct") for p in peers["connected"]}
                     final["paths"][key] = (
-                        "connected"
-                        if peer_id in [p["peer_id"] for p in peers["connected"]]
-                        else "not connected now"
+                        f"connected, {paths[peer_id]}" if peer_id in paths else "not connected now"
                     )
                 except Exception as exc:
                     self.error(f"collect dms {key}", exc)
