@@ -40,10 +40,14 @@ class RetryConfig:
     """Timeout, attempts and jittered exponential backoff for DHT lookups.
 
     py-libp2p's DHT sometimes fails to open streams under load (a server resets kad
-    streams beyond 12 at once), so one failed lookup is not an answer.
+    streams beyond 12 at once), so one failed lookup is not an answer. An attempt must
+    outlive py-libp2p's own per-peer query timeout (``kad_dht.common.QUERY_TIMEOUT``,
+    10 s) plus the lookup around it: with 10 s, one unresponsive peer among the closest
+    (a node just killed) failed every attempt of a ``get`` (the testnet's "invite joins
+    failed on DHT gets"), where py-libp2p would have answered from the other peers.
     """
 
-    attempt_timeout: float = 10.0
+    attempt_timeout: float = 25.0
     attempts: int = 3
     base_delay: float = 0.2
     max_delay: float = 2.0

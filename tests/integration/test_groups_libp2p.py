@@ -34,7 +34,15 @@ def identity() -> UnlockedIdentity:
 
 
 def config(home: Path, bootstrap: tuple[str, ...] = ()) -> NodeConfig:
-    net = NetConfig(listen_hosts=("127.0.0.1",), port=0, bootstrap=bootstrap)
+    # Groups over libp2p, not NAT traversal (tested on its own): NAT services off.
+    net = NetConfig(
+        listen_hosts=("127.0.0.1",),
+        port=0,
+        bootstrap=bootstrap,
+        autonat=False,
+        relay_hop=False,
+        relay_client=False,
+    )
     return NodeConfig(home=home, net=net, delivery=FAST, rpc=False)
 
 

@@ -14,13 +14,14 @@ from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 
 from ._raw_dial import raw_connection
-from .test_net_libp2p import PROTO, echo, hosts, wait_for
+from .test_net_libp2p import NO_NAT, PROTO, echo, hosts, wait_for
 from .test_node_libp2p import FAST, address, identity, received, started
 
 pytestmark = pytest.mark.integration
 
 
 def node_config(home: Path, bootstrap: tuple[str, ...] = (), **net: object) -> NodeConfig:
+    net = {**NO_NAT, **net}  # hundreds of connections: no AutoNAT round per peer
     loopback = NetConfig(listen_hosts=("127.0.0.1",), port=0, bootstrap=bootstrap, **net)  # type: ignore[arg-type]
     return NodeConfig(home=home, net=loopback, delivery=FAST, rpc=False)
 

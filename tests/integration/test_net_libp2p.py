@@ -28,11 +28,18 @@ from p2pchat.net.libp2p_host import Libp2pNetwork, open_libp2p_network
 pytestmark = pytest.mark.integration
 
 PROTO = "/p2pchat/test/1"
+#: The NAT services (AutoNAT, relays, hole punching; on by default) are tested on their own
+#: (test_net_nat, test_net_relay, test_nat_traversal); off here, so that these tests see
+#: only the connections and events they make, and stay cheap.
+NO_NAT = {"autonat": False, "relay_hop": False, "relay_client": False}
 LOOPBACK = NetConfig(
     listen_hosts=("127.0.0.1",),
     port=0,
     dial_timeout=5,
     dht_retry=RetryConfig(attempt_timeout=5, attempts=3, base_delay=0.1),
+    autonat=False,
+    relay_hop=False,
+    relay_client=False,
 )
 
 
