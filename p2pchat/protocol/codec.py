@@ -265,7 +265,10 @@ def wire(key: str, spec: Spec, doc: str, *, optional: bool = False) -> Any:
 
 
 class Struct:
-    """Base of every wire map. Subclasses are ``@dataclass(frozen=True, kw_only=True)``."""
+    """Base of every wire map. Subclasses are ``@dataclass(frozen=True, kw_only=True)``
+    (``slots=True`` for those held by the thousand: no per-instance ``__dict__``)."""
+
+    __slots__ = ()
 
     #: The CDDL rule name; defaults to the class name in kebab case.
     CDDL_NAME: ClassVar[str] = ""

@@ -83,7 +83,7 @@ def _check_type(value: str) -> None:
         raise ValueError("content type must be ASCII namespace/name")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Content(Struct):
     """The user-visible payload of a direct message or a group post."""
 

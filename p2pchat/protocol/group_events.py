@@ -211,13 +211,13 @@ class Sealed(Struct):
 # --- content -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Post(Struct):
     KIND: ClassVar[str] = "post"
     content: Content = wire("c", Nested(Content), "the post")  # noqa: RUF009 (wire() is a dataclasses.field)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Reply(Struct):
     KIND: ClassVar[str] = "reply"
     target: bytes = wire("to", _EVENT_ID, "event id replied to")
@@ -335,7 +335,7 @@ class InnerEvent(Struct):
 # --- the event ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class GroupEvent(Struct):
     """One signed log entry. Build with :func:`sign_event`; parse with :func:`decode_event`."""
 
