@@ -349,7 +349,7 @@ class GroupEvent(Struct):
     deps: tuple[bytes, ...] = wire("deps", ListOf(_EVENT_ID, 0, 32), "heads of other authors seen")
     lamport: int = wire("lt", UInt(1, MAX_UINT), "Lamport time: 1 + max over prev and deps")
     ts: int = wire("ts", UInt(), "author's clock, ms since the Unix epoch")
-    kind: str = wire("k", Text(1, 64), "event kind")
+    kind: str = wire("k", Text(1, 64, shared=True), "event kind")
     body: Mapping[str, Any] = wire("b", AnyMap(64), "the body of that kind")
     cert: bytes | None = wire(
         "cert",
