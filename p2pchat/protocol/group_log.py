@@ -17,11 +17,11 @@ before calling in at all.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from p2pchat.errors import ProtocolError, WireError
+from p2pchat.errors import LocalProtocolError, ProtocolError, WireError
 from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.identity import DeviceCertificate
 
@@ -39,6 +39,7 @@ __all__ = [
     "GroupLog",
     "order_key",
     "decode_stored",
+    "add_in_store_order",
 ]
 
 #: How far an event's ``ts`` may lag behind its parents', and run ahead of the
@@ -496,3 +497,42 @@ def decode_stored(data: bytes, *, slim: bool = False) -> StoredEvent:
     """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed);
     ``slim`` for bytes already verified (see :meth:`GroupEvent.slim`)."""
     return StoredEvent(decode_event(data, slim=slim), data)
+
+
+def add_in_store_order(
+    events: Iterable[bytes], start: Callable[[StoredEvent], GroupLog], *, max_early: int
+) -> bool:
+    """The trusted load of a node's stored events: each decoded and held in turn, in the
+    store's order (``start`` makes the log from the genesis). A node stores an event once
+    its parents are, so that order is causal, and the decoded copies of a whole log never
+    coexist with the held ones (that transient doubled a start's peak and, fragmented,
+    stayed in its RSS). ``False`` if the order is not causal enough for the log's buffer:
+    then load them sorted. Either way the result is the same (the fold follows the total
+    order, whatever order events are added in). Raises :class:`LocalProtocolError`
+    unless there is exactly one genesis."""
+    log: GroupLog | None = None
+    early: list[StoredEvent] = []  # events before the genesis (not a node's order)
+    for data in events:
+        stored = decode_stored(data, slim=True)
+        if stored.event.kind == "genesis":
+            if log is not None:
+                raise LocalProtocolError("a group's events hold exactly one genesis")
+            log = start(stored)
+            pending, early = sorted(early, key=lambda s: order_key(s.event)), []
+        elif log is None:
+            early.append(stored)
+            if len(early) > max_early:
+                return False
+            continue
+        else:
+            pending = [stored]
+        for item in pending:
+            try:
+                log.add(item, verified=True, now=None)
+            except GroupError as exc:
+                if exc.reason == "buffer-full":
+                    return False
+                raise
+    if log is None:
+        raise LocalProtocolError("a group's events hold exactly one genesis")
+    return True

@@ -6,8 +6,12 @@ lookups by sequence number stay those of the events themselves."""
 
 from __future__ import annotations
 
-from p2pchat.protocol.group_engine import GroupEngine
+import pytest
+
+from p2pchat.errors import LocalProtocolError
+from p2pchat.protocol.group_engine import EngineConfig, GroupEngine
 from p2pchat.protocol.group_events import MemberAdd, decode_event
+from p2pchat.protocol.group_log import LogLimits
 from tests.conftest import NOW_MS
 from tests.protocol.test_group_kit import account, device, new_group, post, replica
 
@@ -88,3 +92,31 @@ def test_a_log_fed_by_the_network_holds_the_same_way() -> None:
     engine = replica(genesis, events)
     _check_held(engine, len(events) + 1)
     assert engine.history_hash() == GroupEngine.load([genesis, *events]).history_hash()
+
+
+def test_store_order_shuffled_order_and_the_sorted_fallback_load_the_same() -> None:
+    """A node's stores hold events in acceptance order, loaded one by one; any other
+    order loads the same, buffered while its parents are missing, or sorted first when
+    that would overflow the log's buffer."""
+    genesis, events = _history()
+    stored = [genesis, *events]
+    shuffled = [*events[20:], *events[:20]]
+    shuffled.insert(7, genesis)
+    tight = EngineConfig(log=LogLimits(max_pending=2))
+    loads = [
+        GroupEngine.load(stored),
+        GroupEngine.load(shuffled),
+        GroupEngine.load([*reversed(events), genesis], config=tight),  # early: too many
+        GroupEngine.load([genesis, *reversed(events)], config=tight),  # buffer full
+    ]
+    want = [s.event_id for s in loads[0].ordered_events()]
+    for engine in loads:
+        assert [s.event_id for s in engine.ordered_events()] == want
+        assert engine.history_hash() == loads[0].history_hash()
+        assert engine.log.heads() == loads[0].log.heads()
+        assert engine.log.pending_count == 0
+        assert engine.state == loads[0].state
+    with pytest.raises(LocalProtocolError):
+        GroupEngine.load(events)
+    with pytest.raises(LocalProtocolError):
+        GroupEngine.load([genesis, *events, genesis])
