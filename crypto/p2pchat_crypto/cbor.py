@@ -16,7 +16,6 @@ the value and requires the same bytes, so any accepted input is canonical.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn, TypeAlias
 
@@ -61,9 +60,68 @@ def _refuse_tag(_decoder: object, tag: object) -> NoReturn:
 
 
 def _prepare(value: object, depth: int, max_depth: int) -> object:
-    """Check ``value`` against the profile and return it with every map in canonical order."""
+    """Check ``value`` against the profile and return it with every map in canonical order.
+
+    Hot: every signed or parsed byte string passes here (a decode re-encodes). Exact
+    types are dispatched first and leaves are checked inline, without a call each;
+    subclasses (an ``IntEnum``) take the general path below.
+    """
     if depth > max_depth:
         raise DecodeError("too-deep", f"nesting deeper than {max_depth}")
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise DecodeError("int-range", "integer outside the 64-bit CBOR range")
+        return value
+    if kind is dict:
+        return _prepare_map(value, depth, max_depth)  # type: ignore[arg-type]
+    if kind is list or kind is tuple:
+        out: list[object] = []
+        append = out.append
+        inline = depth < max_depth  # else the recursive call reports "too-deep"
+        for item in value:  # type: ignore[attr-defined]
+            item_kind = type(item)
+            if inline and (
+                item_kind in _LEAVES or (item_kind is int and _INT_MIN <= item <= _INT_MAX)
+            ):
+                append(item)
+            else:
+                append(_prepare(item, depth + 1, max_depth))
+        return out
+    return _prepare_other(value, depth, max_depth)
+
+
+#: Exact types that are returned as they are.
+_LEAVES = frozenset({str, bytes, bool, type(None)})
+
+
+def _prepare_map(value: dict[Any, Any], depth: int, max_depth: int) -> dict[Any, Any]:
+    entries: list[tuple[bytes, Any, Any]] = []
+    append = entries.append
+    keys = _KEYS
+    inline = depth < max_depth  # else the recursive call reports "too-deep"
+    for key, item in value.items():
+        encoded = keys.get(key) if type(key) is str or type(key) is int else None
+        if encoded is None:
+            encoded = _key_bytes(key)
+        item_kind = type(item)
+        if not (
+            inline and (item_kind in _LEAVES or (item_kind is int and _INT_MIN <= item <= _INT_MAX))
+        ):
+            item = _prepare(item, depth + 1, max_depth)
+        append((encoded, key, item))
+    entries.sort(key=_first)
+    return {key: item for _, key, item in entries}
+
+
+def _first(entry: tuple[bytes, object, object]) -> bytes:
+    return entry[0]
+
+
+def _prepare_other(value: object, depth: int, max_depth: int) -> object:
+    """The general path: subclasses of the profile's types, and everything refused."""
     if value is None or isinstance(value, bool | str | bytes):
         return value
     if isinstance(value, int):
@@ -73,27 +131,25 @@ def _prepare(value: object, depth: int, max_depth: int) -> object:
     if isinstance(value, list | tuple):
         return [_prepare(item, depth + 1, max_depth) for item in value]
     if isinstance(value, dict):
-        entries = []
-        for key, item in value.items():
-            if isinstance(key, bool) or not isinstance(key, int | str):
-                raise DecodeError("key-type", "map keys must be integers or text strings")
-            entries.append((_key_bytes(key), key, _prepare(item, depth + 1, max_depth)))
-        entries.sort(key=lambda entry: entry[0])
-        return {key: item for _, key, item in entries}
+        return _prepare_map(value, depth, max_depth)
     raise DecodeError("type", f"{type(value).__name__} is not allowed in the CBOR profile")
 
 
-def _key_bytes(key: int | str) -> bytes:
+#: Encoded map keys. Keys come from a small vocabulary (field names), so each is encoded
+#: once, not once per map; bounded, so keys from untrusted input cannot grow it.
+_KEYS: dict[int | str, bytes] = {}
+_KEYS_MAX = 1024
+
+
+def _key_bytes(key: object) -> bytes:
+    if isinstance(key, bool) or not isinstance(key, int | str):
+        raise DecodeError("key-type", "map keys must be integers or text strings")
     if isinstance(key, int) and not _INT_MIN <= key <= _INT_MAX:
         raise DecodeError("int-range", "integer map key outside the 64-bit CBOR range")
-    return _key_encoding(key)
-
-
-@functools.lru_cache(maxsize=1024)
-def _key_encoding(key: int | str) -> bytes:
-    """Map keys come from a small vocabulary (field names): each is encoded once, not
-    once per map. Bounded, so keys from untrusted input cannot grow it."""
-    return cbor2.dumps(key)
+    encoded = cbor2.dumps(key)
+    if len(_KEYS) < _KEYS_MAX and (type(key) is str or type(key) is int):
+        _KEYS[key] = encoded
+    return encoded
 
 
 def encode(value: Value, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:

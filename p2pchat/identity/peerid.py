@@ -17,6 +17,8 @@ fully specified by the libp2p peer-id spec, so we do it here:
 
 from __future__ import annotations
 
+import functools
+
 import base58
 
 __all__ = ["ED25519_PUBLIC_KEY_LEN", "peer_id_bytes", "peer_id_from_ed25519", "peer_id_to_key"]
@@ -43,6 +45,13 @@ def peer_id_bytes(public_key: bytes) -> bytes:
 
 def peer_id_from_ed25519(public_key: bytes) -> str:
     """The text peer id (``12D3KooW...``) of a 32-byte Ed25519 public key."""
+    return _peer_id_text(bytes(public_key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_id_text(public_key: bytes) -> str:
+    """Cached (bounded): group services map every member key to its peer id per
+    operation, and base58 of 38 bytes is ~60 µs of big-integer arithmetic."""
     encoded: bytes = base58.b58encode(peer_id_bytes(public_key))
     return encoded.decode("ascii")
 

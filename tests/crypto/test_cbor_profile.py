@@ -78,3 +78,37 @@ def test_encode_refuses_values_outside_the_profile() -> None:
     for bad in (1.5, 2**64, {(1, 2): 1}, {True: 1}, {1, 2}):
         with pytest.raises(DecodeError):
             cbor.encode(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v], lambda v: {"k": v}])
+@pytest.mark.parametrize("leaf", [0, 2**64 - 1, "t", b"b", None, True])
+def test_the_depth_limit_counts_leaves_inside_containers(wrap: object, leaf: object) -> None:
+    nested: object = leaf
+    for _ in range(3):
+        nested = wrap(nested)  # type: ignore[operator]
+    assert cbor.encode(nested, max_depth=3)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError) as info:
+        cbor.encode(nested, max_depth=2)  # type: ignore[arg-type]
+    assert info.value.reason == "too-deep"
+
+
+@pytest.mark.parametrize("bad", [[2**64], [-(2**64) - 1], {"k": 2**64}, {"k": [1, 2**70]}])
+def test_out_of_range_integers_inside_containers_are_refused(bad: object) -> None:
+    with pytest.raises(DecodeError) as info:
+        cbor.encode(bad)  # type: ignore[arg-type]
+    assert info.value.reason == "int-range"
+
+
+def test_subclasses_of_profile_types_encode_as_their_base() -> None:
+    import enum
+
+    class Kind(enum.IntEnum):
+        POST = 7
+
+    assert cbor.encode({"k": Kind.POST, "l": [Kind.POST]}) == cbor.encode({"k": 7, "l": [7]})
+
+
+def test_hostile_map_keys_do_not_grow_the_key_cache() -> None:
+    for i in range(3000):
+        cbor.decode(cbor.encode({f"k{i}": i, i + 10_000: 0}), max_size=1024)
+    assert len(cbor._KEYS) <= cbor._KEYS_MAX
