@@ -48,6 +48,8 @@ __all__ = [
     "emit_json",
     "emit_json_line",
     "show_panel",
+    "address_row",
+    "show_lines",
     "show_table",
     "short_id",
     "identity_rows",
@@ -181,6 +183,32 @@ def show_panel(title: str, rows: Sequence[tuple[str, str]], *, style: str = "gre
         table.add_row(label, Text(terminal_safe(value)))  # Text, not markup
     title_text = Text(terminal_safe(title, single_line=True))
     _console().print(Panel(table, title=title_text, border_style=style, expand=False))
+
+
+def address_row(addrs: Sequence[str]) -> tuple[str, list[str]]:
+    """The panel value for listen addresses, and the lines to print after the panel.
+
+    A multiaddr with its peer id is ~90 characters: folded inside a box at 80 columns it
+    cannot be copied whole, yet people paste it into ``--bootstrap``. When one does not fit
+    the panel, the panel says so and the addresses follow it unboxed, one per line, never
+    broken by us (the terminal wraps them, and copies them as one line).
+    """
+    if not addrs:
+        return "nowhere", []
+    room = _console().width - 17  # borders, padding and the widest label ("Fingerprint")
+    if max(len(a) for a in addrs) <= room:
+        return "\n".join(addrs), []
+    count = f"{len(addrs)} addresses" if len(addrs) > 1 else "1 address"
+    return f"{count}, in full below", list(addrs)
+
+
+def show_lines(lines: Sequence[str]) -> None:
+    """Lines a person copies (addresses, codes): unboxed and never wrapped by rich."""
+    from rich.text import Text
+
+    console = _console()
+    for line in lines:
+        console.print(Text(terminal_safe(line, single_line=True)), soft_wrap=True)
 
 
 def short_id(value: str) -> str:

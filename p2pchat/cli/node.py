@@ -25,7 +25,15 @@ from ..identity.keyfile import open_or_create
 from ..identity.keystore import UnlockedIdentity
 from ..net.config import DEFAULT_PORT
 from ._logging import configure_logging
-from ._output import emit_json, identity_rows, say, show_panel, warn_if_exposed
+from ._output import (
+    address_row,
+    emit_json,
+    identity_rows,
+    say,
+    show_lines,
+    show_panel,
+    warn_if_exposed,
+)
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
 
@@ -207,15 +215,17 @@ def run(
                 }
             )
             return
+        listening, below = address_row(running.listen_addrs)
         rows = [
             *identity_rows(identity.public),
             ("Home", str(home.path)),
-            ("Listening", "\n".join(running.listen_addrs) or "nowhere"),
+            ("Listening", listening),
             ("Bootstrap", "\n".join(effective["bootstrap"]) or "none"),
             ("Local API", socket or "off"),
         ]
         title = "Linked to the account" if link_code else "New identity created"
         show_panel(title if created else "p2pchat node", rows)
+        show_lines(below)
         say("The node is running. Press Ctrl-C to stop it.")
 
     serve(config, identity, announce)

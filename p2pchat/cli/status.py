@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ._client import call
-from ._output import emit_json, show_panel, show_table
+from ._output import address_row, emit_json, show_lines, show_panel, show_table
 from ._state import CliState, json_option, pass_state, wide_option
 
 __all__ = ["status", "peers"]
@@ -50,15 +50,21 @@ def status(state: CliState) -> None:
         emit_json(info)
         return
     published = info["records_published_at"]
+    listening, below = address_row(info["listen_addrs"])
+    conversations = info["conversations"]
     rows = [
         ("Fingerprint", info["fingerprint"]),
         ("Account key", info["account"]),
         ("Peer ID", info["peer_id"]),
-        ("Listening", "\n".join(info["listen_addrs"]) or "nowhere"),
+        ("Listening", listening),
         ("Up for", _duration(info["uptime_ms"])),
         ("Peers", f"{info['connected_peers']} connected, {info['nearby_peers']} nearby"),
         ("Reachable", _reachable(info)),
-        ("Messages", f"{info['unread']} unread in {info['conversations']} conversations"),
+        (
+            "Messages",
+            f"{info['unread']} unread in {conversations} "
+            + ("conversation" if conversations == 1 else "conversations"),
+        ),
         ("Requests", str(info["contact_requests"])),
         (
             "Published",
@@ -80,6 +86,7 @@ def status(state: CliState) -> None:
         more = len(unreachable) - len(lines)
         rows.append(("Unreachable", "\n".join(lines) + (f"\n… and {more} more" if more else "")))
     show_panel("p2pchat node", rows)
+    show_lines(below)
 
 
 def _reachable(info: dict[str, Any]) -> str:
