@@ -47,6 +47,16 @@ class _OursOnly(logging.Filter):
         return record.name.startswith("p2pchat") or record.levelno >= logging.CRITICAL
 
 
+def _is_default(handler: logging.Handler) -> bool:
+    """The handler ``logging.basicConfig`` (or a first ``logging.warning(...)``) installs."""
+    formatter = handler.formatter
+    return (
+        type(handler) is logging.StreamHandler
+        and formatter is not None
+        and formatter._fmt == logging.BASIC_FORMAT
+    )
+
+
 def configure_logging(verbose: int = 0) -> logging.Handler:
     """Install the node's stderr handler (idempotent); returns it."""
     ours = logging.DEBUG if verbose > 1 else logging.INFO
@@ -61,6 +71,8 @@ def configure_logging(verbose: int = 0) -> logging.Handler:
     if verbose == 0:
         handler.addFilter(_OursOnly())
     handler._p2pchat = True  # type: ignore[attr-defined]
+    for stray in [h for h in root.handlers if h is not handler and _is_default(h)]:
+        root.removeHandler(stray)  # installed by a root-logger call before ours was there
     if handler not in root.handlers:
         root.addHandler(handler)
     root.setLevel(others)

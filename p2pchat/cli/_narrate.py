@@ -20,6 +20,7 @@ from ..events import (
     ContactRequestReceived,
     DeliveryChanged,
     Event,
+    EventStream,
     GroupMessage,
     MessageReceived,
     PeerConnected,
@@ -62,11 +63,12 @@ def describe(event: Event, names: dict[bytes, str]) -> str | None:
     return None
 
 
-async def narrate(node: Node) -> None:
-    """Log :func:`describe` of every event until cancelled."""
-    async with node.events() as stream:
-        async for event in stream:
-            names = {c.account: account_label(c.account, c) for c in await node.contacts()}
-            line = describe(event, names)
-            if line is not None:
-                logger.info("%s", line)
+async def narrate(node: Node, stream: EventStream) -> None:
+    """Log :func:`describe` of every event of ``stream`` until cancelled. The stream is
+    entered before the node starts, so what arrives during start-up is told too."""
+    async for event in stream:
+        names = {c.account: account_label(c.account, c) for c in await node.contacts()}
+        names[node.account_key] = "me"  # what another of our devices sent
+        line = describe(event, names)
+        if line is not None:
+            logger.info("%s", line)

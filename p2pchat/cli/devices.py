@@ -207,6 +207,21 @@ def join(state: CliState, code: str, name: str, insecure: bool) -> None:
         say("Start it with `p2pchat node run`.")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def link_bootstrap(code: str) -> list[str]:
+    """The linking device's addresses in ``code``, with its peer id: a linked device that
+    was given no ``--bootstrap`` enters the network (DHT, groups) through them."""
+    from ..identity.peerid import peer_id_from_ed25519
+    from ..protocol.device_link import LinkCode
+
+    link = LinkCode.parse(code)
+    peer = peer_id_from_ed25519(link.device_key)
+    return [a if "/p2p/" in a else f"{a}/p2p/{peer}" for a in link.addrs]
+
+
 def join_new_home(
     state: CliState, code: str, *, name: str, insecure: bool, values: dict[str, Any] | None = None
 ) -> UnlockedIdentity:
@@ -262,8 +277,8 @@ def join_new_home(
             await save_granted(store, joined, names={device_key: name}, now=now_ms())
         if joined.sync is not None and not state.json:
             say(
-                f"Received {len(joined.sync.contacts)} contacts and "
-                f"{len(joined.sync.groups)} groups (joined once the node runs)."
+                f"Received {_count(len(joined.sync.contacts), 'contact')} and "
+                f"{_count(len(joined.sync.groups), 'group')} (joined once the node runs)."
             )
         return identity
 

@@ -151,7 +151,7 @@ def list_files(state: CliState) -> None:
         return
     show_table(
         None,
-        ["id", "name", "size", "held", "why"],
+        ("File id", "Name", "Size", "Held", "Why"),
         [
             [
                 f["file_id"][:12],

@@ -186,11 +186,16 @@ def run(
     )
     config = NodeConfig.from_mapping(home.path, values)  # refuse bad values before unlocking
     if link_code:
-        from .devices import join_new_home
+        from ..net import libp2p_host  # noqa: F401 - imported first: it resets libp2p's logger
+        from .devices import join_new_home, link_bootstrap
 
+        configure_logging(state.verbose)  # linking runs libp2p: its logging is tamed first
         name = display_name or socket.gethostname()[:64] or "new device"
         identity = join_new_home(state, link_code, name=name, insecure=insecure, values=values)
         created = True
+        if not values.get("bootstrap"):  # the linking device is our way into the network
+            values["bootstrap"] = link_bootstrap(link_code)
+            config = NodeConfig.from_mapping(home.path, values)
     else:
         identity, created = _open_identity(state, create_identity, insecure)
     warn_if_exposed(home)
@@ -338,7 +343,8 @@ async def _run_until_signal(
 
             nursery.start_soon(watch)
             with starting:
-                async with make(config, identity) as running:
+                node = make(config, identity)
+                async with node.events() as told, node as running:
                     up = True
                     logger.info("node %s is up", running.peer_id)
                     if not running.listen_addrs:
@@ -349,7 +355,7 @@ async def _run_until_signal(
                     async with open_api(running) as server:
                         announce(running, server)
                         async with trio.open_nursery() as talking:  # ends before the node closes
-                            talking.start_soon(narrate, running)
+                            talking.start_soon(narrate, running, told)
                             await stop.wait()
                             talking.cancel_scope.cancel()
                 logger.info("node stopped")

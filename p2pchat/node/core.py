@@ -531,8 +531,14 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
     # -- events and statistics ------------------------------------------------------------
 
     def events(self) -> EventStream:
-        """``async with node.events() as stream: async for event in stream`` (see events.py)."""
-        self._check()
+        """``async with node.events() as stream: async for event in stream`` (see events.py).
+
+        May be entered before the node starts (``async with node.events() as s, node:``):
+        then nothing the start itself delivers is missed (mail fetched from a mailbox,
+        messages from peers that connect at once). The stream buffers until read.
+        """
+        if self._state not in ("new", "running"):
+            raise ClosedError(f"the node is {self._state}")
         return self._events.stream()
 
     async def statistics(self) -> dict[str, Any]:

@@ -87,14 +87,14 @@ async def running(
         seed=1,
     )
     api = serve_node(node, rng=DeterministicRng(f"{peer.name}-rpc"))
-    async with node, api, trio.open_nursery() as nursery:
+    # Subscribed before the start, as an embedding app does: what the start delivers
+    # (mail from a mailbox, a peer's retry) is recorded too.
+    async with node.events() as stream, node, api, trio.open_nursery() as nursery:
         peer.node = node
-        stream = node.events()
 
         async def record() -> None:
-            async with stream:
-                async for event in stream:
-                    peer.events.append(event)
+            async for event in stream:
+                peer.events.append(event)
 
         nursery.start_soon(record)
         await node.wait_published()

@@ -218,11 +218,12 @@ def test_trio_side_errors_reach_the_caller() -> None:
         crashed = trio.Event()
         async with trio.open_nursery() as nursery:
 
-            async def crash() -> None:
-                await crashed.wait()
+            async def crash(task_status: trio.TaskStatus[None]) -> None:
+                task_status.started()  # waiting before the caller can set the event: else
+                await crashed.wait()  # stop() could cancel it before its first step
                 raise NotFoundError("background crash")
 
-            nursery.start_soon(crash)
+            await nursery.start(crash)
             yield crashed
 
     handle = start_trio_thread(crashes_later, ready_timeout=LIMIT)

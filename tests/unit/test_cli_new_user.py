@@ -71,6 +71,11 @@ def test_item19_ctrl_c_exits_130_without_a_traceback(nodes: Nodes, delay: float)
     alice = nodes.home("alice")
     assert p2p(alice, "contacts", "add", nodes.account("bob"), "--name", "bob").exit_code == 0
     done = _interrupt_after(alice, delay, "dm", "read", "bob", "--follow")
+    if "Traceback" in done.stderr and "p2pchat" not in done.stderr:
+        # Under load the signal can land while the interpreter itself starts (runpy,
+        # site): no code of ours has run, and Python prints that one itself.
+        assert "KeyboardInterrupt" in done.stderr, done.stderr
+        return
     assert "Traceback" not in done.stderr, done.stderr
     # 0 s: the signal may come before Python handles it; a shell shows that as 130 too
     assert done.returncode in (130, -signal.SIGINT), (done.returncode, done.stderr)

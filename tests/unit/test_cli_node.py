@@ -26,6 +26,7 @@ from nacl.pwhash import argon2id
 from p2pchat.cli import cli
 from p2pchat.config import NodeConfig
 from p2pchat.errors import ConfigError, NetworkError
+from p2pchat.events import EventBus, EventStream
 from p2pchat.identity import keystore
 from p2pchat.identity.keystore import KdfLimits, UnlockedIdentity
 from p2pchat.net.memory import open_memory_hub
@@ -250,6 +251,10 @@ class StubNode:
         self.listen_addrs = listen
         self.peer_id = "12D3KooWstub"
         self.closed = False
+        self._bus = EventBus()
+
+    def events(self) -> EventStream:
+        return self._bus.stream()
 
     async def __aenter__(self) -> StubNode:
         await self._start()
