@@ -375,8 +375,8 @@ def report_first_dm(first: FirstDm) -> str:
     return (
         f"goal: first DM to a stranger <= 300 ms at N = {first.nodes}: median {median:,.0f} ms "
         f"({median / 300:.1f}x the goal; {samples} ms; {first.connected} of "
-        f"{len(first.first_ms)} senders were still connected after disconnecting); the next DM: median "
-        f"{statistics.median(first.second_ms):,.1f} ms"
+        f"{len(first.first_ms)} senders were still connected after disconnecting); "
+        f"the next DM: median {statistics.median(first.second_ms):,.1f} ms"
     )
 
 
