@@ -23,6 +23,7 @@ from p2pchat.errors import LocalProtocolError, WireError
 from p2pchat_crypto.kdf import blake2b
 from p2pchat_crypto.sealed import Rng
 
+from .blob import MAX_CHUNKS
 from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, decode_map, encode_value, wire
 from .framing import MAX_FRAME
 from .signing import sign_map, signed_bytes, verify_signature
@@ -30,6 +31,7 @@ from .signing import sign_map, signed_bytes, verify_signature
 __all__ = [
     "MAX_BLOB",
     "MAX_TTL_S",
+    "MAILBOX_PROTOCOL",
     "AUTH_WINDOW_MS",
     "MailboxFrame",
     "MailboxStore",
@@ -39,6 +41,10 @@ __all__ = [
     "MailboxItems",
     "MailboxDelete",
     "MailboxDeleted",
+    "MailboxHold",
+    "MailboxHeld",
+    "MailboxRefused",
+    "REFUSALS",
     "MAILBOX_KINDS",
     "decode_mailbox_frame",
     "encode_mailbox_frame",
@@ -49,6 +55,7 @@ __all__ = [
     "open_for_tag",
 ]
 
+MAILBOX_PROTOCOL = "/p2pchat/mailbox/1.0.0"
 #: Largest stored blob: a sealed envelope around the largest pairwise message of
 #: crypto.md (262,144 bytes) plus the envelope's and the seal's overhead.
 MAX_BLOB = 264 * 1024
@@ -127,10 +134,47 @@ class MailboxDeleted(Struct):
     count: int = wire("n", UInt(0, 256), "items actually deleted")
 
 
+@dataclass(frozen=True, kw_only=True)
+class MailboxHold(Struct):
+    """Ask a mailbox to hold an encrypted blob (an attachment of mail left there): the
+    mailbox fetches its chunks from the asking peer over ``/p2pchat/blob/1.0.0`` and
+    answers ``mbox.held`` once it holds them all (blobs.md section 6)."""
+
+    KIND: ClassVar[str] = "mbox.hold"
+    blob: bytes = wire("b", Bytes(32), "blob id")
+    manifest: bytes = wire(
+        "m", Bytes(low=1, high=32 * MAX_CHUNKS + 64), "canonical CBOR of the blob's manifest"
+    )
+    ttl: int = wire("ttl", UInt(1, MAX_TTL_S), "seconds to keep it")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxHeld(Struct):
+    KIND: ClassVar[str] = "mbox.held"
+    blob: bytes = wire("b", Bytes(32), "blob id")
+    expires: int = wire("exp", UInt(), "when the mailbox drops it, ms")
+
+
+#: Why a mailbox refuses to store (``mbox.refused``): the depositor's share or the whole
+#: mailbox is full, it holds no blobs, the manifest does not match the id, or it could
+#: not fetch every chunk from the depositor.
+REFUSALS = ("quota-sender", "quota-total", "no-blobs", "bad-manifest", "fetch-failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxRefused(Struct):
+    KIND: ClassVar[str] = "mbox.refused"
+    why: str = wire("why", Text(1, 32), "one of REFUSALS")
+    limit: int | None = wire(
+        "max", UInt(), "the quota that would be exceeded, bytes", optional=True
+    )
+
+
 MAILBOX_KINDS: dict[str, type[Struct]] = {
     cls.KIND: cls
     for cls in (
-        MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted
+        MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted,
+        MailboxHold, MailboxHeld, MailboxRefused,
     )
 }  # fmt: skip
 
