@@ -19,13 +19,13 @@ from nacl.exceptions import CryptoError as NaclError
 from nacl.public import Box, PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
 
-from p2pchat.errors import LocalProtocolError, WireError
+from p2pchat.errors import WireError
 from p2pchat_crypto.kdf import blake2b
 from p2pchat_crypto.sealed import Rng
 
 from .blob import MAX_CHUNKS
-from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, decode_map, encode_value, wire
-from .framing import MAX_FRAME
+from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, wire
+from .kinded import KindedFrame, KindedFrames
 from .signing import sign_map, signed_bytes, verify_signature
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "MailboxRefused",
     "REFUSALS",
     "MAILBOX_KINDS",
+    "MAILBOX_FRAMES",
     "decode_mailbox_frame",
     "encode_mailbox_frame",
     "sign_request",
@@ -69,11 +70,8 @@ _TAG = Bytes(32)
 _ITEM_ID = Bytes(16)
 
 
-@dataclass(frozen=True, kw_only=True)
-class MailboxFrame(Struct):
-    version: int = wire("v", UInt(1, 1), "protocol version, 1")
-    kind: str = wire("k", Text(1, 64), "mbox.* kind")
-    payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
+#: ``{v: 1, k, p}`` (:mod:`p2pchat.protocol.kinded`).
+MailboxFrame = KindedFrame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,37 +168,18 @@ class MailboxRefused(Struct):
     )
 
 
-MAILBOX_KINDS: dict[str, type[Struct]] = {
-    cls.KIND: cls
-    for cls in (
+#: The ``/p2pchat/mailbox/1.0.0`` frames (:mod:`p2pchat.protocol.kinded`).
+MAILBOX_FRAMES = KindedFrames(
+    "mailbox",
+    (
         MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted,
         MailboxHold, MailboxHeld, MailboxRefused,
-    )
-}  # fmt: skip
-
-
-def decode_mailbox_frame(data: bytes, *, max_size: int = MAX_FRAME) -> Struct:
-    """Strictly decode a mailbox frame and its payload (no signature check)."""
-    raw = decode_map(data, max_size=max_size)
-    version = raw.get("v")
-    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
-        raise WireError("unsupported-version", f"mailbox version {version}")
-    frame = MailboxFrame.from_value(raw)
-    cls = MAILBOX_KINDS.get(frame.kind)
-    if cls is None:
-        raise WireError("unknown-kind", f"{frame.kind!r} is not a mailbox kind")
-    return cls.from_bytes(frame.payload, max_size=len(frame.payload) or 1)
-
-
-def encode_mailbox_frame(message: Struct) -> bytes:
-    kind: Any = getattr(message, "KIND", None)
-    if MAILBOX_KINDS.get(kind) is not type(message):
-        raise LocalProtocolError(f"{type(message).__name__} is not a mailbox message")
-    try:
-        message.check()
-        return encode_value({"v": 1, "k": kind, "p": message.to_bytes()})
-    except WireError as exc:
-        raise LocalProtocolError(f"refusing to send an invalid message: {exc}") from exc
+    ),
+)  # fmt: skip
+MAILBOX_KINDS = MAILBOX_FRAMES.kinds
+#: Strictly decode a mailbox frame and its payload (no signature check).
+decode_mailbox_frame = MAILBOX_FRAMES.decode
+encode_mailbox_frame = MAILBOX_FRAMES.encode
 
 
 def sign_request(
