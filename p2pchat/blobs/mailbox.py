@@ -111,23 +111,30 @@ class MailboxBlobs:
     async def deposit(self, conversation: str, boxes: Sequence[PeerInfo], ttl_s: int) -> None:
         """Have one of ``boxes`` hold each attachment pending for ``conversation``."""
         for ref in self.pending(conversation):
-            if not self._blobs.store.complete(ref.hash):
-                self.delivered(conversation, [ref.hash])  # gone (gc): nothing to offer
-                continue
-            reasons = []
-            for box in boxes:
-                why = await self._offer(box, ref, ttl_s)
-                if why is None:
-                    self.delivered(conversation, [ref.hash])
-                    self.stats["deposited"] += 1
-                    self._blobs.report(ref.hash, "mailbox", ref.size, ref.size, state="done")
-                    break
-                reasons.append(why)
-            else:
-                self.stats["deposit_refused"] += 1
-                reason = "; ".join(dict.fromkeys(reasons)) or "no mailbox is known"
-                logger.warning("no mailbox holds file %s: %s", ref.hash.hex()[:16], reason)
-                self._blobs.report(ref.hash, "mailbox", 0, ref.size, state="failed", reason=reason)
+            try:
+                await self._deposit_one(conversation, ref, boxes, ttl_s)
+            except P2PChatError as exc:  # never stops the message itself going there
+                logger.warning("could not offer file %s to a mailbox: %s", ref.hash.hex(), exc)
+
+    async def _deposit_one(
+        self, conversation: str, ref: MediaRef, boxes: Sequence[PeerInfo], ttl_s: int
+    ) -> None:
+        if not self._blobs.store.complete(ref.hash):
+            self.delivered(conversation, [ref.hash])  # gone (gc): nothing to offer
+            return
+        reasons = []
+        for box in boxes:
+            why = await self._offer(box, ref, ttl_s)
+            if why is None:
+                self.delivered(conversation, [ref.hash])
+                self.stats["deposited"] += 1
+                self._blobs.report(ref.hash, "mailbox", ref.size, ref.size, state="done")
+                return
+            reasons.append(why)
+        self.stats["deposit_refused"] += 1
+        reason = "; ".join(dict.fromkeys(reasons)) or "no mailbox is known"
+        logger.warning("no mailbox holds file %s: %s", ref.hash.hex()[:16], reason)
+        self._blobs.report(ref.hash, "mailbox", 0, ref.size, state="failed", reason=reason)
 
     async def _offer(self, box: PeerInfo, ref: MediaRef, ttl_s: int) -> str | None:
         """Ask ``box`` to hold ``ref``'s blob; ``None`` when it does, else why not."""

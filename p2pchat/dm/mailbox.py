@@ -235,6 +235,8 @@ class Mailbox:
             if isinstance(reply, MailboxStored):
                 self.stats["deposited"] += 1
                 return True
+            if isinstance(reply, MailboxRefused):
+                logger.info("mailbox %s refused the message: %s", box.peer_id, reply.why)
         return False
 
     # -- the recipient side ---------------------------------------------------------------
