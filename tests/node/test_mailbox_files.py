@@ -10,10 +10,18 @@ from pathlib import Path
 from p2pchat.config import BlobConfig, MailboxConfig
 from p2pchat.errors import NotFoundError
 from p2pchat.events import DeliveryChanged, FileProgress, MessageReceived
-from p2pchat.net.memory import MemoryHub
+from p2pchat.net.memory import MemoryHub, memory_addr
 from p2pchat.node import Node
 from p2pchat.protocol.blob import CHUNK_SIZE
 from p2pchat.protocol.content import Content, attachments_of
+from p2pchat.protocol.mailbox import (
+    MAILBOX_PROTOCOL,
+    MailboxRefused,
+    MailboxStore,
+    MailboxStored,
+    decode_mailbox_frame,
+    encode_mailbox_frame,
+)
 from tests.node.harness import Peer, hub, new_peer, running, wait_for
 
 
@@ -113,3 +121,28 @@ async def test_a_mailbox_over_quota_refuses_the_file_with_a_reason_and_the_messa
         assert c._mailbox_blobs is not None
         assert c._mailbox_blobs.stats["refused"] == 1
         assert any(isinstance(e, MessageReceived) for e in bob.events)  # the first one
+
+
+async def test_a_full_mailbox_answers_why_instead_of_dropping_the_stream(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, carol = new_peer("alice"), new_peer("carol")
+    one_item = MailboxConfig(enabled=True, max_items_per_sender=1)
+    async with (
+        hub() as h,
+        running(h, carol, tmp_path, mailbox=one_item),
+        running(h, alice, tmp_path) as a,
+    ):
+        assert a._network is not None
+        await a._network.connect(carol.peer_id, (memory_addr(carol.peer_id),))
+        stream = await a._network.open_stream(carol.peer_id, MAILBOX_PROTOCOL)
+        store = MailboxStore(tag=bytes(32), blob=b"sealed", ttl=60)
+        replies = []
+        for _ in range(2):
+            await stream.write_frame(encode_mailbox_frame(store))
+            frame = await stream.read_frame(1 << 16)
+            assert frame is not None
+            replies.append(decode_mailbox_frame(frame))
+        await stream.close()
+    assert isinstance(replies[0], MailboxStored)
+    assert replies[1] == MailboxRefused(why="quota-sender")
