@@ -136,6 +136,7 @@ class BlobConfig:
     cache_bytes: int = 256 * 1024 * 1024
     #: Blobs held for others (mailbox role), per peer that stored them.
     mailbox_bytes_per_peer: int = 64 * 1024 * 1024
+    mailbox_bytes_total: int = 1024 * 1024 * 1024
     mailbox_keep_ms: int = 7 * DAY_MS
     #: Serving: a token bucket per requesting peer (bytes per second, burst bytes).
     serve_rate: int = 8 * 1024 * 1024

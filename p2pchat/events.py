@@ -218,7 +218,8 @@ class FileProgress(Event):
     bytes; ``state`` is ``running``, ``done`` or ``failed`` (with ``reason``). At most a
     few per second per file; ``sources``: holders serving it now (downloads). While a
     file is being sealed its id is not known yet: ``blob_id`` is empty, ``name`` says
-    which file it is."""
+    which file it is. ``mailbox``: a file of a DM left at the recipient's mailbox is
+    held there (``done``) or was refused (``failed``, ``reason`` says why)."""
 
     type: ClassVar[str] = "file.progress"
     blob_id: bytes

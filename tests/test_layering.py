@@ -49,7 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("p2pchat.errors", "p2pchat.text", "p2pchat.vocabulary", "p2pchat.qr"),
     ("p2pchat.protocol",),  # sans-IO
     ("p2pchat.net", "p2pchat.storage", "p2pchat.rpc"),  # adapters and the RPC framework
-    ("p2pchat.config", "p2pchat.events"),  # shared by the services
+    ("p2pchat.config", "p2pchat.events", "p2pchat.media"),  # shared by the services
     ("p2pchat.identity",),
     ("p2pchat.blobs",),  # attachments: sealed blobs, their transfer and serving
     ("p2pchat.dm",),

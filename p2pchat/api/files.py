@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import trio
+
 from p2pchat.api.shapes import media_to_dict
 from p2pchat.errors import NotFoundError
+from p2pchat.media import media_of
 from p2pchat.protocol.content import MAX_ATTACHMENTS, MediaRef
 from p2pchat.rpc import Bounds, NoParams, Registry
 from p2pchat.storage.blobs import BlobInfo
@@ -26,6 +29,11 @@ __all__ = ["register_file_methods", "file_to_dict", "refs_for", "FILE_IDS"]
 _FILE_ID = Bounds(max_len=64)
 #: ``files`` params of dm.send and groups.post: ids of files to attach.
 FILE_IDS = Annotated[list[str] | None, Bounds(max_len=MAX_ATTACHMENTS)]
+
+
+@dataclass(frozen=True, slots=True)
+class _MediaParams:
+    media: Annotated[str, Bounds(max_len=4096)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,12 @@ def register_file_methods(registry: Registry, node: Node) -> None:
         ref = await node.add_file(p.path, mime=p.mime)
         return file_to_dict(node.file_info(ref.hash))
 
+    async def files_media_hash(p: _MediaParams) -> dict[str, Any]:
+        """The hash that names a media file in live groups (``groups.live``): of a file on
+        the node's machine, of an http(s) URL's text, or a hash as given."""
+        found = await trio.to_thread.run_sync(media_of, p.media)
+        return {"media_hash": found.hash, "mime": found.mime, "size": found.size, "url": found.url}
+
     async def files_list(_: object) -> list[dict[str, Any]]:
         """Files this node holds or can fetch, newest first."""
         return [file_to_dict(i) for i in node.files()]
@@ -101,6 +115,7 @@ def register_file_methods(registry: Registry, node: Node) -> None:
 
     registry.add("files.add", files_add, scope="admin", params=_AddParams)
     registry.add("files.list", files_list, scope="read", params=NoParams)
+    registry.add("files.media_hash", files_media_hash, scope="admin", params=_MediaParams)
     registry.add("files.info", files_info, scope="read", params=_FileParams)
     registry.add("files.fetch", files_fetch, scope="send", params=_FileParams)
     registry.add("files.get", files_get, scope="admin", params=_GetParams)

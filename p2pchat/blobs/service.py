@@ -193,6 +193,20 @@ class Blobs:
     def peer_id(self) -> str:
         return self._peer_id
 
+    @property
+    def network(self) -> Network:
+        return self._network
+
+    @property
+    def config(self) -> BlobConfig:
+        return self._config
+
+    def report(
+        self, blob_id: bytes, direction: str, done: int, total: int, *, state: str, reason: str = ""
+    ) -> None:
+        """Publish a ``file.progress`` event (``mailbox``: a mailbox took it, or why not)."""
+        self._progress(blob_id, direction, done, total, state=state, reason=reason)
+
     # -- sending ----------------------------------------------------------------------
 
     async def add_file(

@@ -32,7 +32,7 @@ from p2pchat.protocol.blob_fetch import Download
 from p2pchat.protocol.framing import MAX_FRAME
 from p2pchat.storage.blobs import BlobStore
 
-__all__ = ["run_download"]
+__all__ = ["run_download", "open_to"]
 
 logger = logging.getLogger(__name__)
 #: A manifest frame may exceed a chunk frame: 32 bytes per chunk plus a little.
@@ -81,7 +81,7 @@ async def _holder(
 ) -> None:
     stream: FramedStream | None = None
     try:
-        stream = await _open(network, peer)
+        stream = await open_to(network, peer)
         await _exchange(download, peer, stream, store, network, idle_timeout_ms, pulse, on_progress)
     except trio.TooSlowError:
         download.source_failed(peer, "timeout")
@@ -102,16 +102,21 @@ async def _holder(
                 await stream.close()
 
 
-async def _open(network: Network, peer: str) -> FramedStream:
-    """A blob stream to ``peer``; a holder we know no address of is looked up first."""
+async def open_to(
+    network: Network, peer: str, protocol: str = BLOB_PROTOCOL, addrs: tuple[str, ...] = ()
+) -> FramedStream:
+    """A stream to ``peer`` (dialled at ``addrs`` first if given and not connected); a
+    peer we know no address of is looked up in the DHT."""
+    if addrs and peer not in network.connected_peers():
+        await network.connect(peer, addrs)
     try:
-        return await network.open_stream(peer, BLOB_PROTOCOL)
+        return await network.open_stream(peer, protocol)
     except PeerUnreachableError:
         found = await network.dht.find_peer(peer)
         if found is None or not found.addrs:
             raise
         await network.connect(peer, found.addrs)
-        return await network.open_stream(peer, BLOB_PROTOCOL)
+        return await network.open_stream(peer, protocol)
 
 
 async def _exchange(

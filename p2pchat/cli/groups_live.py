@@ -14,52 +14,17 @@ sees the comments of the minutes it plays.
 
 from __future__ import annotations
 
-import hashlib
-import mimetypes
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import ConfigError
+from ..media import Media, media_of
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, message_body, say
 from ._state import CliState, json_option, pass_state
 
 __all__ = ["live_read", "live_post", "media_hash_command", "format_offset", "Media", "media_of"]
-
-_HEX = frozenset("0123456789abcdef")
-_URL_MIME = "text/uri-list"
-
-
-@dataclass(frozen=True)
-class Media:
-    """What names a media file: its hash, type, size and (for a URL) where it is."""
-
-    hash: str
-    mime: str
-    size: int
-    url: str | None = None
-
-
-def media_of(text: str) -> Media:
-    """MEDIA as a hash, a file (hashed) or an http(s) URL (its text hashed)."""
-    cleaned = text.strip()
-    if len(cleaned) == 64 and set(cleaned.lower()) <= _HEX:
-        return Media(cleaned.lower(), "application/octet-stream", 0)
-    if cleaned.startswith(("http://", "https://")):
-        digest = hashlib.blake2b(cleaned.encode(), digest_size=32).hexdigest()
-        return Media(digest, _URL_MIME, 0, cleaned)
-    path = Path(cleaned).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{text!r} is not a media file, an http(s) URL or a 64-hex media hash")
-    hasher = hashlib.blake2b(digest_size=32)
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return Media(hasher.hexdigest(), mime, path.stat().st_size)
 
 
 def parse_offset(text: str) -> int:
@@ -118,19 +83,31 @@ def media_hash_command(state: CliState, media: str) -> None:
 
 @click.command("live-post")
 @click.argument("group")
-@click.argument("media")
-@click.argument("at", metavar="POSITION")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("words", nargs=-1, required=True, metavar="[MEDIA] [POSITION] TEXT...")
+@click.option("--media", "media_opt", metavar="MEDIA", help="The media (instead of MEDIA).")
+@click.option("--at", "at_opt", metavar="POSITION", help="The position (instead of POSITION).")
 @json_option
 @pass_state
-def live_post(state: CliState, group: str, media: str, at: str, text: tuple[str, ...]) -> None:
+def live_post(
+    state: CliState,
+    group: str,
+    words: tuple[str, ...],
+    media_opt: str | None,
+    at_opt: str | None,
+) -> None:
     """Comment TEXT at POSITION (mm:ss, h:mm:ss or seconds) of MEDIA in live GROUP.
 
-    MEDIA is a local file, an http(s) URL or a media hash (see `groups media-hash`).
+    MEDIA is a local file (named by its hash), an http(s) URL or a media hash (see
+    `groups media-hash`); it may be given as `--media FILE`, and POSITION as `--at`.
 
     \b
     JSON: {"group_id", "event_id"}
     """
+    rest = list(words)
+    media = media_opt if media_opt is not None else rest.pop(0)
+    at = at_opt if at_opt is not None else (rest.pop(0) if rest else None)
+    if at is None or not rest:
+        raise click.UsageError("give MEDIA, POSITION and the comment's TEXT")
     found = media_of(media)
     params: dict[str, Any] = {
         "group": group,
@@ -138,7 +115,7 @@ def live_post(state: CliState, group: str, media: str, at: str, text: tuple[str,
         "mime": found.mime,
         "size": found.size,
         "offset_ms": parse_offset(at),
-        "text": " ".join(text),
+        "text": " ".join(rest),
     }
     if found.url is not None:
         params["url"] = found.url

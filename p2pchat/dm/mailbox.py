@@ -17,7 +17,7 @@ durable store); their receipts are queued back to the sender's device.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from nacl.signing import SigningKey
@@ -33,14 +33,18 @@ from ..errors import (
     WireError,
 )
 from ..identity.directory import Directory
-from ..net.base import FramedStream, Network
+from ..net.base import FramedStream, Network, PeerInfo
+from ..protocol.codec import Struct
 from ..protocol.content import Content
 from ..protocol.mailbox import (
+    MAILBOX_PROTOCOL,
     MAX_BLOB,
     MailboxDelete,
     MailboxDeleted,
     MailboxFetch,
+    MailboxHold,
     MailboxItems,
+    MailboxRefused,
     MailboxStore,
     MailboxStored,
     decode_mailbox_frame,
@@ -59,7 +63,6 @@ __all__ = ["MAILBOX_PROTOCOL", "MAILBOX_CONTENT_TYPE", "MailboxKeys", "Mailbox"]
 
 logger = logging.getLogger(__name__)
 
-MAILBOX_PROTOCOL = "/p2pchat/mailbox/1.0.0"
 #: The hidden content type that carries a recipient's tag and seal key to a contact.
 MAILBOX_CONTENT_TYPE = "p2pchat/mailbox-keys"
 #: Items per fetch: 16 blobs of at most 64 KiB keep a reply under the 1 MiB frame cap.
@@ -122,6 +125,11 @@ class Mailbox:
             network.set_stream_handler(MAILBOX_PROTOCOL, self._handle)
         dm.control_handlers[MAILBOX_CONTENT_TYPE] = self._learn_keys
         dm.mailbox_deposit = self.deposit
+        #: Set by the node for attachments (p2pchat/blobs/mailbox.py): answer
+        #: ``mbox.hold(depositor peer, its quota key, request)``, and offer the blobs
+        #: a frame names to the recipient's mailboxes before it goes there.
+        self.hold_blob: Callable[[str, str, MailboxHold], Awaitable[Struct]] | None = None
+        self.before_deposit: Callable[[bytes, list[PeerInfo]], Awaitable[None]] | None = None
 
     # -- the mailbox side -----------------------------------------------------------------
 
@@ -132,18 +140,24 @@ class Mailbox:
             if frame is None:
                 return
             try:
-                reply = await self._serve(decode_mailbox_frame(frame), sender_tag)
-            except (ProtocolError, QuotaExceededError) as exc:
+                reply = await self._serve(decode_mailbox_frame(frame), sender_tag, stream)
+            except QuotaExceededError as exc:  # the sender is told why (mbox.refused)
+                self.stats["refused"] += 1
+                logger.info("mailbox refused to store for %s: %s", stream.remote_peer, exc)
+                reply = MailboxRefused(why=f"quota-{exc.scope}")
+            except ProtocolError as exc:
                 self.stats["refused"] += 1
                 logger.info("mailbox refused a request from %s: %s", stream.remote_peer, exc)
                 await stream.reset()
                 return
             await stream.write_frame(encode_mailbox_frame(reply))
 
-    async def _serve(
-        self, request: object, sender_tag: bytes
-    ) -> MailboxStored | MailboxItems | MailboxDeleted:
+    async def _serve(self, request: object, sender_tag: bytes, stream: FramedStream) -> Struct:
         now = self._clock()
+        if isinstance(request, MailboxHold):
+            if self.hold_blob is None:
+                return MailboxRefused(why="no-blobs")
+            return await self.hold_blob(stream.remote_peer, sender_tag.hex(), request)
         if isinstance(request, MailboxStore):
             ttl_ms = min(request.ttl * 1000, self._config.ttl_ms)
             item = MailboxItem(
@@ -204,6 +218,8 @@ class Mailbox:
         boxes = await self._directory.mailboxes_of(account)
         if not boxes:
             return False
+        if self.before_deposit is not None:
+            await self.before_deposit(account, boxes)
         blob = seal_for_tag(frame, tag=tag, rng=self._rng)
         if len(blob) > MAX_BLOB:
             return False
@@ -219,6 +235,8 @@ class Mailbox:
             if isinstance(reply, MailboxStored):
                 self.stats["deposited"] += 1
                 return True
+            if isinstance(reply, MailboxRefused):
+                logger.info("mailbox %s refused the message: %s", box.peer_id, reply.why)
         return False
 
     # -- the recipient side ---------------------------------------------------------------

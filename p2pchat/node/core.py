@@ -29,6 +29,7 @@ import trio
 
 from p2pchat_crypto.identity import Device
 
+from ..blobs.mailbox import MailboxBlobs
 from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
@@ -130,6 +131,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         self._network: Network | None = None
         self._dm: DirectMessages | None = None
         self._blobs: Blobs | None = None
+        self._mailbox_blobs: MailboxBlobs | None = None
         self._directory: Directory | None = None
         self._devices: DeviceService | None = None
         self._nursery: trio.Nursery | None = None
@@ -256,6 +258,11 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             peer_id=peer_id_from_ed25519(identity.device.public_key),
         )
         self._stack.callback(self._blobs.close)
+        self._mailbox_blobs = MailboxBlobs(
+            blobs=self._blobs, accept=config.mailbox.enabled, clock=self._clock
+        )
+        self._mailbox.hold_blob = self._mailbox_blobs.hold
+        self._mailbox.before_deposit = self._deposit_files
         self._started_at = self._clock()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         await self._nursery.start(self._attachments_loop)
@@ -492,6 +499,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             content = self._with_attachments(text or "", await self._attach(attachments))
         elif attachments:
             raise ConfigError("give either content or attachments, not both")
+        self._files_sent(dm_conversation_id(account), content)
         return await self._dms.send(account, content, reply_to=reply_to)
 
     async def cancel_dm(self, message_id: bytes) -> Message:
@@ -552,7 +560,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             "dm": dict(self._dms.stats),
             "mailbox": dict(self._mailbox.stats),
             "groups": self._groups.statistics(),
-            "files": self._files.statistics(),
+            "files": self._files_statistics(),
             "events_published": self._events.published,
             "event_streams": self._events.stream_count,
             "store": dataclasses.asdict(store_stats),

@@ -17,11 +17,15 @@ from pathlib import Path
 
 import trio
 
+from ..blobs.mailbox import MailboxBlobs
 from ..blobs.service import Blobs
+from ..config import NodeConfig
+from ..dm.service import dm_conversation_id
 from ..errors import ConfigError, NotFoundError, P2PChatError, WireError
-from ..events import EventBus, GroupMessage, MessageReceived
+from ..events import DeliveryChanged, EventBus, GroupMessage, MessageReceived
 from ..groups.service import Groups
 from ..identity.peerid import peer_id_from_ed25519
+from ..net.base import PeerInfo
 from ..protocol.content import MAX_ATTACHMENTS, Content, MediaRef, attachments_of
 from ..storage.base import Store
 from ..storage.blobs import BlobInfo
@@ -36,6 +40,8 @@ class FilesApi:
     """Send, list, fetch and save attachments."""
 
     _blobs: Blobs | None
+    _mailbox_blobs: MailboxBlobs | None
+    _config: NodeConfig
     _groups: Groups
     _events: EventBus
     _clock: Callable[[], int]
@@ -105,6 +111,24 @@ class FilesApi:
         """Garbage-collect blobs retention no longer covers: (blobs, bytes) freed."""
         return self._files.gc()
 
+    def _files_statistics(self) -> dict[str, object]:
+        assert self._mailbox_blobs is not None
+        return {**self._files.statistics(), "mailbox": dict(self._mailbox_blobs.stats)}
+
+    # -- mailboxes: attachments of mail left there --------------------------------------
+
+    def _files_sent(self, conversation: str, content: Content) -> None:
+        """Remember what a DM carries, to offer it to a mailbox if the DM goes there."""
+        refs = attachments_of(content)
+        if refs and self._mailbox_blobs is not None:
+            self._mailbox_blobs.sent(conversation, refs)
+
+    async def _deposit_files(self, account: bytes, boxes: list[PeerInfo]) -> None:
+        """Before mail for ``account`` is left at ``boxes``: have them hold its files."""
+        assert self._mailbox_blobs is not None
+        ttl_s = max(1, self._config.mailbox.ttl_ms // 1000)
+        await self._mailbox_blobs.deposit(dm_conversation_id(account), boxes, ttl_s)
+
     # -- background: what arrives -----------------------------------------------------
 
     async def _attachments_loop(self, task_status: trio.TaskStatus[None]) -> None:
@@ -115,6 +139,8 @@ class FilesApi:
                 try:
                     if isinstance(event, MessageReceived):
                         await self._note_dm(event)
+                    elif isinstance(event, DeliveryChanged):
+                        await self._note_delivery(event)
                     elif isinstance(event, GroupMessage):
                         self._note_group(event)
                 except (WireError, NotFoundError) as exc:
@@ -129,9 +155,25 @@ class FilesApi:
         content = Content.from_bytes(message.body, max_size=len(message.body) or 1)
         refs = attachments_of(content)
         if refs:
+            # Holders: the sender, and our own mailboxes (mail left there brings its
+            # files along, blobs.md section 6).
             sender = peer_id_from_ed25519(message.sender_device)
-            for ref in self._files.note(refs, sources=(sender,)):
+            boxes = tuple(peer for peer, _ in self._config.mailbox.use_peers)
+            for ref in self._files.note(refs, sources=(sender, *boxes)):
                 self._spawn(self._files.fetch_quietly, ref.hash, "received")
+
+    async def _note_delivery(self, event: DeliveryChanged) -> None:
+        """A DM that reached its recipient (or failed) needs no mailbox for its files."""
+        if event.state not in ("delivered", "failed") or self._mailbox_blobs is None:
+            return
+        if not self._mailbox_blobs.pending(event.conversation_id):
+            return
+        message = await self._s.get_message(event.message_id)
+        if message is not None:
+            content = Content.from_bytes(message.body, max_size=len(message.body) or 1)
+            self._mailbox_blobs.delivered(
+                event.conversation_id, [r.hash for r in attachments_of(content)]
+            )
 
     def _note_group(self, event: GroupMessage) -> None:
         shown = self._groups.engine(event.group_id).message(event.event_id)

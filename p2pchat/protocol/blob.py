@@ -14,14 +14,13 @@ read. Sans-IO: the download scheduler lives in :mod:`p2pchat.protocol.blob_fetch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from p2pchat.errors import LocalProtocolError, WireError
 from p2pchat_crypto.blob import CHUNK_SIZE, TAG_LEN, chunk_hash, open_chunk, seal_chunk
 from p2pchat_crypto.kdf import blake2b, constant_time_equal
 
-from .codec import Bool, Bytes, ListOf, Struct, Text, UInt, decode_map, encode_value, wire
-from .framing import MAX_FRAME
+from .codec import Bool, Bytes, ListOf, Struct, Text, UInt, wire
+from .kinded import KindedFrame, KindedFrames
 
 __all__ = [
     "BLOB_PROTOCOL",
@@ -41,6 +40,7 @@ __all__ = [
     "BlobChunk",
     "BlobNone",
     "BLOB_KINDS",
+    "BLOB_FRAMES",
     "NONE_REASONS",
     "decode_blob_frame",
     "encode_blob_frame",
@@ -136,11 +136,8 @@ def open_bytes(key: bytes, manifest: Manifest, chunks: list[bytes]) -> bytes:
 # -- /p2pchat/blob/1.0.0 frames -------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class BlobFrame(Struct):
-    version: int = wire("v", UInt(1, 1), "protocol version, 1")
-    kind: str = wire("k", Text(1, 64), "blob.* kind")
-    payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
+#: ``{v: 1, k, p}``, like mailbox frames.
+BlobFrame = KindedFrame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,29 +185,9 @@ class BlobNone(Struct):
     retry: int | None = wire("retry", UInt(), "ask again after this many ms", optional=True)
 
 
-BLOB_KINDS: dict[str, type[Struct]] = {
-    cls.KIND: cls for cls in (BlobWant, BlobManifest, BlobChunk, BlobNone)
-}
-
-
-def decode_blob_frame(data: bytes, *, max_size: int = MAX_FRAME) -> Struct:
-    """Strictly decode a blob frame and its payload (the hashes are checked by the caller)."""
-    raw = decode_map(data, max_size=max_size)
-    version = raw.get("v")
-    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
-        raise WireError("unsupported-version", f"blob version {version}")
-    frame = BlobFrame.from_value(raw)
-    cls = BLOB_KINDS.get(frame.kind)
-    if cls is None:
-        raise WireError("unknown-kind", f"{frame.kind!r} is not a blob kind")
-    return cls.from_bytes(frame.payload, max_size=len(frame.payload) or 1)
-
-
-def encode_blob_frame(message: Struct) -> bytes:
-    kind: Any = getattr(message, "KIND", None)
-    if BLOB_KINDS.get(kind) is not type(message):
-        raise LocalProtocolError(f"{type(message).__name__} is not a blob message")
-    try:
-        return encode_value({"v": 1, "k": kind, "p": message.to_bytes()})
-    except WireError as exc:
-        raise LocalProtocolError(f"refusing to send an invalid message: {exc}") from exc
+#: The ``/p2pchat/blob/1.0.0`` frames (:mod:`p2pchat.protocol.kinded`).
+BLOB_FRAMES = KindedFrames("blob", (BlobWant, BlobManifest, BlobChunk, BlobNone))
+BLOB_KINDS = BLOB_FRAMES.kinds
+#: Strictly decode a blob frame and its payload (the hashes are checked by the caller).
+decode_blob_frame = BLOB_FRAMES.decode
+encode_blob_frame = BLOB_FRAMES.encode

@@ -26,6 +26,7 @@ from p2pchat.errors import LocalProtocolError, WireError
 from .codec import Bytes, Struct, Text, UInt, decode_map, encode_value, wire
 from .dm_messages import DM_KINDS
 from .framing import MAX_FRAME
+from .kinded import refuse_newer_version
 from .live_messages import LIVE_KINDS
 from .signing import sign_map, signed_bytes, verify_signature
 from .sync_messages import SYNC_KINDS
@@ -74,9 +75,7 @@ class Envelope(Struct):
 def decode_envelope(data: bytes, *, max_size: int = MAX_FRAME) -> Envelope:
     """Strictly decode a frame (size cap first, version before anything else)."""
     raw = decode_map(data, max_size=max_size)
-    version = raw.get("v")
-    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
-        raise WireError("unsupported-version", f"envelope version {version}")
+    refuse_newer_version(raw, "envelope")
     env = Envelope.from_value(raw)
     return dataclasses.replace(env, raw=MappingProxyType(raw))
 

@@ -19,17 +19,19 @@ from nacl.exceptions import CryptoError as NaclError
 from nacl.public import Box, PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
 
-from p2pchat.errors import LocalProtocolError, WireError
+from p2pchat.errors import WireError
 from p2pchat_crypto.kdf import blake2b
 from p2pchat_crypto.sealed import Rng
 
-from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, decode_map, encode_value, wire
-from .framing import MAX_FRAME
+from .blob import MAX_CHUNKS
+from .codec import Bool, Bytes, ListOf, Nested, Struct, Text, UInt, wire
+from .kinded import KindedFrame, KindedFrames
 from .signing import sign_map, signed_bytes, verify_signature
 
 __all__ = [
     "MAX_BLOB",
     "MAX_TTL_S",
+    "MAILBOX_PROTOCOL",
     "AUTH_WINDOW_MS",
     "MailboxFrame",
     "MailboxStore",
@@ -39,7 +41,12 @@ __all__ = [
     "MailboxItems",
     "MailboxDelete",
     "MailboxDeleted",
+    "MailboxHold",
+    "MailboxHeld",
+    "MailboxRefused",
+    "REFUSALS",
     "MAILBOX_KINDS",
+    "MAILBOX_FRAMES",
     "decode_mailbox_frame",
     "encode_mailbox_frame",
     "sign_request",
@@ -49,6 +56,7 @@ __all__ = [
     "open_for_tag",
 ]
 
+MAILBOX_PROTOCOL = "/p2pchat/mailbox/1.0.0"
 #: Largest stored blob: a sealed envelope around the largest pairwise message of
 #: crypto.md (262,144 bytes) plus the envelope's and the seal's overhead.
 MAX_BLOB = 264 * 1024
@@ -62,11 +70,8 @@ _TAG = Bytes(32)
 _ITEM_ID = Bytes(16)
 
 
-@dataclass(frozen=True, kw_only=True)
-class MailboxFrame(Struct):
-    version: int = wire("v", UInt(1, 1), "protocol version, 1")
-    kind: str = wire("k", Text(1, 64), "mbox.* kind")
-    payload: bytes = wire("p", Bytes(low=0, high=MAX_FRAME), "canonical CBOR of the payload")
+#: ``{v: 1, k, p}`` (:mod:`p2pchat.protocol.kinded`).
+MailboxFrame = KindedFrame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,36 +132,54 @@ class MailboxDeleted(Struct):
     count: int = wire("n", UInt(0, 256), "items actually deleted")
 
 
-MAILBOX_KINDS: dict[str, type[Struct]] = {
-    cls.KIND: cls
-    for cls in (
-        MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted
+@dataclass(frozen=True, kw_only=True)
+class MailboxHold(Struct):
+    """Ask a mailbox to hold an encrypted blob (an attachment of mail left there): the
+    mailbox fetches its chunks from the asking peer over ``/p2pchat/blob/1.0.0`` and
+    answers ``mbox.held`` once it holds them all (blobs.md section 6)."""
+
+    KIND: ClassVar[str] = "mbox.hold"
+    blob: bytes = wire("b", Bytes(32), "blob id")
+    manifest: bytes = wire(
+        "m", Bytes(low=1, high=32 * MAX_CHUNKS + 64), "canonical CBOR of the blob's manifest"
     )
-}  # fmt: skip
+    ttl: int = wire("ttl", UInt(1, MAX_TTL_S), "seconds to keep it")
 
 
-def decode_mailbox_frame(data: bytes, *, max_size: int = MAX_FRAME) -> Struct:
-    """Strictly decode a mailbox frame and its payload (no signature check)."""
-    raw = decode_map(data, max_size=max_size)
-    version = raw.get("v")
-    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
-        raise WireError("unsupported-version", f"mailbox version {version}")
-    frame = MailboxFrame.from_value(raw)
-    cls = MAILBOX_KINDS.get(frame.kind)
-    if cls is None:
-        raise WireError("unknown-kind", f"{frame.kind!r} is not a mailbox kind")
-    return cls.from_bytes(frame.payload, max_size=len(frame.payload) or 1)
+@dataclass(frozen=True, kw_only=True)
+class MailboxHeld(Struct):
+    KIND: ClassVar[str] = "mbox.held"
+    blob: bytes = wire("b", Bytes(32), "blob id")
+    expires: int = wire("exp", UInt(), "when the mailbox drops it, ms")
 
 
-def encode_mailbox_frame(message: Struct) -> bytes:
-    kind: Any = getattr(message, "KIND", None)
-    if MAILBOX_KINDS.get(kind) is not type(message):
-        raise LocalProtocolError(f"{type(message).__name__} is not a mailbox message")
-    try:
-        message.check()
-        return encode_value({"v": 1, "k": kind, "p": message.to_bytes()})
-    except WireError as exc:
-        raise LocalProtocolError(f"refusing to send an invalid message: {exc}") from exc
+#: Why a mailbox refuses to store (``mbox.refused``): the depositor's share or the whole
+#: mailbox is full, it holds no blobs, the manifest does not match the id, or it could
+#: not fetch every chunk from the depositor.
+REFUSALS = ("quota-sender", "quota-total", "no-blobs", "bad-manifest", "fetch-failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxRefused(Struct):
+    KIND: ClassVar[str] = "mbox.refused"
+    why: str = wire("why", Text(1, 32), "one of REFUSALS")
+    limit: int | None = wire(
+        "max", UInt(), "the quota that would be exceeded, bytes", optional=True
+    )
+
+
+#: The ``/p2pchat/mailbox/1.0.0`` frames (:mod:`p2pchat.protocol.kinded`).
+MAILBOX_FRAMES = KindedFrames(
+    "mailbox",
+    (
+        MailboxStore, MailboxStored, MailboxFetch, MailboxItems, MailboxDelete, MailboxDeleted,
+        MailboxHold, MailboxHeld, MailboxRefused,
+    ),
+)  # fmt: skip
+MAILBOX_KINDS = MAILBOX_FRAMES.kinds
+#: Strictly decode a mailbox frame and its payload (no signature check).
+decode_mailbox_frame = MAILBOX_FRAMES.decode
+encode_mailbox_frame = MAILBOX_FRAMES.encode
 
 
 def sign_request(

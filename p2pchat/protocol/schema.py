@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .blob import BLOB_KINDS, BlobFrame, Manifest
+from .blob import BLOB_FRAMES, Manifest
 from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
 from .device_link import LINK_MESSAGES, GrantContent
@@ -17,8 +17,9 @@ from .device_sync import LinkSync, SyncContent
 from .dm_messages import DM_KINDS, DmPlaintext
 from .envelope import Envelope
 from .group_events import EVENT_KINDS, GroupEvent, InnerEvent
+from .kinded import KindedFrame, KindedFrames
 from .live_messages import LIVE_KINDS
-from .mailbox import MAILBOX_KINDS, MailboxFrame
+from .mailbox import MAILBOX_FRAMES
 from .records import RECORD_BODIES, Record
 from .sync_messages import SYNC_KINDS
 
@@ -58,6 +59,24 @@ def _kind_payload_rules(
     return out
 
 
+def _kinded_rules(frames: KindedFrames, rule: str, done: set[type[Struct]]) -> list[str]:
+    """A ``{v, k, p}`` frame family: the choice of its kinds, one frame rule per kind
+    (``k`` fixed, ``p`` that kind's payload), and the payload rules."""
+    names = {kind: f"{rule}-{kind_rule(kind)}" for kind in frames.kinds}
+    return [
+        _choice(rule, names.values()),
+        *[
+            cddl_rule(
+                frames.frame,
+                name=names[kind],
+                fixed={"k": f'"{kind}"', "p": f"bstr .cbor {kind_rule(kind)}"},
+            )
+            for kind in frames.kinds
+        ],
+        *_kind_payload_rules(frames.kinds.values(), done),
+    ]
+
+
 def _choice(name: str, alternatives: Iterable[str]) -> str:
     return f"{name} = " + "\n  / ".join(alternatives)
 
@@ -68,7 +87,7 @@ def _link_frames() -> list[type[Struct]]:
 
 def schema_files() -> dict[str, str]:
     """File name (under ``protocol-spec/schemas/``) -> CDDL text."""
-    done: set[type[Struct]] = {Envelope, GroupEvent, Record, MailboxFrame, BlobFrame}
+    done: set[type[Struct]] = {Envelope, GroupEvent, Record, KindedFrame}
     files: dict[str, list[str]] = {}
 
     common = _rules([Content, *KNOWN_TYPES.values()], done)
@@ -140,35 +159,13 @@ def schema_files() -> dict[str, str]:
         *_rules(RECORD_BODIES.values(), done),
     ]
 
-    mb_variants = []
-    for kind in MAILBOX_KINDS:
-        mb_variants.append(
-            cddl_rule(
-                MailboxFrame,
-                name=f"mailbox-frame-{kind_rule(kind)}",
-                fixed={"k": f'"{kind}"', "p": f"bstr .cbor {kind_rule(kind)}"},
-            )
-        )
-    files["mailbox.cddl"] = [
-        _choice("mailbox-frame", [f"mailbox-frame-{kind_rule(k)}" for k in MAILBOX_KINDS]),
-        *mb_variants,
-        *_kind_payload_rules(MAILBOX_KINDS.values(), done),
-    ]
+    files["mailbox.cddl"] = _kinded_rules(MAILBOX_FRAMES, "mailbox-frame", done)
     files["devices.cddl"] = [
         _choice("link-message", [c.cddl_name() for c in _link_frames()]),
         *_rules([*LINK_MESSAGES.values(), GrantContent, LinkSync, SyncContent], done),
     ]
     files["blob.cddl"] = [
-        _choice("blob-frame", [f"blob-frame-{kind_rule(k)}" for k in BLOB_KINDS]),
-        *[
-            cddl_rule(
-                BlobFrame,
-                name=f"blob-frame-{kind_rule(k)}",
-                fixed={"k": f'"{k}"', "p": f"bstr .cbor {kind_rule(k)}"},
-            )
-            for k in BLOB_KINDS
-        ],
-        *_kind_payload_rules(BLOB_KINDS.values(), done),
+        *_kinded_rules(BLOB_FRAMES, "blob-frame", done),
         *_rules([Manifest], done),
     ]
     titles = {

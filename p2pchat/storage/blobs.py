@@ -244,12 +244,23 @@ class BlobStore:
         owner: str | None = None,
         size: int = 0,
         quota: int | None = None,
+        total_quota: int | None = None,
     ) -> None:
         """Record why we hold ``blob_id`` (a stronger reason replaces a weaker one:
         ``own`` > ``received`` > ``cache`` > ``mailbox``). With ``quota`` (mailbox role),
-        refuse with :class:`QuotaExceededError` when ``owner``'s blobs would exceed it."""
+        refuse with :class:`QuotaExceededError` when ``owner``'s blobs would exceed it;
+        with ``total_quota``, when all blobs held for others would."""
         if reason not in HOLD_REASONS:
             raise ValueError(f"unknown hold reason {reason!r}")
+        if total_quota is not None:
+            (used,) = self._sql(
+                "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE reason = 'mailbox' AND id != ?",
+                (blob_id,),
+            ).fetchone()
+            if used + size > total_quota:
+                raise QuotaExceededError(
+                    "total", f"holding this blob would exceed the mailbox's {total_quota:,} bytes"
+                )
         if quota is not None:
             (used,) = self._sql(
                 "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner = ? AND id != ?",

@@ -29,6 +29,7 @@ from p2pchat_crypto.kdf import blake2b
 
 from p2pchat.errors import WireError
 from p2pchat.protocol import mailbox as mb
+from p2pchat.protocol.blob import Manifest, blob_id_of
 from p2pchat.protocol.codec import Struct
 from p2pchat.protocol.content import Content, ImageBody, MediaRef, Price
 from p2pchat.protocol.dm_messages import (
@@ -379,6 +380,10 @@ def _records() -> list[tuple[str, bytes, bytes]]:
     ]  # fmt: skip
 
 
+#: A one-chunk blob's manifest (a mailbox is asked to hold that blob).
+_MANIFEST = Manifest.build(5, [blake2b(b"sealed chunk", size=32, person=b"p2pchat-vectors")])
+
+
 def _mailbox_messages() -> list[Struct]:
     fetch = mb.sign_request(
         mb.MailboxFetch(tag=b"", mailbox=MAILBOX_PEER, ts=NOW, limit=50, sig=b""), tag_key=TAG_KEY
@@ -394,6 +399,9 @@ def _mailbox_messages() -> list[Struct]:
         mb.MailboxItems(items=(mb.MailboxItem(id=ident("item1"), blob=sealed_blob(), at=NOW),), more=False),
         delete,
         mb.MailboxDeleted(count=1),
+        mb.MailboxHold(blob=blob_id_of(_MANIFEST.to_bytes()), manifest=_MANIFEST.to_bytes(), ttl=604_800),
+        mb.MailboxHeld(blob=blob_id_of(_MANIFEST.to_bytes()), expires=NOW + 604_800_000),
+        mb.MailboxRefused(why="quota-sender", limit=67_108_864),
     ]  # fmt: skip
 
 

@@ -103,3 +103,15 @@ def test_a_stronger_reason_wins_and_a_peer_quota_is_enforced(tmp_path: Path) -> 
     with pytest.raises(QuotaExceededError):
         store.hold(b"\x02" * 32, reason="mailbox", now=0, owner="p", size=500, quota=1000)
     store.hold(b"\x02" * 32, reason="mailbox", now=0, owner="q", size=500, quota=1000)
+
+
+def test_the_total_held_for_others_is_capped_whoever_deposits(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, seal_key=None)
+    store.hold(BLOB, reason="own", now=0, size=5000)  # our own blobs do not count
+    store.hold(b"\x01" * 32, reason="mailbox", now=0, owner="p", size=600, total_quota=1000)
+    with pytest.raises(QuotaExceededError) as refused:
+        store.hold(b"\x02" * 32, reason="mailbox", now=0, owner="q", size=500, total_quota=1000)
+    assert refused.value.scope == "total"
+    assert store.get(b"\x02" * 32) is None  # nothing recorded
+    # The same blob held again (another depositor) is not counted twice.
+    store.hold(b"\x01" * 32, reason="mailbox", now=1, owner="q", size=600, total_quota=1000)

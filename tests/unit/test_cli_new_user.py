@@ -203,6 +203,26 @@ def test_item10_live_comments_from_the_cli_with_media_named_by_file_or_url(
     bad = p2p(alice, "groups", "live-post", group, str(film), "1:99", "x")
     assert bad.exit_code == 2
     assert "not a position" in bad.stderr
+    # Issue 19's spelling: the media named by a file's hash with --media (and --at).
+    p2p_json(alice, "groups", "live-post", group, "--media", str(film), "--at", "2:00", "again")
+    p2p_json(alice, "groups", "live-post", group, "--media", str(film), "2:05", "and again")
+    by_option = p2p_json(alice, "groups", "live-read", group, str(film), "--no-fetch")
+    assert [(c["offset"], c["text"]) for c in by_option["comments"]] == [
+        (62_000, "what a scene"),
+        (120_000, "again"),
+        (125_000, "and again"),
+    ]
+    with SyncClient.connect(home=alice) as client:  # the same hash for RPC clients
+        over_rpc = client.call("files.media_hash", {"media": str(film)}, timeout=LIMIT)
+        url_hash = client.call("files.media_hash", {"media": url}, timeout=LIMIT)
+    assert over_rpc == hashed
+    assert (url_hash["media_hash"], url_hash["url"]) == (
+        hashlib.blake2b(url.encode(), digest_size=32).hexdigest(),
+        url,
+    )
+    missing = p2p(alice, "groups", "live-post", group, "--media", str(film), "--at", "1:00")
+    assert missing.exit_code == 2
+    assert "Missing argument" in missing.stderr
 
 
 def test_item8_contacts_keep_names_unique_and_can_be_renamed_removed_and_verified(

@@ -494,12 +494,13 @@ export class Client {
   /**
    * Send a direct message with files of the node's machine attached (`files.add` for
    * each, then `dm.send`; needs the admin scope to add files). Resolves with the message.
+   * `onProgress` receives the `file.progress` events of sealing those files (`up`).
    * @param {string} to contact name or account key
    * @param {string} text may be empty when files are given
-   * @param {{files?: string[]}} [options] absolute paths on the node's machine
+   * @param {{files?: string[], onProgress?: (p: any) => void}} [options] absolute paths on the node's machine
    */
-  async sendDm(to, text, { files = [] } = {}) {
-    const ids = await this.#addFiles(files);
+  async sendDm(to, text, { files = [], onProgress } = {}) {
+    const ids = await this.#addFiles(files, onProgress);
     return this.call("dm.send", ids.length ? { to, text, files: ids } : { to, text });
   }
 
@@ -507,10 +508,10 @@ export class Client {
    * Post in a group, with files attached (as {@link sendDm}).
    * @param {string} group
    * @param {string} text
-   * @param {{files?: string[]}} [options]
+   * @param {{files?: string[], onProgress?: (p: any) => void}} [options]
    */
-  async post(group, text, { files = [] } = {}) {
-    const ids = await this.#addFiles(files);
+  async post(group, text, { files = [], onProgress } = {}) {
+    const ids = await this.#addFiles(files, onProgress);
     return this.call("groups.post", ids.length ? { group, text, files: ids } : { group, text });
   }
 
@@ -518,11 +519,52 @@ export class Client {
    * A share card, optionally with a product photo (`image`: a path on the node's machine).
    * @param {string} group
    * @param {{title: string, url: string, price?: number, currency?: string, note?: string, image?: string}} card
+   * @param {{onProgress?: (p: any) => void}} [options]
    */
-  async share(group, { image, ...card }) {
+  async share(group, { image, ...card }, { onProgress } = {}) {
     const params = { group, ...card };
-    if (image !== undefined) params.image = (await this.#addFiles([image]))[0];
+    if (image !== undefined) params.image = (await this.#addFiles([image], onProgress))[0];
     return this.call("groups.share", params);
+  }
+
+  /**
+   * Seal a file of the node's machine into its blob store (`files.add`, admin scope);
+   * resolves with its FILE_INFO (`file_id`, ...), to attach by id later.
+   * @param {string} file a path on the node's machine
+   * @param {{mime?: string, onProgress?: (p: any) => void}} [options]
+   */
+  async addFile(file, { mime, onProgress } = {}) {
+    const name = path.basename(file);
+    const params = mime === undefined ? { path: file } : { path: file, mime };
+    return this.#withProgress(
+      (p) => p.direction === "up" && p.name === name,
+      onProgress,
+      () => this.call("files.add", params, { timeoutMs: 3_600_000 }),
+    );
+  }
+
+  /** Files the node holds or can fetch, newest first (`files.list`). */
+  async listFiles() {
+    return this.call("files.list");
+  }
+
+  /** @param {string} fileId hex id, or a prefix of at least 8 digits */
+  async fileInfo(fileId) {
+    return this.call("files.info", { file: fileId });
+  }
+
+  /**
+   * Download a file from its holders (several at once) into the node's blob store,
+   * without writing it out (`files.fetch`); `onProgress` as for {@link getFile}.
+   * @param {string} fileId
+   * @param {{onProgress?: (p: any) => void, timeoutMs?: number}} [options]
+   */
+  async fetchFile(fileId, { onProgress, timeoutMs = 3_600_000 } = {}) {
+    return this.#withProgress(
+      (p) => String(p.blob_id).startsWith(fileId),
+      onProgress,
+      () => this.call("files.fetch", { file: fileId }, { timeoutMs }),
+    );
   }
 
   /**
@@ -534,16 +576,55 @@ export class Client {
    * @param {{overwrite?: boolean, onProgress?: (p: any) => void, timeoutMs?: number}} [options]
    */
   async getFile(fileId, out, { overwrite = false, onProgress, timeoutMs = 3_600_000 } = {}) {
+    return this.#withProgress(
+      (p) => String(p.blob_id).startsWith(fileId),
+      onProgress,
+      () => this.call("files.get", { file: fileId, out, overwrite }, { timeoutMs }),
+    );
+  }
+
+  /**
+   * The hash that names a media file in live groups (`files.media_hash`): of a file on
+   * the node's machine, of an http(s) URL's text, or a 64-hex hash as given.
+   * @param {string} media
+   */
+  async mediaHash(media) {
+    return this.call("files.media_hash", { media });
+  }
+
+  /**
+   * A watch-together comment in a live group at `offsetMs` of `media` (a file on the
+   * node's machine, named by its hash; an http(s) URL; or a media hash), as
+   * `p2pchat groups live-post GROUP --media FILE --at POSITION TEXT`.
+   * @param {string} group
+   * @param {string} text
+   * @param {{media: string, offsetMs: number}} where
+   */
+  async livePost(group, text, { media, offsetMs }) {
+    const found = await this.mediaHash(media);
+    const params = {
+      group, media_hash: found.media_hash, mime: found.mime, size: found.size,
+      offset_ms: offsetMs, text,
+    };
+    if (found.url != null) params.url = found.url;
+    return this.call("groups.live", params);
+  }
+
+  /**
+   * Run `action` while passing the `file.progress` events that `wanted` accepts to
+   * `onProgress` (no subscription without `onProgress`).
+   */
+  async #withProgress(wanted, onProgress, action) {
     const sub = onProgress ? await this.subscribe({ types: ["file.progress"] }) : null;
     const pump = sub
       ? (async () => {
           for await (const item of sub) {
-            if (item.kind === "event" && String(item.data.blob_id).startsWith(fileId)) onProgress?.(item.data);
+            if (item.kind === "event" && wanted(item.data)) onProgress?.(item.data);
           }
         })()
       : null;
     try {
-      return await this.call("files.get", { file: fileId, out, overwrite }, { timeoutMs });
+      return await action();
     } finally {
       if (sub) {
         await this.unsubscribe(sub);
@@ -554,9 +635,9 @@ export class Client {
   }
 
   /** @param {string[]} paths */
-  async #addFiles(paths) {
+  async #addFiles(paths, onProgress) {
     const ids = [];
-    for (const path of paths) ids.push((await this.call("files.add", { path })).file_id);
+    for (const file of paths) ids.push((await this.addFile(file, { onProgress })).file_id);
     return ids;
   }
 

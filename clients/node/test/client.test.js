@@ -261,3 +261,47 @@ test("files: sendDm adds each file then sends their ids; getFile reports progres
     await node.stop();
   }
 });
+
+test("files: upload progress, fetchFile, listFiles, and livePost names media by hash", async () => {
+  const node = await fakeNode((req, send) => {
+    const ok = (result) => send({ type: "response", id: req.id, result });
+    const progress = (cursor, event) => send({ type: "event", sub: 9, cursor, event: { type: "file.progress", ...event } });
+    if (req.method === "events.subscribe") ok({ sub: 9, epoch: "e1", gap: false, last_cursor: 0, oldest_cursor: 1 });
+    else if (req.method === "files.add") {
+      progress(1, { blob_id: "", name: "other.png", direction: "up", done: 5, total: 9, state: "running" });
+      progress(2, { blob_id: "", name: "shoe.jpg", direction: "up", done: 3, total: 9, state: "running" });
+      progress(3, { blob_id: "cc33", name: "shoe.jpg", direction: "up", done: 9, total: 9, state: "done" });
+      setTimeout(() => ok({ file_id: "cc33" }), 20);
+    } else if (req.method === "groups.share") ok({ event_id: "e1", image: req.params.image });
+    else if (req.method === "files.fetch") {
+      progress(4, { blob_id: "cc33", direction: "down", done: 9, total: 9, state: "done", sources: 3 });
+      setTimeout(() => ok({ file_id: "cc33", complete: true }), 20);
+    } else if (req.method === "files.list") ok([{ file_id: "cc33" }]);
+    else if (req.method === "files.media_hash") ok({ media_hash: "ab".repeat(32), mime: "video/mp4", size: 7000, url: null });
+    else if (req.method === "groups.live") ok({ event_id: "e2" });
+    else ok({});
+  });
+  const client = await Client.connect({ home: node.home });
+  try {
+    const up = [];
+    const card = { title: "Sneakers", url: "https://shop.example/s", image: "/photos/shoe.jpg" };
+    const shared = await client.share("shop", card, { onProgress: (p) => up.push(`${p.name} ${p.done}`) });
+    assert.equal(shared.image, "cc33");
+    assert.deepEqual(up, ["shoe.jpg 3", "shoe.jpg 9"]); // only this file's events
+    const down = [];
+    const fetched = await client.fetchFile("cc33", { onProgress: (p) => down.push(p.sources) });
+    assert.equal(fetched.complete, true);
+    assert.deepEqual(down, [3]);
+    assert.deepEqual(await client.listFiles(), [{ file_id: "cc33" }]);
+    await client.livePost("movies", "what a scene", { media: "/films/film.mp4", offsetMs: 62_000 });
+    const live = node.requests.find((r) => r.method === "groups.live");
+    assert.deepEqual(live.params, {
+      group: "movies", media_hash: "ab".repeat(32), mime: "video/mp4", size: 7000, offset_ms: 62_000, text: "what a scene",
+    });
+    const hashed = node.requests.find((r) => r.method === "files.media_hash");
+    assert.deepEqual(hashed.params, { media: "/films/film.mp4" });
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});
