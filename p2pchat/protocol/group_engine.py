@@ -58,6 +58,7 @@ from .group_log import (
     GroupLog,
     LogLimits,
     StoredEvent,
+    add_in_store_order,
     decode_stored,
     order_key,
 )
@@ -210,6 +211,18 @@ class GroupEngine(Folding):
         and Lamport rules are still checked); otherwise ``now`` is required."""
         if not trusted and now is None:
             raise LocalProtocolError("an untrusted load needs now")
+        events = list(events)
+        config = config or EngineConfig()
+        if trusted:
+            made: list[GroupEngine] = []
+
+            def start(genesis: StoredEvent) -> GroupLog:
+                made.append(cls(genesis, local_device=local_device, config=config,
+                                limiter=limiter))  # fmt: skip
+                return made[0]._log
+
+            if add_in_store_order(events, start, max_early=config.log.max_pending):
+                return made[0]._loaded()
         # Verified events are held slim (see GroupEvent.slim): decoded so from the start.
         decoded = [decode_stored(data, slim=trusted) for data in events]
         genesis = [s for s in decoded if s.event.kind == "genesis"]
@@ -219,7 +232,7 @@ class GroupEngine(Folding):
             engine = cls(
                 genesis[0],
                 local_device=local_device,
-                config=config or EngineConfig(),
+                config=config,
                 limiter=limiter,
             )
         else:
@@ -228,11 +241,14 @@ class GroupEngine(Folding):
         for stored in decoded:
             if stored is not genesis[0]:
                 engine._log.add(stored, verified=trusted, now=None if trusted else now)
-        engine._reset_fold()
-        engine._ensure()
-        engine._before = engine._membership
-        engine._known_devices = frozenset(d for d in engine.member_devices() if d != local_device)
-        return engine
+        return engine._loaded()
+
+    def _loaded(self) -> GroupEngine:
+        self._reset_fold()
+        self._ensure()
+        self._before = self._membership
+        self._known_devices = frozenset(d for d in self.member_devices() if d != self._local)
+        return self
 
     # --- reading --------------------------------------------------------------------
 
