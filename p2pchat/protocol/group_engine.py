@@ -60,6 +60,7 @@ from .group_log import (
     StoredEvent,
     add_in_store_order,
     decode_stored,
+    first_recent,
     order_key,
 )
 from .group_state import Membership
@@ -413,9 +414,10 @@ class GroupEngine(Folding):
             return self._receive_live(stored, now=now)
         self._rate_limit(source or event.author_device.hex(), now)
         author = self._log.account_of(event.author_device) or event.author_account
+        ceiling = self._ceiling
         charged = int(
             self._log.id_at(event.author_device, event.seq) != event.event_id
-            and (not catch_up or self._ceiling.is_behind(author, now))
+            and (not catch_up or ceiling.is_behind(author, now) or ceiling.is_recent(event.ts, now))
         )
         if charged and not self._ceiling.grant(author, now, 1):
             return ReceiveResult(deferred=1)
@@ -445,12 +447,17 @@ class GroupEngine(Folding):
             return ReceiveResult(deferred=len(run.events))
         head = self._log.head_of(run.device)
         held = 0 if head is None else max(0, min(len(run.events), head[0] - first.seq + 1))
-        # Sync (``catch_up``) is paced only for authors whose live events we deferred: a
-        # joiner fetching history is bounded by the sync limits alone.
-        fresh = len(run.events) - held
-        paced = not catch_up or self._ceiling.is_behind(author, now)
-        granted = self._ceiling.grant(author, now, fresh) if paced else fresh
-        keep = held + granted
+        # Live events are charged whichever way they come: the first copies of a flood
+        # may arrive by a sync that began before its first gossip. Sync (``catch_up``)
+        # takes history (authored before the ceiling's recent window) at the sync limits
+        # alone, so a joiner is not slowed, unless the author is behind (we deferred
+        # their live events: the rest of a flood is paced whatever its timestamps).
+        history = 0
+        if catch_up and not self._ceiling.is_behind(author, now):
+            history = first_recent(run.events[held:], lambda ts: self._ceiling.is_recent(ts, now))
+        live = len(run.events) - held - history
+        granted = self._ceiling.grant(author, now, live) if live else 0
+        keep = held + history + granted
         deferred = len(run.events) - keep
         if keep == 0:
             return ReceiveResult(deferred=deferred)
@@ -458,8 +465,7 @@ class GroupEngine(Folding):
         try:
             result = self._apply(lambda: self._log.add_run(part, now=now))
         except (GroupError, WireError):
-            if paced:
-                self._ceiling.refund(author, granted)
+            self._ceiling.refund(author, granted)
             raise
         return replace(result, deferred=deferred) if deferred else result
 

@@ -17,7 +17,7 @@ before calling in at all.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -40,6 +40,7 @@ __all__ = [
     "order_key",
     "decode_stored",
     "add_in_store_order",
+    "first_recent",
 ]
 
 #: How far an event's ``ts`` may lag behind its parents', and run ahead of the
@@ -497,6 +498,16 @@ def decode_stored(data: bytes, *, slim: bool = False) -> StoredEvent:
     """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed);
     ``slim`` for bytes already verified (see :meth:`GroupEvent.slim`)."""
     return StoredEvent(decode_event(data, slim=slim), data)
+
+
+def first_recent(events: Sequence[bytes], is_recent: Callable[[int], bool]) -> int:
+    """How many of a run's events come before the first one authored recently (by
+    ``is_recent`` of its ``ts``; ``len(events)`` if none). Found by bisection, decoding a
+    few events: a run is one device's chain, whose timestamps rise but for the skew each
+    event may lag its parents by (:data:`MAX_TS_SKEW_MS`), which is all it can misplace."""
+    return bisect.bisect_left(
+        range(len(events)), True, key=lambda i: is_recent(decode_event(events[i]).ts)
+    )
 
 
 def add_in_store_order(
