@@ -350,10 +350,11 @@ class Struct:
         type(self).from_value(self.to_value())
 
 
-def decode_map(data: bytes, *, max_size: int) -> dict[str, Any]:
-    """Strict CBOR decode of a map; :class:`DecodeError` reasons become ``WireError``."""
+def decode_map(data: bytes, *, max_size: int, recheck: bool = True) -> dict[str, Any]:
+    """Strict CBOR decode of a map; :class:`DecodeError` reasons become ``WireError``.
+    ``recheck=False``: bytes this node accepted before (see :func:`cbor.decode`)."""
     try:
-        value = cbor.decode(data, max_size=max_size)
+        value = cbor.decode(data, max_size=max_size, recheck=recheck)
     except DecodeError as exc:
         raise WireError(exc.reason, str(exc)) from None
     if not isinstance(value, dict):

@@ -402,8 +402,9 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 def decode_event(data: bytes, *, slim: bool = False) -> GroupEvent:
     """Strictly decode one event (no signature check: call :meth:`GroupEvent.verify`).
     ``slim``: without the decoded map and body (see :meth:`GroupEvent.slim`), for bytes
-    this node already verified (a store's events)."""
-    raw = decode_map(data, max_size=MAX_EVENT)
+    this node already verified (a store's events), whose canonical encoding is then not
+    checked again."""
+    raw = decode_map(data, max_size=MAX_EVENT, recheck=not slim)
     event = GroupEvent.from_value(raw)
     parsed = _parse_body(event.kind, event.body, "b")
     if slim:
