@@ -165,7 +165,7 @@ def decode(
 
     ``max_size`` is checked first. Any violation raises :class:`DecodeError` with a
     ``reason``; nothing else escapes (not even from malformed UTF-8 or huge lengths).
-    ``recheck=False`` skips the re-encoding (about 40% of a decode), and with it the
+    ``recheck=False`` skips the re-encoding (most of a decode's time), and with it the
     checks made there (canonical form, value types, map key types), for bytes the caller
     itself accepted earlier under this profile (e.g. read back from its own authenticated
     store). Never for bytes from a peer. Tags, indefinite lengths, duplicate keys,
