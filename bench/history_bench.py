@@ -12,6 +12,16 @@ until ``async with Node`` returns (the store opened, every group loaded, listeni
 
     .venv/bin/python -m bench.history_bench               # 100,000 events
     .venv/bin/python -m bench.history_bench --events 2000 # smoke run
+    .venv/bin/python -m bench.history_bench --flood 8500  # a member's flood, alone
+
+``--flood N``: the memory a member's flood of N valid posts leaves in a group engine
+(issue 12: one member posted 8,521 posts in 30 s; each member's RSS grew by ~63 MB). In a
+fresh process, a member of an open group signs N posts; the RSS is read (after a garbage
+collection), the posts are received one by one through ``GroupEngine.receive`` (the
+full check: decoding, signature, chain, fold), each as a fresh copy of its bytes, and
+the RSS is read again. The author ceiling is lifted for the measure: it defers the
+excess to sync, which fetches it later, so this is the memory once all N are held.
+It measures the engine (what grows with history), not a node's stores and buffers.
 
 Goals (issue 12): start <= 3 s and RSS <= 150 MB with 100,000 events.
 """
@@ -19,6 +29,7 @@ Goals (issue 12): start <= 3 s and RSS <= 150 MB with 100,000 events.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import resource
@@ -38,7 +49,14 @@ from p2pchat.net.config import NetConfig
 from p2pchat.node import Node
 from p2pchat.protocol.content import Content
 from p2pchat.protocol.group_engine import EngineConfig, GroupEngine
-from p2pchat.protocol.group_events import GroupDescriptor, Post, Rules, event_id_of, sign_event
+from p2pchat.protocol.group_events import (
+    GroupDescriptor,
+    MemberJoin,
+    Post,
+    Rules,
+    event_id_of,
+    sign_event,
+)
 from p2pchat.protocol.group_log import decode_stored
 from p2pchat.storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from p2pchat.storage.sqlite import SqliteStore
@@ -218,14 +236,88 @@ async def main(*, events: int = 100_000) -> Figures:
     return figures
 
 
+def _sign_flood(posts: int) -> tuple[bytes, list[bytes]]:
+    """The genesis of an open group, then a member's join and ``posts`` posts."""
+    owner, member = bench_identity("flood-owner"), bench_identity("flood-member")
+    rng = random.Random("flood")
+    rules = Rules(join="open", post="member", invite="member", slow=0)
+    descriptor = GroupDescriptor(kind="public", name="flood", rules=rules, tags=())
+    _, genesis = GroupEngine.create(descriptor, device=owner.device, now=_NOW, rng=rng.randbytes)
+    flooder = GroupEngine.from_genesis(genesis, config=_FLOOD_CONFIG)
+    events = [flooder.author(MemberJoin(), device=member.device, now=_NOW)]
+    for i in range(posts):
+        text = f"flood {i} " * 8
+        body = Post(content=Content(type="p2pchat/text", body={}, text=text))
+        events.append(flooder.author(body, device=member.device, now=_NOW + i))
+    return genesis, events
+
+
+#: The author ceiling lifted (see the module docstring).
+_FLOOD_CONFIG = EngineConfig(author_rate=1e9, author_burst=10**9)
+
+
+def _flood_measure(path: Path) -> dict[str, float]:
+    """In a fresh process: receive the events written at ``path``; RSS before and after
+    (the signing happened in another process, so no freed memory is reused here)."""
+    blob = path.read_bytes()
+    sizes = json.loads(path.with_suffix(".json").read_text())
+    genesis, join = blob[: sizes[0]], blob[sizes[0] : sizes[0] + sizes[1]]
+    receiver = GroupEngine.from_genesis(genesis, config=_FLOOD_CONFIG)
+    receiver.receive(join, now=_NOW)
+    gc.collect()
+    before, cpu = _rss_mb(), time.process_time()
+    offset = sizes[0] + sizes[1]
+    for i, size in enumerate(sizes[2:]):
+        # A fresh bytes object per post (as from the network), counted in the delta.
+        receiver.receive(blob[offset : offset + size], now=_NOW + i, source="flooder")
+        offset += size
+    cpu = time.process_time() - cpu
+    gc.collect()
+    after = _rss_mb()
+    assert len(receiver.log) == len(sizes), "every post is held"
+    return {"posts": len(sizes) - 2, "added_mb": after - before, "cpu_s": cpu}
+
+
+def flood(posts: int) -> dict[str, float]:
+    """RSS added by ``posts`` valid posts of one member received by an engine (see the
+    module docstring): signed here, received in a fresh process."""
+    genesis, events = _sign_flood(posts)
+    with tempfile.TemporaryDirectory(prefix="p2pchat-flood-") as tmp:
+        path = Path(tmp) / "events.bin"
+        path.write_bytes(genesis + b"".join(events))
+        path.with_suffix(".json").write_text(json.dumps([len(genesis)] + [len(e) for e in events]))
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.history_bench", "--flood-measure", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--flood", type=int, help="a member's flood of N posts, alone")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--flood-measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure is not None:
         print(json.dumps(trio.run(_start_once, args.measure, args.seed)))
+        return
+    if args.flood_measure is not None:
+        print(json.dumps(_flood_measure(args.flood_measure)))
+        return
+    if args.flood is not None:
+        figures = flood(args.flood)
+        print(
+            f"flood: {args.flood:,} posts of one member held by an engine: "
+            f"+{figures['added_mb']:.1f} MB RSS "
+            f"({figures['added_mb'] * 1024 / max(args.flood, 1):.2f} KB per post; "
+            f"goal <= 10 MB for ~8,500), {figures['cpu_s']:.1f} CPU s to receive"
+        )
         return
     trio.run(lambda: main(events=args.events))
 

@@ -158,11 +158,18 @@ def encode(value: Value, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     return cbor2.dumps(_prepare(value, 0, max_depth))
 
 
-def decode(data: bytes, *, max_size: int, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+def decode(
+    data: bytes, *, max_size: int, max_depth: int = DEFAULT_MAX_DEPTH, recheck: bool = True
+) -> Any:
     """Decode untrusted bytes under the strict profile.
 
     ``max_size`` is checked first. Any violation raises :class:`DecodeError` with a
     ``reason``; nothing else escapes (not even from malformed UTF-8 or huge lengths).
+    ``recheck=False`` skips the re-encoding (most of a decode's time), and with it the
+    checks made there (canonical form, value types, map key types), for bytes the caller
+    itself accepted earlier under this profile (e.g. read back from its own authenticated
+    store). Never for bytes from a peer. Tags, indefinite lengths, duplicate keys,
+    malformed UTF-8, depth and size are still refused.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("type", "expected bytes")
@@ -193,6 +200,8 @@ def decode(data: bytes, *, max_size: int, max_depth: int = DEFAULT_MAX_DEPTH) ->
         raise DecodeError("bad-utf8", "text string is not valid UTF-8") from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
         raise DecodeError("malformed", type(exc).__name__) from None
+    if not recheck:
+        return value
     canonical = encode(value, max_depth=max_depth)
     if canonical != data:
         raise DecodeError(_why_not_canonical(canonical, data), "input is not canonical CBOR")

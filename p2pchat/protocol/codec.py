@@ -21,8 +21,10 @@ stay authenticated and are relayed untouched.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from p2pchat.errors import WireError
@@ -135,17 +137,20 @@ class Bytes(Spec):
 
 @dataclass(frozen=True, slots=True)
 class Text(Spec):
-    """A UTF-8 text string whose *encoded* length is in ``low..high`` bytes."""
+    """A UTF-8 text string whose *encoded* length is in ``low..high`` bytes. ``shared``:
+    for short names repeated in every message of a kind (an event kind, a content type):
+    equal values decode to one object (``sys.intern``; freed with its last user)."""
 
     low: int = 0
     high: int = 1024
+    shared: bool = False
 
     def load(self, value: object, path: str) -> str:
         if not isinstance(value, str):
             raise _fail("wrong-type", path, "expected a text string")
         if not self.low <= len(value.encode()) <= self.high:
             raise _fail("bad-length", path, f"UTF-8 length not in [{self.low}, {self.high}]")
-        return value
+        return sys.intern(value) if self.shared else value
 
     def cddl(self) -> str:
         return f"tstr .size ({self.low}..{self.high})"
@@ -216,6 +221,9 @@ class Nested(Spec):
         yield self.struct
 
 
+_EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class AnyMap(Spec):
     """An open map with text keys (an application-defined body), at most ``high`` entries.
@@ -232,7 +240,8 @@ class AnyMap(Spec):
             raise _fail("bad-length", path, f"more than {self.high} entries")
         if not all(isinstance(k, str) for k in value):
             raise _fail("key-type", path, "map keys must be text strings")
-        return dict(value)
+        # The common empty body is one shared, read-only map, not one per message.
+        return dict(value) if value else _EMPTY_MAP
 
     def dump(self, value: Any) -> cbor.Value:
         return dict(value)
@@ -265,7 +274,10 @@ def wire(key: str, spec: Spec, doc: str, *, optional: bool = False) -> Any:
 
 
 class Struct:
-    """Base of every wire map. Subclasses are ``@dataclass(frozen=True, kw_only=True)``."""
+    """Base of every wire map. Subclasses are ``@dataclass(frozen=True, kw_only=True)``
+    (``slots=True`` for those held by the thousand: no per-instance ``__dict__``)."""
+
+    __slots__ = ()
 
     #: The CDDL rule name; defaults to the class name in kebab case.
     CDDL_NAME: ClassVar[str] = ""
@@ -338,10 +350,11 @@ class Struct:
         type(self).from_value(self.to_value())
 
 
-def decode_map(data: bytes, *, max_size: int) -> dict[str, Any]:
-    """Strict CBOR decode of a map; :class:`DecodeError` reasons become ``WireError``."""
+def decode_map(data: bytes, *, max_size: int, recheck: bool = True) -> dict[str, Any]:
+    """Strict CBOR decode of a map; :class:`DecodeError` reasons become ``WireError``.
+    ``recheck=False``: bytes this node accepted before (see :func:`cbor.decode`)."""
     try:
-        value = cbor.decode(data, max_size=max_size)
+        value = cbor.decode(data, max_size=max_size, recheck=recheck)
     except DecodeError as exc:
         raise WireError(exc.reason, str(exc)) from None
     if not isinstance(value, dict):

@@ -83,11 +83,11 @@ def _check_type(value: str) -> None:
         raise ValueError("content type must be ASCII namespace/name")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Content(Struct):
     """The user-visible payload of a direct message or a group post."""
 
-    type: str = wire("type", Text(3, 64), TYPE_PATTERN_DOC)
+    type: str = wire("type", Text(3, 64, shared=True), TYPE_PATTERN_DOC)
     body: Mapping[str, Any] = wire("body", AnyMap(64), "type-specific fields")
     text: str = wire(
         "text", Text(0, MAX_TEXT_BYTES), "plain-text fallback shown by nodes that do not know type"

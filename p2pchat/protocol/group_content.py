@@ -158,7 +158,9 @@ class _Msg:
     edited: bool = False
     deleted: bool = False
     sealed: bool = False
-    reactions: dict[str, set[bytes]] = field(default_factory=dict)
+    #: ``None`` until the first reaction: most messages never get one, and an empty
+    #: dict per message was ~64 bytes of every post held.
+    reactions: dict[str, set[bytes]] | None = None
 
 
 @dataclass(slots=True)
@@ -205,8 +207,10 @@ class ContentFold:
         message = self.messages.get(event_id)
         if message is None or event_id in self.owned:
             return message
+        reactions = message.reactions
         message = dataclasses.replace(
-            message, reactions={e: set(a) for e, a in message.reactions.items()}
+            message,
+            reactions=None if reactions is None else {e: set(a) for e, a in reactions.items()},
         )
         self.messages[event_id] = message
         self.owned.add(event_id)
@@ -254,7 +258,7 @@ class ContentFold:
             target = self._writable(body.target)
             assert target is not None
             target.deleted, target.content, target.share = True, None, None
-            target.reactions.clear()
+            target.reactions = None
             return True
         if isinstance(body, Reaction):
             target = self.messages.get(body.target)
@@ -262,6 +266,8 @@ class ContentFold:
                 return False
             target = self._writable(body.target)
             assert target is not None
+            if target.reactions is None:
+                target.reactions = {}
             accounts = target.reactions.setdefault(body.emoji, set())
             (accounts.add if body.on else accounts.discard)(ref.account)
             if not accounts:
@@ -367,6 +373,6 @@ def _shown(m: _Msg) -> Message:
         deleted=m.deleted,
         sealed=m.sealed,
         reactions=MappingProxyType(
-            {emoji: frozenset(accts) for emoji, accts in sorted(m.reactions.items())}
+            {emoji: frozenset(accts) for emoji, accts in sorted((m.reactions or {}).items())}
         ),
     )

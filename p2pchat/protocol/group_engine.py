@@ -58,7 +58,9 @@ from .group_log import (
     GroupLog,
     LogLimits,
     StoredEvent,
+    add_in_store_order,
     decode_stored,
+    first_recent,
     order_key,
 )
 from .group_state import Membership
@@ -210,6 +212,18 @@ class GroupEngine(Folding):
         and Lamport rules are still checked); otherwise ``now`` is required."""
         if not trusted and now is None:
             raise LocalProtocolError("an untrusted load needs now")
+        events = list(events)
+        config = config or EngineConfig()
+        if trusted:
+            made: list[GroupEngine] = []
+
+            def start(genesis: StoredEvent) -> GroupLog:
+                made.append(cls(genesis, local_device=local_device, config=config,
+                                limiter=limiter))  # fmt: skip
+                return made[0]._log
+
+            if add_in_store_order(events, start, max_early=config.log.max_pending):
+                return made[0]._loaded()
         # Verified events are held slim (see GroupEvent.slim): decoded so from the start.
         decoded = [decode_stored(data, slim=trusted) for data in events]
         genesis = [s for s in decoded if s.event.kind == "genesis"]
@@ -219,7 +233,7 @@ class GroupEngine(Folding):
             engine = cls(
                 genesis[0],
                 local_device=local_device,
-                config=config or EngineConfig(),
+                config=config,
                 limiter=limiter,
             )
         else:
@@ -228,11 +242,14 @@ class GroupEngine(Folding):
         for stored in decoded:
             if stored is not genesis[0]:
                 engine._log.add(stored, verified=trusted, now=None if trusted else now)
-        engine._reset_fold()
-        engine._ensure()
-        engine._before = engine._membership
-        engine._known_devices = frozenset(d for d in engine.member_devices() if d != local_device)
-        return engine
+        return engine._loaded()
+
+    def _loaded(self) -> GroupEngine:
+        self._reset_fold()
+        self._ensure()
+        self._before = self._membership
+        self._known_devices = frozenset(d for d in self.member_devices() if d != self._local)
+        return self
 
     # --- reading --------------------------------------------------------------------
 
@@ -397,9 +414,10 @@ class GroupEngine(Folding):
             return self._receive_live(stored, now=now)
         self._rate_limit(source or event.author_device.hex(), now)
         author = self._log.account_of(event.author_device) or event.author_account
+        ceiling = self._ceiling
         charged = int(
             self._log.id_at(event.author_device, event.seq) != event.event_id
-            and (not catch_up or self._ceiling.is_behind(author, now))
+            and (not catch_up or ceiling.is_behind(author, now) or ceiling.is_recent(event.ts, now))
         )
         if charged and not self._ceiling.grant(author, now, 1):
             return ReceiveResult(deferred=1)
@@ -429,12 +447,17 @@ class GroupEngine(Folding):
             return ReceiveResult(deferred=len(run.events))
         head = self._log.head_of(run.device)
         held = 0 if head is None else max(0, min(len(run.events), head[0] - first.seq + 1))
-        # Sync (``catch_up``) is paced only for authors whose live events we deferred: a
-        # joiner fetching history is bounded by the sync limits alone.
-        fresh = len(run.events) - held
-        paced = not catch_up or self._ceiling.is_behind(author, now)
-        granted = self._ceiling.grant(author, now, fresh) if paced else fresh
-        keep = held + granted
+        # Live events are charged whichever way they come: the first copies of a flood
+        # may arrive by a sync that began before its first gossip. Sync (``catch_up``)
+        # takes history (authored before the ceiling's recent window) at the sync limits
+        # alone, so a joiner is not slowed, unless the author is behind (we deferred
+        # their live events: the rest of a flood is paced whatever its timestamps).
+        history = 0
+        if catch_up and not self._ceiling.is_behind(author, now):
+            history = first_recent(run.events[held:], lambda ts: self._ceiling.is_recent(ts, now))
+        live = len(run.events) - held - history
+        granted = self._ceiling.grant(author, now, live) if live else 0
+        keep = held + history + granted
         deferred = len(run.events) - keep
         if keep == 0:
             return ReceiveResult(deferred=deferred)
@@ -442,8 +465,7 @@ class GroupEngine(Folding):
         try:
             result = self._apply(lambda: self._log.add_run(part, now=now))
         except (GroupError, WireError):
-            if paced:
-                self._ceiling.refund(author, granted)
+            self._ceiling.refund(author, granted)
             raise
         return replace(result, deferred=deferred) if deferred else result
 

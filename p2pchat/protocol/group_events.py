@@ -211,13 +211,13 @@ class Sealed(Struct):
 # --- content -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Post(Struct):
     KIND: ClassVar[str] = "post"
     content: Content = wire("c", Nested(Content), "the post")  # noqa: RUF009 (wire() is a dataclasses.field)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Reply(Struct):
     KIND: ClassVar[str] = "reply"
     target: bytes = wire("to", _EVENT_ID, "event id replied to")
@@ -335,7 +335,7 @@ class InnerEvent(Struct):
 # --- the event ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class GroupEvent(Struct):
     """One signed log entry. Build with :func:`sign_event`; parse with :func:`decode_event`."""
 
@@ -349,7 +349,7 @@ class GroupEvent(Struct):
     deps: tuple[bytes, ...] = wire("deps", ListOf(_EVENT_ID, 0, 32), "heads of other authors seen")
     lamport: int = wire("lt", UInt(1, MAX_UINT), "Lamport time: 1 + max over prev and deps")
     ts: int = wire("ts", UInt(), "author's clock, ms since the Unix epoch")
-    kind: str = wire("k", Text(1, 64), "event kind")
+    kind: str = wire("k", Text(1, 64, shared=True), "event kind")
     body: Mapping[str, Any] = wire("b", AnyMap(64), "the body of that kind")
     cert: bytes | None = wire(
         "cert",
@@ -384,14 +384,16 @@ class GroupEvent(Struct):
             raise LocalProtocolError("a slim event cannot be verified: decode its bytes again")
         verify_signature(signed_bytes("event", self.raw), self.sig, self.author_device)
 
-    def slim(self) -> GroupEvent:
-        """This event without the decoded map and body it was parsed from (``raw``,
-        ``body``: about two thirds of a decoded event's memory). What a log keeps once
-        the event is verified and accepted: every field, ``parsed`` included, stays;
-        only :meth:`verify` needs the map, and the event's bytes give it back."""
-        if not self.raw:
+    def slim(self, **shared: Any) -> GroupEvent:
+        """This event without the decoded map, body and signature it was parsed from
+        (``raw``, ``body``, ``sig``: about two thirds of a decoded event's memory). What
+        a log keeps once the event is verified and accepted: every other field,
+        ``parsed`` included, stays; only :meth:`verify` needs the others, and the
+        event's bytes give them back. ``shared``: fields to take as *equal* objects the
+        caller already holds (a log's one copy of a key or an event id)."""
+        if not self.raw and not self.sig and not shared:
             return self
-        return dataclasses.replace(self, raw=_EMPTY, body=_EMPTY)
+        return dataclasses.replace(self, raw=_EMPTY, body=_EMPTY, sig=b"", **shared)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -400,13 +402,14 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 def decode_event(data: bytes, *, slim: bool = False) -> GroupEvent:
     """Strictly decode one event (no signature check: call :meth:`GroupEvent.verify`).
     ``slim``: without the decoded map and body (see :meth:`GroupEvent.slim`), for bytes
-    this node already verified (a store's events)."""
-    raw = decode_map(data, max_size=MAX_EVENT)
+    this node already verified (a store's events), whose canonical encoding is then not
+    checked again."""
+    raw = decode_map(data, max_size=MAX_EVENT, recheck=not slim)
     event = GroupEvent.from_value(raw)
     parsed = _parse_body(event.kind, event.body, "b")
     if slim:
         return dataclasses.replace(
-            event, event_id=event_id_of(data), raw=_EMPTY, body=_EMPTY, parsed=parsed
+            event, event_id=event_id_of(data), raw=_EMPTY, body=_EMPTY, sig=b"", parsed=parsed
         )
     return dataclasses.replace(
         event, event_id=event_id_of(data), raw=MappingProxyType(raw), parsed=parsed

@@ -17,11 +17,11 @@ before calling in at all.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from p2pchat.errors import ProtocolError, WireError
+from p2pchat.errors import LocalProtocolError, ProtocolError, WireError
 from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.identity import DeviceCertificate
 
@@ -39,6 +39,8 @@ __all__ = [
     "GroupLog",
     "order_key",
     "decode_stored",
+    "add_in_store_order",
+    "first_recent",
 ]
 
 #: How far an event's ``ts`` may lag behind its parents', and run ahead of the
@@ -148,8 +150,12 @@ class GroupLog:
         self._kind = kind
         self._limits = limits
         self._events: dict[bytes, StoredEvent] = {}
-        self._at: dict[tuple[bytes, int], bytes] = {}  # (device, seq) -> first-seen id
-        self._heads: dict[bytes, int] = {}  # device -> highest contiguous seq (canonical)
+        # device -> the first-seen event id of each sequence number (index seq - 1): a
+        # chain is contiguous from 1 (an event is held only once its prev is), so its
+        # length is the device's highest contiguous canonical seq.
+        self._chains: dict[bytes, list[bytes]] = {}
+        # One shared object per device or account key named by held events.
+        self._keys: dict[bytes, bytes] = {}
         self._accounts: dict[bytes, bytes] = {}  # device -> account (from its certificate)
         self._frozen: dict[bytes, int] = {}  # device -> fork seq
         self._proofs: dict[bytes, ForkProof] = {}
@@ -207,29 +213,28 @@ class GroupLog:
         fork), so frontiers never ask for either branch.
         """
         out: dict[bytes, tuple[int, bytes]] = {}
-        for device, seq in self._heads.items():
+        for device, ids in self._chains.items():
+            seq = len(ids)
             top = min(seq, self._frozen.get(device, seq + 1) - 1)
             if top >= 1:
-                out[device] = (top, self._at[(device, top)])
+                out[device] = (top, ids[top - 1])
         return out
 
     def chain(self, device: bytes, first: int, last: int) -> list[StoredEvent]:
         """The held canonical events ``first..last`` of ``device`` (stops at a gap)."""
-        out: list[StoredEvent] = []
-        for seq in range(first, last + 1):
-            event_id = self._at.get((device, seq))
-            if event_id is None:
-                break
-            out.append(self._events[event_id])
-        return out
+        ids = self._chains.get(device, [])
+        if first < 1:
+            return []
+        return [self._events[event_id] for event_id in ids[first - 1 : max(last, 0)]]
 
     def head_of(self, device: bytes) -> tuple[int, bytes] | None:
         """The device's highest contiguous canonical event (forks not capped)."""
-        seq = self._heads.get(device)
-        return None if seq is None else (seq, self._at[(device, seq)])
+        ids = self._chains.get(device)
+        return None if not ids else (len(ids), ids[-1])
 
     def id_at(self, device: bytes, seq: int) -> bytes | None:
-        return self._at.get((device, seq))
+        ids = self._chains.get(device)
+        return ids[seq - 1] if ids is not None and 1 <= seq <= len(ids) else None
 
     def of_kinds(self) -> list[bytes]:
         """Ids of the held events of the few kinds indexed by kind (removals and bans:
@@ -262,7 +267,7 @@ class GroupLog:
         first = decode_event(run.events[0])
         after = None
         if first.seq > 1:
-            prev_id = self._at.get((run.device, first.seq - 1))
+            prev_id = self.id_at(run.device, first.seq - 1)
             if prev_id is None:
                 raise GroupError("broken-chain", "run does not continue a held event")
             after = (first.seq - 1, prev_id)
@@ -275,7 +280,7 @@ class GroupLog:
             raise
         outcome = AddOutcome()
         for event, data in zip(events, run.events, strict=True):
-            held = self._at.get((event.author_device, event.seq))
+            held = self.id_at(event.author_device, event.seq)
             verified = held is None or held == event.event_id
             self._add_one(StoredEvent(event, data), verified=verified, now=now, outcome=outcome)
         return outcome
@@ -339,7 +344,7 @@ class GroupLog:
             self._buffer(stored, missing, verified=True, outcome=outcome)
             return False
         device = event.author_device
-        held = self._at.get((device, event.seq))
+        held = self.id_at(device, event.seq)
         fork_seq = self._frozen.get(device)
         if held is not None or (fork_seq is not None and event.seq >= fork_seq):
             # Same device, same seq, different bytes: a fork. Prove it, keep both.
@@ -442,21 +447,18 @@ class GroupLog:
 
     def _insert(self, stored: StoredEvent) -> StoredEvent:
         """Hold an accepted event; returns it as held: slim (see :meth:`GroupEvent.slim`),
-        since nothing verifies it again from memory."""
-        event = stored.event.slim()
-        if event is not stored.event:
-            stored = StoredEvent(event, stored.data)
+        since nothing verifies it again from memory, and naming the objects already held
+        for its group, keys, ``prev`` and ``deps`` (one object each per log, not one per
+        event that names them)."""
+        event = self._held(stored.event)
+        stored = StoredEvent(event, stored.data)
         self._events[event.event_id] = stored
         if event.kind in _INDEXED_KINDS:
             self._indexed[event.event_id] = None
         device = event.author_device
-        key = (device, event.seq)
-        if key not in self._at:
-            self._at[key] = event.event_id
-            seq = self._heads.get(device, 0)
-            while (device, seq + 1) in self._at:
-                seq += 1
-            self._heads[device] = seq
+        ids = self._chains.setdefault(device, [])
+        if event.seq == len(ids) + 1:
+            ids.append(event.event_id)
         if event.cert is not None or device not in self._accounts:
             self._accounts[device] = event.author_account
         if event.prev is not None:
@@ -469,6 +471,17 @@ class GroupLog:
         if self._min_insert is None or index < self._min_insert:
             self._min_insert = index
         return stored
+
+    def _held(self, event: GroupEvent) -> GroupEvent:
+        keys, events = self._keys, self._events
+        return event.slim(
+            group=None if event.group is None else self.group_id,
+            author_device=keys.setdefault(event.author_device, event.author_device),
+            author_account=keys.setdefault(event.author_account, event.author_account),
+            # Held parents (an event is accepted only once they are): their own ids.
+            prev=None if event.prev is None else events[event.prev].event_id,
+            deps=tuple(events[dep].event_id for dep in event.deps),
+        )
 
     def take_min_insert(self) -> int | None:
         """The lowest position in the total order where an event was inserted since the
@@ -485,3 +498,52 @@ def decode_stored(data: bytes, *, slim: bool = False) -> StoredEvent:
     """Decode event bytes into a :class:`StoredEvent` (``WireError`` if malformed);
     ``slim`` for bytes already verified (see :meth:`GroupEvent.slim`)."""
     return StoredEvent(decode_event(data, slim=slim), data)
+
+
+def first_recent(events: Sequence[bytes], is_recent: Callable[[int], bool]) -> int:
+    """How many of a run's events come before the first one authored recently (by
+    ``is_recent`` of its ``ts``; ``len(events)`` if none). Found by bisection, decoding a
+    few events: a run is one device's chain, whose timestamps rise but for the skew each
+    event may lag its parents by (:data:`MAX_TS_SKEW_MS`), which is all it can misplace."""
+    return bisect.bisect_left(
+        range(len(events)), True, key=lambda i: is_recent(decode_event(events[i]).ts)
+    )
+
+
+def add_in_store_order(
+    events: Iterable[bytes], start: Callable[[StoredEvent], GroupLog], *, max_early: int
+) -> bool:
+    """The trusted load of a node's stored events: each decoded and held in turn, in the
+    store's order (``start`` makes the log from the genesis). A node stores an event once
+    its parents are, so that order is causal, and the decoded copies of a whole log never
+    coexist with the held ones (that transient doubled a start's peak and, fragmented,
+    stayed in its RSS). ``False`` if the order is not causal enough for the log's buffer:
+    then load them sorted. Either way the result is the same (the fold follows the total
+    order, whatever order events are added in). Raises :class:`LocalProtocolError`
+    unless there is exactly one genesis."""
+    log: GroupLog | None = None
+    early: list[StoredEvent] = []  # events before the genesis (not a node's order)
+    for data in events:
+        stored = decode_stored(data, slim=True)
+        if stored.event.kind == "genesis":
+            if log is not None:
+                raise LocalProtocolError("a group's events hold exactly one genesis")
+            log = start(stored)
+            pending, early = sorted(early, key=lambda s: order_key(s.event)), []
+        elif log is None:
+            early.append(stored)
+            if len(early) > max_early:
+                return False
+            continue
+        else:
+            pending = [stored]
+        for item in pending:
+            try:
+                log.add(item, verified=True, now=None)
+            except GroupError as exc:
+                if exc.reason == "buffer-full":
+                    return False
+                raise
+    if log is None:
+        raise LocalProtocolError("a group's events hold exactly one genesis")
+    return True

@@ -99,6 +99,10 @@ class AuthorCeiling:
     refunds what a later check refused, so a forged run naming an author cannot spend
     that author's budget. Memory is bounded by ``max_authors`` (least recently seen
     forgotten first, which only ever gives an author a fresh, full budget).
+
+    ``behind_ms`` is also its notion of *recent*: an event authored less than that before
+    now is live traffic, charged whichever way it comes (gossip or sync); older ones are
+    history, which a sync fetches at the sync limits alone.
     """
 
     def __init__(
@@ -140,6 +144,10 @@ class AuthorCeiling:
         """Whether some of ``author``'s events were deferred in the last ``behind_ms``."""
         since = self._behind.get(author)
         return since is not None and now - since < self._behind_ms
+
+    def is_recent(self, ts: int, now: int) -> bool:
+        """Whether an event authored at ``ts`` (the author's clock) is live traffic."""
+        return now - ts < self._behind_ms
 
 
 def backoff_ms(attempts: int, *, initial: int, maximum: int, jitter: float) -> int:

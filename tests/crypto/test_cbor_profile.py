@@ -60,6 +60,30 @@ def test_rejections_have_reasons(hexdata: str, reason: str) -> None:
     assert info.value.reason == reason
 
 
+@given(values)
+def test_a_decode_without_recheck_gives_the_same_value(value: object) -> None:
+    data = cbor.encode(value)  # type: ignore[arg-type]
+    assert cbor.decode(data, max_size=1 << 20, recheck=False) == value
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "reason"),
+    [
+        ("a2616101616102", "duplicate-key"),
+        ("c11a514b67b0", "tag"),
+        ("9f01ff", "indefinite-length"),
+        ("62c328", "bad-utf8"),
+        ("1b", "truncated"),
+    ],
+)
+def test_a_decode_without_recheck_still_refuses_what_the_parser_sees(
+    hexdata: str, reason: str
+) -> None:
+    with pytest.raises(DecodeError) as info:
+        cbor.decode(bytes.fromhex(hexdata), max_size=1024, recheck=False)
+    assert info.value.reason == reason
+
+
 def test_size_cap_is_checked_before_parsing() -> None:
     with pytest.raises(DecodeError) as info:
         cbor.decode(b"\x40" + b"\xff" * 100, max_size=10)  # would also be malformed

@@ -28,3 +28,10 @@ async def test_history_bench_small_run(capsys: pytest.CaptureFixture[str]) -> No
         assert figure > 0
     for figure in (figures.empty_rss_mb, figures.full_rss_mb):
         assert figure > 0
+
+
+def test_history_bench_flood_small_run() -> None:
+    # Every post is received and held (the measuring process asserts it); figures only.
+    figures = history_bench.flood(40)
+    assert figures["posts"] == 40
+    assert figures["cpu_s"] > 0
