@@ -111,6 +111,9 @@ class DeviceService:
         self._publishes = 0
         #: True once our own device appears revoked in the account's list.
         self.revoked = False
+        #: Called with each other device of ours that is revoked (here or by another
+        #: device): the node stops fanning messages out to it.
+        self.on_revoked: Callable[[bytes], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<DeviceService devices={len(self._list.devices)} revoked={self.revoked}>"
@@ -172,6 +175,8 @@ class DeviceService:
             if this:
                 self.revoked = True
                 logger.warning("this device was revoked from its account")
+            elif self.on_revoked is not None:
+                await self.on_revoked(device)
             self._events.publish(DeviceRevoked(device=device, this_device=this))
 
     # -- queries --------------------------------------------------------------------------
@@ -214,6 +219,8 @@ class DeviceService:
             self._list, device, now=self._clock(), signing_key=self._signer
         )
         await save_list(self._store, self._list)
+        if self.on_revoked is not None:
+            await self.on_revoked(device)
         await self._publish_list()
         self._events.publish(DeviceRevoked(device=device))
         return self.find(device)

@@ -58,6 +58,7 @@ from ..storage.records import (
     ContactState,
     Direction,
 )
+from .fanout import DeviceTargets
 from .sessions import Inbound, ReceiveBatch, SessionCache
 from .storing import Storing, dm_conversation_id, with_state
 from .streams import FrameBatches
@@ -89,11 +90,18 @@ class Receiving(Storing):
     _account_locks: defaultdict[bytes, trio.Lock]
     _receive_lock: trio.Lock
     _sessions: SessionCache
+    targets: DeviceTargets
     _conversations: set[str]
     stats: dict[str, int]
-    control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]]
+    control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]]
 
-    async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
+    async def _delivered(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
         """Receipts arrived (the sending side marks its messages delivered)."""
         raise NotImplementedError
 
@@ -208,6 +216,8 @@ class Receiving(Storing):
             device = envelope.sender
         elif envelope.sender != device:
             raise WireError("wrong-sender", "envelope sender is not the connected device")
+        if device in self.targets.revoked:
+            raise PermissionDeniedError("this device was revoked by its account")
         known_account = self._device_accounts.get(device)
         if known_account is not None and known_account not in batch.not_blocked:
             if await self._store.is_blocked(known_account):
@@ -218,7 +228,14 @@ class Receiving(Storing):
         self.stats["frames_in"] += 1
         return envelope, message
 
-    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+    async def _refused(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        why: str,
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
         """Refusals arrived (the sending side fails its messages)."""
         raise NotImplementedError
 
@@ -237,25 +254,33 @@ class Receiving(Storing):
     async def _acknowledged(
         self, message_id: bytes, device: bytes, *, refused: str | None = None
     ) -> None:
-        """A receipt (or a refusal): only a device of the recipient account may settle a
-        message."""
+        """A receipt (or a refusal): only a device the message went to (a device of the
+        recipient account, or one of our own) may settle it, on that device."""
         account = self._device_accounts.get(device)
         if account is None:
             return
         waiting = await self._store.due_outbox(2**62, limit=OUTBOX_BATCH)
-        item = next((i for i in waiting if i.message_id == message_id), None)
+        item = next(
+            (i for i in waiting if i.message_id == message_id and i.destination_device == device),
+            None,
+        )
         if item is not None and item.destination_account != account:
             return
         message = await self._store.get_message(message_id)
-        if message is not None and message.conversation_id != dm_conversation_id(account):
+        own = account == self._account.account_key
+        if (
+            message is not None
+            and message.conversation_id != dm_conversation_id(account)
+            and not (own and message.direction is Direction.OUT)
+        ):
             return
         settled: list[tuple[bytes | None, int | None]] = [
             (message_id, None if item is None else item.item_id)
         ]
         if refused is not None:
-            await self._refused(settled, refused)
+            await self._refused(settled, refused, account=account, device=device)
         else:
-            await self._delivered(settled)
+            await self._delivered(settled, account=account, device=device)
 
     async def _decrypt_into(
         self, batch: ReceiveBatch, envelope: Envelope, message: DmInit | DmMessage
@@ -316,6 +341,11 @@ class Receiving(Storing):
                 batch.discard(key)
                 self._sessions.forget(key)
             raise WireError("id-mismatch", "encrypted id differs from the envelope's")
+        own = account == self._account.account_key
+        if own and plain.content.type not in self.control_handlers and plain.to in (None, account):
+            # From our own other device, a message must name the account it was sent to.
+            batch.refuse(key, session, account, device, message.id, "invalid-content")
+            return
         batch.add(key, session, Inbound(account=account, device=device, plain=plain))
 
     async def _decrypt_initial(
@@ -330,6 +360,8 @@ class Receiving(Storing):
             if await self._store.is_blocked(account):
                 raise PermissionDeniedError("sender is blocked")
             batch.not_blocked.add(account)
+        if device in self.targets.revoked:
+            raise PermissionDeniedError("this device was revoked by its account")
         await batch.lock(self._account_locks[account])
         key = (account, device, initial.session_id)
         session = batch.sessions.get(key) or self._sessions.get(key)
@@ -347,6 +379,7 @@ class Receiving(Storing):
             now=self._clock(),
         )
         batch.replay_changed = True
+        self.targets.learn(account, device)  # certified by the account (X3DH verified it)
         return account, session, plaintext, False
 
     async def _decrypt_with_any(

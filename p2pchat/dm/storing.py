@@ -54,7 +54,7 @@ class Storing:
     _sessions: SessionCache
     _conversations: set[str]
     stats: dict[str, int]
-    control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]]
+    control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]]
 
     async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
         """Sessions, replay cache, contacts and messages of a batch: one transaction (one
@@ -78,6 +78,11 @@ class Storing:
                 await self._keys.save_replay_cache(tx)
             for inbound in batch.messages:
                 account = inbound.account
+                if account == self._account.account_key and inbound.plain.to is not None:
+                    added = await self._store_own_copy(tx, inbound, inbound.plain.to, now)
+                    acked.append(inbound.plain.id)
+                    outcomes.append((inbound, None, False, False, added))
+                    continue
                 if account not in contacts:
                     contacts[account] = await tx.get_contact(account)
                 contact = contacts[account]
@@ -119,6 +124,31 @@ class Storing:
         self._device_accounts.update(batch.device_accounts)
         return outcomes
 
+    async def _store_own_copy(
+        self, tx: Transaction, inbound: Inbound, to: bytes, now: int
+    ) -> AddedMessage:
+        """A message one of our other devices sent to ``to``: stored as ours (sent), in
+        the conversation with ``to``, which is created (with a contact we asked) if new."""
+        contact = await tx.get_contact(to)
+        if contact is None:
+            await tx.put_contact(self._new_contact(to, ContactState.REQUESTED_OUT, now))
+        await self._ensure_conversation(tx, to, now)
+        plain = inbound.plain
+        return await tx.add_message(
+            NewMessage(
+                conversation_id=dm_conversation_id(to),
+                message_id=plain.id,
+                sender_account=inbound.account,
+                sender_device=inbound.device,
+                direction=Direction.OUT,
+                content_type=plain.content.type,
+                body=plain.content.to_bytes(),
+                sent_at=plain.ts,
+                received_at=now,
+                state=DeliveryState.SENT,
+            )
+        )
+
     async def _after_commit(
         self,
         inbound: Inbound,
@@ -134,7 +164,7 @@ class Storing:
         if handler is not None:
             if contact is None or contact.state is not ContactState.BLOCKED:
                 try:
-                    await handler(account, plain.content)
+                    await handler(account, inbound.device, plain.content)
                 except P2PChatError as exc:
                     # Committed (the session moved past it): acknowledged either way, or
                     # the sender would retry a frame we can no longer decrypt.
@@ -154,7 +184,7 @@ class Storing:
         if added is not None and not added.duplicate:
             self._events.publish(
                 MessageReceived(
-                    conversation_id=dm_conversation_id(account),
+                    conversation_id=added.message.conversation_id,
                     message_id=plain.id,
                     sender=account,
                     seq=added.message.seq,

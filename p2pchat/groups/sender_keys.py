@@ -104,6 +104,9 @@ class SenderKeys:
             if account != self._account:
                 await self._dm.send_hidden(account, content)
 
+    async def _on_group_key_from(self, account: bytes, device: bytes, content: Content) -> None:
+        await self._on_group_key(account, content)
+
     async def _on_group_key(self, account: bytes, content: Content) -> None:
         group_id, dist = content.body.get("g"), content.body.get("dist")
         if not isinstance(group_id, bytes) or not isinstance(dist, bytes):

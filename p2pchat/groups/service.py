@@ -142,7 +142,7 @@ class Groups(GroupEffects, GroupDiscovery):
             peer_rate=peer_rate,
             peer_burst=peer_burst,
         )
-        dm.control_handlers[GROUP_KEY_CONTENT_TYPE] = self._on_group_key
+        dm.control_handlers[GROUP_KEY_CONTENT_TYPE] = self._on_group_key_from
 
     # -- lifecycle ------------------------------------------------------------------------
 

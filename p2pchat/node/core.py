@@ -57,6 +57,7 @@ from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
 from ..protocol.content import Content, MediaRef
+from ..protocol.device_list import current_devices, revoked_devices
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
 from ..storage.base import Store
@@ -235,6 +236,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             display_name=config.display_name,
         )
         await self._dm.start()
+        self._wire_fanout(identity.account.account_key)
         self._mailbox = Mailbox(
             network=self._network,
             store=self._store,
@@ -288,6 +290,19 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
+
+    def _wire_fanout(self, account: bytes) -> None:
+        """Our other devices get a copy of what we send; a revoked one gets nothing more."""
+        devices, dm = self._devices, self._dm
+        assert devices is not None
+        assert dm is not None
+        dm.targets.own_devices = lambda: current_devices(devices.device_list())
+        dm.targets.revoked.update(revoked_devices(devices.device_list()))
+
+        async def revoked(device: bytes) -> None:
+            await dm.drop_device(account, device)
+
+        devices.on_revoked = revoked
 
     def _check(self) -> None:
         if self._state != "running":
