@@ -64,6 +64,8 @@ from ..storage.base import Store
 from ..storage.records import (
     ContactState,
     Conversation,
+    DeviceDelivery,
+    Direction,
     Message,
     Peer,
     PeerSource,
@@ -512,6 +514,14 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
     async def cancel_dm(self, message_id: bytes) -> Message:
         """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
         return await self._dms.cancel(message_id)
+
+    async def dm_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        """Where our message stands on each device it went to (fan-out): the recipient's
+        devices and our own other devices (the message's ``state`` summarises them)."""
+        message = await self._s.get_message(message_id)
+        if message is None or message.direction is not Direction.OUT:
+            raise NotFoundError("no such message of yours")
+        return await self._s.list_device_deliveries(message_id)
 
     def waiting_reason(self, message_id: bytes) -> str | None:
         """Why our undelivered message waits (the last failed attempt), or ``None``."""
