@@ -515,6 +515,13 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
         return await self._dms.cancel(message_id)
 
+    async def message(self, message_id: bytes) -> Message:
+        """One stored message (direct), by id."""
+        message = await self._s.get_message(message_id)
+        if message is None:
+            raise NotFoundError("no such message")
+        return message
+
     async def dm_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
         """Where our message stands on each device it went to (fan-out): the recipient's
         devices and our own other devices (the message's ``state`` summarises them)."""

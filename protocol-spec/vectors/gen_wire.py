@@ -440,6 +440,9 @@ def valid_vectors() -> list[dict[str, Any]]:
         type="com.example/recipe", body={"serves": 4, "steps": ["boil", "eat"]},
         text="Recipe: pasta (open in an app that knows com.example/recipe)"))  # fmt: skip
     add("dm plaintext, application content type", "dm-plaintext", "dm-plaintext", app.to_bytes())
+    copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT)
+    add("dm plaintext, the copy for the sender's own other devices (to)", "dm-plaintext",
+        "dm-plaintext", copy.to_bytes())  # fmt: skip
 
     for ns, key_bytes, data in _records():
         add(f"record {ns}", "record", f"record-{ns}", data, dht_key=dht_key(ns, key_bytes), now=NOW)
@@ -488,6 +491,10 @@ def invalid_vectors() -> list[dict[str, Any]]:
 
     def bad(name: str, check: str, data: bytes, reason: str, **extra: Any) -> None:
         vectors.append({"name": name, "check": check, "hex": data.hex(), "reason": reason, **extra})
+
+    copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT).to_value()
+    bad("dm plaintext: to is 31 bytes", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT[:31]}), "bad-length")
+    bad("dm plaintext: to is text", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT.hex()}), "wrong-type")
 
     ack = DmAck(ids=(ident("m1"),))
     good = seal(ack, signing_key=ALICE, now=NOW)
