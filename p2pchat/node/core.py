@@ -60,6 +60,7 @@ from ..protocol.content import Content, MediaRef
 from ..protocol.device_list import current_devices, revoked_devices
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
+from ..protocol.revocation import Revocation
 from ..storage.base import Store
 from ..storage.records import (
     ContactState,
@@ -301,8 +302,11 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         dm.targets.own_devices = lambda: current_devices(devices.device_list())
         dm.targets.revoked.update(revoked_devices(devices.device_list()))
 
-        async def revoked(device: bytes) -> None:
-            await dm.drop_device(account, device)
+        async def revoked(revocation: Revocation) -> None:
+            await dm.drop_device(account, revocation.device)
+            groups: Groups | None = getattr(self, "_groups", None)  # set once groups run
+            if groups is not None:
+                await groups.revoke_device(revocation)
 
         devices.on_revoked = revoked
 

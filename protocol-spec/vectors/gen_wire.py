@@ -55,6 +55,7 @@ from p2pchat.protocol.group_events import (
     LiveComment,
     MemberAdd,
     MemberBan,
+    DeviceRevoke,
     MemberInvite,
     MemberJoin,
     MemberLeave,
@@ -74,6 +75,7 @@ from p2pchat.protocol.group_events import (
     sign_event,
 )
 from p2pchat.protocol.live_messages import LiveBatch, LiveWant
+from p2pchat.protocol.revocation import Revocation
 from p2pchat.protocol.records import (
     DeviceEntry,
     DeviceListRecord,
@@ -291,6 +293,10 @@ def _event_bodies() -> list[Struct]:
         MemberRemove(account=CAROL_ACCT, reason="spam"),
         MemberBan(account=CAROL_ACCT, reason="spam", until=NOW + 7 * 86_400_000),
         RoleChange(account=BOB_ACCT, role="moderator"),
+        DeviceRevoke(
+            revocation=Revocation.sign(device=bytes(CAROL.verify_key), at=NOW, signing_key=key("alice")),
+            upto=3,
+        ),
         SenderKeyDistribution(
             epoch=1,
             boxes=(KeyBox(device=bytes(BOB.verify_key), box=ident("sender-key-box", 64)),),
