@@ -24,6 +24,7 @@ from p2pchat_crypto.identity import Device
 from p2pchat_crypto.ratchet import Session, is_initial_message
 from p2pchat_crypto.sealed import Rng
 
+from ..config import DeliveryConfig
 from ..errors import NetworkError, NotFoundError
 from ..identity.directory import Directory
 from ..protocol.dm_messages import DmInit, DmMessage
@@ -51,6 +52,7 @@ class Encrypting(Receiving):
     """Encrypting outbox entries, per device (see the module docstring)."""
 
     _device: Device
+    _config: DeliveryConfig
     _directory: Directory
     _rng: Rng
     _wakeup: trio.Event
@@ -115,9 +117,16 @@ class Encrypting(Receiving):
         expansion's other devices go out in the worker's next round."""
         account = item.destination_account
         if item.destination_device is None:
-            devices, revoked = await self.targets.resolve(account)
-            for device in revoked:
-                await self.drop_device(account, device)
+            devices = None if self.targets.stale(account) else self.targets.known(account)
+            if devices is None:  # look the list up (a device linked or revoked since)
+                with trio.move_on_after(self._config.ack_timeout_ms / 1000):
+                    devices, revoked = await self.targets.resolve(account)
+                    for device in revoked:
+                        await self.drop_device(account, device)
+            if devices is None:  # the DHT is slow: the devices known so far
+                devices = self.targets.known(account)
+                if devices is None:
+                    raise NotFoundError("account not found: the DHT did not answer in time")
         else:
             devices = (item.destination_device,)
         async with self._account_locks[account]:

@@ -296,12 +296,14 @@ class DirectMessages(Outbox):
 
     def _targets(self, account: bytes, *, copies: bool) -> list[tuple[bytes, bytes | None]]:
         """Where a message to ``account`` goes now: ``(account, device)`` for each of its
-        known devices (one ``(account, None)`` while they are unknown, or while an older
-        entry waits for the worker to resolve them), then ``(our account, device)`` for
+        known devices (one ``(account, None)`` while they are unknown or were looked up
+        over a minute ago, or while an older entry waits for the worker to resolve them:
+        the worker looks the list up first), then ``(our account, device)`` for
         each of our other devices if ``copies``."""
         known = self.targets.known(account)
         targets: list[tuple[bytes, bytes | None]]
-        if known is None or self._plaintext_items[account, None] > 0:
+        stale = self.targets.stale(account)  # a device may have been linked since
+        if known is None or stale or self._plaintext_items[account, None] > 0:
             targets = [(account, None)]
         else:
             targets = [(account, device) for device in known]
