@@ -32,6 +32,7 @@ from p2pchat_crypto.identity import Device
 from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
+from ..dm.fanout import TARGETS_TTL_MS
 from ..dm.mailbox import Mailbox, MailboxKeys
 from ..dm.service import DirectMessages, dm_conversation_id
 from ..errors import (
@@ -293,6 +294,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
+        self._nursery.start_soon(self._devices_loop)
 
     def _wire_fanout(self, account: bytes) -> None:
         """Our other devices get a copy of what we send; a revoked one gets nothing more."""
@@ -309,6 +311,16 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
                 await groups.revoke_device(revocation)
 
         devices.on_revoked = revoked
+
+    async def _devices_loop(self) -> None:
+        """Merge our account's device list every minute: a device revoked (or linked) by
+        another of our devices stops (or starts) getting copies of what we send."""
+        devices = self._devices
+        assert devices is not None
+        while True:
+            await trio.sleep(TARGETS_TTL_MS / 1000)
+            with trio.move_on_after(TARGETS_TTL_MS / 2000):
+                await devices.refresh()
 
     def _check(self) -> None:
         if self._state != "running":
