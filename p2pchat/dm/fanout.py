@@ -58,6 +58,10 @@ class DeviceTargets:
         #: Our account's other current devices (set by the node from our device list).
         self.own_devices: Callable[[], Iterable[bytes]] = tuple
 
+    @property
+    def own_account(self) -> bytes:
+        return self._own_account
+
     def __repr__(self) -> str:
         return f"<DeviceTargets {len(self._devices)} accounts, {len(self.revoked)} revoked>"
 

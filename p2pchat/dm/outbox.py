@@ -91,6 +91,7 @@ class Outbox(Encrypting):
     _sent_volatile: set[bytes | None]
     _waiting: dict[bytes, str]
     mailbox_deposit: Callable[[bytes, bytes | None, bytes], Awaitable[bool]] | None
+    on_delivered: Callable[[list[bytes]], Awaitable[None]] | None
 
     async def run_outbox(self) -> None:
         """The outbox worker: forever, deliver what is due, then wait for a reason to."""
@@ -561,6 +562,8 @@ class Outbox(Encrypting):
         for message_id, conversation_id in newly:
             self._emit_delivery(message_id, conversation_id, state.value, reason)
             self.stats[state.value] += 1
+        if newly and state is DeliveryState.DELIVERED and self.on_delivered is not None:
+            await self.on_delivered([message_id for message_id, _ in newly])
 
     def _emit_delivery(
         self,

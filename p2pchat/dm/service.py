@@ -162,6 +162,9 @@ class DirectMessages(Outbox):
         #: Set by the node when mailboxes are in use: ``await deposit(account, frame)``
         #: returns whether a mailbox took the frame.
         self.mailbox_deposit: Callable[[bytes, bytes | None, bytes], Awaitable[bool]] | None = None
+        #: Called with our messages newly delivered to a device of their recipient (the
+        #: node tells our other devices: :mod:`p2pchat.dm.own_sync`).
+        self.on_delivered: Callable[[list[bytes]], Awaitable[None]] | None = None
         #: Content types consumed by the node itself (never shown, never stored as
         #: messages): ``type -> await handler(account, device, content)``.
         self.control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]] = {}

@@ -32,8 +32,8 @@ from p2pchat_crypto.identity import Device
 from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
-from ..dm.fanout import TARGETS_TTL_MS
 from ..dm.mailbox import Mailbox, MailboxKeys
+from ..dm.own_sync import OwnSync
 from ..dm.service import DirectMessages, dm_conversation_id
 from ..errors import (
     ClosedError,
@@ -58,10 +58,8 @@ from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
 from ..protocol.content import Content, MediaRef
-from ..protocol.device_list import current_devices, revoked_devices
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
-from ..protocol.revocation import Revocation
 from ..storage.base import Store
 from ..storage.records import (
     ContactState,
@@ -137,6 +135,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         self._blobs: Blobs | None = None
         self._directory: Directory | None = None
         self._devices: DeviceService | None = None
+        self._own_sync: OwnSync | None = None
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
@@ -241,6 +240,9 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         )
         await self._dm.start()
         self._wire_fanout(identity.account.account_key)
+        self._own_sync = OwnSync(
+            dm=self._dm, store=self._store, events=self._events, clock=self._clock
+        )
         self._mailbox = Mailbox(
             network=self._network,
             store=self._store,
@@ -295,32 +297,6 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._devices_loop)
-
-    def _wire_fanout(self, account: bytes) -> None:
-        """Our other devices get a copy of what we send; a revoked one gets nothing more."""
-        devices, dm = self._devices, self._dm
-        assert devices is not None
-        assert dm is not None
-        dm.targets.own_devices = lambda: current_devices(devices.device_list())
-        dm.targets.revoked.update(revoked_devices(devices.device_list()))
-
-        async def revoked(revocation: Revocation) -> None:
-            await dm.drop_device(account, revocation.device)
-            groups: Groups | None = getattr(self, "_groups", None)  # set once groups run
-            if groups is not None:
-                await groups.revoke_device(revocation)
-
-        devices.on_revoked = revoked
-
-    async def _devices_loop(self) -> None:
-        """Merge our account's device list every minute: a device revoked (or linked) by
-        another of our devices stops (or starts) getting copies of what we send."""
-        devices = self._devices
-        assert devices is not None
-        while True:
-            await trio.sleep(TARGETS_TTL_MS / 1000)
-            with trio.move_on_after(TARGETS_TTL_MS / 2000):
-                await devices.refresh()
 
     def _check(self) -> None:
         if self._state != "running":
@@ -575,6 +551,8 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
 
     async def mark_read(self, conversation_id: str) -> None:
         await self._s.mark_read(conversation_id)
+        if conversation_id.startswith("dm:") and self._own_sync is not None:
+            await self._own_sync.read(bytes.fromhex(conversation_id.removeprefix("dm:")))
 
     # -- events and statistics ------------------------------------------------------------
 

@@ -228,3 +228,41 @@ async def test_a_revoked_device_can_neither_post_nor_read_what_follows_in_a_grou
             # Before the revocation stays as it was.
             assert _shown(b, secret, "from the desktop, before")
             assert _shown(a1, secret, "from the desktop, before")
+
+
+async def test_reads_and_receipts_follow_to_our_other_devices(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path) as a1,
+        running(h, bob, tmp_path) as b,
+        linked(h, alice, "desktop", tmp_path) as alice2,
+    ):
+        a2 = alice2.node
+        assert a2 is not None
+        sent = await a1.send_dm(bob.account, "hi bob")
+        await wait_for(lambda: has_text(bob, "hi bob") and has_text(alice2, "hi bob"))
+
+        async def copy_state() -> DeliveryState:
+            return (await a2.message(sent.message_id)).state
+
+        with trio.fail_after(60):
+            while await copy_state() is not DeliveryState.DELIVERED:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+
+        await b.send_dm(alice.account, "one")
+        await b.send_dm(alice.account, "two")
+        await wait_for(lambda: has_text(alice, "two") and has_text(alice2, "two"))
+
+        async def unread(node: Node) -> int:
+            conversation = next(c for c in await node.conversations() if c.peer_account)
+            return conversation.unread
+
+        assert await unread(a2) == 2
+        await a1.mark_read("dm:" + bob.account.hex())
+        assert await unread(a1) == 0
+        with trio.fail_after(60):
+            while await unread(a2) != 0:  # noqa: ASYNC110 - polls the store
+                await trio.sleep(0.05)
