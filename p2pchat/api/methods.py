@@ -27,6 +27,7 @@ from p2pchat.api.search import register_search_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
     conversation_to_dict,
+    delivery_to_dict,
     message_to_dict,
     plain,
     resolve_contact,
@@ -349,6 +350,19 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         assert message_id is not None
         return message_to_dict(await node.cancel_dm(message_id))
 
+    async def dm_deliveries(p: _MessageParams) -> dict[str, Any]:
+        """Where one of our messages stands on each device it went to (fan-out)."""
+        message_id = _parse_id(p.message_id, "message_id")
+        assert message_id is not None
+        deliveries = await node.dm_deliveries(message_id)
+        message = await node.message(message_id)
+        own = {d.device for d in node.devices()}
+        return {
+            "message_id": message_id.hex(),
+            "state": message.state.value,
+            "devices": [delivery_to_dict(d, own=d.device in own) for d in deliveries],
+        }
+
     async def dm_conversations(_: object) -> list[dict[str, Any]]:
         """Conversations, most recent activity first, with unread counts and contact names."""
         contacts = {c.account: c for c in await node.contacts()}
@@ -370,6 +384,7 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         "dm.history", dm_history, scope="read", params=_HistoryParams, pager=_dm_history_pager
     )
     registry.add("dm.cancel", dm_cancel, scope="send", params=_MessageParams)
+    registry.add("dm.deliveries", dm_deliveries, scope="read", params=_MessageParams)
     registry.add("dm.conversations", dm_conversations, scope="read", params=NoParams)
     registry.add("dm.mark_read", dm_mark_read, scope="send", params=_ConversationParams)
 

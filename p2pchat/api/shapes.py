@@ -16,7 +16,14 @@ from typing import Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.protocol.content import Content, MediaRef, attachments_of
-from p2pchat.storage.records import Contact, Conversation, DeliveryState, Direction, Message
+from p2pchat.storage.records import (
+    Contact,
+    Conversation,
+    DeliveryState,
+    DeviceDelivery,
+    Direction,
+    Message,
+)
 from p2pchat.text import person_label
 from p2pchat.vocabulary import add_deprecated
 from p2pchat_crypto.identity import fingerprint_of
@@ -27,6 +34,7 @@ __all__ = [
     "account_label",
     "message_to_dict",
     "conversation_to_dict",
+    "delivery_to_dict",
     "resolve_contact",
 ]
 
@@ -124,6 +132,17 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         "received_at": message.received_at,
     }
     return dict(add_deprecated(record, "sender", "sender_device"))
+
+
+def delivery_to_dict(delivery: DeviceDelivery, *, own: bool) -> dict[str, Any]:
+    """DEVICE_DELIVERY: where a message of ours stands on one device it went to."""
+    return {
+        "device": delivery.device.hex(),
+        "own": own,
+        "state": delivery.state.value,
+        "reason": delivery.reason,
+        "updated_at": delivery.updated_at,
+    }
 
 
 def conversation_to_dict(conversation: Conversation, contact: Contact | None) -> dict[str, Any]:

@@ -266,6 +266,47 @@ def cancel(state: CliState, peer: str, message: str | None) -> None:
             say(f"Cancelled {MARKS['failed']} message {m['message_id'][:8]}.")
 
 
+@dm.command()
+@click.argument("peer")
+@click.argument("message", required=False)
+@json_option
+@pass_state
+def deliveries(state: CliState, peer: str, message: str | None) -> None:
+    """Show where one of our messages to PEER stands on each device it went to.
+
+    A message goes to every device of PEER and to our own other devices; its mark in
+    `dm read` sums them up (✓✓ once one of PEER's devices has it). MESSAGE is its id or
+    the start of it; without MESSAGE, our latest message to PEER.
+
+    \b
+    JSON: {"message_id", "state", "devices": [{"device", "own", "state", "reason", ...}]}
+    """
+    with connected(state) as client:
+        history = client.call(
+            "dm.history", {"conversation": peer, "limit": 500}, timeout=CALL_TIMEOUT
+        )
+        mine = [m for m in history if m["direction"] == "out"]
+        if message is not None:
+            wanted = message.strip().lower()
+            mine = [m for m in mine if m["message_id"].startswith(wanted)]
+            if len(mine) > 1:
+                raise click.UsageError(f"{message!r} names several messages: give more of it")
+        if not mine:
+            raise NotFoundError("no message of yours there (`p2pchat dm read` lists them)")
+        found = client.call(
+            "dm.deliveries", {"message_id": mine[-1]["message_id"]}, timeout=CALL_TIMEOUT
+        )
+    if state.json:
+        emit_json(found)
+        return
+    say(f"Message {found['message_id'][:8]}: {MARKS.get(found['state'], found['state'])}")
+    for d in found["devices"]:
+        whose = "our device" if d["own"] else "their device"
+        mark = MARKS.get(d["state"], d["state"])
+        reason = f" ({one_line(d['reason'])})" if d["reason"] else ""
+        say(f"  {whose} {d['device'][:12]}  {mark} {d['state']}{reason}")
+
+
 @dm.command("list")
 @wide_option
 @json_option

@@ -43,6 +43,7 @@ from ..protocol.device_list import (
 )
 from ..protocol.device_sync import LinkSync, SyncContent
 from ..protocol.records import DeviceEntry, DeviceListRecord
+from ..protocol.revocation import Revocation
 from ..protocol.signing import ExternalSigner
 from ..storage.base import Store
 from .roster import DeviceInfo, describe, load_list, load_names, save_list, save_names
@@ -111,6 +112,9 @@ class DeviceService:
         self._publishes = 0
         #: True once our own device appears revoked in the account's list.
         self.revoked = False
+        #: Called with each other device of ours that is revoked (here or by another
+        #: device): the node stops fanning messages out to it.
+        self.on_revoked: Callable[[Revocation], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<DeviceService devices={len(self._list.devices)} revoked={self.revoked}>"
@@ -165,6 +169,7 @@ class DeviceService:
         if merged == self._list:
             return
         newly_revoked = set(revoked_devices(merged)) - set(revoked_devices(self._list))
+        revocations = {rev.device: rev for rev in merged.revoked or ()}
         self._list = merged
         await save_list(self._store, merged)
         for device in sorted(newly_revoked):
@@ -172,6 +177,8 @@ class DeviceService:
             if this:
                 self.revoked = True
                 logger.warning("this device was revoked from its account")
+            elif self.on_revoked is not None:
+                await self.on_revoked(revocations[device])
             self._events.publish(DeviceRevoked(device=device, this_device=this))
 
     # -- queries --------------------------------------------------------------------------
@@ -210,10 +217,12 @@ class DeviceService:
             logger.info("revoking without the DHT's list (will merge later): %s", exc)
         if device not in {e.device for e in self._list.devices}:
             raise NotFoundError("no such current device in this account")
-        self._list, _ = revoke_device(
+        self._list, revocation = revoke_device(
             self._list, device, now=self._clock(), signing_key=self._signer
         )
         await save_list(self._store, self._list)
+        if self.on_revoked is not None:
+            await self.on_revoked(revocation)
         await self._publish_list()
         self._events.publish(DeviceRevoked(device=device))
         return self.find(device)

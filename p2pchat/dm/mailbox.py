@@ -201,18 +201,28 @@ class Mailbox:
 
     # -- the sender side ------------------------------------------------------------------
 
-    async def _learn_keys(self, account: bytes, content: Content) -> None:
+    async def _learn_keys(self, account: bytes, device: bytes, content: Content) -> None:
         tag = content.body.get("tag")
         if not (isinstance(tag, bytes) and len(tag) == 32):
             raise WireError("bad-value", "mailbox tag must be 32 bytes")
-        await self._store.put_meta(_TAGS_META + account.hex(), tag)
+        # Each device of an account has its own tag (its own mailbox mail: a frame is
+        # encrypted for one device); the account's entry is kept for older stores.
+        async with self._store.transaction() as tx:
+            await tx.put_meta(_TAGS_META + account.hex() + "/" + device.hex(), tag)
+            await tx.put_meta(_TAGS_META + account.hex(), tag)
         # Look the mailbox record up now, while the contact is likely online: the
         # directory caches it for when we need it (the contact being away).
         await self._directory.mailboxes_of(account)
 
-    async def deposit(self, account: bytes, frame: bytes) -> bool:
-        """Leave ``frame`` for ``account`` at one of its mailboxes; True if one took it."""
-        tag = await self._store.get_meta(_TAGS_META + account.hex())
+    async def deposit(self, account: bytes, device: bytes | None, frame: bytes) -> bool:
+        """Leave ``frame`` for ``device`` of ``account`` at one of the account's mailboxes;
+        True if one took it. The device's own tag is needed, unless the account is known
+        to have only that device (the account's tag, as stores before fan-out kept it)."""
+        tag = None
+        if device is not None:
+            tag = await self._store.get_meta(_TAGS_META + account.hex() + "/" + device.hex())
+        if tag is None and self._dm.targets.known(account) in (None, (device,)):
+            tag = await self._store.get_meta(_TAGS_META + account.hex())
         if tag is None:
             return False
         boxes = await self._directory.mailboxes_of(account)

@@ -12,14 +12,12 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 import trio
 
-from p2pchat_crypto.errors import CryptoError
 from p2pchat_crypto.identity import Device
-from p2pchat_crypto.ratchet import Session, is_initial_message
 from p2pchat_crypto.sealed import Rng
 
 from ..config import DeliveryConfig
@@ -37,34 +35,25 @@ from ..net.base import FramedStream, Network
 from ..protocol.dm_messages import (
     REFUSE_REASONS,
     DmAck,
-    DmInit,
-    DmMessage,
     DmRefuse,
 )
-from ..protocol.envelope import decode_envelope, seal
+from ..protocol.envelope import decode_envelope
 from ..protocol.limits import backoff_ms
 from ..storage.base import Transaction
 from ..storage.records import (
     DeliveryState,
+    DeviceDelivery,
     Direction,
-    NewOutboxItem,
     OutboxItem,
 )
-from .receive import (
-    DM_PROTOCOL,
-    MAX_DM_FRAME,
-    OUTBOX_BATCH,
-    Receiving,
-)
-from .sessions import SessionKey
+from .encrypt import OUTBOX_KIND, Encrypting
+from .receive import DM_PROTOCOL, MAX_DM_FRAME, OUTBOX_BATCH
 from .streams import StreamPool, closing, reset_quietly
 
 __all__ = ["OUTBOX_KIND", "Outbox"]
 
 logger = logging.getLogger(__name__)
 
-#: The sealed-pickle kind of an outbox entry's frame.
-OUTBOX_KIND = "p2pchat/outbox-entry"
 _OUTBOX_BATCH = OUTBOX_BATCH
 #: Frames written to one device before waiting for their acks.
 _SEND_WINDOW = 64
@@ -84,7 +73,7 @@ class _Ready:
     oneway: bool
 
 
-class Outbox(Receiving):
+class Outbox(Encrypting):
     """The delivery loop of :class:`~p2pchat.dm.service.DirectMessages`."""
 
     _device: Device
@@ -97,31 +86,12 @@ class Outbox(Receiving):
     _reachable: set[str]
     _streams: StreamPool
     _backoff_base: dict[int, int]
-    _plaintext_items: Counter[bytes]
     _unsent: set[bytes | None]
     _announced: set[bytes | None]
     _sent_volatile: set[bytes | None]
     _waiting: dict[bytes, str]
-    mailbox_deposit: Callable[[bytes, bytes], Awaitable[bool]] | None
-
-    async def _latest_session(self, account: bytes) -> tuple[SessionKey, Session] | None:
-        """The session to encrypt with: the account's most recently stored one."""
-        latest = self._sessions.latest(account)
-        if latest is not None:
-            return latest
-        records = await self._store.list_sessions(account)
-        if not records:
-            return None
-        key = (account, records[0].device, records[0].session_id)
-        return key, self._sessions.get(key) or self._keys.open_session(records[0].pickle)
-
-    def _dm_frame(self, message_id: bytes, wire: bytes, now: int) -> bytes:
-        message: DmInit | DmMessage
-        if is_initial_message(wire):
-            message = DmInit(id=message_id, x3dh=wire)
-        else:
-            message = DmMessage(id=message_id, ratchet=wire)
-        return seal(message, signing_key=self._signing_key, now=now)
+    mailbox_deposit: Callable[[bytes, bytes | None, bytes], Awaitable[bool]] | None
+    on_delivered: Callable[[list[bytes]], Awaitable[None]] | None
 
     async def run_outbox(self) -> None:
         """The outbox worker: forever, deliver what is due, then wait for a reason to."""
@@ -160,32 +130,46 @@ class Outbox(Receiving):
         for peer in reachable:  # a new connection: a kept stream belongs to the old one
             with contextlib.suppress(ValueError):
                 await self._streams.drop(peer_id_to_key(peer))
-        accounts = {item.destination_account for item in due}
+        # One queue per destination device (fan-out: an absent device must not hold up
+        # the others), and one per account whose devices are still to be resolved.
+        destinations = {(item.destination_account, item.destination_device) for item in due}
         waiting = await self._store.due_outbox(2**62, limit=_OUTBOX_BATCH)
         for item in waiting:
             device = item.destination_device
             if device is not None and peer_id_from_ed25519(device) in reachable:
                 self._backoff_base[item.item_id] = item.attempts
-                accounts.add(item.destination_account)
+                destinations.add((item.destination_account, device))
         items = {item.item_id: item for item in due}
         for item in waiting:
-            if item.destination_account in accounts:
+            if (item.destination_account, item.destination_device) in destinations:
                 items.setdefault(item.item_id, item)
-        by_account: dict[bytes, list[OutboxItem]] = defaultdict(list)
-        for item in sorted(
-            items.values(),
-            key=lambda i: (i.created_at, i.destination_device is None, i.item_id),
-        ):
-            by_account[item.destination_account].append(item)
+        by_destination: dict[tuple[bytes, bytes | None], list[OutboxItem]] = defaultdict(list)
+        for item in sorted(items.values(), key=lambda i: (i.created_at, i.item_id)):
+            by_destination[item.destination_account, item.destination_device].append(item)
+        await self._refresh_targets({account for account, _ in by_destination})
         limiter = trio.CapacityLimiter(8)
 
-        async def deliver(account_items: list[OutboxItem]) -> None:
+        async def deliver(destination_items: list[OutboxItem]) -> None:
             async with limiter:
-                await self._deliver_in_order(account_items)
+                await self._deliver_in_order(destination_items)
 
         async with trio.open_nursery() as nursery:
-            for account_items in by_account.values():
-                nursery.start_soon(deliver, account_items)
+            for destination_items in by_destination.values():
+                nursery.start_soon(deliver, destination_items)
+
+    async def _refresh_targets(self, accounts: set[bytes]) -> None:
+        """Look up again the device lists of ``accounts`` not looked up for a while (a
+        device linked or revoked since); a revoked device is dropped."""
+        for account in accounts:
+            if not self.targets.stale(account):
+                continue
+            with trio.move_on_after(self._config.ack_timeout_ms / 1000):
+                try:
+                    _, revoked = await self.targets.resolve(account)
+                except (NetworkError, NotFoundError):
+                    continue
+                for device in revoked:
+                    await self.drop_device(account, device)
 
     async def _deliver_in_order(self, items: list[OutboxItem]) -> None:
         """One destination's items, oldest first; stop at the first failure (keeps order).
@@ -307,6 +291,7 @@ class Outbox(Receiving):
             with trio.fail_after(timeout):
                 await stream.write_frame(ready.frame)
         await self._sent([ready.item for ready in run])
+        account = run[0].item.destination_account
         while pending:
             with trio.fail_after(timeout):  # TooSlowError: no receipt in time
                 reply = await stream.read_frame(MAX_DM_FRAME)
@@ -326,64 +311,9 @@ class Outbox(Receiving):
                 (r.item.message_id, r.item.item_id) for r in done
             ]
             if isinstance(ack, DmRefuse):
-                await self._refused(settled, ack.reason)
+                await self._refused(settled, ack.reason, account=account, device=device)
             else:
-                await self._delivered(settled)
-
-    async def _encrypt(self, item: OutboxItem, plaintext: bytes) -> tuple[OutboxItem, bytes]:
-        """Encrypt once; store session and frame together before anything is sent."""
-        account = item.destination_account
-        async with self._account_locks[account]:
-            now = self._clock()
-            latest = await self._latest_session(account)
-            try:
-                if latest is not None:
-                    (_, device, _), session = latest
-                    wire = session.encrypt(plaintext, self._rng)
-                else:
-                    bundle = await self._directory.bundle_of_account(account)
-                    session, initial = Session.initiate(
-                        self._account,
-                        bundle,
-                        self._rng,
-                        now=now,
-                        device=self._device,
-                        plaintext=plaintext,
-                        their_account_key=account,
-                    )
-                    wire = initial.encode()
-                    device = bundle.device_certificate.device_key
-            except CryptoError as exc:
-                raise NotFoundError(f"cannot start an encrypted session: {exc}") from exc
-            assert item.message_id is not None
-            frame = self._dm_frame(item.message_id, wire, now)
-            key = (account, device, session.session_id)
-            try:
-                session_record = self._session_record(key, session, now)
-                new_entry = NewOutboxItem(
-                    destination_account=account,
-                    destination_device=device,
-                    conversation_id=item.conversation_id,
-                    message_id=item.message_id,
-                    payload=self._keys.seal_blob(OUTBOX_KIND, {"frame": frame}),
-                    created_at=item.created_at,
-                )
-
-                async def unit(tx: Transaction) -> OutboxItem:
-                    await tx.put_session(session_record)
-                    if not await tx.remove_outbox(item.item_id):
-                        raise NotFoundError("the message was cancelled")
-                    return await tx.add_outbox(new_entry)
-
-                new_item = await self._store.atomically(unit)
-            except BaseException:
-                self._sessions.forget(key)
-                raise
-            self._sessions.stored(key, session)
-            self._device_accounts[device] = account
-            self._backoff_base.pop(item.item_id, None)
-            self._plaintext_items[account] -= 1
-            return new_item, frame
+                await self._delivered(settled, account=account, device=device)
 
     async def _transmit_oneway(self, item: OutboxItem, frame: bytes, device: bytes) -> None:
         stream = await self._open(device)
@@ -410,17 +340,21 @@ class Outbox(Receiving):
         if deposit is None:
             return False
         try:
-            stored = await deposit(item.destination_account, frame)
+            stored = await deposit(item.destination_account, item.destination_device, frame)
         except (NetworkError, NotFoundError, ProtocolError) as exc:
             logger.debug("mailbox deposit failed: %s", exc)
             return False
         if stored:
             self._backoff_base.pop(item.item_id, None)
+            recipient = item.destination_account != self._account.account_key
             async with self._store.transaction() as tx:
                 await tx.remove_outbox(item.item_id)
-                if item.message_id is not None:
-                    await tx.set_delivery(item.message_id, DeliveryState.SENT)
-            if item.message_id not in self._announced:
+                await self._device_state(tx, item, DeliveryState.SENT, None)
+                if item.message_id is not None and recipient:
+                    message = await tx.get_message(item.message_id)
+                    if message is not None and message.state is DeliveryState.QUEUED:
+                        await tx.set_delivery(item.message_id, DeliveryState.SENT)
+            if item.message_id not in self._announced and recipient:
                 self._emit_delivery(item.message_id, item.conversation_id, "sent")
             self._forget_sent(item.message_id)
         return stored
@@ -432,16 +366,7 @@ class Outbox(Receiving):
         if item.destination_device is None:
             give_up = min(give_up, self._config.unknown_account_give_up_ms)
         if now - item.created_at >= give_up:
-            self._backoff_base.pop(item.item_id, None)
-            async with self._store.transaction() as tx:
-                await tx.remove_outbox(item.item_id)
-                if item.message_id is not None:
-                    await tx.set_delivery(item.message_id, DeliveryState.FAILED, reason=error)
-            if item.destination_device is None:
-                self._plaintext_items[item.destination_account] -= 1
-            self._forget_sent(item.message_id)
-            self._emit_delivery(item.message_id, item.conversation_id, "failed", error)
-            self.stats["failed"] += 1
+            await self._give_up(item, error)
             return
         delay = backoff_ms(
             attempts,
@@ -457,6 +382,59 @@ class Outbox(Receiving):
                 item.item_id, next_attempt_at=now + delay, error=error[:500]
             )
         self.stats["retries"] += 1
+
+    async def _give_up(self, item: OutboxItem, error: str) -> None:
+        """``item`` will not be delivered: it fails on its device, and its message fails
+        when no device of the recipient has it or may still get it."""
+        self._backoff_base.pop(item.item_id, None)
+        plaintext = self._is_plaintext(item)
+        recipient = item.destination_account != self._account.account_key
+        others = []
+        if recipient and item.message_id is not None:
+            others = [
+                i
+                for i in await self._store.due_outbox(2**62, limit=2**31)
+                if i.message_id == item.message_id
+                and i.item_id != item.item_id
+                and i.destination_account == item.destination_account
+            ]
+
+        async def unit(tx: Transaction) -> bool:
+            await tx.remove_outbox(item.item_id)
+            await self._device_state(tx, item, DeliveryState.FAILED, error)
+            if item.message_id is None or not recipient or others:
+                return False
+            message = await tx.get_message(item.message_id)
+            if message is not None and message.state is DeliveryState.DELIVERED:
+                return False
+            await tx.set_delivery(item.message_id, DeliveryState.FAILED, reason=error)
+            return True
+
+        failed = await self._store.atomically(unit)
+        if plaintext:
+            self._plaintext_items[item.destination_account, item.destination_device] -= 1
+        if failed or (item.message_id is None and recipient):
+            self._forget_sent(item.message_id)
+            self._emit_delivery(item.message_id, item.conversation_id, "failed", error)
+            self.stats["failed"] += 1
+
+    async def _device_state(
+        self, tx: Transaction, item: OutboxItem, state: DeliveryState, reason: str | None
+    ) -> None:
+        """Record where ``item``'s message stands on its device (a message of ours)."""
+        if item.message_id is None or item.destination_device is None:
+            return
+        if item.conversation_id is None:
+            return  # node-to-node content, not shown
+        await tx.set_device_delivery(
+            DeviceDelivery(
+                message_id=item.message_id,
+                device=item.destination_device,
+                state=state,
+                reason=reason,
+                updated_at=self._clock(),
+            )
+        )
 
     async def _sent(self, items: list[OutboxItem]) -> None:
         """Frames written: the ``sent`` event, without a commit per message.
@@ -509,16 +487,31 @@ class Outbox(Receiving):
             await self._store.set_delivery(item.message_id, state)
             self._emit_delivery(item.message_id, item.conversation_id, state.value)
 
-    async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
-        """Receipts arrived for ``(message id, outbox item id)`` pairs: drop the outbox
-        entries and mark the stored messages delivered, all in one transaction."""
-        await self._settle(receipts, DeliveryState.DELIVERED, None)
+    async def _delivered(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
+        """Receipts from ``device`` (of ``account``) arrived for ``(message id, outbox item
+        id)`` pairs: drop the outbox entries and mark the messages delivered on that
+        device, and delivered (the summary) if it is a device of the recipient, all in
+        one transaction."""
+        await self._settle(receipts, DeliveryState.DELIVERED, None, account, device)
 
-    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+    async def _refused(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        why: str,
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
         """A signed ``dm.refuse``: the recipient will never store these messages; they
         fail with its reason and are not retried."""
         reason = REFUSE_REASONS.get(why, f"the recipient refused it ({why[:64]})")
-        await self._settle(receipts, DeliveryState.FAILED, reason)
+        await self._settle(receipts, DeliveryState.FAILED, reason, account, device)
         self.stats["refused"] += len(receipts)
 
     async def _settle(
@@ -526,7 +519,12 @@ class Outbox(Receiving):
         receipts: list[tuple[bytes | None, int | None]],
         state: DeliveryState,
         reason: str | None,
+        account: bytes,
+        device: bytes,
     ) -> None:
+        recipient = account != self._account.account_key
+        now = self._clock()
+
         async def unit(tx: Transaction) -> list[tuple[bytes, str]]:
             newly: list[tuple[bytes, str]] = []
             for message_id, item_id in receipts:
@@ -535,9 +533,19 @@ class Outbox(Receiving):
                 if message_id is None:
                     continue
                 message = await tx.get_message(message_id)
+                if message is None or message.direction is not Direction.OUT:
+                    continue
+                await tx.set_device_delivery(
+                    DeviceDelivery(
+                        message_id=message_id,
+                        device=device,
+                        state=state,
+                        reason=reason,
+                        updated_at=now,
+                    )
+                )
                 if (
-                    message is not None
-                    and message.direction is Direction.OUT
+                    recipient
                     and message.state is not DeliveryState.DELIVERED
                     and message.state is not state
                 ):
@@ -549,10 +557,13 @@ class Outbox(Receiving):
         for message_id, item_id in receipts:
             if item_id is not None:
                 self._backoff_base.pop(item_id, None)
-            self._forget_sent(message_id)
+            if recipient:
+                self._forget_sent(message_id)
         for message_id, conversation_id in newly:
             self._emit_delivery(message_id, conversation_id, state.value, reason)
             self.stats[state.value] += 1
+        if newly and state is DeliveryState.DELIVERED and self.on_delivered is not None:
+            await self.on_delivered([message_id for message_id, _ in newly])
 
     def _emit_delivery(
         self,

@@ -17,7 +17,6 @@ state declared here and the sending side (``_delivered``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ import trio
 from nacl.signing import SigningKey
 
 from p2pchat_crypto.errors import CryptoError, DuplicateMessageError
-from p2pchat_crypto.identity import Account, fingerprint_of
+from p2pchat_crypto.identity import Account
 from p2pchat_crypto.ratchet import Session
 from p2pchat_crypto.x3dh import InitialMessage
 
@@ -37,7 +36,7 @@ from ..errors import (
     RateLimitedError,
     WireError,
 )
-from ..events import ContactChanged, ContactRequestReceived, EventBus, MessageReceived
+from ..events import ContactChanged, EventBus
 from ..identity.local_keys import LocalKeys
 from ..identity.peerid import peer_id_to_key
 from ..net.base import FramedStream
@@ -54,19 +53,14 @@ from ..protocol.dm_messages import (
 )
 from ..protocol.envelope import Envelope, decode_envelope, seal
 from ..protocol.limits import PeerLimiter
-from ..storage.base import Store, Transaction
+from ..storage.base import Store
 from ..storage.records import (
-    AddedMessage,
-    Contact,
     ContactState,
-    Conversation,
-    ConversationKind,
-    DeliveryState,
     Direction,
-    NewMessage,
-    SessionRecord,
 )
-from .sessions import Inbound, ReceiveBatch, SessionCache, SessionKey
+from .fanout import DeviceTargets
+from .sessions import Inbound, ReceiveBatch, SessionCache
+from .storing import Storing, dm_conversation_id, with_state
 from .streams import FrameBatches
 
 __all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "Receiving", "dm_conversation_id"]
@@ -82,11 +76,7 @@ OUTBOX_BATCH = 200
 RECEIVE_BATCH = 64
 
 
-def dm_conversation_id(account: bytes) -> str:
-    return "dm:" + account.hex()
-
-
-class Receiving:
+class Receiving(Storing):
     """The receive path of :class:`p2pchat.dm.service.DirectMessages` (see the module docstring)."""
 
     _account: Account
@@ -100,11 +90,18 @@ class Receiving:
     _account_locks: defaultdict[bytes, trio.Lock]
     _receive_lock: trio.Lock
     _sessions: SessionCache
+    targets: DeviceTargets
     _conversations: set[str]
     stats: dict[str, int]
-    control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]]
+    control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]]
 
-    async def _delivered(self, receipts: list[tuple[bytes | None, int | None]]) -> None:
+    async def _delivered(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
         """Receipts arrived (the sending side marks its messages delivered)."""
         raise NotImplementedError
 
@@ -219,6 +216,8 @@ class Receiving:
             device = envelope.sender
         elif envelope.sender != device:
             raise WireError("wrong-sender", "envelope sender is not the connected device")
+        if device in self.targets.revoked:
+            raise PermissionDeniedError("this device was revoked by its account")
         known_account = self._device_accounts.get(device)
         if known_account is not None and known_account not in batch.not_blocked:
             if await self._store.is_blocked(known_account):
@@ -229,7 +228,14 @@ class Receiving:
         self.stats["frames_in"] += 1
         return envelope, message
 
-    async def _refused(self, receipts: list[tuple[bytes | None, int | None]], why: str) -> None:
+    async def _refused(
+        self,
+        receipts: list[tuple[bytes | None, int | None]],
+        why: str,
+        *,
+        account: bytes,
+        device: bytes,
+    ) -> None:
         """Refusals arrived (the sending side fails its messages)."""
         raise NotImplementedError
 
@@ -248,25 +254,33 @@ class Receiving:
     async def _acknowledged(
         self, message_id: bytes, device: bytes, *, refused: str | None = None
     ) -> None:
-        """A receipt (or a refusal): only a device of the recipient account may settle a
-        message."""
+        """A receipt (or a refusal): only a device the message went to (a device of the
+        recipient account, or one of our own) may settle it, on that device."""
         account = self._device_accounts.get(device)
         if account is None:
             return
         waiting = await self._store.due_outbox(2**62, limit=OUTBOX_BATCH)
-        item = next((i for i in waiting if i.message_id == message_id), None)
+        item = next(
+            (i for i in waiting if i.message_id == message_id and i.destination_device == device),
+            None,
+        )
         if item is not None and item.destination_account != account:
             return
         message = await self._store.get_message(message_id)
-        if message is not None and message.conversation_id != dm_conversation_id(account):
+        own = account == self._account.account_key
+        if (
+            message is not None
+            and message.conversation_id != dm_conversation_id(account)
+            and not (own and message.direction is Direction.OUT)
+        ):
             return
         settled: list[tuple[bytes | None, int | None]] = [
             (message_id, None if item is None else item.item_id)
         ]
         if refused is not None:
-            await self._refused(settled, refused)
+            await self._refused(settled, refused, account=account, device=device)
         else:
-            await self._delivered(settled)
+            await self._delivered(settled, account=account, device=device)
 
     async def _decrypt_into(
         self, batch: ReceiveBatch, envelope: Envelope, message: DmInit | DmMessage
@@ -327,6 +341,11 @@ class Receiving:
                 batch.discard(key)
                 self._sessions.forget(key)
             raise WireError("id-mismatch", "encrypted id differs from the envelope's")
+        own = account == self._account.account_key
+        if own and plain.content.type not in self.control_handlers and plain.to in (None, account):
+            # From our own other device, a message must name the account it was sent to.
+            batch.refuse(key, session, account, device, message.id, "invalid-content")
+            return
         batch.add(key, session, Inbound(account=account, device=device, plain=plain))
 
     async def _decrypt_initial(
@@ -341,6 +360,8 @@ class Receiving:
             if await self._store.is_blocked(account):
                 raise PermissionDeniedError("sender is blocked")
             batch.not_blocked.add(account)
+        if device in self.targets.revoked:
+            raise PermissionDeniedError("this device was revoked by its account")
         await batch.lock(self._account_locks[account])
         key = (account, device, initial.session_id)
         session = batch.sessions.get(key) or self._sessions.get(key)
@@ -358,6 +379,7 @@ class Receiving:
             now=self._clock(),
         )
         batch.replay_changed = True
+        self.targets.learn(account, device)  # certified by the account (X3DH verified it)
         return account, session, plaintext, False
 
     async def _decrypt_with_any(
@@ -409,131 +431,6 @@ class Receiving:
             replies.append(seal(refusal, signing_key=self._signing_key, now=self._clock()))
         return replies
 
-    async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
-        """Sessions, replay cache, contacts and messages of a batch: one transaction (one
-        unit of work, one thread hop)."""
-        now = self._clock()
-        records = [
-            self._session_record(key, session, now) for key, session in batch.sessions.items()
-        ]
-        acked: list[bytes] = []
-        declined: list[bytes] = []
-
-        async def unit(tx: Transaction) -> list[Outcome]:
-            acked.clear()
-            declined.clear()
-            contacts: dict[bytes, Contact | None] = {}
-            conversations: set[bytes] = set()
-            outcomes: list[Outcome] = []
-            for record in records:
-                await tx.put_session(record)
-            if batch.replay_changed:
-                await self._keys.save_replay_cache(tx)
-            for inbound in batch.messages:
-                account = inbound.account
-                if account not in contacts:
-                    contacts[account] = await tx.get_contact(account)
-                contact = contacts[account]
-                if inbound.plain.content.type in self.control_handlers:
-                    acked.append(inbound.plain.id)
-                    outcomes.append((inbound, contact, False, False, None))
-                    continue
-                new_request = contact is None
-                is_request = contact is None or contact.state is ContactState.REQUESTED_IN
-                if contact is None:
-                    contact = self._new_contact(account, ContactState.REQUESTED_IN, now)
-                    await tx.put_contact(contact)
-                elif contact.state is ContactState.REQUESTED_OUT:
-                    # They answered our first message: consent both ways.
-                    contact = _with_state(contact, ContactState.ACCEPTED, now)
-                    await tx.put_contact(contact)
-                contact = await self._claimed_name(tx, contact, inbound.plain.name, now)
-                contacts[account] = contact
-                if contact.state is ContactState.DECLINED:
-                    # Not stored, so not acknowledged: the sender learns it was declined.
-                    declined.append(inbound.plain.id)
-                    continue
-                if account not in conversations:
-                    await self._ensure_conversation(tx, account, now)
-                    conversations.add(account)
-                added = await tx.add_message(self._inbound_record(inbound, now))
-                acked.append(inbound.plain.id)
-                outcomes.append((inbound, contact, new_request, is_request, added))
-            return outcomes
-
-        outcomes = await self._store.atomically(unit)
-        batch.ack_ids += acked
-        if declined:
-            batch.refused["declined"] += declined
-        # Committed: only now may the sender learn that we have them.
-        for key, session in batch.sessions.items():
-            self._sessions.stored(key, session)
-        batch.sessions.clear()
-        self._device_accounts.update(batch.device_accounts)
-        return outcomes
-
-    async def _after_commit(
-        self,
-        inbound: Inbound,
-        contact: Contact | None,
-        new_request: bool,
-        is_request: bool,
-        added: AddedMessage | None,
-        *,
-        now: int,
-    ) -> None:
-        account, plain = inbound.account, inbound.plain
-        handler = self.control_handlers.get(plain.content.type)
-        if handler is not None:
-            if contact is None or contact.state is not ContactState.BLOCKED:
-                try:
-                    await handler(account, plain.content)
-                except P2PChatError as exc:
-                    # Committed (the session moved past it): acknowledged either way, or
-                    # the sender would retry a frame we can no longer decrypt.
-                    logger.info("control content from %s refused: %s", account.hex(), exc)
-                    return
-                self.stats["control"] += 1
-            return
-        self.stats["received"] += 1
-        if new_request:
-            self._events.publish(
-                ContactRequestReceived(
-                    account=account,
-                    fingerprint=fingerprint_of(account),
-                    name=contact.claimed_name if contact is not None else None,
-                )
-            )
-        if added is not None and not added.duplicate:
-            self._events.publish(
-                MessageReceived(
-                    conversation_id=dm_conversation_id(account),
-                    message_id=plain.id,
-                    sender=account,
-                    seq=added.message.seq,
-                    content_type=plain.content.type,
-                    text=plain.content.text,
-                    sent_at=plain.ts,
-                    received_at=now,
-                    is_request=is_request,
-                )
-            )
-
-    def _inbound_record(self, inbound: Inbound, now: int) -> NewMessage:
-        plain = inbound.plain
-        return NewMessage(
-            conversation_id=dm_conversation_id(inbound.account),
-            message_id=plain.id,
-            sender_account=inbound.account,
-            sender_device=inbound.device,
-            direction=Direction.IN,
-            content_type=plain.content.type,
-            body=plain.content.to_bytes(),
-            sent_at=plain.ts,
-            received_at=now,
-            state=DeliveryState.DELIVERED,
-        )
-
     async def _receive_contact_control(
         self, device: bytes, message: ContactAccept | ContactDecline | ContactRequest
     ) -> None:
@@ -549,65 +446,5 @@ class Receiving:
         if contact is None or contact.state is ContactState.BLOCKED:
             return
         if isinstance(message, ContactAccept) and contact.state is ContactState.REQUESTED_OUT:
-            await self._store.put_contact(_with_state(contact, ContactState.ACCEPTED, now))
+            await self._store.put_contact(with_state(contact, ContactState.ACCEPTED, now))
             self._events.publish(ContactChanged(account=account, state="accepted"))
-
-    # -- helpers --------------------------------------------------------------------------
-
-    async def _ensure_conversation(self, tx: Transaction, account: bytes, now: int) -> None:
-        """Create the account's conversation if needed. Conversations are never deleted,
-        so one seen in the store (committed: callers ask once per transaction) is
-        remembered, which saves a store call per message."""
-        conversation_id = dm_conversation_id(account)
-        if conversation_id in self._conversations:
-            return
-        if await tx.get_conversation(conversation_id) is not None:
-            self._conversations.add(conversation_id)
-        else:
-            await tx.put_conversation(
-                Conversation(
-                    conversation_id=conversation_id,
-                    kind=ConversationKind.DM,
-                    peer_account=account,
-                    last_activity=now,
-                )
-            )
-
-    def _session_record(self, key: SessionKey, session: Session, now: int) -> SessionRecord:
-        """The sealed form of ``session`` as the store keeps it."""
-        account, device, session_id = key
-        return SessionRecord(
-            account=account,
-            device=device,
-            session_id=session_id,
-            pickle=self._keys.seal_session(session),
-            updated_at=now,
-        )
-
-    async def _claimed_name(
-        self, tx: Transaction, contact: Contact, name: str | None, now: int
-    ) -> Contact:
-        """Remember the name the sender gives themselves (a claim: shown marked as one)."""
-        claimed = " ".join(name.split()) if name is not None else ""
-        if not claimed or claimed == contact.claimed_name:
-            return contact
-        contact = dataclasses.replace(contact, claimed_name=claimed, updated_at=now)
-        await tx.put_contact(contact)
-        return contact
-
-    def _new_contact(self, account: bytes, state: ContactState, now: int) -> Contact:
-        return Contact(
-            account=account,
-            display_name=fingerprint_of(account)[:9],
-            state=state,
-            created_at=now,
-            updated_at=now,
-        )
-
-
-def _with_state(contact: Contact, state: ContactState, now: int) -> Contact:
-    return dataclasses.replace(contact, state=state, updated_at=now)
-
-
-#: A committed inbound message: (message, contact, new request, is request, added).
-Outcome = tuple[Inbound, Contact | None, bool, bool, AddedMessage | None]

@@ -23,6 +23,8 @@ and a share of one per ack, instead of four.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import random
 from collections import Counter, defaultdict
@@ -63,11 +65,13 @@ from ..storage.base import Store, Transaction
 from ..storage.records import (
     ContactState,
     DeliveryState,
+    DeviceDelivery,
     Direction,
     Message,
     NewMessage,
     NewOutboxItem,
 )
+from .fanout import DeviceTargets
 from .outbox import OUTBOX_KIND, Outbox
 from .receive import (
     DM_PROTOCOL,
@@ -129,9 +133,17 @@ class DirectMessages(Outbox):
         # grown while the peer was away (up to ``retry_max_ms``).
         self._backoff_base: dict[int, int] = {}
         self._device_accounts: dict[bytes, bytes] = {}
-        # Plaintext outbox entries per account (the worker must encrypt them first):
-        # while any waits, ``send`` does not encrypt (see ``_queue``).
-        self._plaintext_items: Counter[bytes] = Counter()
+        #: The devices each message goes to (fan-out, devices.md section 7).
+        self.targets = DeviceTargets(
+            directory=directory,
+            clock=clock,
+            own_account=identity.account.account_key,
+            own_device=identity.device.public_key,
+        )
+        # Plaintext outbox entries per (account, device), device None while the account's
+        # devices are not resolved (the worker must encrypt them first): while any waits,
+        # ``send`` does not encrypt for that device (see ``_queue``).
+        self._plaintext_items: Counter[tuple[bytes, bytes | None]] = Counter()
         # Sessions as last committed, used under the account locks (see dm_sessions).
         self._sessions = SessionCache()
         self._conversations: set[str] = set()
@@ -149,10 +161,13 @@ class DirectMessages(Outbox):
         self.stats: dict[str, int] = defaultdict(int)
         #: Set by the node when mailboxes are in use: ``await deposit(account, frame)``
         #: returns whether a mailbox took the frame.
-        self.mailbox_deposit: Callable[[bytes, bytes], Awaitable[bool]] | None = None
+        self.mailbox_deposit: Callable[[bytes, bytes | None, bytes], Awaitable[bool]] | None = None
+        #: Called with our messages newly delivered to a device of their recipient (the
+        #: node tells our other devices: :mod:`p2pchat.dm.own_sync`).
+        self.on_delivered: Callable[[list[bytes]], Awaitable[None]] | None = None
         #: Content types consumed by the node itself (never shown, never stored as
-        #: messages): ``type -> await handler(account, content)``.
-        self.control_handlers: dict[str, Callable[[bytes, Content], Awaitable[None]]] = {}
+        #: messages): ``type -> await handler(account, device, content)``.
+        self.control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -188,8 +203,8 @@ class DirectMessages(Outbox):
                 await tx.set_delivery(message_id, DeliveryState.FAILED, reason="cancelled")
             for item in items:
                 self._backoff_base.pop(item.item_id, None)
-                if item.destination_device is None:
-                    self._plaintext_items[item.destination_account] -= 1
+                if self._is_plaintext(item):
+                    self._plaintext_items[item.destination_account, item.destination_device] -= 1
         self._forget_sent(message_id)
         self._emit_delivery(message_id, message.conversation_id, "failed", "cancelled")
         self.stats["cancelled"] += 1
@@ -203,9 +218,10 @@ class DirectMessages(Outbox):
         accepting streams."""
         for account, device in await self._store.list_session_peers():
             self._device_accounts[device] = account
+            self.targets.learn(account, device)
         for item in await self._store.due_outbox(2**62, limit=2**31):
-            if item.destination_device is None:
-                self._plaintext_items[item.destination_account] += 1
+            if self._is_plaintext(item):
+                self._plaintext_items[item.destination_account, item.destination_device] += 1
             if item.message_id is not None and item.last_error:
                 self._waiting[item.message_id] = item.last_error
         self._network.set_stream_handler(DM_PROTOCOL, self._handle_stream)
@@ -232,6 +248,7 @@ class DirectMessages(Outbox):
         plaintext = DmPlaintext(
             id=message_id, ts=now, content=content, reply_to=reply_to, name=self._display_name
         )
+        copy = dataclasses.replace(plaintext, to=account)  # for our own other devices
         conversation_id = dm_conversation_id(account)
         record_new = NewMessage(
             conversation_id=conversation_id,
@@ -258,7 +275,7 @@ class DirectMessages(Outbox):
             return added.message
 
         message = await self._queue(
-            account, plaintext, conversation_id=conversation_id, now=now, record=record
+            account, plaintext, conversation_id=conversation_id, now=now, record=record, copy=copy
         )
         self._unsent.add(message_id)
         self._events.publish(
@@ -280,6 +297,24 @@ class DirectMessages(Outbox):
         await self._queue(account, plaintext, conversation_id=None, now=now, record=record)
         self._wakeup.set()
 
+    def _targets(self, account: bytes, *, copies: bool) -> list[tuple[bytes, bytes | None]]:
+        """Where a message to ``account`` goes now: ``(account, device)`` for each of its
+        known devices (one ``(account, None)`` while they are unknown or were looked up
+        over a minute ago, or while an older entry waits for the worker to resolve them:
+        the worker looks the list up first), then ``(our account, device)`` for
+        each of our other devices if ``copies``."""
+        known = self.targets.known(account)
+        targets: list[tuple[bytes, bytes | None]]
+        stale = self.targets.stale(account)  # a device may have been linked since
+        if known is None or stale or self._plaintext_items[account, None] > 0:
+            targets = [(account, None)]
+        else:
+            targets = [(account, device) for device in known]
+        if copies:
+            own = self._account.account_key
+            targets += [(own, device) for device in self.targets.own_others()]
+        return targets
+
     async def _queue(
         self,
         account: bytes,
@@ -288,63 +323,90 @@ class DirectMessages(Outbox):
         conversation_id: str | None,
         now: int,
         record: Callable[[Transaction], Awaitable[_T]],
+        copy: DmPlaintext | None = None,
     ) -> _T:
-        """Store what ``record`` writes and the outbox entry in one transaction (one unit
-        of work: ``record`` may await only the transaction).
+        """Store what ``record`` writes and one outbox entry per target device (see
+        ``_targets``; ``copy``, if given, goes to our own other devices) in one
+        transaction (one unit of work: ``record`` may await only the transaction).
 
-        With a session, the message is encrypted here and the entry holds the frame: one
-        commit per message, where encrypting in the outbox worker cost a second one.
-        Not while an older entry to the account waits to be encrypted (its place in the
-        ratchet comes first), nor without a session (X3DH needs the peer's bundle from
-        the DHT): the worker encrypts those, in order.
+        With a session to a device, the message is encrypted here for it and its entry
+        holds the frame: one commit per message, where encrypting in the outbox worker
+        cost a second one. Not while an older entry to the device waits to be encrypted
+        (its place in the ratchet comes first), nor without a session (X3DH needs the
+        device's bundle from the DHT), nor while the account's devices are unknown: the
+        worker encrypts those, in order.
         """
-        async with self._account_locks[account]:
-            sealed = None
-            if self._plaintext_items[account] <= 0:
-                sealed = await self._encrypt_now(account, plaintext, now)
-            device = None
+        own = self._account.account_key
+        targets = self._targets(account, copies=copy is not None)
+        locks = sorted({account} | ({own} if copy is not None else set()))
+        async with contextlib.AsyncExitStack() as stack:
+            for lock_account in locks:
+                await stack.enter_async_context(self._account_locks[lock_account])
+            sealed: list[tuple[SessionKey, Session]] = []
+            items: list[NewOutboxItem] = []
+            plain_targets: list[tuple[bytes, bytes | None]] = []
             try:
-                if sealed is None:
-                    body: dict[str, cbor.Value] = {"pt": plaintext.to_bytes()}
-                    session_record = None
-                else:
-                    key, session, frame = sealed
-                    device = key[1]
-                    session_record = self._session_record(key, session, now)
-                    body = {"frame": frame}
-                item = NewOutboxItem(
-                    destination_account=account,
-                    destination_device=device,
-                    conversation_id=conversation_id,
-                    message_id=plaintext.id,
-                    payload=self._keys.seal_blob(OUTBOX_KIND, body),
-                    created_at=now,
-                )
+                for target_account, device in targets:
+                    text = plaintext if target_account == account or copy is None else copy
+                    encrypted = None
+                    if device is not None and self._plaintext_items[target_account, device] <= 0:
+                        encrypted = await self._encrypt_now(target_account, device, text, now)
+                    if encrypted is None:
+                        body: dict[str, cbor.Value] = {"pt": text.to_bytes()}
+                        plain_targets.append((target_account, device))
+                    else:
+                        key, session, frame = encrypted
+                        sealed.append((key, session))
+                        body = {"frame": frame}
+                    items.append(
+                        NewOutboxItem(
+                            destination_account=target_account,
+                            destination_device=device,
+                            conversation_id=conversation_id,
+                            message_id=plaintext.id,
+                            payload=self._keys.seal_blob(OUTBOX_KIND, body),
+                            created_at=now,
+                        )
+                    )
+                session_records = [self._session_record(k, s, now) for k, s in sealed]
+                deliveries = [
+                    DeviceDelivery(
+                        message_id=plaintext.id,
+                        device=item.destination_device,
+                        state=DeliveryState.QUEUED,
+                        updated_at=now,
+                    )
+                    for item in items
+                    if item.destination_device is not None and conversation_id is not None
+                ]
 
                 async def unit(tx: Transaction) -> _T:
                     result = await record(tx)
-                    if session_record is not None:
+                    for session_record in session_records:
                         await tx.put_session(session_record)
-                    await tx.add_outbox(item)
+                    for item in items:
+                        await tx.add_outbox(item)
+                    for delivery in deliveries:
+                        await tx.set_device_delivery(delivery)
                     return result
 
                 result = await self._store.atomically(unit)
             except BaseException:
-                if sealed is not None:
-                    self._sessions.forget(sealed[0])  # advanced, never stored
+                for key, _ in sealed:
+                    self._sessions.forget(key)  # advanced, never stored
                 raise
-            if sealed is None:
-                self._plaintext_items[account] += 1
-            else:
-                self._sessions.stored(sealed[0], sealed[1])
-                self._device_accounts[sealed[0][1]] = account
+            for target in plain_targets:
+                self._plaintext_items[target] += 1
+            for key, session in sealed:
+                self._sessions.stored(key, session)
+                self._device_accounts[key[1]] = key[0]
         return result
 
     async def _encrypt_now(
-        self, account: bytes, plaintext: DmPlaintext, now: int
+        self, account: bytes, device: bytes, plaintext: DmPlaintext, now: int
     ) -> tuple[SessionKey, Session, bytes] | None:
-        """With the most recent session to ``account``: (its key, session, frame)."""
-        latest = await self._latest_session(account)
+        """With the most recent session to ``device``: (its key, session, frame)."""
+        latest = await self._latest_session(account, device)
         if latest is None:
             return None
         key, session = latest

@@ -33,11 +33,11 @@ SessionKey = tuple[bytes, bytes, bytes]
 
 
 class SessionCache:
-    """Sessions by key, and each account's most recently stored one.
+    """Sessions by key, and each device's most recently stored one.
 
-    ``latest(account)`` is what ``store.list_sessions(account)[0]`` returns (the most
-    recently updated session), known once this process stored a session of the
-    account. Bounded: past ``capacity`` sessions the least recently stored is
+    ``latest(account, device)`` is what ``store.list_sessions(account, device=device)[0]``
+    returns (the most recently updated session), known once this process stored a
+    session with the device. Bounded: past ``capacity`` sessions the least recently stored is
     dropped (it is read from the store again when needed).
     """
 
@@ -46,7 +46,7 @@ class SessionCache:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
         self._sessions: dict[SessionKey, Session] = {}
-        self._latest: dict[bytes, SessionKey] = {}
+        self._latest: dict[tuple[bytes, bytes], SessionKey] = {}
 
     def __repr__(self) -> str:
         return f"<SessionCache {len(self._sessions)} sessions>"
@@ -57,18 +57,18 @@ class SessionCache:
     def get(self, key: SessionKey) -> Session | None:
         return self._sessions.get(key)
 
-    def latest(self, account: bytes) -> tuple[SessionKey, Session] | None:
-        key = self._latest.get(account)
+    def latest(self, account: bytes, device: bytes) -> tuple[SessionKey, Session] | None:
+        key = self._latest.get((account, device))
         if key is None:
             return None
         session = self._sessions.get(key)
         return None if session is None else (key, session)
 
     def stored(self, key: SessionKey, session: Session) -> None:
-        """``session`` was just committed under ``key``: cache it as its account's latest."""
+        """``session`` was just committed under ``key``: cache it as its device's latest."""
         self._sessions.pop(key, None)
         self._sessions[key] = session
-        self._latest[key[0]] = key
+        self._latest[key[:2]] = key
         while len(self._sessions) > self._capacity:
             oldest = next(iter(self._sessions))
             self.forget(oldest)
@@ -76,8 +76,13 @@ class SessionCache:
     def forget(self, key: SessionKey) -> None:
         """Drop ``key`` (its object may be ahead of the store, or it was evicted)."""
         self._sessions.pop(key, None)
-        if self._latest.get(key[0]) == key:
-            del self._latest[key[0]]
+        if self._latest.get(key[:2]) == key:
+            del self._latest[key[:2]]
+
+    def forget_device(self, account: bytes, device: bytes) -> None:
+        """Drop every session with ``device`` (it was revoked)."""
+        for key in [k for k in self._sessions if k[:2] == (account, device)]:
+            self.forget(key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 from ..errors import (
     NotFoundError,
+    P2PChatError,
     PermissionDeniedError,
 )
 from ..events import (
@@ -21,6 +23,7 @@ from ..events import (
     GroupLiveComment,
     GroupMessage,
 )
+from ..protocol.codec import Struct
 from ..protocol.group_effects import (
     ForkDetected,
     LiveCommentReceived,
@@ -34,6 +37,7 @@ from ..protocol.group_effects import (
 )
 from ..protocol.group_engine import GroupEngine
 from ..protocol.group_events import (
+    DeviceRevoke,
     GroupDescriptor,
     MemberBan,
     MemberInvite,
@@ -42,6 +46,7 @@ from ..protocol.group_events import (
 )
 from ..protocol.group_log import StoredEvent
 from ..protocol.group_state import invite_hash
+from ..protocol.revocation import Revocation
 from ..storage.base import Store
 from ..storage.records import GroupInfo, GroupStatus, StoredGroupEvent
 from .gossip import GroupTransport
@@ -123,6 +128,45 @@ class GroupEffects(SenderKeys):
     _departing: set[bytes]
     transport: GroupTransport
 
+    async def _author(self, group_id: bytes, body: Struct) -> bytes:
+        raise NotImplementedError
+
+    async def revoke_device(self, revocation: Revocation) -> int:
+        """Record our account's revocation of one of its devices in every group we are in
+        (devices.md section 7): members then refuse what the device writes after its
+        last event we hold, and private groups move to a new epoch without it. Returns
+        how many groups recorded it."""
+        recorded = 0
+        for group_id, engine in list(self._engines.items()):
+            if group_id in self._departing or not engine.state.is_member(self._account):
+                continue
+            if engine.is_revoked(revocation.account, revocation.device):
+                continue
+            body = DeviceRevoke(
+                revocation=revocation, upto=engine.revocation_cut(revocation.device)
+            )
+            try:
+                await self._author(group_id, body)
+            except P2PChatError as exc:
+                logger.warning("group %s: revocation not recorded: %s", group_id.hex(), exc)
+                continue
+            recorded += 1
+        return recorded
+
+    async def _learn_revocations(self, group_id: bytes, accepted: Sequence[StoredEvent]) -> None:
+        """A device revoked in a group's log gets no new DM (sender keys included) from us:
+        before the new epoch's keys go out."""
+        engine = self._engines.get(group_id)
+        for stored in accepted:
+            body = stored.event.parsed
+            if not isinstance(body, DeviceRevoke) or engine is None:
+                continue
+            rev = body.revocation
+            if engine.is_revoked(rev.account, rev.device) and (
+                rev.device not in self._dm.targets.revoked
+            ):
+                await self._dm.drop_device(rev.account, rev.device)
+
     def engine(self, group_id: bytes) -> GroupEngine:
         """The group's engine, for reading (also of a group we left or were removed from)."""
         engine = self._engines.get(group_id) or self._archived.get(group_id)
@@ -140,6 +184,7 @@ class GroupEffects(SenderKeys):
             for stored in result.accepted:
                 if stored.event.kind != "sealed":  # sealed: announced once decrypted
                     self._announce(group_id, stored)
+            await self._learn_revocations(group_id, result.accepted)
             for effect in result.effects:
                 await self._run_effect(group_id, effect)
             await self._release_held_keys(group_id)

@@ -100,9 +100,13 @@ class SenderKeys:
             body={"g": group_id, "dist": outbound.distribution_message()},
             text="",
         )
+        # To every current device of each account (our own other devices too: fan-out,
+        # devices.md section 7); a device its account revoked is no target of the DMs.
         for account in sorted({accounts[d] for d in recipients if d in accounts}):
-            if account != self._account:
-                await self._dm.send_hidden(account, content)
+            await self._dm.send_hidden(account, content)
+
+    async def _on_group_key_from(self, account: bytes, device: bytes, content: Content) -> None:
+        await self._on_group_key(account, content)
 
     async def _on_group_key(self, account: bytes, content: Content) -> None:
         group_id, dist = content.body.get("g"), content.body.get("dist")

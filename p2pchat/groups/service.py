@@ -142,7 +142,7 @@ class Groups(GroupEffects, GroupDiscovery):
             peer_rate=peer_rate,
             peer_burst=peer_burst,
         )
-        dm.control_handlers[GROUP_KEY_CONTENT_TYPE] = self._on_group_key
+        dm.control_handlers[GROUP_KEY_CONTENT_TYPE] = self._on_group_key_from
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -571,6 +571,8 @@ class Groups(GroupEffects, GroupDiscovery):
             stored = engine.log.get(decode_event(data).event_id)
             assert stored is not None
             await self._store_events(group_id, (stored,))
+            for effect in engine.take_author_effects():  # a sender key others now need
+                await self._run_effect(group_id, effect)
         self.transport.queue(group_id, data)
         self._announce(group_id, stored)
         self._announce_own_removal(group_id, body)

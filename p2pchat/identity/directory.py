@@ -228,6 +228,13 @@ class Directory:
             ) from None
         body = record.parsed
         assert isinstance(body, DeviceListRecord)
+        devices = self.certified(body, account_key)
+        if not devices:
+            raise NotFoundError("the account publishes no valid device")
+        return devices
+
+    def certified(self, body: DeviceListRecord, account_key: bytes) -> list[DeviceCertificate]:
+        """The devices of ``body`` whose certificate by ``account_key`` verifies now."""
         now = self._clock()
         devices = []
         for entry in body.devices:
@@ -238,8 +245,6 @@ class Directory:
                 continue
             if cert.account_key == account_key and cert.device_key == entry.device:
                 devices.append(cert)
-        if not devices:
-            raise NotFoundError("the account publishes no valid device")
         return devices
 
     async def bundle_of_device(

@@ -34,6 +34,7 @@ from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
 from ..dm.mailbox import Mailbox, MailboxKeys
+from ..dm.own_sync import OwnSync
 from ..dm.service import DirectMessages, dm_conversation_id
 from ..errors import (
     ClosedError,
@@ -64,6 +65,8 @@ from ..storage.base import Store
 from ..storage.records import (
     ContactState,
     Conversation,
+    DeviceDelivery,
+    Direction,
     Message,
     Peer,
     PeerSource,
@@ -134,6 +137,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         self._mailbox_blobs: MailboxBlobs | None = None
         self._directory: Directory | None = None
         self._devices: DeviceService | None = None
+        self._own_sync: OwnSync | None = None
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
@@ -237,6 +241,10 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             display_name=config.display_name,
         )
         await self._dm.start()
+        self._wire_fanout(identity.account.account_key)
+        self._own_sync = OwnSync(
+            dm=self._dm, store=self._store, events=self._events, clock=self._clock
+        )
         self._mailbox = Mailbox(
             network=self._network,
             store=self._store,
@@ -295,6 +303,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
+        self._nursery.start_soon(self._devices_loop)
 
     def _check(self) -> None:
         if self._state != "running":
@@ -506,6 +515,21 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
         return await self._dms.cancel(message_id)
 
+    async def message(self, message_id: bytes) -> Message:
+        """One stored message (direct), by id."""
+        message = await self._s.get_message(message_id)
+        if message is None:
+            raise NotFoundError("no such message")
+        return message
+
+    async def dm_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        """Where our message stands on each device it went to (fan-out): the recipient's
+        devices and our own other devices (the message's ``state`` summarises them)."""
+        message = await self._s.get_message(message_id)
+        if message is None or message.direction is not Direction.OUT:
+            raise NotFoundError("no such message of yours")
+        return await self._s.list_device_deliveries(message_id)
+
     def waiting_reason(self, message_id: bytes) -> str | None:
         """Why our undelivered message waits (the last failed attempt), or ``None``."""
         return self._dms.waiting(message_id)
@@ -535,6 +559,8 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
 
     async def mark_read(self, conversation_id: str) -> None:
         await self._s.mark_read(conversation_id)
+        if conversation_id.startswith("dm:") and self._own_sync is not None:
+            await self._own_sync.read(bytes.fromhex(conversation_id.removeprefix("dm:")))
 
     # -- events and statistics ------------------------------------------------------------
 

@@ -13,9 +13,12 @@ from p2pchat_crypto import cbor
 from p2pchat_crypto.errors import CryptoError
 
 from ..devices import ADOPT_META, DeviceInfo, DeviceService, LinkInvite
+from ..dm.fanout import TARGETS_TTL_MS
+from ..dm.service import DirectMessages
 from ..errors import LocalProtocolError, NetworkError, P2PChatError
 from ..groups.service import Groups
 from ..protocol.device_link import LINK_TTL_MS, JoinRequest
+from ..protocol.device_list import current_devices, revoked_devices
 from ..protocol.device_sync import (
     MAX_SYNC_CONTACTS,
     MAX_SYNC_GROUPS,
@@ -23,6 +26,7 @@ from ..protocol.device_sync import (
     SyncContent,
     SyncGroup,
 )
+from ..protocol.revocation import Revocation
 from ..storage.base import Store
 from ..storage.records import GroupStatus
 
@@ -39,6 +43,7 @@ class DevicesApi:
     _devices: DeviceService | None
     _store: Store | None
     _groups: Groups
+    _dm: DirectMessages | None
 
     def _check(self) -> None:
         raise NotImplementedError
@@ -100,6 +105,34 @@ class DevicesApi:
             await self._store.put_meta(ADOPT_META, cbor.encode(pending))
         else:
             await self._store.delete_meta(ADOPT_META)
+
+    def _wire_fanout(self, account: bytes) -> None:
+        """Our other devices get a copy of what we send; a revoked one gets nothing more."""
+        devices, dm = self._devices, self._dm
+        assert devices is not None
+        assert dm is not None
+        dm.targets.own_devices = lambda: current_devices(devices.device_list())
+        dm.targets.revoked.update(revoked_devices(devices.device_list()))
+
+        async def revoked(revocation: Revocation) -> None:
+            await dm.drop_device(account, revocation.device)
+            groups: Groups | None = getattr(self, "_groups", None)  # set once groups run
+            if groups is not None:
+                await groups.revoke_device(revocation)
+
+        devices.on_revoked = revoked
+
+    async def _devices_loop(self) -> None:
+        """Merge our account's device list every minute: a device revoked (or linked) by
+        another of our devices stops (or starts) getting copies of what we send."""
+        devices = self._devices
+        assert devices is not None
+        while True:
+            await trio.sleep(TARGETS_TTL_MS / 1000)
+            if len(devices.device_list().devices) < 2:
+                continue  # our only device: every link and revocation happens here
+            with trio.move_on_after(TARGETS_TTL_MS / 2000):
+                await devices.refresh()
 
     def _dev(self) -> DeviceService:
         self._check()

@@ -118,6 +118,12 @@ class DmPlaintext(Struct):
     name: str | None = wire(
         "name", Text(1, 64), "the sender's display name, as they call themselves", optional=True
     )
+    to: bytes | None = wire(
+        "to",
+        ACCOUNT_KEY,
+        "a copy for the sender's own other devices: the account the message was sent to",
+        optional=True,
+    )
 
 
 DM_KINDS: tuple[type[Struct], ...] = (

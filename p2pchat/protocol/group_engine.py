@@ -29,7 +29,7 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from p2pchat.errors import LocalProtocolError, RateLimitedError, WireError
+from p2pchat.errors import LocalProtocolError, PermissionDeniedError, RateLimitedError, WireError
 from p2pchat_crypto.identity import Device
 from p2pchat_crypto.sealed import Rng
 
@@ -47,7 +47,13 @@ from .group_effects import (
     SealedReceived,
     SenderKeyNeeded,
 )
-from .group_events import Genesis, GroupDescriptor, InnerEvent, LiveComment, sign_event
+from .group_events import (
+    Genesis,
+    GroupDescriptor,
+    InnerEvent,
+    LiveComment,
+    sign_event,
+)
 from .group_fold import Folding
 from .group_live import LiveConfig, LiveEntry, LiveIndex
 from .group_log import (
@@ -67,6 +73,7 @@ from .group_state import Membership
 from .limits import AuthorCeiling, PeerLimiter
 from .sync_messages import Head, Run, SyncBatch, SyncFrontier
 
+_KEY_EFFECTS = (SenderKeyNeeded, NewEpochNeeded)  # what authoring may ask of the node
 __all__ = [
     "EngineConfig",
     "MemberJoined",
@@ -124,6 +131,8 @@ class GroupEngine(Folding):
         self._plaintexts: dict[bytes, tuple[str, Any]] = {}
         self._known_devices: frozenset[bytes] = frozenset()
         self._unreported_forks: list[tuple[bytes, int, ForkProof]] = []
+        self._revoked_upto: dict[tuple[bytes, bytes], int] = {}
+        self._author_effects: list[Effect] = []
         self._view: GroupView | None = None
         self._effective: set[bytes] = set()
         self._checkpoints = []
@@ -245,6 +254,7 @@ class GroupEngine(Folding):
         return engine._loaded()
 
     def _loaded(self) -> GroupEngine:
+        self._note_revocations(self._log.ordered())
         self._reset_fold()
         self._ensure()
         self._before = self._membership
@@ -271,10 +281,14 @@ class GroupEngine(Folding):
         return list(self._log.ordered())
 
     def member_devices(self) -> dict[bytes, bytes]:
-        """Devices (key -> account) of current members, forked devices excluded."""
+        """Devices (key -> account) of current members, neither forked nor revoked."""
         members = self.state.members
         frozen = self._log.frozen
-        return {d: a for d, a in self._log.devices().items() if a in members and d not in frozen}
+        return {
+            d: a
+            for d, a in self._log.devices().items()
+            if a in members and d not in frozen and (a, d) not in self._revoked_upto
+        }
 
     @property
     def fork_proofs(self) -> tuple[ForkProof, ...]:
@@ -333,6 +347,8 @@ class GroupEngine(Folding):
             raise LocalProtocolError(f"{kind} exists only in private groups")
         if dev in self._log.frozen:
             raise LocalProtocolError("this device has forked and may no longer write")
+        if (device.certificate.account_key, dev) in self._revoked_upto:
+            raise PermissionDeniedError("this device was revoked by its account")
         data = self._sign(body, device=device, now=now, dependent=True)
         try:
             result = self._apply(lambda: self._log.add(decode_stored(data), verified=True, now=now))
@@ -340,7 +356,13 @@ class GroupEngine(Folding):
             raise LocalProtocolError(f"our own event was refused: {exc.reason}") from None
         if plaintext is not None:
             self.provide_plaintext(result.accepted[0].event_id, plaintext)
+        self._author_effects += [e for e in result.effects if isinstance(e, _KEY_EFFECTS)]
         return data
+
+    def take_author_effects(self) -> list[Effect]:
+        """The effects of what we authored since the last call (a sender key others need)."""
+        effects, self._author_effects = self._author_effects, []
+        return effects
 
     def author_live(self, body: LiveComment, *, device: Device, now: int) -> bytes:
         """Sign a live comment (not a log entry: see :mod:`.group_live`) and index it."""
@@ -558,7 +580,7 @@ class GroupEngine(Folding):
 
     def _finish(self, outcome: AddOutcome) -> ReceiveResult:
         forks, self._unreported_forks = self._unreported_forks + self._log.take_new_forks(), []
-        if forks:
+        if self._note_revocations(outcome.accepted) or forks:
             self._reset_fold()
         self._invalidate(self._log.take_min_insert())
         before = self._before

@@ -42,6 +42,7 @@ from .codec import (
     wire,
 )
 from .content import Content, MediaRef, Price
+from .revocation import Revocation
 from .signing import sign_map, signed_bytes, verify_signature
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "MemberRemove",
     "MemberBan",
     "RoleChange",
+    "DeviceRevoke",
     "KeyBox",
     "SenderKeyDistribution",
     "Sealed",
@@ -188,6 +190,16 @@ class RoleChange(Struct):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeviceRevoke(Struct):
+    """A member's device revoked by its account (devices.md section 7): from ``upto`` on,
+    the device's events are void, and private groups move to a new epoch."""
+
+    KIND: ClassVar[str] = "device.revoke"
+    revocation: Revocation = wire("rev", Nested(Revocation), "the account's signed revocation")  # noqa: RUF009 (wire() is a dataclasses.field)
+    upto: int = wire("upto", UInt(), "the revoked device's last valid event (seq; 0: none)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class KeyBox(Struct):
     device: bytes = wire("dev", _KEY, "recipient device key")
     box: bytes = wire("c", Bytes(low=1, high=4096), "sender key, pairwise-encrypted (crypto.md)")
@@ -307,8 +319,8 @@ EVENT_KINDS: dict[str, type[Struct]] = {
     cls.KIND: cls
     for cls in (
         Genesis, MemberAdd, MemberInvite, MemberJoin, MemberLeave, MemberRemove, MemberBan,
-        RoleChange, SenderKeyDistribution, Sealed, Post, Reply, Reaction, Edit, Delete,
-        ShareCard, Poll, Vote, GroupBuy, GroupBuyJoin, LiveComment,
+        RoleChange, DeviceRevoke, SenderKeyDistribution, Sealed, Post, Reply, Reaction, Edit,
+        Delete, ShareCard, Poll, Vote, GroupBuy, GroupBuyJoin, LiveComment,
     )
 }  # fmt: skip
 

@@ -10,13 +10,15 @@ guarantees that every replica computes the same state from the same set of event
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from p2pchat.errors import WireError
 from p2pchat_crypto.kdf import blake2b
 
 from .group_content import CONTENT_KINDS, ContentFold, EventRef, GroupView, Message
-from .group_events import GroupDescriptor, GroupEvent
+from .group_events import DeviceRevoke, GroupDescriptor, GroupEvent
 from .group_log import GroupLog, StoredEvent
 from .group_state import MEMBERSHIP_KINDS, Membership, MembershipFold
 
@@ -52,6 +54,10 @@ class Folding:
     _view: GroupView | None
     _checkpoints: list[_Checkpoint]
     _membership: Membership
+    #: (account, revoked device) -> the device's last seq that stays valid: from every
+    #: valid ``device.revoke`` of the log, whatever its place in the order (the engine's).
+    #: Keyed by account too: a revocation only ever binds devices of its signer.
+    _revoked_upto: dict[tuple[bytes, bytes], int]
 
     @property
     def group_id(self) -> bytes:
@@ -106,6 +112,37 @@ class Folding:
     def is_effective(self, event_id: bytes) -> bool:
         self._ensure()
         return event_id in self._effective
+
+    # --- revoked devices (devices.md section 7) ---------------------------------
+
+    def is_revoked(self, account: bytes, device: bytes) -> bool:
+        """Whether a valid ``device.revoke`` of this log revoked ``device`` of ``account``."""
+        return (account, device) in self._revoked_upto
+
+    def revocation_cut(self, device: bytes) -> int:
+        """The ``upto`` of a revocation of ``device`` authored now: its head in our log."""
+        head = self._log.head_of(device)
+        return 0 if head is None else head[0]
+
+    def _note_revocations(self, events: Iterable[StoredEvent]) -> bool:
+        """Index the valid revocations among ``events``; return whether any changed the
+        index (the fold must then start over: events before it in the order may be void)."""
+        changed = False
+        for stored in events:
+            body = stored.event.parsed
+            if not isinstance(body, DeviceRevoke):
+                continue
+            rev = body.revocation
+            try:
+                rev.verify()
+            except WireError:
+                continue
+            key = (rev.account, rev.device)
+            held = self._revoked_upto.get(key)
+            if held is None or body.upto < held:
+                self._revoked_upto[key] = body.upto
+                changed = True
+        return changed
 
     # --- folding ---------------------------------------------------------------
 
@@ -165,6 +202,15 @@ class Folding:
         kind = event.kind
         if kind == "genesis":
             return event.event_id == self.group_id
+        upto = self._revoked_upto.get((event.author_account, event.author_device))
+        if upto is not None and event.seq > upto:
+            return False  # written by a revoked device after its revocation's cut
+        if kind == "device.revoke":
+            body = event.parsed
+            assert isinstance(body, DeviceRevoke)
+            rev = body.revocation
+            if (rev.account, rev.device) not in self._revoked_upto:
+                return False  # its signature did not verify
         if kind in MEMBERSHIP_KINDS:
             return self._mfold.apply(event, event.parsed)
         role = self._mfold.role_of(event.author_account)

@@ -24,6 +24,7 @@ from p2pchat_crypto.kdf import blake2b
 
 from .group_events import (
     ROLES,
+    DeviceRevoke,
     GroupDescriptor,
     GroupEvent,
     MemberAdd,
@@ -92,8 +93,9 @@ def invite_hash(secret: bytes) -> bytes:
 class Membership:
     """An immutable snapshot of who is in the group, with which role, at which epoch.
 
-    ``epoch`` counts the membership departures (leave, remove, ban of a member) in the
-    total order: each one requires fresh sender keys in private groups.
+    ``epoch`` counts the membership departures (leave, remove, ban of a member) and the
+    revocations of members' devices in the total order: each one requires fresh sender
+    keys in private groups.
     """
 
     descriptor: GroupDescriptor
@@ -138,6 +140,7 @@ class MembershipFold:
     pending: set[bytes] = field(default_factory=set)
     invites: dict[bytes, _Invite] = field(default_factory=dict)
     epoch: int = 0
+    revoked: set[tuple[bytes, bytes]] = field(default_factory=set)
 
     @classmethod
     def start(cls, descriptor: GroupDescriptor, owner: bytes) -> MembershipFold:
@@ -152,6 +155,7 @@ class MembershipFold:
             pending=set(self.pending),
             invites={k: dataclasses.replace(v) for k, v in self.invites.items()},
             epoch=self.epoch,
+            revoked=set(self.revoked),
         )
 
     def snapshot(self) -> Membership:
@@ -201,6 +205,15 @@ class MembershipFold:
             return False
         if event.kind == "member.leave":
             self._depart(author)
+            return True
+        if isinstance(body, DeviceRevoke):
+            # (the engine checked the revocation's signature) A member's device leaves:
+            # the epoch moves on so that it cannot read what follows.
+            key = (body.revocation.account, body.revocation.device)
+            if key in self.revoked or key[0] not in self.members:
+                return False
+            self.revoked.add(key)
+            self.epoch += 1
             return True
         if isinstance(body, MemberAdd):
             if rank(role) < rank(rules.invite) or rank(body.role) > rank(role):
@@ -282,5 +295,6 @@ MEMBERSHIP_KINDS = frozenset(
         "member.remove",
         "member.ban",
         "role.change",
+        "device.revoke",
     }
 )

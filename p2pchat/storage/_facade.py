@@ -33,6 +33,7 @@ from .records import (
     ContactState,
     Conversation,
     DeliveryState,
+    DeviceDelivery,
     DhtRecord,
     GroupInfo,
     GroupStatus,
@@ -161,6 +162,12 @@ class Backend(ABC):
     def set_delivery(
         self, message_id: bytes, state: DeliveryState, *, reason: str | None = None
     ) -> None: ...
+
+    @abstractmethod
+    def set_device_delivery(self, delivery: DeviceDelivery) -> None: ...
+
+    @abstractmethod
+    def list_device_deliveries(self, message_id: bytes) -> list[DeviceDelivery]: ...
 
     @abstractmethod
     def add_outbox(self, item: NewOutboxItem) -> OutboxItem: ...
@@ -359,6 +366,14 @@ class Facade(ABC):
         check_bytes("message_id", message_id, max_len=MAX_ID_BYTES)
         check_delivery(state, reason)
         return await self._call(lambda b: b.set_delivery(message_id, state, reason=reason))
+
+    async def set_device_delivery(self, delivery: DeviceDelivery) -> None:
+        check_type("delivery", delivery, DeviceDelivery)
+        return await self._call(lambda b: b.set_device_delivery(delivery))
+
+    async def list_device_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        check_bytes("message_id", message_id, max_len=MAX_ID_BYTES)
+        return await self._call(lambda b: b.list_device_deliveries(message_id))
 
     async def add_outbox(self, item: NewOutboxItem) -> OutboxItem:
         check_type("item", item, NewOutboxItem)

@@ -29,6 +29,7 @@ from .records import (
     Conversation,
     ConversationKind,
     DeliveryState,
+    DeviceDelivery,
     DhtRecord,
     Direction,
     MailboxItem,
@@ -382,6 +383,36 @@ class SqliteBackend(SqliteGroups, Backend):
         sql = "UPDATE messages SET state = ?, failure_reason = ? WHERE message_id = ?"
         if not self._changes(sql, (state.value, reason, message_id)):
             raise NotFoundError("no such message")
+
+    def set_device_delivery(self, delivery: DeviceDelivery) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO deliveries (message_id, device, state, reason, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                delivery.message_id,
+                delivery.device,
+                delivery.state.value,
+                delivery.reason,
+                delivery.updated_at,
+            ),
+        )
+
+    def list_device_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        rows = self._all(
+            "SELECT device, state, reason, updated_at FROM deliveries WHERE message_id = ?"
+            " ORDER BY device",
+            (message_id,),
+        )
+        return [
+            DeviceDelivery(
+                message_id=message_id,
+                device=bytes(row[0]),
+                state=DeliveryState(row[1]),
+                reason=row[2],
+                updated_at=int(row[3]),
+            )
+            for row in rows
+        ]
 
     # -- outbox -----------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .records import (
     ContactState,
     Conversation,
     DeliveryState,
+    DeviceDelivery,
     DhtRecord,
     GroupInfo,
     GroupStatus,
@@ -154,6 +155,14 @@ class Transaction(Protocol):
         self, message_id: bytes, state: DeliveryState, *, reason: str | None = None
     ) -> None:
         """Update a message's delivery state; ``reason`` only with ``FAILED``."""
+        ...
+
+    async def set_device_delivery(self, delivery: DeviceDelivery) -> None:
+        """Insert or replace where a message stands on one device (fan-out)."""
+        ...
+
+    async def list_device_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        """The message's per-device states, by device key."""
         ...
 
     # -- outbox -----------------------------------------------------------------------

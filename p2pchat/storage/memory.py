@@ -33,6 +33,7 @@ from .records import (
     ContactState,
     Conversation,
     DeliveryState,
+    DeviceDelivery,
     DhtRecord,
     Direction,
     GroupInfo,
@@ -63,6 +64,7 @@ class _Tables:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     messages: dict[bytes, Message] = field(default_factory=dict)
+    deliveries: dict[tuple[bytes, bytes], DeviceDelivery] = field(default_factory=dict)
     outbox: dict[int, OutboxItem] = field(default_factory=dict)
     outbox_last_id: int = 0
     mailbox: dict[bytes, MailboxItem] = field(default_factory=dict)
@@ -86,6 +88,7 @@ class _Tables:
             conversations=self.conversations.copy(),
             last_seq=self.last_seq.copy(),
             messages=self.messages.copy(),
+            deliveries=self.deliveries.copy(),
             outbox=self.outbox.copy(),
             outbox_last_id=self.outbox_last_id,
             mailbox=self.mailbox.copy(),
@@ -237,6 +240,15 @@ class _MemoryBackend(Backend):
         if message is None:
             raise NotFoundError("no such message")
         self._t.messages[message_id] = replace(message, state=state, failure_reason=reason)
+
+    def set_device_delivery(self, delivery: DeviceDelivery) -> None:
+        self._t.deliveries[(delivery.message_id, delivery.device)] = delivery
+
+    def list_device_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
+        return sorted(
+            (d for (m, _), d in self._t.deliveries.items() if m == message_id),
+            key=lambda d: d.device,
+        )
 
     # -- outbox -----------------------------------------------------------------------
 

@@ -191,8 +191,23 @@ _V4 = Migration(
     ),
 )
 
+_V5 = Migration(
+    5,
+    "per-device delivery of our direct messages (multi-device fan-out, devices.md section 7)",
+    (
+        """CREATE TABLE deliveries (
+            message_id BLOB NOT NULL,
+            device BLOB NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (message_id, device)
+        ) STRICT, WITHOUT ROWID""",
+    ),
+)
+
 #: The schema, oldest first; ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

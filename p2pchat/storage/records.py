@@ -33,6 +33,7 @@ __all__ = [
     "NewMessage",
     "Message",
     "AddedMessage",
+    "DeviceDelivery",
     "NewOutboxItem",
     "OutboxItem",
     "MailboxItem",
@@ -234,6 +235,26 @@ class SessionRecord:
         check_key("device", self.device)
         check_bytes("session_id", self.session_id, max_len=MAX_ID_BYTES)
         check_bytes("pickle", self.pickle)
+        check_int("updated_at", self.updated_at)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeviceDelivery:
+    """Where one of our messages stands on one device it was fanned out to (a device of
+    the recipient, or one of our own other devices)."""
+
+    message_id: bytes
+    device: bytes
+    state: DeliveryState
+    reason: str | None = None
+    updated_at: int
+
+    def __post_init__(self) -> None:
+        check_bytes("message_id", self.message_id, max_len=MAX_ID_BYTES)
+        check_key("device", self.device)
+        if not isinstance(self.state, DeliveryState):
+            raise TypeError("state must be a DeliveryState")
+        check_optional("reason", self.reason, "text")
         check_int("updated_at", self.updated_at)
 
 

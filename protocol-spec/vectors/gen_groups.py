@@ -43,6 +43,7 @@ from p2pchat.protocol.content import Content, MediaRef
 from p2pchat.protocol.group_engine import GroupEngine
 from p2pchat.protocol.group_events import (
     Delete,
+    DeviceRevoke,
     Edit,
     GroupBuy,
     GroupBuyJoin,
@@ -73,6 +74,8 @@ from p2pchat.protocol.group_invite import new_invite
 from p2pchat.protocol.group_log import GroupError
 from p2pchat.protocol.group_state import invite_hash
 from p2pchat.protocol.records import dht_key, fold_tag, topic_key
+from p2pchat.protocol.revocation import Revocation
+from p2pchat.protocol.signing import ExternalSigner
 from p2pchat_crypto import cbor
 from p2pchat_crypto.identity import Account, Device
 from p2pchat_crypto.kdf import blake2b
@@ -944,6 +947,59 @@ def live_group() -> Scenario:
     return s
 
 
+def device_revocation() -> Scenario:
+    s = Scenario(
+        "device-revocation",
+        "Bob revokes his second device (devices.md section 7): the device.revoke carries "
+        "his account's signed revocation and the device's last valid seq (upto). Its post "
+        "before the cut stays; the one after it (sorted before the revocation, written "
+        "with an old Lamport time) is void whatever the order. Carol copies in a "
+        "revocation of Alice's second device that she signed herself: it binds only "
+        "Carol's own devices, so Alice's post stays. Each valid revocation by a member "
+        "moves the epoch on.",
+        GroupDescriptor(
+            kind="public",
+            name="Lost phones",
+            tags=(),
+            rules=Rules(join="open", post="member", invite="admin", slow=0),
+        ),
+        covers=["device.revoke", "revoked device's later events void", "forged revocation"],
+    )
+    bob, alice, carol = s.actors["bob"], s.actors["alice"], s.actors["carol"]
+    phone = bob.devices[1].public_key
+    s.author("bob", "bob-join", MemberJoin())
+    s.author("bob", "phone-post", Post(content=text("from my phone")), device=1)
+    s.author("alice", "alice-post", Post(content=text("from alice's second device")), device=1)
+    engine = s.replica("bob")
+    head = engine.log.head_of(phone)
+    assert head is not None
+    before = engine.log.get(head[1])
+    assert before is not None
+    revocation = Revocation.sign(
+        device=phone, at=s.clock, signing_key=ExternalSigner(bob.key, bob.account.sign)
+    )
+    s.author("bob", "bob-revokes-phone", DeviceRevoke(revocation=revocation, upto=head[0]))
+    s.craft(
+        "bob",
+        "phone-after-cut",
+        Post(content=text("sent by a thief")).to_value() | {"$kind": "post"},
+        device=1,
+        seq=head[0] + 1,
+        prev=head[1],
+        lt=before.event.lamport + 1,
+        ts=s.tick(),
+    )
+    s.author("carol", "carol-join", MemberJoin())
+    forged = Revocation.sign(
+        device=alice.devices[1].public_key,
+        at=s.clock,
+        signing_key=ExternalSigner(carol.key, carol.account.sign),
+    )
+    s.author("carol", "carol-forged-revoke", DeviceRevoke(revocation=forged, upto=0))
+    s.natural_orders()
+    return s
+
+
 SCENARIOS: tuple[Callable[[], Scenario], ...] = (
     public_basics,
     invites,
@@ -952,6 +1008,7 @@ SCENARIOS: tuple[Callable[[], Scenario], ...] = (
     concurrent_removal,
     concurrent_ban_and_posts,
     fork,
+    device_revocation,
     private_sealed,
     slow_mode,
     acceptance,

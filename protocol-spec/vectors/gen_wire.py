@@ -56,6 +56,7 @@ from p2pchat.protocol.group_events import (
     LiveComment,
     MemberAdd,
     MemberBan,
+    DeviceRevoke,
     MemberInvite,
     MemberJoin,
     MemberLeave,
@@ -75,6 +76,7 @@ from p2pchat.protocol.group_events import (
     sign_event,
 )
 from p2pchat.protocol.live_messages import LiveBatch, LiveWant
+from p2pchat.protocol.revocation import Revocation
 from p2pchat.protocol.records import (
     DeviceEntry,
     DeviceListRecord,
@@ -292,6 +294,10 @@ def _event_bodies() -> list[Struct]:
         MemberRemove(account=CAROL_ACCT, reason="spam"),
         MemberBan(account=CAROL_ACCT, reason="spam", until=NOW + 7 * 86_400_000),
         RoleChange(account=BOB_ACCT, role="moderator"),
+        DeviceRevoke(
+            revocation=Revocation.sign(device=bytes(CAROL.verify_key), at=NOW, signing_key=key("alice")),
+            upto=3,
+        ),
         SenderKeyDistribution(
             epoch=1,
             boxes=(KeyBox(device=bytes(BOB.verify_key), box=ident("sender-key-box", 64)),),
@@ -448,6 +454,9 @@ def valid_vectors() -> list[dict[str, Any]]:
         type="com.example/recipe", body={"serves": 4, "steps": ["boil", "eat"]},
         text="Recipe: pasta (open in an app that knows com.example/recipe)"))  # fmt: skip
     add("dm plaintext, application content type", "dm-plaintext", "dm-plaintext", app.to_bytes())
+    copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT)
+    add("dm plaintext, the copy for the sender's own other devices (to)", "dm-plaintext",
+        "dm-plaintext", copy.to_bytes())  # fmt: skip
 
     for ns, key_bytes, data in _records():
         add(f"record {ns}", "record", f"record-{ns}", data, dht_key=dht_key(ns, key_bytes), now=NOW)
@@ -496,6 +505,10 @@ def invalid_vectors() -> list[dict[str, Any]]:
 
     def bad(name: str, check: str, data: bytes, reason: str, **extra: Any) -> None:
         vectors.append({"name": name, "check": check, "hex": data.hex(), "reason": reason, **extra})
+
+    copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT).to_value()
+    bad("dm plaintext: to is 31 bytes", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT[:31]}), "bad-length")
+    bad("dm plaintext: to is text", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT.hex()}), "wrong-type")
 
     ack = DmAck(ids=(ident("m1"),))
     good = seal(ack, signing_key=ALICE, now=NOW)

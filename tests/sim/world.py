@@ -23,7 +23,7 @@ from pathlib import Path
 import trio
 
 from p2pchat.config import DeliveryConfig, NodeConfig
-from p2pchat.events import Event, EventStream, GroupMessage
+from p2pchat.events import Event, EventStream, GroupMessage, MessageReceived
 from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.base import Network
@@ -79,6 +79,8 @@ class SimPeer:
     deliveries: Counter[bytes] = field(default_factory=Counter)
     #: Texts the app was shown, per event id (private groups: only once readable).
     texts: dict[bytes, str] = field(default_factory=dict)
+    #: ``MessageReceived`` events (direct messages, our own copies too), per message id.
+    dms: Counter[bytes] = field(default_factory=Counter)
     scope: trio.CancelScope | None = None
     stopped: trio.Event = field(default_factory=trio.Event)
 
@@ -177,6 +179,8 @@ class World:
 
     def _observe(self, peer: SimPeer, event: Event) -> None:
         self.trace.note(peer.name, repr(event))
+        if isinstance(event, MessageReceived):
+            peer.dms[event.message_id] += 1
         if isinstance(event, GroupMessage):
             peer.deliveries[event.event_id] += 1
             if event.text:

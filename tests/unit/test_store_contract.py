@@ -21,6 +21,7 @@ from p2pchat.storage import (
     Conversation,
     ConversationKind,
     DeliveryState,
+    DeviceDelivery,
     DhtRecord,
     Direction,
     MailboxItem,
@@ -340,6 +341,25 @@ async def test_delivery_state_and_failure_reason(store: Store) -> None:
         await store.set_delivery(b"out", DeliveryState.SENT, reason="no")
     with pytest.raises(NotFoundError):
         await store.set_delivery(b"missing", DeliveryState.SENT)
+
+
+async def test_device_deliveries_are_kept_per_device(store: Store) -> None:
+    def delivery(device: bytes, state: DeliveryState, at: int, **kw: str) -> DeviceDelivery:
+        return DeviceDelivery(message_id=b"m1", device=device, state=state, updated_at=at, **kw)
+
+    assert await store.list_device_deliveries(b"m1") == []
+    await store.set_device_delivery(delivery(b"\x02" * 32, DeliveryState.QUEUED, 1))
+    await store.set_device_delivery(delivery(b"\x01" * 32, DeliveryState.SENT, 2))
+    async with store.transaction() as tx:  # replaced, not added
+        await tx.set_device_delivery(delivery(b"\x02" * 32, DeliveryState.DELIVERED, 3))
+    got = await store.list_device_deliveries(b"m1")
+    assert [(d.device[0], d.state, d.updated_at) for d in got] == [
+        (1, DeliveryState.SENT, 2),
+        (2, DeliveryState.DELIVERED, 3),
+    ]
+    assert await store.list_device_deliveries(b"m2") == []
+    with pytest.raises(ValueError, match="device"):
+        delivery(b"short", DeliveryState.SENT, 1)
 
 
 # -- outbox -----------------------------------------------------------------------------
