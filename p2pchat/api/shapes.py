@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.protocol.content import Content, MediaRef, attachments_of
+from p2pchat.protocol.dm_amend import Folded
 from p2pchat.storage.records import Contact, Conversation, DeliveryState, Direction, Message
 from p2pchat.text import person_label
 from p2pchat.vocabulary import add_deprecated
@@ -26,6 +27,7 @@ __all__ = [
     "contact_to_dict",
     "account_label",
     "message_to_dict",
+    "folded_to_dict",
     "conversation_to_dict",
     "resolve_contact",
 ]
@@ -124,6 +126,23 @@ def message_to_dict(message: Message, waiting: str | None = None) -> dict[str, A
         "received_at": message.received_at,
     }
     return dict(add_deprecated(record, "sender", "sender_device"))
+
+
+def folded_to_dict(
+    message: Message, changes: Folded | None, waiting: str | None = None
+) -> dict[str, Any]:
+    """:func:`message_to_dict` of a ``dm.history`` message, with what later reactions,
+    edits and deletions did to it: ``reactions`` (emoji -> count), ``edited`` (the text
+    is the latest edit's), ``deleted`` (no text, body or files left)."""
+    record = message_to_dict(message, waiting)
+    record["reactions"] = changes.counts() if changes is not None else {}
+    record["edited"] = changes is not None and changes.edited and not changes.deleted
+    record["deleted"] = changes is not None and changes.deleted
+    if changes is not None and changes.deleted:
+        record.update(text="", body={}, files=[])
+    elif changes is not None and changes.text is not None:
+        record["text"] = changes.text
+    return record
 
 
 def conversation_to_dict(conversation: Conversation, contact: Contact | None) -> dict[str, Any]:

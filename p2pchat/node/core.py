@@ -70,6 +70,7 @@ from ..storage.records import (
 )
 from .contacts import ContactsApi, parse_account
 from .devices import DevicesApi
+from .dm_changes import DmChangesApi
 from .files import FilesApi, PathLike
 from .groups import GroupsApi
 from .health import HomeWatch, watch_home
@@ -99,7 +100,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
+class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 
 from p2pchat.errors import P2PChatError
 
@@ -119,6 +120,10 @@ class ChatApp(App[None]):
                     await screen.node_event(item)
                 except P2PChatError as exc:
                     self.notify(inert(str(exc)), severity="error", markup=False)
+                except NoMatches:
+                    if screen.is_attached and not self._exit:
+                        raise
+                    # the screen (or the app) closed while the event was being shown
 
     async def _follow(self, event: Event) -> None:
         """App-wide bookkeeping for one event: names, group unread counts, the bell."""

@@ -73,6 +73,9 @@ def dm_line(m: Mapping[str, Any]) -> ChatLine:
         kind="post",
         state=str(m["state"]) if mine else None,
         reason=m.get("failure_reason"),
+        reactions={str(k): int(v) for k, v in (m.get("reactions") or {}).items()},
+        edited=bool(m.get("edited")),
+        deleted=bool(m.get("deleted")),
         seq=int(m["seq"]),
     )
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from p2pchat.errors import ConfigError
-
 from .link import Event, NodeLink
 from .model import ChatLine, dm_line, group_line
 
@@ -51,13 +49,13 @@ class Thread:
         raise NotImplementedError
 
     async def react(self, target: ChatLine, emoji: str) -> None:
-        raise ConfigError("reactions are for group messages (DMs cannot carry them yet)")
+        raise NotImplementedError
 
     async def edit(self, target: ChatLine, text: str) -> None:
-        raise ConfigError("editing is for group messages (DMs cannot carry edits yet)")
+        raise NotImplementedError
 
     async def delete(self, target: ChatLine) -> None:
-        raise ConfigError("deleting is for group messages (DMs cannot carry deletions yet)")
+        raise NotImplementedError
 
 
 class DmThread(Thread):
@@ -81,6 +79,18 @@ class DmThread(Thread):
 
     async def mark_read(self) -> None:
         await self.link.call("dm.mark_read", {"conversation": self.target})
+
+    def _about(self, target: ChatLine) -> dict[str, Any]:
+        return {"to": self.target.removeprefix("dm:"), "target": target.key}
+
+    async def react(self, target: ChatLine, emoji: str) -> None:
+        await self.link.call("dm.react", {**self._about(target), "emoji": emoji})
+
+    async def edit(self, target: ChatLine, text: str) -> None:
+        await self.link.call("dm.edit", {**self._about(target), "text": text})
+
+    async def delete(self, target: ChatLine) -> None:
+        await self.link.call("dm.delete", self._about(target))
 
     def concerns(self, event: Event) -> bool:
         return event.data.get("conversation_id") == self.target

@@ -132,10 +132,12 @@ class ConversationScreen(NodeScreen):
         )
 
     async def node_event(self, event: Event) -> None:
+        if not self.is_mounted:
+            return  # pushed but not mounted yet (it loads once shown), or closed
         if event.type in _MESSAGE_EVENTS and self.thread.concerns(event):
             await self.reload()
-        elif event.type == "contact.changed" and self.is_mounted:
-            self.show_title()  # (on_mount shows it for a screen pushed but not yet mounted)
+        elif event.type == "contact.changed":
+            self.show_title()
 
     async def load_older(self) -> int:
         if not self.lines or self.no_more:
@@ -165,6 +167,8 @@ class ConversationScreen(NodeScreen):
 
     async def _send(self, text: str, reply_to: ChatLine | None) -> None:
         await self.thread.send(text, reply_to)
+        messages = self.query_one("#messages", MessageList)
+        messages.index = None  # show what we sent, wherever the selection was
         await self.reload()
 
     async def _command(self, name: str, arg: str) -> None:
@@ -235,9 +239,9 @@ _HOUR_MS = 3_600_000
 
 HELP = """\
 /reply              reply to the selected message (or select it and press r)
-/react EMOJI        react to the selected group message (+ on a message)
-/edit TEXT          replace the text of your selected group message (e)
-/delete             delete the selected group message (d)
+/react EMOJI        react to the selected message (+ on a message)
+/edit TEXT          replace the text of your selected message (e)
+/delete             delete your selected message (d; moderators: any in a group)
 /vote N[,M]         vote in the selected poll (or press 1-9 on it)
 /poll Q | A | B     start a poll (closes in 24 h; add "| 48h" for another deadline)
 /share TITLE URL    share a link as a card
