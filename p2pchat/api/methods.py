@@ -23,6 +23,7 @@ from p2pchat import __version__
 from p2pchat.api.devices import register_device_methods
 from p2pchat.api.files import FILE_IDS, refs_for, register_file_methods
 from p2pchat.api.groups import register_group_methods
+from p2pchat.api.profiles import register_profile_methods
 from p2pchat.api.search import register_search_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
@@ -163,7 +164,7 @@ def node_info(node: Node) -> dict[str, Any]:
         "fingerprint": node.fingerprint,
         "device": node.device_key.hex(),
         "peer_id": node.peer_id,
-        "display_name": node.config.display_name,
+        "display_name": node.display_name,
     }
     return dict(add_deprecated(record, "account_key", "device_key"))
 
@@ -435,6 +436,7 @@ SECTIONS: tuple[Section, ...] = (
     register_device_methods,
     register_file_methods,
     register_search_methods,
+    register_profile_methods,
 )
 
 
