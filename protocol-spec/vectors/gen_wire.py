@@ -31,6 +31,7 @@ from p2pchat.errors import WireError
 from p2pchat.protocol import mailbox as mb
 from p2pchat.protocol.blob import Manifest, blob_id_of
 from p2pchat.protocol.codec import Struct
+from p2pchat.protocol.profile import ProfileBody
 from p2pchat.protocol.content import Content, DeleteBody, EditBody, ImageBody, MediaRef, Price, ReactBody
 from p2pchat.protocol.dm_messages import (
     ContactAccept,
@@ -448,11 +449,13 @@ def valid_vectors() -> list[dict[str, Any]]:
         type="com.example/recipe", body={"serves": 4, "steps": ["boil", "eat"]},
         text="Recipe: pasta (open in an app that knows com.example/recipe)"))  # fmt: skip
     add("dm plaintext, application content type", "dm-plaintext", "dm-plaintext", app.to_bytes())
-    # Changes of an earlier message (wire.md §7, "Reactions, edits and deletions").
+    # Changes of an earlier message (wire.md §7, "Reactions, edits and deletions"), and a
+    # profile (node-to-node content).
     for n, (ctype, body, text) in enumerate([
         ("p2pchat/react", ReactBody(target=ident("m1"), emoji="\U0001f44d", on=True), "reacted \U0001f44d"),
         ("p2pchat/edit", EditBody(target=ident("m1")), "see you at 2"),
         ("p2pchat/delete", DeleteBody(target=ident("m1")), "deleted a message"),
+        ("p2pchat/profile", ProfileBody(name="Alice", about="reads books", ts=NOW), ""),
     ], start=4):  # fmt: skip
         change = DmPlaintext(id=ident(f"m{n}"), ts=NOW, content=Content(type=ctype, body=body.to_value(), text=text))
         add(f"dm plaintext, {ctype}", "dm-plaintext", "dm-plaintext", change.to_bytes())
