@@ -47,14 +47,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def account_label(account: bytes, contact: Contact | None) -> str:
+def account_label(account: bytes, contact: Contact | None, claimed: str | None = None) -> str:
     """How ``account`` is named on screen (:func:`p2pchat.text.person_label`): the name we
     gave the contact (marked until verified), else the name they claim (marked as a
-    claim), else the first two groups of the fingerprint. A contact still carrying its
-    default name (that fingerprint prefix) counts as not named by us."""
+    claim; for a stranger, ``claimed``: their profile's), else the first two groups of
+    the fingerprint. A contact still carrying its default name (that fingerprint prefix)
+    counts as not named by us."""
     fallback = fingerprint_of(account)[:9]
-    if contact is None:
-        return fallback
+    if contact is None:  # a stranger: the name their profile claims, if any
+        return person_label(name=None, claimed=claimed, verified=False, fallback=fallback)
     named = contact.display_name if contact.display_name not in ("", fallback) else None
     return person_label(
         name=named, claimed=contact.claimed_name, verified=contact.verified, fallback=fallback

@@ -59,7 +59,7 @@ class ContactsApi:
     def _check(self) -> None:
         raise NotImplementedError
 
-    def _claim_of(self, account: bytes) -> str | None:
+    def claimed_name_of(self, account: bytes) -> str | None:
         """The name ``account``'s profile gives (``node/profiles.py``, earlier in the MRO)."""
         raise NotImplementedError
 
@@ -123,7 +123,7 @@ class ContactsApi:
             display_name=display,
             state=state,
             verified=existing.verified if existing else False,
-            claimed_name=existing.claimed_name if existing else self._claim_of(account),
+            claimed_name=existing.claimed_name if existing else self.claimed_name_of(account),
             created_at=existing.created_at if existing else now,
             updated_at=now,
         )

@@ -131,7 +131,7 @@ class ProfilesApi:
             return self._profile
         return self._profiles.get(account)
 
-    def _claim_of(self, account: bytes) -> str | None:
+    def claimed_name_of(self, account: bytes) -> str | None:
         found = self._profiles.get(account)
         return found.name if found is not None else None
 

@@ -95,7 +95,8 @@ class ChatApp(App[None]):
             self.notify(inert(str(exc)), severity="error", markup=False)
 
     async def refresh_names(self) -> None:
-        self.names.load(await self.link.call("contacts.list"))
+        contacts = await self.link.call("contacts.list")
+        self.names.load(contacts, await self.link.call("profile.list"))
 
     async def contacts_edited(self) -> None:
         """After this app renamed, verified or removed a contact: re-read the names and the

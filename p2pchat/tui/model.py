@@ -140,11 +140,20 @@ class Names:
 
     def __init__(self) -> None:
         self.me = ""
+        self.about: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._verified: set[str] = set()
 
-    def load(self, contacts: Iterable[Mapping[str, Any]]) -> None:
-        self._names = {str(c["account"]): str(c["label"]) for c in contacts}
+    def load(
+        self,
+        contacts: Iterable[Mapping[str, Any]],
+        profiles: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        """Contacts by their labels; other people whose profile we have by the name it
+        claims (``~Name``), with its "about" text for the detail views."""
+        self.about = {str(p["account"]): str(p.get("about") or "") for p in profiles}
+        self._names = {str(p["account"]): "~" + str(p["name"]) for p in profiles if p.get("name")}
+        self._names.update({str(c["account"]): str(c["label"]) for c in contacts})
         self._verified = {str(c["account"]) for c in contacts if c.get("verified")}
 
     def add(self, account: str, name: str | None) -> None:
