@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -19,6 +19,7 @@ from p2pchat.errors import P2PChatError
 from .inert import inert
 from .link import Event, Gap, NodeLink
 from .model import Clock, InboxEntry, Names, mentions
+from .notify import Desktop
 from .screens.base import NodeModal, NodeScreen, run_io
 from .screens.contacts import ContactsScreen, SafetyScreen
 from .screens.conversation import ConversationScreen
@@ -33,6 +34,8 @@ from .threads import DmThread, GroupThread, Thread
 __all__ = ["ChatApp"]
 
 _NOTIFYING = ("dm.received", "group.message", "contact.request")
+#: DM contents that change an earlier message: no bell, no notification.
+_CHANGES = ("p2pchat/react", "p2pchat/edit", "p2pchat/delete")
 
 
 class ChatApp(App[None]):
@@ -63,6 +66,7 @@ class ChatApp(App[None]):
         self.group_activity: dict[str, int] = {}
         self.connected = False
         self.bells = 0
+        self.desktop = Desktop(enabled=self.settings.desktop)
         self._fixed_now = now_ms
 
     def now_ms(self) -> int:
@@ -140,22 +144,45 @@ class ChatApp(App[None]):
             mentioned = mentions(str(data.get("text", "")), self.link.node.get("display_name"))
             if mentioned:
                 self.group_mentions[gid] = self.group_mentions.get(gid, 0) + 1
-            self._ring(f"group:{gid}", mentioned=mentioned)
-        elif event.type == "dm.received" and not self._viewing(str(data["conversation_id"])):
-            self._ring(str(data["conversation_id"]))
+            who = self.names.label(str(data.get("author", "")))
+            self._ring(f"group:{gid}", mentioned=mentioned, title=f"{who} (group)", body=data)
+        elif (
+            event.type == "dm.received"
+            and not self._viewing(str(data["conversation_id"]))
+            and data.get("content_type") not in _CHANGES
+        ):
+            who = self.names.label(str(data.get("author", "")))
+            self._ring(str(data["conversation_id"]), title=who, body=data, direct=True)
         elif event.type == "contact.request":
-            self._ring(f"request:{data.get('account')}")
+            who = self.names.label(str(data.get("account", "")))
+            self._ring(f"request:{data.get('account')}", title="Contact request", body=who)
 
     def _viewing(self, key: str) -> bool:
         screen = self.screen
         return isinstance(screen, ConversationScreen) and screen.thread.key == key
 
-    def _ring(self, key: str, *, mentioned: bool = False) -> None:
-        """The bell, unless the conversation is muted (a mention rings even then)."""
+    def _ring(
+        self,
+        key: str,
+        *,
+        title: str,
+        body: str | dict[str, Any],
+        mentioned: bool = False,
+        direct: bool = False,
+    ) -> None:
+        """The bell, unless the conversation is muted (a mention rings even then); a
+        desktop notification too for DMs, mentions and requests (when available)."""
         if key in self.settings.muted and not mentioned:
             return
         self.bells += 1
         self.bell()
+        if not self.settings.desktop or not self.desktop.available:
+            return
+        if isinstance(body, dict):
+            if not (direct or mentioned):
+                return  # a group message without a mention: the bell is enough
+            body = str(body.get("text", ""))
+        self.run_worker(self.desktop.show(title, body), group="notify")
 
     def _inbox(self) -> InboxScreen | None:
         for screen in self.screen_stack:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from .link import NodeLink
 from .model import Clock, InboxEntry, Names
+from .notify import Desktop
 from .settings import Settings
 from .threads import GroupThread, Thread
 
@@ -20,6 +21,7 @@ class ChatHost(Protocol):
     clock: Clock
     settings: Settings
     names: Names
+    desktop: Desktop
     group_unread: dict[str, int]
     group_mentions: dict[str, int]
     group_activity: dict[str, int]

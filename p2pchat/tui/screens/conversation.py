@@ -251,7 +251,8 @@ HELP = """\
 /invite             make an invite link for this group
 /leave              leave this group
 /live               open the watch-together timeline (live groups, Ctrl+L)
-/mute, /unmute      no bell for this conversation
+/mute, /unmute      no bell (nor desktop notification) for this conversation
+/notify on|off      desktop notifications (needs the notify extra and a desktop)
 /verify             compare safety numbers with this contact
 /rename NAME        rename this contact
 //text             send text that starts with a slash"""
@@ -373,6 +374,20 @@ async def run_command(screen: ConversationScreen, name: str, arg: str) -> None:
         if (thread.key in chat.settings.muted) != (name == "mute"):
             chat.settings.toggle_mute(thread.key)
         screen.notify("Muted: no bell" if name == "mute" else "Unmuted")
+    elif name == "notify":
+        if arg not in ("on", "off"):
+            raise CommandError("/notify on, or /notify off")
+        chat.settings.set_desktop(arg == "on")
+        if arg == "off":
+            screen.notify("Desktop notifications off (the bell still rings)")
+        elif chat.desktop.available:
+            screen.notify("Desktop notifications on")
+        else:
+            screen.notify(
+                "Desktop notifications on, but none can be shown here: install "
+                "p2pchat[notify] and run it on a desktop",
+                severity="warning",
+            )
     elif name == "verify":
         if isinstance(thread, GroupThread):
             raise CommandError("/verify is for direct messages")
