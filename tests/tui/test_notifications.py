@@ -59,7 +59,6 @@ def test_a_dm_notifies_the_desktop_unless_muted(
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: app.link.connected, "the connection")
             assert app.desktop.available
-            assert isinstance(app.screen, InboxScreen)
             with client(bob_home) as bob:
                 bob.call("dm.send", {"to": alice_key, "text": "<b>hi</b> \x1b[2J"})
             await until(pilot, lambda: FakeCenter.shown, "the notification")
@@ -71,11 +70,11 @@ def test_a_dm_notifies_the_desktop_unless_muted(
             with client(bob_home) as bob:
                 bob.call("dm.send", {"to": alice_key, "text": "muted now"})
                 bob.call("contacts.add", {"address": alice_key})
+            inbox = app.screen
+            assert isinstance(inbox, InboxScreen)
             await until(
                 pilot,
-                lambda: any(
-                    e.key == f"dm:{bob_key}" and e.unread == 2 for e in app._inbox().entries
-                ),  # type: ignore[union-attr]
+                lambda: any(e.key == f"dm:{bob_key}" and e.unread == 2 for e in inbox.entries),
                 "the second message",
             )
             assert app.bells == bells
