@@ -27,6 +27,7 @@ from .screens.discover import DiscoverScreen
 from .screens.group import GroupScreen
 from .screens.inbox import InboxScreen
 from .screens.live import LiveScreen
+from .screens.nearby import NearbyScreen
 from .screens.search import SearchScreen
 from .settings import Settings
 from .threads import DmThread, GroupThread, Thread
@@ -245,6 +246,9 @@ class ChatApp(App[None]):
 
     def open_discover(self) -> None:
         self._open(DiscoverScreen())
+
+    def open_nearby(self) -> None:
+        self._open(NearbyScreen())
 
     def open_search(self, query: str) -> None:
         self._open(SearchScreen(query))
