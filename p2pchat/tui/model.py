@@ -19,6 +19,9 @@ from p2pchat_crypto.identity import fingerprint_of
 __all__ = [
     "DELIVERY_MARKS",
     "ChatLine",
+    "FileRef",
+    "files_of",
+    "size_text",
     "Clock",
     "InboxEntry",
     "Names",
@@ -41,6 +44,47 @@ DELIVERY_MARKS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class FileRef:
+    """An attachment as a message names it (rpc.md FILE_REF): ``name`` is the sender's."""
+
+    file_id: str
+    name: str
+    mime: str
+    size: int
+    thumbnail: bytes | None = None
+
+
+def files_of(m: Mapping[str, Any]) -> tuple[FileRef, ...]:
+    """The ``files`` of a MESSAGE or GROUP_MSG (a malformed entry is left out)."""
+    found = []
+    for f in m.get("files") or ():
+        try:
+            thumb = f.get("thumbnail")
+            found.append(
+                FileRef(
+                    file_id=str(f["file_id"]),
+                    name=str(f.get("name") or "file"),
+                    mime=str(f.get("mime") or ""),
+                    size=int(f.get("size") or 0),
+                    thumbnail=bytes.fromhex(thumb) if isinstance(thumb, str) else None,
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def size_text(size: int) -> str:
+    """``532 B``, ``12.3 KB``, ``4.0 MB`` (powers of 1000, as file managers show)."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
 class ChatLine:
     """One message of a conversation, whoever sent it; ``key`` is its message/event id."""
 
@@ -59,6 +103,7 @@ class ChatLine:
     sealed: bool = False
     share: Mapping[str, Any] | None = None
     seq: int | None = None  # a DM's pagination key
+    files: tuple[FileRef, ...] = ()
 
 
 def dm_line(m: Mapping[str, Any]) -> ChatLine:
@@ -77,6 +122,7 @@ def dm_line(m: Mapping[str, Any]) -> ChatLine:
         edited=bool(m.get("edited")),
         deleted=bool(m.get("deleted")),
         seq=int(m["seq"]),
+        files=files_of(m),
     )
 
 
@@ -96,6 +142,7 @@ def group_line(m: Mapping[str, Any], me: str) -> ChatLine:
         deleted=bool(m.get("deleted")),
         sealed=bool(m.get("sealed")),
         share=share if isinstance(share, Mapping) else None,
+        files=files_of(m),
     )
 
 

@@ -39,7 +39,10 @@ class Thread:
     async def before(self, first: ChatLine) -> list[ChatLine]:
         raise NotImplementedError
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
+        """Send ``text`` (with the ids of ``files`` added with files.add attached)."""
         raise NotImplementedError
 
     async def mark_read(self) -> None:
@@ -71,10 +74,14 @@ class DmThread(Thread):
         params = {"conversation": self.target, "before_seq": first.seq, "limit": PAGE}
         return [dm_line(m) for m in await self.link.call("dm.history", params)]
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
         params: dict[str, Any] = {"to": self.target.removeprefix("dm:"), "text": text}
         if reply_to is not None:
             params["reply_to"] = reply_to.key
+        if files:
+            params["files"] = files
         await self.link.call("dm.send", params)
 
     async def mark_read(self) -> None:
@@ -121,10 +128,14 @@ class GroupThread(Thread):
         result: Mapping[str, Any] = await self.link.call("groups.view", {"group": self.target})
         return result
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
         params: dict[str, Any] = {"group": self.target, "text": text}
         if reply_to is not None:
             params["reply_to"] = reply_to.key
+        if files:
+            params["files"] = files
         await self.link.call("groups.post", params)
 
     async def react(self, target: ChatLine, emoji: str) -> None:
