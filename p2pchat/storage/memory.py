@@ -34,7 +34,6 @@ from .records import (
     Conversation,
     DeliveryState,
     DhtRecord,
-    Direction,
     GroupInfo,
     GroupStatus,
     MailboxItem,
@@ -199,7 +198,7 @@ class _MemoryBackend(Backend):
         self._t.conversations[message.conversation_id] = replace(
             conversation,
             last_activity=max(conversation.last_activity, message.received_at),
-            unread=conversation.unread + (message.direction is Direction.IN),
+            unread=conversation.unread + message.unread,
         )
         self._t.last_seq[message.conversation_id] = stored.seq
         self._t.messages[message.message_id] = stored
