@@ -25,6 +25,10 @@ def test_react_edit_and_delete_from_the_command_line(nodes: Nodes) -> None:
 
     wait_until(lambda: "(deleted)" in bob_reads() and "see you at 2 (edited)" in bob_reads())
     assert "bring the book" not in bob_reads()
+    # Search honours them: the deleted message and the old text are not found.
+    hits = p2p_json(bob, "search", "see", "you")["hits"]
+    assert [(h["text"], h["id"]) for h in hits] == [("see you at 2", first["message_id"])]
+    assert p2p_json(bob, "search", "book")["hits"] == []
     # Bob reacts to Alice's message; he cannot edit it (his node refuses, hers would too).
     assert (
         p2p(bob, "dm", "react", nodes.account("alice"), first["message_id"][:8], "👍").exit_code
