@@ -21,7 +21,6 @@ __all__ = [
     "ChatLine",
     "FileRef",
     "files_of",
-    "size_text",
     "Clock",
     "InboxEntry",
     "Names",
@@ -72,16 +71,6 @@ def files_of(m: Mapping[str, Any]) -> tuple[FileRef, ...]:
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return tuple(found)
-
-
-def size_text(size: int) -> str:
-    """``532 B``, ``12.3 KB``, ``4.0 MB`` (powers of 1000, as file managers show)."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)

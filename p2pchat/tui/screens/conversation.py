@@ -12,9 +12,11 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
+from p2pchat.text import size_text
+
 from ..inert import inert, peer_text
 from ..link import Event
-from ..model import ChatLine, parse_command, size_text
+from ..model import ChatLine, parse_command
 from ..threads import GroupThread, Thread
 from ..widgets.composer import Composer
 from ..widgets.messages import MessageList

@@ -7,8 +7,10 @@ from typing import Any
 
 from rich.text import Text
 
+from p2pchat.text import size_text
+
 from ..inert import peer_text
-from ..model import DELIVERY_MARKS, ChatLine, Clock, FileRef, Names, size_text
+from ..model import DELIVERY_MARKS, ChatLine, Clock, FileRef, Names
 from ..thumbs import thumbnail_text
 
 __all__ = ["render_message", "render_poll", "render_buy", "render_share", "render_file"]
