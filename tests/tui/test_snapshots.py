@@ -18,6 +18,7 @@ from p2pchat.client import SyncClient
 from p2pchat.errors import NotFoundError
 from p2pchat.tui.screens.conversation import ConversationScreen
 from p2pchat.tui.screens.inbox import InboxScreen
+from p2pchat.tui.widgets.composer import Composer
 from tests.integration.test_asyncio_client import TwoNodes
 from tests.tui.conftest import WAIT, app_for, client, screen_text, until
 
@@ -76,6 +77,10 @@ async def _conversation_loaded(pilot: Pilot[Any]) -> None:
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(pilot.app.screen, ConversationScreen), "open")
     await until(pilot, lambda: "the book" in screen_text(pilot.app), "the messages")  # type: ignore[arg-type]
+    # The cursor blinks on a timer: keep it still, or the picture depends on the load.
+    composer = pilot.app.screen.query_one("#composer", Composer)
+    composer.cursor_blink = False
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
