@@ -127,9 +127,9 @@ class ChatApp(App[None]):
                 except P2PChatError as exc:
                     self.notify(inert(str(exc)), severity="error", markup=False)
                 except NoMatches:
-                    if screen.is_attached and not self._exit:
-                        raise
-                    # the screen (or the app) closed while the event was being shown
+                    # The screen's widgets went away under the event: it (or the whole
+                    # app) is being closed, and nobody sees it any more.
+                    self.log.warning(f"{type(screen).__name__} closed during {item.type}")
 
     async def _follow(self, event: Event) -> None:
         """App-wide bookkeeping for one event: names, group unread counts, the bell."""
