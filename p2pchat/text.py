@@ -18,6 +18,7 @@ import unicodedata
 from functools import lru_cache
 
 __all__ = [
+    "size_text",
     "terminal_safe",
     "json_safe",
     "is_unsafe",
@@ -114,3 +115,14 @@ def person_label(*, name: str | None, claimed: str | None, verified: bool, fallb
     if claimed:
         return CLAIMED_MARK + claimed
     return fallback
+
+
+def size_text(size: int) -> str:
+    """A byte count as people read it: ``532 B``, ``12.3 KB``, ``4.0 MB`` (powers of
+    1000, as file managers show them); shared by the CLI and the TUI."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover

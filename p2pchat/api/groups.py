@@ -290,7 +290,7 @@ def register_group_methods(registry: Registry, node: Node) -> None:
                 "account": a.hex(),
                 "role": role,
                 "name": contacts[a].display_name if a in contacts else None,
-                "label": account_label(a, contacts.get(a)),
+                "label": account_label(a, contacts.get(a), claimed=node.claimed_name_of(a)),
                 "me": a == me,
             }
             for a, role in ordered

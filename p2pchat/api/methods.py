@@ -23,11 +23,13 @@ from p2pchat import __version__
 from p2pchat.api.devices import register_device_methods
 from p2pchat.api.files import FILE_IDS, refs_for, register_file_methods
 from p2pchat.api.groups import register_group_methods
+from p2pchat.api.profiles import register_profile_methods
 from p2pchat.api.search import register_search_methods
 from p2pchat.api.shapes import (
     contact_to_dict,
     conversation_to_dict,
     delivery_to_dict,
+    folded_to_dict,
     message_to_dict,
     plain,
     resolve_contact,
@@ -105,6 +107,27 @@ class _SendParams:
 
 
 @dataclass(frozen=True, slots=True)
+class _DmTargetParams:
+    to: Annotated[str, _CONTACT]
+    target: Annotated[str, Bounds(max_len=64)]
+
+
+@dataclass(frozen=True, slots=True)
+class _DmReactParams:
+    to: Annotated[str, _CONTACT]
+    target: Annotated[str, Bounds(max_len=64)]
+    emoji: Annotated[str, Bounds(max_len=32)]
+    on: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _DmEditParams:
+    to: Annotated[str, _CONTACT]
+    target: Annotated[str, Bounds(max_len=64)]
+    text: Annotated[str, Bounds(max_len=65_536)]
+
+
+@dataclass(frozen=True, slots=True)
 class _HistoryParams:
     conversation: Annotated[str, Bounds(max_len=256)]
     before_seq: Annotated[int | None, Bounds(min=0, max=_MAX_ID)] = None
@@ -142,7 +165,7 @@ def node_info(node: Node) -> dict[str, Any]:
         "fingerprint": node.fingerprint,
         "device": node.device_key.hex(),
         "peer_id": node.peer_id,
-        "display_name": node.config.display_name,
+        "display_name": node.display_name,
     }
     return dict(add_deprecated(record, "account_key", "device_key"))
 
@@ -336,13 +359,36 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         before = p.before_seq
         if before is None and p.after_seq is None:
             before = _MAX_ID  # most recent page, still oldest first
-        messages = await node.history(
+        messages = await node.folded_history(
             await conversation_id_of(p.conversation),
             before_seq=before,
             after_seq=p.after_seq,
             limit=p.limit,
         )
-        return [message_to_dict(m, node.waiting_reason(m.message_id)) for m in messages]
+        return [
+            folded_to_dict(f.message, f.changes, node.waiting_reason(f.message.message_id))
+            for f in messages
+        ]
+
+    def target_of(text: str) -> bytes:
+        target = _parse_id(text, "target")
+        assert target is not None
+        return target
+
+    async def dm_react(p: _DmReactParams) -> dict[str, Any]:
+        """React to a message of the conversation (``on`` false takes the reaction back)."""
+        account = resolve_contact(p.to, await node.contacts())
+        return message_to_dict(await node.react_dm(account, target_of(p.target), p.emoji, on=p.on))
+
+    async def dm_edit(p: _DmEditParams) -> dict[str, Any]:
+        """Replace the text of one of our own messages."""
+        account = resolve_contact(p.to, await node.contacts())
+        return message_to_dict(await node.edit_dm(account, target_of(p.target), p.text))
+
+    async def dm_delete(p: _DmTargetParams) -> dict[str, Any]:
+        """Delete one of our own messages (receivers stop showing its text and files)."""
+        account = resolve_contact(p.to, await node.contacts())
+        return message_to_dict(await node.delete_dm(account, target_of(p.target)))
 
     async def dm_cancel(p: _MessageParams) -> dict[str, Any]:
         """Cancel a queued message (one never sent): it fails with the reason ``cancelled``."""
@@ -385,6 +431,9 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
     )
     registry.add("dm.cancel", dm_cancel, scope="send", params=_MessageParams)
     registry.add("dm.deliveries", dm_deliveries, scope="read", params=_MessageParams)
+    registry.add("dm.react", dm_react, scope="send", params=_DmReactParams)
+    registry.add("dm.edit", dm_edit, scope="send", params=_DmEditParams)
+    registry.add("dm.delete", dm_delete, scope="send", params=_DmTargetParams)
     registry.add("dm.conversations", dm_conversations, scope="read", params=NoParams)
     registry.add("dm.mark_read", dm_mark_read, scope="send", params=_ConversationParams)
 
@@ -402,6 +451,7 @@ SECTIONS: tuple[Section, ...] = (
     register_device_methods,
     register_file_methods,
     register_search_methods,
+    register_profile_methods,
 )
 
 

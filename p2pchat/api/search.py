@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from p2pchat.errors import ConfigError, P2PChatError
-from p2pchat.protocol.content import Content
+from p2pchat.protocol.content import Content, DeleteBody, EditBody
+from p2pchat.protocol.dm_amend import amendment_of
 from p2pchat.rpc import Bounds, Registry
 from p2pchat.storage.records import GroupStatus
 
@@ -68,16 +69,28 @@ def register_search_methods(registry: Registry, node: Node) -> None:
             peer = conversation.peer_account
             title = label(peer) if peer is not None else conversation.conversation_id
             before: int | None = None
+            # (message id, sender account): only a message's sender edits or deletes it.
+            deleted: set[tuple[bytes, bytes]] = set()
+            edits: dict[tuple[bytes, bytes], str] = {}
             while True:
                 page = await node.history(
                     conversation.conversation_id, before_seq=before or (1 << 53) - 1, limit=_PAGE
                 )
                 scanned += len(page)
-                for m in page:
+                for m in reversed(page):  # newest first: changes before what they change
                     try:
-                        text = Content.from_bytes(m.body, max_size=64 * 1024).text
+                        content = Content.from_bytes(m.body, max_size=64 * 1024)
                     except (P2PChatError, ValueError):
                         continue  # stored by a newer version or damaged: not searchable
+                    change = amendment_of(content)
+                    if isinstance(change, DeleteBody):
+                        deleted.add((change.target, m.sender_account))
+                    elif isinstance(change, EditBody):  # the newest edit by this account
+                        edits.setdefault((change.target, m.sender_account), content.text)
+                    if change is not None or (m.message_id, m.sender_account) in deleted:
+                        continue  # a reaction, edit or deletion, or deleted by its sender
+                    text = edits.get((m.message_id, m.sender_account), content.text)
+                    target = m.message_id
                     if matches(text, words):
                         hits.append(
                             {
@@ -85,7 +98,7 @@ def register_search_methods(registry: Registry, node: Node) -> None:
                                 "conversation_id": m.conversation_id,
                                 "group_id": None,
                                 "title": title,
-                                "id": m.message_id.hex(),
+                                "id": target.hex(),
                                 "author": m.sender_account.hex(),
                                 "label": label(m.sender_account),
                                 "sent_at": m.sent_at,

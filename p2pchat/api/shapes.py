@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from p2pchat.errors import ConfigError, NotFoundError, P2PChatError
 from p2pchat.protocol.content import Content, MediaRef, attachments_of
+from p2pchat.protocol.dm_amend import Folded
 from p2pchat.storage.records import (
     Contact,
     Conversation,
@@ -33,6 +34,7 @@ __all__ = [
     "contact_to_dict",
     "account_label",
     "message_to_dict",
+    "folded_to_dict",
     "conversation_to_dict",
     "delivery_to_dict",
     "resolve_contact",
@@ -53,14 +55,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def account_label(account: bytes, contact: Contact | None) -> str:
+def account_label(account: bytes, contact: Contact | None, claimed: str | None = None) -> str:
     """How ``account`` is named on screen (:func:`p2pchat.text.person_label`): the name we
     gave the contact (marked until verified), else the name they claim (marked as a
-    claim), else the first two groups of the fingerprint. A contact still carrying its
-    default name (that fingerprint prefix) counts as not named by us."""
+    claim; for a stranger, ``claimed``: their profile's), else the first two groups of
+    the fingerprint. A contact still carrying its default name (that fingerprint prefix)
+    counts as not named by us."""
     fallback = fingerprint_of(account)[:9]
-    if contact is None:
-        return fallback
+    if contact is None:  # a stranger: the name their profile claims, if any
+        return person_label(name=None, claimed=claimed, verified=False, fallback=fallback)
     named = contact.display_name if contact.display_name not in ("", fallback) else None
     return person_label(
         name=named, claimed=contact.claimed_name, verified=contact.verified, fallback=fallback
@@ -143,6 +146,23 @@ def delivery_to_dict(delivery: DeviceDelivery, *, own: bool) -> dict[str, Any]:
         "reason": delivery.reason,
         "updated_at": delivery.updated_at,
     }
+
+
+def folded_to_dict(
+    message: Message, changes: Folded | None, waiting: str | None = None
+) -> dict[str, Any]:
+    """:func:`message_to_dict` of a ``dm.history`` message, with what later reactions,
+    edits and deletions did to it: ``reactions`` (emoji -> count), ``edited`` (the text
+    is the latest edit's), ``deleted`` (no text, body or files left)."""
+    record = message_to_dict(message, waiting)
+    record["reactions"] = changes.counts() if changes is not None else {}
+    record["edited"] = changes is not None and changes.edited and not changes.deleted
+    record["deleted"] = changes is not None and changes.deleted
+    if changes is not None and changes.deleted:
+        record.update(text="", body={}, files=[])
+    elif changes is not None and changes.text is not None:
+        record["text"] = changes.text
+    return record
 
 
 def conversation_to_dict(conversation: Conversation, contact: Contact | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from .files import files
 from .groups import groups
 from .keys import keys
 from .node import node
+from .profile import profile
 from .search import search
 from .status import peers, status
 
@@ -94,6 +95,7 @@ for _command in (
     groups,
     files,
     search,
+    profile,
     peers,
     status,
 ):

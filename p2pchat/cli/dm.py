@@ -17,6 +17,7 @@ from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
 from ._state import CliState, json_option, pass_state, wide_option
+from .dm_changes import delete, edit, react
 from .files import add_files, files_line
 
 if TYPE_CHECKING:
@@ -90,13 +91,23 @@ def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
-def format_message(message: dict[str, Any], peer_name: str) -> str:
-    """One line for a person: time, who, text, and a delivery mark on what we sent."""
+def format_message(message: dict[str, Any], peer_name: str, *, ids: bool = False) -> str:
+    """One line for a person: time, who, text, reactions, and a delivery mark on what we
+    sent (``ids``: the start of the message id first)."""
     mine = message["direction"] == "out"
     who = "me" if mine else one_line(peer_name)
     text = message_body(message["text"]) if message["text"] else ""
     attached = files_line(message)
     text = " ".join(t for t in (text, attached) if t) or f"[{message['content_type']}]"
+    if message.get("deleted"):
+        text = "(deleted)"
+    elif message.get("edited"):
+        text += " (edited)"
+    reactions = message.get("reactions") or {}
+    if reactions:
+        text += "  [" + " ".join(f"{one_line(e)} {n}" for e, n in reactions.items()) + "]"
+    if ids:
+        who = f"{message['message_id'][:8]}  {who}"
     mark = f"  {MARKS.get(message['state'], message['state'])}" if mine else ""
     if mine and message["state"] == "failed" and message.get("failure_reason"):
         mark += f" failed: {one_line(message['failure_reason'])}"
@@ -137,6 +148,7 @@ def _conversation_of(client: SyncClient, peer: str) -> str:
     help="How many of the latest messages to show.",
 )
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new messages until Ctrl-C.")
+@click.option("--ids", is_flag=True, help="Show the start of each message id (for react/edit).")
 @click.option(
     "--count",
     type=click.IntRange(1),
@@ -145,7 +157,9 @@ def _conversation_of(client: SyncClient, peer: str) -> str:
 )
 @json_option
 @pass_state
-def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None) -> None:
+def read(
+    state: CliState, peer: str, limit: int, follow: bool, ids: bool, count: int | None
+) -> None:
     """Print the conversation with PEER, oldest first, and mark it read.
 
     Sent messages carry a mark: … queued, ✓ sent, ✓✓ delivered, ✗ failed. With
@@ -178,7 +192,7 @@ def read(state: CliState, peer: str, limit: int, follow: bool, count: int | None
                 (emit_json_line if follow else emit_json)(first)
             elif history:
                 for message in history:
-                    say(format_message(message, name))
+                    say(format_message(message, name, ids=ids))
             elif subscription is None:
                 say("No messages yet.")
             if subscription is not None and not state.json:
@@ -305,6 +319,11 @@ def deliveries(state: CliState, peer: str, message: str | None) -> None:
         mark = MARKS.get(d["state"], d["state"])
         reason = f" ({one_line(d['reason'])})" if d["reason"] else ""
         say(f"  {whose} {d['device'][:12]}  {mark} {d['state']}{reason}")
+
+
+dm.add_command(react)
+dm.add_command(edit)
+dm.add_command(delete)
 
 
 @dm.command("list")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
+from ..text import size_text
 from ._client import call, connected
 from ._output import emit_json, one_line, say, show_table
 from ._state import CliState, json_option, pass_state
@@ -29,14 +30,6 @@ __all__ = ["files", "add_files", "call_with_progress", "size_text", "files_line"
 _PROGRESS: Final = ["file.progress"]
 #: A fetch may take long; the call waits as long as the node keeps working on it.
 _TRANSFER_TIMEOUT: Final = 3600.0
-
-
-def size_text(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]
-    return str(size)  # pragma: no cover
 
 
 def call_with_progress(

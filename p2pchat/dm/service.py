@@ -285,6 +285,10 @@ class DirectMessages(Outbox):
         self._wakeup.set()
         return message
 
+    def set_display_name(self, name: str | None) -> None:
+        """The name our next messages carry (``dm-plaintext`` ``name``)."""
+        self._display_name = name
+
     async def send_hidden(self, account: bytes, content: Content) -> None:
         """Queue node-to-node content (e.g. our mailbox tag): encrypted and retried like a
         message, but not stored in any conversation."""

@@ -59,6 +59,14 @@ class ContactsApi:
     def _check(self) -> None:
         raise NotImplementedError
 
+    def claimed_name_of(self, account: bytes) -> str | None:
+        """The name ``account``'s profile gives (``node/profiles.py``, earlier in the MRO)."""
+        raise NotImplementedError
+
+    async def send_profile(self, account: bytes) -> None:
+        """Sends our profile to ``account`` (``node/profiles.py``, earlier in the MRO)."""
+        raise NotImplementedError
+
     @property
     def _s(self) -> Store:
         raise NotImplementedError
@@ -115,13 +123,14 @@ class ContactsApi:
             display_name=display,
             state=state,
             verified=existing.verified if existing else False,
-            claimed_name=existing.claimed_name if existing else None,
+            claimed_name=existing.claimed_name if existing else self.claimed_name_of(account),
             created_at=existing.created_at if existing else now,
             updated_at=now,
         )
         await self._s.put_contact(contact)
         self._events.publish(ContactChanged(account=account, state=state.value))
         await self._mailbox.announce_to(account)
+        await self.send_profile(account)
         return contact
 
     async def contacts(self, *, state: ContactState | None = None) -> list[Contact]:
@@ -142,6 +151,7 @@ class ContactsApi:
     async def accept_contact(self, account: bytes) -> Contact:
         contact = await self._set_contact_state(account, ContactState.ACCEPTED)
         await self._mailbox.announce_to(account)
+        await self.send_profile(account)
         name = self._config.display_name or self.fingerprint[:9]
         self._spawn(
             self._dms.send_control,

@@ -61,21 +61,25 @@ from ..net.base import Network
 from ..protocol.content import Content, MediaRef
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
+from ..protocol.profile import PROFILE_CONTENT_TYPE
 from ..storage.base import Store
 from ..storage.records import (
     ContactState,
     Conversation,
     DeviceDelivery,
     Direction,
+    GroupStatus,
     Message,
     Peer,
     PeerSource,
 )
 from .contacts import ContactsApi, parse_account
 from .devices import DevicesApi
+from .dm_changes import DmChangesApi
 from .files import FilesApi, PathLike
 from .groups import GroupsApi
 from .health import HomeWatch, watch_home
+from .profiles import Profile, ProfilesApi
 
 __all__ = ["Node", "NetworkOpener", "wall_clock_ms", "parse_account"]
 
@@ -102,7 +106,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
+class Node(ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -133,6 +137,8 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         self._store: Store | None = None
         self._network: Network | None = None
         self._dm: DirectMessages | None = None
+        self._profile: Profile | None = None
+        self._profiles: dict[bytes, Profile] = {}
         self._blobs: Blobs | None = None
         self._mailbox_blobs: MailboxBlobs | None = None
         self._directory: Directory | None = None
@@ -227,6 +233,7 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             device_list=self._devices.device_list,
         )
         await self._devices.start(self._directory)
+        await self._load_profiles(self._store)
         self._dm = DirectMessages(
             identity=identity,
             store=self._store,
@@ -238,8 +245,9 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
             clock=self._clock,
             rng=self._rng,
             jitter=self._jitter,
-            display_name=config.display_name,
+            display_name=self.display_name,
         )
+        self._dm.control_handlers[PROFILE_CONTENT_TYPE] = self._on_profile
         await self._dm.start()
         self._wire_fanout(identity.account.account_key)
         self._own_sync = OwnSync(
@@ -304,6 +312,27 @@ class Node(ContactsApi, FilesApi, GroupsApi, DevicesApi):
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._devices_loop)
+
+    @property
+    def display_name(self) -> str | None:
+        """The name we give ourselves: our profile's, else the configured one."""
+        profile = self._profile
+        return profile.name if profile is not None else self._config.display_name
+
+    def _set_display_name(self, name: str) -> None:
+        self._dms.set_display_name(name)
+
+    async def _send_hidden(self, account: bytes, content: Content) -> None:
+        await self._dms.send_hidden(account, content)
+
+    async def _profile_recipients(self) -> set[bytes]:
+        """Who gets our profile: accepted contacts and members of our active groups."""
+        accounts = {c.account for c in await self.contacts(state=ContactState.ACCEPTED)}
+        for group in await self.groups():
+            if group.status is GroupStatus.ACTIVE:
+                accounts |= set(self.group_state(group.group_id).members)
+        accounts.discard(self.account_key)
+        return accounts
 
     def _check(self) -> None:
         if self._state != "running":

@@ -15,7 +15,7 @@ from typing import Any
 
 from p2pchat.errors import ConfigError, WireError
 
-from .codec import AnyMap, Bytes, ListOf, Nested, Struct, Text, UInt, wire
+from .codec import AnyMap, Bool, Bytes, ListOf, Nested, Struct, Text, UInt, wire
 
 __all__ = [
     "TYPE_PATTERN_DOC",
@@ -25,6 +25,10 @@ __all__ = [
     "Content",
     "TextBody",
     "ImageBody",
+    "ReactBody",
+    "EditBody",
+    "DeleteBody",
+    "AMEND_TYPES",
     "parse_known_body",
     "MAX_TEXT_BYTES",
     "MAX_THUMB_BYTES",
@@ -120,10 +124,43 @@ class ImageBody(Struct):
     height: int | None = wire("h", UInt(1, 65535), "pixels", optional=True)
 
 
+_DM_ID = Bytes(16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReactBody(Struct):
+    """``p2pchat/react`` (direct messages): a per (message, emoji, sender) switch."""
+
+    target: bytes = wire("to", _DM_ID, "message id reacted to")
+    emoji: str = wire("emoji", Text(1, 32), "the reaction")
+    on: bool = wire("on", Bool(), "true adds, false removes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditBody(Struct):
+    """``p2pchat/edit`` (direct messages): the new text is in ``Content.text``."""
+
+    target: bytes = wire("to", _DM_ID, "message id edited (the sender's own only)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteBody(Struct):
+    """``p2pchat/delete`` (direct messages): the sender withdraws their own message."""
+
+    target: bytes = wire("to", _DM_ID, "message id deleted (the sender's own only)")
+
+
 KNOWN_TYPES: dict[str, type[Struct]] = {
     "p2pchat/text": TextBody,
     "p2pchat/image": ImageBody,
+    "p2pchat/react": ReactBody,
+    "p2pchat/edit": EditBody,
+    "p2pchat/delete": DeleteBody,
 }
+
+#: Direct-message contents that change an earlier message instead of being one
+#: (``protocol/dm_amend.py`` folds them; wire.md §7).
+AMEND_TYPES = frozenset({"p2pchat/react", "p2pchat/edit", "p2pchat/delete"})
 
 
 def parse_known_body(content: Content) -> Struct | None:

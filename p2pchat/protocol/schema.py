@@ -20,6 +20,7 @@ from .group_events import EVENT_KINDS, GroupEvent, InnerEvent
 from .kinded import KindedFrame, KindedFrames
 from .live_messages import LIVE_KINDS
 from .mailbox import MAILBOX_FRAMES
+from .profile import ProfileBody
 from .records import RECORD_BODIES, Record
 from .sync_messages import SYNC_KINDS
 
@@ -90,7 +91,7 @@ def schema_files() -> dict[str, str]:
     done: set[type[Struct]] = {Envelope, GroupEvent, Record, KindedFrame}
     files: dict[str, list[str]] = {}
 
-    common = _rules([Content, *KNOWN_TYPES.values()], done)
+    common = _rules([Content, *KNOWN_TYPES.values(), ProfileBody], done)
     files["common.cddl"] = [
         f"uint53 = 0..{MAX_UINT}  ; every integer stays within 2^53 - 1 (JSON/JS safe)",
         *common,

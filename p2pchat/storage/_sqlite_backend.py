@@ -326,7 +326,7 @@ class SqliteBackend(SqliteGroups, Backend):
         if row is None:
             raise NotFoundError("no such conversation")
         stored = Message.from_new(message, seq=row[0] + 1)
-        unread = 1 if message.direction is Direction.IN else 0
+        unread = 1 if message.unread else 0
         self._conn.execute(
             "UPDATE conversations SET last_seq = ?, unread = unread + ?,"
             " last_activity = max(last_activity, ?) WHERE conversation_id = ?",

@@ -133,7 +133,8 @@ class Transaction(Protocol):
         """Record a message once; an already-stored ``message_id`` changes nothing.
 
         A new message gets the conversation's next ``seq`` (1, 2, …), raises its
-        ``last_activity`` to ``received_at`` and, if inbound, its ``unread`` count.
+        ``last_activity`` to ``received_at`` and, if :attr:`NewMessage.unread`, its
+        ``unread`` count.
         :class:`NotFoundError` if the conversation does not exist.
         """
         ...

@@ -35,7 +35,6 @@ from .records import (
     DeliveryState,
     DeviceDelivery,
     DhtRecord,
-    Direction,
     GroupInfo,
     GroupStatus,
     MailboxItem,
@@ -202,7 +201,7 @@ class _MemoryBackend(Backend):
         self._t.conversations[message.conversation_id] = replace(
             conversation,
             last_activity=max(conversation.last_activity, message.received_at),
-            unread=conversation.unread + (message.direction is Direction.IN),
+            unread=conversation.unread + message.unread,
         )
         self._t.last_seq[message.conversation_id] = stored.seq
         self._t.messages[message.message_id] = stored

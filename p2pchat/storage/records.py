@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from p2pchat.errors import QuotaExceededError
+from p2pchat.protocol.content import AMEND_TYPES
 
 __all__ = [
     "KEY_LEN",
@@ -292,6 +293,12 @@ class NewMessage:
     sent_at: int
     received_at: int
     state: DeliveryState
+
+    @property
+    def unread(self) -> bool:
+        """Whether it adds to its conversation's unread count: an inbound message, not a
+        reaction, edit or deletion of an earlier one (``protocol/dm_amend.py``)."""
+        return self.direction is Direction.IN and self.content_type not in AMEND_TYPES
 
     def __post_init__(self) -> None:
         check_text("conversation_id", self.conversation_id)

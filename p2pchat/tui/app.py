@@ -8,16 +8,18 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 
 from p2pchat.errors import P2PChatError
 
 from .inert import inert
 from .link import Event, Gap, NodeLink
 from .model import Clock, InboxEntry, Names, mentions
+from .notify import Desktop
 from .screens.base import NodeModal, NodeScreen, run_io
 from .screens.contacts import ContactsScreen, SafetyScreen
 from .screens.conversation import ConversationScreen
@@ -25,6 +27,7 @@ from .screens.discover import DiscoverScreen
 from .screens.group import GroupScreen
 from .screens.inbox import InboxScreen
 from .screens.live import LiveScreen
+from .screens.nearby import NearbyScreen
 from .screens.search import SearchScreen
 from .settings import Settings
 from .threads import DmThread, GroupThread, Thread
@@ -32,6 +35,8 @@ from .threads import DmThread, GroupThread, Thread
 __all__ = ["ChatApp"]
 
 _NOTIFYING = ("dm.received", "group.message", "contact.request")
+#: DM contents that change an earlier message: no bell, no notification.
+_CHANGES = ("p2pchat/react", "p2pchat/edit", "p2pchat/delete")
 
 
 class ChatApp(App[None]):
@@ -62,6 +67,7 @@ class ChatApp(App[None]):
         self.group_activity: dict[str, int] = {}
         self.connected = False
         self.bells = 0
+        self.desktop = Desktop(enabled=self.settings.desktop)
         self._fixed_now = now_ms
 
     def now_ms(self) -> int:
@@ -94,7 +100,8 @@ class ChatApp(App[None]):
             self.notify(inert(str(exc)), severity="error", markup=False)
 
     async def refresh_names(self) -> None:
-        self.names.load(await self.link.call("contacts.list"))
+        contacts = await self.link.call("contacts.list")
+        self.names.load(contacts, await self.link.call("profile.list"))
 
     async def contacts_edited(self) -> None:
         """After this app renamed, verified or removed a contact: re-read the names and the
@@ -119,6 +126,10 @@ class ChatApp(App[None]):
                     await screen.node_event(item)
                 except P2PChatError as exc:
                     self.notify(inert(str(exc)), severity="error", markup=False)
+                except NoMatches:
+                    # The screen's widgets went away under the event: it (or the whole
+                    # app) is being closed, and nobody sees it any more.
+                    self.log.warning(f"{type(screen).__name__} closed during {item.type}")
 
     async def _follow(self, event: Event) -> None:
         """App-wide bookkeeping for one event: names, group unread counts, the bell."""
@@ -134,22 +145,45 @@ class ChatApp(App[None]):
             mentioned = mentions(str(data.get("text", "")), self.link.node.get("display_name"))
             if mentioned:
                 self.group_mentions[gid] = self.group_mentions.get(gid, 0) + 1
-            self._ring(f"group:{gid}", mentioned=mentioned)
-        elif event.type == "dm.received" and not self._viewing(str(data["conversation_id"])):
-            self._ring(str(data["conversation_id"]))
+            who = self.names.label(str(data.get("author", "")))
+            self._ring(f"group:{gid}", mentioned=mentioned, title=f"{who} (group)", body=data)
+        elif (
+            event.type == "dm.received"
+            and not self._viewing(str(data["conversation_id"]))
+            and data.get("content_type") not in _CHANGES
+        ):
+            who = self.names.label(str(data.get("author", "")))
+            self._ring(str(data["conversation_id"]), title=who, body=data, direct=True)
         elif event.type == "contact.request":
-            self._ring(f"request:{data.get('account')}")
+            who = self.names.label(str(data.get("account", "")))
+            self._ring(f"request:{data.get('account')}", title="Contact request", body=who)
 
     def _viewing(self, key: str) -> bool:
         screen = self.screen
         return isinstance(screen, ConversationScreen) and screen.thread.key == key
 
-    def _ring(self, key: str, *, mentioned: bool = False) -> None:
-        """The bell, unless the conversation is muted (a mention rings even then)."""
+    def _ring(
+        self,
+        key: str,
+        *,
+        title: str,
+        body: str | dict[str, Any],
+        mentioned: bool = False,
+        direct: bool = False,
+    ) -> None:
+        """The bell, unless the conversation is muted (a mention rings even then); a
+        desktop notification too for DMs, mentions and requests (when available)."""
         if key in self.settings.muted and not mentioned:
             return
         self.bells += 1
         self.bell()
+        if not self.settings.desktop or not self.desktop.available:
+            return
+        if isinstance(body, dict):
+            if not (direct or mentioned):
+                return  # a group message without a mention: the bell is enough
+            body = str(body.get("text", ""))
+        self.run_worker(self.desktop.show(title, body), group="notify")
 
     def _inbox(self) -> InboxScreen | None:
         for screen in self.screen_stack:
@@ -212,6 +246,9 @@ class ChatApp(App[None]):
 
     def open_discover(self) -> None:
         self._open(DiscoverScreen())
+
+    def open_nearby(self) -> None:
+        self._open(NearbyScreen())
 
     def open_search(self, query: str) -> None:
         self._open(SearchScreen(query))

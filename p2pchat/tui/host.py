@@ -9,6 +9,7 @@ from typing import Protocol
 
 from .link import NodeLink
 from .model import Clock, InboxEntry, Names
+from .notify import Desktop
 from .settings import Settings
 from .threads import GroupThread, Thread
 
@@ -20,6 +21,7 @@ class ChatHost(Protocol):
     clock: Clock
     settings: Settings
     names: Names
+    desktop: Desktop
     group_unread: dict[str, int]
     group_mentions: dict[str, int]
     group_activity: dict[str, int]
@@ -34,6 +36,7 @@ class ChatHost(Protocol):
     def open_contacts(self) -> None: ...
     def open_safety(self, account: str) -> None: ...
     def open_discover(self) -> None: ...
+    def open_nearby(self) -> None: ...
     def open_search(self, query: str) -> None: ...
     def open_group_info(self, thread: GroupThread, *, invite: bool = False) -> None: ...
     def open_live(self, thread: GroupThread) -> None: ...

@@ -19,6 +19,8 @@ from p2pchat_crypto.identity import fingerprint_of
 __all__ = [
     "DELIVERY_MARKS",
     "ChatLine",
+    "FileRef",
+    "files_of",
     "Clock",
     "InboxEntry",
     "Names",
@@ -41,6 +43,37 @@ DELIVERY_MARKS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class FileRef:
+    """An attachment as a message names it (rpc.md FILE_REF): ``name`` is the sender's."""
+
+    file_id: str
+    name: str
+    mime: str
+    size: int
+    thumbnail: bytes | None = None
+
+
+def files_of(m: Mapping[str, Any]) -> tuple[FileRef, ...]:
+    """The ``files`` of a MESSAGE or GROUP_MSG (a malformed entry is left out)."""
+    found = []
+    for f in m.get("files") or ():
+        try:
+            thumb = f.get("thumbnail")
+            found.append(
+                FileRef(
+                    file_id=str(f["file_id"]),
+                    name=str(f.get("name") or "file"),
+                    mime=str(f.get("mime") or ""),
+                    size=int(f.get("size") or 0),
+                    thumbnail=bytes.fromhex(thumb) if isinstance(thumb, str) else None,
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatLine:
     """One message of a conversation, whoever sent it; ``key`` is its message/event id."""
 
@@ -59,6 +92,7 @@ class ChatLine:
     sealed: bool = False
     share: Mapping[str, Any] | None = None
     seq: int | None = None  # a DM's pagination key
+    files: tuple[FileRef, ...] = ()
 
 
 def dm_line(m: Mapping[str, Any]) -> ChatLine:
@@ -73,7 +107,11 @@ def dm_line(m: Mapping[str, Any]) -> ChatLine:
         kind="post",
         state=str(m["state"]) if mine else None,
         reason=m.get("failure_reason"),
+        reactions={str(k): int(v) for k, v in (m.get("reactions") or {}).items()},
+        edited=bool(m.get("edited")),
+        deleted=bool(m.get("deleted")),
         seq=int(m["seq"]),
+        files=files_of(m),
     )
 
 
@@ -93,6 +131,7 @@ def group_line(m: Mapping[str, Any], me: str) -> ChatLine:
         deleted=bool(m.get("deleted")),
         sealed=bool(m.get("sealed")),
         share=share if isinstance(share, Mapping) else None,
+        files=files_of(m),
     )
 
 
@@ -137,11 +176,20 @@ class Names:
 
     def __init__(self) -> None:
         self.me = ""
+        self.about: dict[str, str] = {}
         self._names: dict[str, str] = {}
         self._verified: set[str] = set()
 
-    def load(self, contacts: Iterable[Mapping[str, Any]]) -> None:
-        self._names = {str(c["account"]): str(c["label"]) for c in contacts}
+    def load(
+        self,
+        contacts: Iterable[Mapping[str, Any]],
+        profiles: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        """Contacts by their labels; other people whose profile we have by the name it
+        claims (``~Name``), with its "about" text for the detail views."""
+        self.about = {str(p["account"]): str(p.get("about") or "") for p in profiles}
+        self._names = {str(p["account"]): "~" + str(p["name"]) for p in profiles if p.get("name")}
+        self._names.update({str(c["account"]): str(c["label"]) for c in contacts})
         self._verified = {str(c["account"]) for c in contacts if c.get("verified")}
 
     def add(self, account: str, name: str | None) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from p2pchat.errors import ConfigError
-
 from .link import Event, NodeLink
 from .model import ChatLine, dm_line, group_line
 
@@ -41,7 +39,10 @@ class Thread:
     async def before(self, first: ChatLine) -> list[ChatLine]:
         raise NotImplementedError
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
+        """Send ``text`` (with the ids of ``files`` added with files.add attached)."""
         raise NotImplementedError
 
     async def mark_read(self) -> None:
@@ -51,13 +52,13 @@ class Thread:
         raise NotImplementedError
 
     async def react(self, target: ChatLine, emoji: str) -> None:
-        raise ConfigError("reactions are for group messages (DMs cannot carry them yet)")
+        raise NotImplementedError
 
     async def edit(self, target: ChatLine, text: str) -> None:
-        raise ConfigError("editing is for group messages (DMs cannot carry edits yet)")
+        raise NotImplementedError
 
     async def delete(self, target: ChatLine) -> None:
-        raise ConfigError("deleting is for group messages (DMs cannot carry deletions yet)")
+        raise NotImplementedError
 
 
 class DmThread(Thread):
@@ -73,14 +74,30 @@ class DmThread(Thread):
         params = {"conversation": self.target, "before_seq": first.seq, "limit": PAGE}
         return [dm_line(m) for m in await self.link.call("dm.history", params)]
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
         params: dict[str, Any] = {"to": self.target.removeprefix("dm:"), "text": text}
         if reply_to is not None:
             params["reply_to"] = reply_to.key
+        if files:
+            params["files"] = files
         await self.link.call("dm.send", params)
 
     async def mark_read(self) -> None:
         await self.link.call("dm.mark_read", {"conversation": self.target})
+
+    def _about(self, target: ChatLine) -> dict[str, Any]:
+        return {"to": self.target.removeprefix("dm:"), "target": target.key}
+
+    async def react(self, target: ChatLine, emoji: str) -> None:
+        await self.link.call("dm.react", {**self._about(target), "emoji": emoji})
+
+    async def edit(self, target: ChatLine, text: str) -> None:
+        await self.link.call("dm.edit", {**self._about(target), "text": text})
+
+    async def delete(self, target: ChatLine) -> None:
+        await self.link.call("dm.delete", self._about(target))
 
     def concerns(self, event: Event) -> bool:
         return event.data.get("conversation_id") == self.target
@@ -111,10 +128,14 @@ class GroupThread(Thread):
         result: Mapping[str, Any] = await self.link.call("groups.view", {"group": self.target})
         return result
 
-    async def send(self, text: str, reply_to: ChatLine | None) -> None:
+    async def send(
+        self, text: str, reply_to: ChatLine | None, files: list[str] | None = None
+    ) -> None:
         params: dict[str, Any] = {"group": self.target, "text": text}
         if reply_to is not None:
             params["reply_to"] = reply_to.key
+        if files:
+            params["files"] = files
         await self.link.call("groups.post", params)
 
     async def react(self, target: ChatLine, emoji: str) -> None:

@@ -92,7 +92,11 @@ def run_check(vector: dict[str, Any]) -> dict[str, Any]:
     check = vector["check"]
     if check == "link-code":
         code = LinkCode.parse(vector["code"])
-        return {"device_key": code.device_key.hex(), "secret": code.secret.hex(), "addrs": list(code.addrs)}
+        return {
+            "device_key": code.device_key.hex(),
+            "secret": code.secret.hex(),
+            "addrs": list(code.addrs),
+        }
     data = bytes.fromhex(vector["hex"])
     if check == "link-message":
         decode_link_message(data)
@@ -109,7 +113,10 @@ def run_check(vector: dict[str, Any]) -> dict[str, Any]:
         return {"confirm": request.confirm}
     nonce = bytes.fromhex(vector["nonce"])
     joiner = LinkJoiner(
-        LinkCode(device_key=existing, secret=secret), device_key=remote, name="x", rng=lambda n: nonce
+        LinkCode(device_key=existing, secret=secret),
+        device_key=remote,
+        name="x",
+        rng=lambda n: nonce,
     )
     if check == "link-sync":
         content = decode_sync_content(joiner.open(decode_sync_frame(data).box))
@@ -133,7 +140,9 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     new_seed = rng(32)
     nonce_rng = _Seeded("joiner-nonce")
     secret_rng = _Seeded("link-secret")
-    offer = LinkOffer(device_key=first.public_key, addrs=("/ip4/127.0.0.1/tcp/4001",), now=NOW, rng=secret_rng)
+    offer = LinkOffer(
+        device_key=first.public_key, addrs=("/ip4/127.0.0.1/tcp/4001",), now=NOW, rng=secret_rng
+    )
     from nacl.signing import SigningKey
 
     new_key = bytes(SigningKey(new_seed).verify_key)
@@ -142,14 +151,23 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     join = joiner.join_message()
     offer.receive_join(join, remote_device=new_key, now=NOW + 1000)
     cert = offer.certify(account, now=NOW + 1000)
-    listed = add_device(single_device_list(_entry(first)), DeviceEntry(device=new_key, cert=cert.encode()))
+    listed = add_device(
+        single_device_list(_entry(first)), DeviceEntry(device=new_key, cert=cert.encode())
+    )
     list_record = _record(account, listed)
-    grant = offer.grant(account=account, certificate=cert, devices_record=list_record, rng=_Seeded("box-nonce"))
+    grant = offer.grant(
+        account=account, certificate=cert, devices_record=list_record, rng=_Seeded("box-nonce")
+    )
     sync = SyncContent(
         contacts=(SyncContact(account=b"\x0b" * 32, name="Bob", state="accepted", verified=True),),
-        groups=(SyncGroup(group=b"\x0c" * 32), SyncGroup(group=b"\x0d" * 32, invite="p2pchat-invite:example")),
+        groups=(
+            SyncGroup(group=b"\x0c" * 32),
+            SyncGroup(group=b"\x0d" * 32, invite="p2pchat-invite:example"),
+        ),
     )
-    sync_frame = LinkSync(t="sync", v=1, box=offer.seal(sync.to_bytes(), rng=_Seeded("sync-nonce"))).to_bytes()
+    sync_frame = LinkSync(
+        t="sync", v=1, box=offer.seal(sync.to_bytes(), rng=_Seeded("sync-nonce"))
+    ).to_bytes()
     common = {
         "existing": first.public_key.hex(),
         "secret": offer.code.secret.hex(),
@@ -164,41 +182,182 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     devices_key = dht_key("devices", account.account_key)
     valid: list[dict[str, Any]] = [
         {"name": "link code", "check": "link-code", "code": offer.code.encode()},
-        {"name": "link join", "check": "link-join", "rule": "link-join", "hex": join.hex(), **common},
-        {"name": "link grant", "check": "link-grant", "rule": "link-grant", "hex": grant.hex(), **common},
-        {"name": "link sync", "check": "link-sync", "rule": "link-sync", "hex": sync_frame.hex(), **common},
-        {"name": "link deny", "check": "link-message", "rule": "link-deny", "hex": LinkDeny(t="deny", v=1, why="refused").to_bytes().hex()},
-        {"name": "link done", "check": "link-message", "rule": "link-done", "hex": LinkDone(t="done", v=1).to_bytes().hex()},
-        {"name": "device list after a link", "check": "record", "rule": "record", "hex": list_record.hex(), "dht_key": devices_key, "now": NOW},
-        {"name": "device list with a revocation", "check": "record", "rule": "record", "hex": _record(account, revoked, 2).hex(), "dht_key": devices_key, "now": NOW},
+        {
+            "name": "link join",
+            "check": "link-join",
+            "rule": "link-join",
+            "hex": join.hex(),
+            **common,
+        },
+        {
+            "name": "link grant",
+            "check": "link-grant",
+            "rule": "link-grant",
+            "hex": grant.hex(),
+            **common,
+        },
+        {
+            "name": "link sync",
+            "check": "link-sync",
+            "rule": "link-sync",
+            "hex": sync_frame.hex(),
+            **common,
+        },
+        {
+            "name": "link deny",
+            "check": "link-message",
+            "rule": "link-deny",
+            "hex": LinkDeny(t="deny", v=1, why="refused").to_bytes().hex(),
+        },
+        {
+            "name": "link done",
+            "check": "link-message",
+            "rule": "link-done",
+            "hex": LinkDone(t="done", v=1).to_bytes().hex(),
+        },
+        {
+            "name": "device list after a link",
+            "check": "record",
+            "rule": "record",
+            "hex": list_record.hex(),
+            "dht_key": devices_key,
+            "now": NOW,
+        },
+        {
+            "name": "device list with a revocation",
+            "check": "record",
+            "rule": "record",
+            "hex": _record(account, revoked, 2).hex(),
+            "dht_key": devices_key,
+            "now": NOW,
+        },
     ]
     stranger = Account.generate(rng)
-    forged = Revocation.sign(device=first.public_key, at=NOW, signing_key=ExternalSigner(stranger.account_key, stranger.sign))
+    forged = Revocation.sign(
+        device=first.public_key,
+        at=NOW,
+        signing_key=ExternalSigner(stranger.account_key, stranger.sign),
+    )
     bad_sig = Revocation.from_value({**revocation.to_value(), "at": NOW + 6000})
     lists_bad = [
-        ("device list: revocation by another account", DeviceListRecord(devices=(_entry(third),), revoked=(forged,)), "wrong-signer"),
-        ("device list: revocation with a bad signature", DeviceListRecord(devices=(_entry(third),), revoked=(bad_sig,)), "bad-signature"),
-        ("device list: a revoked device listed", DeviceListRecord(devices=(_entry(first), DeviceEntry(device=new_key, cert=cert.encode())), revoked=(revocation,)), "revoked-device"),
-        ("device list: a device twice", DeviceListRecord(devices=(_entry(first), _entry(first))), "duplicate"),
-        ("device list: revoked twice", DeviceListRecord(devices=(_entry(first),), revoked=(revocation, revocation)), "duplicate"),
+        (
+            "device list: revocation by another account",
+            DeviceListRecord(devices=(_entry(third),), revoked=(forged,)),
+            "wrong-signer",
+        ),
+        (
+            "device list: revocation with a bad signature",
+            DeviceListRecord(devices=(_entry(third),), revoked=(bad_sig,)),
+            "bad-signature",
+        ),
+        (
+            "device list: a revoked device listed",
+            DeviceListRecord(
+                devices=(_entry(first), DeviceEntry(device=new_key, cert=cert.encode())),
+                revoked=(revocation,),
+            ),
+            "revoked-device",
+        ),
+        (
+            "device list: a device twice",
+            DeviceListRecord(devices=(_entry(first), _entry(first))),
+            "duplicate",
+        ),
+        (
+            "device list: revoked twice",
+            DeviceListRecord(devices=(_entry(first),), revoked=(revocation, revocation)),
+            "duplicate",
+        ),
     ]
-    wrong_secret = LinkJoiner(LinkCode(device_key=first.public_key, secret=b"\x00" * 16), device_key=new_key, name="x", rng=_Seeded("joiner-nonce"))
+    wrong_secret = LinkJoiner(
+        LinkCode(device_key=first.public_key, secret=b"\x00" * 16),
+        device_key=new_key,
+        name="x",
+        rng=_Seeded("joiner-nonce"),
+    )
     damaged = bytearray(grant)
     damaged[-1] ^= 1
     invalid: list[dict[str, Any]] = [
-        {"name": "link code: damaged", "check": "link-code", "code": offer.code.encode()[:-4], "reason": "bad-code"},
-        {"name": "link code: other prefix", "check": "link-code", "code": "p2pchat-invite:" + offer.code.encode()[13:], "reason": "bad-code"},
-        {"name": "link join: wrong secret", "check": "link-join", "hex": wrong_secret.join_message().hex(), **common, "reason": "bad-proof"},
-        {"name": "link join: from another peer", "check": "link-join", "hex": join.hex(), **{**common, "remote": first.public_key.hex()}, "reason": "wrong-sender"},
-        {"name": "link join: after 5 minutes", "check": "link-join", "hex": join.hex(), **{**common, "now": NOW + 300_000}, "reason": "expired"},
-        {"name": "link grant: damaged box", "check": "link-grant", "hex": bytes(damaged).hex(), **common, "reason": "bad-proof"},
-        {"name": "link grant: for another device", "check": "link-grant", "hex": grant.hex(), **{**common, "remote": third.public_key.hex()}, "reason": "bad-proof"},
-        {"name": "link sync: sealed for another join", "check": "link-sync", "hex": sync_frame.hex(), **{**common, "nonce": "00" * 16}, "reason": "bad-proof"},
-        {"name": "link message: unknown kind", "check": "link-message", "hex": cbor.encode({"t": "hello", "v": 1}).hex(), "reason": "unknown-kind"},
-        {"name": "link message: join without proof", "check": "link-message", "hex": cbor.encode({k: v for k, v in cbor.decode(join, max_size=8192).items() if k != "proof"}).hex(), "reason": "missing-field"},
+        {
+            "name": "link code: damaged",
+            "check": "link-code",
+            "code": offer.code.encode()[:-4],
+            "reason": "bad-code",
+        },
+        {
+            "name": "link code: other prefix",
+            "check": "link-code",
+            "code": "p2pchat-invite:" + offer.code.encode()[13:],
+            "reason": "bad-code",
+        },
+        {
+            "name": "link join: wrong secret",
+            "check": "link-join",
+            "hex": wrong_secret.join_message().hex(),
+            **common,
+            "reason": "bad-proof",
+        },
+        {
+            "name": "link join: from another peer",
+            "check": "link-join",
+            "hex": join.hex(),
+            **{**common, "remote": first.public_key.hex()},
+            "reason": "wrong-sender",
+        },
+        {
+            "name": "link join: after 5 minutes",
+            "check": "link-join",
+            "hex": join.hex(),
+            **{**common, "now": NOW + 300_000},
+            "reason": "expired",
+        },
+        {
+            "name": "link grant: damaged box",
+            "check": "link-grant",
+            "hex": bytes(damaged).hex(),
+            **common,
+            "reason": "bad-proof",
+        },
+        {
+            "name": "link grant: for another device",
+            "check": "link-grant",
+            "hex": grant.hex(),
+            **{**common, "remote": third.public_key.hex()},
+            "reason": "bad-proof",
+        },
+        {
+            "name": "link sync: sealed for another join",
+            "check": "link-sync",
+            "hex": sync_frame.hex(),
+            **{**common, "nonce": "00" * 16},
+            "reason": "bad-proof",
+        },
+        {
+            "name": "link message: unknown kind",
+            "check": "link-message",
+            "hex": cbor.encode({"t": "hello", "v": 1}).hex(),
+            "reason": "unknown-kind",
+        },
+        {
+            "name": "link message: join without proof",
+            "check": "link-message",
+            "hex": cbor.encode(
+                {k: v for k, v in cbor.decode(join, max_size=8192).items() if k != "proof"}
+            ).hex(),
+            "reason": "missing-field",
+        },
     ]
     for name, body, reason in lists_bad:
-        invalid.append({"name": name, "check": "record", "hex": _record(account, body).hex(), "dht_key": devices_key, "now": NOW, "reason": reason})
+        invalid.append(
+            {
+                "name": name,
+                "check": "record",
+                "hex": _record(account, body).hex(),
+                "dht_key": devices_key,
+                "now": NOW,
+                "reason": reason,
+            }
+        )
     return valid, invalid
 
 

@@ -31,7 +31,16 @@ from p2pchat.errors import WireError
 from p2pchat.protocol import mailbox as mb
 from p2pchat.protocol.blob import Manifest, blob_id_of
 from p2pchat.protocol.codec import Struct
-from p2pchat.protocol.content import Content, ImageBody, MediaRef, Price
+from p2pchat.protocol.profile import ProfileBody
+from p2pchat.protocol.content import (
+    Content,
+    DeleteBody,
+    EditBody,
+    ImageBody,
+    MediaRef,
+    Price,
+    ReactBody,
+)
 from p2pchat.protocol.dm_messages import (
     ContactAccept,
     ContactDecline,
@@ -135,6 +144,8 @@ def certificate(account: str, device: SigningKey) -> bytes:
     holder = Account(signing_seed=seed, identity_dh_secret=blake2b(seed, size=32))
     cert = holder.certify_device(bytes(device.verify_key), now=NOW - 86_400_000)
     return cert.encode()
+
+
 TAG_SEED = blake2b(b"bob-mailbox-tag", size=32, person=b"p2pchat-vectors")
 TAG_KEY = SigningKey(TAG_SEED)
 
@@ -295,7 +306,9 @@ def _event_bodies() -> list[Struct]:
         MemberBan(account=CAROL_ACCT, reason="spam", until=NOW + 7 * 86_400_000),
         RoleChange(account=BOB_ACCT, role="moderator"),
         DeviceRevoke(
-            revocation=Revocation.sign(device=bytes(CAROL.verify_key), at=NOW, signing_key=key("alice")),
+            revocation=Revocation.sign(
+                device=bytes(CAROL.verify_key), at=NOW, signing_key=key("alice")
+            ),
             upto=3,
         ),
         SenderKeyDistribution(
@@ -315,7 +328,12 @@ def _event_bodies() -> list[Struct]:
             image=IMAGE_REF,
             note="on sale this week",
         ),
-        Poll(question="Saturday or Sunday?", options=("Sat", "Sun"), multi=False, deadline=NOW + 3_600_000),
+        Poll(
+            question="Saturday or Sunday?",
+            options=("Sat", "Sun"),
+            multi=False,
+            deadline=NOW + 3_600_000,
+        ),
         Vote(poll=post, choices=(1,)),
         GroupBuy(
             title="Group order: headlamps",
@@ -351,7 +369,9 @@ def _envelope_messages() -> list[Struct]:
         ContactAccept(request_id=ident("r1"), account=BOB_ACCT, name="Bob"),
         ContactDecline(request_id=ident("r1")),
         DmRefuse(ids=(ident("m3"),), reason="declined"),
-        SyncFrontier(group=GROUP, heads=(Head(device=bytes(ALICE.verify_key), seq=3, hash=head.event_id),)),
+        SyncFrontier(
+            group=GROUP, heads=(Head(device=bytes(ALICE.verify_key), seq=3, hash=head.event_id),)
+        ),
         SyncWant(group=GROUP, ranges=(WantRange(device=bytes(ALICE.verify_key), first=1, last=3),)),
         SyncBatch(group=GROUP, runs=(Run(device=bytes(ALICE.verify_key), events=tuple(chain)),)),
         SyncEnd(group=GROUP, more=False),
@@ -372,7 +392,9 @@ def _records() -> list[tuple[str, bytes, bytes]]:
     devs = DeviceListRecord(
         devices=(DeviceEntry(device=bytes(ALICE.verify_key), cert=ident("device-cert", 100)),)
     )
-    topic = TopicRecord(tag="hiking", groups=(TopicEntry(group=GROUP, name="Hiking club", kind="private"),))
+    topic = TopicRecord(
+        tag="hiking", groups=(TopicEntry(group=GROUP, name="Hiking club", kind="private"),)
+    )
     boxes = MailboxRecord(
         mailboxes=(MailboxEntry(peer=MAILBOX_PEER, addrs=("/ip4/127.0.0.1/tcp/4001",)),)
     )
@@ -419,19 +441,43 @@ def valid_vectors() -> list[dict[str, Any]]:
 
     for message in _envelope_messages():
         kind = message.KIND  # type: ignore[attr-defined]
-        add(kind, "envelope", f"envelope-{kind_rule(kind)}", seal(message, signing_key=ALICE, now=NOW), kind=kind)
-    add("dm.ack (framed)", "frame", "", encode_frame(seal(DmAck(ids=(ident("m1"),)), signing_key=BOB, now=NOW)))
+        add(
+            kind,
+            "envelope",
+            f"envelope-{kind_rule(kind)}",
+            seal(message, signing_key=ALICE, now=NOW),
+            kind=kind,
+        )
+    add(
+        "dm.ack (framed)",
+        "frame",
+        "",
+        encode_frame(seal(DmAck(ids=(ident("m1"),)), signing_key=BOB, now=NOW)),
+    )
     # Forward compatibility: an unknown field is ignored, and it is covered by the signature.
-    value = cbor.decode(seal(ContactDecline(request_id=ident("r1")), signing_key=BOB, now=NOW), max_size=MAX_FRAME)
+    value = cbor.decode(
+        seal(ContactDecline(request_id=ident("r1")), signing_key=BOB, now=NOW), max_size=MAX_FRAME
+    )
     del value["sig"]
     value["x-future"] = {"hint": 1}
     value["sig"] = sign_map("envelope", value, BOB)
-    add("envelope with an unknown field", "envelope", "envelope-contact-decline", cbor.encode(value), kind="contact.decline")
+    add(
+        "envelope with an unknown field",
+        "envelope",
+        "envelope-contact-decline",
+        cbor.encode(value),
+        kind="contact.decline",
+    )
     # Nesting depth (wire.md §3): the top-level item is at depth 0; an item at depth 16 is
     # the deepest allowed. Here: the map (0), its unknown field's 15 nested arrays (1-15),
     # and the innermost array's element (16).
-    add("nesting at the maximum depth (16)", "envelope", "envelope-contact-decline",
-        _resign({**value, "x-future": _nested(15)}, signer=BOB), kind="contact.decline")
+    add(
+        "nesting at the maximum depth (16)",
+        "envelope",
+        "envelope-contact-decline",
+        _resign({**value, "x-future": _nested(15)}, signer=BOB),
+        kind="contact.decline",
+    )
 
     add("genesis", "event", "event-genesis", GENESIS, kind="genesis")
     prev = GROUP
@@ -457,6 +503,18 @@ def valid_vectors() -> list[dict[str, Any]]:
     copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT)
     add("dm plaintext, the copy for the sender's own other devices (to)", "dm-plaintext",
         "dm-plaintext", copy.to_bytes())  # fmt: skip
+    # Changes of an earlier message (wire.md §7, "Reactions, edits and deletions"), and a
+    # profile (node-to-node content).
+    for n, (ctype, body, text) in enumerate([
+        ("p2pchat/react", ReactBody(target=ident("m1"), emoji="\U0001f44d", on=True), "reacted \U0001f44d"),
+        ("p2pchat/edit", EditBody(target=ident("m1")), "see you at 2"),
+        ("p2pchat/delete", DeleteBody(target=ident("m1")), "deleted a message"),
+        ("p2pchat/profile", ProfileBody(name="Alice", about="reads books", ts=NOW), ""),
+    ], start=5):  # fmt: skip
+        change = DmPlaintext(
+            id=ident(f"m{n}"), ts=NOW, content=Content(type=ctype, body=body.to_value(), text=text)
+        )
+        add(f"dm plaintext, {ctype}", "dm-plaintext", "dm-plaintext", change.to_bytes())
 
     for ns, key_bytes, data in _records():
         add(f"record {ns}", "record", f"record-{ns}", data, dht_key=dht_key(ns, key_bytes), now=NOW)
@@ -490,7 +548,9 @@ class _Future(Struct):
 
 
 def _envelope_value(message: Struct, signer: SigningKey = ALICE) -> dict[str, Any]:
-    value: dict[str, Any] = cbor.decode(seal(message, signing_key=signer, now=NOW), max_size=MAX_FRAME)
+    value: dict[str, Any] = cbor.decode(
+        seal(message, signing_key=signer, now=NOW), max_size=MAX_FRAME
+    )
     return value
 
 
@@ -507,131 +567,412 @@ def invalid_vectors() -> list[dict[str, Any]]:
         vectors.append({"name": name, "check": check, "hex": data.hex(), "reason": reason, **extra})
 
     copy = DmPlaintext(id=ident("m4"), ts=NOW, content=TEXT, to=BOB_ACCT).to_value()
-    bad("dm plaintext: to is 31 bytes", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT[:31]}), "bad-length")
-    bad("dm plaintext: to is text", "dm-plaintext", cbor.encode({**copy, "to": BOB_ACCT.hex()}), "wrong-type")
+    bad(
+        "dm plaintext: to is 31 bytes",
+        "dm-plaintext",
+        cbor.encode({**copy, "to": BOB_ACCT[:31]}),
+        "bad-length",
+    )
+    bad(
+        "dm plaintext: to is text",
+        "dm-plaintext",
+        cbor.encode({**copy, "to": BOB_ACCT.hex()}),
+        "wrong-type",
+    )
 
     ack = DmAck(ids=(ident("m1"),))
     good = seal(ack, signing_key=ALICE, now=NOW)
     assert good[0] == 0xA6 and b"\x61\x76\x01" in good
-    bad("non-canonical integer (v as 0x18 0x01)", "envelope", good.replace(b"\x61\x76\x01", b"\x61\x76\x18\x01"), "non-canonical")
-    bad("duplicate key (v twice)", "envelope", b"\xa7" + good[1:].replace(b"\x61\x76\x01", b"\x61\x76\x01\x61\x76\x01"), "duplicate-key")
-    bad("tag (epoch tag 1 on t)", "envelope", good.replace(b"\x61\x74\x1b", b"\x61\x74\xc1\x1b"), "tag")
+    bad(
+        "non-canonical integer (v as 0x18 0x01)",
+        "envelope",
+        good.replace(b"\x61\x76\x01", b"\x61\x76\x18\x01"),
+        "non-canonical",
+    )
+    bad(
+        "duplicate key (v twice)",
+        "envelope",
+        b"\xa7" + good[1:].replace(b"\x61\x76\x01", b"\x61\x76\x01\x61\x76\x01"),
+        "duplicate-key",
+    )
+    bad(
+        "tag (epoch tag 1 on t)",
+        "envelope",
+        good.replace(b"\x61\x74\x1b", b"\x61\x74\xc1\x1b"),
+        "tag",
+    )
     bad("trailing byte", "envelope", good + b"\x00", "trailing-bytes")
     bad("indefinite-length map", "envelope", b"\xbf" + good[1:] + b"\xff", "indefinite-length")
-    bad("float instead of integer", "envelope", good.replace(b"\x61\x76\x01", b"\x61\x76\xf9\x3c\x00"), "type")
-    bad("invalid UTF-8 in a text string", "envelope", good.replace(b"\x61\x6b\x66dm.ack", b"\x61\x6b\x66dm.\xff\xfe"), "bad-utf8")
+    bad(
+        "float instead of integer",
+        "envelope",
+        good.replace(b"\x61\x76\x01", b"\x61\x76\xf9\x3c\x00"),
+        "type",
+    )
+    bad(
+        "invalid UTF-8 in a text string",
+        "envelope",
+        good.replace(b"\x61\x6b\x66dm.ack", b"\x61\x6b\x66dm.\xff\xfe"),
+        "bad-utf8",
+    )
     unsorted = b"\xa2\x61\x76\x01\x61\x6b\x66dm.ack"
     bad("unsorted map keys", "envelope", unsorted, "non-canonical")
     bad("truncated", "envelope", good[:-5], "truncated")
     bad("top level is not a map", "envelope", cbor.encode([1, 2]), "wrong-type")
-    bad("oversized frame (prefix announces MAX_FRAME + 1)", "frame", encode_varint(MAX_FRAME + 1) + good, "frame-too-large")
+    bad(
+        "oversized frame (prefix announces MAX_FRAME + 1)",
+        "frame",
+        encode_varint(MAX_FRAME + 1) + good,
+        "frame-too-large",
+    )
     bad("non-minimal varint prefix", "frame", b"\x80\x00", "bad-varint")
 
     value = _envelope_value(ack)
     bad("wrong type (t is text)", "envelope", _resign({**value, "t": "now"}), "wrong-type")
-    bad("missing field (no s)", "envelope", _resign({k: v for k, v in value.items() if k != "s"}), "missing-field")
-    bad("bad length (s is 31 bytes)", "envelope", _resign({**value, "s": value["s"][:31]}), "bad-length")
+    bad(
+        "missing field (no s)",
+        "envelope",
+        _resign({k: v for k, v in value.items() if k != "s"}),
+        "missing-field",
+    )
+    bad(
+        "bad length (s is 31 bytes)",
+        "envelope",
+        _resign({**value, "s": value["s"][:31]}),
+        "bad-length",
+    )
     bad("integer map key", "envelope", _resign({**value, 7: 1}), "key-type")
     sig = bytearray(value["sig"])
     sig[0] ^= 1
-    bad("bad signature (one bit flipped)", "envelope", cbor.encode({**value, "sig": bytes(sig)}), "bad-signature")
+    bad(
+        "bad signature (one bit flipped)",
+        "envelope",
+        cbor.encode({**value, "sig": bytes(sig)}),
+        "bad-signature",
+    )
     bad("signature by another key", "envelope", _resign(value, signer=BOB), "bad-signature")
-    bad("signature in another context", "envelope", _resign(value, context="event"), "bad-signature")
+    bad(
+        "signature in another context", "envelope", _resign(value, context="event"), "bad-signature"
+    )
     bad("unsupported version", "envelope", _resign({**value, "v": 2}), "unsupported-version")
     bad("unknown kind", "envelope", _resign({**value, "k": "dm.future"}), "unknown-kind")
     # The order of checks (wire.md §3, "Which reason"): profile, then v, then fields in
     # table order, then rules across fields.
     deep = {k: v for k, v in value.items() if k != "sig"} | {"x-future": _nested(16)}
-    bad("nesting deeper than 16", "envelope",
-        cbor.encode(deep | {"sig": bytes(64)}, max_depth=40), "too-deep")
-    bad("byte-string map key (profile)", "envelope", b"\xa7" + good[1:] + b"\x41\x00\x01", "key-type")
+    bad(
+        "nesting deeper than 16",
+        "envelope",
+        cbor.encode(deep | {"sig": bytes(64)}, max_depth=40),
+        "too-deep",
+    )
+    bad(
+        "byte-string map key (profile)",
+        "envelope",
+        b"\xa7" + good[1:] + b"\x41\x00\x01",
+        "key-type",
+    )
     bad("negative integer map key (message)", "envelope", _resign({**value, -1: 1}), "key-type")
     bad("v = 0", "envelope", _resign({**value, "v": 0}), "out-of-range")
-    bad("v = 2 and s missing: version first", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"v": 2}), "unsupported-version")
-    bad("v = 0 and s missing: v is the first field", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"v": 0}), "out-of-range")
-    bad("s missing and t text: fields in table order", "envelope", _resign({k: v for k, v in value.items() if k != "s"} | {"t": "now"}), "missing-field")
-    bad("payload: empty ack list", "envelope", _resign({**value, "p": cbor.encode({"ids": []})}), "bad-length")
-    bad("payload: non-canonical", "envelope", _resign({**value, "p": b"\xa1\x63ids\x81\x58\x10" + ident("m1")}), "non-canonical")
+    bad(
+        "v = 2 and s missing: version first",
+        "envelope",
+        _resign({k: v for k, v in value.items() if k != "s"} | {"v": 2}),
+        "unsupported-version",
+    )
+    bad(
+        "v = 0 and s missing: v is the first field",
+        "envelope",
+        _resign({k: v for k, v in value.items() if k != "s"} | {"v": 0}),
+        "out-of-range",
+    )
+    bad(
+        "s missing and t text: fields in table order",
+        "envelope",
+        _resign({k: v for k, v in value.items() if k != "s"} | {"t": "now"}),
+        "missing-field",
+    )
+    bad(
+        "payload: empty ack list",
+        "envelope",
+        _resign({**value, "p": cbor.encode({"ids": []})}),
+        "bad-length",
+    )
+    bad(
+        "payload: non-canonical",
+        "envelope",
+        _resign({**value, "p": b"\xa1\x63ids\x81\x58\x10" + ident("m1")}),
+        "non-canonical",
+    )
     bad("payload: not a map", "envelope", _resign({**value, "p": cbor.encode("x")}), "wrong-type")
-    want = _envelope_value(SyncWant(group=GROUP, ranges=(WantRange(device=GROUP, first=1, last=2),)))
-    bad("want range with from > to", "envelope", _resign({**want, "p": cbor.encode({"g": GROUP, "ranges": [{"d": GROUP, "from": 5, "to": 2}]})}), "invalid")
+    want = _envelope_value(
+        SyncWant(group=GROUP, ranges=(WantRange(device=GROUP, first=1, last=2),))
+    )
+    bad(
+        "want range with from > to",
+        "envelope",
+        _resign(
+            {**want, "p": cbor.encode({"g": GROUP, "ranges": [{"d": GROUP, "from": 5, "to": 2}]})}
+        ),
+        "invalid",
+    )
 
     ev = cbor.decode(_event(Post(content=TEXT), seq=2, prev=GROUP), max_size=MAX_FRAME)
     bad("event: bad signature", "event", cbor.encode({**ev, "lt": 7}), "bad-signature")
     bad("event: prev present with seq 1", "event", _resign({**ev, "seq": 1}, "event"), "invalid")
-    bad("event: known kind, malformed body", "event", _resign({**ev, "b": {"c": {"type": "p2pchat/text", "body": {}}}}, "event"), "missing-field")
-    bad("event: content type without namespace", "event", _resign({**ev, "b": {"c": {"type": "text", "body": {}, "text": ""}}}, "event"), "invalid")
+    bad(
+        "event: known kind, malformed body",
+        "event",
+        _resign({**ev, "b": {"c": {"type": "p2pchat/text", "body": {}}}}, "event"),
+        "missing-field",
+    )
+    bad(
+        "event: content type without namespace",
+        "event",
+        _resign({**ev, "b": {"c": {"type": "text", "body": {}, "text": ""}}}, "event"),
+        "invalid",
+    )
     bad("event: seq 0", "event", _resign({**ev, "seq": 0}, "event"), "out-of-range")
-    bad("event: integer above 2^53 - 1", "event", _resign({**ev, "ts": 2**53}, "event"), "out-of-range")
-    bad("event: duplicate deps", "event", _resign({**ev, "deps": [GROUP, GROUP]}, "event"), "invalid")
+    bad(
+        "event: integer above 2^53 - 1",
+        "event",
+        _resign({**ev, "ts": 2**53}, "event"),
+        "out-of-range",
+    )
+    bad(
+        "event: duplicate deps",
+        "event",
+        _resign({**ev, "deps": [GROUP, GROUP]}, "event"),
+        "invalid",
+    )
     gen = cbor.decode(GENESIS, max_size=MAX_FRAME)
     bad("event: genesis with a group id", "event", _resign({**gen, "g": GROUP}, "event"), "invalid")
     # Genesis shape (wire.md §8): a rule across fields, so `invalid` (whatever a CDDL
     # validator says about the same bytes).
     bad("event: genesis with seq 2", "event", _resign({**gen, "seq": 2}, "event"), "invalid")
     bad("event: genesis with lt 2", "event", _resign({**gen, "lt": 2}, "event"), "invalid")
-    bad("event: genesis with deps", "event", _resign({**gen, "deps": [ident("d", 32)]}, "event"), "invalid")
-    bad("event: non-genesis kind without g", "event", _resign({k: v for k, v in ev.items() if k != "g"}, "event"), "invalid")
-    bad("event: slow mode beyond one day", "event", _resign({**gen, "b": {**gen["b"], "desc": {**gen["b"]["desc"], "rules": {**gen["b"]["desc"]["rules"], "slow": 86401}}}}, "event"), "out-of-range")
+    bad(
+        "event: genesis with deps",
+        "event",
+        _resign({**gen, "deps": [ident("d", 32)]}, "event"),
+        "invalid",
+    )
+    bad(
+        "event: non-genesis kind without g",
+        "event",
+        _resign({k: v for k, v in ev.items() if k != "g"}, "event"),
+        "invalid",
+    )
+    bad(
+        "event: slow mode beyond one day",
+        "event",
+        _resign(
+            {
+                **gen,
+                "b": {
+                    **gen["b"],
+                    "desc": {
+                        **gen["b"]["desc"],
+                        "rules": {**gen["b"]["desc"]["rules"], "slow": 86401},
+                    },
+                },
+            },
+            "event",
+        ),
+        "out-of-range",
+    )
 
     chain = _chain(3)
     device = bytes(ALICE.verify_key)
 
     def batch(events: list[bytes]) -> bytes:
-        return seal(SyncBatch(group=GROUP, runs=(Run(device=device, events=tuple(events)),)), signing_key=BOB, now=NOW)
+        return seal(
+            SyncBatch(group=GROUP, runs=(Run(device=device, events=tuple(events)),)),
+            signing_key=BOB,
+            now=NOW,
+        )
 
     bad("batch: gap in the chain", "envelope", batch([chain[0], chain[2]]), "broken-chain")
     forged = cbor.decode(chain[1], max_size=MAX_FRAME)
     forged["b"] = Post(content=Content(type="p2pchat/text", body={}, text="forged")).to_value()
-    bad("batch: middle event altered (its own signature is never checked)", "envelope", batch([chain[0], cbor.encode(forged), chain[2]]), "broken-chain")
+    bad(
+        "batch: middle event altered (its own signature is never checked)",
+        "envelope",
+        batch([chain[0], cbor.encode(forged), chain[2]]),
+        "broken-chain",
+    )
     last = cbor.decode(chain[2], max_size=MAX_FRAME)
-    bad("batch: last event's signature is bad", "envelope", batch([chain[0], chain[1], cbor.encode({**last, "sig": bytes(64)})]), "bad-signature")
+    bad(
+        "batch: last event's signature is bad",
+        "envelope",
+        batch([chain[0], chain[1], cbor.encode({**last, "sig": bytes(64)})]),
+        "bad-signature",
+    )
     bad("batch: run does not start at seq 1", "envelope", batch(chain[1:]), "broken-chain")
     # wire.md §9.1 rule 1: one device and one account per run.
     other = cbor.decode(chain[1], max_size=MAX_FRAME)
     relinked = cbor.decode(chain[2], max_size=MAX_FRAME)
     moved = _resign({**other, "aa": BOB_ACCT}, "event")
-    bad("batch: author account changes inside a run", "envelope",
-        batch([chain[0], moved, _resign({**relinked, "prev": event_id_of(moved)}, "event")]), "broken-chain")
-    bad("batch: run of another device than its d", "envelope",
-        seal(SyncBatch(group=GROUP, runs=(Run(device=bytes(BOB.verify_key), events=tuple(chain)),)), signing_key=BOB, now=NOW),
-        "broken-chain")
-    bad("batch: Lamport time does not increase", "envelope",
-        batch([chain[0], _resign({**other, "lt": 1}, "event")]), "broken-chain")
+    bad(
+        "batch: author account changes inside a run",
+        "envelope",
+        batch([chain[0], moved, _resign({**relinked, "prev": event_id_of(moved)}, "event")]),
+        "broken-chain",
+    )
+    bad(
+        "batch: run of another device than its d",
+        "envelope",
+        seal(
+            SyncBatch(group=GROUP, runs=(Run(device=bytes(BOB.verify_key), events=tuple(chain)),)),
+            signing_key=BOB,
+            now=NOW,
+        ),
+        "broken-chain",
+    )
+    bad(
+        "batch: Lamport time does not increase",
+        "envelope",
+        batch([chain[0], _resign({**other, "lt": 1}, "event")]),
+        "broken-chain",
+    )
 
     records = {ns: (k, d) for ns, k, d in _records()}
     k, d = records["prekeys"]
     rec = cbor.decode(d, max_size=MAX_FRAME)
-    bad("record: expired", "record", d, "expired", dht_key=dht_key("prekeys", k), now=NOW + 8 * 86_400_000)
-    bad("record: key does not match", "record", d, "wrong-key", dht_key=dht_key("prekeys", BOB_ACCT), now=NOW)
-    bad("record: signed by a non-owner", "record", _resign({**rec, "signer": bytes(BOB.verify_key)}, "record", BOB), "wrong-signer", dht_key=dht_key("prekeys", k), now=NOW)
-    bad("record: bad signature", "record", cbor.encode({**rec, "seq": 4}), "bad-signature", dht_key=dht_key("prekeys", k), now=NOW)
-    bad("record: malformed DHT key", "record", d, "bad-key", dht_key="/p2pchat/prekeys/XYZ", now=NOW)
-    bad("record: namespace differs from key", "record", d, "wrong-namespace", dht_key=dht_key("devices", k), now=NOW)
-    bad("record: expiry beyond 30 days", "record", _resign({**rec, "exp": NOW + 31 * 86_400_000}, "record", key("alice")), "out-of-range", dht_key=dht_key("prekeys", k), now=NOW)
+    bad(
+        "record: expired",
+        "record",
+        d,
+        "expired",
+        dht_key=dht_key("prekeys", k),
+        now=NOW + 8 * 86_400_000,
+    )
+    bad(
+        "record: key does not match",
+        "record",
+        d,
+        "wrong-key",
+        dht_key=dht_key("prekeys", BOB_ACCT),
+        now=NOW,
+    )
+    bad(
+        "record: signed by a non-owner",
+        "record",
+        _resign({**rec, "signer": bytes(BOB.verify_key)}, "record", BOB),
+        "wrong-signer",
+        dht_key=dht_key("prekeys", k),
+        now=NOW,
+    )
+    bad(
+        "record: bad signature",
+        "record",
+        cbor.encode({**rec, "seq": 4}),
+        "bad-signature",
+        dht_key=dht_key("prekeys", k),
+        now=NOW,
+    )
+    bad(
+        "record: malformed DHT key", "record", d, "bad-key", dht_key="/p2pchat/prekeys/XYZ", now=NOW
+    )
+    bad(
+        "record: namespace differs from key",
+        "record",
+        d,
+        "wrong-namespace",
+        dht_key=dht_key("devices", k),
+        now=NOW,
+    )
+    bad(
+        "record: expiry beyond 30 days",
+        "record",
+        _resign({**rec, "exp": NOW + 31 * 86_400_000}, "record", key("alice")),
+        "out-of-range",
+        dht_key=dht_key("prekeys", k),
+        now=NOW,
+    )
     k, d = records["group"]
     grec = cbor.decode(d, max_size=MAX_FRAME)
-    bad("record: group record by another device", "record", _resign({**grec, "signer": bytes(BOB.verify_key)}, "record", BOB), "wrong-signer", dht_key=dht_key("group", k), now=NOW)
+    bad(
+        "record: group record by another device",
+        "record",
+        _resign({**grec, "signer": bytes(BOB.verify_key)}, "record", BOB),
+        "wrong-signer",
+        dht_key=dht_key("group", k),
+        now=NOW,
+    )
 
     fetch = _mailbox_messages()[2]
     frame = mb.encode_mailbox_frame(fetch)
-    bad("mailbox: fetch for another mailbox", "mailbox", frame, "wrong-mailbox", mailbox="12D3KooWOther", now=NOW)
-    bad("mailbox: stale fetch", "mailbox", frame, "stale-request", mailbox=MAILBOX_PEER, now=NOW + 600_000)
+    bad(
+        "mailbox: fetch for another mailbox",
+        "mailbox",
+        frame,
+        "wrong-mailbox",
+        mailbox="12D3KooWOther",
+        now=NOW,
+    )
+    bad(
+        "mailbox: stale fetch",
+        "mailbox",
+        frame,
+        "stale-request",
+        mailbox=MAILBOX_PEER,
+        now=NOW + 600_000,
+    )
     fvalue = cbor.decode(frame, max_size=MAX_FRAME)
     payload = cbor.decode(fvalue["p"], max_size=MAX_FRAME)
-    bad("mailbox: fetch with a bad signature", "mailbox", cbor.encode({**fvalue, "p": cbor.encode({**payload, "max": 51})}), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
+    bad(
+        "mailbox: fetch with a bad signature",
+        "mailbox",
+        cbor.encode({**fvalue, "p": cbor.encode({**payload, "max": 51})}),
+        "bad-signature",
+        mailbox=MAILBOX_PEER,
+        now=NOW,
+    )
     # A tag that is not an Ed25519 point: a mailbox stores for it (it cannot tell), a
     # fetch by it fails its signature check, after the mailbox and time checks.
     not_a_point = bytes(31) + b"\x80"
     odd = mb.MailboxFetch(tag=not_a_point, mailbox=MAILBOX_PEER, ts=NOW, limit=5, sig=bytes(64))
-    bad("mailbox: fetch by a tag that is not a curve point", "mailbox", mb.encode_mailbox_frame(odd), "bad-signature", mailbox=MAILBOX_PEER, now=NOW)
-    bad("mailbox: ... and for another mailbox", "mailbox", mb.encode_mailbox_frame(odd), "wrong-mailbox", mailbox="12D3KooWOther", now=NOW)
-    bad("mailbox: unknown kind", "mailbox", cbor.encode({**fvalue, "k": "mbox.future"}), "unknown-kind", mailbox=MAILBOX_PEER, now=NOW)
+    bad(
+        "mailbox: fetch by a tag that is not a curve point",
+        "mailbox",
+        mb.encode_mailbox_frame(odd),
+        "bad-signature",
+        mailbox=MAILBOX_PEER,
+        now=NOW,
+    )
+    bad(
+        "mailbox: ... and for another mailbox",
+        "mailbox",
+        mb.encode_mailbox_frame(odd),
+        "wrong-mailbox",
+        mailbox="12D3KooWOther",
+        now=NOW,
+    )
+    bad(
+        "mailbox: unknown kind",
+        "mailbox",
+        cbor.encode({**fvalue, "k": "mbox.future"}),
+        "unknown-kind",
+        mailbox=MAILBOX_PEER,
+        now=NOW,
+    )
     blob = bytearray(sealed_blob())
     blob[40] ^= 0x01
-    bad("mailbox blob: one bit flipped", "mailbox-blob", bytes(blob), "bad-seal", tag_seed=TAG_SEED.hex())
+    bad(
+        "mailbox blob: one bit flipped",
+        "mailbox-blob",
+        bytes(blob),
+        "bad-seal",
+        tag_seed=TAG_SEED.hex(),
+    )
     other_tag = blake2b(b"someone-else", size=32, person=b"p2pchat-vectors")
-    bad("mailbox blob: another recipient's tag key", "mailbox-blob", sealed_blob(), "bad-seal", tag_seed=other_tag.hex())
+    bad(
+        "mailbox blob: another recipient's tag key",
+        "mailbox-blob",
+        sealed_blob(),
+        "bad-seal",
+        tag_seed=other_tag.hex(),
+    )
     return vectors  # fmt: skip
 
 
@@ -665,7 +1006,9 @@ def _annotate_engine(vectors: list[dict[str, Any]]) -> None:
         verdicts[index] = "accepted" if result.accepted else "buffered: an ancestor was refused"
     for index, verdict in verdicts.items():
         if verdict == "accepted":
-            effective = engine.is_effective(decode_event(bytes.fromhex(vectors[index]["hex"])).event_id)
+            effective = engine.is_effective(
+                decode_event(bytes.fromhex(vectors[index]["hex"])).event_id
+            )
             verdict = "accepted, effective" if effective else "accepted, void"
         vectors[index]["engine"] = verdict
     for vector in vectors:

@@ -24,6 +24,7 @@ from p2pchat.config import NodeConfig
 from p2pchat.identity.keystore import UnlockedIdentity
 from p2pchat.identity.peerid import peer_id_from_ed25519
 from p2pchat.net.config import NetConfig
+from p2pchat.net.memory import MemoryHub
 from p2pchat.node import Node, wall_clock_ms
 from p2pchat.storage.memory import MemoryStore
 from tests.conftest import DeterministicRng
@@ -40,6 +41,8 @@ class TwoNodes:
     bob: Node
     alice_home: Path
     bob_home: Path
+    #: Their memory network (e.g. ``announce_nearby`` for mDNS), used in its trio thread.
+    network_hub: MemoryHub | None = None
 
 
 def identity(name: str) -> UnlockedIdentity:
@@ -64,7 +67,7 @@ async def open_two_nodes(root: Path) -> AsyncIterator[TwoNodes]:
             await stack.enter_async_context(serve_node(node, rng=DeterministicRng(f"{name}-rpc")))
         for node in nodes:
             await node.wait_published()
-        yield TwoNodes(nodes[0], nodes[1], root / "alice", root / "bob")
+        yield TwoNodes(nodes[0], nodes[1], root / "alice", root / "bob", h)
 
 
 @pytest.fixture

@@ -264,6 +264,9 @@ async def test_message_updates_conversation_activity_and_unread(store: Store) ->
     await store.add_message(message(b"in1", at=NOW_MS + 50))
     await store.add_message(message(b"out1", direction=Direction.OUT, at=NOW_MS + 60))
     await store.add_message(message(b"in-late", at=NOW_MS + 20))  # older clock: no rewind
+    # A reaction (edit, deletion) to a message is stored, but is not one more unread.
+    reaction = dataclasses.replace(message(b"react", at=NOW_MS + 30), content_type="p2pchat/react")
+    await store.add_message(reaction)
     conv = await store.get_conversation("dm-1")
     assert conv is not None
     assert (conv.unread, conv.last_activity) == (2, NOW_MS + 60)

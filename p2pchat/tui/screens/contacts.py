@@ -31,13 +31,16 @@ _STATE_LABELS = {
 
 
 class ContactRow(ListItem):
-    def __init__(self, contact: dict[str, Any]) -> None:
+    def __init__(self, contact: dict[str, Any], about: str = "") -> None:
         text = peer_text(str(contact["label"]), "bold", limit=40)
         if contact["verified"]:
             text.append(" \u2713 verified", style="green")
         state = _STATE_LABELS.get(contact["state"], contact["state"])
         if state:
             text.append(f"  {state}", style="italic")
+        if about:  # their profile's, a claim like their name: inert, on one line
+            text.append("\n  ")
+            text.append_text(peer_text(about, "italic", limit=70))
         text.append("\n  " + str(contact["fingerprint"]), style="dim")
         super().__init__(Static(text, markup=False))
         self.contact = contact
@@ -55,12 +58,14 @@ class ContactsScreen(NodeScreen):
         Binding("b", "block", "Block/unblock"),
         Binding("delete,d", "remove", "Remove"),
         Binding("s", "share", "Share mine"),
+        Binding("p", "profile", "My profile"),
     ]
 
     contacts: reactive[tuple[dict[str, Any], ...]] = reactive(())
 
     def __init__(self) -> None:
         super().__init__(id="contacts-screen")
+        self.mine: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Contacts", style="bold"), id="title")
@@ -76,13 +81,31 @@ class ContactsScreen(NodeScreen):
         view = self.query_one("#contacts", ListView)
         index = view.index
         await view.clear()
-        await view.extend(ContactRow(c) for c in contacts)
+        about = self.chat.names.about
+        await view.extend(ContactRow(c, about.get(str(c["account"]), "")) for c in contacts)
         if contacts:
             view.index = min(index or 0, len(contacts) - 1)
         self.query_one("#empty", Static).display = not contacts
 
     async def reload(self) -> None:
-        self.contacts = tuple(await self.chat.link.call("contacts.list"))
+        call = self.chat.link.call
+        self.mine = await call("profile.show")
+        self.show_title()
+        await self.chat.refresh_names()
+        self.contacts = tuple(await call("contacts.list"))
+
+    def show_title(self) -> None:
+        title = Text("Contacts", style="bold")
+        mine = self.mine or {}
+        if mine.get("name"):
+            title.append("   you: ", style="dim")
+            title.append_text(peer_text(str(mine["name"]), limit=30))
+            if mine.get("about"):
+                title.append(" \u2014 ", style="dim")
+                title.append_text(peer_text(str(mine["about"]), "italic", limit=40))
+        else:
+            title.append("   p: set your name and about (your contacts see them)", style="dim")
+        self.query_one("#title", Static).update(title)
 
     async def node_event(self, event: Event) -> None:
         if event.type.startswith("contact."):
@@ -116,6 +139,8 @@ class ContactsScreen(NodeScreen):
         await self.chat.link.call(method, params)
         self.notify(done)
         await self.chat.contacts_edited()
+        if method == "profile.set":
+            await self.reload()
 
     def _on_selected(self, method: str, done: str) -> None:
         if self.selected is not None:
@@ -151,6 +176,21 @@ class ContactsScreen(NodeScreen):
     def action_verify(self) -> None:
         if self.selected is not None:
             self.chat.open_safety(str(self.selected["account"]))
+
+    def action_profile(self) -> None:
+        """Our name and about text: "NAME | ABOUT" (contacts and group members get it)."""
+        mine = self.mine or {}
+        value = str(mine.get("name") or "")
+        if mine.get("about"):
+            value += " | " + str(mine["about"])
+
+        def then(answer: str | None) -> None:
+            if answer:
+                name, _, about = answer.partition("|")
+                params = {"name": name.strip(), "about": about.strip()}
+                self.io(self._call("profile.set", params, "Profile sent to your contacts"))
+
+        self.app.push_screen(Prompt("Your profile: NAME | ABOUT", value=value), then)
 
     def action_share(self) -> None:
         """Our contact link, to copy or to scan: others add us with it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -10,7 +12,9 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
-from ..inert import peer_text
+from p2pchat.text import size_text
+
+from ..inert import inert, peer_text
 from ..link import Event
 from ..model import ChatLine, parse_command
 from ..threads import GroupThread, Thread
@@ -46,6 +50,7 @@ class Messages(MessageList):
         Binding("plus,equals_sign", "screen.react", "React"),
         Binding("e", "screen.edit", "Edit", show=False),
         Binding("d", "screen.delete", "Delete", show=False),
+        Binding("f", "screen.save_files", "Save file", show=False),
         Binding("pageup", "screen.older", "Older", show=False),
         *(Binding(str(n), f"screen.vote({n})", "Vote", show=n == 1) for n in range(1, 10)),
     ]
@@ -75,10 +80,12 @@ class ConversationScreen(NodeScreen):
         yield Static(id="title", markup=False)
         yield Messages(id="messages")
         yield Static(id="reply-bar", markup=False)
+        yield Static(id="transfer", markup=False)
         yield Composer(id="composer", placeholder="Message  (Enter: send, Ctrl+N: new line, /help)")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#transfer", Static).display = False
         self.query_one("#composer", Composer).focus()
         self.watch_reply_to(None)
         self.show_title()
@@ -132,10 +139,33 @@ class ConversationScreen(NodeScreen):
         )
 
     async def node_event(self, event: Event) -> None:
+        if not self.is_mounted:
+            return  # pushed but not mounted yet (it loads once shown), or closed
         if event.type in _MESSAGE_EVENTS and self.thread.concerns(event):
             await self.reload()
-        elif event.type == "contact.changed" and self.is_mounted:
-            self.show_title()  # (on_mount shows it for a screen pushed but not yet mounted)
+        elif event.type == "contact.changed":
+            self.show_title()
+        elif event.type == "file.progress":
+            self.show_transfer(event.data)
+
+    def show_transfer(self, data: dict[str, Any]) -> None:
+        """One line for the latest attachment moving: up (sealing) or down (fetching)."""
+        bar = self.query_one("#transfer", Static)
+        done, total = int(data.get("done") or 0), int(data.get("total") or 0)
+        arrow = "\u21e1" if data.get("direction") == "up" else "\u21e3"
+        text = Text(arrow + " ", style="bold")
+        text.append_text(peer_text(str(data.get("name") or "file"), limit=40))
+        state = data.get("state")
+        if state == "failed":
+            text.append("  failed: ", style="red")
+            text.append_text(peer_text(str(data.get("reason") or ""), "red", limit=60))
+        elif state == "done":
+            text.append(f"  done ({size_text(total)})", style="green")
+        else:
+            share = f"{100 * done // total}%" if total else ""
+            text.append(f"  {share} {size_text(done)} of {size_text(total)}", style="dim")
+        bar.update(text)
+        bar.display = True
 
     async def load_older(self) -> int:
         if not self.lines or self.no_more:
@@ -165,6 +195,8 @@ class ConversationScreen(NodeScreen):
 
     async def _send(self, text: str, reply_to: ChatLine | None) -> None:
         await self.thread.send(text, reply_to)
+        messages = self.query_one("#messages", MessageList)
+        messages.index = None  # show what we sent, wherever the selection was
         await self.reload()
 
     async def _command(self, name: str, arg: str) -> None:
@@ -212,6 +244,9 @@ class ConversationScreen(NodeScreen):
         if self.selected is not None:
             self.io(self._command("delete", ""))
 
+    def action_save_files(self) -> None:
+        self.io(self._command("save", ""))
+
     def action_vote(self, n: int) -> None:
         self.io(self._command("vote", str(n)))
 
@@ -235,9 +270,11 @@ _HOUR_MS = 3_600_000
 
 HELP = """\
 /reply              reply to the selected message (or select it and press r)
-/react EMOJI        react to the selected group message (+ on a message)
-/edit TEXT          replace the text of your selected group message (e)
-/delete             delete the selected group message (d)
+/react EMOJI        react to the selected message (+ on a message)
+/edit TEXT          replace the text of your selected message (e)
+/delete             delete your selected message (d; moderators: any in a group)
+/file PATH [TEXT]   send a file (a path on the node's machine), with a caption
+/save [DIR]         save the selected message's files (f; default ~/Downloads)
 /vote N[,M]         vote in the selected poll (or press 1-9 on it)
 /poll Q | A | B     start a poll (closes in 24 h; add "| 48h" for another deadline)
 /share TITLE URL    share a link as a card
@@ -247,7 +284,8 @@ HELP = """\
 /invite             make an invite link for this group
 /leave              leave this group
 /live               open the watch-together timeline (live groups, Ctrl+L)
-/mute, /unmute      no bell for this conversation
+/mute, /unmute      no bell (nor desktop notification) for this conversation
+/notify on|off      desktop notifications (needs the notify extra and a desktop)
 /verify             compare safety numbers with this contact
 /rename NAME        rename this contact
 //text             send text that starts with a slash"""
@@ -261,6 +299,45 @@ def _group(screen: ConversationScreen, name: str) -> GroupThread:
     if not isinstance(screen.thread, GroupThread):
         raise CommandError(f"/{name} is for groups")
     return screen.thread
+
+
+async def _send_file(screen: ConversationScreen, arg: str) -> None:
+    """``/file PATH [caption]``: seal the file into the node's store, then send it."""
+    try:
+        words = shlex.split(arg)
+    except ValueError as exc:
+        raise CommandError(f"/file PATH [TEXT]: {exc}") from None
+    if not words:
+        raise CommandError("/file PATH [TEXT] (quote a path with spaces)")
+    # The node reads the file (it says so if there is none): the path is on its machine,
+    # which is this one unless the chat connects over TCP.
+    added = await screen.chat.link.call("files.add", {"path": _local(words[0])})
+    await screen.thread.send(" ".join(words[1:]), screen.reply_to, [str(added["file_id"])])
+    screen.reply_to = None
+    await screen.reload()
+
+
+def _local(path: str) -> str:
+    """``~`` expanded and made absolute (the node's working directory is not ours)."""
+    return str(Path(path).expanduser().absolute())
+
+
+def _downloads() -> str:
+    folder = Path.home() / "Downloads"
+    return str(folder if folder.is_dir() else Path.cwd())
+
+
+async def _save_files(screen: ConversationScreen, line: ChatLine | None, arg: str) -> None:
+    """Fetch (if needed) and save the selected message's files into a folder; the node
+    names each file after its sender's name for it, made safe for a file system."""
+    if line is None or not line.files:
+        raise CommandError("select a message with a file first (📎)")
+    folder = _local(arg) if arg else _downloads()
+    for ref in line.files:
+        screen.notify(f"Saving {inert(ref.name, limit=40)}…", markup=False)
+        params = {"file": ref.file_id, "out": folder}
+        saved = await screen.chat.link.call("files.get", params)
+        screen.notify(f"Saved to {inert(str(saved['path']), limit=120)}", markup=False)
 
 
 def _hours(text: str, default: int) -> int:
@@ -294,6 +371,10 @@ async def run_command(screen: ConversationScreen, name: str, arg: str) -> None:
         else:
             await thread.delete(selected)
         await screen.reload()
+    elif name == "file":
+        await _send_file(screen, arg)
+    elif name == "save":
+        await _save_files(screen, selected, arg)
     elif name == "vote":
         group = _group(screen, name)
         if selected is None or selected.key not in screen.polls:
@@ -369,6 +450,20 @@ async def run_command(screen: ConversationScreen, name: str, arg: str) -> None:
         if (thread.key in chat.settings.muted) != (name == "mute"):
             chat.settings.toggle_mute(thread.key)
         screen.notify("Muted: no bell" if name == "mute" else "Unmuted")
+    elif name == "notify":
+        if arg not in ("on", "off"):
+            raise CommandError("/notify on, or /notify off")
+        chat.settings.set_desktop(arg == "on")
+        if arg == "off":
+            screen.notify("Desktop notifications off (the bell still rings)")
+        elif chat.desktop.available:
+            screen.notify("Desktop notifications on")
+        else:
+            screen.notify(
+                "Desktop notifications on, but none can be shown here: install "
+                "p2pchat[notify] and run it on a desktop",
+                severity="warning",
+            )
     elif name == "verify":
         if isinstance(thread, GroupThread):
             raise CommandError("/verify is for direct messages")

@@ -85,6 +85,10 @@ class GroupScreen(NodeScreen):
             text.append(f"{m['role']:<9} ", style="dim")
             label = "you" if m["me"] else str(m["label"])
             text.append_text(peer_text(str(label), limit=24))
+            about = self.chat.names.about.get(str(m["account"]))
+            if about and not m["me"]:
+                text.append(" \u2014 ", style="dim")
+                text.append_text(peer_text(about, "italic dim", limit=30))
             text.append("\n")
         self.query_one("#members", Static).update(text)
 

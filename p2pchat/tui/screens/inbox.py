@@ -60,6 +60,7 @@ class InboxScreen(NodeScreen):
         Binding("g", "new_group", "New group"),
         Binding("j", "join", "Join"),
         Binding("s", "search", "Find groups"),
+        Binding("p", "nearby", "Nearby"),
         Binding("slash", "find_messages", "Search"),
         Binding("a", "accept", "Accept", show=False),
         Binding("x", "decline", "Decline", show=False),
@@ -186,6 +187,9 @@ class InboxScreen(NodeScreen):
 
     def action_search(self) -> None:
         self.chat.open_discover()
+
+    def action_nearby(self) -> None:
+        self.chat.open_nearby()
 
     def action_find_messages(self) -> None:
         def then(query: str | None) -> None:

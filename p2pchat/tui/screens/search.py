@@ -16,6 +16,13 @@ from .base import NodeScreen
 
 __all__ = ["SearchScreen"]
 
+#: What a search cannot find, and why nothing is indexed (rpc.md messages.search).
+_NOT_INDEXED = (
+    "Nothing is indexed on disk (an index would be an unencrypted copy of every word): "
+    "each search reads your messages. Not found: what is inside files (captions are), "
+    "private-group messages not decrypted yet, deleted messages."
+)
+
 
 class HitRow(ListItem):
     def __init__(self, hit: dict[str, Any], entry: InboxEntry, when: str) -> None:
@@ -42,6 +49,7 @@ class SearchScreen(NodeScreen):
     def compose(self) -> ComposeResult:
         yield Static(id="title", markup=False)
         yield ListView(id="hits")
+        yield Static(_NOT_INDEXED, classes="hint", markup=False)
         yield Footer()
 
     async def reload(self) -> None:

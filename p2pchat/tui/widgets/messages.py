@@ -40,6 +40,10 @@ class MessageList(ListView):
         follow: bool,
     ) -> None:
         selected = self.selected_line
+        # Following the end only if the selection is there: someone reading an earlier
+        # message keeps it selected while new ones arrive.
+        browsing = selected is not None and self.index is not None and self.index < len(self) - 1
+        follow = follow and not browsing
         by_key = {line.key: line for line in lines}
         items: list[MessageItem] = []
         day = ""

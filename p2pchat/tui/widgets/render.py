@@ -7,10 +7,13 @@ from typing import Any
 
 from rich.text import Text
 
-from ..inert import peer_text
-from ..model import DELIVERY_MARKS, ChatLine, Clock, Names
+from p2pchat.text import size_text
 
-__all__ = ["render_message", "render_poll", "render_buy", "render_share"]
+from ..inert import peer_text
+from ..model import DELIVERY_MARKS, ChatLine, Clock, FileRef, Names
+from ..thumbs import thumbnail_text
+
+__all__ = ["render_message", "render_poll", "render_buy", "render_share", "render_file"]
 
 _BAR = 12
 
@@ -57,8 +60,13 @@ def render_message(
         out.append_text(render_buy(buy))
     elif line.kind == "share":
         out.append_text(render_share(line))
-    else:
+    elif line.text or not line.files:
         out.append_text(peer_text(line.text, multiline=True))
+    if not line.deleted:
+        for i, ref in enumerate(line.files):
+            if line.text or i or line.kind == "share":
+                out.append("\n")
+            out.append_text(render_file(ref))
     if line.reactions:
         out.append("\n")
         for i, (emoji, count) in enumerate(sorted(line.reactions.items())):
@@ -66,6 +74,24 @@ def render_message(
                 out.append("  ")
             out.append_text(peer_text(emoji, limit=4))
             out.append(f" {count}", style="dim")
+    return out
+
+
+def render_file(ref: FileRef) -> Text:
+    """``📎 name  12.3 KB  image/jpeg`` and, for an image with a thumbnail (and Pillow),
+    the thumbnail drawn in half blocks; ``f`` on the message saves it."""
+    out = Text("\U0001f4ce ", style="bold")
+    out.append_text(peer_text(ref.name, "bold underline", limit=48))
+    out.append(f"  {size_text(ref.size)}", style="dim")
+    if ref.mime:
+        out.append_text(peer_text("  " + ref.mime, "dim", limit=40))
+    if ref.mime.startswith("image/"):
+        picture = thumbnail_text(ref.thumbnail) if ref.thumbnail else None
+        out.append("\n")
+        if picture is not None:
+            out.append_text(picture)
+        else:
+            out.append("[image: f saves it]", style="dim italic")
     return out
 
 
