@@ -9,6 +9,7 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.netns import Host, Nat, NetnsWorld
-from tests.testnet.nodes import NodeProcess, group_texts, history, wait_until
+from tests.testnet.nodes import LIMIT, NodeProcess, group_texts, history, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -43,7 +44,9 @@ def path_to(who: NodeProcess, peer_id: str) -> str | None:
     return None
 
 
-def dm_round_trip(sender: NodeProcess, receiver: NodeProcess, to: str, text: str) -> float:
+def dm_round_trip(
+    sender: NodeProcess, receiver: NodeProcess, to: str, text: str, limit: float = LIMIT
+) -> float:
     """Send a DM and wait until it is marked delivered; seconds it took."""
     started = time.monotonic()
     sent = sender.call("dm.send", {"to": to, "text": text})
@@ -54,7 +57,7 @@ def dm_round_trip(sender: NodeProcess, receiver: NodeProcess, to: str, text: str
             for m in sender.call("dm.history", {"conversation": to})
         )
 
-    wait_until(f"{text!r} delivered", delivered)
+    wait_until(f"{text!r} delivered", delivered, limit=limit)
     return time.monotonic() - started
 
 
@@ -64,10 +67,27 @@ def stack() -> Iterator[ExitStack]:
         yield s
 
 
-def start(stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str) -> list[NodeProcess]:
+class StallingRelay(NodeProcess):
+    """A node whose hop relay half-kills existing circuits on demand
+    (``_stalling_relay.py``: fault injection into py-libp2p's relay, nothing else changed)."""
+
+    def wrapper(self) -> list[str]:
+        return [sys.executable, "-m", "tests.integration._stalling_relay", str(self.trigger)]
+
+    @property
+    def trigger(self) -> Path:
+        return self.home.parent / "stall-from"
+
+    def stall_circuits_from(self, peer_id: str) -> None:
+        self.trigger.write_text(peer_id)
+
+
+def start(
+    stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str, kind: type = NodeProcess
+) -> list[NodeProcess]:
     """Start a node on each host at once (a first start spends seconds on the keystore's
     Argon2id and on importing libp2p), then wait until each answers its RPC."""
-    people = [NodeProcess(host, base / host.name / "home", bootstrap) for host in hosts]
+    people = [kind(host, base / host.name / "home", bootstrap) for host in hosts]
     for who in people:
         stack.callback(who.close)
         who.start(wait=False)
@@ -95,7 +115,7 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     host_a = netns_world.add_host("alice", behind=nat_a)
     host_b = netns_world.add_host("bob", behind=nat_b)
 
-    [relay] = start(stack, [relay_host], tmp_path)
+    [relay] = start(stack, [relay_host], tmp_path, kind=StallingRelay)
     boot = relay.call("node.status")["listen_addrs"][0]
     started = time.monotonic()
     alice, bob = start(stack, [host_a, host_b], tmp_path, boot)
@@ -152,6 +172,19 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
             return {"alice posts", "bob posts"} <= set(group_texts(w, gid))
 
         wait_until(f"both posts at {who.name}", both)
+    if routers == "refuse":
+        # The relay keeps the circuit open but drops what alice sends on it from now on
+        # (a half-dead circuit, as in the testnet); bob -> alice still flows. The liveness
+        # check finds the circuit dead, closes it and redials: the DM goes out on a new one.
+        assert isinstance(relay, StallingRelay)
+        relay.stall_circuits_from(a_status["peer_id"])
+        # Found within 10 s + 2 x 15 s (NetConfig.relay_ping_*), then a redial.
+        stalled = dm_round_trip(alice, bob, "bob", "through a half-dead circuit", limit=90)
+        closed = sum(network(w)["relayed_closed_dead"] for w in (alice, bob))
+        assert closed >= 1
+        assert path_to(alice, b_status["peer_id"]) == "relayed"
+        dm_round_trip(bob, alice, "alice", "after the half-dead circuit")
+        print(f"\nhalf-dead circuit: DM delivered after {stalled:.1f}s, {closed} closed")
     stats = network(alice)
     print(
         f"\nNAT ({routers}): reachable via relay {reachable_after:.1f}s after start; "
