@@ -36,7 +36,7 @@ from .autorelay import AutoRelay
 from .base import ReachabilityChanged
 from .config import NetConfig
 from .reachability import DialBackServer, Reachability, ReachabilityTracker, is_relayed
-from .relay import HOP_PROTOCOL_ID, RelayDialer, start_relay
+from .relay import HOP_PROTOCOL_ID, CircuitRelay, RelayDialer, start_relay
 
 __all__ = ["NatServices", "start_nat"]
 
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 @dataclass(eq=False)
 class NatServices:
     relay: RelayDialer | None = None
+    relay_service: CircuitRelay | None = None
     tracker: ReachabilityTracker | None = None
     autorelay: AutoRelay | None = None
     hole_punch: Any = None
@@ -72,6 +73,9 @@ class NatServices:
             stats.update(self.autonat_server.stats)
         if self.liveness is not None:
             stats.update(self.liveness.stats)
+        if self.relay_service is not None:
+            stats["relay_copies_open"] = self.relay_service.copies_open
+            stats["relay_copies_ended"] = self.relay_service.copies_ended
         if self.hole_punch is not None:
             direct: set[Any] = getattr(self.hole_punch, "_direct_connections", set())
             attempts = getattr(self.hole_punch, "_hole_punch_attempts", {})
@@ -109,6 +113,7 @@ async def start_nat(
         protocol = None
         if config.relay_hop or config.relay_client:
             protocol, services.relay = await stack.enter_async_context(start_relay(host, config))
+            services.relay_service = protocol
             if services.relay is not None:
                 set_relay_dial(services.relay)
         if config.hole_punching and config.relay_client:
