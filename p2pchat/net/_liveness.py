@@ -120,17 +120,26 @@ class Liveness:
                 self._failures,
             )
             self.stats["relayed_closed_dead" if relayed else "relay_conns_closed_dead"] += 1
+            # Asked first: py-libp2p forgets a peer's protection with its last connection.
+            wanted = relayed and self._host.get_network().is_protected(peer, "")
             with trio.move_on_after(5.0):
                 await conn.close()
-            if relayed and self._host.get_network().is_protected(peer, ""):
+            if wanted:
                 await self._redial(peer)
+            elif relayed:
+                logger.info("not redialling %s: nobody asked to keep it", peer.to_base58())
 
     async def _redial(self, peer: ID) -> None:
         """A new connection (our dialer: a fresh circuit, or direct) to a peer we care about."""
         self.stats["relayed_redials"] += 1
         try:
             with trio.fail_after(self._redial_timeout):
-                await self._host.get_network().dial_peer(peer)
+                conns = await self._host.get_network().dial_peer(peer)
+            logger.info(
+                "redialled %s: %s",
+                peer.to_base58(),
+                "; ".join(str(a) for c in conns for a in c.get_transport_addresses()),
+            )
         except Exception as exc:  # noqa: BLE001 - any dial failure; the outbox retries later
             self.stats["relayed_redial_failures"] += 1
             logger.info("redialling %s after a dead relayed connection failed: %r", peer, exc)

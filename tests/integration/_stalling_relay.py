@@ -3,7 +3,7 @@
 Usage: ``python -m tests.integration._stalling_relay <trigger file> python -m p2pchat.cli ...``.
 
 Fault injection for ``test_nat_traversal``: py-libp2p's hop relay copies each circuit with
-one task per direction (``CircuitV2Protocol._relay_data``). Once the trigger file exists
+one task per direction (``CircuitRelay._relay_data``). Once the trigger file exists
 and holds a peer id, every direction of a circuit *that already exists* whose source is
 that peer keeps reading and drops what it reads, as a direction whose copy task died
 would, while the other direction keeps flowing and both TCP connections stay healthy.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from p2pchat.net.relay import CircuitRelay
 
 
 def stalled(trigger: Path, source: str, opened: float) -> bool:
@@ -30,7 +30,7 @@ def stalled(trigger: Path, source: str, opened: float) -> bool:
 
 
 def install(trigger: Path) -> None:
-    relay_data = CircuitV2Protocol._relay_data
+    relay_data = CircuitRelay._relay_data
 
     async def stalling(self: Any, src: Any, dst: Any, peer_id: Any, *args: Any) -> None:
         opened = time.time()
@@ -46,7 +46,7 @@ def install(trigger: Path) -> None:
         src.read = maybe_drop
         await relay_data(self, src, dst, peer_id, *args)
 
-    CircuitV2Protocol._relay_data = stalling  # type: ignore[method-assign,assignment]
+    CircuitRelay._relay_data = stalling  # type: ignore[method-assign,assignment]
 
 
 if __name__ == "__main__":
