@@ -9,9 +9,12 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
+import functools
+import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -83,7 +86,11 @@ class StallingRelay(NodeProcess):
 
 
 def start(
-    stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str, kind: type = NodeProcess
+    stack: ExitStack,
+    hosts: list[Host],
+    base: Path,
+    *bootstrap: str,
+    kind: Callable[..., NodeProcess] = NodeProcess,
 ) -> list[NodeProcess]:
     """Start a node on each host at once (a first start spends seconds on the keystore's
     Argon2id and on importing libp2p), then wait until each answers its RPC."""
@@ -227,3 +234,97 @@ def test_a_relay_that_goes_away_is_replaced_and_a_stranger_still_reaches_the_nod
     stranger.call("contacts.add", {"address": a_status["account_key"], "name": "alice"})
     dm_round_trip(stranger, alice, "alice", "hello from a stranger")
     assert path_to(stranger, a_status["peer_id"]) in ("relayed", "direct")
+
+
+#: miniupnpd's chains, in a table of their own in the router's namespace (the router's NAT
+#: and filter rules stay in iptables; a DNAT'd connection is accepted there, see below).
+UPNP_NFT = """
+table inet upnp {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_upnp; }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept; jump postrouting_upnp;
+  }
+  chain prerouting_upnp { }
+  chain postrouting_upnp { }
+}
+"""
+
+
+def make_upnp_router(world: NetnsWorld, nat: Nat, base: Path) -> None:
+    """Turn ``nat`` into a UPnP IGD: Debian's miniupnpd 2.3.1 (nftables backend).
+
+    miniupnpd refuses a reserved external address, and the test world's are all TEST-NET
+    (RFC 5737); 2.3.1 has no ``ext_allow_private_ipv4`` and rejects such an ``ext_ip``. It does
+    accept the address a STUN server reports when its four-request test finds no filtering
+    (``ext_perform_stun``), so a STUN server (Debian's stund, RFC 3489: two addresses for its
+    change-IP answers) runs on a public host.
+    """
+    stun = world.add_host("stun")
+    alternate = "198.51.100.250"  # the world hands out host addresses from .10 upwards
+    stun.exec(["ip", "addr", "add", f"{alternate}/24", "dev", "eth0"])
+    stun.run(["stund", "-h", stun.ip, "-a", alternate],
+             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until("stund listening", lambda: stun.exec(["ss", "-Hlun", "sport = :3478"]).stdout)
+    (base / "upnp.nft").write_text(UPNP_NFT)
+    nat.exec(["nft", "-f", str(base / "upnp.nft")])
+    # The router forwards what it mapped (its iptables FORWARD chain drops new inbound).
+    nat.exec(["iptables", "-w", "-I", "FORWARD", "-i", "eth0", "-o", "lan0", "-m", "conntrack",
+              "--ctstate", "DNAT", "-j", "ACCEPT"])  # fmt: skip
+    conf = base / "miniupnpd.conf"
+    conf.write_text(
+        textwrap.dedent(f"""\
+        ext_ifname=eth0
+        listening_ip=lan0
+        enable_natpmp=no
+        secure_mode=yes
+        ext_perform_stun=yes
+        ext_stun_host={stun.ip}
+        upnp_table_name=upnp
+        upnp_nat_table_name=upnp
+        upnp_forward_chain=miniupnpd
+        upnp_nat_chain=prerouting_upnp
+        upnp_nat_postrouting_chain=postrouting_upnp
+        uuid=3c1f5a10-0000-4000-8000-000000000001
+        allow 1024-65535 {nat.private_subnet} 1024-65535
+        deny 0-65535 0.0.0.0/0 0-65535
+        """)
+    )
+    log = (base / "miniupnpd.log").open("w")
+    nat.run(["miniupnpd", "-d", "-f", str(conf), "-P", str(base / "miniupnpd.pid")],
+            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    log.close()
+    # It asks STUN at start-up and says so in its log.
+    started = "Port forwarding is now enabled"
+    wait_until("miniupnpd up", lambda: started in (base / "miniupnpd.log").read_text())
+
+
+def test_a_node_behind_a_upnp_router_maps_its_port_and_is_reached_directly(
+    netns_world: NetnsWorld, tmp_path: Path, stack: ExitStack
+) -> None:
+    seed_host = netns_world.add_host("seed")
+    nat = netns_world.add_nat("home")
+    make_upnp_router(netns_world, nat, tmp_path)
+    home = netns_world.add_host("alice", behind=nat)
+    stranger_host = netns_world.add_host("stranger")
+
+    [seed] = start(stack, [seed_host], tmp_path)
+    boot = seed.call("node.status")["listen_addrs"][0]
+    upnp = functools.partial(NodeProcess, extra_args=["--upnp"])
+    [alice] = start(stack, [home], tmp_path, boot, kind=upnp)
+    [stranger] = start(stack, [stranger_host], tmp_path, boot)
+
+    # The router maps alice's port at its public address; she advertises it, and AutoNAT
+    # (peers dialling her back there, through the router's forwarding) finds her public.
+    mapped = f"/ip4/{nat.ip}/tcp/4242"
+    assert network(alice)["upnp_mapping"] == mapped
+    assert any(a.startswith(mapped + "/") for a in alice.call("node.status")["listen_addrs"])
+    wait_until("alice public", lambda: reachability(alice, "public"))
+    wait_until("no relayed address", lambda: relayed_addrs(alice) == [])
+
+    # A stranger who knows only her account key reaches her directly at the mapped port.
+    a_status = alice.call("node.status")
+    stranger.call("contacts.add", {"address": a_status["account_key"], "name": "alice"})
+    dm_round_trip(stranger, alice, "alice", "hello through your router's mapping")
+    assert path_to(stranger, a_status["peer_id"]) == "direct"
