@@ -115,15 +115,18 @@ class Liveness:
                 "%s to %s (%s) answered no ping within %.0f s, %d times: closing it",
                 what,
                 peer.to_base58(),
-                ", ".join(str(a) for a in conn.get_transport_addresses()),
+                _describe(conn),
                 self._timeout,
                 self._failures,
             )
             self.stats["relayed_closed_dead" if relayed else "relay_conns_closed_dead"] += 1
             # Asked first: py-libp2p forgets a peer's protection with its last connection.
             wanted = relayed and self._host.get_network().is_protected(peer, "")
-            with trio.move_on_after(5.0):
-                await conn.close()
+            try:
+                with trio.move_on_after(5.0):
+                    await conn.close()
+            except Exception as exc:  # noqa: BLE001 - a probe must never take the node down
+                logger.info("closing a dead connection to %s failed: %r", peer.to_base58(), exc)
             if wanted:
                 await self._redial(peer)
             elif relayed:
@@ -135,11 +138,15 @@ class Liveness:
         try:
             with trio.fail_after(self._redial_timeout):
                 conns = await self._host.get_network().dial_peer(peer)
-            logger.info(
-                "redialled %s: %s",
-                peer.to_base58(),
-                "; ".join(str(a) for c in conns for a in c.get_transport_addresses()),
-            )
+            logger.info("redialled %s: %s", peer.to_base58(), "; ".join(map(_describe, conns)))
         except Exception as exc:  # noqa: BLE001 - any dial failure; the outbox retries later
             self.stats["relayed_redial_failures"] += 1
             logger.info("redialling %s after a dead relayed connection failed: %r", peer, exc)
+
+
+def _describe(conn: INetConn) -> str:
+    """A connection's addresses, for the log."""
+    try:
+        return ", ".join(str(a) for a in conn.get_transport_addresses())
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "?"

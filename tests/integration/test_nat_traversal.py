@@ -9,7 +9,6 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 import textwrap
@@ -311,9 +310,13 @@ def test_a_node_behind_a_upnp_router_maps_its_port_and_is_reached_directly(
 
     [seed] = start(stack, [seed_host], tmp_path)
     boot = seed.call("node.status")["listen_addrs"][0]
-    upnp = functools.partial(NodeProcess, extra_args=["--upnp"])
-    [alice] = start(stack, [home], tmp_path, boot, kind=upnp)
-    [stranger] = start(stack, [stranger_host], tmp_path, boot)
+    alice = NodeProcess(home, tmp_path / "alice" / "home", [boot], extra_args=["--upnp"])
+    stranger = NodeProcess(stranger_host, tmp_path / "stranger" / "home", [boot])
+    for who in (alice, stranger):  # started at once, as start() does
+        stack.callback(who.close)
+        who.start(wait=False)
+    for who in (alice, stranger):
+        who.connect()
 
     # The router maps alice's port at its public address; she advertises it, and AutoNAT
     # (peers dialling her back there, through the router's forwarding) finds her public.
