@@ -46,10 +46,12 @@ typecheck: $(STAMP)
 # The network-namespace tests (tests/netns, docs/testing-netns.md) need iptables for NAT, loss
 # and partitions. As root (CI, these machines) it is installed from Debian's packages when missing;
 # as another user nothing happens and those tests skip with the reason.
+# iptables for the NAT routers; miniupnpd (nftables backend) and stund (a STUN server, which
+# tells miniupnpd its external address) for the UPnP test of tests/integration/test_nat_traversal.py.
 netns-deps:
-	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1; then \
-		echo "installing iptables (Debian package) for the network-namespace tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v iptables && command -v miniupnpd && command -v stund; } >/dev/null 2>&1; then \
+		echo "installing iptables, miniupnpd-nftables, stun-server (Debian packages) for the network-namespace tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables miniupnpd-nftables stun-server; \
 	fi
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.

@@ -128,6 +128,8 @@ class Groups(GroupEffects, GroupDiscovery):
         #: Groups we left whose leave event no member has confirmed yet (by a completed
         #: sync): we keep answering their sync and retry the hand-over until one works.
         self._departing: set[bytes] = set()
+        #: Groups whose leaving is being finished now (by ``leave`` or the sync loop).
+        self._finishing: set[bytes] = set()
         self._keyrings: dict[bytes, GroupKeyring] = {}
         self._undecrypted: dict[bytes, set[bytes]] = {}
         #: Sender keys that arrived before their device was known as a member's.
@@ -434,13 +436,21 @@ class Groups(GroupEffects, GroupDiscovery):
         await self._finish_leaving(group_id)
 
     async def _finish_leaving(self, group_id: bytes) -> None:
+        # ``leave`` and the sync loop may both get here for one group; the second one
+        # used to find the engine gone after its hand-over and crash the node (testnet).
         engine = self._engines.get(group_id)
-        if engine is None or not await self._hand_over(group_id, engine):
+        if engine is None or group_id in self._finishing:
             return
-        self._departing.discard(group_id)
-        await self._store.delete_meta(_DEPARTING_META + group_id.hex())
-        await self.transport.unsubscribe(group_id)
-        self._archived[group_id] = self._engines.pop(group_id)
+        self._finishing.add(group_id)
+        try:
+            if not await self._hand_over(group_id, engine):
+                return
+            self._departing.discard(group_id)
+            await self._store.delete_meta(_DEPARTING_META + group_id.hex())
+            await self.transport.unsubscribe(group_id)
+            self._archived[group_id] = self._engines.pop(group_id)
+        finally:
+            self._finishing.discard(group_id)
 
     async def _hand_over(self, group_id: bytes, engine: GroupEngine) -> bool:
         """Complete one sync with some member (a few tries, random order)."""

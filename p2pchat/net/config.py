@@ -118,6 +118,13 @@ class NetConfig:
     auto_relay: bool = True
     auto_relays: int = 2
     hole_punching: bool = True
+    #: Liveness of relayed connections and of our relays' connections (``_liveness.py``):
+    #: a ping every ``relay_ping_interval`` s, answered within ``relay_ping_timeout`` s;
+    #: after ``relay_ping_failures`` failures in a row the connection is closed (and a
+    #: relayed one to a peer we care about redialled). ``0`` interval: off.
+    relay_ping_interval: float = 10.0
+    relay_ping_timeout: float = 15.0
+    relay_ping_failures: int = 2
     upnp: bool = False
     dial_timeout: float = 10.0
     event_buffer: int = 256
@@ -151,6 +158,10 @@ class NetConfig:
             raise ConfigError("timeouts and intervals must be positive")
         if self.autonat_interval <= 0 or not 1 <= self.auto_relays <= 8:
             raise ConfigError("autonat_interval must be positive and auto_relays 1 to 8")
+        if self.relay_ping_interval < 0 or self.relay_ping_timeout <= 0:
+            raise ConfigError("relay_ping_interval must be >= 0 and relay_ping_timeout positive")
+        if self.relay_ping_failures < 1:
+            raise ConfigError("relay_ping_failures must be at least 1")
         if self.event_buffer < 1:
             raise ConfigError("event buffer must hold at least one event")
         if not (

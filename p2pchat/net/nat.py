@@ -11,6 +11,8 @@
 * **Hole punching**: py-libp2p's DCUtR service (``hole_punching``) tries to upgrade every
   relayed connection to a direct one (simultaneous TCP open from our listening port).
 * **UPnP** (``upnp``, opt-in): asks the router for a port mapping of our listening port.
+* **Liveness** (:mod:`._liveness`): relayed connections and our relays' connections are
+  pinged with a deadline; the dead are closed, relayed ones to peers we care about redialled.
 
 A :class:`ReachabilityChanged` event is emitted when the status or the set of relayed
 addresses changes.
@@ -29,11 +31,12 @@ from libp2p.abc import IHost
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
+from ._liveness import Liveness
 from .autorelay import AutoRelay
 from .base import ReachabilityChanged
 from .config import NetConfig
 from .reachability import DialBackServer, Reachability, ReachabilityTracker, is_relayed
-from .relay import HOP_PROTOCOL_ID, RelayDialer, start_relay
+from .relay import HOP_PROTOCOL_ID, CircuitRelay, RelayDialer, start_relay
 
 __all__ = ["NatServices", "start_nat"]
 
@@ -43,10 +46,12 @@ logger = logging.getLogger(__name__)
 @dataclass(eq=False)
 class NatServices:
     relay: RelayDialer | None = None
+    relay_service: CircuitRelay | None = None
     tracker: ReachabilityTracker | None = None
     autorelay: AutoRelay | None = None
     hole_punch: Any = None
     autonat_server: DialBackServer | None = None
+    liveness: Liveness | None = None
     upnp_mapped: str | None = None
     started_at: float = 0.0
 
@@ -66,6 +71,11 @@ class NatServices:
             )
         if self.autonat_server is not None:
             stats.update(self.autonat_server.stats)
+        if self.liveness is not None:
+            stats.update(self.liveness.stats)
+        if self.relay_service is not None:
+            stats["relay_copies_open"] = self.relay_service.copies_open
+            stats["relay_copies_ended"] = self.relay_service.copies_ended
         if self.hole_punch is not None:
             direct: set[Any] = getattr(self.hole_punch, "_direct_connections", set())
             attempts = getattr(self.hole_punch, "_hole_punch_attempts", {})
@@ -103,6 +113,7 @@ async def start_nat(
         protocol = None
         if config.relay_hop or config.relay_client:
             protocol, services.relay = await stack.enter_async_context(start_relay(host, config))
+            services.relay_service = protocol
             if services.relay is not None:
                 set_relay_dial(services.relay)
         if config.hole_punching and config.relay_client:
@@ -164,6 +175,18 @@ async def start_nat(
                     on_change=on_relays,
                 )
                 nursery.start_soon(services.autorelay.run)
+        if protocol is not None and config.relay_ping_interval > 0:
+            services.liveness = Liveness(
+                host,
+                interval=config.relay_ping_interval,
+                timeout=config.relay_ping_timeout,
+                failures=config.relay_ping_failures,
+                relays=lambda: (
+                    [h.relay for h in services.autorelay.held()] if services.autorelay else []
+                ),
+                redial_timeout=2 * config.dial_timeout,
+            )
+            nursery.start_soon(services.liveness.run)
         mapping = None
         if config.upnp:
             from .upnp import map_listen_port

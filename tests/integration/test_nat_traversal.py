@@ -9,8 +9,11 @@ reached there by peers that know only their account key. See docs/networking.md,
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.netns import Host, Nat, NetnsWorld
-from tests.testnet.nodes import NodeProcess, group_texts, history, wait_until
+from tests.testnet.nodes import LIMIT, NodeProcess, group_texts, history, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -43,7 +46,9 @@ def path_to(who: NodeProcess, peer_id: str) -> str | None:
     return None
 
 
-def dm_round_trip(sender: NodeProcess, receiver: NodeProcess, to: str, text: str) -> float:
+def dm_round_trip(
+    sender: NodeProcess, receiver: NodeProcess, to: str, text: str, limit: float = LIMIT
+) -> float:
     """Send a DM and wait until it is marked delivered; seconds it took."""
     started = time.monotonic()
     sent = sender.call("dm.send", {"to": to, "text": text})
@@ -54,7 +59,7 @@ def dm_round_trip(sender: NodeProcess, receiver: NodeProcess, to: str, text: str
             for m in sender.call("dm.history", {"conversation": to})
         )
 
-    wait_until(f"{text!r} delivered", delivered)
+    wait_until(f"{text!r} delivered", delivered, limit=limit)
     return time.monotonic() - started
 
 
@@ -64,10 +69,31 @@ def stack() -> Iterator[ExitStack]:
         yield s
 
 
-def start(stack: ExitStack, hosts: list[Host], base: Path, *bootstrap: str) -> list[NodeProcess]:
+class StallingRelay(NodeProcess):
+    """A node whose hop relay half-kills existing circuits on demand
+    (``_stalling_relay.py``: fault injection into py-libp2p's relay, nothing else changed)."""
+
+    def wrapper(self) -> list[str]:
+        return [sys.executable, "-m", "tests.integration._stalling_relay", str(self.trigger)]
+
+    @property
+    def trigger(self) -> Path:
+        return self.home.parent / "stall-from"
+
+    def stall_circuits_from(self, peer_id: str) -> None:
+        self.trigger.write_text(peer_id)
+
+
+def start(
+    stack: ExitStack,
+    hosts: list[Host],
+    base: Path,
+    *bootstrap: str,
+    kind: Callable[..., NodeProcess] = NodeProcess,
+) -> list[NodeProcess]:
     """Start a node on each host at once (a first start spends seconds on the keystore's
     Argon2id and on importing libp2p), then wait until each answers its RPC."""
-    people = [NodeProcess(host, base / host.name / "home", bootstrap) for host in hosts]
+    people = [kind(host, base / host.name / "home", bootstrap) for host in hosts]
     for who in people:
         stack.callback(who.close)
         who.start(wait=False)
@@ -95,7 +121,7 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
     host_a = netns_world.add_host("alice", behind=nat_a)
     host_b = netns_world.add_host("bob", behind=nat_b)
 
-    [relay] = start(stack, [relay_host], tmp_path)
+    [relay] = start(stack, [relay_host], tmp_path, kind=StallingRelay)
     boot = relay.call("node.status")["listen_addrs"][0]
     started = time.monotonic()
     alice, bob = start(stack, [host_a, host_b], tmp_path, boot)
@@ -152,6 +178,19 @@ def test_two_nodes_behind_different_nats_talk_through_a_relay(
             return {"alice posts", "bob posts"} <= set(group_texts(w, gid))
 
         wait_until(f"both posts at {who.name}", both)
+    if routers == "refuse":
+        # The relay keeps the circuit open but drops what alice sends on it from now on
+        # (a half-dead circuit, as in the testnet); bob -> alice still flows. The liveness
+        # check finds the circuit dead, closes it and redials: the DM goes out on a new one.
+        assert isinstance(relay, StallingRelay)
+        relay.stall_circuits_from(a_status["peer_id"])
+        # Found within 10 s + 2 x 15 s (NetConfig.relay_ping_*), then a redial.
+        stalled = dm_round_trip(alice, bob, "bob", "through a half-dead circuit", limit=90)
+        closed = sum(network(w)["relayed_closed_dead"] for w in (alice, bob))
+        assert closed >= 1
+        assert path_to(alice, b_status["peer_id"]) == "relayed"
+        dm_round_trip(bob, alice, "alice", "after the half-dead circuit")
+        print(f"\nhalf-dead circuit: DM delivered after {stalled:.1f}s, {closed} closed")
     stats = network(alice)
     print(
         f"\nNAT ({routers}): reachable via relay {reachable_after:.1f}s after start; "
@@ -194,3 +233,101 @@ def test_a_relay_that_goes_away_is_replaced_and_a_stranger_still_reaches_the_nod
     stranger.call("contacts.add", {"address": a_status["account_key"], "name": "alice"})
     dm_round_trip(stranger, alice, "alice", "hello from a stranger")
     assert path_to(stranger, a_status["peer_id"]) in ("relayed", "direct")
+
+
+#: miniupnpd's chains, in a table of their own in the router's namespace (the router's NAT
+#: and filter rules stay in iptables; a DNAT'd connection is accepted there, see below).
+UPNP_NFT = """
+table inet upnp {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_upnp; }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept; jump postrouting_upnp;
+  }
+  chain prerouting_upnp { }
+  chain postrouting_upnp { }
+}
+"""
+
+
+def make_upnp_router(world: NetnsWorld, nat: Nat, base: Path) -> None:
+    """Turn ``nat`` into a UPnP IGD: Debian's miniupnpd 2.3.1 (nftables backend).
+
+    miniupnpd refuses a reserved external address, and the test world's are all TEST-NET
+    (RFC 5737); 2.3.1 has no ``ext_allow_private_ipv4`` and rejects such an ``ext_ip``. It does
+    accept the address a STUN server reports when its four-request test finds no filtering
+    (``ext_perform_stun``), so a STUN server (Debian's stund, RFC 3489: two addresses for its
+    change-IP answers) runs on a public host.
+    """
+    stun = world.add_host("stun")
+    alternate = "198.51.100.250"  # the world hands out host addresses from .10 upwards
+    stun.exec(["ip", "addr", "add", f"{alternate}/24", "dev", "eth0"])
+    stun.run(["stund", "-h", stun.ip, "-a", alternate],
+             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until("stund listening", lambda: stun.exec(["ss", "-Hlun", "sport = :3478"]).stdout)
+    (base / "upnp.nft").write_text(UPNP_NFT)
+    nat.exec(["nft", "-f", str(base / "upnp.nft")])
+    # The router forwards what it mapped (its iptables FORWARD chain drops new inbound).
+    nat.exec(["iptables", "-w", "-I", "FORWARD", "-i", "eth0", "-o", "lan0", "-m", "conntrack",
+              "--ctstate", "DNAT", "-j", "ACCEPT"])  # fmt: skip
+    conf = base / "miniupnpd.conf"
+    conf.write_text(
+        textwrap.dedent(f"""\
+        ext_ifname=eth0
+        listening_ip=lan0
+        enable_natpmp=no
+        secure_mode=yes
+        ext_perform_stun=yes
+        ext_stun_host={stun.ip}
+        upnp_table_name=upnp
+        upnp_nat_table_name=upnp
+        upnp_forward_chain=miniupnpd
+        upnp_nat_chain=prerouting_upnp
+        upnp_nat_postrouting_chain=postrouting_upnp
+        uuid=3c1f5a10-0000-4000-8000-000000000001
+        allow 1024-65535 {nat.private_subnet} 1024-65535
+        deny 0-65535 0.0.0.0/0 0-65535
+        """)
+    )
+    log = (base / "miniupnpd.log").open("w")
+    nat.run(["miniupnpd", "-d", "-f", str(conf), "-P", str(base / "miniupnpd.pid")],
+            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    log.close()
+    # It asks STUN at start-up and says so in its log.
+    started = "Port forwarding is now enabled"
+    wait_until("miniupnpd up", lambda: started in (base / "miniupnpd.log").read_text())
+
+
+def test_a_node_behind_a_upnp_router_maps_its_port_and_is_reached_directly(
+    netns_world: NetnsWorld, tmp_path: Path, stack: ExitStack
+) -> None:
+    seed_host = netns_world.add_host("seed")
+    nat = netns_world.add_nat("home")
+    make_upnp_router(netns_world, nat, tmp_path)
+    home = netns_world.add_host("alice", behind=nat)
+    stranger_host = netns_world.add_host("stranger")
+
+    [seed] = start(stack, [seed_host], tmp_path)
+    boot = seed.call("node.status")["listen_addrs"][0]
+    alice = NodeProcess(home, tmp_path / "alice" / "home", [boot], extra_args=["--upnp"])
+    stranger = NodeProcess(stranger_host, tmp_path / "stranger" / "home", [boot])
+    for who in (alice, stranger):  # started at once, as start() does
+        stack.callback(who.close)
+        who.start(wait=False)
+    for who in (alice, stranger):
+        who.connect()
+
+    # The router maps alice's port at its public address; she advertises it, and AutoNAT
+    # (peers dialling her back there, through the router's forwarding) finds her public.
+    mapped = f"/ip4/{nat.ip}/tcp/4242"
+    assert network(alice)["upnp_mapping"] == mapped
+    assert any(a.startswith(mapped + "/") for a in alice.call("node.status")["listen_addrs"])
+    wait_until("alice public", lambda: reachability(alice, "public"))
+    wait_until("no relayed address", lambda: relayed_addrs(alice) == [])
+
+    # A stranger who knows only her account key reaches her directly at the mapped port.
+    a_status = alice.call("node.status")
+    stranger.call("contacts.add", {"address": a_status["account_key"], "name": "alice"})
+    dm_round_trip(stranger, alice, "alice", "hello through your router's mapping")
+    assert path_to(stranger, a_status["peer_id"]) == "direct"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from p2pchat.errors import PermissionDeniedError
 from p2pchat.events import GroupChanged, GroupMessage
@@ -90,3 +91,22 @@ async def test_private_group_removed_member_cannot_read_the_next_epoch(
         ]
         with pytest.raises(PermissionDeniedError):
             await c.post(group, "let me back in")
+
+
+async def test_a_leave_finished_twice_at_once_finishes_once(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    """``leave`` and the sync loop's retry of a departing group may finish the same leave
+    at once (the testnet's p11 crashed on it: the second found the engine gone)."""
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path) as a, running(h, bob, tmp_path) as b:
+        group = await a.create_group("Leavers")
+        await b.join_group(await a.invite(group))
+        await wait_for(lambda: bob.account in a.group_state(group).members)
+        service = b._groups
+        service._departing.add(group)  # as leave() marks it, before finishing
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(service._finish_leaving, group)
+            nursery.start_soon(service._finish_leaving, group)
+        assert group not in service._departing
+        assert group in service._archived
