@@ -68,7 +68,6 @@ from ..storage.records import (
     Conversation,
     DeviceDelivery,
     Direction,
-    GroupStatus,
     Message,
     Peer,
     PeerSource,
@@ -312,27 +311,6 @@ class Node(ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesA
         await self._network.start_discovery()
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._devices_loop)
-
-    @property
-    def display_name(self) -> str | None:
-        """The name we give ourselves: our profile's, else the configured one."""
-        profile = self._profile
-        return profile.name if profile is not None else self._config.display_name
-
-    def _set_display_name(self, name: str) -> None:
-        self._dms.set_display_name(name)
-
-    async def _send_hidden(self, account: bytes, content: Content) -> None:
-        await self._dms.send_hidden(account, content)
-
-    async def _profile_recipients(self) -> set[bytes]:
-        """Who gets our profile: accepted contacts and members of our active groups."""
-        accounts = {c.account for c in await self.contacts(state=ContactState.ACCEPTED)}
-        for group in await self.groups():
-            if group.status is GroupStatus.ACTIVE:
-                accounts |= set(self.group_state(group.group_id).members)
-        accounts.discard(self.account_key)
-        return accounts
 
     def _check(self) -> None:
         if self._state != "running":

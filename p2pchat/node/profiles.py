@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..events import ContactChanged, EventBus
@@ -26,6 +26,12 @@ from ..protocol.profile import (
     clean_name,
 )
 from ..storage.base import Store
+from ..storage.records import Contact, ContactState, GroupInfo, GroupStatus
+
+if TYPE_CHECKING:
+    from ..config import NodeConfig
+    from ..dm.service import DirectMessages
+    from ..protocol.group_state import Membership
 
 __all__ = ["Profile", "ProfilesApi", "MAX_PROFILES"]
 
@@ -54,6 +60,7 @@ class ProfilesApi:
     """Set, send, receive and read profiles."""
 
     _clock: Callable[[], int]
+    _config: NodeConfig
     _events: EventBus
     _keys: LocalKeys
     _profile: Profile | None
@@ -67,14 +74,37 @@ class ProfilesApi:
     def account_key(self) -> bytes:
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # provided by Node and the other mixins, which come later in the MRO
+
+        @property
+        def _dms(self) -> DirectMessages: ...
+
+        async def contacts(self, *, state: ContactState | None = None) -> list[Contact]: ...
+
+        async def groups(self) -> list[GroupInfo]: ...
+
+        def group_state(self, group_id: bytes) -> Membership: ...
+
+    @property
+    def display_name(self) -> str | None:
+        """The name we give ourselves: our profile's, else the configured one."""
+        profile = self._profile
+        return profile.name if profile is not None else self._config.display_name
+
     def _set_display_name(self, name: str) -> None:
-        raise NotImplementedError
+        self._dms.set_display_name(name)
 
     async def _send_hidden(self, account: bytes, content: Content) -> None:
-        raise NotImplementedError
+        await self._dms.send_hidden(account, content)
 
     async def _profile_recipients(self) -> set[bytes]:
-        raise NotImplementedError
+        """Who gets our profile: accepted contacts and members of our active groups."""
+        accounts = {c.account for c in await self.contacts(state=ContactState.ACCEPTED)}
+        for group in await self.groups():
+            if group.status is GroupStatus.ACTIVE:
+                accounts |= set(self.group_state(group.group_id).members)
+        accounts.discard(self.account_key)
+        return accounts
 
     async def _load_profiles(self, store: Store) -> None:
         """At start: our profile and the received ones, from the store."""
