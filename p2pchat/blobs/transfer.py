@@ -169,7 +169,7 @@ async def _exchange(
             if message.index not in state.in_flight:
                 raise WireError("unexpected-kind", "a chunk that was not asked for")
             if download.on_chunk(peer, message.index, message.data):
-                store.write_chunk(blob, message.index, message.data)
+                store.write_chunk(blob, message.index, message.data, verified=True)
                 on_progress(download)
                 pulse.notify()  # wakes idle holders (and all of them once it is done)
             elif download.sources[peer].failed is not None:
