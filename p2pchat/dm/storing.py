@@ -133,21 +133,7 @@ class Storing:
         if contact is None:
             await tx.put_contact(self._new_contact(to, ContactState.REQUESTED_OUT, now))
         await self._ensure_conversation(tx, to, now)
-        plain = inbound.plain
-        return await tx.add_message(
-            NewMessage(
-                conversation_id=dm_conversation_id(to),
-                message_id=plain.id,
-                sender_account=inbound.account,
-                sender_device=inbound.device,
-                direction=Direction.OUT,
-                content_type=plain.content.type,
-                body=plain.content.to_bytes(),
-                sent_at=plain.ts,
-                received_at=now,
-                state=DeliveryState.SENT,
-            )
-        )
+        return await tx.add_message(self._inbound_record(inbound, now, peer=to, ours=True))
 
     async def _after_commit(
         self,
@@ -196,19 +182,23 @@ class Storing:
                 )
             )
 
-    def _inbound_record(self, inbound: Inbound, now: int) -> NewMessage:
+    def _inbound_record(
+        self, inbound: Inbound, now: int, *, peer: bytes | None = None, ours: bool = False
+    ) -> NewMessage:
+        """The message ``inbound`` carries: received from its sender, or (``ours``) a copy
+        of what another of our devices sent to ``peer``, kept as sent by us."""
         plain = inbound.plain
         return NewMessage(
-            conversation_id=dm_conversation_id(inbound.account),
+            conversation_id=dm_conversation_id(peer or inbound.account),
             message_id=plain.id,
             sender_account=inbound.account,
             sender_device=inbound.device,
-            direction=Direction.IN,
+            direction=Direction.OUT if ours else Direction.IN,
             content_type=plain.content.type,
             body=plain.content.to_bytes(),
             sent_at=plain.ts,
             received_at=now,
-            state=DeliveryState.DELIVERED,
+            state=DeliveryState.SENT if ours else DeliveryState.DELIVERED,
         )
 
     # -- helpers --------------------------------------------------------------------------
