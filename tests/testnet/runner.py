@@ -657,5 +657,9 @@ class Run:
             if who.alive():
                 self._retire_cpu(name)
                 codes[name] = who.stop(signal.SIGTERM, timeout=30)
+            elif who.process is not None:
+                # Not running, though recover() restarted every node the scenario took
+                # down: it died on its own (a crash), which is not a clean exit.
+                codes[name] = who.process.returncode
         self.data.final["exit_codes"] = codes
         self.data.final["cpu_s"] = dict(self.cpu_done)
