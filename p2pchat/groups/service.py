@@ -354,6 +354,7 @@ class Groups(GroupEffects, GroupDiscovery):
             local_device=self._device.public_key,
             config=self._engine_config,
         )
+        engine.expect_history(self._clock())  # the catch-up below is history, not a flood
         descriptor = engine.descriptor
         if secret is None and descriptor.rules.join != "open":
             raise PermissionDeniedError("this group is joined by invitation only")

@@ -125,6 +125,8 @@ class GroupEngine(Folding):
         self._config = config
         self._limiter = limiter
         self._ceiling = AuthorCeiling(rate=config.author_rate, burst=config.author_burst)
+        #: Until then a sync brings history, all of it (see :meth:`expect_history`).
+        self._history_until = 0
         self._local = local_device
         self._log = GroupLog(genesis, kind=self._descriptor.kind, limits=config.log)
         self._live = LiveIndex(config.live)
@@ -260,6 +262,16 @@ class GroupEngine(Folding):
         self._before = self._membership
         self._known_devices = frozenset(d for d in self.member_devices() if d != self._local)
         return self
+
+    def expect_history(self, now: int) -> None:
+        """We are joining: for the ceiling's window, what a sync brings is the group's
+        history, however recent (the invite we join by may follow an author's burst),
+        taken at the sync limits alone; gossip is still charged."""
+        self._history_until = now + self._ceiling.window_ms
+
+    def _is_live(self, ts: int, now: int) -> bool:
+        """Whether a synced event authored at ``ts`` is live traffic (charged)."""
+        return now >= self._history_until and self._ceiling.is_recent(ts, now)
 
     # --- reading --------------------------------------------------------------------
 
@@ -439,7 +451,7 @@ class GroupEngine(Folding):
         ceiling = self._ceiling
         charged = int(
             self._log.id_at(event.author_device, event.seq) != event.event_id
-            and (not catch_up or ceiling.is_behind(author, now) or ceiling.is_recent(event.ts, now))
+            and (not catch_up or ceiling.is_behind(author, now) or self._is_live(event.ts, now))
         )
         if charged and not self._ceiling.grant(author, now, 1):
             return ReceiveResult(deferred=1)
@@ -476,7 +488,7 @@ class GroupEngine(Folding):
         # their live events: the rest of a flood is paced whatever its timestamps).
         history = 0
         if catch_up and not self._ceiling.is_behind(author, now):
-            history = first_recent(run.events[held:], lambda ts: self._ceiling.is_recent(ts, now))
+            history = first_recent(run.events[held:], lambda ts: self._is_live(ts, now))
         live = len(run.events) - held - history
         granted = self._ceiling.grant(author, now, live) if live else 0
         keep = held + history + granted

@@ -145,6 +145,11 @@ class AuthorCeiling:
         since = self._behind.get(author)
         return since is not None and now - since < self._behind_ms
 
+    @property
+    def window_ms(self) -> int:
+        """How long an author stays "behind", and how old an event may be to be recent."""
+        return self._behind_ms
+
     def is_recent(self, ts: int, now: int) -> bool:
         """Whether an event authored at ``ts`` (the author's clock) is live traffic."""
         return now - ts < self._behind_ms

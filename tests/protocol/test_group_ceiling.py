@@ -81,3 +81,19 @@ def test_gossip_is_paced_whatever_the_events_age() -> None:
     results = [member.receive(data, now=later) for data in events]
     assert sum(len(r.accepted) for r in results) == BURST
     assert sum(r.deferred for r in results) == len(events) - BURST
+
+
+def test_a_joiner_takes_a_recent_burst_by_sync_and_still_paces_gossip() -> None:
+    # The invite a joiner needs may follow its inviter's burst of posts: while joining,
+    # a sync brings history however recent (tests/integration: the late joiner).
+    genesis, events = _flood(NOW_MS)
+    now = NOW_MS + POSTS
+    joiner = GroupEngine.from_genesis(genesis, config=CEILING)
+    joiner.expect_history(now)
+    assert _by_sync(joiner, events, now) == (len(events), 0)
+    # Its window over, the same engine paces live traffic again.
+    _, later = _flood(now + WINDOW_MS)
+    member = GroupEngine.from_genesis(genesis, config=CEILING)
+    member.expect_history(now)
+    accepted, deferred = _by_sync(member, later, now + WINDOW_MS + POSTS)
+    assert (accepted, deferred) == (BURST, len(later) - BURST)
