@@ -31,23 +31,9 @@ def __getattr__(name: str) -> object:
 def main() -> None:
     """Console-script entry point (``p2pchat = "p2pchat.cli:main"``)."""
     try:
-        import click
-
         from ._root import cli
 
-        # Not click's standalone mode: it turns a Ctrl-C that lands outside a command
-        # (while click parses arguments) into "Aborted!" and status 1.
-        try:
-            status = cli.main(prog_name="p2pchat", standalone_mode=False)
-        except click.exceptions.Abort as exc:
-            if isinstance(exc.__cause__, KeyboardInterrupt):
-                raise exc.__cause__ from None
-            sys.stderr.write("Aborted!\n")
-            sys.exit(1)
-        except click.ClickException as exc:  # a usage error: click's message and status
-            exc.show()
-            sys.exit(exc.exit_code)
-        sys.exit(status if isinstance(status, int) else 0)
+        cli(prog_name="p2pchat")
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         sys.exit(130)
