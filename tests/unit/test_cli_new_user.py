@@ -47,22 +47,29 @@ def test_item14_empty_dm_and_empty_post_get_the_same_clear_error(nodes: Nodes) -
 
 
 def _interrupt_after(home: Path, delay: float, *args: str) -> subprocess.CompletedProcess[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "p2pchat.cli", "--home", str(home), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Ctrl-C as a shell gives it: a job started with `&` from a non-interactive shell (a
+    # CI wrapper, nohup) ignores SIGINT, a child inherits an ignored signal, and Python
+    # then keeps ignoring it. A handled SIGINT is reset to the default in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        if delay:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(delay)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=LIMIT)
+        with subprocess.Popen(  # the context closes the pipes whatever happens
+            [sys.executable, "-m", "p2pchat.cli", "--home", str(home), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            try:
+                if delay:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(delay)
+                process.send_signal(signal.SIGINT)
+                out, err = process.communicate(timeout=LIMIT)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        signal.signal(signal.SIGINT, previous)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
