@@ -17,7 +17,7 @@ from ..errors import NotFoundError
 from ._client import CALL_TIMEOUT, call, connected
 from ._output import emit_json, emit_json_line, message_body, one_line, say, show_table, warn
 from ._state import CliState, json_option, pass_state, wide_option
-from .dm_changes import delete, edit, react
+from .dm_changes import delete, edit, find_message, react
 from .files import add_files, files_line
 
 if TYPE_CHECKING:
@@ -289,27 +289,15 @@ def deliveries(state: CliState, peer: str, message: str | None) -> None:
     """Show where one of our messages to PEER stands on each device it went to.
 
     A message goes to every device of PEER and to our own other devices; its mark in
-    `dm read` sums them up (✓✓ once one of PEER's devices has it). MESSAGE is its id or
-    the start of it; without MESSAGE, our latest message to PEER.
+    `dm read` sums them up (✓✓ once one of PEER's devices has it). MESSAGE is 4+ hex
+    digits of its id (`dm read --ids`) or `last`; without MESSAGE, our latest to PEER.
 
     \b
     JSON: {"message_id", "state", "devices": [{"device", "own", "state", "reason", ...}]}
     """
     with connected(state) as client:
-        history = client.call(
-            "dm.history", {"conversation": peer, "limit": 500}, timeout=CALL_TIMEOUT
-        )
-        mine = [m for m in history if m["direction"] == "out"]
-        if message is not None:
-            wanted = message.strip().lower()
-            mine = [m for m in mine if m["message_id"].startswith(wanted)]
-            if len(mine) > 1:
-                raise click.UsageError(f"{message!r} names several messages: give more of it")
-        if not mine:
-            raise NotFoundError("no message of yours there (`p2pchat dm read` lists them)")
-        found = client.call(
-            "dm.deliveries", {"message_id": mine[-1]["message_id"]}, timeout=CALL_TIMEOUT
-        )
+        target = find_message(client, peer, message or "last", own=True)
+        found = client.call("dm.deliveries", {"message_id": target}, timeout=CALL_TIMEOUT)
     if state.json:
         emit_json(found)
         return

@@ -19,10 +19,12 @@ from ._state import CliState, json_option, pass_state
 if TYPE_CHECKING:
     from ..client import SyncClient
 
-__all__ = ["react", "edit", "delete"]
+__all__ = ["react", "edit", "delete", "find_message"]
 
 
-def _find(client: SyncClient, peer: str, message: str, *, own: bool) -> str:
+def find_message(client: SyncClient, peer: str, message: str, *, own: bool) -> str:
+    """The id of the message named by ``message`` (4+ hex digits of its id, or ``last``)
+    in the conversation with ``peer`` (``own``: only ours)."""
     history = client.call("dm.history", {"conversation": peer, "limit": 500}, timeout=CALL_TIMEOUT)
     candidates = [m for m in history if not own or m["direction"] == "out"]
     wanted = message.strip().lower()
@@ -42,7 +44,7 @@ def _find(client: SyncClient, peer: str, message: str, *, own: bool) -> str:
 
 def _change(state: CliState, method: str, peer: str, message: str, own: bool, **extra: Any) -> None:
     with connected(state) as client:
-        target = _find(client, peer, message, own=own)
+        target = find_message(client, peer, message, own=own)
         sent = client.call(method, {"to": peer, "target": target, **extra}, timeout=CALL_TIMEOUT)
     if state.json:
         emit_json({"message": sent})
