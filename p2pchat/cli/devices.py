@@ -194,6 +194,9 @@ def join(state: CliState, code: str, name: str, insecure: bool) -> None:
     JSON: {"account_key", "fingerprint", "device_key"}
     """
     identity = join_new_home(state, code, name=name, insecure=insecure)
+    saved = state.home.read_config()
+    if not saved.get("bootstrap"):  # a later `node run` enters the network through it
+        state.home.write_config({**saved, "bootstrap": link_bootstrap(code)})
     if state.json:
         emit_json(
             {
