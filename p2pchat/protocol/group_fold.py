@@ -66,6 +66,11 @@ class Folding:
     # --- reading the fold (what a node shows) -------------------------------------
 
     @property
+    def state(self) -> Membership:
+        self._ensure()
+        return self._membership
+
+    @property
     def view(self) -> GroupView:
         self._ensure()
         if self._view is None:
