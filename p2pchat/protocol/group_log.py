@@ -159,7 +159,9 @@ class GroupLog:
         self._accounts: dict[bytes, bytes] = {}  # device -> account (from its certificate)
         self._frozen: dict[bytes, int] = {}  # device -> fork seq
         self._proofs: dict[bytes, ForkProof] = {}
-        self._order: list[tuple[int, bytes]] = []
+        # Held events in the total order (sorted by :func:`order_key` of each, found by
+        # bisection on it: no key tuple kept per event).
+        self._order: list[StoredEvent] = []
         self._tips: set[bytes] = set()
         self._pending: dict[bytes, _Pending] = {}
         self._waiting: dict[bytes, list[bytes]] = {}
@@ -183,8 +185,7 @@ class GroupLog:
 
     def ordered(self, start: int = 0) -> Iterator[StoredEvent]:
         """Accepted events in the total order, from index ``start``."""
-        for _, event_id in self._order[start:]:
-            yield self._events[event_id]
+        yield from self._order[start:]
 
     def account_of(self, device: bytes) -> bytes | None:
         return self._accounts.get(device)
@@ -465,9 +466,8 @@ class GroupLog:
             self._tips.discard(event.prev)
         self._tips.difference_update(event.deps)
         self._tips.add(event.event_id)
-        key_order = order_key(event)
-        index = bisect.bisect_left(self._order, key_order)
-        self._order.insert(index, key_order)
+        index = bisect.bisect_left(self._order, order_key(event), key=_stored_order)
+        self._order.insert(index, stored)
         if self._min_insert is None or index < self._min_insert:
             self._min_insert = index
         return stored
@@ -491,7 +491,11 @@ class GroupLog:
 
     def index_of(self, event: GroupEvent) -> int:
         """Position of an accepted event in the total order."""
-        return bisect.bisect_left(self._order, order_key(event))
+        return bisect.bisect_left(self._order, order_key(event), key=_stored_order)
+
+
+def _stored_order(stored: StoredEvent) -> tuple[int, bytes]:
+    return order_key(stored.event)
 
 
 def decode_stored(data: bytes, *, slim: bool = False) -> StoredEvent:
