@@ -133,7 +133,7 @@ class GroupEngine(Receiving):
         self._revoked_upto: dict[tuple[bytes, bytes], int] = {}
         self._author_effects: list[Effect] = []
         self._view: GroupView | None = None
-        self._effective: set[bytes] = set()
+        self._void: set[bytes] = set()
         self._checkpoints = []
         self._reset_fold()
         self._ensure()
