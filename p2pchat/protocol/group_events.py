@@ -405,10 +405,27 @@ class GroupEvent(Struct):
         caller already holds (a log's one copy of a key or an event id)."""
         if not self.raw and not self.sig and not shared:
             return self
-        return dataclasses.replace(self, raw=_EMPTY, body=_EMPTY, sig=b"", **shared)
+        return _evolve(self, raw=_EMPTY, body=_EMPTY, sig=b"", **shared)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+#: The slots of :class:`GroupEvent` (member descriptors: they set a frozen instance's
+#: fields without its ``__setattr__``).
+_SLOTS = tuple(GroupEvent.__dict__[f.name] for f in dataclasses.fields(GroupEvent))
+
+
+def _evolve(event: GroupEvent, **changes: Any) -> GroupEvent:
+    """A copy of ``event`` with ``changes``, for fields no check reads (the derived
+    ``event_id``, ``raw`` and ``parsed``; ``body`` and ``sig`` dropped; equal shared
+    objects). ``dataclasses.replace`` would run ``__init__`` and its checks again: two
+    of them per stored event were about a fifth of a node's start-up."""
+    new = object.__new__(GroupEvent)
+    for slot in _SLOTS:
+        slot.__set__(new, slot.__get__(event))
+    for name, value in changes.items():
+        GroupEvent.__dict__[name].__set__(new, value)
+    return new
 
 
 def decode_event(data: bytes, *, slim: bool = False) -> GroupEvent:
@@ -420,12 +437,10 @@ def decode_event(data: bytes, *, slim: bool = False) -> GroupEvent:
     event = GroupEvent.from_value(raw)
     parsed = _parse_body(event.kind, event.body, "b")
     if slim:
-        return dataclasses.replace(
+        return _evolve(
             event, event_id=event_id_of(data), raw=_EMPTY, body=_EMPTY, sig=b"", parsed=parsed
         )
-    return dataclasses.replace(
-        event, event_id=event_id_of(data), raw=MappingProxyType(raw), parsed=parsed
-    )
+    return _evolve(event, event_id=event_id_of(data), raw=MappingProxyType(raw), parsed=parsed)
 
 
 def sign_event(
