@@ -466,8 +466,14 @@ class GroupLog:
             self._tips.discard(event.prev)
         self._tips.difference_update(event.deps)
         self._tips.add(event.event_id)
-        index = bisect.bisect_left(self._order, order_key(event), key=_stored_order)
-        self._order.insert(index, stored)
+        key = order_key(event)
+        order = self._order
+        if not order or order_key(order[-1].event) < key:
+            index = len(order)  # most events sort last: no bisection
+            order.append(stored)
+        else:
+            index = bisect.bisect_left(order, key, key=_stored_order)
+            order.insert(index, stored)
         if self._min_insert is None or index < self._min_insert:
             self._min_insert = index
         return stored
