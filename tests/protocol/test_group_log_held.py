@@ -11,7 +11,7 @@ import pytest
 from p2pchat.errors import LocalProtocolError
 from p2pchat.protocol.group_engine import EngineConfig, GroupEngine
 from p2pchat.protocol.group_events import MemberAdd, decode_event
-from p2pchat.protocol.group_log import LogLimits
+from p2pchat.protocol.group_log import LogLimits, order_key
 from tests.conftest import NOW_MS
 from tests.protocol.test_group_kit import account, device, new_group, post, replica
 
@@ -120,3 +120,28 @@ def test_store_order_shuffled_order_and_the_sorted_fallback_load_the_same() -> N
         GroupEngine.load(events)
     with pytest.raises(LocalProtocolError):
         GroupEngine.load([genesis, *events, genesis])
+
+
+def test_concurrent_events_are_held_in_the_total_order() -> None:
+    """The log's order holds the events themselves (no key per event): events that sort
+    before held ones (two authors writing without seeing each other) are inserted in
+    place, so the order is that of wire.md §8 and positions are found in it."""
+    engine, genesis = new_group()
+    adds = [
+        engine.author(MemberAdd(account=account(n), role="member"), device=OWNER, now=NOW_MS)
+        for n in ("ann", "bob")
+    ]
+    apart = [replica(genesis, adds), replica(genesis, adds)]
+    ann = [apart[0].author(post(f"a{i}"), device=ANN, now=NOW_MS + i) for i in range(8)]
+    bob = [apart[1].author(post(f"b{i}"), device=BOB, now=NOW_MS + i) for i in range(8)]
+    merged = GroupEngine.load([genesis, *adds, *bob, *ann])  # ann's interleave bob's
+    held = merged.ordered_events()
+    keys = [order_key(s.event) for s in held]
+    assert keys == sorted(keys)
+    assert len(held) == 1 + len(adds) + len(ann) + len(bob)
+    assert [merged.position(s.event_id) for s in held] == list(range(len(held)))
+    assert merged.position(b"\x00" * 32) is None
+    assert merged.history_hash() == GroupEngine.load([genesis, *adds, *ann, *bob]).history_hash()
+    # Every event here is effective (both authors are members); one not held is not.
+    assert all(merged.is_effective(s.event_id) for s in held)
+    assert not merged.is_effective(b"\x00" * 32)
