@@ -5,10 +5,9 @@ our varint framing) sending the file's size in 256 KiB frames; (2) the same byte
 encrypted blob over ``/p2pchat/blob/1.0.0`` (request pipelining, hashing every chunk,
 writing to the blob store), reported as a ratio of (1); (3) the same download from 3
 holders at once against 1 holder. Sealing (encrypting the file into the store) is timed
-apart. Every host's event loop runs in this one Python thread (the blob path checks and
-writes chunks in worker threads), so the figures are lower bounds, and several holders
-cannot beat one here (they share the CPU): they show that spreading the work costs
-little, not the gain on a real network.
+apart. Every host runs in this one Python thread, so the figures are lower bounds, and
+several holders cannot beat one here (they share one CPU): they show that spreading the
+work costs little, not the gain on a real network.
 
 (1) and (2) run ``--repeat`` times, alternately, between the same two hosts (the blob
 is deleted from the receiver between runs); the ratio is that of the best of each, so
