@@ -220,7 +220,13 @@ class BlobStore:
     def read_chunk(self, blob_id: bytes, index: int) -> bytes | None:
         """A chunk we hold, or ``None``."""
         manifest = self.manifest(blob_id)
-        if manifest is None or index not in self._have.get(blob_id, self.have(blob_id)):
+        if manifest is None:
+            return None
+        held = self._have.get(blob_id)
+        if held is None:
+            self.have(blob_id)  # scans once, then cached
+            held = self._have[blob_id]
+        if index not in held:
             return None
         try:
             with self._path(blob_id, "dat").open("rb") as f:
