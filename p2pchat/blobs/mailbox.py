@@ -8,14 +8,17 @@ there too, so the recipient can fetch them later even if the sender is offline b
   offered with ``mbox.hold`` (blob id, manifest, ttl), one mailbox after another until
   one holds it. A refusal is reported with its reason (a ``file.progress`` event of
   direction ``mailbox``, state ``failed``), and the message still goes: the recipient
-  can then fetch the file from us while we are online.
+  can then fetch the file from us while we are online. What is pending is kept in the
+  blob index too, so a restart before the mail left does not lose it.
 * **Holding** (:meth:`MailboxBlobs.hold`): a mailbox checks the manifest against the
   id, refuses what would exceed the depositor's share or its total
   (``BlobConfig.mailbox_bytes_per_peer`` / ``mailbox_bytes_total``) with
   ``mbox.refused``, then fetches every chunk from the depositor over
   ``/p2pchat/blob/1.0.0`` (the usual verified download) and answers ``mbox.held``. It
   keeps the blob ``mailbox_keep_ms`` at most and serves it to anyone who asks by id,
-  like any holder: it holds ciphertext it cannot read.
+  like any holder: it holds ciphertext it cannot read. It keeps it until then even once
+  fetched: it does not know whom the blob is for, nor how many devices will fetch it,
+  and no one acknowledges a blob (blobs.md section 6).
 
 The recipient asks its own mailboxes for the attachments of every message it receives
 (they are among the holders tried, beside the sender).
@@ -80,18 +83,38 @@ class MailboxBlobs:
         self._locks: dict[bytes, trio.Lock] = {}
         self._pending: dict[str, dict[bytes, MediaRef]] = {}
         self.stats = {"held": 0, "refused": 0, "deposited": 0, "deposit_refused": 0}
+        self._restore()
 
     # -- the depositing side ------------------------------------------------------------
 
+    def _restore(self) -> None:
+        """What was pending when the node stopped (the refs, keys included, are in the
+        blob index; one whose blob is gone is forgotten)."""
+        store = self._blobs.store
+        for conversation, blob_id in store.mailbox_pending():
+            info = store.get(blob_id)
+            if info is None or info.ref is None or info.ref.key is None:
+                store.drop_mailbox_pending(conversation, [blob_id])
+            else:
+                self._pending.setdefault(conversation, {})[blob_id] = info.ref
+
     def sent(self, conversation: str, refs: Iterable[MediaRef]) -> None:
         """Attachments we sent in ``conversation``: offered to a mailbox if its mail goes
-        there."""
+        there (remembered across restarts)."""
         pending = self._pending.setdefault(conversation, {})
+        added = []
         for ref in refs:
             if ref.key is not None:
+                if ref.hash not in pending:
+                    added.append(ref.hash)
                 pending[ref.hash] = ref
+        self._blobs.store.add_mailbox_pending(conversation, added)
+        dropped = []
         while len(pending) > _MAX_PENDING:
-            del pending[next(iter(pending))]
+            oldest = next(iter(pending))
+            del pending[oldest]
+            dropped.append(oldest)
+        self._blobs.store.drop_mailbox_pending(conversation, dropped)
         if not pending:
             del self._pending[conversation]
 
@@ -100,8 +123,8 @@ class MailboxBlobs:
         pending = self._pending.get(conversation)
         if pending is None:
             return
-        for blob_id in blob_ids:
-            pending.pop(blob_id, None)
+        done = [blob_id for blob_id in blob_ids if pending.pop(blob_id, None) is not None]
+        self._blobs.store.drop_mailbox_pending(conversation, done)
         if not pending:
             del self._pending[conversation]
 

@@ -9,7 +9,9 @@ blobs are large, written chunk by chunk, and garbage collected on their own sche
 * ``index.sqlite3``: one row per blob: why we hold it, its size, times; and, for blobs
   we can open, the ``media-ref`` (with its per-file key) and the peers that may hold it,
   sealed at rest under the node's local key like the message store's private columns
-  (:mod:`p2pchat.storage._at_rest`).
+  (:mod:`p2pchat.storage._at_rest`). Beside it, the attachments we sent that a mailbox
+  should hold if their message goes there (conversation id and blob id, in the clear
+  like the message store's ids), so that a restart does not forget them.
 
 The chunks are ciphertext under per-file keys that live only in (sealed) messages and in
 that sealed column, so a copied home reveals the sizes and times of blobs, never their
@@ -26,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,11 @@ CREATE TABLE IF NOT EXISTS blobs (
     keep_until INTEGER,
     owner TEXT,
     private BLOB
+);
+CREATE TABLE IF NOT EXISTS mailbox_pending (
+    conversation TEXT NOT NULL,
+    id BLOB NOT NULL,
+    PRIMARY KEY (conversation, id)
 );
 """
 
@@ -369,6 +377,27 @@ class BlobStore:
             sources=sources,
         )
 
+    # -- attachments a mailbox should hold --------------------------------------------
+
+    def add_mailbox_pending(self, conversation: str, blob_ids: Iterable[bytes]) -> None:
+        for blob_id in blob_ids:
+            self._sql(
+                "INSERT OR IGNORE INTO mailbox_pending (conversation, id) VALUES (?, ?)",
+                (conversation, blob_id),
+            )
+
+    def drop_mailbox_pending(self, conversation: str, blob_ids: Iterable[bytes]) -> None:
+        for blob_id in blob_ids:
+            self._sql(
+                "DELETE FROM mailbox_pending WHERE conversation = ? AND id = ?",
+                (conversation, blob_id),
+            )
+
+    def mailbox_pending(self) -> tuple[tuple[str, bytes], ...]:
+        """(conversation, blob id) of every pending attachment, oldest first."""
+        rows = self._sql("SELECT conversation, id FROM mailbox_pending ORDER BY rowid").fetchall()
+        return tuple((str(conversation), bytes(blob_id)) for conversation, blob_id in rows)
+
     # -- retention --------------------------------------------------------------------
 
     def delete(self, blob_id: bytes) -> None:
@@ -378,6 +407,7 @@ class BlobStore:
         self._have.pop(blob_id, None)
         self._manifests.pop(blob_id, None)
         self._sql("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        self._sql("DELETE FROM mailbox_pending WHERE id = ?", (blob_id,))
 
     def gc(
         self, now: int, *, own_keep_ms: int, received_keep_ms: int, cache_bytes: int

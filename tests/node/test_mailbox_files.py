@@ -146,3 +146,28 @@ async def test_a_full_mailbox_answers_why_instead_of_dropping_the_stream(
         await stream.close()
     assert isinstance(replies[0], MailboxStored)
     assert replies[1] == MailboxRefused(why="quota-sender")
+
+
+async def test_files_pending_for_a_mailbox_survive_a_restart_of_the_sender(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    photo = _file(tmp_path, "cat.jpg", CHUNK_SIZE + 99)
+    async with _contacts_with_mailbox(tmp_path) as (h, alice, bob, c, _):
+        carol = c._net.peer_id
+        h.set_down(carol)  # the mailbox is away too: neither the file nor the mail goes
+        async with running(h, alice, tmp_path) as a:
+            sent = await a.send_dm(bob.account, "when you can", attachments=[photo])
+            assert a._mailbox_blobs is not None
+            (pending,) = a._mailbox_blobs.pending(f"dm:{bob.account.hex()}")
+            await wait_for(lambda: bool(_mailbox_events(alice)))  # one offer failed
+        assert not [i for i in c.files() if i.reason == "mailbox"]
+        h.set_up(carol)
+        alice.events.clear()
+        async with running(h, alice, tmp_path) as a:  # a new process: nothing in memory
+            await wait_for(lambda: _sent(alice, sent.message_id))
+            assert [e.state for e in _mailbox_events(alice)] == ["done"]
+            assert a._mailbox_blobs is not None
+            assert not a._mailbox_blobs.pending(f"dm:{bob.account.hex()}")
+        (held,) = [i for i in c.files() if i.reason == "mailbox"]
+        assert held.blob_id == pending.hash
+        assert held.complete

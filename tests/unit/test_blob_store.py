@@ -115,3 +115,20 @@ def test_the_total_held_for_others_is_capped_whoever_deposits(tmp_path: Path) ->
     assert store.get(b"\x02" * 32) is None  # nothing recorded
     # The same blob held again (another depositor) is not counted twice.
     store.hold(b"\x01" * 32, reason="mailbox", now=1, owner="q", size=600, total_quota=1000)
+
+
+def test_files_pending_for_a_mailbox_are_kept_across_a_reopen_until_dropped(
+    tmp_path: Path,
+) -> None:
+    store = BlobStore(tmp_path, seal_key=SEAL)
+    other = b"\x09" * 32
+    store.add_mailbox_pending("dm:aa", [BLOB, other])
+    store.add_mailbox_pending("dm:aa", [BLOB])  # already there
+    store.add_mailbox_pending("dm:bb", [BLOB])
+    store.close()
+    store = BlobStore(tmp_path, seal_key=SEAL)
+    assert store.mailbox_pending() == (("dm:aa", BLOB), ("dm:aa", other), ("dm:bb", BLOB))
+    store.drop_mailbox_pending("dm:aa", [other])
+    assert store.mailbox_pending() == (("dm:aa", BLOB), ("dm:bb", BLOB))
+    store.delete(BLOB)  # a blob that is gone is pending nowhere
+    assert store.mailbox_pending() == ()
