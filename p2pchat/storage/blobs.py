@@ -92,6 +92,7 @@ class BlobStore:
         self._rest = AtRest(seal_key)
         self._have: dict[bytes, set[int]] = {}
         self._manifests: dict[bytes, Manifest] = {}
+        self._data_files: dict[bytes, str] = {}
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         index = root / "index.sqlite3"
         fd = os.open(index, os.O_RDWR | os.O_CREAT, 0o600)
@@ -130,6 +131,14 @@ class BlobStore:
 
     def _path(self, blob_id: bytes, ext: str) -> Path:
         return self._root / f"{blob_id.hex()}.{ext}"
+
+    def _data_file(self, blob_id: bytes) -> str:
+        """The data file's path (as a string: building a ``Path`` per chunk showed in
+        profiles of a transfer)."""
+        path = self._data_files.get(blob_id)
+        if path is None:
+            path = self._data_files[blob_id] = os.fspath(self._path(blob_id, "dat"))
+        return path
 
     def manifest(self, blob_id: bytes) -> Manifest | None:
         cached = self._manifests.get(blob_id)
@@ -213,9 +222,8 @@ class BlobStore:
         manifest = self.manifest(blob_id)
         if manifest is None or not (verified or manifest.verify(index, data)):
             raise StorageError("refusing to store a chunk that does not match its manifest")
-        path = self._path(blob_id, "dat")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            fd = os.open(self._data_file(blob_id), os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 os.pwrite(fd, data, index * _SLOT)
             finally:
@@ -237,9 +245,11 @@ class BlobStore:
         if index not in held:
             return None
         try:
-            with self._path(blob_id, "dat").open("rb") as f:
-                f.seek(index * _SLOT)
-                return f.read(manifest.cipher_len(index))
+            fd = os.open(self._data_file(blob_id), os.O_RDONLY)
+            try:
+                return os.pread(fd, manifest.cipher_len(index), index * _SLOT)
+            finally:
+                os.close(fd)
         except OSError:  # deleted meanwhile (gc): we no longer hold it
             self._have.pop(blob_id, None)
             return None
@@ -406,6 +416,7 @@ class BlobStore:
                 self._path(blob_id, ext).unlink()
         self._have.pop(blob_id, None)
         self._manifests.pop(blob_id, None)
+        self._data_files.pop(blob_id, None)
         self._sql("DELETE FROM blobs WHERE id = ?", (blob_id,))
         self._sql("DELETE FROM mailbox_pending WHERE id = ?", (blob_id,))
 
