@@ -48,7 +48,7 @@ _EDIT = st.tuples(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     index=_INDEXES,
     length=st.sampled_from([TAG_LEN, 23, 24, 255, 256]),
