@@ -102,7 +102,8 @@ class FramedByteStream:
                     raise WireError("frame-too-large", f"{length} bytes exceeds {max_size}")
                 end = start + length
                 if len(self._buffer) >= end:
-                    frame = bytes(self._buffer[start:end])
+                    with memoryview(self._buffer) as view:  # one copy, not two
+                        frame = bytes(view[start:end])
                     del self._buffer[:end]
                     if self._buffer:  # the next frame began with the last chunk
                         self._frame_started = trio.current_time()
