@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -35,13 +35,12 @@ from ..config import NodeConfig
 from ..devices import DeviceService
 from ..dm.mailbox import Mailbox, MailboxKeys
 from ..dm.own_sync import OwnSync
-from ..dm.service import DirectMessages, dm_conversation_id
+from ..dm.service import DirectMessages
 from ..errors import (
     ClosedError,
     ConfigError,
     LocalProtocolError,
     NetworkError,
-    NotFoundError,
 )
 from ..events import (
     EventBus,
@@ -58,24 +57,20 @@ from ..identity.local_keys import LocalKeys
 from ..identity.peerid import peer_id_from_ed25519
 from ..net import base as netbase
 from ..net.base import Network
-from ..protocol.content import Content, MediaRef
 from ..protocol.group_engine import EngineConfig
 from ..protocol.limits import backoff_ms
 from ..protocol.profile import PROFILE_CONTENT_TYPE
 from ..storage.base import Store
 from ..storage.records import (
     ContactState,
-    Conversation,
-    DeviceDelivery,
-    Direction,
-    Message,
     Peer,
     PeerSource,
 )
 from .contacts import ContactsApi, parse_account
 from .devices import DevicesApi
 from .dm_changes import DmChangesApi
-from .files import FilesApi, PathLike
+from .dms import DmsApi
+from .files import FilesApi
 from .groups import GroupsApi
 from .health import HomeWatch, watch_home
 from .profiles import Profile, ProfilesApi
@@ -105,7 +100,7 @@ def _libp2p_opener(config: NodeConfig) -> NetworkOpener:
     return open_network
 
 
-class Node(ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesApi):
+class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesApi):
     """A p2pchat node. See the module docstring and README "Embedding"."""
 
     def __init__(
@@ -492,82 +487,6 @@ class Node(ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, DmChangesA
     def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._nursery is not None
         self._nursery.start_soon(fn, *args)
-
-    # -- direct messages ------------------------------------------------------------------
-
-    async def send_dm(
-        self,
-        to: str | bytes,
-        text: str | None = None,
-        *,
-        content: Content | None = None,
-        reply_to: bytes | None = None,
-        attachments: Sequence[PathLike | MediaRef] = (),
-    ) -> Message:
-        """Queue a direct message; delivery continues in the background (see events).
-
-        ``attachments``: files sealed into our blob store and named in the message; the
-        recipient fetches them from us (protocol-spec/blobs.md)."""
-        account = parse_account(to)
-        if content is None:
-            if text is None and not attachments:
-                raise ConfigError("send_dm needs text, content or attachments")
-            content = self._with_attachments(text or "", await self._attach(attachments))
-        elif attachments:
-            raise ConfigError("give either content or attachments, not both")
-        self._files_sent(dm_conversation_id(account), content)
-        return await self._dms.send(account, content, reply_to=reply_to)
-
-    async def cancel_dm(self, message_id: bytes) -> Message:
-        """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
-        return await self._dms.cancel(message_id)
-
-    async def message(self, message_id: bytes) -> Message:
-        """One stored message (direct), by id."""
-        message = await self._s.get_message(message_id)
-        if message is None:
-            raise NotFoundError("no such message")
-        return message
-
-    async def dm_deliveries(self, message_id: bytes) -> list[DeviceDelivery]:
-        """Where our message stands on each device it went to (fan-out): the recipient's
-        devices and our own other devices (the message's ``state`` summarises them)."""
-        message = await self._s.get_message(message_id)
-        if message is None or message.direction is not Direction.OUT:
-            raise NotFoundError("no such message of yours")
-        return await self._s.list_device_deliveries(message_id)
-
-    def waiting_reason(self, message_id: bytes) -> str | None:
-        """Why our undelivered message waits (the last failed attempt), or ``None``."""
-        return self._dms.waiting(message_id)
-
-    async def conversations(self) -> list[Conversation]:
-        return await self._s.list_conversations()
-
-    async def history(
-        self,
-        conversation: str | bytes,
-        *,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-        limit: int = 50,
-    ) -> list[Message]:
-        """Messages of a conversation (id, or a peer's account key), oldest first."""
-        conversation_id = (
-            conversation
-            if isinstance(conversation, str) and ":" in conversation
-            else dm_conversation_id(parse_account(conversation))
-        )
-        if await self._s.get_conversation(conversation_id) is None:
-            raise NotFoundError("no such conversation")
-        return await self._s.list_messages(
-            conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit
-        )
-
-    async def mark_read(self, conversation_id: str) -> None:
-        await self._s.mark_read(conversation_id)
-        if conversation_id.startswith("dm:") and self._own_sync is not None:
-            await self._own_sync.read(bytes.fromhex(conversation_id.removeprefix("dm:")))
 
     # -- events and statistics ------------------------------------------------------------
 
