@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +154,9 @@ class _MeasuredStream:
 
     async def write_frame(self, data: bytes) -> None:
         await self._inner.write_frame(data)
+
+    async def write_frames(self, frames: Sequence[bytes]) -> None:
+        await self._inner.write_frames(frames)
 
     async def close(self) -> None:
         await self._inner.close()

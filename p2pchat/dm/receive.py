@@ -139,8 +139,7 @@ class Receiving(Storing):
     ) -> None:
         while frames := await batches.next():
             replies, error = await self._receive_batch(frames, device=device, peer_id=peer_id)
-            for reply in replies:
-                await stream.write_frame(reply)
+            await stream.write_frames(replies)
             if error is not None:
                 self._count_rejection(error, peer_id)
                 await stream.reset()

@@ -2,7 +2,9 @@
 worker in :mod:`p2pchat.dm.outbox`, the receiving side in :mod:`p2pchat.dm.receive`).
 
 Sending. ``send`` stores the message (``queued``) and its outbox entry in one
-transaction. With a session to the account (and no older entry still waiting to be
+transaction; concurrent sends to one account, and the messages of one ``send_many``,
+share it (:mod:`p2pchat.dm.coalesce`: one commit, one fsync, each session sealed once).
+With a session to the account (and no older entry still waiting to be
 encrypted) the message is encrypted right there, so that one commit holds the message,
 the advanced session and the frame; otherwise (the first message: X3DH needs the
 peer's DHT bundle) the outbox worker encrypts it, storing session and frame *before*
@@ -28,7 +30,7 @@ import dataclasses
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import trio
@@ -71,6 +73,7 @@ from ..storage.records import (
     NewMessage,
     NewOutboxItem,
 )
+from .coalesce import Coalescer
 from .fanout import DeviceTargets
 from .outbox import OUTBOX_KIND, Outbox
 from .receive import (
@@ -81,13 +84,21 @@ from .receive import (
 from .sessions import SessionCache, SessionKey
 from .streams import StreamPool, closing
 
-__all__ = ["DM_PROTOCOL", "MAX_DM_FRAME", "DirectMessages", "dm_conversation_id"]
+__all__ = [
+    "DM_PROTOCOL",
+    "MAX_DM_FRAME",
+    "MAX_SEND_BATCH",
+    "DirectMessages",
+    "dm_conversation_id",
+]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 #: A DM stream unused this long is closed (the receiver keeps a task per stream).
 _STREAM_IDLE_S = 10.0
+#: Messages queued in one call of ``send_many`` (and coalesced sends in one batch) at most.
+MAX_SEND_BATCH = 256
 
 
 class DirectMessages(Outbox):
@@ -156,6 +167,10 @@ class DirectMessages(Outbox):
         # Why each of our messages still waits: the outbox's last error (see ``waiting``).
         self._waiting: dict[bytes, str] = {}
         self._account_locks: defaultdict[bytes, trio.Lock] = defaultdict(trio.Lock)
+        # Concurrent sends to one account: one batch, one transaction (see ``send``).
+        self._send_queue: Coalescer[bytes, DmPlaintext, Message] = Coalescer(
+            self._send_batch, max_batch=MAX_SEND_BATCH
+        )
         # Serialises the receive path: sessions and the replay cache are read-modify-write.
         self._receive_lock = trio.Lock()
         self.stats: dict[str, int] = defaultdict(int)
@@ -239,51 +254,84 @@ class DirectMessages(Outbox):
     async def send(
         self, account: bytes, content: Content, *, reply_to: bytes | None = None
     ) -> Message:
-        """Queue a message to ``account``; returns it in state ``queued``."""
+        """Queue a message to ``account``; returns it in state ``queued``.
+
+        Concurrent sends to one account are coalesced (:mod:`p2pchat.dm.coalesce`): one
+        transaction, one fsync for all of them."""
+        (message,) = await self.send_many(account, [(content, reply_to)])
+        return message
+
+    async def send_many(
+        self, account: bytes, messages: Sequence[tuple[Content, bytes | None]]
+    ) -> list[Message]:
+        """Queue several messages (``(content, reply_to)``) to ``account``, in this order,
+        in one transaction (all or none); returns them in state ``queued``."""
         if account == self._account.account_key:
             raise LocalProtocolError("you cannot send a direct message to yourself")
-        check_outgoing(content)  # what the recipient would refuse is refused here
+        if not messages:
+            return []
+        if len(messages) > MAX_SEND_BATCH:
+            raise ConfigError(f"at most {MAX_SEND_BATCH} messages at once")
+        outgoing = []
+        for content, reply_to in messages:
+            check_outgoing(content)  # what the recipient would refuse is refused here
+            plaintext = DmPlaintext(
+                id=self._rng(16),
+                ts=self._clock(),
+                content=content,
+                reply_to=reply_to,
+                name=self._display_name,
+            )
+            outgoing.append(plaintext)
+        sent = await self._send_queue.submit(account, outgoing)
+        self.stats["queued"] += len(sent)
+        self._wakeup.set()
+        return sent
+
+    async def _send_batch(self, account: bytes, outgoing: list[DmPlaintext]) -> list[Message]:
+        """Store a batch of messages to ``account`` (see :meth:`_queue`); the
+        :class:`Coalescer` of :meth:`send_many` runs it."""
         now = self._clock()
-        message_id = self._rng(16)
-        plaintext = DmPlaintext(
-            id=message_id, ts=now, content=content, reply_to=reply_to, name=self._display_name
-        )
-        copy = dataclasses.replace(plaintext, to=account)  # for our own other devices
         conversation_id = dm_conversation_id(account)
-        record_new = NewMessage(
-            conversation_id=conversation_id,
-            message_id=message_id,
-            sender_account=self._account.account_key,
-            sender_device=self._device.public_key,
-            direction=Direction.OUT,
-            content_type=content.type,
-            body=content.to_bytes(),
-            sent_at=now,
-            received_at=now,
-            state=DeliveryState.QUEUED,
-        )
+        records = [
+            NewMessage(
+                conversation_id=conversation_id,
+                message_id=plaintext.id,
+                sender_account=self._account.account_key,
+                sender_device=self._device.public_key,
+                direction=Direction.OUT,
+                content_type=plaintext.content.type,
+                body=plaintext.content.to_bytes(),
+                sent_at=plaintext.ts,
+                received_at=now,
+                state=DeliveryState.QUEUED,
+            )
+            for plaintext in outgoing
+        ]
         requested = self._new_contact(account, ContactState.REQUESTED_OUT, now)
 
-        async def record(tx: Transaction) -> Message:
+        async def record(tx: Transaction) -> list[Message]:
             contact = await tx.get_contact(account)
             if contact is None:
                 await tx.put_contact(requested)
             elif contact.state is ContactState.BLOCKED:
                 raise PermissionDeniedError("this contact is blocked; unblock it to send")
             await self._ensure_conversation(tx, account, now)
-            added = await tx.add_message(record_new)
-            return added.message
+            return [(await tx.add_message(new)).message for new in records]
 
-        message = await self._queue(
-            account, plaintext, conversation_id=conversation_id, now=now, record=record, copy=copy
+        # Our own other devices get a copy naming the recipient.
+        texts = [(p, dataclasses.replace(p, to=account)) for p in outgoing]
+        sent = await self._queue(
+            account, texts, conversation_id=conversation_id, now=now, record=record
         )
-        self._unsent.add(message_id)
-        self._events.publish(
-            DeliveryChanged(conversation_id=conversation_id, message_id=message_id, state="queued")
-        )
-        self.stats["queued"] += 1
-        self._wakeup.set()
-        return message
+        for message in sent:
+            self._unsent.add(message.message_id)
+            self._events.publish(
+                DeliveryChanged(
+                    conversation_id=conversation_id, message_id=message.message_id, state="queued"
+                )
+            )
+        return sent
 
     def set_display_name(self, name: str | None) -> None:
         """The name our next messages carry (``dm-plaintext`` ``name``)."""
@@ -298,7 +346,9 @@ class DirectMessages(Outbox):
         async def record(tx: Transaction) -> None:
             return None
 
-        await self._queue(account, plaintext, conversation_id=None, now=now, record=record)
+        await self._queue(
+            account, [(plaintext, None)], conversation_id=None, now=now, record=record
+        )
         self._wakeup.set()
 
     def _targets(self, account: bytes, *, copies: bool) -> list[tuple[bytes, bytes | None]]:
@@ -322,66 +372,77 @@ class DirectMessages(Outbox):
     async def _queue(
         self,
         account: bytes,
-        plaintext: DmPlaintext,
+        texts: Sequence[tuple[DmPlaintext, DmPlaintext | None]],
         *,
         conversation_id: str | None,
         now: int,
         record: Callable[[Transaction], Awaitable[_T]],
-        copy: DmPlaintext | None = None,
     ) -> _T:
-        """Store what ``record`` writes and one outbox entry per target device (see
-        ``_targets``; ``copy``, if given, goes to our own other devices) in one
-        transaction (one unit of work: ``record`` may await only the transaction).
+        """Store what ``record`` writes and, for each ``(plaintext, copy)`` of ``texts``
+        in order, one outbox entry per target device (see ``_targets``; ``copy``, if
+        given, goes to our own other devices) in one transaction (one unit of work:
+        ``record`` may await only the transaction).
 
-        With a session to a device, the message is encrypted here for it and its entry
-        holds the frame: one commit per message, where encrypting in the outbox worker
-        cost a second one. Not while an older entry to the device waits to be encrypted
-        (its place in the ratchet comes first), nor without a session (X3DH needs the
-        device's bundle from the DHT), nor while the account's devices are unknown: the
-        worker encrypts those, in order.
+        With a session to a device, the messages are encrypted here for it and their
+        entries hold the frames: one commit for the batch (each session sealed once),
+        where encrypting in the outbox worker cost a second one. Not while an older
+        entry to the device waits to be encrypted (its place in the ratchet comes first),
+        nor without a session (X3DH needs the device's bundle from the DHT), nor while
+        the account's devices are unknown: the worker encrypts those, in order.
         """
         own = self._account.account_key
-        targets = self._targets(account, copies=copy is not None)
-        locks = sorted({account} | ({own} if copy is not None else set()))
+        copies = any(copy is not None for _, copy in texts)
+        locks = sorted({account} | ({own} if copies else set()))
         async with contextlib.AsyncExitStack() as stack:
             for lock_account in locks:
                 await stack.enter_async_context(self._account_locks[lock_account])
-            sealed: list[tuple[SessionKey, Session]] = []
+            # The sessions this batch advanced, by device: the next message continues them.
+            sealed: dict[tuple[bytes, bytes], tuple[SessionKey, Session]] = {}
             items: list[NewOutboxItem] = []
             plain_targets: list[tuple[bytes, bytes | None]] = []
             try:
-                for target_account, device in targets:
-                    text = plaintext if target_account == account or copy is None else copy
-                    encrypted = None
-                    if device is not None and self._plaintext_items[target_account, device] <= 0:
-                        encrypted = await self._encrypt_now(target_account, device, text, now)
-                    if encrypted is None:
-                        body: dict[str, cbor.Value] = {"pt": text.to_bytes()}
-                        plain_targets.append((target_account, device))
-                    else:
-                        key, session, frame = encrypted
-                        sealed.append((key, session))
-                        body = {"frame": frame}
-                    items.append(
-                        NewOutboxItem(
-                            destination_account=target_account,
-                            destination_device=device,
-                            conversation_id=conversation_id,
-                            message_id=plaintext.id,
-                            payload=self._keys.seal_blob(OUTBOX_KIND, body),
-                            created_at=now,
+                for plaintext, copy in texts:
+                    for target_account, device in self._targets(account, copies=copy is not None):
+                        text = plaintext if target_account == account or copy is None else copy
+                        encrypted = None
+                        if (
+                            device is not None
+                            and self._plaintext_items[target_account, device] <= 0
+                            and (target_account, device) not in plain_targets
+                        ):
+                            latest = sealed.get((target_account, device))
+                            encrypted = await self._encrypt_now(
+                                target_account, device, text, now, latest
+                            )
+                        if encrypted is None:
+                            body: dict[str, cbor.Value] = {"pt": text.to_bytes()}
+                            plain_targets.append((target_account, device))
+                        else:
+                            key, session, frame = encrypted
+                            sealed[key[0], key[1]] = (key, session)
+                            body = {"frame": frame}
+                        items.append(
+                            NewOutboxItem(
+                                destination_account=target_account,
+                                destination_device=device,
+                                conversation_id=conversation_id,
+                                message_id=plaintext.id,
+                                payload=self._keys.seal_blob(OUTBOX_KIND, body),
+                                created_at=now,
+                            )
                         )
-                    )
-                session_records = [self._session_record(k, s, now) for k, s in sealed]
+                session_records = [self._session_record(k, s, now) for k, s in sealed.values()]
                 deliveries = [
                     DeviceDelivery(
-                        message_id=plaintext.id,
+                        message_id=item.message_id,
                         device=item.destination_device,
                         state=DeliveryState.QUEUED,
                         updated_at=now,
                     )
                     for item in items
-                    if item.destination_device is not None and conversation_id is not None
+                    if item.destination_device is not None
+                    and item.message_id is not None
+                    and conversation_id is not None
                 ]
 
                 async def unit(tx: Transaction) -> _T:
@@ -396,21 +457,28 @@ class DirectMessages(Outbox):
 
                 result = await self._store.atomically(unit)
             except BaseException:
-                for key, _ in sealed:
+                for key, _ in sealed.values():
                     self._sessions.forget(key)  # advanced, never stored
                 raise
             for target in plain_targets:
                 self._plaintext_items[target] += 1
-            for key, session in sealed:
+            for key, session in sealed.values():
                 self._sessions.stored(key, session)
                 self._device_accounts[key[1]] = key[0]
         return result
 
     async def _encrypt_now(
-        self, account: bytes, device: bytes, plaintext: DmPlaintext, now: int
+        self,
+        account: bytes,
+        device: bytes,
+        plaintext: DmPlaintext,
+        now: int,
+        latest: tuple[SessionKey, Session] | None = None,
     ) -> tuple[SessionKey, Session, bytes] | None:
-        """With the most recent session to ``device``: (its key, session, frame)."""
-        latest = await self._latest_session(account, device)
+        """With ``latest`` (the session this batch advanced) or else the most recent
+        session to ``device``: (its key, session, frame)."""
+        if latest is None:
+            latest = await self._latest_session(account, device)
         if latest is None:
             return None
         key, session = latest

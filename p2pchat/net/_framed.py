@@ -16,6 +16,7 @@ Protocols keep their own, shorter, exchange deadlines on top.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import trio
@@ -133,6 +134,14 @@ class FramedByteStream:
         if self._write_closed or self._reset:
             raise ClosedError("stream is closed for writing")
         await self._raw.send_all(encode_frame(data, max_frame=MAX_FRAME))
+
+    async def write_frames(self, frames: Sequence[bytes]) -> None:
+        """Send several frames in one write (the bytes of a ``write_frame`` each)."""
+        if self._write_closed or self._reset:
+            raise ClosedError("stream is closed for writing")
+        if frames:
+            data = b"".join(encode_frame(frame, max_frame=MAX_FRAME) for frame in frames)
+            await self._raw.send_all(data)
 
     async def close(self) -> None:
         """Close our sending side (idempotent); reading stays possible."""

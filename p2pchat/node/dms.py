@@ -60,6 +60,23 @@ class DmsApi:
         self._files_sent(dm_conversation_id(account), content)
         return await self._dms.send(account, content, reply_to=reply_to)
 
+    async def send_dms(
+        self, to: str | bytes, messages: Sequence[str | Content], *, reply_to: bytes | None = None
+    ) -> list[Message]:
+        """Queue several direct messages to one account, in this order, as one batch: one
+        transaction and one fsync for all (all or none are queued), written to the
+        recipient together and acknowledged together. Texts or :class:`Content`; at most
+        ``MAX_SEND_BATCH`` (256). ``reply_to`` applies to each."""
+        account = parse_account(to)
+        contents = [
+            m if isinstance(m, Content) else Content(type="p2pchat/text", body={}, text=m)
+            for m in messages
+        ]
+        conversation = dm_conversation_id(account)
+        for content in contents:
+            self._files_sent(conversation, content)
+        return await self._dms.send_many(account, [(c, reply_to) for c in contents])
+
     async def cancel_dm(self, message_id: bytes) -> Message:
         """Take back a message still ``queued`` (never sent): it fails as ``cancelled``."""
         return await self._dms.cancel(message_id)

@@ -8,7 +8,7 @@ is deterministic here, not a matter of scheduling luck.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -82,6 +82,10 @@ class TappedStream:
         for frame in self._rewrite(data):
             self._written.append(frame)
             await self._inner.write_frame(frame)
+
+    async def write_frames(self, frames: Sequence[bytes]) -> None:
+        for data in frames:
+            await self.write_frame(data)
 
     async def close(self) -> None:
         await self._inner.close()

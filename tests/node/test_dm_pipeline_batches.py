@@ -3,6 +3,8 @@ a reading error comes only after the frames before it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import trio
 import trio.testing
@@ -35,6 +37,9 @@ class ScriptedStream:
         return None
 
     async def write_frame(self, data: bytes) -> None:
+        raise AssertionError("not written in these tests")
+
+    async def write_frames(self, frames: Sequence[bytes]) -> None:
         raise AssertionError("not written in these tests")
 
     async def close(self) -> None:

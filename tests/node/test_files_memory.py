@@ -3,6 +3,7 @@ download from three holders while one of them vanishes mid-transfer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,10 @@ class _VanishingHolder:
                         raise ConnectionError("gone")
                     outer._left -= 1
                 await stream.write_frame(data)
+
+            async def write_frames(self, frames: Sequence[bytes]) -> None:
+                for data in frames:
+                    await self.write_frame(data)
 
             async def close(self) -> None:
                 await stream.close()

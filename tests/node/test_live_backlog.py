@@ -121,6 +121,10 @@ class ScriptedStream:
         await trio.lowlevel.checkpoint()
         self.written.append(data)
 
+    async def write_frames(self, frames: Sequence[bytes]) -> None:
+        for data in frames:
+            await self.write_frame(data)
+
     async def close(self) -> None:
         self.closed = True
 
