@@ -183,6 +183,9 @@ class DirectMessages(Outbox):
         #: Content types consumed by the node itself (never shown, never stored as
         #: messages): ``type -> await handler(account, device, content)``.
         self.control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]] = {}
+        #: Called with (sender device, content) of each message newly stored, before its
+        #: ``MessageReceived`` (the node notes attachments: no store read per message).
+        self.on_received: Callable[[bytes, Content], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 

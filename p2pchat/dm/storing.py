@@ -55,6 +55,7 @@ class Storing:
     _conversations: set[str]
     stats: dict[str, int]
     control_handlers: dict[str, Callable[[bytes, bytes, Content], Awaitable[None]]]
+    on_received: Callable[[bytes, Content], None] | None
 
     async def _store_received(self, batch: ReceiveBatch) -> list[Outcome]:
         """Sessions, replay cache, contacts and messages of a batch: one transaction (one
@@ -168,6 +169,8 @@ class Storing:
                 )
             )
         if added is not None and not added.duplicate:
+            if self.on_received is not None:
+                self.on_received(inbound.device, plain.content)
             self._events.publish(
                 MessageReceived(
                     conversation_id=added.message.conversation_id,

@@ -276,6 +276,7 @@ class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, Dm
         self._started_at = self._clock()
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         await self._nursery.start(self._attachments_loop)
+        self._dm.on_received = self._note_dm
         self._nursery.start_soon(self._blobs.run_gc)
         if home is not None:
             self._nursery.start_soon(watch_home, home, config.home_check_ms / 1000, store_check)

@@ -22,7 +22,7 @@ from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..dm.service import dm_conversation_id
 from ..errors import ConfigError, NotFoundError, P2PChatError, WireError
-from ..events import DeliveryChanged, EventBus, GroupMessage, MessageReceived
+from ..events import DeliveryChanged, EventBus, GroupMessage
 from ..groups.service import Groups
 from ..identity.peerid import peer_id_from_ed25519
 from ..net.base import PeerInfo
@@ -137,9 +137,7 @@ class FilesApi:
             task_status.started()
             async for event in stream:
                 try:
-                    if isinstance(event, MessageReceived):
-                        await self._note_dm(event)
-                    elif isinstance(event, DeliveryChanged):
+                    if isinstance(event, DeliveryChanged):
                         await self._note_delivery(event)
                     elif isinstance(event, GroupMessage):
                         self._note_group(event)
@@ -148,18 +146,21 @@ class FilesApi:
                 except P2PChatError as exc:
                     logger.info("attachments of %s not noted: %s", event.type, exc)
 
-    async def _note_dm(self, event: MessageReceived) -> None:
-        message = await self._s.get_message(event.message_id)
-        if message is None:
-            return
-        content = Content.from_bytes(message.body, max_size=len(message.body) or 1)
+    def _note_dm(self, sender_device: bytes, content: Content) -> None:
+        """A direct message was stored (the DM driver's ``on_received``; the content
+        already decoded, so no store read per message): remember its attachments."""
         refs = attachments_of(content)
         if refs:
             # Holders: the sender, and our own mailboxes (mail left there brings its
             # files along, blobs.md section 6).
-            sender = peer_id_from_ed25519(message.sender_device)
+            sender = peer_id_from_ed25519(sender_device)
             boxes = tuple(peer for peer, _ in self._config.mailbox.use_peers)
-            for ref in self._files.note(refs, sources=(sender, *boxes)):
+            try:
+                noted = self._files.note(refs, sources=(sender, *boxes))
+            except P2PChatError as exc:
+                logger.info("attachments of a direct message not noted: %s", exc)
+                return
+            for ref in noted:
                 self._spawn(self._files.fetch_quietly, ref.hash, "received")
 
     async def _note_delivery(self, event: DeliveryChanged) -> None:

@@ -14,17 +14,20 @@ pytestmark = pytest.mark.integration
 
 async def test_dm_measurements_are_positive() -> None:
     with trio.fail_after(120):
-        throughput, latency = await dm_bench.measure_dm(messages=5, round_trips=3)
+        throughputs, latency = await dm_bench.measure_dm(messages=5, round_trips=3)
         raw = await measure_framed_baseline(
-            messages=20, round_trips=5, sizes=(throughput.frame_bytes,)
+            messages=20, round_trips=5, sizes=(throughputs[0].frame_bytes,)
         )
-    assert throughput.messages == 5
-    assert throughput.messages_per_second > 0
-    assert throughput.frame_bytes > 0
+    assert [t.mode for t in throughputs] == list(dm_bench.MODES)
+    for throughput in throughputs:
+        assert throughput.messages == 5
+        assert throughput.messages_per_second > 0
+        assert throughput.frame_bytes > 0
     assert latency.samples == 3
     assert 0 < latency.p50_ms <= latency.p99_ms
-    report = dm_bench.report(throughput, latency, raw, dm_bench.IdleRss(1, 1, 1))
-    assert "throughput, msg/s" in report
+    report = dm_bench.report(throughputs, latency, raw, dm_bench.IdleRss(1, 1, 1))
+    for mode in dm_bench.MODES:
+        assert f"{mode} msg/s" in report
 
 
 async def test_idle_rss_is_read_from_live_processes() -> None:
