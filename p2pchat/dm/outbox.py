@@ -48,7 +48,7 @@ from ..storage.records import (
 )
 from .encrypt import OUTBOX_KIND, Encrypting
 from .receive import DM_PROTOCOL, MAX_DM_FRAME, OUTBOX_BATCH
-from .streams import StreamPool, closing, reset_quietly
+from .streams import FrameCache, StreamPool, closing, reset_quietly
 
 __all__ = ["OUTBOX_KIND", "Outbox"]
 
@@ -85,6 +85,7 @@ class Outbox(Encrypting):
     _wakeup: trio.Event
     _reachable: set[str]
     _streams: StreamPool
+    _frames: FrameCache
     _backoff_base: dict[int, int]
     _unsent: set[bytes | None]
     _announced: set[bytes | None]
@@ -198,6 +199,9 @@ class Outbox(Encrypting):
 
     async def _ready(self, item: OutboxItem) -> _Ready:
         """The item with its frame, encrypting it first if the worker must."""
+        cached = self._frames.take(item.item_id)
+        if cached is not None and item.destination_device is not None:
+            return _Ready(item=item, frame=cached, oneway=False)
         entry = self._keys.open_blob(OUTBOX_KIND, item.payload)
         assert isinstance(entry, dict)
         frame = entry.get("frame")

@@ -82,7 +82,7 @@ from .receive import (
     dm_conversation_id,
 )
 from .sessions import SessionCache, SessionKey
-from .streams import StreamPool, closing
+from .streams import FrameCache, StreamPool, closing
 
 __all__ = [
     "DM_PROTOCOL",
@@ -137,6 +137,7 @@ class DirectMessages(Outbox):
         self._wakeup = trio.Event()
         self._reachable: set[str] = set()
         self._streams = StreamPool(self._open, idle_s=_STREAM_IDLE_S)
+        self._frames = FrameCache()
         # Outbox item id -> its attempt count when its peer last (re)connected. A new
         # connection restarts the backoff: a restarting node connects (bootstrap) before
         # it registers its protocol handlers, so the attempt made on connection can fail,
@@ -402,6 +403,7 @@ class DirectMessages(Outbox):
             # The sessions this batch advanced, by device: the next message continues them.
             sealed: dict[tuple[bytes, bytes], tuple[SessionKey, Session]] = {}
             items: list[NewOutboxItem] = []
+            frames: list[bytes | None] = []  # each item's frame, None while plaintext
             plain_targets: list[tuple[bytes, bytes | None]] = []
             try:
                 for plaintext, copy in texts:
@@ -420,10 +422,12 @@ class DirectMessages(Outbox):
                         if encrypted is None:
                             body: dict[str, cbor.Value] = {"pt": text.to_bytes()}
                             plain_targets.append((target_account, device))
+                            frames.append(None)
                         else:
                             key, session, frame = encrypted
                             sealed[key[0], key[1]] = (key, session)
                             body = {"frame": frame}
+                            frames.append(frame)
                         items.append(
                             NewOutboxItem(
                                 destination_account=target_account,
@@ -448,17 +452,16 @@ class DirectMessages(Outbox):
                     and conversation_id is not None
                 ]
 
-                async def unit(tx: Transaction) -> _T:
+                async def unit(tx: Transaction) -> tuple[_T, list[int]]:
                     result = await record(tx)
                     for session_record in session_records:
                         await tx.put_session(session_record)
-                    for item in items:
-                        await tx.add_outbox(item)
+                    added = [(await tx.add_outbox(item)).item_id for item in items]
                     for delivery in deliveries:
                         await tx.set_device_delivery(delivery)
-                    return result
+                    return result, added
 
-                result = await self._store.atomically(unit)
+                result, item_ids = await self._store.atomically(unit)
             except BaseException:
                 for key, _ in sealed.values():
                     self._sessions.forget(key)  # advanced, never stored
@@ -468,6 +471,9 @@ class DirectMessages(Outbox):
             for key, session in sealed.values():
                 self._sessions.stored(key, session)
                 self._device_accounts[key[1]] = key[0]
+            for item_id, ready in zip(item_ids, frames, strict=True):
+                if ready is not None:
+                    self._frames.put(item_id, ready)
         return result
 
     async def _encrypt_now(

@@ -20,7 +20,7 @@ import trio
 from ..errors import P2PChatError
 from ..net.base import FramedStream
 
-__all__ = ["FrameBatches", "StreamPool", "closing", "reset_quietly"]
+__all__ = ["FrameBatches", "FrameCache", "StreamPool", "closing", "reset_quietly"]
 
 
 class FrameBatches:
@@ -72,6 +72,28 @@ class FrameBatches:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         return batch
+
+
+class FrameCache:
+    """The frames of outbox entries just committed, by item id, so the worker sends
+    them without unsealing the entry it was handed back (a secretbox and two CBOR
+    passes per message). Exactly the stored bytes; taken once; bounded (past
+    ``capacity`` the oldest are dropped and read from their entries instead)."""
+
+    def __init__(self, *, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._frames: dict[int, bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"<FrameCache {len(self._frames)} frames>"
+
+    def put(self, item_id: int, frame: bytes) -> None:
+        self._frames[item_id] = frame
+        while len(self._frames) > self._capacity:
+            del self._frames[next(iter(self._frames))]
+
+    def take(self, item_id: int) -> bytes | None:
+        return self._frames.pop(item_id, None)
 
 
 class StreamPool:
