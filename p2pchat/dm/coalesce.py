@@ -9,9 +9,10 @@ took theirs. A lone sender is processed at once (a batch of one): coalescing add
 latency, it only grows with the load, as the receiver's :class:`~.streams.FrameBatches`.
 
 Outcomes are never lost to a cancellation: once a batch took a submission, the batch
-runs shielded and its submitter waits for the outcome (then raises ``Cancelled``), as a
-caller of :meth:`~p2pchat.storage.sqlite.SqliteStore.atomically` does. A submission
-not yet taken is withdrawn.
+runs shielded and its submitter waits for the outcome (a cancellation takes effect at
+its caller's next checkpoint), as a caller of
+:meth:`~p2pchat.storage.sqlite.SqliteStore.atomically` does. A submission not yet taken
+is withdrawn (``Cancelled``, nothing processed).
 """
 
 from __future__ import annotations

@@ -225,3 +225,26 @@ def test_wildcard_listeners_are_shown_as_dialable_addresses() -> None:
         "/ip4/192.168.1.5/tcp/4242",
         "/ip4/10.1.2.3/tcp/9",
     ]
+
+
+@given(frames=st.lists(st.binary(max_size=300), max_size=6))
+def test_write_frames_sends_the_bytes_of_one_write_frame_each_in_one_write(
+    frames: list[bytes],
+) -> None:
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        one, many = ScriptedBytes([]), ScriptedBytes([])
+        for frame in frames:
+            await FramedByteStream(one, remote_peer="p", protocol="x").write_frame(frame)
+        await FramedByteStream(many, remote_peer="p", protocol="x").write_frames(frames)
+        return one.sent, many.sent
+
+    one, many = trio.run(main)
+    assert len(many) == (1 if frames else 0)
+    assert b"".join(many) == b"".join(one)
+
+
+async def test_write_frames_after_close_is_refused() -> None:
+    stream = FramedByteStream(ScriptedBytes([]), remote_peer="p", protocol="x")
+    await stream.close()
+    with pytest.raises(ClosedError):
+        await stream.write_frames([b"x"])
