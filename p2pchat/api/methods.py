@@ -34,6 +34,7 @@ from p2pchat.api.shapes import (
     plain,
     resolve_contact,
 )
+from p2pchat.dm.service import MAX_SEND_BATCH
 from p2pchat.errors import ConfigError
 from p2pchat.protocol.content import Content
 from p2pchat.rpc import Bounds, NoParams, Registry
@@ -104,6 +105,13 @@ class _SendParams:
     reply_to: Annotated[str | None, Bounds(max_len=128)] = None
     #: Ids of files added with files.add (or received) to attach.
     files: FILE_IDS = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SendBatchParams:
+    to: Annotated[str, _CONTACT]
+    texts: Annotated[list[str], Bounds(max_len=MAX_SEND_BATCH)]
+    reply_to: Annotated[str | None, Bounds(max_len=128)] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +362,19 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         )
         return message_to_dict(sent)
 
+    async def dm_send_batch(p: _SendBatchParams) -> list[dict[str, Any]]:
+        """Queue several text messages to one contact, in order, in one transaction (all
+        or none): one fsync for all, written and acknowledged together."""
+        account = resolve_contact(p.to, await node.contacts())
+        if not p.texts:
+            raise ConfigError("texts is empty: give at least one message")
+        try:
+            contents = [Content(type="p2pchat/text", body={}, text=t) for t in p.texts]
+        except ValueError as exc:
+            raise ConfigError(f"invalid text: {exc}") from None
+        sent = await node.send_dms(account, contents, reply_to=_parse_id(p.reply_to, "reply_to"))
+        return [message_to_dict(m) for m in sent]
+
     async def dm_history(p: _HistoryParams) -> list[dict[str, Any]]:
         """Messages of a conversation, oldest first; the latest ``limit`` if no cursor is given."""
         before = p.before_seq
@@ -426,6 +447,7 @@ def register_dm_methods(registry: Registry, node: Node) -> None:
         return {"conversation_id": conversation_id}
 
     registry.add("dm.send", dm_send, scope="send", params=_SendParams)
+    registry.add("dm.send_batch", dm_send_batch, scope="send", params=_SendBatchParams)
     registry.add(
         "dm.history", dm_history, scope="read", params=_HistoryParams, pager=_dm_history_pager
     )

@@ -187,6 +187,16 @@ async def test_history_pages_and_custom_content(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="the message is empty"):
             await c.call("dm.send", {"to": "bob"})
 
+        batch = await c.call("dm.send_batch", {"to": "bob", "texts": ["b1", "b2", "b3"]})
+        assert [(m["text"], m["state"]) for m in batch] == [(f"b{i}", "queued") for i in (1, 2, 3)]
+        assert [m["seq"] for m in batch] == [custom["seq"] + i for i in (1, 2, 3)]
+        tail = await c.call("dm.history", {"conversation": "bob", "after_seq": custom["seq"]})
+        assert [m["message_id"] for m in tail] == [m["message_id"] for m in batch]
+        with pytest.raises(ConfigError, match="empty"):
+            await c.call("dm.send_batch", {"to": "bob", "texts": []})
+        with pytest.raises(InvalidParamsError):
+            await c.call("dm.send_batch", {"to": "bob", "texts": ["x"] * 257})
+
 
 async def test_a_read_only_token_can_read_but_not_send(tmp_path: Path) -> None:
     alice, bob = new_peer("alice"), new_peer("bob")

@@ -505,6 +505,18 @@ export class Client {
   }
 
   /**
+   * Send several text messages to one contact, in order, as one batch (`dm.send_batch`:
+   * one transaction and one fsync on the node, all or none queued). Resolves with the
+   * messages, in order. At most 256 texts.
+   * @param {string} to contact name or account key
+   * @param {string[]} texts
+   * @param {{replyTo?: string}} [options] hex id of the message each of them answers
+   */
+  async sendDms(to, texts, { replyTo } = {}) {
+    return this.call("dm.send_batch", replyTo ? { to, texts, reply_to: replyTo } : { to, texts });
+  }
+
+  /**
    * Post in a group, with files attached (as {@link sendDm}).
    * @param {string} group
    * @param {string} text

@@ -305,3 +305,23 @@ test("files: upload progress, fetchFile, listFiles, and livePost names media by 
     await node.stop();
   }
 });
+
+test("sendDms sends one dm.send_batch with the texts in order", async () => {
+  const node = await fakeNode((req, send) => {
+    const ok = (result) => send({ type: "response", id: req.id, result });
+    if (req.method === "dm.send_batch") ok(req.params.texts.map((text, i) => ({ message_id: `m${i}`, text })));
+    else ok({});
+  });
+  const client = await Client.connect({ home: node.home });
+  try {
+    const sent = await client.sendDms("bob", ["one", "two"]);
+    assert.deepEqual(sent.map((m) => m.text), ["one", "two"]);
+    const batch = node.requests.find((r) => r.method === "dm.send_batch");
+    assert.deepEqual(batch.params, { to: "bob", texts: ["one", "two"] });
+    await client.sendDms("bob", ["three"], { replyTo: "ab12" });
+    const reply = node.requests.filter((r) => r.method === "dm.send_batch")[1];
+    assert.deepEqual(reply.params, { to: "bob", texts: ["three"], reply_to: "ab12" });
+  } finally {
+    await client.close();
+  }
+});
