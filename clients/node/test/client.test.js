@@ -323,5 +323,6 @@ test("sendDms sends one dm.send_batch with the texts in order", async () => {
     assert.deepEqual(reply.params, { to: "bob", texts: ["three"], reply_to: "ab12" });
   } finally {
     await client.close();
+    await node.stop();
   }
 });
