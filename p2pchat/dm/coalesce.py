@@ -111,12 +111,12 @@ class Coalescer(Generic[K, I, R]):
                 batch = [item for submission in taken for item in submission.items]
                 try:
                     results = await self._process(key, batch)
+                    if len(results) != len(batch):
+                        raise AssertionError("a batch must return one result per item")
                 except BaseException as exc:  # noqa: BLE001 (each submitter raises it)
                     for submission in taken:
                         submission.error = exc
                 else:
-                    if len(results) != len(batch):
-                        raise AssertionError("a batch must return one result per item")
                     position = 0
                     for submission in taken:
                         end = position + len(submission.items)
