@@ -113,6 +113,9 @@ class Side:
     publisher_cpu_s: float = 0.0
     rss: list[float] = field(default_factory=list)
     window_s: float = 0.0
+    #: Receivers' CPU while idle (the 3 s before the first post), ms per node per second:
+    #: heartbeats and timers, which the window's CPU includes too.
+    idle_ms_per_s: float = 0.0
     #: Group side: the receivers' gossip/sync counters, summed.
     transport: dict[str, int] = field(default_factory=dict)
 
@@ -144,6 +147,7 @@ class Side:
             f"to_all={to_all} delivered={self.share:.1%} "
             f"p50={self.p50:.3f}s p99={self.p99:.3f}s "
             f"cpu/node/msg={self.cpu_ms_per_delivery:.2f}ms "
+            f"idle={self.idle_ms_per_s:.1f}ms/node/s "
             f"publisher_cpu={self.publisher_cpu_s:.2f}s window={self.window_s:.1f}s "
             f"rss_mean={sum(self.rss) / max(1, len(self.rss)):.1f}MB "
             f"rss_max={max(self.rss, default=0):.1f}MB load={self.load}"
@@ -324,7 +328,9 @@ async def _group_side(
             await _wait("every member at every node", everyone_in, 180)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: members seen per node {counts}") from None
+        idle0 = [cpu_seconds(p.pid) for p in procs[1:]], time.time()
         await trio.sleep(3.0)  # a few gossip heartbeats: meshes form
+        side.idle_ms_per_s = _idle(procs[1:], *idle0)
         arrivals = Arrivals(len(clients) - 1, posts)
         async with trio.open_nursery() as nursery:
             for index, client in enumerate(clients[1:]):
@@ -352,6 +358,15 @@ async def _group_side(
                 totals[key] = totals.get(key, 0) + int(value)
         side.transport = totals
         _fill(side, arrivals, started, window_end, cpu0, cpu1, [rss_mb(p.pid) for p in procs])
+
+
+def _idle_pids(pids: list[int], cpu0: list[float], since: float) -> float:
+    used = sum(cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True))
+    return 1000 * used / max(1, len(pids)) / (time.time() - since)
+
+
+def _idle(procs: list[NodeProc], cpu0: list[float], since: float) -> float:
+    return _idle_pids([p.pid for p in procs], cpu0, since)
 
 
 def _fill(
@@ -435,8 +450,10 @@ def run_bare(nodes: int, posts: int, size: int, settle: float, root: Path) -> Si
                 if all(int(p.ask("mesh").split()[1]) >= 1 for p in peers):
                     break
                 time.sleep(0.25)
-            time.sleep(3.0)  # as on the group side: a few heartbeats
             pids = [p.proc.pid for p in peers]
+            idle0 = [cpu_seconds(pid) for pid in pids[1:]], time.time()
+            time.sleep(3.0)  # as on the group side: a few heartbeats
+            side.idle_ms_per_s = _idle_pids(pids[1:], *idle0)
             cpu0 = [cpu_seconds(pid) for pid in pids]
             started = time.time()
             side.post_s = float(peers[0].ask(f"publish {posts} {size}").split()[2])
