@@ -118,6 +118,8 @@ class Side:
     idle_ms_per_s: float = 0.0
     #: Group side: the receivers' gossip/sync counters, summed.
     transport: dict[str, int] = field(default_factory=dict)
+    #: Group side: the poster's publish counters.
+    poster: dict[str, int] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
@@ -357,6 +359,9 @@ async def _group_side(
             for key, value in stats.get("groups", {}).get("transport", {}).items():
                 totals[key] = totals.get(key, 0) + int(value)
         side.transport = totals
+        # How the poster batched: gossip messages published for the posts.
+        stats = (await owner.call("node.statistics")).get("groups", {}).get("transport", {})
+        side.poster = {k: int(v) for k, v in stats.items() if k.startswith("published")}
         _fill(side, arrivals, started, window_end, cpu0, cpu1, [rss_mb(p.pid) for p in procs])
 
 
@@ -506,6 +511,7 @@ def report(group: Side | None, bare: Side | None) -> None:
         )
     if group is not None and group.transport:
         print("group receivers' transport counters:", json.dumps(group.transport, sort_keys=True))
+        print("group poster's publish counters:", json.dumps(group.poster, sort_keys=True))
     if group is not None:
         ok_cpu = group.cpu_ms_per_delivery <= GOAL_CPU_MS
         ok_p99 = group.p99 <= GOAL_P99_S and group.share == 1.0

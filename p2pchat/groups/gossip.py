@@ -1,15 +1,16 @@
 """Moving group events: gossip push and anti-entropy sync (the I/O around the engine).
 
-Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, never the
-group's name). A new local event is published at once after a quiet spell; under load,
-events are batched until the next flush (at most 8 a second, under py-libp2p's spam
-filter) and published as one signed ``sync.batch`` envelope, each event its own run,
-so a receiver that missed an earlier message buffers instead of refusing. The topic
-validator rate-limits the forwarding peer *before* any signature check (one token per
-signature a message may cost: its envelope and each run), then runs the engine's pure
-validation: an invalid batch is neither applied nor forwarded. Sync streams pay the
-same way, per frame. Gossip is best effort (py-libp2p drops silently under load);
-delivery is guaranteed by sync.
+Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, never
+the group's name). A new local event is published at once after a quiet spell; under
+load, events are batched until the next flush (at most 4 a second: fewer, fuller
+messages, well under py-libp2p's spam filter) and published as one signed ``sync.batch``
+envelope, each event its own run, so a receiver that missed an earlier message buffers
+instead of refusing, and syncs with the publisher at once to fill the gap
+(``GAP_SYNC_INTERVAL_S``). The topic validator rate-limits the forwarding peer *before*
+any signature check (one token per signature a message may cost: its envelope and each
+run), then runs the engine's pure validation: an invalid batch is neither applied nor
+forwarded. Sync streams pay the same way, per frame. Gossip is best effort (py-libp2p
+drops silently under load); delivery is guaranteed by sync.
 
 Live backlog: ``/p2pchat/live/1.0.0`` (:mod:`p2pchat.groups.live`) hands a late joiner of a
 watch party the live comments (never synced) of the range it plays.
