@@ -113,8 +113,13 @@ class Side:
     publisher_cpu_s: float = 0.0
     rss: list[float] = field(default_factory=list)
     window_s: float = 0.0
+    #: Receivers' CPU while idle (the 3 s before the first post), ms per node per second:
+    #: heartbeats and timers, which the window's CPU includes too.
+    idle_ms_per_s: float = 0.0
     #: Group side: the receivers' gossip/sync counters, summed.
     transport: dict[str, int] = field(default_factory=dict)
+    #: Group side: the poster's publish counters.
+    poster: dict[str, int] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
@@ -144,6 +149,7 @@ class Side:
             f"to_all={to_all} delivered={self.share:.1%} "
             f"p50={self.p50:.3f}s p99={self.p99:.3f}s "
             f"cpu/node/msg={self.cpu_ms_per_delivery:.2f}ms "
+            f"idle={self.idle_ms_per_s:.1f}ms/node/s "
             f"publisher_cpu={self.publisher_cpu_s:.2f}s window={self.window_s:.1f}s "
             f"rss_mean={sum(self.rss) / max(1, len(self.rss)):.1f}MB "
             f"rss_max={max(self.rss, default=0):.1f}MB load={self.load}"
@@ -324,7 +330,9 @@ async def _group_side(
             await _wait("every member at every node", everyone_in, 180)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: members seen per node {counts}") from None
+        idle0 = [cpu_seconds(p.pid) for p in procs[1:]], time.time()
         await trio.sleep(3.0)  # a few gossip heartbeats: meshes form
+        side.idle_ms_per_s = _idle(procs[1:], *idle0)
         arrivals = Arrivals(len(clients) - 1, posts)
         async with trio.open_nursery() as nursery:
             for index, client in enumerate(clients[1:]):
@@ -351,7 +359,19 @@ async def _group_side(
             for key, value in stats.get("groups", {}).get("transport", {}).items():
                 totals[key] = totals.get(key, 0) + int(value)
         side.transport = totals
+        # How the poster batched: gossip messages published for the posts.
+        stats = (await owner.call("node.statistics")).get("groups", {}).get("transport", {})
+        side.poster = {k: int(v) for k, v in stats.items() if k.startswith("published")}
         _fill(side, arrivals, started, window_end, cpu0, cpu1, [rss_mb(p.pid) for p in procs])
+
+
+def _idle_pids(pids: list[int], cpu0: list[float], since: float) -> float:
+    used = sum(cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True))
+    return 1000 * used / max(1, len(pids)) / (time.time() - since)
+
+
+def _idle(procs: list[NodeProc], cpu0: list[float], since: float) -> float:
+    return _idle_pids([p.pid for p in procs], cpu0, since)
 
 
 def _fill(
@@ -435,8 +455,10 @@ def run_bare(nodes: int, posts: int, size: int, settle: float, root: Path) -> Si
                 if all(int(p.ask("mesh").split()[1]) >= 1 for p in peers):
                     break
                 time.sleep(0.25)
-            time.sleep(3.0)  # as on the group side: a few heartbeats
             pids = [p.proc.pid for p in peers]
+            idle0 = [cpu_seconds(pid) for pid in pids[1:]], time.time()
+            time.sleep(3.0)  # as on the group side: a few heartbeats
+            side.idle_ms_per_s = _idle_pids(pids[1:], *idle0)
             cpu0 = [cpu_seconds(pid) for pid in pids]
             started = time.time()
             side.post_s = float(peers[0].ask(f"publish {posts} {size}").split()[2])
@@ -489,6 +511,7 @@ def report(group: Side | None, bare: Side | None) -> None:
         )
     if group is not None and group.transport:
         print("group receivers' transport counters:", json.dumps(group.transport, sort_keys=True))
+        print("group poster's publish counters:", json.dumps(group.poster, sort_keys=True))
     if group is not None:
         ok_cpu = group.cpu_ms_per_delivery <= GOAL_CPU_MS
         ok_p99 = group.p99 <= GOAL_P99_S and group.share == 1.0

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import trio
+
 from p2pchat_crypto.identity import fingerprint_of
 
 from ..api.shapes import account_label
 from ..events import (
+    ContactChanged,
     ContactRequestReceived,
     DeliveryChanged,
     Event,
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["describe", "narrate"]
 
 logger = logging.getLogger("p2pchat.node.events")
+
+#: The contact names are read again at most this often (seconds): a busy group's
+#: messages (tens a second) cost one contact-list read a second, not one each, and a
+#: renamed contact shows under its new name at most this late.
+_NAMES_TTL_S = 1.0
 
 
 def describe(event: Event, names: dict[bytes, str]) -> str | None:
@@ -66,9 +74,21 @@ def describe(event: Event, names: dict[bytes, str]) -> str | None:
 async def narrate(node: Node, stream: EventStream) -> None:
     """Log :func:`describe` of every event of ``stream`` until cancelled. The stream is
     entered before the node starts, so what arrives during start-up is told too."""
+    names: dict[bytes, str] = {}
+    read_at = float("-inf")
     async for event in stream:
-        names = {c.account: account_label(c.account, c) for c in await node.contacts()}
-        names[node.account_key] = "me"  # what another of our devices sent
+        if isinstance(event, ContactChanged):
+            read_at = float("-inf")  # a contact renamed, added or removed: read again
+        if describe(event, {}) is None:
+            continue  # not worth a line: no names needed
+        if isinstance(event, _NAMING) and trio.current_time() - read_at >= _NAMES_TTL_S:
+            names = {c.account: account_label(c.account, c) for c in await node.contacts()}
+            names[node.account_key] = "me"  # what another of our devices sent
+            read_at = trio.current_time()
         line = describe(event, names)
         if line is not None:
             logger.info("%s", line)
+
+
+#: The events whose line names a person.
+_NAMING = (MessageReceived, ContactRequestReceived, GroupMessage)

@@ -1,15 +1,16 @@
 """Moving group events: gossip push and anti-entropy sync (the I/O around the engine).
 
-Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, never the
-group's name). A new local event is published at once after a quiet spell; under load,
-events are batched until the next flush (at most 8 a second, under py-libp2p's spam
-filter) and published as one signed ``sync.batch`` envelope, each event its own run,
-so a receiver that missed an earlier message buffers instead of refusing. The topic
-validator rate-limits the forwarding peer *before* any signature check (one token per
-signature a message may cost: its envelope and each run), then runs the engine's pure
-validation: an invalid batch is neither applied nor forwarded. Sync streams pay the
-same way, per frame. Gossip is best effort (py-libp2p drops silently under load);
-delivery is guaranteed by sync.
+Push: one gossipsub topic per group, ``/p2pchat/group/<hex group id>`` (a hash, never
+the group's name). A new local event is published at once after a quiet spell; under
+load, events are batched until the next flush (at most 4 a second: fewer, fuller
+messages, well under py-libp2p's spam filter) and published as one signed ``sync.batch``
+envelope, each event its own run, so a receiver that missed an earlier message buffers
+instead of refusing, and syncs with the publisher at once to fill the gap
+(``GAP_SYNC_INTERVAL_S``). The topic validator rate-limits the forwarding peer *before*
+any signature check (one token per signature a message may cost: its envelope and each
+run), then runs the engine's pure validation: an invalid batch is neither applied nor
+forwarded. Sync streams pay the same way, per frame. Gossip is best effort (py-libp2p
+drops silently under load); delivery is guaranteed by sync.
 
 Live backlog: ``/p2pchat/live/1.0.0`` (:mod:`p2pchat.groups.live`) hands a late joiner of a
 watch party the live comments (never synced) of the range it plays.
@@ -54,11 +55,17 @@ logger = logging.getLogger(__name__)
 
 SYNC_PROTOCOL = "/p2pchat/sync/1.0.0"
 MAX_SYNC_FRAME = 1 << 20
-#: At most one gossip flush per this interval: py-libp2p silently drops beyond 10
-#: messages/s per (forwarding peer, topic), so a node publishes at most 8 per second.
-#: After a quiet spell an event is published at once (no added latency); under load,
-#: what is authored meanwhile is batched into the next flush.
-PUBLISH_INTERVAL_S = 0.125
+#: At most one gossip flush per this interval. After a quiet spell an event is published
+#: at once (no added latency); under load, what is authored meanwhile is batched into the
+#: next flush. A pubsub message costs every member ~10 ms of py-libp2p's CPU whatever it
+#: carries (``bench/scale_bench.py``), and py-libp2p silently drops beyond 10 messages/s
+#: per (forwarding peer, topic): 4 a second at most keeps a busy group's messages few
+#: and full, for at most 0.25 s of added latency.
+PUBLISH_INTERVAL_S = 0.25
+#: Gossip whose events wait for an ancestor we lack (gossip lost a message) starts a
+#: sync with its publisher at once rather than at the next periodic one (~30 s): at most
+#: one such sync per group at a time, and one per this interval.
+GAP_SYNC_INTERVAL_S = 1.0
 _MAX_BATCH_EVENTS = 200
 #: The verification budget is this many times the message rate (default 50/s -> 2,000
 #: Ed25519 verifies/s, ~16 % of a core, per peer at most).
@@ -141,6 +148,9 @@ class GroupTransport:
         #: Digest of each recent gossip message -> whether it may be forwarded.
         self._seen: OrderedDict[bytes, bool] = OrderedDict()
         self._subscriptions: dict[bytes, Subscription] = {}
+        #: Groups with a gap sync running, and when each group may start the next one.
+        self._gap_syncing: set[bytes] = set()
+        self._gap_next: dict[bytes, float] = {}
         self._nursery: trio.Nursery | None = None
         self.stats: defaultdict[str, int] = defaultdict(int)
         #: Why group messages (gossip and sync) were refused, by reason slug.
@@ -179,6 +189,7 @@ class GroupTransport:
 
     async def unsubscribe(self, group_id: bytes) -> None:
         subscription = self._subscriptions.pop(group_id, None)
+        self._gap_next.pop(group_id, None)
         if subscription is not None:
             await subscription.aclose()
 
@@ -298,6 +309,8 @@ class GroupTransport:
             # (it may be honest); a later sync fetches the rest. The author hears nothing.
             self.stats["gossip_author_deferred"] += result.deferred
             self._forget(data)
+        if result.buffered:
+            self._fill_gap(group_id, origin)
         if errors:
             self.stats["gossip_rejected"] += 1
             reasons = [self.rejections.add_error(error) for error in errors]
@@ -308,6 +321,29 @@ class GroupTransport:
             if proven:
                 self._network.penalize(origin, proven[0])
         return not errors and not result.deferred
+
+    def _fill_gap(self, group_id: bytes, peer_id: str) -> None:
+        """Sync with ``peer_id`` soon: it published events whose ancestors we lack, so it
+        holds them (see :data:`GAP_SYNC_INTERVAL_S`)."""
+        now = trio.current_time()
+        if (
+            self._nursery is None
+            or group_id in self._gap_syncing
+            or now < self._gap_next.get(group_id, now)
+        ):
+            return
+        self._gap_syncing.add(group_id)
+        self._gap_next[group_id] = now + GAP_SYNC_INTERVAL_S
+        self._nursery.start_soon(self._gap_sync, group_id, peer_id)
+
+    async def _gap_sync(self, group_id: bytes, peer_id: str) -> None:
+        try:
+            await self.sync_with(group_id, peer_id)
+            self.stats["gap_syncs"] += 1
+        except (NetworkError, ProtocolError, GroupError, trio.TooSlowError) as exc:
+            logger.debug("gap sync of %s with %s failed: %s", group_id.hex()[:12], peer_id, exc)
+        finally:
+            self._gap_syncing.discard(group_id)
 
     async def _drain(self, group_id: bytes, subscription: Subscription) -> None:
         """Consume the topic. Validators usually did the work; anything that skipped them

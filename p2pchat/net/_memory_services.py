@@ -9,7 +9,7 @@ validators and ordered best first by its ``select``.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,7 +71,7 @@ class MemoryLinks(Protocol):
 
     def connected_to(self, peer_id: str) -> list[str]: ...
 
-    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None: ...
+    def call_later(self, delay: float, fn: Callable[..., object], *args: object) -> None: ...
 
 
 class _Latency(Protocol):
@@ -282,7 +282,7 @@ class MemoryPubSub:
             for _ in range(self._hub.copies(origin, peer)):
                 latency = self._hub.delay(origin, peer)
                 if latency:
-                    self._hub.spawn(_deliver_later, node.pubsub, topic, origin, data, latency)
+                    self._hub.call_later(latency, node.pubsub.deliver, topic, origin, data)
                 else:
                     node.pubsub.deliver(topic, origin, data)
 
@@ -310,13 +310,6 @@ class MemoryPubSub:
                 send.close()
         self._subscriptions.clear()
         self._receivers.clear()
-
-
-async def _deliver_later(
-    pubsub: MemoryPubSub, topic: str, origin: str, data: bytes, latency: float
-) -> None:
-    await trio.sleep(latency)
-    pubsub.deliver(topic, origin, data)
 
 
 def _reachable_component(hub: MemoryLinks, start: str) -> list[str]:

@@ -26,9 +26,10 @@ connected to the publisher through any chain of connections, without a mesh.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,12 +172,43 @@ class _MemoryByteStream:
         self._pipe.abort()
 
 
+class _Later:
+    """Delayed calls run by one task: a heap by due time, ties in scheduling order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[..., object], tuple[object, ...]]] = []
+        self._seq = 0
+        self._wake = trio.Event()
+
+    def call_later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
+        due = trio.current_time() + delay
+        if not self._heap or due < self._heap[0][0]:
+            self._wake.set()  # a new earliest call: the timer task sleeps too long
+        heapq.heappush(self._heap, (due, self._seq, fn, args))
+        self._seq += 1
+
+    async def run(self) -> None:
+        while True:
+            if self._heap:
+                with trio.move_on_at(self._heap[0][0]):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, fn, args = heapq.heappop(self._heap)
+                fn(*args)
+
+
 class MemoryHub:
     """Creates memory nodes and owns everything they share: links, DHT, faults."""
 
     def __init__(self, *, rng: random.Random, nursery: trio.Nursery) -> None:
         self._rng = rng
         self._nursery = nursery
+        self._later = _Later()
+        nursery.start_soon(self._later.run)
         self._nodes: dict[str, MemoryNetwork] = {}
         self._down: set[str] = set()
         self._groups: dict[str, int] | None = None
@@ -353,9 +385,12 @@ class MemoryHub:
         self._connections[frozenset((a, b))].append(pipe)
         return pipe
 
-    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Run a delayed delivery in the hub's nursery (it outlives any one node)."""
-        self._nursery.start_soon(fn, *args)
+    def call_later(self, delay: float, fn: Callable[..., object], *args: object) -> None:
+        """Call ``fn(*args)`` after ``delay`` seconds, from the hub's one timer task (it
+        outlives any one node). Due calls run in the order they were scheduled. One task
+        for all of them, not one each: a simulated publish to 1,000 nodes made 1,000
+        tasks, and trio's task creation and scheduling was ~10 % of the simulator."""
+        self._later.call_later(delay, fn, *args)
 
 
 class MemoryNetwork:

@@ -93,13 +93,14 @@ def seal(message: Struct, *, signing_key: SigningKey, now: int) -> bytes:
     if ENVELOPE_KINDS.get(kind) is not type(message):
         raise LocalProtocolError(f"{type(message).__name__} is not an envelope message")
     try:
-        message.check()
+        body = message.to_value()
+        type(message).from_value(body)  # Struct.check, without building the map twice
         value: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "k": kind,
             "s": bytes(signing_key.verify_key),
             "t": now,
-            "p": message.to_bytes(),
+            "p": encode_value(body),
         }
         value["sig"] = sign_map("envelope", value, signing_key)
         return encode_value(value)

@@ -28,6 +28,7 @@ from p2pchat.protocol.records import DeviceEntry, DeviceListRecord
 
 from .properties import Expectations, converged, delivery_counts, violations
 from .scenarios import Scenario, carry_out, plan
+from .verify_memo import shared_verifications
 from .world import SimPeer, World
 
 __all__ = ["Result", "run_seed"]
@@ -87,7 +88,7 @@ def run_seed(scenario: Scenario, seed: int) -> Result:
     trio_run_module._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="p2pchat-sim-") as home:
+    with tempfile.TemporaryDirectory(prefix="p2pchat-sim-") as home, shared_verifications():
         outcome = trio.run(_main, scenario, seed, Path(home), clock=clock)
     wall = time.perf_counter() - started
     problems = list(outcome.problems)
