@@ -14,9 +14,12 @@ from typing import NoReturn
 
 import click
 import pytest
+import trio
 
 from p2pchat import __version__
 from p2pchat.cli import _root, main
+from p2pchat.cli._errors import sole_error
+from p2pchat.errors import NetworkError
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -107,3 +110,22 @@ def test_a_command_that_succeeds_exits_0_whatever_it_returns(
     finally:
         _root.cli.commands.pop("returns-for-test")
     assert capsys.readouterr().out == "ran\n"
+
+
+def test_an_error_inside_nested_nurseries_reaches_the_root_command_bare() -> None:
+    # `node run` and `devices join` run libp2p's nested nurseries under trio.run: a Ctrl-C
+    # or a typed error inside them must come out bare (so it exits 130, or with the
+    # error's own status), not as a group.
+    async def nested(leaf: BaseException) -> None:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(trio.sleep_forever)
+            async with trio.open_nursery() as inner:
+                inner.start_soon(trio.sleep_forever)
+                raise leaf
+
+    for leaf in (KeyboardInterrupt(), NetworkError("no route")):
+        with pytest.raises(BaseExceptionGroup) as caught:
+            trio.run(nested, leaf)
+        assert sole_error(caught.value) is leaf
+    two = BaseExceptionGroup("two", [ValueError("a"), BaseExceptionGroup("b", [TypeError()])])
+    assert sole_error(two) is two
