@@ -29,11 +29,34 @@ def __getattr__(name: str) -> object:
 
 
 def main() -> None:
-    """Console-script entry point (``p2pchat = "p2pchat.cli:main"``)."""
-    try:
-        from ._root import cli
+    """Console-script entry point (``p2pchat = "p2pchat.cli:main"``).
 
-        cli(prog_name="p2pchat")
-    except KeyboardInterrupt:
+    Not click's standalone mode: that turns a Ctrl-C landing outside a command (while
+    click parses the arguments, or at a prompt) into "Aborted!" and status 1. Here
+    click's exceptions are mapped as click maps them, except that an interrupt is
+    always status 130 with no message (the ^C line is ended, nothing more).
+    """
+    try:
+        import click
+
+        from ._root import INTERRUPTED, cli
+
+        try:
+            # _RootGroup.invoke returns None, so an int here is a ctx.exit() code.
+            status = cli.main(prog_name="p2pchat", standalone_mode=False)
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                # click has ended the ^C line when it caught the interrupt itself
+                # (then it is the cause); at a confirm prompt it has not.
+                if exc.__cause__ is None:
+                    sys.stderr.write("\n")
+                sys.exit(INTERRUPTED)
+            click.echo("Aborted!", err=True)  # Ctrl-D at a prompt, or a refused confirm
+            sys.exit(1)
+        except click.ClickException as exc:  # a usage error: click's message and status
+            exc.show()
+            sys.exit(exc.exit_code)
+        sys.exit(status if isinstance(status, int) else 0)
+    except KeyboardInterrupt:  # while importing, or in the handlers above
         sys.stderr.write("\n")
         sys.exit(130)

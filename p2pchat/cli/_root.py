@@ -11,7 +11,6 @@ import only the RPC client (trio, never libp2p), and only when they run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -39,9 +38,12 @@ INTERRUPTED = 130
 
 
 class _RootGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> None:
+        # A command's return value is dropped (as click's standalone mode drops it), so
+        # what the non-standalone entry point (p2pchat.cli.main) gets back is None or
+        # the status of a ctx.exit().
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("", err=True)  # end the line the ^C was echoed on
             ctx.exit(INTERRUPTED)

@@ -17,6 +17,7 @@ import click
 from ..errors import ConfigError, KeystoreExistsError, PermissionDeniedError
 from ..identity.keyfile import PassphrasePurpose, write_keystore
 from ._client import CALL_TIMEOUT, call, connected
+from ._errors import sole_error
 from ._output import emit_json, one_line, say, show_table, warn
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
@@ -287,8 +288,9 @@ def join_new_home(
 
     try:
         return trio.run(main)
-    except BaseExceptionGroup as group:  # one error inside libp2p's nurseries
-        leaves = group.exceptions
-        if len(leaves) == 1 and isinstance(leaves[0], Exception):
-            raise leaves[0] from None
-        raise ConfigError(f"linking failed: {group}") from None
+    except BaseExceptionGroup as group:  # inside libp2p's nested nurseries
+        sole = sole_error(group)
+        if sole is not group:
+            raise sole from None  # a typed error for the root command, or Ctrl-C: 130
+        kinds = ", ".join(sorted({type(exc).__name__ for exc in group.exceptions}))
+        raise ConfigError(f"linking failed ({kinds})") from group

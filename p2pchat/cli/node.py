@@ -24,6 +24,7 @@ from ..errors import ConfigError, KeystoreMissingError, NetworkError
 from ..identity.keyfile import open_or_create
 from ..identity.keystore import UnlockedIdentity
 from ..net.config import DEFAULT_PORT
+from ._errors import sole_error
 from ._logging import configure_logging
 from ._output import (
     address_row,
@@ -282,30 +283,13 @@ async def run_until_signal(
     try:
         await _run_until_signal(config, identity, announce, node_factory or _default_node)
     except BaseExceptionGroup as group:
-        raise _sole_error(group) from None
+        raise sole_error(group) from None
 
 
 def _default_node(config: NodeConfig, identity: UnlockedIdentity) -> Node:
     from ..node import Node
 
     return Node(config, identity)
-
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside nested groups (cancellations aside), else the group itself."""
-    import trio
-
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-
-    collect(group)
-    return leaves[0] if len(leaves) == 1 else group
 
 
 async def _run_until_signal(

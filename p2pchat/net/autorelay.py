@@ -25,6 +25,7 @@ from typing import Any
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
 
 from ._addrs import AddrClass, classify
@@ -103,7 +104,7 @@ class AutoRelay:
                 continue
             try:
                 speaks = bool(store.supports_protocols(peer, [HOP_PROTOCOL_ID]))
-            except Exception:  # noqa: BLE001 - nothing known about the peer yet
+            except PeerStoreError:  # nothing known about the peer yet
                 speaks = False
             if speaks and self._connected_directly(peer) and self._relay_addrs(peer):
                 out.append(peer)
@@ -113,7 +114,7 @@ class AutoRelay:
         """Where strangers can reach the relay: its advertised public TCP addresses."""
         try:
             known = [str(a) for a in self._host.get_peerstore().addrs(peer)]
-        except Exception:  # noqa: BLE001 - PeerStoreError: nothing known
+        except PeerStoreError:  # nothing known (or expired) about the peer
             return []
         pid = peer.to_base58()
         out = []

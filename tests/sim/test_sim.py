@@ -3,9 +3,19 @@
 Each test runs whole simulations synchronously (``trio.run`` with a ``MockClock``
 inside :func:`tests.sim.runner.run_seed`), so these are plain functions, not trio
 tests. A failure message carries the seed and the command that replays it.
+
+The seeded campaigns (one test per seed) are pure CPU: their runs are started together
+on a pool of worker processes, one per available core, and each test asserts on its own
+seed's result. Each run is the same as in this process (a fresh ``trio.run`` with its
+seeded clock, scheduler and faults); only the wall time is shared out.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import pytest
 
@@ -26,6 +36,44 @@ PRIVATE = Scenario(
 PRIVATE_SEEDS = range(1, 5)
 
 
+#: The campaign tests whose seeds run on the pool, with their scenarios.
+_CAMPAIGNS = {
+    "test_public_group_of_50_with_30_percent_loss_converges": PUBLIC,
+    "test_private_group_converges_and_the_removed_member_reads_nothing_later": PRIVATE,
+}
+
+
+@pytest.fixture(scope="module")
+def campaign_runs(
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[tuple[str, int], Future[Result]]]:
+    """The runs of every selected campaign test, submitted at once to worker processes."""
+    wanted: list[tuple[str, int]] = []
+    for item in request.session.items:
+        if isinstance(item, pytest.Function) and item.module is request.module:
+            seed = item.callspec.params.get("seed") if hasattr(item, "callspec") else None
+            if item.originalname in _CAMPAIGNS and isinstance(seed, int):
+                wanted.append((item.originalname, seed))
+    workers = min(len(os.sched_getaffinity(0)), len(wanted))
+    if workers < 2:  # nothing to share out: run in this process, when the test asks
+        yield {}
+        return
+    # spawn: a fresh interpreter, not a fork of this one (its threads, trio's globals)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        runs = {key: pool.submit(run_seed, _CAMPAIGNS[key[0]], key[1]) for key in wanted}
+        try:
+            yield runs
+        finally:
+            for run in runs.values():
+                run.cancel()
+
+
+def _run(runs: dict[tuple[str, int], Future[Result]], test: str, seed: int) -> Result:
+    run = runs.get((test, seed))
+    return run.result() if run is not None else run_seed(_CAMPAIGNS[test], seed)
+
+
 def explain(result: Result) -> str:
     s = result.scenario
     return (
@@ -40,8 +88,10 @@ def explain(result: Result) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", PUBLIC_SEEDS)
-def test_public_group_of_50_with_30_percent_loss_converges(seed: int) -> None:
-    result = run_seed(PUBLIC, seed)
+def test_public_group_of_50_with_30_percent_loss_converges(
+    campaign_runs: dict[tuple[str, int], Future[Result]], seed: int
+) -> None:
+    result = _run(campaign_runs, "test_public_group_of_50_with_30_percent_loss_converges", seed)
     assert result.ok, explain(result)
     assert result.members == PUBLIC.nodes - PUBLIC.leavers
     assert result.deliveries == result.deliveries_expected == result.posts * result.members
@@ -50,9 +100,13 @@ def test_public_group_of_50_with_30_percent_loss_converges(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", PRIVATE_SEEDS)
 def test_private_group_converges_and_the_removed_member_reads_nothing_later(
-    seed: int,
+    campaign_runs: dict[tuple[str, int], Future[Result]], seed: int
 ) -> None:
-    result = run_seed(PRIVATE, seed)
+    result = _run(
+        campaign_runs,
+        "test_private_group_converges_and_the_removed_member_reads_nothing_later",
+        seed,
+    )
     assert result.ok, explain(result)
     assert result.members == PRIVATE.nodes - 1 - PRIVATE.leavers  # one was removed
     assert result.after_removal > 0  # the departure property was exercised
