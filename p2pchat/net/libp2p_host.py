@@ -94,6 +94,7 @@ logger = logging.getLogger(__name__)
 
 #: How long py-libp2p keeps addresses we hand it; refreshed on every connect.
 _ADDR_TTL = 3600
+_RESET_WITHIN_S = 2.0  # a stream reset is one muxer frame; never wait longer for it
 
 #: Dial and stream-open failures: the peer is not reachable right now.
 DIAL_ERRORS: ErrorTable = [
@@ -175,7 +176,13 @@ class _Libp2pByteStream:
             await self._stream.close()
 
     async def reset(self) -> None:
-        with map_exceptions(STREAM_ERRORS, what="stream reset"):
+        # Shielded (and bounded): callers reset in `except BaseException` blocks, where a
+        # cancellation would otherwise abort the reset and leave the stream half open.
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(_RESET_WITHIN_S),
+            map_exceptions(STREAM_ERRORS, what="stream reset"),
+        ):
             await self._stream.reset()
 
 

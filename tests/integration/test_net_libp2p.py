@@ -380,3 +380,35 @@ async def test_garbage_on_the_pubsub_protocol_does_not_take_the_node_down() -> N
             assert await subs[1].receive() == (a.peer_id, b"still here?")
             for sub in subs:
                 await sub.aclose()
+
+
+async def test_a_reset_in_a_cancelled_scope_still_reaches_the_peer() -> None:
+    # Callers reset streams in `except BaseException:` blocks, often because they were
+    # cancelled: the reset must still be sent, or the peer's reader waits for its deadline.
+    outcome: list[BaseException | bytes | None] = []
+    ended = trio.Event()
+
+    async def reader(stream: FramedStream) -> None:
+        try:
+            outcome.append(await stream.read_frame(4096))
+            outcome.append(await stream.read_frame(4096))
+        except NetworkError as exc:
+            outcome.append(exc)
+        finally:
+            ended.set()
+
+    with trio.fail_after(20):
+        async with hosts(2) as (a, b):
+            b.set_stream_handler(PROTO, reader)
+            await a.connect(b.peer_id, b.listen_addrs)
+            stream = await a.open_stream(b.peer_id, PROTO)
+            await stream.write_frame(b"first")
+            await wait_for(lambda: bool(outcome))
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await stream.reset()
+            with trio.fail_after(5):  # far below the stream's idle deadline
+                await ended.wait()
+    assert outcome[0] == b"first"
+    assert len(outcome) == 2
+    assert outcome[1] is None or isinstance(outcome[1], NetworkError)
