@@ -38,6 +38,7 @@ def devices() -> None:
     On the device you have:  p2pchat devices link
     On the new device:       p2pchat node run --link CODE   (or: p2pchat devices join CODE)
     Both show a 6-digit confirmation code: compare them, then confirm on the first device.
+    History (with the first device's consent):  p2pchat devices history-sync DEVICE
 
     DEVICE is a device key, a unique prefix of it (4+ hex digits) or a device's name.
     """
@@ -292,3 +293,9 @@ def join_new_home(
         if len(leaves) == 1 and isinstance(leaves[0], Exception):
             raise leaves[0] from None
         raise ConfigError(f"linking failed: {group}") from None
+
+
+from .devices_history import history_allow, history_sync  # noqa: E402 - sibling
+
+devices.add_command(history_sync)
+devices.add_command(history_allow)
