@@ -42,9 +42,9 @@ from ..protocol.device_history import (
     MAX_HISTORY_FRAME,
     MAX_HISTORY_MESSAGES,
     MAX_ITEM_BODY,
-    ChunkContent,
     HistoryBox,
     HistoryChunk,
+    HistoryChunkContent,
     HistoryCursor,
     HistoryDeny,
     HistoryItem,
@@ -262,7 +262,7 @@ class HistorySync:
     async def _write_chunk(
         self, stream: FramedStream, box: HistoryBox, index: int, items: list[HistoryItem], left: int
     ) -> None:
-        content = ChunkContent(items=tuple(items), left=left)
+        content = HistoryChunkContent(items=tuple(items), left=left)
         await stream.write_frame(box.seal(index, content, rng=self._rng))
         self.stats["chunks_sent"] += 1
 
@@ -365,7 +365,12 @@ class HistorySync:
             return None, 0
 
     async def _import(
-        self, device: bytes, content: ChunkContent, since: int, max_messages: int, received: int
+        self,
+        device: bytes,
+        content: HistoryChunkContent,
+        since: int,
+        max_messages: int,
+        received: int,
     ) -> int:
         """Store a chunk's messages and the cursor after it, in one transaction."""
         for item in content.items:

@@ -36,12 +36,13 @@ __all__ = [
     "MAX_HISTORY_MESSAGES",
     "MAX_ITEM_BODY",
     "HISTORY_DENY_REASONS",
+    "HISTORY_MESSAGES",
     "HistoryCursor",
     "HistoryRequest",
     "HistoryDeny",
     "HistoryChunk",
     "HistoryItem",
-    "ChunkContent",
+    "HistoryChunkContent",
     "HistoryBox",
     "decode_history_message",
     "decode_chunk_content",
@@ -99,7 +100,9 @@ class HistoryChunk(Struct):
     v: int = wire("v", UInt(1, 1), "version, 1")
     n: int = wire("n", UInt(0, MAX_HISTORY_MESSAGES), "the chunk's index, from 0")
     box: bytes = wire(
-        "box", Bytes(low=40, high=MAX_HISTORY_FRAME - 64), "nonce, then the sealed chunk-content"
+        "box",
+        Bytes(low=40, high=MAX_HISTORY_FRAME - 64),
+        "nonce, then the sealed history-chunk-content",
     )
 
 
@@ -119,17 +122,21 @@ class HistoryItem(Struct):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChunkContent(Struct):
+class HistoryChunkContent(Struct):
     items: tuple[HistoryItem, ...] = wire(
         "items", ListOf(Nested(HistoryItem), 0, MAX_CHUNK_ITEMS), "messages, in E's order"
     )
     left: int = wire("left", UInt(0, MAX_HISTORY_MESSAGES), "messages still to come")
 
 
+#: The frames of the history stream, in the order they flow.
+HISTORY_MESSAGES: tuple[type[HistoryRequest], type[HistoryDeny], type[HistoryChunk]] = (
+    HistoryRequest,
+    HistoryDeny,
+    HistoryChunk,
+)
 _MESSAGES: dict[str, type[HistoryRequest] | type[HistoryDeny] | type[HistoryChunk]] = {
-    "hreq": HistoryRequest,
-    "hdeny": HistoryDeny,
-    "hchunk": HistoryChunk,
+    cls.KIND: cls for cls in HISTORY_MESSAGES
 }
 
 
@@ -145,8 +152,8 @@ def decode_history_message(data: bytes) -> HistoryRequest | HistoryDeny | Histor
     return message
 
 
-def decode_chunk_content(plain: bytes) -> ChunkContent:
-    return ChunkContent.from_value(decode_map(plain, max_size=MAX_CHUNK_PLAIN))
+def decode_chunk_content(plain: bytes) -> HistoryChunkContent:
+    return HistoryChunkContent.from_value(decode_map(plain, max_size=MAX_CHUNK_PLAIN))
 
 
 class HistoryBox:
@@ -176,7 +183,7 @@ class HistoryBox:
     def _ad(self, index: int) -> bytes:
         return self._transcript + index.to_bytes(4, "big")
 
-    def seal(self, index: int, content: ChunkContent, *, rng: Rng) -> bytes:
+    def seal(self, index: int, content: HistoryChunkContent, *, rng: Rng) -> bytes:
         """The ``hchunk`` frame number ``index`` carrying ``content``."""
         nonce = rng(_BOX_NONCE)
         sealed = crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -184,7 +191,7 @@ class HistoryBox:
         )
         return HistoryChunk(t="hchunk", v=1, n=index, box=nonce + sealed).to_bytes()
 
-    def open(self, chunk: HistoryChunk, *, expected: int) -> ChunkContent:
+    def open(self, chunk: HistoryChunk, *, expected: int) -> HistoryChunkContent:
         """The content of chunk ``expected`` (``unexpected`` for another index,
         ``bad-box`` if it was not sealed for this sync)."""
         if chunk.n != expected:
