@@ -263,7 +263,10 @@ class HistorySync:
         self, stream: FramedStream, box: HistoryBox, index: int, items: list[HistoryItem], left: int
     ) -> None:
         content = HistoryChunkContent(items=tuple(items), left=left)
-        await stream.write_frame(box.seal(index, content, rng=self._rng))
+        with trio.move_on_after(self.frame_timeout_s) as waited:
+            await stream.write_frame(box.seal(index, content, rng=self._rng))
+        if waited.cancelled_caught:
+            raise NetworkError("the other device stopped reading the history")
         self.stats["chunks_sent"] += 1
 
     # -- the new device -------------------------------------------------------------------
