@@ -25,6 +25,7 @@ from p2pchat_crypto.errors import CryptoError
 
 from ..dm.streams import reset_quietly
 from ..errors import (
+    LocalProtocolError,
     NetworkError,
     NotFoundError,
     PeerUnreachableError,
@@ -135,6 +136,7 @@ class HistorySync:
         self._locate = locate
         self._conversation_id = dm_conversation_id
         self._pending: _Pending | None = None
+        self._pulling: set[bytes] = set()
         self.consent_timeout_s = CONSENT_TIMEOUT_S
         self.frame_timeout_s = FRAME_TIMEOUT_S
         self.stats = {"served": 0, "chunks_sent": 0, "chunks_received": 0, "imported": 0}
@@ -280,6 +282,15 @@ class HistorySync:
         ``NetworkError`` if it is cut off (run it again to resume)."""
         if device == self._device or not self._own_device(device):
             raise NotFoundError("not another current device of this account")
+        if device in self._pulling:
+            raise LocalProtocolError("history is being copied from that device already")
+        self._pulling.add(device)
+        try:
+            return await self._pull(device, since=since, max_messages=max_messages)
+        finally:
+            self._pulling.discard(device)
+
+    async def _pull(self, device: bytes, *, since: int, max_messages: int) -> HistoryResult:
         max_messages = min(max(max_messages, 1), MAX_HISTORY_MESSAGES)
         cursor, received = await self._load_cursor(device, since, max_messages)
         nonce = self._rng(16)

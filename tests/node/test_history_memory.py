@@ -87,12 +87,26 @@ async def test_history_with_consent_resumes_without_duplicates_and_amendments_fo
                     await a2.sync_history(laptop)
             assert not [c for c in await a2.conversations() if c.peer_account == bob.account]
 
-            # A cap: the first 3 messages only.
+            # A window: only what was sent since the "typo" message.
+            since = (await a1.message(mine)).sent_at
+            window = [e for e in expected if e[1] >= since]
+            assert 3 <= len(window) < len(expected)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_answer, alice, True)
+                recent = await a2.sync_history(laptop, since=since)
+            assert (recent.received, recent.imported, recent.done) == (
+                len(window),
+                len(window),
+                True,
+            )
+            assert sorted(_ids(await _all(a2, bob.account))) == sorted(window)
+
+            # A cap: the first 3 messages only (those already here are not stored twice).
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_answer, alice, True)
                 capped = await a2.sync_history(laptop, max_messages=3)
-            assert (capped.received, capped.done) == (3, True)
-            assert _ids(await _all(a2, bob.account)) == expected[:3]
+            assert (capped.received, capped.imported, capped.done) == (3, 3, True)
+            assert sorted(_ids(await _all(a2, bob.account))) == sorted(window + expected[:3])
 
             # Interrupted after the first chunk, then resumed from the cursor.
             history = a2._history
@@ -113,12 +127,12 @@ async def test_history_with_consent_resumes_without_duplicates_and_amendments_fo
                 assert cut.cancelled_caught
             del history._import
             partial = len(await _all(a2, bob.account))
-            assert 3 <= partial < 10
+            assert len(window) + 3 <= partial < 10
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_answer, alice, True)
                 result = await a2.sync_history(laptop)
             asks = [e for e in alice.events if isinstance(e, DeviceHistoryRequest)]
-            assert [a.resume for a in asks] == [False, False, False, True]
+            assert [a.resume for a in asks] == [False, False, False, False, True]
             assert result.done
             assert result.received == result.total == 10
             # Same ids, times, senders, directions, delivery summaries; no duplicate.
