@@ -10,6 +10,7 @@ from p2pchat.errors import ConfigError, WireError
 from p2pchat.protocol.device_history import (
     MAX_CHUNK_ITEMS,
     HistoryBox,
+    HistoryChunk,
     HistoryChunkContent,
     HistoryItem,
     decode_chunk_content,
@@ -41,6 +42,7 @@ def test_only_the_two_devices_open_a_chunk() -> None:
         0, HistoryChunkContent(items=(ITEM,), left=0), rng=DeterministicRng("box")
     )
     chunk = decode_history_message(sealed)
+    assert isinstance(chunk, HistoryChunk)
     opened = HistoryBox(existing=E, new=N, own_seed=N_SEED, nonce=NONCE).open(chunk, expected=0)
     assert opened.items == (ITEM,)
     # A third device of the same account (it holds the account key, not these two keys).
@@ -51,10 +53,10 @@ def test_only_the_two_devices_open_a_chunk() -> None:
 
 
 def test_a_chunk_holds_at_most_64_items() -> None:
-    raw = {"items": [ITEM.to_value()] * (MAX_CHUNK_ITEMS + 1), "left": 0}
+    items = [ITEM.to_value()] * (MAX_CHUNK_ITEMS + 1)
     with pytest.raises(WireError):
-        decode_chunk_content(cbor.encode(raw))
-    assert len(decode_chunk_content(cbor.encode({**raw, "items": raw["items"][:64]})).items) == 64
+        decode_chunk_content(cbor.encode({"items": items, "left": 0}))
+    assert len(decode_chunk_content(cbor.encode({"items": items[:64], "left": 0})).items) == 64
 
 
 def test_since_takes_all_or_a_window() -> None:
