@@ -166,7 +166,17 @@ def link(state: CliState, yes: bool) -> None:
                         warn("The new device was not linked.")
                     else:
                         say(f"Linked {one_line(data['name'])}: it now receives your account.")
+                        _hint_history(client)
                     return
+
+
+def _hint_history(client: Any) -> None:
+    this = next(
+        d for d in client.call("devices.list", {}, timeout=CALL_TIMEOUT) if d["this_device"]
+    )
+    say("To copy your message history to it, run there (you will be asked here):")
+    click.echo(f"    p2pchat devices history-sync {this['device'][:16]} --since 30d")
+    say("and here: p2pchat devices history-allow")
 
 
 def _ask(data: dict[str, Any]) -> bool:
