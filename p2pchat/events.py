@@ -38,6 +38,8 @@ __all__ = [
     "DeviceLinkRequest",
     "DeviceLinked",
     "DeviceRevoked",
+    "DeviceHistoryRequest",
+    "DeviceHistoryProgress",
     "FileProgress",
     "EventsDropped",
     "EventBus",
@@ -210,6 +212,32 @@ class DeviceRevoked(Event):
     type: ClassVar[str] = "device.revoked"
     device: bytes
     this_device: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceHistoryRequest(Event):
+    """A device of ours asks for our direct-message history since ``since`` (ms, 0: all),
+    at most ``max`` messages (``resume``: continuing an interrupted sync): send it or
+    refuse (``devices.history_confirm``)."""
+
+    type: ClassVar[str] = "device.history_request"
+    device: bytes
+    since: int
+    max: int
+    resume: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceHistoryProgress(Event):
+    """History arriving from ``device``: ``received`` of ``total`` messages; ``done`` at
+    the end; ``error`` when it stopped (resume by asking again)."""
+
+    type: ClassVar[str] = "device.history_progress"
+    device: bytes
+    received: int
+    total: int
+    done: bool = False
+    error: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from p2pchat.devices import DeviceInfo
 from p2pchat.errors import ConfigError, NotFoundError
 from p2pchat.identity.peerid import peer_id_from_ed25519
+from p2pchat.protocol.device_history import MAX_HISTORY_MESSAGES
 from p2pchat.protocol.device_link import LINK_TTL_MS
 from p2pchat.rpc import Bounds, NoParams, Registry
 
@@ -45,6 +46,13 @@ class _LinkParams:
 @dataclass(frozen=True, slots=True)
 class _ConfirmParams:
     accept: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _HistorySyncParams:
+    device: Annotated[str, _DEVICE]
+    since: Annotated[int, Bounds(min=0, max=(1 << 53) - 1)] = 0
+    max: Annotated[int, Bounds(min=1, max=MAX_HISTORY_MESSAGES)] = MAX_HISTORY_MESSAGES
 
 
 def device_to_dict(info: DeviceInfo) -> dict[str, Any]:
@@ -113,8 +121,50 @@ def register_device_methods(registry: Registry, node: Node) -> None:
         device = resolve_device(p.device, node.devices())
         return device_to_dict(await node.revoke_device(device))
 
+    async def devices_history_sync(p: _HistorySyncParams) -> dict[str, Any]:
+        """Ask another device of ours for our direct-message history (its user consents)."""
+        device = resolve_device(p.device, node.devices())
+        result = await node.sync_history(device, since=p.since, max_messages=p.max)
+        return {
+            "device": result.device.hex(),
+            "received": result.received,
+            "imported": result.imported,
+            "total": result.total,
+            "done": result.done,
+        }
+
+    async def devices_history_confirm(p: _ConfirmParams) -> dict[str, Any]:
+        """Send (or refuse) the history a device of ours asked for."""
+        ask = node.confirm_history(p.accept)
+        return {
+            "device": ask.device.hex(),
+            "since": ask.since,
+            "max": ask.max,
+            "resume": ask.resume,
+            "accepted": p.accept,
+        }
+
+    async def devices_history_pending(_: object) -> dict[str, Any] | None:
+        """The history request waiting for this device's consent, if any."""
+        ask = node.pending_history()
+        if ask is None:
+            return None
+        return {
+            "device": ask.device.hex(),
+            "since": ask.since,
+            "max": ask.max,
+            "resume": ask.resume,
+        }
+
     registry.add("devices.list", devices_list, scope="read", params=NoParams)
     registry.add("devices.link", devices_link, scope="admin", params=_LinkParams)
     registry.add("devices.confirm", devices_confirm, scope="admin", params=_ConfirmParams)
     registry.add("devices.rename", devices_rename, scope="admin", params=_RenameParams)
     registry.add("devices.revoke", devices_revoke, scope="admin", params=_DeviceParams)
+    registry.add(
+        "devices.history_sync", devices_history_sync, scope="admin", params=_HistorySyncParams
+    )
+    registry.add("devices.history_pending", devices_history_pending, scope="read", params=NoParams)
+    registry.add(
+        "devices.history_confirm", devices_history_confirm, scope="admin", params=_ConfirmParams
+    )

@@ -39,6 +39,7 @@ def devices() -> None:
     On the device you have:  p2pchat devices link
     On the new device:       p2pchat node run --link CODE   (or: p2pchat devices join CODE)
     Both show a 6-digit confirmation code: compare them, then confirm on the first device.
+    History (with the first device's consent):  p2pchat devices history-sync DEVICE
 
     DEVICE is a device key, a unique prefix of it (4+ hex digits) or a device's name.
     """
@@ -166,7 +167,17 @@ def link(state: CliState, yes: bool) -> None:
                         warn("The new device was not linked.")
                     else:
                         say(f"Linked {one_line(data['name'])}: it now receives your account.")
+                        _hint_history(client)
                     return
+
+
+def _hint_history(client: Any) -> None:
+    this = next(
+        d for d in client.call("devices.list", {}, timeout=CALL_TIMEOUT) if d["this_device"]
+    )
+    say("To copy your message history to it, run there (you will be asked here):")
+    click.echo(f"    p2pchat devices history-sync {this['device'][:16]} --since 30d")
+    say("and here: p2pchat devices history-allow")
 
 
 def _ask(data: dict[str, Any]) -> bool:
@@ -294,3 +305,9 @@ def join_new_home(
             raise sole from None  # a typed error for the root command, or Ctrl-C: 130
         kinds = ", ".join(sorted({type(exc).__name__ for exc in group.exceptions}))
         raise ConfigError(f"linking failed ({kinds})") from group
+
+
+from .devices_history import history_allow, history_sync  # noqa: E402 - sibling
+
+devices.add_command(history_sync)
+devices.add_command(history_allow)

@@ -1,7 +1,10 @@
 """Multi-device accounts (protocol-spec/devices.md): the device list of our account, linking a
 new device (:mod:`.service` on the existing device, :mod:`.join` on the new one), renaming and
-revoking. The link protocol itself is sans-IO in :mod:`p2pchat.protocol.device_link`."""
+revoking, and direct-message history for a new device (:mod:`.history`). The link and history
+protocols themselves are sans-IO in :mod:`p2pchat.protocol.device_link` and
+:mod:`p2pchat.protocol.device_history`."""
 
+from .history import HistoryAsk, HistoryResult, HistorySync
 from .join import ADOPT_META, Joined, join_account, linked_identity, save_granted
 from .roster import DeviceInfo
 from .service import DeviceService, LinkInvite
@@ -11,6 +14,9 @@ __all__ = [
     "Joined",
     "DeviceInfo",
     "DeviceService",
+    "HistoryAsk",
+    "HistoryResult",
+    "HistorySync",
     "LinkInvite",
     "join_account",
     "linked_identity",

@@ -33,6 +33,7 @@ from ..blobs.mailbox import MailboxBlobs
 from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
+from ..devices.history import HistorySync
 from ..dm.mailbox import Mailbox, MailboxKeys
 from ..dm.own_sync import OwnSync
 from ..dm.service import DirectMessages
@@ -138,6 +139,7 @@ class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, Dm
         self._directory: Directory | None = None
         self._devices: DeviceService | None = None
         self._own_sync: OwnSync | None = None
+        self._history: HistorySync | None = None
         self._nursery: trio.Nursery | None = None
         self._published = trio.Event()
         self._mail_due = trio.Event()
@@ -244,6 +246,7 @@ class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, Dm
         self._dm.control_handlers[PROFILE_CONTENT_TYPE] = self._on_profile
         await self._dm.start()
         self._wire_fanout(identity.account.account_key)
+        self._start_history(identity)
         self._own_sync = OwnSync(
             dm=self._dm, store=self._store, events=self._events, clock=self._clock
         )

@@ -6,6 +6,7 @@ devices of our account, link codes for new ones, renaming and revoking
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -13,10 +14,17 @@ from p2pchat_crypto import cbor
 from p2pchat_crypto.errors import CryptoError
 
 from ..devices import ADOPT_META, DeviceInfo, DeviceService, LinkInvite
+from ..devices.history import HistoryAsk, HistoryResult, HistorySync
 from ..dm.fanout import TARGETS_TTL_MS
 from ..dm.service import DirectMessages
+from ..dm.storing import dm_conversation_id
 from ..errors import LocalProtocolError, NetworkError, P2PChatError
+from ..events import EventBus
 from ..groups.service import Groups
+from ..identity.directory import Directory
+from ..identity.keystore import UnlockedIdentity
+from ..net.base import Network
+from ..protocol.device_history import MAX_HISTORY_MESSAGES
 from ..protocol.device_link import LINK_TTL_MS, JoinRequest
 from ..protocol.device_list import current_devices, revoked_devices
 from ..protocol.device_sync import (
@@ -44,6 +52,11 @@ class DevicesApi:
     _store: Store | None
     _groups: Groups
     _dm: DirectMessages | None
+    _history: HistorySync | None
+    _directory: Directory | None
+    _network: Network | None
+    _rng: Callable[[int], bytes]
+    _events: EventBus
 
     def _check(self) -> None:
         raise NotImplementedError
@@ -121,6 +134,62 @@ class DevicesApi:
                 await groups.revoke_device(revocation)
 
         devices.on_revoked = revoked
+
+    def _start_history(self, identity: UnlockedIdentity) -> None:
+        """Serve and pull direct-message history between our devices (devices.md 4.4)."""
+        devices, directory, network, store = (
+            self._devices,
+            self._directory,
+            self._network,
+            self._store,
+        )
+        assert devices is not None
+        assert directory is not None
+        assert network is not None
+        assert store is not None
+        this = identity.device.public_key
+
+        def own_device(key: bytes) -> bool:
+            return key != this and key in current_devices(devices.device_list())
+
+        async def locate(key: bytes) -> tuple[str, ...]:
+            info = await directory.locate(key)
+            return tuple(info.addrs) if info is not None else ()
+
+        self._history = HistorySync(
+            account=identity.account.account_key,
+            device=this,
+            device_seed=identity.device.signing_seed,
+            store=store,
+            network=network,
+            events=self._events,
+            rng=self._rng,
+            own_device=own_device,
+            locate=locate,
+            dm_conversation_id=dm_conversation_id,
+        )
+        self._history.start()
+
+    def _hist(self) -> HistorySync:
+        self._check()
+        if self._history is None:
+            raise LocalProtocolError("the node is not running")
+        return self._history
+
+    async def sync_history(
+        self, device: bytes, *, since: int = 0, max_messages: int = MAX_HISTORY_MESSAGES
+    ) -> HistoryResult:
+        """Ask ``device`` (another of ours) for our direct-message history since ``since``
+        (ms; 0: all), at most ``max_messages``; resumes an interrupted sync of the same
+        window. Its user must consent. ``device.history_progress`` events follow."""
+        return await self._hist().pull(device, since=since, max_messages=max_messages)
+
+    def pending_history(self) -> HistoryAsk | None:
+        return self._hist().pending()
+
+    def confirm_history(self, accept: bool) -> HistoryAsk:
+        """Send (or refuse) the history a device of ours asked for."""
+        return self._hist().confirm(accept)
 
     async def _devices_loop(self) -> None:
         """Merge our account's device list every minute: a device revoked (or linked) by

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from .blob import BLOB_FRAMES, Manifest
 from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
+from .device_history import HISTORY_MESSAGES, HistoryChunkContent
 from .device_link import LINK_MESSAGES, GrantContent
 from .device_sync import LinkSync, SyncContent
 from .dm_messages import DM_KINDS, DmPlaintext
@@ -164,13 +165,15 @@ def schema_files() -> dict[str, str]:
     files["devices.cddl"] = [
         _choice("link-message", [c.cddl_name() for c in _link_frames()]),
         *_rules([*LINK_MESSAGES.values(), GrantContent, LinkSync, SyncContent], done),
+        _choice("history-message", [c.cddl_name() for c in HISTORY_MESSAGES]),
+        *_rules([*HISTORY_MESSAGES, HistoryChunkContent], done),
     ]
     files["blob.cddl"] = [
         *_kinded_rules(BLOB_FRAMES, "blob-frame", done),
         *_rules([Manifest], done),
     ]
     titles = {
-        "devices.cddl": "device linking (devices.md)",
+        "devices.cddl": "device linking and history (devices.md)",
         "common.cddl": "content and shared structures",
         "envelope.cddl": "signed envelope, direct messages, sync",
         "group.cddl": "group log events",

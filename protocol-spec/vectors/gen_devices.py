@@ -12,6 +12,11 @@ Each vector names a ``check`` (a pipeline, implemented by :func:`run_check`):
 * ``link-sync``: the new device (as for ``link-grant``) opens the sync frame ``hex`` (devices.md
   section 4.3); a valid one gives the contacts and groups it holds;
 * ``link-message``: strict decoding of one link frame;
+* ``history-message``: strict decoding of one frame of ``/p2pchat/history/1.0.0``
+  (devices.md section 4.4);
+* ``history-chunk``: the new device (seed ``new_seed``) opens the chunk ``hex`` as chunk
+  number ``index`` of the sync with the existing device ``existing`` and the request nonce
+  ``nonce``; a valid one gives its messages and ``left``;
 * ``record``: the DHT validator of wire.md section 10 with devices.md section 2's additions, for
   ``dht_key`` at ``now``.
 
@@ -36,6 +41,17 @@ from p2pchat.protocol.device_link import (
     LinkJoiner,
     LinkOffer,
     decode_link_message,
+)
+from p2pchat.protocol.content import Content
+from p2pchat.protocol.device_history import (
+    HistoryBox,
+    HistoryChunk,
+    HistoryChunkContent,
+    HistoryCursor,
+    HistoryDeny,
+    HistoryItem,
+    HistoryRequest,
+    decode_history_message,
 )
 from p2pchat.protocol.device_list import add_device, revoke_device, single_device_list
 from p2pchat.protocol.device_sync import (
@@ -101,6 +117,24 @@ def run_check(vector: dict[str, Any]) -> dict[str, Any]:
     if check == "link-message":
         decode_link_message(data)
         return {}
+    if check == "history-message":
+        decode_history_message(data)
+        return {}
+    if check == "history-chunk":
+        box = HistoryBox(
+            existing=bytes.fromhex(vector["existing"]),
+            new=bytes.fromhex(vector["remote"]),
+            own_seed=bytes.fromhex(vector["new_seed"]),
+            nonce=bytes.fromhex(vector["nonce"]),
+        )
+        message = decode_history_message(data)
+        if not isinstance(message, HistoryChunk):
+            raise WireError("unexpected", "not a chunk")
+        content = box.open(message, expected=vector["index"])
+        return {
+            "items": [[i.id.hex(), i.peer.hex(), i.pos, i.out, i.ts] for i in content.items],
+            "left": content.left,
+        }
     if check == "record":
         validate_record(vector["dht_key"], data, now=vector["now"])
         return {}
@@ -347,6 +381,9 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "reason": "missing-field",
         },
     ]
+    history_valid, history_invalid = _history_vectors(first, new_seed, new_key, account)
+    valid += history_valid
+    invalid += history_invalid
     for name, body, reason in lists_bad:
         invalid.append(
             {
@@ -358,6 +395,135 @@ def _vectors() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 "reason": reason,
             }
         )
+    return valid, invalid
+
+
+def _history_vectors(
+    first: Device, new_seed: bytes, new_key: bytes, account: Account
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Frames of ``/p2pchat/history/1.0.0``: a request, a deny, two chunks of a sync."""
+    nonce = _Seeded("history-nonce")(16)
+    bob = b"\x0b" * 32
+    request = HistoryRequest(
+        t="hreq",
+        v=1,
+        nonce=nonce,
+        since=NOW - 30 * 86_400_000,
+        max=1000,
+        after=HistoryCursor(peer=bob, pos=2),
+    )
+    box = HistoryBox(
+        existing=first.public_key, new=new_key, own_seed=first.signing_seed(), nonce=nonce
+    )
+    body = Content(type="p2pchat/text", body={}, text="hello").to_bytes()
+    item = HistoryItem(
+        peer=bob,
+        pos=3,
+        id=b"\x01" * 16,
+        sender=bob,
+        device=b"\x0e" * 32,
+        out=False,
+        ts=NOW - 1000,
+        rx=NOW - 900,
+        type="p2pchat/text",
+        body=body,
+        state="delivered",
+    )
+    mine = HistoryItem(
+        peer=bob,
+        pos=4,
+        id=b"\x02" * 16,
+        sender=account.account_key,
+        device=first.public_key,
+        out=True,
+        ts=NOW - 800,
+        rx=NOW - 800,
+        type="p2pchat/text",
+        body=body,
+        state="sent",
+    )
+    chunk0 = box.seal(0, HistoryChunkContent(items=(item,), left=1), rng=_Seeded("hbox-0"))
+    chunk1 = box.seal(1, HistoryChunkContent(items=(mine,), left=0), rng=_Seeded("hbox-1"))
+    common = {
+        "existing": first.public_key.hex(),
+        "remote": new_key.hex(),
+        "new_seed": new_seed.hex(),
+        "nonce": nonce.hex(),
+    }
+    other_sync = HistoryBox(
+        existing=first.public_key,
+        new=new_key,
+        own_seed=first.signing_seed(),
+        nonce=b"\x00" * 16,
+    ).seal(0, HistoryChunkContent(items=(item,), left=0), rng=_Seeded("hbox-x"))
+    valid = [
+        {
+            "name": "history request (resuming)",
+            "check": "history-message",
+            "rule": "history-request",
+            "hex": request.to_bytes().hex(),
+        },
+        {
+            "name": "history deny",
+            "check": "history-message",
+            "rule": "history-deny",
+            "hex": HistoryDeny(t="hdeny", v=1, why="refused").to_bytes().hex(),
+        },
+        {
+            "name": "history chunk 0",
+            "check": "history-chunk",
+            "rule": "history-chunk",
+            "hex": chunk0.hex(),
+            "index": 0,
+            **common,
+        },
+        {
+            "name": "history chunk 1 (the last)",
+            "check": "history-chunk",
+            "rule": "history-chunk",
+            "hex": chunk1.hex(),
+            "index": 1,
+            **common,
+        },
+    ]
+    invalid = [
+        {
+            "name": "history chunk: sealed for another request",
+            "check": "history-chunk",
+            "hex": other_sync.hex(),
+            "index": 0,
+            **common,
+            "reason": "bad-box",
+        },
+        {
+            "name": "history chunk: out of order",
+            "check": "history-chunk",
+            "hex": chunk1.hex(),
+            "index": 0,
+            **common,
+            "reason": "unexpected",
+        },
+        {
+            "name": "history chunk: index moved (associated data)",
+            "check": "history-chunk",
+            "hex": cbor.encode({**cbor.decode(chunk1, max_size=1 << 20), "n": 0}).hex(),
+            "index": 0,
+            **common,
+            "reason": "bad-box",
+        },
+        {
+            "name": "history request: max 0",
+            "check": "history-message",
+            "hex": cbor.encode({**request.to_value(), "max": 0}).hex(),
+            "reason": "out-of-range",
+        },
+        {
+            "name": "history message: unknown kind",
+            "check": "history-message",
+            "hex": cbor.encode({"t": "hmore", "v": 1}).hex(),
+            "reason": "unknown-kind",
+        },
+    ]
     return valid, invalid
 
 

@@ -1,7 +1,9 @@
-"""Issue 18 with real processes on 127.0.0.1: ``devices link`` on a running node, ``node run
---link CODE`` on a new home, the new device lists both, then the first revokes it and it
-learns that from the DHT (what a revoked device may still do is tested on the memory
-network, tests/node/test_devices_memory.py). Every process is stopped in a ``finally``."""
+"""Issue 18 with real processes on 127.0.0.1: ``devices link`` on a running node, ``devices
+join CODE`` on a new home, then a plain ``node run`` there (no ``--bootstrap``: the join saved
+the linking device as the home's bootstrap); the new device lists both and joins the group
+synced to it, then the first revokes it and it learns that from the DHT (what a revoked
+device may still do is tested on the memory network, tests/node/test_devices_memory.py).
+Every process is stopped in a ``finally``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +52,19 @@ def _devices(home: Path) -> list[tuple[str, bool]]:
     return [(d["state"], d["this_device"]) for d in json.loads(done.stdout)["devices"]]
 
 
+def _groups(home: Path) -> list[str]:
+    done = p2pchat(home, "groups", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    return [g["group_id"] for g in json.loads(done.stdout)["groups"]]
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + LIMIT
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -66,15 +83,20 @@ def test_link_a_second_device_with_two_processes_then_revoke_it(tmp_path: Path) 
     try:
         wait_for_rpc(first, processes[0])
         started = _read_json(processes[0].stdout)
-        address = started["listen_addrs"][0]
         link = _start(first, "devices", "link", "--yes", "--json")
         processes.append(link)
         code = _read_json(link.stdout)["code"]
         assert code.startswith("p2pchat-link:")
 
-        joined = _start(
-            second, "node", "run", "--link", code, fast, "--bootstrap", address, *local, "--json"
-        )
+        group = p2pchat(first, "groups", "create", "Flat", "--private", "--json")
+        assert group.returncode == 0, group.stderr
+        group_id = json.loads(group.stdout)["group"]["group_id"]
+
+        # `devices join` links the new home and saves the laptop as its bootstrap, so a
+        # plain `node run` (no --bootstrap) enters the DHT and joins the group through it.
+        join = p2pchat(second, "devices", "join", code, "--name", "desktop", fast, "--json")
+        assert join.returncode == 0, join.stderr
+        joined = _start(second, "node", "run", *local, "--json")
         processes.append(joined)
         wait_for_rpc(second, joined)
         request = _read_json(link.stdout)["request"]
@@ -87,6 +109,7 @@ def test_link_a_second_device_with_two_processes_then_revoke_it(tmp_path: Path) 
         assert info["identity"]["device_key"] == request["device"]
 
         assert sorted(_devices(second)) == [("current", False), ("current", True)]
+        _until(lambda: group_id in _groups(second), "the desktop joins the synced group")
 
         revoked = p2pchat(first, "devices", "revoke", request["device"][:8], "--yes", "--json")
         assert revoked.returncode == 0, revoked.stderr

@@ -1,6 +1,7 @@
 """Issue 18 with real processes on 127.0.0.1: Alice on two devices and Bob on one exchange
 direct messages and posts in a private group; Alice links a third device, which receives
-her contacts and groups; then she revokes her second device, which receives nothing new.
+her contacts and groups and, with the laptop's consent, the DM history; then she revokes
+her second device, which receives nothing new.
 Nodes are ``p2pchat node run`` processes, driven over their RPC (the API the CLI uses);
 ``dm deliveries`` is run as the CLI. Every process is stopped in a ``finally``."""
 
@@ -122,6 +123,20 @@ def test_two_accounts_three_devices_fan_out_link_and_revoke(tmp_path: Path) -> N
         assert run_phone["identity"]["account_key"] == alice_key
         assert [c["account"] for c in call(phone, "contacts.list")] == [bob_key]
         until(lambda: any(g["group_id"] == group for g in call(phone, "groups.list")), "phone")
+
+        # With the laptop's consent, the phone copies the DM history (as the CLI does it).
+        allow = _start(laptop, "devices", "history-allow", "--yes", "--json")
+        processes.append(allow)
+        laptop_device = first["identity"]["device_key"]
+        copied = p2pchat(phone, "devices", "history-sync", laptop_device[:16], "--json")
+        assert copied.returncode == 0, copied.stderr
+        result = json.loads(copied.stdout)
+        assert result["done"]
+        assert result["received"] == result["total"] >= 2
+        assert _read_json(allow.stdout)["accepted"] is True
+        assert allow.wait(timeout=LIMIT) == 0
+        assert {("in", "hello alice"), ("out", "hi bob")} <= set(texts(phone, bob_key))
+        assert all(c["unread"] == 0 for c in call(phone, "dm.conversations"))
 
         # Revoke the desktop: nothing new reaches it.
         revoked = call(laptop, "devices.revoke", {"device": desk_device})
