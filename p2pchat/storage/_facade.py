@@ -239,6 +239,11 @@ class Backend(ABC):
     ) -> list[tuple[int, StoredGroupEvent]]: ...
 
     @abstractmethod
+    def group_event_data(
+        self, group_id: bytes, event_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]: ...
+
+    @abstractmethod
     def count_group_events(self, group_id: bytes) -> int: ...
 
     @abstractmethod
@@ -485,6 +490,15 @@ class Facade(ABC):
         return await self._call(
             lambda b: b.group_events(group_id, after_rowid=after_rowid, limit=limit)
         )
+
+    async def group_event_data(
+        self, group_id: bytes, event_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        check_bytes("group_id", group_id, exact=GROUP_ID_LEN)
+        ids = list(event_ids)
+        for event_id in ids:
+            check_bytes("event_id", event_id, max_len=64)
+        return await self._call(lambda b: b.group_event_data(group_id, ids))
 
     async def count_group_events(self, group_id: bytes) -> int:
         check_bytes("group_id", group_id, exact=GROUP_ID_LEN)

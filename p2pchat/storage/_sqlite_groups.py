@@ -26,6 +26,8 @@ _GROUP_COLUMNS = (
     "group_id, kind, name, genesis, status, joined_at, updated_at, tags, keyring, private"
 )
 _EVENT_COLUMNS = "event_id, device, seq, lamport, data, received_at"
+#: Event ids looked up per query (well under SQLite's bound on parameters).
+_IDS_PER_QUERY = 500
 
 
 def _group(row: Any, rest: AtRest) -> GroupInfo:
@@ -148,6 +150,21 @@ class SqliteGroups:
             (group_id, after_rowid, -1 if limit is None else limit),
         ).fetchall()
         return [(row[0], _event(row[1:], self._rest)) for row in rows]
+
+    def group_event_data(self, group_id: bytes, event_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        # Point lookups in the (group_id, event_id) index, a bounded number per query.
+        ids = list(dict.fromkeys(event_ids))
+        out: dict[bytes, bytes] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            part = ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(part))
+            rows = self._conn.execute(
+                "SELECT event_id, data FROM group_events"
+                f" WHERE group_id = ? AND event_id IN ({marks})",
+                (group_id, *part),
+            ).fetchall()
+            out.update((row[0], self._rest.open("group_events.data", row[1])) for row in rows)
+        return out
 
     def count_group_events(self, group_id: bytes) -> int:
         sql = "SELECT count(*) FROM group_events WHERE group_id = ?"

@@ -254,6 +254,13 @@ class Transaction(Protocol):
         back as ``after_rowid`` pages on. ``limit=None`` means all of them."""
         ...
 
+    async def group_event_data(
+        self, group_id: bytes, event_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        """The stored bytes of those of ``event_ids`` the group holds, by event id (what
+        sync serving and fork proofs read: a node does not keep them in memory)."""
+        ...
+
     async def count_group_events(self, group_id: bytes) -> int: ...
     async def delete_group(self, group_id: bytes) -> bool:
         """Delete the group and all its events; return whether it existed."""

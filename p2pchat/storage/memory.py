@@ -382,6 +382,10 @@ class _MemoryBackend(Backend):
         found = [row for row in held.values() if row[0] > after_rowid]
         return found if limit is None else found[:limit]
 
+    def group_event_data(self, group_id: bytes, event_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        held = self._t.group_events.get(group_id, {})
+        return {i: held[i][1].data for i in event_ids if i in held}
+
     def count_group_events(self, group_id: bytes) -> int:
         return len(self._t.group_events.get(group_id, {}))
 

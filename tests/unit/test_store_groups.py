@@ -234,6 +234,19 @@ async def test_ten_thousand_events_in_one_call(store: Store) -> None:
     assert await store.add_group_events(gid(1), batch[::-1]) == 0
 
 
+async def test_event_bytes_by_id_of_one_group_only(store: Store) -> None:
+    await store.put_group(group(1))
+    await store.put_group(group(2))
+    batch = [event(n) for n in range(1200)]  # more ids than one query looks up
+    await store.add_group_events(gid(1), batch)
+    await store.add_group_events(gid(2), [event(5000)])
+    wanted = [e.event_id for e in batch[::-1]] + [event(5000).event_id, b"E" * 32]
+    found = await store.group_event_data(gid(1), wanted)
+    assert found == {e.event_id: e.data for e in batch}  # not group 2's, not unknown ids
+    assert await store.group_event_data(gid(1), []) == {}
+    assert await store.group_event_data(gid(3), wanted) == {}
+
+
 async def test_largest_event_and_genesis_round_trip(store: Store) -> None:
     biggest = bytes(range(256)) * (MAX_GROUP_EVENT_BYTES // 256)
     assert len(biggest) == MAX_GROUP_EVENT_BYTES
