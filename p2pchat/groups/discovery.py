@@ -64,8 +64,9 @@ class GroupDiscovery:
             return
         now = self._clock()
         expires = now + self._record_lifetime
-        genesis = engine.log.get(group_id)  # (held from the start: the log begins with it)
-        assert genesis is not None
+        held = engine.log.get(group_id)  # (held from the start: the log begins with it)
+        assert held is not None
+        genesis = engine.log.with_bytes(held)  # (its bytes always stay in memory)
         signer = SigningKey(self._device.signing_seed())
         if genesis.event.author_device == self._device.public_key:
             record = sign_dht_record(

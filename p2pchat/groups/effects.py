@@ -26,6 +26,7 @@ from ..events import (
 from ..protocol.codec import Struct
 from ..protocol.group_effects import (
     ForkDetected,
+    ForkEvidenceNeeded,
     LiveCommentReceived,
     MemberJoined,
     MemberLeft,
@@ -208,6 +209,10 @@ class GroupEffects(SenderKeys):
                 for s in chain
             ],
         )
+        # Stored: their bytes leave the engine's memory (read from the store from now).
+        engine = self._engines.get(group_id) or self._archived.get(group_id)
+        if engine is not None:
+            engine.mark_stored(s.event_id for s in chain)
 
     def _announce(self, group_id: bytes, stored: StoredEvent) -> None:
         event = stored.event
@@ -264,6 +269,19 @@ class GroupEffects(SenderKeys):
             )
         elif isinstance(effect, ForkDetected):
             self._changed(group_id, "forked", b"", None, device=effect.device)
+        elif isinstance(effect, ForkEvidenceNeeded):
+            await self._prove_fork(group_id, effect.event_id)
+
+    async def _prove_fork(self, group_id: bytes, event_id: bytes) -> None:
+        """A fork against an event whose bytes are in the store: read them, so the
+        engine makes the proof (and freezes the device)."""
+        found = await self._store.group_event_data(group_id, [event_id])
+        if event_id not in found:
+            logger.warning("a forked device's stored event is missing from the store")
+            return
+        result = self.engine(group_id).provide_fork_bytes(event_id, found[event_id])
+        for effect in result.effects:
+            await self._run_effect(group_id, effect)
 
     def _announce_own_removal(self, group_id: bytes, body: object) -> None:
         """Our own removal or ban: no effect runs for what we author, so say it here."""

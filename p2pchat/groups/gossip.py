@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from nacl.signing import SigningKey
@@ -76,6 +76,8 @@ _SEEN = 4096
 
 #: ``await on_result(group_id, result)``: persist accepted events, run effects.
 ResultHandler = Callable[[bytes, ReceiveResult], Awaitable[None]]
+#: Reads stored events' bytes by id (a group's, from the node's store).
+EventReader = Callable[[bytes, Sequence[bytes]], Awaitable[dict[bytes, bytes]]]
 
 
 def _device_of(peer_id: str) -> bytes | None:
@@ -117,10 +119,12 @@ class GroupTransport:
         clock: Callable[[], int],
         engine_of: Callable[[bytes], GroupEngine | None],
         on_result: ResultHandler,
+        read_events: EventReader,
         peer_rate: float,
         peer_burst: int,
     ) -> None:
         self._network = network
+        self._read_events = read_events
         self._signing_key = signing_key
         self._clock = clock
         self._engine_of = engine_of
@@ -450,6 +454,9 @@ class GroupTransport:
             accepted += len(step.result.accepted)
             await self._handle_step(group_id, step.result)
             outgoing = list(step.send)
+            if step.fetch:  # serving a want: the events' bytes are in the store
+                found = await self._read_events(group_id, step.fetch)
+                outgoing += session.provide(found).send
 
     def _open(self, frame: bytes, peer: str) -> Struct:
         """Decode a sync frame, charge ``peer`` for it, then verify it."""

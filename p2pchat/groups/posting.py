@@ -35,7 +35,7 @@ from ..protocol.group_events import (
     RoleChange,
     decode_event,
 )
-from ..protocol.group_log import GroupError
+from ..protocol.group_log import GroupError, StoredEvent
 from ..protocol.group_state import may_change_role, may_moderate
 from .effects import CONTENT_KINDS, GroupEffects
 
@@ -163,8 +163,9 @@ class GroupPosting(GroupEffects):
                     data = engine.author(body, device=self._device, now=now)
                 except (GroupError, WireError) as exc:
                     raise PermissionDeniedError(f"the group refuses that: {exc}") from None
-            stored = engine.log.get(decode_event(data).event_id)
-            assert stored is not None
+            held = engine.log.get(decode_event(data).event_id)
+            assert held is not None
+            stored = StoredEvent(held.event, data)  # as held: its bytes stay till stored
             await self._store_events(group_id, (stored,))
             for effect in engine.take_author_effects():  # a sender key others now need
                 await self._run_effect(group_id, effect)

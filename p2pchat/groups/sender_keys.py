@@ -168,8 +168,11 @@ class SenderKeys:
         if not pending or keyring is None:
             return
         engine = self.engine(group_id)  # also a closed group: what was sent before, we read
+        # Bytes not in memory (stored already) are read from the store.
+        unheld = [i for i in sorted(pending) if engine.event_bytes(i) is None]
+        in_store = await self._store.group_event_data(group_id, unheld) if unheld else {}
         for event_id in sorted(pending):
-            data = engine.event_bytes(event_id)
+            data = engine.event_bytes(event_id) or in_store.get(event_id)
             body = None if data is None else decode_event(data).parsed
             if not isinstance(body, Sealed):
                 pending.discard(event_id)

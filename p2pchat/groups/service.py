@@ -129,6 +129,7 @@ class Groups(GroupPosting, GroupDiscovery):
             clock=clock,
             engine_of=self._engines.get,
             on_result=self._on_result,
+            read_events=self._store.group_event_data,
             peer_rate=peer_rate,
             peer_burst=peer_burst,
         )
@@ -155,6 +156,7 @@ class Groups(GroupPosting, GroupDiscovery):
         engine = GroupEngine.load(
             await effects.stored_event_bytes(self._store, info.group_id),
             trusted=True,
+            in_store=True,
             local_device=self._device.public_key,
             config=self._engine_config,
         )

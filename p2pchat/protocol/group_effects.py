@@ -19,6 +19,7 @@ __all__ = [
     "NewEpochNeeded",
     "SenderKeyNeeded",
     "ForkDetected",
+    "ForkEvidenceNeeded",
     "SealedReceived",
     "LiveCommentReceived",
     "Effect",
@@ -73,6 +74,14 @@ class ForkDetected:
 
 
 @dataclass(frozen=True, slots=True)
+class ForkEvidenceNeeded:
+    """A device forked against a held event whose bytes are in the store: read them
+    and call :meth:`GroupEngine.provide_fork_bytes` (the proof is made then)."""
+
+    event_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SealedReceived:
     """Private groups: decrypt this event and call :meth:`GroupEngine.provide_plaintext`."""
 
@@ -91,6 +100,7 @@ Effect = (
     | NewEpochNeeded
     | SenderKeyNeeded
     | ForkDetected
+    | ForkEvidenceNeeded
     | SealedReceived
     | LiveCommentReceived
 )

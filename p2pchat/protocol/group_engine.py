@@ -57,6 +57,7 @@ from .group_events import (
 from .group_live import LiveConfig, LiveEntry, LiveIndex
 from .group_log import (
     MAX_TS_SKEW_MS,
+    AddOutcome,
     ForkProof,
     GroupError,
     GroupLog,
@@ -211,13 +212,16 @@ class GroupEngine(Receiving):
         *,
         trusted: bool = True,
         now: int | None = None,
+        in_store: bool = False,
         local_device: bytes | None = None,
         config: EngineConfig | None = None,
         limiter: PeerLimiter | None = None,
     ) -> GroupEngine:
         """Rebuild from stored event bytes, in any order. ``trusted`` skips signature
         and certificate checks for events this node already verified (the chain, links
-        and Lamport rules are still checked); otherwise ``now`` is required."""
+        and Lamport rules are still checked); otherwise ``now`` is required.
+        ``in_store``: the events are the node's stored ones, so their bytes are not
+        kept in memory (sync serving and fork proofs read them from the store)."""
         if not trusted and now is None:
             raise LocalProtocolError("an untrusted load needs now")
         events = list(events)
@@ -230,7 +234,9 @@ class GroupEngine(Receiving):
                                 limiter=limiter))  # fmt: skip
                 return made[0]._log
 
-            if add_in_store_order(events, start, max_early=config.log.max_pending):
+            if add_in_store_order(
+                events, start, max_early=config.log.max_pending, in_store=in_store
+            ):
                 return made[0]._loaded()
         # Verified events are held slim (see GroupEvent.slim): decoded so from the start.
         decoded = [decode_stored(data, slim=trusted) for data in events]
@@ -249,7 +255,9 @@ class GroupEngine(Receiving):
         decoded.sort(key=lambda s: order_key(s.event))  # parents sort before children
         for stored in decoded:
             if stored is not genesis[0]:
-                engine._log.add(stored, verified=trusted, now=None if trusted else now)
+                engine._log.add(
+                    stored, verified=trusted, now=None if trusted else now, in_store=in_store
+                )
         return engine._loaded()
 
     def _loaded(self) -> GroupEngine:
@@ -267,12 +275,24 @@ class GroupEngine(Receiving):
         return self._descriptor
 
     def event_bytes(self, event_id: bytes) -> bytes | None:
-        stored = self._log.get(event_id)
-        return None if stored is None else stored.data
+        """A held event's bytes if they are in memory (``None`` also for one the node
+        has stored: read those from the store)."""
+        return self._log.raw(event_id)
+
+    def mark_stored(self, event_ids: Iterable[bytes]) -> None:
+        """The node has stored these accepted events: their bytes leave memory."""
+        self._log.mark_stored(event_ids)
+
+    def provide_fork_bytes(self, event_id: bytes, data: bytes) -> ReceiveResult:
+        """The stored bytes a :class:`ForkEvidenceNeeded` asked for: the fork's proof
+        is made and the device frozen (its :class:`ForkDetected` is in the result)."""
+        self._log.provide_fork_bytes(event_id, data)
+        return self._finish(AddOutcome())
 
     def ordered_events(self) -> list[StoredEvent]:
-        """Every accepted event in the total order (the node's storage order is free)."""
-        return list(self._log.ordered())
+        """Every accepted event in the total order (the node's storage order is free),
+        with its bytes when they are in memory (see :meth:`event_bytes`)."""
+        return [self._log.with_bytes(s) for s in self._log.ordered()]
 
     @property
     def fork_proofs(self) -> tuple[ForkProof, ...]:

@@ -82,14 +82,23 @@ class LogLimits:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An accepted event and its exact bytes (what the node stores and serves)."""
+    """An accepted event and its exact bytes (what the node stores and serves).
+
+    As the log holds it, ``raw`` is ``None`` once the node has stored the event (see
+    :meth:`GroupLog.mark_stored`): its bytes are then read from the store, not memory."""
 
     event: GroupEvent
-    data: bytes
+    raw: bytes | None
 
     @property
     def event_id(self) -> bytes:
         return self.event.event_id
+
+    @property
+    def data(self) -> bytes:
+        if self.raw is None:
+            raise LocalProtocolError("this event's bytes are in the node's store, not held")
+        return self.raw
 
 
 def order_key(event: GroupEvent) -> tuple[int, bytes]:
@@ -170,7 +179,14 @@ class GroupLog:
         self._min_insert: int | None = None
         self._new_forks: list[tuple[bytes, int, ForkProof]] = []
         self._indexed: dict[bytes, None] = {}  # ids of events of _INDEXED_KINDS
-        self._insert(genesis)
+        # The exact bytes of held events the node has not stored yet (see mark_stored),
+        # and the genesis's (always): the bytes of the others are read from the store.
+        self._raw: dict[bytes, bytes] = {}
+        # A fork found on a held event whose bytes are in the store: held id -> (device,
+        # seq, the other event's bytes), until provide_fork_bytes makes the proof.
+        self._proof_wanted: dict[bytes, tuple[bytes, int, bytes]] = {}
+        self._new_proof_wanted: list[bytes] = []
+        self._insert(genesis, in_store=False)
 
     # --- queries -------------------------------------------------------------------
 
@@ -182,6 +198,27 @@ class GroupLog:
 
     def get(self, event_id: bytes) -> StoredEvent | None:
         return self._events.get(event_id)
+
+    def raw(self, event_id: bytes) -> bytes | None:
+        """A held event's exact bytes if they are in memory (not stored yet, or the
+        genesis); ``None``: ask the store."""
+        return self._raw.get(event_id)
+
+    def with_bytes(self, stored: StoredEvent) -> StoredEvent:
+        """``stored`` with its bytes if they are in memory."""
+        raw = self._raw.get(stored.event_id)
+        return stored if raw is None else StoredEvent(stored.event, raw)
+
+    def mark_stored(self, event_ids: Iterable[bytes]) -> None:
+        """The node has stored these events: drop their bytes from memory (the
+        genesis's are kept: a node hands them out with its group record)."""
+        for event_id in event_ids:
+            if event_id != self.group_id:
+                self._raw.pop(event_id, None)
+
+    @property
+    def unstored_count(self) -> int:
+        return len(self._raw)
 
     def ordered(self, start: int = 0) -> Iterator[StoredEvent]:
         """Accepted events in the total order, from index ``start``."""
@@ -222,7 +259,8 @@ class GroupLog:
         return out
 
     def chain(self, device: bytes, first: int, last: int) -> list[StoredEvent]:
-        """The held canonical events ``first..last`` of ``device`` (stops at a gap)."""
+        """The held canonical events ``first..last`` of ``device`` (stops at a gap), as
+        held (their bytes only if in memory: see :meth:`raw`)."""
         ids = self._chains.get(device, [])
         if first < 1:
             return []
@@ -248,14 +286,17 @@ class GroupLog:
 
     # --- adding --------------------------------------------------------------------
 
-    def add(self, stored: StoredEvent, *, verified: bool, now: int | None) -> AddOutcome:
+    def add(
+        self, stored: StoredEvent, *, verified: bool, now: int | None, in_store: bool = False
+    ) -> AddOutcome:
         """Accept, buffer or refuse one decoded event (raises :class:`GroupError`).
 
         ``verified`` says the signature was already checked (a run, or the trusted
-        reload path); ``now`` is ``None`` on the trusted path (no future-time check).
+        reload path); ``now`` is ``None`` on the trusted path (no future-time check);
+        ``in_store``: the event comes from the node's store (its bytes are not kept).
         """
         outcome = AddOutcome()
-        self._add_one(stored, verified=verified, now=now, outcome=outcome)
+        self._add_one(stored, verified=verified, now=now, outcome=outcome, in_store=in_store)
         return outcome
 
     def add_run(self, run: Run, *, now: int | None) -> AddOutcome:
@@ -300,20 +341,34 @@ class GroupLog:
         self._new_forks.append((device, seq, proof))
         return True
 
+    def take_proof_wanted(self) -> list[bytes]:
+        """Held events whose stored bytes a fork's proof needs, found since the last
+        call (see :meth:`provide_fork_bytes`)."""
+        wanted, self._new_proof_wanted = self._new_proof_wanted, []
+        return wanted
+
     def take_new_forks(self) -> list[tuple[bytes, int, ForkProof]]:
         """Devices frozen since the last call, as ``(device, seq, proof)``."""
         forks, self._new_forks = self._new_forks, []
         return forks
 
     def _add_one(
-        self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
+        self,
+        stored: StoredEvent,
+        *,
+        verified: bool,
+        now: int | None,
+        outcome: AddOutcome,
+        in_store: bool = False,
     ) -> None:
         stack: list[tuple[StoredEvent, bool]] = [(stored, verified)]
         top = True
         while stack:
             item, item_verified = stack.pop()
             try:
-                accepted = self._try(item, verified=item_verified, now=now, outcome=outcome)
+                accepted = self._try(
+                    item, verified=item_verified, now=now, outcome=outcome, in_store=in_store
+                )
             except GroupError:
                 if top:
                     raise
@@ -328,7 +383,13 @@ class GroupLog:
                         stack.append((pending.stored, pending.verified))
 
     def _try(
-        self, stored: StoredEvent, *, verified: bool, now: int | None, outcome: AddOutcome
+        self,
+        stored: StoredEvent,
+        *,
+        verified: bool,
+        now: int | None,
+        outcome: AddOutcome,
+        in_store: bool,
     ) -> bool:
         event = stored.event
         if event.event_id in self._events or event.event_id in self._pending:
@@ -356,18 +417,45 @@ class GroupLog:
                 self._verify(event)
                 verified = True
             self._branch_events[device] = branch + 1
-            if held is not None:
-                # The held event may have come inside a run (its own signature unchecked);
-                # a proof others can verify needs both signatures.
-                self._verify(decode_event(self._events[held].data), reason="forked-device")
-                self._freeze(
-                    device, event.seq, ForkProof(first=self._events[held].data, second=stored.data)
-                )
+            held_raw = None if held is None else self._raw.get(held)
+            if held is not None and held_raw is None:
+                # The held event's bytes are in the store: the node reads them and the
+                # proof is made then (provide_fork_bytes).
+                if held not in self._proof_wanted:
+                    self._proof_wanted[held] = (device, event.seq, stored.data)
+                    self._new_proof_wanted.append(held)
+            elif held_raw is not None:
+                self._prove(held_raw, device, event.seq, stored.data)
         self._check_links(event)
         self._check_cert(event, check_signature=now is not None)
         if not verified:
             self._verify(event)
-        outcome.accepted.append(self._insert(stored))
+        outcome.accepted.append(self._insert(stored, in_store=in_store))
+        return True
+
+    def _prove(self, held: bytes, device: bytes, seq: int, other: bytes) -> None:
+        # The held event may have come inside a run (its own signature unchecked); a
+        # proof others can verify needs both signatures.
+        self._verify(decode_event(held), reason="forked-device")
+        self._freeze(device, seq, ForkProof(first=held, second=other))
+
+    def provide_fork_bytes(self, event_id: bytes, data: bytes) -> bool:
+        """The stored bytes of a held event a fork's proof waits for (see
+        :attr:`AddOutcome.proof_wanted`): make the proof and freeze the device. Returns
+        whether it changed anything; raises :class:`GroupError` if ``data`` is not that
+        event's bytes or does not verify."""
+        wanted = self._proof_wanted.get(event_id)
+        if wanted is None:
+            return False
+        try:
+            event = decode_event(data)
+        except WireError as exc:
+            raise GroupError("forked-device", exc.reason) from None
+        if event.event_id != event_id:
+            raise GroupError("forked-device", "not the bytes of the held event")
+        device, seq, other = wanted
+        self._prove(data, device, seq, other)
+        del self._proof_wanted[event_id]
         return True
 
     def _check_kind(self, event: GroupEvent) -> None:
@@ -446,13 +534,17 @@ class GroupLog:
         self._waiting.setdefault(missing, []).append(stored.event_id)
         outcome.buffered += 1
 
-    def _insert(self, stored: StoredEvent) -> StoredEvent:
-        """Hold an accepted event; returns it as held: slim (see :meth:`GroupEvent.slim`),
-        since nothing verifies it again from memory, and naming the objects already held
-        for its group, keys, ``prev`` and ``deps`` (one object each per log, not one per
-        event that names them)."""
+    def _insert(self, stored: StoredEvent, *, in_store: bool) -> StoredEvent:
+        """Hold an accepted event; returns it with its bytes (to store and relay). Held
+        slim (see :meth:`GroupEvent.slim`), since nothing verifies it again from memory,
+        naming the objects already held for its group, keys, ``prev`` and ``deps`` (one
+        object each per log, not one per event that names them), and without its bytes:
+        those stay in :attr:`_raw` only until the node has stored them."""
         event = self._held(stored.event)
-        stored = StoredEvent(event, stored.data)
+        data = stored.data
+        stored = StoredEvent(event, None)
+        if not in_store or event.event_id == self.group_id:
+            self._raw[event.event_id] = data
         self._events[event.event_id] = stored
         if event.kind in _INDEXED_KINDS:
             self._indexed[event.event_id] = None
@@ -476,7 +568,7 @@ class GroupLog:
             order.insert(index, stored)
         if self._min_insert is None or index < self._min_insert:
             self._min_insert = index
-        return stored
+        return StoredEvent(event, data)
 
     def _held(self, event: GroupEvent) -> GroupEvent:
         keys, events = self._keys, self._events
@@ -521,7 +613,11 @@ def first_recent(events: Sequence[bytes], is_recent: Callable[[int], bool]) -> i
 
 
 def add_in_store_order(
-    events: Iterable[bytes], start: Callable[[StoredEvent], GroupLog], *, max_early: int
+    events: Iterable[bytes],
+    start: Callable[[StoredEvent], GroupLog],
+    *,
+    max_early: int,
+    in_store: bool = False,
 ) -> bool:
     """The trusted load of a node's stored events: each decoded and held in turn, in the
     store's order (``start`` makes the log from the genesis). A node stores an event once
@@ -549,7 +645,7 @@ def add_in_store_order(
             pending = [stored]
         for item in pending:
             try:
-                log.add(item, verified=True, now=None)
+                log.add(item, verified=True, now=None, in_store=in_store)
             except GroupError as exc:
                 if exc.reason == "buffer-full":
                     return False

@@ -18,6 +18,7 @@ from p2pchat.errors import RateLimitedError, WireError
 from .group_effects import (
     Effect,
     ForkDetected,
+    ForkEvidenceNeeded,
     LiveCommentReceived,
     MemberJoined,
     MemberLeft,
@@ -258,6 +259,7 @@ class Receiving(Folding):
         after = self.state
         self._before = after
         effects: list[Effect] = [ForkDetected(device, seq, proof) for device, seq, proof in forks]
+        effects += [ForkEvidenceNeeded(event_id) for event_id in self._log.take_proof_wanted()]
         effects += self._membership_effects(before, after)
         if self._descriptor.kind == "private":
             effects += [

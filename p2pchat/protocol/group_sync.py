@@ -24,13 +24,15 @@ session in ``FAILED``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from p2pchat.errors import LocalProtocolError
 
 from .codec import Struct
 from .counters import ReasonCounter
 from .group_engine import GroupEngine, ReceiveResult
-from .group_log import GroupError, StoredEvent, order_key
+from .group_log import GroupError, order_key
 from .sync_messages import Head, Run, SyncBatch, SyncEnd, SyncFrontier, SyncWant, WantRange
 
 __all__ = ["SyncLimits", "SyncState", "SyncStep", "SyncSession", "wants_for"]
@@ -62,6 +64,9 @@ class SyncStep:
 
     send: tuple[Struct, ...] = ()
     result: ReceiveResult = field(default_factory=ReceiveResult)
+    #: Ids of held events whose bytes are in the node's store, not in memory: read
+    #: them and pass them to :meth:`SyncSession.provide`, which returns what to send.
+    fetch: tuple[bytes, ...] = ()
 
 
 def wants_for(mine: SyncFrontier, theirs: SyncFrontier) -> list[WantRange]:
@@ -102,6 +107,8 @@ class SyncSession:
         self.peer_has_more = False
         #: Runs the peer sent that we refused (a misbehaving or forked peer).
         self.refused_runs = 0
+        # A want being served: (group, ids per device, bytes in memory, more).
+        self._serving: tuple[bytes, list[list[bytes]], dict[bytes, bytes], bool] | None = None
 
     @property
     def done(self) -> bool:
@@ -155,11 +162,18 @@ class SyncSession:
 
     def _on_want(self, message: Struct, now: int) -> SyncStep:
         assert isinstance(message, SyncWant)
-        if not self._expect_want or self._sent_end:
+        if not self._expect_want or self._sent_end or self._serving is not None:
             raise GroupError("unexpected-message", "a want we did not expect")
-        batches, more = self._serve(message)
-        self._sent_end = True
-        return SyncStep(send=(*batches, SyncEnd(group=message.group, more=more)))
+        plan, more = self._plan(message)
+        log = self._engine.log
+        # The bytes in memory (events not stored yet) are taken now: the node may store
+        # them, and drop them from memory, before the fetch of the others comes back.
+        have = {i: raw for ids in plan for i in ids if (raw := log.raw(i)) is not None}
+        fetch = tuple(i for ids in plan for i in ids if i not in have)
+        self._serving = (message.group, plan, have, more)
+        if fetch:
+            return SyncStep(fetch=fetch)
+        return self.provide({})
 
     def _on_batch(self, message: Struct, now: int) -> SyncStep:
         assert isinstance(message, SyncBatch)
@@ -182,15 +196,34 @@ class SyncSession:
 
     # --- serving --------------------------------------------------------------------
 
-    def _serve(self, want: SyncWant) -> tuple[list[SyncBatch], bool]:
-        """Runs for the wanted ranges, oldest first by total order, packed into batches.
+    def provide(self, found: Mapping[bytes, bytes]) -> SyncStep:
+        """The stored bytes a step's ``fetch`` asked for (by event id; the node reads
+        them from its store): returns the batches and the end. An event missing from
+        ``found`` cuts its device's run there (the peer asks again next time)."""
+        if self._serving is None:
+            raise LocalProtocolError("no fetch is waiting for its bytes")
+        (group, plan, have, more), self._serving = self._serving, None
+        chunks: list[list[tuple[bytes, bytes]]] = []
+        for ids in plan:
+            events: list[tuple[bytes, bytes]] = []
+            for event_id in ids:
+                data = have.get(event_id) or found.get(event_id)
+                if data is None:
+                    more = True
+                    break
+                events.append((event_id, data))
+            chunks += self._chunks(events)
+        self._sent_end = True
+        return SyncStep(send=(*self._pack(group, chunks), SyncEnd(group=group, more=more)))
 
-        When the peer's head hash for a device disagrees with ours at the same seq, the
-        run starts one event earlier so the peer sees both versions (a fork proof).
-        """
+    def _plan(self, want: SyncWant) -> tuple[list[list[bytes]], bool]:
+        """The ids of the wanted ranges' held events (one list per device), at most
+        ``max_events`` in all. When the peer's head hash for a device disagrees with
+        ours at the same seq, the run starts one event earlier so the peer sees both
+        versions (a fork proof)."""
         log = self._engine.log
         peer = {h.device: h for h in self._peer_frontier.heads} if self._peer_frontier else {}
-        chunks: list[list[StoredEvent]] = []
+        plan: list[list[bytes]] = []
         budget = self._limits.max_events
         more = False
         for wanted in want.ranges:
@@ -202,43 +235,54 @@ class SyncSession:
                 and log.id_at(wanted.device, head.seq) not in (None, head.hash)
             ):
                 first = head.seq
-            events = log.chain(wanted.device, first, wanted.last)
-            if len(events) > budget:
-                events, more = events[:budget], True
-            budget -= len(events)
-            chunks += self._chunks(events)
+            ids = [s.event_id for s in log.chain(wanted.device, first, wanted.last)]
+            if len(ids) > budget:
+                ids, more = ids[:budget], True
+            budget -= len(ids)
+            if ids:
+                plan.append(ids)
             if budget <= 0:
                 more = more or wanted is not want.ranges[-1]
                 break
-        chunks.sort(key=lambda chunk: order_key(chunk[0].event))
+        return plan, more
+
+    def _pack(self, group: bytes, chunks: list[list[tuple[bytes, bytes]]]) -> list[SyncBatch]:
+        """Runs, oldest first by the total order of their first events, in batches."""
+        log = self._engine.log
+        keyed = []
+        for chunk in chunks:
+            held = log.get(chunk[0][0])
+            assert held is not None  # planned from the held chains
+            keyed.append((order_key(held.event), held.event.author_device, chunk))
+        keyed.sort(key=lambda item: item[0])
         batches: list[SyncBatch] = []
         runs: list[Run] = []
         size = 0
-        for chunk in chunks:
-            run = Run(device=chunk[0].event.author_device, events=tuple(s.data for s in chunk))
-            run_size = sum(len(s.data) for s in chunk) + 64
+        for _, device, chunk in keyed:
+            run = Run(device=device, events=tuple(data for _, data in chunk))
+            run_size = sum(len(data) for _, data in chunk) + 64
             if runs and (size + run_size > self._limits.max_batch_bytes or len(runs) >= _MAX_RUNS):
-                batches.append(SyncBatch(group=want.group, runs=tuple(runs)))
+                batches.append(SyncBatch(group=group, runs=tuple(runs)))
                 runs, size = [], 0
             runs.append(run)
             size += run_size
         if runs:
-            batches.append(SyncBatch(group=want.group, runs=tuple(runs)))
-        return batches, more
+            batches.append(SyncBatch(group=group, runs=tuple(runs)))
+        return batches
 
-    def _chunks(self, events: list[StoredEvent]) -> list[list[StoredEvent]]:
+    def _chunks(self, events: list[tuple[bytes, bytes]]) -> list[list[tuple[bytes, bytes]]]:
         """Cut one device's events into runs of at most ``max_run_events`` events and
         ``max_batch_bytes`` bytes (a run never spans two batches)."""
-        chunks: list[list[StoredEvent]] = []
-        current: list[StoredEvent] = []
+        chunks: list[list[tuple[bytes, bytes]]] = []
+        current: list[tuple[bytes, bytes]] = []
         size = 0
-        for stored in events:
-            too_big = size + len(stored.data) + 64 > self._limits.max_batch_bytes
+        for item in events:
+            too_big = size + len(item[1]) + 64 > self._limits.max_batch_bytes
             if current and (len(current) >= self._limits.max_run_events or too_big):
                 chunks.append(current)
                 current, size = [], 0
-            current.append(stored)
-            size += len(stored.data)
+            current.append(item)
+            size += len(item[1])
         if current:
             chunks.append(current)
         return chunks

@@ -35,10 +35,9 @@ async def test_a_gap_in_gossip_is_filled_by_a_sync_with_the_publisher_at_once(
         assert log_b.message(first) is None
         assert log_b.message(second) is None
         # Alice's next gossip message reaches bob: it carries only the second post.
-        held = a._groups.engine(group)._log.get(second)
-        assert held is not None
+        (data,) = (await a._groups._store.group_event_data(group, [second])).values()
         alice_key = SigningKey(peers[0].identity.device.signing_seed())
-        batch = SyncBatch(group=group, runs=(Run(device=a.device_key, events=(held.data,)),))
+        batch = SyncBatch(group=group, runs=(Run(device=a.device_key, events=(data,)),))
         validate = b._groups.transport._validator(group)
         started = trio.current_time()
         # Not relayed (its ancestor is missing): buffered, and a sync with alice starts.

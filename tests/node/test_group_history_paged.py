@@ -16,6 +16,7 @@ from bench.history_bench import bench_identity, setup_history
 from p2pchat.config import NodeConfig
 from p2pchat.node import Node
 from p2pchat.protocol.group_content import Message
+from p2pchat.protocol.group_events import decode_event
 from tests.conftest import DeterministicRng
 from tests.node.harness import hub, memory_opener, mock_clock_ms
 
@@ -45,6 +46,13 @@ async def test_a_long_history_is_held_slim_and_read_a_page_at_a_time(
         assert len(held) == POSTS + 1  # and the genesis
         assert all(not s.event.raw and not s.event.body for s in held)
         assert all(s.event.parsed is not None for s in held)
+        # Nor their bytes (issue 12): read from the store to serve a sync, only the
+        # genesis's are in memory; and the store has them exactly.
+        assert engine.log.unstored_count == 1
+        ids = [s.event_id for s in held]
+        assert engine.event_bytes(ids[5]) is None
+        stored = await node._groups._store.group_event_data(group, ids)
+        assert [decode_event(stored[i]).event_id for i in ids] == ids
 
         pages: list[list[Message]] = []
         before = None
@@ -64,3 +72,7 @@ async def test_a_long_history_is_held_slim_and_read_a_page_at_a_time(
         assert node.group_position(group, paged[5].ref.event_id) == 6
         assert node.group_notices(group) == []
         assert node.group_history_digest(group)[1] == POSTS + 1
+        # What the node posts is in memory only until it is stored.
+        posted = [(await node.post(group, f"new {i}")) for i in range(3)]
+        assert engine.log.unstored_count == 1
+        assert all(engine.event_bytes(p) is None and p in engine.log for p in posted)

@@ -320,7 +320,8 @@ async def test_a_replayed_copy_gets_the_first_copys_verdict(
         assert validate(mallory, bad) is False
         assert validate(mallory, bad) is False
         last = a._groups.engine(group).ordered_events()[-1]
-        honest = Run(device=last.event.author_device, events=(last.data,))
+        (data,) = (await a._groups._store.group_event_data(group, [last.event_id])).values()
+        honest = Run(device=last.event.author_device, events=(data,))
         alice_key = SigningKey(peers[0].identity.device.signing_seed())
         good = seal(SyncBatch(group=group, runs=(honest,)), signing_key=alice_key, now=2)
         assert validate(a.peer_id, good) is True
@@ -346,7 +347,7 @@ async def test_a_lively_honest_author_is_never_graylisted(
             for tick in range(10):
                 posted += [await a.post(group, f"wow {second}.{tick}.{i}") for i in range(12)]
                 await trio.sleep(0.1)
-        await wait_for(lambda: all(b._groups.engine(group).event_bytes(p) for p in posted))
+        await wait_for(lambda: all(p in b._groups.engine(group).log for p in posted))
         transport = b._groups.transport
         assert not transport._limiter.is_graylisted(a.peer_id, b._clock())
         assert transport.stats["gossip_rate_limited"] == 0
@@ -373,7 +374,8 @@ async def test_invalid_gossip_costs_its_sender_a_score_then_the_connection(
         forged = Run(device=a.device_key, events=(forged_event(a, group, mallory_key),))
         # A valid event of Alice's with one byte of its body changed: its signature fails.
         last = a._groups.engine(group).ordered_events()[-1]
-        flipped = bytearray(last.data)
+        (data,) = (await a._groups._store.group_event_data(group, [last.event_id])).values()
+        flipped = bytearray(data)
         flipped[-70] ^= 1
         tampered = Run(device=last.event.author_device, events=(bytes(flipped),))
         sent = 0

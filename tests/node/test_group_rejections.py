@@ -32,7 +32,8 @@ async def test_refused_gossip_is_counted_by_reason(tmp_path: Path, autojump_cloc
         bad = seal(SyncBatch(group=group, runs=(forged,)), signing_key=mallory_key, now=1)
         assert validate(mallory, bad) is False
         last = a._groups.engine(group).ordered_events()[-1]
-        honest = Run(device=last.event.author_device, events=(last.data,))
+        (data,) = (await a._groups._store.group_event_data(group, [last.event_id])).values()
+        honest = Run(device=last.event.author_device, events=(data,))
         alice_key = SigningKey(peers[0].identity.device.signing_seed())
         stolen = seal(SyncBatch(group=group, runs=(honest,)), signing_key=alice_key, now=3)
         assert validate(mallory, stolen) is False

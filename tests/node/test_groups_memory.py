@@ -80,7 +80,8 @@ async def test_private_group_removed_member_cannot_read_the_next_epoch(
         await wait_for(lambda: "after carol left" in texts(bob, group))
         # Carol's node stopped taking part, and even with the ciphertext in hand (say a
         # member leaks it) her keys for the group cannot open it: new epoch, new keys.
-        sealed = decode_event(a._groups.engine(group).event_bytes(later) or b"").parsed
+        (data,) = (await a._groups._store.group_event_data(group, [later])).values()
+        sealed = decode_event(data).parsed
         assert isinstance(sealed, Sealed)
         with pytest.raises(UnknownSessionError):
             c._groups._keyrings[group].decrypt(sealed.ciphertext)
