@@ -76,6 +76,7 @@ def test_devices_are_deterministic_and_distinct() -> None:
 
 GROUP_MODULES = [
     "p2pchat.protocol.group_log",
+    "p2pchat.protocol.group_log_types",
     "p2pchat.protocol.group_state",
     "p2pchat.protocol.group_content",
     "p2pchat.protocol.group_live",
