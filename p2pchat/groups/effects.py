@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from ..errors import (
     NotFoundError,
@@ -36,7 +36,7 @@ from ..protocol.group_effects import (
     SealedReceived,
     SenderKeyNeeded,
 )
-from ..protocol.group_engine import GroupEngine
+from ..protocol.group_engine import EngineConfig, GroupEngine
 from ..protocol.group_events import (
     DeviceRevoke,
     GroupDescriptor,
@@ -60,6 +60,8 @@ __all__ = [
     "new_group_info",
     "refuse_expired",
     "stored_event_bytes",
+    "stored_event_pages",
+    "load_engine",
     "with_status",
 ]
 
@@ -77,12 +79,32 @@ async def stored_event_bytes(store: Store, group_id: bytes) -> list[bytes]:
     """A group's stored event bytes, read a page at a time: only the bytes are kept
     (every row's record and sealed copy at once doubled the peak of a start, and a
     Python process rarely gives such a peak back)."""
-    out: list[bytes] = []
+    return [data async for page in stored_event_pages(store, group_id) for data in page]
+
+
+async def stored_event_pages(store: Store, group_id: bytes) -> AsyncIterator[list[bytes]]:
+    """A group's stored event bytes in the store's order, a page at a time."""
     after = 0
     while page := await store.group_events(group_id, after_rowid=after, limit=_LOAD_PAGE):
-        out += [event.data for _, event in page]
         after = page[-1][0]
-    return out
+        yield [event.data for _, event in page]
+
+
+async def load_engine(
+    store: Store, group_id: bytes, *, local_device: bytes, config: EngineConfig
+) -> GroupEngine:
+    """A group's engine rebuilt from the store, a page of events at a time (their
+    bytes freed before the next page is read: the engine keeps none of them)."""
+    loading = GroupEngine.loading(local_device=local_device, config=config)
+    async for page in stored_event_pages(store, group_id):
+        if not loading.add(page):
+            break  # not a causal order: load them all, sorted
+    else:
+        return loading.finish()
+    events = await stored_event_bytes(store, group_id)
+    return GroupEngine.load(
+        events, trusted=True, in_store=True, local_device=local_device, config=config
+    )
 
 
 def knows_invite(engine: GroupEngine, secret: bytes) -> bool:

@@ -153,10 +153,9 @@ class Groups(GroupPosting, GroupDiscovery):
             nursery.start_soon(self._publish_loop)
 
     async def _load(self, info: GroupInfo, *, active: bool) -> None:
-        engine = GroupEngine.load(
-            await effects.stored_event_bytes(self._store, info.group_id),
-            trusted=True,
-            in_store=True,
+        engine = await effects.load_engine(
+            self._store,
+            info.group_id,
             local_device=self._device.public_key,
             config=self._engine_config,
         )

@@ -63,6 +63,7 @@ from .group_log import (
     GroupLog,
     LogLimits,
     StoredEvent,
+    StoreOrderLoad,
     add_in_store_order,
     decode_stored,
     order_key,
@@ -88,6 +89,23 @@ __all__ = [
 ]
 
 _MAX_DEPS = 32
+
+
+class EngineLoad:
+    """See :meth:`GroupEngine.loading`: :meth:`add` pages of stored events in the
+    store's order, then :meth:`finish`. If :meth:`add` returns ``False`` (the order is
+    not causal enough), load them all with :meth:`GroupEngine.load` instead."""
+
+    def __init__(self, load: StoreOrderLoad, made: list[GroupEngine]) -> None:
+        self._load = load
+        self._made = made
+
+    def add(self, events: Iterable[bytes]) -> bool:
+        return self._load.add(events)
+
+    def finish(self) -> GroupEngine:
+        self._load.finish()
+        return self._made[0]._loaded()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +277,27 @@ class GroupEngine(Receiving):
                     stored, verified=trusted, now=None if trusted else now, in_store=in_store
                 )
         return engine._loaded()
+
+    @classmethod
+    def loading(
+        cls,
+        *,
+        local_device: bytes | None = None,
+        config: EngineConfig | None = None,
+        limiter: PeerLimiter | None = None,
+    ) -> EngineLoad:
+        """:meth:`load` of a node's stored events (trusted, ``in_store``) a page at a
+        time: a page's bytes are freed before the next is read, so a start's peak is
+        not every event's bytes at once (Python rarely gives such a peak back)."""
+        config = config or EngineConfig()
+        made: list[GroupEngine] = []
+
+        def start(genesis: StoredEvent) -> GroupLog:
+            made.append(cls(genesis, local_device=local_device, config=config, limiter=limiter))
+            return made[0]._log
+
+        load = StoreOrderLoad(start, max_early=config.log.max_pending, in_store=True)
+        return EngineLoad(load, made)
 
     def _loaded(self) -> GroupEngine:
         self._note_revocations(self._log.ordered())

@@ -46,6 +46,7 @@ __all__ = [
     "order_key",
     "decode_stored",
     "add_in_store_order",
+    "StoreOrderLoad",
     "first_recent",
 ]
 
@@ -544,30 +545,56 @@ def add_in_store_order(
     stayed in its RSS). ``False`` if the order is not causal enough for the log's buffer:
     then load them sorted. Either way the result is the same (the fold follows the total
     order, whatever order events are added in). Raises :class:`LocalProtocolError`
-    unless there is exactly one genesis."""
-    log: GroupLog | None = None
-    early: list[StoredEvent] = []  # events before the genesis (not a node's order)
-    for data in events:
-        stored = decode_stored(data, slim=True)
-        if stored.event.kind == "genesis":
-            if log is not None:
-                raise LocalProtocolError("a group's events hold exactly one genesis")
-            log = start(stored)
-            pending, early = sorted(early, key=lambda s: order_key(s.event)), []
-        elif log is None:
-            early.append(stored)
-            if len(early) > max_early:
-                return False
-            continue
-        else:
-            pending = [stored]
-        for item in pending:
-            try:
-                log.add(item, verified=True, now=None, in_store=in_store)
-            except GroupError as exc:
-                if exc.reason == "buffer-full":
-                    return False
-                raise
-    if log is None:
-        raise LocalProtocolError("a group's events hold exactly one genesis")
+    unless there is exactly one genesis. (:class:`StoreOrderLoad`: the same, a page of
+    events at a time.)"""
+    load = StoreOrderLoad(start, max_early=max_early, in_store=in_store)
+    if not load.add(events):
+        return False
+    load.finish()
     return True
+
+
+class StoreOrderLoad:
+    """:func:`add_in_store_order` fed a page of events at a time (so that a page's
+    bytes are freed before the next one is read)."""
+
+    def __init__(
+        self, start: Callable[[StoredEvent], GroupLog], *, max_early: int, in_store: bool
+    ) -> None:
+        self._start = start
+        self._max_early = max_early
+        self._in_store = in_store
+        self._log: GroupLog | None = None
+        self._early: list[StoredEvent] = []  # events before the genesis (not a node's order)
+
+    def add(self, events: Iterable[bytes]) -> bool:
+        """Add the next events; ``False``: not causal enough, load them sorted instead."""
+        for data in events:
+            stored = decode_stored(data, slim=True)
+            if stored.event.kind == "genesis":
+                if self._log is not None:
+                    raise LocalProtocolError("a group's events hold exactly one genesis")
+                self._log = self._start(stored)
+                pending = sorted(self._early, key=lambda s: order_key(s.event))
+                self._early = []
+            elif self._log is None:
+                self._early.append(stored)
+                if len(self._early) > self._max_early:
+                    return False
+                continue
+            else:
+                pending = [stored]
+            for item in pending:
+                try:
+                    self._log.add(item, verified=True, now=None, in_store=self._in_store)
+                except GroupError as exc:
+                    if exc.reason == "buffer-full":
+                        return False
+                    raise
+        return True
+
+    def finish(self) -> GroupLog:
+        """The log, once every event is added (:class:`LocalProtocolError` if no genesis)."""
+        if self._log is None:
+            raise LocalProtocolError("a group's events hold exactly one genesis")
+        return self._log

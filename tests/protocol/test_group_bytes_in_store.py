@@ -9,9 +9,9 @@ import pytest
 
 from p2pchat.errors import LocalProtocolError
 from p2pchat.protocol.group_effects import ForkDetected, ForkEvidenceNeeded
-from p2pchat.protocol.group_engine import GroupEngine
+from p2pchat.protocol.group_engine import EngineConfig, GroupEngine
 from p2pchat.protocol.group_events import MemberAdd, decode_event
-from p2pchat.protocol.group_log import GroupError
+from p2pchat.protocol.group_log import GroupError, LogLimits
 from p2pchat.protocol.group_sync import SyncLimits, SyncSession
 from tests.conftest import NOW_MS
 from tests.protocol.test_group_kit import account, device, new_group, post, replica
@@ -148,3 +148,17 @@ def test_a_fork_against_a_stored_event_is_proven_with_its_bytes_from_the_store()
     assert fork_now.proof == fork.proof
     assert stored.history_hash() == in_memory.history_hash()
     assert stored.log.frozen == in_memory.log.frozen
+
+
+def test_a_load_a_page_at_a_time_is_the_load_of_them_all() -> None:
+    _, events = _history()
+    loading = GroupEngine.loading()
+    assert all(loading.add(events[i : i + 7]) for i in range(0, len(events), 7))
+    paged = loading.finish()
+    whole = GroupEngine.load(events)
+    assert paged.frontier() == whole.frontier()
+    assert paged.history_hash() == whole.history_hash()
+    assert paged.log.unstored_count == 1  # the bytes were not kept
+    # Not a causal order (a child before its parent, past the buffer): say so.
+    tight = GroupEngine.loading(config=EngineConfig(log=LogLimits(max_pending=2)))
+    assert not tight.add([events[0], *events[:0:-1]])
