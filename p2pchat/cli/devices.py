@@ -71,7 +71,13 @@ def list_(state: CliState) -> None:
     if state.json:
         emit_json({"devices": found})
         return
-    show_table(None, ("Name", "State", "Peer id", "Device key"), _rows(found), empty="No devices.")
+    show_table(
+        None,
+        ("Name", "State", "Peer id", "Device key"),
+        _rows(found),
+        empty="No devices.",
+        no_wrap=("Peer id", "Device key"),
+    )
 
 
 @devices.command()

@@ -143,6 +143,7 @@ def test_item11_tables_fit_80_columns_and_wide_shows_full_ids(nodes: Nodes) -> N
         ("groups", "members", group["group_id"]),
         ("contacts", "list"),
         ("dm", "list"),
+        ("devices", "list"),
     ):
         text = _at_80(alice, *args)
         assert max(len(line) for line in text.splitlines()) <= 80, text
