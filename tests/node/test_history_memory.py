@@ -137,6 +137,15 @@ async def test_history_with_consent_resumes_without_duplicates_and_amendments_fo
             assert result.received == result.total == 10
             # Same ids, times, senders, directions, delivery summaries; no duplicate.
             assert sorted(_ids(await _all(a2, bob.account))) == sorted(expected)
+            # Listed in time order, not in the order they were imported (the newest first):
+            # one sequence, page by page, no gap, no duplicate.
+            assert _ids(await _all(a2, bob.account)) == expected
+            pages: list[object] = []
+            bound = 2**53
+            while page := await a2.history(bob.account, before_seq=bound, limit=3):
+                pages = list(page) + pages
+                bound = page[0].seq
+            assert _ids(pages) == expected
             assert not [e for e in alice2.events if isinstance(e, MessageReceived)]
             conversation = next(c for c in await a2.conversations() if c.peer_account)
             assert conversation.unread == 0
