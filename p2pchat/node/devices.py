@@ -132,9 +132,11 @@ class DevicesApi:
         stays in the store until that device answered (sent it, refused, or let it time
         out), so a device not reachable now is asked again at the next start."""
         assert self._store is not None
+        if await self._store.get_meta(LINK_HISTORY_META) is None:
+            return  # the usual start: nothing asked
         wanted = await load_link_history(self._store)
         if wanted is None:
-            await self._store.delete_meta(LINK_HISTORY_META)  # nothing, or unreadable
+            await self._store.delete_meta(LINK_HISTORY_META)  # unreadable: dropped
             return
         for attempt in range(_ADOPT_ATTEMPTS):
             if attempt:

@@ -202,8 +202,25 @@ async def test_a_device_linked_with_history_asks_for_it_once_it_runs(
                 assert _ids(await _all(a2, bob.account)) == expected
                 # Answered: not asked again at the next start.
                 assert await alice2.store.get_meta(LINK_HISTORY_META) is None
-        asks = [e for e in alice.events if isinstance(e, DeviceHistoryRequest)]
-        assert [(a.since, a.max, a.resume) for a in asks] == [(0, 1000, False)]
+        # Refused there: nothing stored, and the ask is dropped (history-sync asks again).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, alice, False)
+            async with linked(h, alice, "tablet", tmp_path, history_since=5) as alice3:
+                assert alice3.node is not None
+                await wait_for(lambda: len(_asks(alice)) == 2)
+                store = alice3.store
+                with trio.fail_after(30):
+                    while await store.get_meta(LINK_HISTORY_META) is not None:  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                assert not [c for c in await alice3.node.conversations() if c.peer_account]
+        assert [(a.since, a.max, a.resume) for a in _asks(alice)] == [
+            (0, 1000, False),
+            (5, 1000, False),
+        ]
+
+
+def _asks(peer: Peer) -> list[DeviceHistoryRequest]:
+    return [e for e in peer.events if isinstance(e, DeviceHistoryRequest)]
 
 
 async def _garbage_server(frames: list[bytes], stream: FramedStream) -> None:
