@@ -40,7 +40,9 @@ def devices() -> None:
     On the device you have:  p2pchat devices link
     On the new device:       p2pchat node run --link CODE   (or: p2pchat devices join CODE)
     Both show a 6-digit confirmation code: compare them, then confirm on the first device.
-    History (with the first device's consent):  p2pchat devices history-sync DEVICE
+    History (with the first device's consent): --history all|30d|none when linking
+    (asked at a terminal), or later  p2pchat devices history-sync DEVICE;
+    on the first device:  p2pchat devices history-allow
 
     DEVICE is a device key, a unique prefix of it (4+ hex digits) or a device's name.
     """
