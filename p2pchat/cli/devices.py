@@ -21,6 +21,7 @@ from ._errors import sole_error
 from ._output import emit_json, one_line, say, show_table, warn
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
+from .devices_history import HISTORY_HELP, link_history_since
 
 if TYPE_CHECKING:
     from ..identity.keystore import UnlockedIdentity
@@ -39,7 +40,9 @@ def devices() -> None:
     On the device you have:  p2pchat devices link
     On the new device:       p2pchat node run --link CODE   (or: p2pchat devices join CODE)
     Both show a 6-digit confirmation code: compare them, then confirm on the first device.
-    History (with the first device's consent):  p2pchat devices history-sync DEVICE
+    History (with the first device's consent): --history all|30d|none when linking
+    (asked at a terminal), or later  p2pchat devices history-sync DEVICE;
+    on the first device:  p2pchat devices history-allow
 
     DEVICE is a device key, a unique prefix of it (4+ hex digits) or a device's name.
     """
@@ -203,15 +206,18 @@ def _ask(data: dict[str, Any]) -> bool:
     is_flag=True,
     help="Store the received keys WITHOUT a passphrase.",
 )
+@click.option("--history", "history", metavar="all|WINDOW|none", help=HISTORY_HELP)
 @json_option
 @pass_state
-def join(state: CliState, code: str, name: str, insecure: bool) -> None:
+def join(state: CliState, code: str, name: str, insecure: bool, history: str | None) -> None:
     """Join the account of the device that shows CODE (on a new home, before `node run`).
 
     \b
-    JSON: {"account_key", "fingerprint", "device_key"}
+    JSON: {"account_key", "fingerprint", "device_key", "history_since"}
+    ("history_since": ms of the history asked for once the node runs, or null)
     """
-    identity = join_new_home(state, code, name=name, insecure=insecure)
+    since = link_history_since(state, history)
+    identity = join_new_home(state, code, name=name, insecure=insecure, history_since=since)
     saved = state.home.read_config()
     if not saved.get("bootstrap"):  # a later `node run` enters the network through it
         state.home.write_config({**saved, "bootstrap": link_bootstrap(code)})
@@ -221,6 +227,7 @@ def join(state: CliState, code: str, name: str, insecure: bool) -> None:
                 "account_key": identity.account.account_key.hex(),
                 "fingerprint": identity.account.fingerprint,
                 "device_key": identity.device.public_key.hex(),
+                "history_since": since,
             }
         )
     else:
@@ -244,10 +251,18 @@ def link_bootstrap(code: str) -> list[str]:
 
 
 def join_new_home(
-    state: CliState, code: str, *, name: str, insecure: bool, values: dict[str, Any] | None = None
+    state: CliState,
+    code: str,
+    *,
+    name: str,
+    insecure: bool,
+    values: dict[str, Any] | None = None,
+    history_since: int | None = None,
 ) -> UnlockedIdentity:
     """Link a home without a keystore to the account behind ``code``; returns the identity
-    written to its keystore (``values``: the home's saved node options, for the network)."""
+    written to its keystore (``values``: the home's saved node options, for the network).
+    ``history_since``: the node asks the linking device for the DM history since then
+    (ms; 0: all) once it runs; ``None``: it does not."""
     import trio
 
     from ..config import NodeConfig
@@ -269,8 +284,15 @@ def join_new_home(
     async def main() -> UnlockedIdentity:
         from nacl.signing import SigningKey
 
-        from ..devices import join_account, linked_identity, save_granted
+        from ..devices import (
+            LinkHistory,
+            join_account,
+            linked_identity,
+            save_granted,
+            save_link_history,
+        )
         from ..net.libp2p_host import open_libp2p_network
+        from ..protocol.device_history import MAX_HISTORY_MESSAGES
         from ..storage.sqlite import SqliteStore
 
         net = dataclasses.replace(config.net, port=0, mdns=False)
@@ -296,10 +318,18 @@ def join_new_home(
         store = await SqliteStore.open(home.path / "store.sqlite3", seal_key=identity.local_key)
         async with store:
             await save_granted(store, joined, names={device_key: name}, now=now_ms())
+            if history_since is not None:
+                wanted = LinkHistory(link.device_key, history_since, MAX_HISTORY_MESSAGES)
+                await save_link_history(store, wanted)
         if joined.sync is not None and not state.json:
             say(
                 f"Received {_count(len(joined.sync.contacts), 'contact')} and "
                 f"{_count(len(joined.sync.groups), 'group')} (joined once the node runs)."
+            )
+        if history_since is not None and not state.json:
+            say(
+                "Once this device runs it asks the other one for your direct-message history:"
+                " agree there with `p2pchat devices history-allow`."
             )
         return identity
 

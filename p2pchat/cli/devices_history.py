@@ -20,22 +20,49 @@ from ._client import CALL_TIMEOUT, connected
 from ._output import emit_json, one_line, say, warn
 from ._state import CliState, json_option, now_ms, pass_state
 
-__all__ = ["history_sync", "history_allow", "parse_since"]
+__all__ = ["history_sync", "history_allow", "parse_since", "link_history_since", "HISTORY_HELP"]
 
 #: How long ``history-sync`` waits in all (the other user's consent, then the transfer).
 _SYNC_TIMEOUT_S = 3600.0
 _UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
 
-def parse_since(text: str, *, now: int) -> int:
+#: ``--history`` of ``node run --link`` and ``devices join``.
+HISTORY_HELP = (
+    "Direct-message history to copy from the linking device once this one runs: all, a "
+    "window (30d, 12h, 2w) or none; its user agrees there (`p2pchat devices history-allow`). "
+    "Default: ask here (none when no one can answer: --json or no terminal)."
+)
+
+
+def parse_since(text: str, *, now: int, option: str = "--since") -> int:
     """``all`` (0), or a window back from ``now``: ``30d``, ``12h``, ``2w``, ``90m``."""
     text = text.strip().lower()
     if text == "all":
         return 0
     match = re.fullmatch(r"(\d{1,6})([mhdw])", text)
     if match is None:
-        raise ConfigError("--since takes `all` or a window such as 30d, 12h, 2w")
+        raise ConfigError(f"{option} takes `all` or a window such as 30d, 12h, 2w")
     return max(0, now - int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def link_history_since(state: CliState, value: str | None) -> int | None:
+    """``--history`` when linking: the ``since`` (ms) of the history to ask the linking
+    device for, or ``None`` for none. Not given: asked here if a person can answer, else
+    none (a script never waits on a prompt)."""
+    from . import _passphrase
+
+    if value is None:
+        if state.json or not _passphrase.stdin_is_tty():
+            return None
+        value = click.prompt(
+            "Copy your direct-message history from the other device? "
+            "(all, a window such as 30d, or none)",
+            default="all",
+        )
+    if value.strip().lower() == "none":
+        return None
+    return parse_since(value, now=now_ms(), option="--history")
 
 
 @click.command("history-sync")

@@ -37,6 +37,7 @@ from ._output import (
 )
 from ._passphrase import keystore_passphrase
 from ._state import CliState, json_option, now_ms, pass_state, system_rng
+from .devices_history import HISTORY_HELP, link_history_since
 
 if TYPE_CHECKING:
     from ..node import Node
@@ -119,6 +120,9 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     help="First join the account of the device that shows CODE (`p2pchat devices link` "
     "there); this home must have no keystore yet.",
 )
+@click.option(
+    "--history", "history", metavar="all|WINDOW|none", help=f"With --link: {HISTORY_HELP}"
+)
 @json_option
 @pass_state
 def run(
@@ -138,6 +142,7 @@ def run(
     display_name: str | None,
     rpc_tcp_port: int | None,
     link_code: str | None,
+    history: str | None,
 ) -> None:
     """Start the node and serve until Ctrl-C or SIGTERM.
 
@@ -155,6 +160,11 @@ def run(
         raise ConfigError("--insecure-no-passphrase only applies with --create-identity or --link.")
     if link_code and create_identity:
         raise ConfigError("--link receives an identity: it does not go with --create-identity.")
+    if history is not None and not link_code:
+        raise ConfigError(
+            "--history only applies with --link; on a running node use "
+            "`p2pchat devices history-sync DEVICE`."
+        )
     for address in bootstrap:
         if not address.startswith("/") or "/p2p/" not in address:
             raise ConfigError(
@@ -192,7 +202,10 @@ def run(
 
         configure_logging(state.verbose)  # linking runs libp2p: its logging is tamed first
         name = display_name or socket.gethostname()[:64] or "new device"
-        identity = join_new_home(state, link_code, name=name, insecure=insecure, values=values)
+        since = link_history_since(state, history)
+        identity = join_new_home(
+            state, link_code, name=name, insecure=insecure, values=values, history_since=since
+        )
         created = True
         if not values.get("bootstrap"):  # the linking device is our way into the network
             values["bootstrap"] = link_bootstrap(link_code)

@@ -61,12 +61,24 @@ from ..storage.records import (
     NewMessage,
 )
 
-__all__ = ["HistorySync", "HistoryAsk", "HistoryResult", "CURSOR_META_PREFIX"]
+__all__ = [
+    "HistorySync",
+    "HistoryAsk",
+    "HistoryResult",
+    "LinkHistory",
+    "CURSOR_META_PREFIX",
+    "LINK_HISTORY_META",
+    "save_link_history",
+    "load_link_history",
+]
 
 logger = logging.getLogger(__name__)
 
 #: ``devices.history.<device hex>``: where a pull stands (CBOR ``{since, max, got, after}``).
 CURSOR_META_PREFIX = "devices.history."
+#: History a new device asks for as soon as its node runs (``--history`` when linking):
+#: CBOR ``{dev, since, max}``, deleted once the linking device has answered.
+LINK_HISTORY_META = "devices.history_at_link"
 #: How long the existing device waits for its user's consent.
 CONSENT_TIMEOUT_S = 120.0
 #: How long either side waits for the other's next frame.
@@ -94,6 +106,39 @@ class HistoryResult:
     imported: int
     total: int
     done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkHistory:
+    """History to ask ``device`` (the one we linked through) for once the node runs."""
+
+    device: bytes
+    since: int
+    max: int
+
+
+async def save_link_history(store: Store, wanted: LinkHistory) -> None:
+    data = {"dev": wanted.device, "since": wanted.since, "max": wanted.max}
+    await store.put_meta(LINK_HISTORY_META, cbor.encode(data))
+
+
+async def load_link_history(store: Store) -> LinkHistory | None:
+    """What :func:`save_link_history` kept; ``None`` if nothing (or nothing readable)."""
+    data = await store.get_meta(LINK_HISTORY_META)
+    if data is None:
+        return None
+    try:
+        value = cbor.decode(data, max_size=256)
+    except CryptoError:
+        value = None
+    if not isinstance(value, dict):
+        return None
+    device, since, most = value.get("dev"), value.get("since"), value.get("max")
+    if not (isinstance(device, bytes) and len(device) == 32):
+        return None
+    if not (isinstance(since, int) and isinstance(most, int) and since >= 0):
+        return None
+    return LinkHistory(device=device, since=since, max=min(max(most, 1), MAX_HISTORY_MESSAGES))
 
 
 @dataclass

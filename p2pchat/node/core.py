@@ -308,6 +308,7 @@ class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, Dm
         self._nursery.start_soon(self._adopt_groups)  # a new device's synced groups
         # Every protocol handler is registered: only now may peers find us.
         await self._network.start_discovery()
+        self._nursery.start_soon(self._history_at_link)  # linked with --history
         self._nursery.start_soon(self._publish_loop)
         self._nursery.start_soon(self._devices_loop)
 

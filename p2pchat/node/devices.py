@@ -13,12 +13,19 @@ import trio
 from p2pchat_crypto import cbor
 from p2pchat_crypto.errors import CryptoError
 
-from ..devices import ADOPT_META, DeviceInfo, DeviceService, LinkInvite
+from ..devices import (
+    ADOPT_META,
+    LINK_HISTORY_META,
+    DeviceInfo,
+    DeviceService,
+    LinkInvite,
+    load_link_history,
+)
 from ..devices.history import HistoryAsk, HistoryResult, HistorySync
 from ..dm.fanout import TARGETS_TTL_MS
 from ..dm.service import DirectMessages
 from ..dm.storing import dm_conversation_id
-from ..errors import LocalProtocolError, NetworkError, P2PChatError
+from ..errors import LocalProtocolError, NetworkError, P2PChatError, PermissionDeniedError
 from ..events import EventBus
 from ..groups.service import Groups
 from ..identity.directory import Directory
@@ -118,6 +125,37 @@ class DevicesApi:
             await self._store.put_meta(ADOPT_META, cbor.encode(pending))
         else:
             await self._store.delete_meta(ADOPT_META)
+
+    async def _history_at_link(self) -> None:
+        """A device linked with ``--history`` asks the device it linked through for our
+        direct-message history once it runs (that device's user consents there). The ask
+        stays in the store until that device answered (sent it, refused, or let it time
+        out), so a device not reachable now is asked again at the next start."""
+        assert self._store is not None
+        if await self._store.get_meta(LINK_HISTORY_META) is None:
+            return  # the usual start: nothing asked
+        wanted = await load_link_history(self._store)
+        if wanted is None:
+            await self._store.delete_meta(LINK_HISTORY_META)  # unreadable: dropped
+            return
+        for attempt in range(_ADOPT_ATTEMPTS):
+            if attempt:
+                await trio.sleep(5 * attempt)
+            try:
+                result = await self.sync_history(
+                    wanted.device, since=wanted.since, max_messages=wanted.max
+                )
+            except NetworkError as exc:
+                logger.info("asking for the history failed (will retry): %s", exc)
+                continue
+            except PermissionDeniedError as exc:
+                logger.warning("%s; ask again with `p2pchat devices history-sync`", exc)
+            except P2PChatError as exc:
+                logger.warning("the history did not come: %s", exc)
+            else:
+                logger.info("history copied: %d messages", result.received)
+            await self._store.delete_meta(LINK_HISTORY_META)
+            return
 
     def _wire_fanout(self, account: bytes) -> None:
         """Our other devices get a copy of what we send; a revoked one gets nothing more."""

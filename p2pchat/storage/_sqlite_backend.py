@@ -50,6 +50,9 @@ _MESSAGE_COLUMNS = (
     "conversation_id, message_id, sender_account, sender_device, direction, content_type, "
     "body, sent_at, received_at, state, seq, failure_reason"
 )
+#: Bounds of the time order ``(received_at, seq)`` outside every message.
+_FIRST = (-(2**63), -1)
+_LAST = (2**63 - 1, 2**63 - 1)
 _OUTBOX_COLUMNS = (
     "item_id, destination_account, destination_device, conversation_id, message_id, "
     "payload, created_at, attempts, next_attempt_at, last_error"
@@ -365,17 +368,35 @@ class SqliteBackend(SqliteGroups, Backend):
         after_seq: int | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        low = -1 if after_seq is None else after_seq
-        high = 2**63 - 1 if before_seq is None else before_seq
+        low = self._position(conversation_id, after_seq, before=False) or _FIRST
+        high = self._position(conversation_id, before_seq, before=True) or _LAST
         # Paging backwards (before_seq alone) takes the newest rows below the bound.
         newest = before_seq is not None and after_seq is None
+        way = "DESC" if newest else "ASC"
         rows = self._all(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"
-            f" AND seq > ? AND seq < ? ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT ?",
-            (conversation_id, low, high, limit),
+            " AND (received_at, seq) > (?, ?) AND (received_at, seq) < (?, ?)"
+            f" ORDER BY received_at {way}, seq {way} LIMIT ?",
+            (conversation_id, *low, *high, limit),
         )
         messages = [_message(row, self._rest) for row in rows]
         return messages[::-1] if newest else messages
+
+    def _position(
+        self, conversation_id: str, seq: int | None, *, before: bool
+    ) -> tuple[int, int] | None:
+        """Where the message ``seq`` stands in time order, ``(received_at, seq)``; for a
+        ``seq`` no message has, the nearest one on the side that keeps seq order (the next
+        one up for a ``before`` bound, the previous one for an ``after`` bound)."""
+        if seq is None:
+            return None
+        sql = "SELECT received_at, seq FROM messages WHERE conversation_id = ?" + (
+            " AND seq >= ? ORDER BY seq LIMIT 1"
+            if before
+            else " AND seq <= ? ORDER BY seq DESC LIMIT 1"
+        )
+        row = self._one(sql, (conversation_id, seq))
+        return None if row is None else (row[0], row[1])
 
     def set_delivery(
         self, message_id: bytes, state: DeliveryState, *, reason: str | None = None

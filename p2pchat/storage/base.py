@@ -148,8 +148,11 @@ class Transaction(Protocol):
         after_seq: int | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        """Messages in ascending ``seq``: the ``limit`` newest below ``before_seq``, or
-        else the ``limit`` oldest above ``after_seq`` (both bounds may be combined)."""
+        """Messages in time order, ``(received_at, seq)`` ascending (history imported from
+        another device sits at its place in time, not after what arrived here first): the
+        ``limit`` newest before the message ``before_seq``, or else the ``limit`` oldest
+        after the message ``after_seq`` (both bounds may be combined). A bound ``seq`` no
+        message has stands for the nearest one that keeps seq order (0: the start)."""
         ...
 
     async def set_delivery(

@@ -218,16 +218,18 @@ class _MemoryBackend(Backend):
         after_seq: int | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        low = -1 if after_seq is None else after_seq
-        high = 2**63 - 1 if before_seq is None else before_seq
-        found = sorted(
-            (
-                m
-                for m in self._t.messages.values()
-                if m.conversation_id == conversation_id and low < m.seq < high
-            ),
-            key=lambda m: m.seq,
+        mine = sorted(
+            (m for m in self._t.messages.values() if m.conversation_id == conversation_id),
+            key=_time_order,
         )
+        by_seq = sorted(mine, key=lambda m: m.seq)
+        # A bound names a message by seq (or, missing, the nearest one keeping seq order).
+        low, high = (-(2**63), -1), (2**63 - 1, 2**63 - 1)
+        if after_seq is not None:
+            low = next((_time_order(m) for m in reversed(by_seq) if m.seq <= after_seq), low)
+        if before_seq is not None:
+            high = next((_time_order(m) for m in by_seq if m.seq >= before_seq), high)
+        found = [m for m in mine if low < _time_order(m) < high]
         if before_seq is not None and after_seq is None:
             return found[-limit:]
         return found[:limit]
@@ -410,6 +412,11 @@ class _MemoryBackend(Backend):
             groups=len(t.groups),
             group_events=sum(len(events) for events in t.group_events.values()),
         )
+
+
+def _time_order(message: Message) -> tuple[int, int]:
+    """How a conversation is listed: by receipt time, then by arrival (seq)."""
+    return (message.received_at, message.seq)
 
 
 def _expire(table: dict[bytes, Any], expired: Callable[[Any], bool]) -> int:

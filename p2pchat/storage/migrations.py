@@ -206,8 +206,15 @@ _V5 = Migration(
     ),
 )
 
+_V6 = Migration(
+    6,
+    "a conversation is listed in time order (received_at, then seq): history imported from"
+    " another device sits at its place in time (devices.md section 4.4)",
+    ("CREATE INDEX messages_by_time ON messages (conversation_id, received_at, seq)",),
+)
+
 #: The schema, oldest first; ``MIGRATIONS[i].version == i + 1``.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -62,14 +62,17 @@ class Thread:
 
 
 class DmThread(Thread):
-    """``dm:<account>``: pages by ``seq``; delivery states come as ``dm.delivery``."""
+    """``dm:<account>``: pages in time order, cursors by ``seq``; delivery states come as
+    ``dm.delivery``; copied history (``device.history_progress`` done) reloads it."""
 
     async def latest(self) -> list[ChatLine]:
         rows = await self.link.call("dm.history", {"conversation": self.target, "limit": PAGE})
         return [dm_line(m) for m in rows]
 
     async def before(self, first: ChatLine) -> list[ChatLine]:
-        if first.seq is None or first.seq <= 1:
+        # Not "seq 1 is the oldest": history imported from another device has higher
+        # seqs but comes earlier in time (dm.history lists in time order).
+        if first.seq is None:
             return []
         params = {"conversation": self.target, "before_seq": first.seq, "limit": PAGE}
         return [dm_line(m) for m in await self.link.call("dm.history", params)]
@@ -100,6 +103,8 @@ class DmThread(Thread):
         await self.link.call("dm.delete", self._about(target))
 
     def concerns(self, event: Event) -> bool:
+        if event.type == "device.history_progress":  # history copied from another device
+            return bool(event.data.get("done")) and event.data.get("received", 0) > 0
         return event.data.get("conversation_id") == self.target
 
 

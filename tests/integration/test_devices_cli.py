@@ -1,7 +1,8 @@
 """Issue 18 with real processes on 127.0.0.1: ``devices link`` on a running node, ``devices
 join CODE`` on a new home, then a plain ``node run`` there (no ``--bootstrap``: the join saved
-the linking device as the home's bootstrap); the new device lists both and joins the group
-synced to it, then the first revokes it and it learns that from the DHT (what a revoked
+the linking device as the home's bootstrap); the new device lists both, joins the group
+synced to it and, linked with ``--history all``, asks for the DM history (the first agrees),
+then the first revokes it and it learns that from the DHT (what a revoked
 device may still do is tested on the memory network, tests/node/test_devices_memory.py).
 Every process is stopped in a ``finally``."""
 
@@ -94,8 +95,11 @@ def test_link_a_second_device_with_two_processes_then_revoke_it(tmp_path: Path) 
 
         # `devices join` links the new home and saves the laptop as its bootstrap, so a
         # plain `node run` (no --bootstrap) enters the DHT and joins the group through it.
-        join = p2pchat(second, "devices", "join", code, "--name", "desktop", fast, "--json")
+        # --history: once it runs, the desktop asks the laptop for the DM history.
+        name = ("--name", "desktop")
+        join = p2pchat(second, "devices", "join", code, *name, fast, "--history", "all", "--json")
         assert join.returncode == 0, join.stderr
+        assert json.loads(join.stdout)["history_since"] == 0
         joined = _start(second, "node", "run", *local, "--json")
         processes.append(joined)
         wait_for_rpc(second, joined)
@@ -107,6 +111,15 @@ def test_link_a_second_device_with_two_processes_then_revoke_it(tmp_path: Path) 
         info = _read_json(joined.stdout)
         assert info["identity"]["account_key"] == started["identity"]["account_key"]
         assert info["identity"]["device_key"] == request["device"]
+        # The laptop's user agrees to the history the desktop asked for on its own.
+        allow = p2pchat(first, "devices", "history-allow", "--yes", "--json")
+        assert allow.returncode == 0, allow.stderr
+        answer = json.loads(allow.stdout)
+        assert (answer["device"], answer["since"], answer["accepted"]) == (
+            request["device"],
+            0,
+            True,
+        )
 
         assert sorted(_devices(second)) == [("current", False), ("current", True)]
         _until(lambda: group_id in _groups(second), "the desktop joins the synced group")

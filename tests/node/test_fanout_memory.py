@@ -12,7 +12,13 @@ import pytest
 import trio
 from nacl.signing import SigningKey
 
-from p2pchat.devices import join_account, linked_identity, save_granted
+from p2pchat.devices import (
+    LinkHistory,
+    join_account,
+    linked_identity,
+    save_granted,
+    save_link_history,
+)
 from p2pchat.errors import PermissionDeniedError
 from p2pchat.events import DeviceLinked, DeviceLinkRequest, MessageReceived
 from p2pchat.identity.peerid import peer_id_from_ed25519
@@ -35,8 +41,11 @@ async def _confirm(first: Peer, shown: list[str]) -> None:
 
 
 @asynccontextmanager
-async def linked(h: MemoryHub, first: Peer, name: str, tmp: Path) -> AsyncIterator[Peer]:
-    """A new device of ``first``'s account, linked and running, as a :class:`Peer`."""
+async def linked(
+    h: MemoryHub, first: Peer, name: str, tmp: Path, *, history_since: int | None = None
+) -> AsyncIterator[Peer]:
+    """A new device of ``first``'s account, linked and running, as a :class:`Peer`
+    (``history_since``: linked with ``--history``, it asks ``first`` for the DM history)."""
     assert first.node is not None
     seed = DeterministicRng(f"{first.name}-{name}")(32)
     key = bytes(SigningKey(seed).verify_key)
@@ -62,6 +71,9 @@ async def linked(h: MemoryHub, first: Peer, name: str, tmp: Path) -> AsyncIterat
         store=MemoryStore(),
     )
     await save_granted(peer.store, joined, names={}, now=mock_clock_ms())
+    if history_since is not None:
+        wanted = LinkHistory(first.identity.device.public_key, history_since, 1000)
+        await save_link_history(peer.store, wanted)
     async with running(h, peer, tmp):
         yield peer
 

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 import p2pchat.devices.history as history_module
+from p2pchat.devices import LINK_HISTORY_META
 from p2pchat.errors import PermissionDeniedError, WireError
 from p2pchat.events import DeviceHistoryProgress, DeviceHistoryRequest, MessageReceived
 from p2pchat.net.base import FramedStream
@@ -137,6 +138,15 @@ async def test_history_with_consent_resumes_without_duplicates_and_amendments_fo
             assert result.received == result.total == 10
             # Same ids, times, senders, directions, delivery summaries; no duplicate.
             assert sorted(_ids(await _all(a2, bob.account))) == sorted(expected)
+            # Listed in time order, not in the order they were imported (the newest first):
+            # one sequence, page by page, no gap, no duplicate.
+            assert _ids(await _all(a2, bob.account)) == expected
+            pages: list[object] = []
+            bound = 2**53
+            while page := await a2.history(bob.account, before_seq=bound, limit=3):
+                pages = list(page) + pages
+                bound = page[0].seq
+            assert _ids(pages) == expected
             assert not [e for e in alice2.events if isinstance(e, MessageReceived)]
             conversation = next(c for c in await a2.conversations() if c.peer_account)
             assert conversation.unread == 0
@@ -164,6 +174,53 @@ async def test_history_with_consent_resumes_without_duplicates_and_amendments_fo
             with trio.fail_after(60):
                 while await state_on_desktop() != (True, "live, edited"):  # noqa: ASYNC110
                     await trio.sleep(0.05)
+
+
+async def test_a_device_linked_with_history_asks_for_it_once_it_runs(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    # `node run --link CODE --history all` (or `devices join CODE --history all`): the
+    # new device asks on its first start; the linking device's user still decides.
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with (
+        hub() as h,
+        running(h, alice, tmp_path) as a1,
+        running(h, bob, tmp_path) as b,
+    ):
+        await b.add_contact(alice.account.hex(), name="Alice")
+        await a1.add_contact(bob.account.hex(), name="Bob")
+        await b.send_dm(alice.account, "before the link")
+        await a1.send_dm(bob.account, "mine, before the link")
+        await wait_for(lambda: has_text(alice, "before the link"))
+        expected = _ids(await _all(a1, bob.account))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, alice, True)
+            async with linked(h, alice, "desktop", tmp_path, history_since=0) as alice2:
+                a2 = alice2.node
+                assert a2 is not None
+                await wait_for(lambda: bool(_progress(alice2)) and _progress(alice2)[-1].done)
+                assert _ids(await _all(a2, bob.account)) == expected
+                # Answered: not asked again at the next start.
+                assert await alice2.store.get_meta(LINK_HISTORY_META) is None
+        # Refused there: nothing stored, and the ask is dropped (history-sync asks again).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, alice, False)
+            async with linked(h, alice, "tablet", tmp_path, history_since=5) as alice3:
+                assert alice3.node is not None
+                await wait_for(lambda: len(_asks(alice)) == 2)
+                store = alice3.store
+                with trio.fail_after(30):
+                    while await store.get_meta(LINK_HISTORY_META) is not None:  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                assert not [c for c in await alice3.node.conversations() if c.peer_account]
+        assert [(a.since, a.max, a.resume) for a in _asks(alice)] == [
+            (0, 1000, False),
+            (5, 1000, False),
+        ]
+
+
+def _asks(peer: Peer) -> list[DeviceHistoryRequest]:
+    return [e for e in peer.events if isinstance(e, DeviceHistoryRequest)]
 
 
 async def _garbage_server(frames: list[bytes], stream: FramedStream) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from click.testing import CliRunner
 from nacl.signing import SigningKey
 
+from p2pchat.cli import _passphrase, cli
 from p2pchat.cli.devices_history import parse_since
 from p2pchat.errors import ConfigError, WireError
 from p2pchat.protocol.device_history import (
@@ -67,3 +71,25 @@ def test_since_takes_all_or_a_window() -> None:
     assert parse_since("999w", now=now) == 0
     with pytest.raises(ConfigError):
         parse_since("yesterday", now=now)
+
+
+def test_history_at_link_is_checked_first_and_never_prompts_a_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, home = CliRunner(), ["--home", str(tmp_path / "new")]
+    wrong = runner.invoke(cli, [*home, "devices", "join", "p2pchat-link:x", "--history", "ages"])
+    assert wrong.exit_code != 0
+    assert "--history takes `all` or a window" in wrong.output
+    alone = runner.invoke(cli, [*home, "node", "run", "--history", "all"])
+    assert alone.exit_code != 0
+    assert "--history only applies with --link" in alone.output
+    # Not given, and no one to ask: no prompt, no history; linking goes on (to the code).
+    monkeypatch.setattr(_passphrase, "stdin_is_tty", lambda: False)
+    quiet = runner.invoke(cli, [*home, "devices", "join", "p2pchat-link:x"], input="")
+    assert "Copy your direct-message history" not in quiet.output
+    assert "link code" in quiet.output.lower()
+    # A person at a terminal is asked (and a wrong answer is refused before linking).
+    monkeypatch.setattr(_passphrase, "stdin_is_tty", lambda: True)
+    asked = runner.invoke(cli, [*home, "devices", "join", "p2pchat-link:x"], input="soon\n")
+    assert "Copy your direct-message history" in asked.output
+    assert "--history takes `all` or a window" in asked.output

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from p2pchat.aio import TrioThread
+from p2pchat.tui.link import Event
 from p2pchat.tui.model import ChatLine
 from p2pchat.tui.screens.conversation import ConversationScreen, Messages
 from p2pchat.tui.screens.inbox import InboxScreen
+from p2pchat.tui.threads import DmThread
 from p2pchat.tui.widgets.composer import Composer
 from tests.integration.test_asyncio_client import TwoNodes
 from tests.tui.conftest import WAIT, app_for, client, screen_text, until
@@ -129,3 +131,32 @@ def _line(conv: ConversationScreen, key: str) -> ChatLine:
 
 def _notices(app: Any) -> str:
     return " ".join(str(n.message) for n in app._notifications)
+
+
+class _Recorder:
+    """The one NodeLink method a thread pages with: records the calls, answers ``rows``."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls.append((method, params))
+        return self.rows
+
+
+def test_a_dm_thread_scrolls_back_past_seq_1_to_imported_history() -> None:
+    # Imported history has higher seqs but comes first in time: the line of seq 1 is not
+    # necessarily the oldest, so the thread still asks the node for what is before it.
+    older = {"message_id": "aa", "author": "bb", "direction": "in", "text": "old",
+             "sent_at": 1, "received_at": 1, "seq": 7, "state": "delivered"}  # fmt: skip
+    link = _Recorder([older])
+    thread = DmThread(link, key="dm:bb", target="dm:bb", title="Bob")  # type: ignore[arg-type]
+    first = ChatLine(key="cc", author="bb", ts=5, text="live", mine=False, seq=1)
+    lines = asyncio.run(thread.before(first))
+    assert [(line.key, line.seq) for line in lines] == [("aa", 7)]
+    assert link.calls == [("dm.history", {"conversation": "dm:bb", "before_seq": 1, "limit": 50})]
+    kind = "device.history_progress"
+    copied = {"type": kind, "device": "dd", "done": True}
+    assert thread.concerns(Event(cursor=1, type=kind, data={**copied, "received": 3}))
+    assert not thread.concerns(Event(cursor=2, type=kind, data={**copied, "received": 0}))

@@ -329,6 +329,54 @@ async def test_message_pagination(
     assert all(m.message_id == b"m%d" % m.seq for m in page)
 
 
+async def _pages(store: Store, limit: int, *, backwards: bool) -> list[bytes]:
+    """A whole conversation read page by page the way dm.history's ``next`` does it."""
+    seen: list[bytes] = []
+    bound: int | None = None
+    while True:
+        if backwards:
+            page = await store.list_messages("dm-1", before_seq=bound or 2**53, limit=limit)
+        else:
+            page = await store.list_messages("dm-1", after_seq=bound or 0, limit=limit)
+        if not page:
+            return seen
+        seen = (
+            [m.message_id for m in page] + seen
+            if backwards
+            else seen + [m.message_id for m in page]
+        )
+        bound = page[0].seq if backwards else page[-1].seq
+
+
+async def test_imported_older_messages_are_listed_at_their_place_in_time(store: Store) -> None:
+    # A new device received two messages live, then imports the older history (and one
+    # message from between the live ones, and one at the same instant as a live one).
+    await store.put_conversation(dm())
+    for mid, at in [(b"live1", 1000), (b"live2", 3000)]:
+        await store.add_message(message(mid, at=at))
+    for mid, at in [(b"old1", 100), (b"old2", 200), (b"mid", 2000), (b"same", 1000)]:
+        await store.add_message(message(mid, at=at))
+    in_time = [b"old1", b"old2", b"live1", b"same", b"mid", b"live2"]
+    assert [m.message_id for m in await store.list_messages("dm-1")] == in_time
+    for limit in (1, 2, 4, 50):
+        assert await _pages(store, limit, backwards=True) == in_time
+        assert await _pages(store, limit, backwards=False) == in_time
+    seq = {m.message_id: m.seq for m in await store.list_messages("dm-1")}
+    # Bounds name messages: after live1 comes same (seq 6), before mid come the first four.
+    after = await store.list_messages("dm-1", after_seq=seq[b"live1"], limit=2)
+    assert [m.message_id for m in after] == [b"same", b"mid"]
+    before = await store.list_messages("dm-1", before_seq=seq[b"mid"])
+    assert [m.message_id for m in before] == in_time[:4]
+    both = await store.list_messages("dm-1", after_seq=seq[b"old2"], before_seq=seq[b"live2"])
+    assert [m.message_id for m in both] == in_time[2:5]
+    # A seq no message has stands for the nearest one in seq order (0: the start).
+    assert [m.message_id for m in await store.list_messages("dm-1", before_seq=99)] == in_time
+    assert [m.message_id for m in await store.list_messages("dm-1", after_seq=0)] == in_time
+    beyond = await store.list_messages("dm-1", after_seq=99)
+    assert beyond == await store.list_messages("dm-1", after_seq=seq[b"same"])
+    assert [m.message_id for m in beyond] == [b"mid", b"live2"]
+
+
 async def test_delivery_state_and_failure_reason(store: Store) -> None:
     await store.put_conversation(dm())
     await store.add_message(message(b"out", direction=Direction.OUT))

@@ -97,7 +97,8 @@ async def _check(path: Path, acked: list[str]) -> None:
         conversation = await store.get_conversation("dm")
         if acked:
             assert conversation is not None
-        messages = await store.list_messages("dm", limit=100_000) if conversation else []
+        listed = await store.list_messages("dm", limit=100_000) if conversation else []
+        messages = sorted(listed, key=lambda m: m.seq)  # listed in time order; stored in seq
         session = await store.get_session(b"\x01" * 32, b"\x02" * 32, b"s")
     stored = [m.message_id.decode() for m in messages]
     assert len(stored) == len(set(stored))

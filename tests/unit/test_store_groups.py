@@ -493,6 +493,33 @@ async def test_v1_store_migrates_to_groups_with_its_data(tmp_path: Path) -> None
         assert len(await store.list_messages("dm-1")) == 2
 
 
+async def test_v5_store_migrates_to_time_order_with_an_index(tmp_path: Path) -> None:
+    # A store written before imports were ordered in time: seq order and time order differ.
+    path = tmp_path / "store.db"
+    async with await SqliteStore.open(path, migrations=MIGRATIONS[:5]) as v5:
+        await v5.put_conversation(dm())
+        await v5.add_message(message(b"live", at=2000))
+        await v5.add_message(message(b"imported", at=1000))
+    async with await SqliteStore.open(path) as store:
+        conn = store._conn
+        assert conn is not None
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
+        listed = await store.list_messages("dm-1", before_seq=2**53, limit=1)
+        assert [m.message_id for m in listed] == [b"live"]
+        assert [m.message_id for m in await store.list_messages("dm-1")] == [b"imported", b"live"]
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT seq FROM messages WHERE conversation_id = ?"
+                " AND (received_at, seq) > (?, ?) AND (received_at, seq) < (?, ?)"
+                " ORDER BY received_at DESC, seq DESC LIMIT 5",
+                ("dm-1", 0, 0, 5000, 9),
+            )
+        )
+        assert "messages_by_time" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+
+
 async def test_group_tables_are_strict_and_indexed(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with await SqliteStore.open(path) as store:

@@ -534,6 +534,7 @@ export class Client {
    * @param {{onProgress?: (p: any) => void}} [options]
    */
   async share(group, { image, ...card }, { onProgress } = {}) {
+    /** @type {Record<string, unknown>} */
     const params = { group, ...card };
     if (image !== undefined) params.image = (await this.#addFiles([image], onProgress))[0];
     return this.call("groups.share", params);
@@ -573,7 +574,7 @@ export class Client {
    */
   async fetchFile(fileId, { onProgress, timeoutMs = 3_600_000 } = {}) {
     return this.#withProgress(
-      (p) => String(p.blob_id).startsWith(fileId),
+      (/** @type {any} */ p) => String(p.blob_id).startsWith(fileId),
       onProgress,
       () => this.call("files.fetch", { file: fileId }, { timeoutMs }),
     );
@@ -589,7 +590,7 @@ export class Client {
    */
   async getFile(fileId, out, { overwrite = false, onProgress, timeoutMs = 3_600_000 } = {}) {
     return this.#withProgress(
-      (p) => String(p.blob_id).startsWith(fileId),
+      (/** @type {any} */ p) => String(p.blob_id).startsWith(fileId),
       onProgress,
       () => this.call("files.get", { file: fileId, out, overwrite }, { timeoutMs }),
     );
@@ -614,6 +615,7 @@ export class Client {
    */
   async livePost(group, text, { media, offsetMs }) {
     const found = await this.mediaHash(media);
+    /** @type {Record<string, unknown>} */
     const params = {
       group, media_hash: found.media_hash, mime: found.mime, size: found.size,
       offset_ms: offsetMs, text,
@@ -622,12 +624,98 @@ export class Client {
     return this.call("groups.live", params);
   }
 
+  // -- devices of our account (rpc.md "Devices"; admin scope to change anything) ----------
+
+  /** Our devices: this one first, the others by age, then revoked ones (`devices.list`). */
+  async listDevices() {
+    return this.call("devices.list");
+  }
+
   /**
-   * Run `action` while passing the `file.progress` events that `wanted` accepts to
-   * `onProgress` (no subscription without `onProgress`).
+   * A one-time link code for a new device (`devices.link`); the new device's
+   * `device.link_request` event carries the confirmation code to compare, then
+   * {@link confirmLink} answers it.
+   * @param {{ttlMs?: number}} [options] how long the code is valid (10 s to 5 min)
    */
-  async #withProgress(wanted, onProgress, action) {
-    const sub = onProgress ? await this.subscribe({ types: ["file.progress"] }) : null;
+  async linkDevice({ ttlMs } = {}) {
+    return this.call("devices.link", ttlMs === undefined ? {} : { ttl_ms: ttlMs });
+  }
+
+  /**
+   * Link (`accept`: the confirmation codes match) or refuse the device waiting to link.
+   * @param {boolean} accept
+   */
+  async confirmLink(accept) {
+    return this.call("devices.confirm", { accept });
+  }
+
+  /**
+   * Name one of our devices (kept on this device only).
+   * @param {string} device key (64 hex), a unique prefix of 4+ hex digits, or its name
+   * @param {string} name
+   */
+  async renameDevice(device, name) {
+    return this.call("devices.rename", { device, name });
+  }
+
+  /**
+   * Revoke another device of ours (`devices.revoke`): it gets nothing new.
+   * @param {string} device as for {@link renameDevice}
+   */
+  async revokeDevice(device) {
+    return this.call("devices.revoke", { device });
+  }
+
+  /**
+   * Copy our direct-message history from another device of ours (`devices.history_sync`):
+   * resolves when the copy is complete, after that device's user agreed (up to 2 minutes)
+   * and the chunks came. `onProgress` receives the `device.history_progress` events
+   * (`{device, received, total, done, error}`). Asked again after an interruption it
+   * continues where it stopped.
+   * @param {string} device as for {@link renameDevice}, not this one
+   * @param {{since?: number, max?: number, onProgress?: (p: any) => void, timeoutMs?: number}} [options]
+   *   since: only messages sent at or after (ms; 0: all); max: messages at most
+   */
+  async syncHistory(device, { since, max, onProgress, timeoutMs = 3_600_000 } = {}) {
+    /** @type {Record<string, unknown>} */
+    const params = { device };
+    if (since !== undefined) params.since = since;
+    if (max !== undefined) params.max = max;
+    // Named by key or prefix: only that device's events (by name: every copy's events).
+    const hex = /^[0-9a-f]{4,64}$/i.test(device) ? device.toLowerCase() : null;
+    return this.#withProgress(
+      (/** @type {any} */ p) => hex === null || String(p.device).startsWith(hex),
+      onProgress,
+      () => this.call("devices.history_sync", params, { timeoutMs }),
+      "device.history_progress",
+    );
+  }
+
+  /** The history request waiting for this device's consent, or `null` (`devices.history_pending`). */
+  async pendingHistory() {
+    return this.call("devices.history_pending");
+  }
+
+  /**
+   * Send (`accept`) or refuse the history a device of ours asked for (`devices.history_confirm`).
+   * @param {boolean} accept
+   */
+  async confirmHistory(accept) {
+    return this.call("devices.history_confirm", { accept });
+  }
+
+  /**
+   * Run `action` while passing the events of `type` (`file.progress` by default) that
+   * `wanted` accepts to `onProgress` (no subscription without `onProgress`).
+   * @template T
+   * @param {(p: any) => boolean} wanted
+   * @param {((p: any) => void) | undefined} onProgress
+   * @param {() => Promise<T>} action
+   * @param {string} [type]
+   * @returns {Promise<T>}
+   */
+  async #withProgress(wanted, onProgress, action, type = "file.progress") {
+    const sub = onProgress ? await this.subscribe({ types: [type] }) : null;
     const pump = sub
       ? (async () => {
           for await (const item of sub) {
@@ -646,7 +734,10 @@ export class Client {
     }
   }
 
-  /** @param {string[]} paths */
+  /**
+   * @param {string[]} paths
+   * @param {((p: any) => void) | undefined} onProgress
+   */
   async #addFiles(paths, onProgress) {
     const ids = [];
     for (const file of paths) ids.push((await this.addFile(file, { onProgress })).file_id);

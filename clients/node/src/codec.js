@@ -354,7 +354,7 @@ export function parseServerMessage(obj) {
     const next = obj.next ?? null;
     if (next !== null && !isMap(next)) throw wireError("bad-field", "next must be a map");
     const msg = { kind: /** @type {const} */ ("response"), id: id(obj, "id"), result: obj.result };
-    return next === null ? msg : { ...msg, next };
+    return next === null ? msg : { ...msg, next: /** @type {Record<string, unknown>} */ (next) };
   }
   if (kind === "event") {
     only(obj, ["type", "sub", "cursor", "event"]);

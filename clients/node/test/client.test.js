@@ -326,3 +326,60 @@ test("sendDms sends one dm.send_batch with the texts in order", async () => {
     await node.stop();
   }
 });
+
+test("devices: list, link, confirm, rename, revoke, and a history copy with its progress", async () => {
+  const me = "aa".repeat(32);
+  const laptop = "bb".repeat(32);
+  const node = await fakeNode((req, send) => {
+    const ok = (result) => send({ type: "response", id: req.id, result });
+    const progress = (cursor, event) => send({ type: "event", sub: 5, cursor, event: { type: "device.history_progress", ...event } });
+    if (req.method === "events.subscribe") ok({ sub: 5, epoch: "e1", gap: false, last_cursor: 0, oldest_cursor: 1 });
+    else if (req.method === "devices.list") ok([{ device: me, this_device: true, state: "current" }]);
+    else if (req.method === "devices.link") ok({ code: "p2pchat-link:x", expires: 1 });
+    else if (req.method === "devices.confirm") ok({ device: laptop, accepted: req.params.accept });
+    else if (req.method === "devices.rename") ok({ device: laptop, name: req.params.name });
+    else if (req.method === "devices.revoke") ok({ device: laptop, state: "revoked" });
+    else if (req.method === "devices.history_pending") ok(null);
+    else if (req.method === "devices.history_confirm") {
+      send({ type: "response", id: req.id, error: { code: 1001, name: "not-found", message: "no device is waiting for history" } });
+    } else if (req.method === "devices.history_sync") {
+      progress(1, { device: "cc".repeat(32), received: 9, total: 9, done: true, error: "" }); // another copy
+      progress(2, { device: laptop, received: 64, total: 100, done: false, error: "" });
+      progress(3, { device: laptop, received: 100, total: 100, done: true, error: "" });
+      setTimeout(() => ok({ device: laptop, received: 100, imported: 100, total: 100, done: true }), 20);
+    } else ok({});
+  });
+  const client = await Client.connect({ home: node.home });
+  try {
+    assert.equal((await client.listDevices())[0].this_device, true);
+    assert.equal((await client.linkDevice({ ttlMs: 60_000 })).code, "p2pchat-link:x");
+    assert.equal((await client.confirmLink(true)).accepted, true);
+    assert.equal((await client.renameDevice("bbbb", "laptop")).name, "laptop");
+    assert.equal((await client.revokeDevice("laptop")).state, "revoked");
+    assert.equal(await client.pendingHistory(), null);
+    await assert.rejects(client.confirmHistory(true), (err) => err.code === 1001);
+    const seen = [];
+    const copied = await client.syncHistory("BBBB", { since: 5, onProgress: (p) => seen.push(p.received) });
+    assert.equal(copied.done, true);
+    assert.deepEqual(seen, [64, 100]); // only that device's progress
+    const params = Object.fromEntries(node.requests.filter((r) => r.method.startsWith("devices.")).map((r) => [r.method, r.params]));
+    assert.deepEqual(params, {
+      "devices.list": {},
+      "devices.link": { ttl_ms: 60_000 },
+      "devices.confirm": { accept: true },
+      "devices.rename": { device: "bbbb", name: "laptop" },
+      "devices.revoke": { device: "laptop" },
+      "devices.history_pending": {},
+      "devices.history_confirm": { accept: true },
+      "devices.history_sync": { device: "BBBB", since: 5 },
+    });
+    // Without onProgress nothing subscribes; max goes as given.
+    const subscribes = node.requests.filter((r) => r.method === "events.subscribe").length;
+    await client.syncHistory(laptop, { max: 10 });
+    assert.equal(node.requests.filter((r) => r.method === "events.subscribe").length, subscribes);
+    assert.deepEqual(node.requests.at(-1).params, { device: laptop, max: 10 });
+  } finally {
+    await client.close();
+    await node.stop();
+  }
+});

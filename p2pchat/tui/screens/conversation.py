@@ -24,7 +24,13 @@ from .base import NodeScreen
 
 __all__ = ["HELP", "CommandError", "ConversationScreen", "merge_pages", "run_command"]
 
-_MESSAGE_EVENTS = ("dm.received", "dm.delivery", "group.message", "group.changed")
+_MESSAGE_EVENTS = (
+    "dm.received",
+    "dm.delivery",
+    "group.message",
+    "group.changed",
+    "device.history_progress",
+)
 
 
 def merge_pages(older: list[ChatLine], latest: list[ChatLine]) -> list[ChatLine]:
