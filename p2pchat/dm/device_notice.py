@@ -22,8 +22,10 @@ from collections.abc import Callable
 from ..errors import RateLimitedError, WireError
 from ..identity.directory import Directory
 from ..protocol.content import Content
+from ..protocol.device_list import DEVICE_LIST_CONTENT_TYPE
+from ..protocol.device_list import DeviceListNotice as NoticeBody
 from ..protocol.limits import PeerLimiter
-from ..protocol.records import MAX_RECORD_SIZE, DeviceListRecord
+from ..protocol.records import DeviceListRecord
 from ..storage.base import Store
 from ..storage.records import ContactState
 from .service import DirectMessages
@@ -32,7 +34,6 @@ __all__ = ["BURST", "DEVICE_LIST_CONTENT_TYPE", "MIN_INTERVAL_MS", "DeviceListNo
 
 logger = logging.getLogger(__name__)
 
-DEVICE_LIST_CONTENT_TYPE = "p2pchat/device-list"
 #: One list per account in this window on average (a link or revocation is rare), with
 #: a burst of :data:`BURST` (a link then a revocation at once both arrive).
 MIN_INTERVAL_MS = 2_000
@@ -67,7 +68,8 @@ class DeviceListNotice:
         value = self._directory.device_list_value
         if value is None:
             return
-        content = Content(type=DEVICE_LIST_CONTENT_TYPE, body={"list": value}, text="")
+        body = NoticeBody(list=value).to_value()
+        content = Content(type=DEVICE_LIST_CONTENT_TYPE, body=body, text="")
         for contact in await self._store.list_contacts(state=ContactState.ACCEPTED):
             if contact.account == self._account:
                 continue
@@ -77,10 +79,11 @@ class DeviceListNotice:
     async def _receive(self, account: bytes, device: bytes, content: Content) -> None:
         if account == self._account:
             raise WireError("wrong-sender", "our own devices merge lists through the DHT")
-        value = content.body.get("list")
-        if not isinstance(value, bytes) or len(value) > MAX_RECORD_SIZE["devices"]:
+        try:
+            value = NoticeBody.from_value(dict(content.body), path="body").list
+        except WireError:
             self.stats["refused"] += 1
-            raise WireError("bad-value", "list holds one signed device list record")
+            raise
         # Before the signature checks; garbage counts too (the sender is authenticated).
         if not self._limiter.allow(account.hex(), self._clock()):
             self.stats["refused"] += 1

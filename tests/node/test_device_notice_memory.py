@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pchat.dm.device_notice import BURST, DEVICE_LIST_CONTENT_TYPE
+from p2pchat.dm.device_notice import BURST
 from p2pchat.dm.fanout import TARGETS_TTL_MS
 from p2pchat.errors import RateLimitedError, WireError
 from p2pchat.protocol.content import Content
+from p2pchat.protocol.device_list import DEVICE_LIST_CONTENT_TYPE
 from p2pchat.storage.records import DeliveryState
 from tests.node.harness import hub, mock_clock_ms, new_peer, running, wait_for
 from tests.node.test_fanout_memory import has_text, linked
