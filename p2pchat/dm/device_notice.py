@@ -100,5 +100,6 @@ class DeviceListNotice:
             return  # not newer than what we hold: never roll back
         for revoked in targets.apply(account, record.parsed, record.seq):
             await self._dm.drop_device(account, revoked)
+        await self._dm.catch_up()  # what we sent since the new devices' certificates
         self.stats["applied"] += 1
         logger.info("device list of %s updated by its node", account.hex()[:16])

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: How long an account's device list is used before the worker looks it up again.
 TARGETS_TTL_MS = 60_000
+#: Devices waiting for ``catch_up`` at most (a list holds at most 16).
+_MAX_APPEARED = 1024
 
 
 class DeviceTargets:
@@ -62,6 +64,9 @@ class DeviceTargets:
         self._seq: dict[bytes, int] = {}
         #: Devices known revoked by their account (any account, ours included).
         self.revoked: set[bytes] = set()
+        #: Devices that appeared in an account's list, with their certificate's time:
+        #: what we sent the account since then goes to them too (``catch_up`` drains it).
+        self.appeared: dict[tuple[bytes, bytes], int] = {}
         #: Our account's other current devices (set by the node from our device list).
         self.own_devices: Callable[[], Iterable[bytes]] = tuple
 
@@ -126,9 +131,14 @@ class DeviceTargets:
         self._seq[account] = seq
         newly = tuple(d for d in revoked_devices(record) if d not in self.revoked)
         self.revoked.update(newly)
-        certified = {c.device_key for c in self._directory.certified(record, account)}
-        devices = tuple(d for d in current_devices(record) if d in certified)
+        created = {c.device_key: c.created for c in self._directory.certified(record, account)}
+        devices = tuple(d for d in current_devices(record) if d in created)
         if devices:
+            held = self._devices.get(account)
+            if held is not None and len(self.appeared) < _MAX_APPEARED:
+                for device in devices:
+                    if device not in held[1]:
+                        self.appeared[account, device] = created[device]
             self._devices[account] = (self._clock(), devices)
         return newly
 

@@ -16,7 +16,7 @@ from p2pchat.protocol.content import Content
 from p2pchat.protocol.device_list import DEVICE_LIST_CONTENT_TYPE
 from p2pchat.storage.records import DeliveryState
 from tests.node.harness import hub, mock_clock_ms, new_peer, running, wait_for
-from tests.node.test_fanout_memory import has_text, linked
+from tests.node.test_fanout_memory import has_text, linked, texts
 
 
 async def test_a_contact_sends_to_a_new_device_at_once_and_never_to_a_revoked_one(
@@ -81,3 +81,43 @@ async def test_a_contact_sends_to_a_new_device_at_once_and_never_to_a_revoked_on
             with pytest.raises(WireError):  # Alice's list, sent under another account
                 await handler(new_peer("carol").account, laptop, old)
             assert b._dms.targets.known(alice.account) == (laptop,)
+
+
+async def test_what_was_sent_before_the_sender_learned_of_a_new_device_reaches_it_once(
+    tmp_path: Path, autojump_clock: object
+) -> None:
+    alice, bob = new_peer("alice"), new_peer("bob")
+    async with hub() as h, running(h, alice, tmp_path) as a1, running(h, bob, tmp_path) as b:
+        await b.add_contact(alice.account.hex(), name="Alice")
+        await a1.add_contact(bob.account.hex(), name="Bob")
+        before = await b.send_dm(alice.account, "before the link")
+        await wait_for(lambda: has_text(alice, "before the link"))
+        laptop = alice.identity.device.public_key
+        assert a1._devices is not None
+        a1._devices.on_list_changed = None  # the notice is late: Bob does not know yet
+        async with linked(h, alice, "desktop", tmp_path) as alice2:
+            desktop = alice2.identity.device.public_key
+            missed = await b.send_dm(alice.account, "sent in the window")
+            await wait_for(lambda: has_text(alice, "sent in the window"))
+            assert [d.device for d in await b.dm_deliveries(missed.message_id)] == [laptop]
+
+            # Bob learns of the desktop (here: Alice's notice arrives).
+            assert a1._directory is not None
+            value = a1._directory.device_list_value
+            assert value is not None
+            notice = Content(type=DEVICE_LIST_CONTENT_TYPE, body={"list": value}, text="")
+            await b._dms.control_handlers[DEVICE_LIST_CONTENT_TYPE](alice.account, laptop, notice)
+            await wait_for(lambda: has_text(alice2, "sent in the window"))
+            deliveries = {d.device for d in await b.dm_deliveries(missed.message_id)}
+            assert deliveries == {laptop, desktop}
+            # Once: only what was sent after the desktop's certificate, never twice.
+            assert b._dms.stats["caught_up"] == 1
+            await b._dms.targets.resolve(alice.account)
+            created = alice2.identity.device.certificate.created
+            b._dms.targets.appeared[alice.account, desktop] = created  # again: nothing new
+            await b._dms.catch_up()
+            assert b._dms.stats["caught_up"] == 1
+            assert texts(alice2).count("sent in the window") == 1
+            assert texts(alice).count("sent in the window") == 1
+            assert "before the link" not in texts(alice2)
+            assert [d.device for d in await b.dm_deliveries(before.message_id)] == [laptop]
