@@ -94,6 +94,8 @@ async def test_what_was_sent_before_the_sender_learned_of_a_new_device_reaches_i
         await wait_for(lambda: has_text(alice, "before the link"))
         laptop = alice.identity.device.public_key
         assert a1._devices is not None
+        announce = a1._devices.on_list_changed
+        assert announce is not None
         a1._devices.on_list_changed = None  # the notice is late: Bob does not know yet
         async with linked(h, alice, "desktop", tmp_path) as alice2:
             desktop = alice2.identity.device.public_key
@@ -101,12 +103,8 @@ async def test_what_was_sent_before_the_sender_learned_of_a_new_device_reaches_i
             await wait_for(lambda: has_text(alice, "sent in the window"))
             assert [d.device for d in await b.dm_deliveries(missed.message_id)] == [laptop]
 
-            # Bob learns of the desktop (here: Alice's notice arrives).
-            assert a1._directory is not None
-            value = a1._directory.device_list_value
-            assert value is not None
-            notice = Content(type=DEVICE_LIST_CONTENT_TYPE, body={"list": value}, text="")
-            await b._dms.control_handlers[DEVICE_LIST_CONTENT_TYPE](alice.account, laptop, notice)
+            # Bob learns of the desktop: Alice's notice arrives (late).
+            await announce()
             await wait_for(lambda: has_text(alice2, "sent in the window"))
             deliveries = {d.device for d in await b.dm_deliveries(missed.message_id)}
             assert deliveries == {laptop, desktop}
