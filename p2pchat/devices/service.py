@@ -19,6 +19,7 @@ from ..errors import (
     LocalProtocolError,
     NetworkError,
     NotFoundError,
+    P2PChatError,
     PermissionDeniedError,
     WireError,
 )
@@ -115,6 +116,9 @@ class DeviceService:
         #: Called with each other device of ours that is revoked (here or by another
         #: device): the node stops fanning messages out to it.
         self.on_revoked: Callable[[Revocation], Awaitable[None]] | None = None
+        #: Called after this device linked or revoked a device and published the new
+        #: list: the node tells its contacts at once (:mod:`p2pchat.dm.device_notice`).
+        self.on_list_changed: Callable[[], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<DeviceService devices={len(self._list.devices)} revoked={self.revoked}>"
@@ -224,6 +228,7 @@ class DeviceService:
         if self.on_revoked is not None:
             await self.on_revoked(revocation)
         await self._publish_list()
+        await self._list_changed()
         self._events.publish(DeviceRevoked(device=device))
         return self.find(device)
 
@@ -240,6 +245,14 @@ class DeviceService:
             await self._dir().publish_device_list()
         except NetworkError as exc:  # the publish loop retries
             logger.info("publishing the device list failed (will retry): %s", exc)
+
+    async def _list_changed(self) -> None:
+        if self.on_list_changed is None:
+            return
+        try:
+            await self.on_list_changed()
+        except P2PChatError as exc:  # peers still find the list in the DHT
+            logger.info("telling contacts of the new device list failed: %s", exc)
 
     # -- linking (the existing device) ----------------------------------------------------
 
@@ -346,4 +359,5 @@ class DeviceService:
                 offer.receive_done(done)
                 await self._send_sync(stream, offer)
         await self._publish_list()
+        await self._list_changed()
         self._events.publish(DeviceLinked(device=request.device, name=request.name))

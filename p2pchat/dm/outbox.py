@@ -94,6 +94,10 @@ class Outbox(Encrypting):
     mailbox_deposit: Callable[[bytes, bytes | None, bytes], Awaitable[bool]] | None
     on_delivered: Callable[[list[bytes]], Awaitable[None]] | None
 
+    async def catch_up(self) -> None:
+        """Queue what new devices missed (:meth:`DirectMessages.catch_up`)."""
+        raise NotImplementedError
+
     async def run_outbox(self) -> None:
         """The outbox worker: forever, deliver what is due, then wait for a reason to."""
         try:
@@ -171,6 +175,7 @@ class Outbox(Encrypting):
                     continue
                 for device in revoked:
                     await self.drop_device(account, device)
+        await self.catch_up()
 
     async def _deliver_in_order(self, items: list[OutboxItem]) -> None:
         """One destination's items, oldest first; stop at the first failure (keeps order).

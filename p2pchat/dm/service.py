@@ -73,6 +73,7 @@ from ..storage.records import (
     NewMessage,
     NewOutboxItem,
 )
+from .catchup import missed_by
 from .coalesce import Coalescer
 from .fanout import DeviceTargets
 from .outbox import OUTBOX_KIND, Outbox
@@ -355,6 +356,53 @@ class DirectMessages(Outbox):
         )
         self._wakeup.set()
 
+    async def catch_up(self) -> None:
+        """Devices that appeared in an account's list (``targets.appeared``) get what this
+        device sent to the account since their certificate and that never went to them
+        (:mod:`p2pchat.dm.catchup`): same id and time, delivery state per device."""
+        while self.targets.appeared:
+            (account, device), since = self.targets.appeared.popitem()
+            if device in self.targets.revoked:
+                continue
+            conversation_id = dm_conversation_id(account)
+            now = self._clock()
+            missed = await missed_by(
+                self._store,
+                conversation_id=conversation_id,
+                own_device=self._device.public_key,
+                device=device,
+                since=since,
+                now=now,
+            )
+            if not missed:
+                continue
+            texts = [
+                (
+                    DmPlaintext(
+                        id=m.message_id,
+                        ts=m.sent_at,
+                        content=Content.from_bytes(m.body, max_size=len(m.body) or 1),
+                        name=self._display_name,
+                    ),
+                    None,
+                )
+                for m in missed
+            ]
+
+            async def record(tx: Transaction) -> None:
+                return None
+
+            await self._queue(
+                account,
+                texts,
+                conversation_id=conversation_id,
+                now=now,
+                record=record,
+                devices=(device,),
+            )
+            self.stats["caught_up"] += len(texts)
+            self._wakeup.set()
+
     def _targets(self, account: bytes, *, copies: bool) -> list[tuple[bytes, bytes | None]]:
         """Where a message to ``account`` goes now: ``(account, device)`` for each of its
         known devices (one ``(account, None)`` while they are unknown or were looked up
@@ -381,11 +429,12 @@ class DirectMessages(Outbox):
         conversation_id: str | None,
         now: int,
         record: Callable[[Transaction], Awaitable[_T]],
+        devices: Sequence[bytes] | None = None,
     ) -> _T:
         """Store what ``record`` writes and, for each ``(plaintext, copy)`` of ``texts``
-        in order, one outbox entry per target device (see ``_targets``; ``copy``, if
-        given, goes to our own other devices) in one transaction (one unit of work:
-        ``record`` may await only the transaction).
+        in order, one outbox entry per target device (see ``_targets``, or ``devices`` of
+        ``account`` if given; ``copy``, if given, goes to our own other devices) in one
+        transaction (one unit of work: ``record`` may await only the transaction).
 
         With a session to a device, the messages are encrypted here for it and their
         entries hold the frames: one commit for the batch (each session sealed once),
@@ -407,7 +456,12 @@ class DirectMessages(Outbox):
             plain_targets: list[tuple[bytes, bytes | None]] = []
             try:
                 for plaintext, copy in texts:
-                    for target_account, device in self._targets(account, copies=copy is not None):
+                    targets = (
+                        self._targets(account, copies=copy is not None)
+                        if devices is None
+                        else [(account, device) for device in devices]
+                    )
+                    for target_account, device in targets:
                         text = plaintext if target_account == account or copy is None else copy
                         encrypted = None
                         if (

@@ -100,6 +100,8 @@ class Directory:
         self._device_list = device_list or self._single_device
         self._seq = 0
         self.published_at: int | None = None
+        #: The signed device list we last published (what the contacts are told).
+        self.device_list_value: bytes | None = None
         network.dht.register_namespace(DHT_NAMESPACE, RecordRules(clock))
 
     # -- publishing ---------------------------------------------------------------------
@@ -132,7 +134,9 @@ class Directory:
     async def publish_device_list(self) -> None:
         """Publish the account's device list now (after a link or a revocation)."""
         key = dht_key("devices", self._account.account_key)
-        await self._network.dht.put(key, self.sign_device_list(self._device_list()))
+        value = self.sign_device_list(self._device_list())
+        self.device_list_value = value
+        await self._network.dht.put(key, value)
 
     async def publish(self, *, mailboxes: Sequence[PeerInfo] = ()) -> None:
         """(Re-)publish the device list, the prekey bundle and, if any, mailboxes."""
@@ -140,6 +144,7 @@ class Directory:
         now = self._clock()
         seq, expires = self._next_seq()
         devices = self.sign_device_list(self._device_list(), (seq, expires))
+        self.device_list_value = devices
         records = [
             (dht_key("devices", account_key), devices),
             (
@@ -210,12 +215,31 @@ class Directory:
 
     async def device_list_of(self, account_key: bytes) -> DeviceListRecord | None:
         """The account's validated device list (with its revocations), None if none."""
-        try:
-            record = await self._record("devices", account_key)
-        except NotFoundError:
+        record = await self.device_record_of(account_key)
+        if record is None:
             return None
         assert isinstance(record.parsed, DeviceListRecord)
         return record.parsed
+
+    async def device_record_of(self, account_key: bytes) -> Record | None:
+        """The account's validated signed device list record (its ``seq``), None if none."""
+        try:
+            return await self._record("devices", account_key)
+        except NotFoundError:
+            return None
+
+    async def accept_device_list(self, account_key: bytes, value: bytes) -> Record:
+        """Validate a signed device list a peer sent us exactly as a DHT lookup does (the
+        account's signature, its key, expiry) and cache it like one; :class:`WireError`
+        if it is not a valid list of ``account_key``."""
+        text_key = dht_key("devices", account_key)
+        record = validate_record(text_key, value, now=self._clock(), full_key=account_key)
+        if not isinstance(record.parsed, DeviceListRecord):
+            raise WireError("bad-value", "not a device list")
+        await self._store.put_dht(
+            DhtRecord(key=text_key.encode(), value=value, seq=record.seq, expires_at=record.expires)
+        )
+        return record
 
     async def devices_of(self, account_key: bytes) -> list[DeviceCertificate]:
         """The account's currently certified devices (each certificate verified)."""

@@ -34,6 +34,7 @@ from ..blobs.service import Blobs
 from ..config import NodeConfig
 from ..devices import DeviceService
 from ..devices.history import HistorySync
+from ..dm.device_notice import DeviceListNotice
 from ..dm.mailbox import Mailbox, MailboxKeys
 from ..dm.own_sync import OwnSync
 from ..dm.service import DirectMessages
@@ -250,6 +251,10 @@ class Node(DmsApi, ProfilesApi, ContactsApi, FilesApi, GroupsApi, DevicesApi, Dm
         self._own_sync = OwnSync(
             dm=self._dm, store=self._store, events=self._events, clock=self._clock
         )
+        notice = DeviceListNotice(
+            dm=self._dm, directory=self._directory, store=self._store, clock=self._clock
+        )
+        self._devices.on_list_changed = notice.announce
         self._mailbox = Mailbox(
             network=self._network,
             store=self._store,

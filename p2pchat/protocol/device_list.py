@@ -8,14 +8,26 @@ revoked never comes back) and the result is the same whichever order lists are m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from p2pchat.errors import LocalProtocolError
 from p2pchat_crypto.errors import DecodeError
 from p2pchat_crypto.identity import DeviceCertificate
 
-from .records import MAX_DEVICES, MAX_REVOCATIONS, DeviceEntry, DeviceListRecord, Revocation
+from .codec import Bytes, Struct, wire
+from .records import (
+    MAX_DEVICES,
+    MAX_RECORD_SIZE,
+    MAX_REVOCATIONS,
+    DeviceEntry,
+    DeviceListRecord,
+    Revocation,
+)
 from .signing import AnySigner
 
 __all__ = [
+    "DEVICE_LIST_CONTENT_TYPE",
+    "DeviceListNotice",
     "single_device_list",
     "merge_lists",
     "add_device",
@@ -106,3 +118,19 @@ def revoke_device(
     revoked = {rev.device: rev for rev in record.revoked or ()}
     revoked[device] = revocation
     return _normalised({e.device: e for e in record.devices}, revoked), revocation
+
+
+#: ``p2pchat/device-list``: node-to-node content (wire.md section 7, devices.md section 7).
+DEVICE_LIST_CONTENT_TYPE = "p2pchat/device-list"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceListNotice(Struct):
+    """``p2pchat/device-list``: the sender's account's new signed device list, sent to its
+    contacts as soon as it changed (a device linked or revoked)."""
+
+    list: bytes = wire(
+        "list",
+        Bytes(low=1, high=MAX_RECORD_SIZE["devices"]),
+        "the signed devices record, exactly as published in the DHT (wire.md DHT records)",
+    )

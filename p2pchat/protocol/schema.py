@@ -14,6 +14,7 @@ from .codec import MAX_UINT, Struct, cddl_rule, struct_closure
 from .content import KNOWN_TYPES, Content
 from .device_history import HISTORY_MESSAGES, HistoryChunkContent
 from .device_link import LINK_MESSAGES, GrantContent
+from .device_list import DeviceListNotice
 from .device_sync import LinkSync, SyncContent
 from .dm_messages import DM_KINDS, DmPlaintext
 from .envelope import Envelope
@@ -92,7 +93,7 @@ def schema_files() -> dict[str, str]:
     done: set[type[Struct]] = {Envelope, GroupEvent, Record, KindedFrame}
     files: dict[str, list[str]] = {}
 
-    common = _rules([Content, *KNOWN_TYPES.values(), ProfileBody], done)
+    common = _rules([Content, *KNOWN_TYPES.values(), ProfileBody, DeviceListNotice], done)
     files["common.cddl"] = [
         f"uint53 = 0..{MAX_UINT}  ; every integer stays within 2^53 - 1 (JSON/JS safe)",
         *common,

@@ -31,6 +31,7 @@ from p2pchat.errors import WireError
 from p2pchat.protocol import mailbox as mb
 from p2pchat.protocol.blob import Manifest, blob_id_of
 from p2pchat.protocol.codec import Struct
+from p2pchat.protocol.device_list import DeviceListNotice
 from p2pchat.protocol.profile import ProfileBody
 from p2pchat.protocol.content import (
     Content,
@@ -510,6 +511,7 @@ def valid_vectors() -> list[dict[str, Any]]:
         ("p2pchat/edit", EditBody(target=ident("m1")), "see you at 2"),
         ("p2pchat/delete", DeleteBody(target=ident("m1")), "deleted a message"),
         ("p2pchat/profile", ProfileBody(name="Alice", about="reads books", ts=NOW), ""),
+        ("p2pchat/device-list", DeviceListNotice(list=_records()[1][2]), ""),
     ], start=5):  # fmt: skip
         change = DmPlaintext(
             id=ident(f"m{n}"), ts=NOW, content=Content(type=ctype, body=body.to_value(), text=text)
