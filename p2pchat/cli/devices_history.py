@@ -138,11 +138,14 @@ def _draw(worker: threading.Thread, sub: Any, gap: type, *, show: bool) -> None:
                 bar.update(task, completed=data["received"], total=data["total"])
 
 
-def _describe(ask: dict[str, Any]) -> str:
+def _describe(ask: dict[str, Any], names: dict[str, str]) -> str:
     window = "all of it" if not ask["since"] else f"since {_when(ask['since'])}"
     resume = ", continuing an interrupted copy" if ask.get("resume") else ""
+    key = f"{ask['device'][:16]}…"
+    name = names.get(ask["device"])
+    who = f"Your device '{name}' ({key})" if name else f"Device {key}"
     return (
-        f"Device {ask['device'][:16]}… asks for your direct-message history "
+        f"{who} asks for your direct-message history "
         f"({window}, at most {ask['max']} messages{resume})."
     )
 
@@ -184,7 +187,9 @@ def history_allow(state: CliState, yes: bool, refuse: bool, wait: float) -> None
             if not isinstance(item, Gap):
                 ask = item.data
         if not state.json:
-            say(one_line(_describe(ask)))
+            found = client.call("devices.list", {}, timeout=CALL_TIMEOUT)
+            names = {d["device"]: d["name"] for d in found if d.get("name")}
+            say(one_line(_describe(ask, names)))
         accept = not refuse and (yes or click.confirm("Send it?", default=False))
         answer = client.call("devices.history_confirm", {"accept": accept}, timeout=CALL_TIMEOUT)
     if state.json:

@@ -121,7 +121,10 @@ def _flag(name: str, help_text: str) -> Callable[[Any], Any]:
     "there); this home must have no keystore yet.",
 )
 @click.option(
-    "--history", "history", metavar="all|WINDOW|none", help=f"With --link: {HISTORY_HELP}"
+    "--history",
+    "history",
+    metavar="all|WINDOW|none",
+    help=f"With --link: {HISTORY_HELP[0].lower()}{HISTORY_HELP[1:]}",
 )
 @json_option
 @pass_state
